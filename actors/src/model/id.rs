@@ -1,0 +1,100 @@
+//! Node identifiers: 128 random bits shown as 25 lowercase base-36 characters, like Docker's.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A node's identity in the cluster. Assigned by the certificate authority when the node joins and
+/// carried in the subject of its certificate, so a peer's ID is proven by its TLS handshake.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub u128);
+
+/// Characters in a rendered [`NodeId`]: 36^25 > 2^128, so every ID fits.
+pub const NODE_ID_CHARS: usize = 25;
+
+const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdParseError {
+    #[error("a node ID has {NODE_ID_CHARS} characters from 0-9 and a-z, got {0:?}")]
+    Malformed(String),
+}
+
+impl NodeId {
+    /// The placeholder for a peer whose ID is not known yet (a seed address before the first
+    /// handshake). Never assigned to a node.
+    pub const UNKNOWN: NodeId = NodeId(0);
+
+    /// The first 12 characters, as `node ls` shows IDs.
+    pub fn short(&self) -> String {
+        let mut s = self.to_string();
+        s.truncate(12);
+        s
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [b'0'; NODE_ID_CHARS];
+        let mut v = self.0;
+        for slot in buf.iter_mut().rev() {
+            *slot = ALPHABET[(v % 36) as usize];
+            v /= 36;
+        }
+        // The alphabet is ASCII, so this cannot fail.
+        f.write_str(std::str::from_utf8(&buf).expect("ascii"))
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({})", self.short())
+    }
+}
+
+impl FromStr for NodeId {
+    type Err = IdParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != NODE_ID_CHARS {
+            return Err(IdParseError::Malformed(s.to_string()));
+        }
+        let mut v: u128 = 0;
+        for c in s.bytes() {
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'z' => c - b'a' + 10,
+                _ => return Err(IdParseError::Malformed(s.to_string())),
+            };
+            v = v
+                .checked_mul(36)
+                .and_then(|v| v.checked_add(u128::from(d)))
+                .ok_or_else(|| IdParseError::Malformed(s.to_string()))?;
+        }
+        Ok(NodeId(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_text() {
+        for v in [1u128, 36, u128::MAX, 0xdead_beef_u128 << 64] {
+            let id = NodeId(v);
+            let s = id.to_string();
+            assert_eq!(s.len(), NODE_ID_CHARS);
+            assert_eq!(s.parse::<NodeId>().unwrap(), id);
+        }
+    }
+
+    #[test]
+    fn refuses_bad_text() {
+        assert!("short".parse::<NodeId>().is_err());
+        assert!("ZZZZZZZZZZZZZZZZZZZZZZZZZ".parse::<NodeId>().is_err());
+        // 36^25 - 1 does not fit in 128 bits.
+        assert!("zzzzzzzzzzzzzzzzzzzzzzzzz".parse::<NodeId>().is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! The cluster's object model: identifiers, roles and node descriptions.
+//!
+//! Plain data, shared by every layer above it. Nothing here does I/O.
+
+mod id;
+mod node;
+
+pub use id::{IdParseError, NodeId};
+pub use node::{validate_label, 
+    Availability, NodeDescription, NodeDescriptionError, NodeResources, NodeState, Role,
+    HOSTNAME_BYTES_MAX, LABELS_MAX, LABEL_BYTES_MAX,
+};

@@ -1,0 +1,174 @@
+//! Framing: a length prefix, a protocol version, a bincode body, and a hard size limit.
+
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The protocol version every frame carries. A peer speaking another is refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The largest frame, version and body included. Big enough for a 500 KB secret with room to
+/// spare; anything larger is refused before it is read.
+pub const FRAME_BYTES_MAX: usize = 1 << 20;
+
+const VERSION_BYTES: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("frame of {len} bytes is over the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("frame too short to hold a protocol version ({len} bytes)")]
+    TooShort { len: usize },
+    #[error("stream ended inside a frame")]
+    Truncated,
+    #[error("peer speaks protocol version {got}, this node speaks {PROTOCOL_VERSION}")]
+    Version { got: u16 },
+    #[error("frame body does not decode: {0}")]
+    Decode(String),
+    #[error("message does not encode: {0}")]
+    Encode(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn config() -> impl bincode::config::Config {
+    // Fixed-size integers would waste bytes on gossip; varint is the default. The limit makes
+    // bincode refuse length fields that claim more than a frame can hold.
+    bincode::config::standard().with_limit::<FRAME_BYTES_MAX>()
+}
+
+/// Encodes `msg` as one whole frame, prefix included.
+pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    let mut out = vec![0u8; 4];
+    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    bincode::serde::encode_into_std_write(msg, &mut out, config())
+        .map_err(|e| WireError::Encode(e.to_string()))?;
+    let len = out.len() - 4;
+    if len > FRAME_BYTES_MAX {
+        return Err(WireError::TooLarge {
+            len,
+            max: FRAME_BYTES_MAX,
+        });
+    }
+    out[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(out)
+}
+
+/// Decodes the part of a frame after the length prefix: version and body.
+pub fn decode_body<T: DeserializeOwned>(buf: &[u8]) -> Result<T, WireError> {
+    if buf.len() < VERSION_BYTES {
+        return Err(WireError::TooShort { len: buf.len() });
+    }
+    let got = u16::from_be_bytes([buf[0], buf[1]]);
+    if got != PROTOCOL_VERSION {
+        return Err(WireError::Version { got });
+    }
+    let (msg, used) = bincode::serde::decode_from_slice(&buf[VERSION_BYTES..], config())
+        .map_err(|e| WireError::Decode(e.to_string()))?;
+    if used != buf.len() - VERSION_BYTES {
+        return Err(WireError::Decode(format!(
+            "{} bytes left over after the message",
+            buf.len() - VERSION_BYTES - used
+        )));
+    }
+    Ok(msg)
+}
+
+/// Reads one frame. `Ok(None)` when the stream ended cleanly before a new frame began.
+pub async fn read_frame<T, R>(r: &mut R) -> Result<Option<T>, WireError>
+where
+    T: DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
+    let mut len_buf = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        let n = r.read(&mut len_buf[got..]).await?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(WireError::Truncated)
+            };
+        }
+        got += n;
+    }
+    let len = u32::from_be_bytes(len_buf) as usize;
+    if len > FRAME_BYTES_MAX {
+        return Err(WireError::TooLarge {
+            len,
+            max: FRAME_BYTES_MAX,
+        });
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => WireError::Truncated,
+        _ => WireError::Io(e),
+    })?;
+    decode_body(&buf).map(Some)
+}
+
+/// Writes one frame.
+pub async fn write_frame<T, W>(w: &mut W, msg: &T) -> Result<(), WireError>
+where
+    T: Serialize,
+    W: AsyncWrite + Unpin,
+{
+    let buf = encode_frame(msg)?;
+    w.write_all(&buf).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn round_trip() {
+        let msg = (7u32, "hello".to_string(), vec![1u8, 2, 3]);
+        let buf = encode_frame(&msg).unwrap();
+        let mut r = &buf[..];
+        let back: (u32, String, Vec<u8>) = read_frame(&mut r).await.unwrap().unwrap();
+        assert_eq!(back, msg);
+        let end: Option<(u32, String, Vec<u8>)> = read_frame(&mut r).await.unwrap();
+        assert!(end.is_none(), "a clean end of stream reads as None");
+    }
+
+    #[tokio::test]
+    async fn refuses_oversized_length_before_reading() {
+        let mut buf = ((FRAME_BYTES_MAX + 1) as u32).to_be_bytes().to_vec();
+        buf.extend_from_slice(&[0u8; 16]);
+        let err = read_frame::<u32, _>(&mut &buf[..]).await.unwrap_err();
+        assert!(matches!(err, WireError::TooLarge { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn refuses_truncated_and_garbage() {
+        let good = encode_frame(&"abcdef".to_string()).unwrap();
+        let cut = &good[..good.len() - 2];
+        let err = read_frame::<String, _>(&mut &cut[..]).await.unwrap_err();
+        assert!(matches!(err, WireError::Truncated), "{err}");
+
+        let mut garbage = 6u32.to_be_bytes().to_vec();
+        garbage.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+        garbage.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        let err = read_frame::<String, _>(&mut &garbage[..]).await.unwrap_err();
+        assert!(matches!(err, WireError::Decode(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn refuses_other_versions() {
+        let mut buf = encode_frame(&1u8).unwrap();
+        buf[4] = 0x7f;
+        let err = read_frame::<u8, _>(&mut &buf[..]).await.unwrap_err();
+        assert!(matches!(err, WireError::Version { .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_to_encode_oversized() {
+        let big = vec![0u8; FRAME_BYTES_MAX + 10];
+        assert!(matches!(
+            encode_frame(&big),
+            Err(WireError::TooLarge { .. } | WireError::Encode(_))
+        ));
+    }
+}

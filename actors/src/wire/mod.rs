@@ -1,0 +1,18 @@
+//! The node-to-node protocol: length-prefixed bincode frames and the messages they carry.
+//!
+//! ```text
+//! frame = u32 big-endian length of the rest | u16 big-endian protocol version | bincode body
+//! ```
+//!
+//! A frame longer than [`FRAME_BYTES_MAX`], one that ends early, one with another protocol
+//! version, or one whose body does not decode is refused with a [`WireError`]; the caller closes
+//! that stream and nothing else.
+
+mod frame;
+mod msg;
+
+pub use frame::{
+    decode_body, encode_frame, read_frame, write_frame, WireError, FRAME_BYTES_MAX,
+    PROTOCOL_VERSION,
+};
+pub use msg::{JoinRequest, JoinResponse, OneWay, RenewRequest, Request, Response, WireFailure};

@@ -1,0 +1,82 @@
+//! The messages nodes send each other over the transport.
+//!
+//! Requests travel on bidirectional streams and get exactly one [`Response`]; one-way messages
+//! travel on unidirectional streams; membership gossip travels as QUIC datagrams holding foca's
+//! own encoding (see `membership::codec`), not as frames.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{NodeDescription, NodeId, Role};
+
+/// A request from one node to another. Every variant but [`Request::Join`] needs a mutual-TLS
+/// connection; `Join` is the one thing a node without a certificate may ask.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Request {
+    Join(JoinRequest),
+    /// A node asks for a fresh certificate for its own ID and role before the old one expires.
+    Renew(RenewRequest),
+    /// Asks the peer for its current self-description.
+    Describe,
+    Ping,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// `SWMTKN-1-<ca digest>-<secret>`.
+    pub token: String,
+    /// A PKCS#10 certificate signing request, DER, for the key the node just made.
+    pub csr_der: Vec<u8>,
+    pub hostname: String,
+    /// Where the joining node's own endpoint listens, so others can reach it.
+    pub addr: SocketAddr,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinResponse {
+    pub node_id: NodeId,
+    pub role: Role,
+    pub cert_der: Vec<u8>,
+    pub ca_cert_der: Vec<u8>,
+    /// Addresses of live members to announce to, the answering node first.
+    pub peers: Vec<SocketAddr>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RenewRequest {
+    pub csr_der: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Response {
+    Joined(JoinResponse),
+    Renewed { cert_der: Vec<u8> },
+    Description(NodeDescription),
+    Pong,
+    Failed(WireFailure),
+}
+
+/// Why a request was refused. Each says nothing changed on the answering node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum WireFailure {
+    #[error("join refused: the token is not valid for this cluster (wrong, or rotated)")]
+    BadToken,
+    #[error("join refused: the token's CA digest does not match this cluster's CA")]
+    WrongCa,
+    #[error("join refused: this node holds no CA key; ask a manager at {0:?}")]
+    NotAManager(Vec<SocketAddr>),
+    #[error("refused: the request needs a node certificate")]
+    Unauthenticated,
+    #[error("refused: {0}")]
+    Invalid(String),
+    #[error("the node is busy, try again")]
+    Busy,
+}
+
+/// One-way messages. Empty until the store and the dispatcher need them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum OneWay {
+    /// Keeps the connection's path warm; carries nothing.
+    Nop,
+}
