@@ -19,3 +19,5 @@
 
 pub mod model;
 pub mod wire;
+pub mod node;
+pub mod registry;

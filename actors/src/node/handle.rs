@@ -1,0 +1,122 @@
+//! The typed handle callers hold instead of the NodeActor's raw mailbox.
+
+use std::time::Duration;
+
+use ractor::{ActorRef, RpcReplyPort};
+use serde_json::Value;
+
+use super::msg::{JoinTokensView, NodeAdmin, NodeMsg, NodeStats};
+use crate::membership::MemberView;
+use crate::model::{NodeDescription, NodeId, Role};
+use crate::registry::{AdminError, AdminReply, AdminTarget, tagged};
+
+/// How long a caller waits for the NodeActor to answer.
+pub const CALL_TIMEOUT_MS: u64 = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("the node actor did not answer: {0}")]
+    NoAnswer(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+#[derive(Clone)]
+pub struct NodeHandle {
+    actor: ActorRef<NodeMsg>,
+    id: NodeId,
+}
+
+impl NodeHandle {
+    pub(crate) fn new(actor: ActorRef<NodeMsg>, id: NodeId) -> Self {
+        Self { actor, id }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn actor(&self) -> &ActorRef<NodeMsg> {
+        &self.actor
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<T>) -> NodeMsg,
+    ) -> Result<T, NodeError> {
+        use ractor::rpc::CallResult;
+        match self
+            .actor
+            .call(msg, Some(Duration::from_millis(CALL_TIMEOUT_MS)))
+            .await
+        {
+            Ok(CallResult::Success(v)) => Ok(v),
+            Ok(CallResult::Timeout) => Err(NodeError::NoAnswer("timed out".into())),
+            Ok(CallResult::SenderError) => Err(NodeError::NoAnswer("reply dropped".into())),
+            Err(e) => Err(NodeError::NoAnswer(e.to_string())),
+        }
+    }
+
+    pub async fn describe(&self) -> Result<NodeDescription, NodeError> {
+        self.call(NodeMsg::Describe).await
+    }
+
+    pub async fn members(&self) -> Result<Vec<MemberView>, NodeError> {
+        self.call(NodeMsg::Members).await
+    }
+
+    pub async fn stats(&self) -> Result<NodeStats, NodeError> {
+        self.call(NodeMsg::Stats).await
+    }
+
+    pub async fn join_tokens(&self) -> Result<JoinTokensView, NodeError> {
+        self.call(NodeMsg::JoinTokens)
+            .await?
+            .map_err(NodeError::Refused)
+    }
+
+    pub async fn rotate_token(&self, role: Role) -> Result<JoinTokensView, NodeError> {
+        self.call(|port| NodeMsg::RotateToken(role, port))
+            .await?
+            .map_err(NodeError::Refused)
+    }
+
+    /// Tells the cluster this node is leaving, so others mark it down at once.
+    pub async fn leave(&self) -> Result<(), NodeError> {
+        self.call(NodeMsg::Leave).await
+    }
+
+    async fn admin(&self, msg: NodeAdmin) -> Result<Value, NodeError> {
+        fn json<T: serde::Serialize>(v: T) -> Value {
+            serde_json::to_value(v).expect("admin answers always serialize")
+        }
+        Ok(match msg {
+            NodeAdmin::Describe => json(self.describe().await?),
+            NodeAdmin::Members => json(self.members().await?),
+            NodeAdmin::Stats => json(self.stats().await?),
+            NodeAdmin::JoinTokens => json(self.join_tokens().await?),
+            NodeAdmin::RotateToken { role } => json(self.rotate_token(role).await?),
+        })
+    }
+}
+
+impl AdminTarget for NodeHandle {
+    fn messages(&self) -> &'static [&'static str] {
+        NodeAdmin::NAMES
+    }
+
+    fn call(&self, msg: &str, args: Value) -> AdminReply<'_> {
+        let name = msg.to_string();
+        Box::pin(async move {
+            let typed: NodeAdmin = serde_json::from_value(tagged(&name, args)).map_err(|e| {
+                AdminError::BadArguments {
+                    msg: name.clone(),
+                    why: e.to_string(),
+                }
+            })?;
+            self.admin(typed)
+                .await
+                .map_err(|e| AdminError::NoAnswer(format!("node/{}", self.id), e.to_string()))
+        })
+    }
+}

@@ -1,0 +1,493 @@
+//! The NodeActor: one per node. It owns the node's identity and certificate, drives the
+//! membership state machine, answers peers' requests (join, renew, describe), and keeps the
+//! node's view of the cluster that `node ls` shows.
+//!
+//! ```text
+//!  transport ──Inbound──▶ pump (bounded in-flight) ──NodeMsg──▶ NodeActor ──▶ Membership (sans-IO)
+//!      ▲                                                           │   effects: Send / Schedule / Event
+//!      └──────────────────── send_datagram ◀───────────────────────┘
+//! ```
+//!
+//! The actor is a thin shell: membership decisions live in [`crate::membership::Membership`],
+//! certificate decisions in [`Authority`]; this file only carries their effects out.
+
+mod authority;
+mod handle;
+pub mod host;
+mod msg;
+mod state_file;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::{mpsc, Semaphore};
+use tracing::{debug, info, warn};
+
+pub use authority::{Authority, CERT_VALIDITY};
+pub use handle::{NodeError, NodeHandle};
+pub use msg::{InFlight, JoinTokensView, NodeAdmin, NodeMsg, NodeStats};
+pub use state_file::{NodeFile, NodeFileError, PEERS_MAX};
+
+use crate::membership::{
+    MemberId, Membership, MembershipConfig, MembershipEffect, MembershipEvent, MembershipInput,
+};
+use crate::model::{NodeDescription, NodeId, NodeState, Role};
+use crate::registry::Registry;
+use crate::transport::{Inbound, Transport};
+use crate::trust::{NodeCredentials, NodeKey, PeerIdentity};
+use crate::wire::{JoinResponse, Request, Response, WireFailure};
+
+/// Messages from the transport that may wait in the actor's mailbox at once. The mailbox itself
+/// is unbounded, so this is where inbound work is bounded: past it, the pump stops taking from
+/// the transport, whose own bounded queue then drops datagrams and answers requests `Busy`.
+pub const INBOUND_IN_FLIGHT_MAX: usize = 1_024;
+
+/// Peers handed to a joining node to announce to.
+pub const JOIN_PEERS_MAX: usize = 16;
+
+/// How long to wait before trying a failed certificate renewal again.
+pub const RENEW_RETRY: Duration = Duration::from_secs(60);
+
+/// Everything a NodeActor starts from.
+pub struct NodeArgs {
+    pub data_dir: PathBuf,
+    pub creds: NodeCredentials,
+    /// Present on the node that holds the cluster CA.
+    pub authority: Option<Authority>,
+    pub description: NodeDescription,
+    pub membership: MembershipConfig,
+    pub transport: Transport,
+    pub node_file: NodeFile,
+    /// Seeds the RNG behind membership, renewal timing and new node IDs.
+    pub rng_seed: u64,
+}
+
+pub struct NodeActor;
+
+pub struct NodeActorState {
+    data_dir: PathBuf,
+    creds: NodeCredentials,
+    authority: Option<Authority>,
+    membership: Membership,
+    transport: Transport,
+    node_file: NodeFile,
+    rng: StdRng,
+    stats: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests_served: u64,
+    joins_admitted: u64,
+    joins_refused: u64,
+}
+
+impl Actor for NodeActor {
+    type Msg = NodeMsg;
+    type State = NodeActorState;
+    type Arguments = NodeArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        args: NodeArgs,
+    ) -> Result<NodeActorState, ActorProcessingErr> {
+        let mut rng = StdRng::seed_from_u64(args.rng_seed);
+        let me = MemberId {
+            id: args.creds.node_id,
+            addr: args.description.addr,
+            bump: args.node_file.boots,
+        };
+        let membership =
+            Membership::new(me, args.description, args.membership, rng.random::<u64>())?;
+        let mut state = NodeActorState {
+            data_dir: args.data_dir,
+            creds: args.creds,
+            authority: args.authority,
+            membership,
+            transport: args.transport,
+            node_file: args.node_file,
+            rng,
+            stats: Counters::default(),
+        };
+        let mut out = Vec::new();
+        state.membership.handle(MembershipInput::Start, &mut out);
+        for peer in state.node_file.peers.clone() {
+            if peer != state.membership.me().addr {
+                state
+                    .membership
+                    .handle(MembershipInput::Announce(peer), &mut out);
+            }
+        }
+        state.apply(&myself, out);
+        state.schedule_renewal(&myself);
+        info!(node = %state.creds.node_id, role = %state.creds.role, "node started");
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        msg: NodeMsg,
+        state: &mut NodeActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let mut out = Vec::new();
+        match msg {
+            NodeMsg::Datagram { data, slot: _slot, .. } => {
+                state
+                    .membership
+                    .handle(MembershipInput::Datagram(data), &mut out);
+            }
+            NodeMsg::Timer(timer) => {
+                state
+                    .membership
+                    .handle(MembershipInput::Timer(timer), &mut out);
+            }
+            NodeMsg::Request {
+                from,
+                remote,
+                req,
+                reply,
+                slot: _slot,
+            } => {
+                state.stats.requests_served += 1;
+                let resp = state.answer(from, remote, req);
+                // The asker may have given up (deadline passed); nothing to do then.
+                let _ = reply.send(resp);
+            }
+            NodeMsg::RenewCertificate => state.renew(&myself),
+            NodeMsg::Renewed(result) => match result {
+                Ok(creds) => state.install_credentials(&myself, creds),
+                Err(e) => {
+                    warn!(error = %e, retry_in_s = RENEW_RETRY.as_secs(), "certificate renewal failed");
+                    myself.send_after(RENEW_RETRY, || NodeMsg::RenewCertificate);
+                }
+            },
+            NodeMsg::Describe(port) => {
+                let me = state.creds.node_id;
+                let desc = state
+                    .membership
+                    .description(me)
+                    .cloned()
+                    .expect("a node always knows its own description");
+                let _ = port.send(desc); // the caller may have timed out
+            }
+            NodeMsg::Members(port) => {
+                let _ = port.send(state.membership.members()); // the caller may have timed out
+            }
+            NodeMsg::JoinTokens(port) => {
+                let _ = port.send(state.tokens_view()); // the caller may have timed out
+            }
+            NodeMsg::RotateToken(role, port) => {
+                let result = match state.authority.as_mut() {
+                    Some(auth) => auth
+                        .rotate(role, &mut state.rng)
+                        .map_err(|e| e.to_string())
+                        .and_then(|()| state.tokens_view()),
+                    None => Err(not_the_authority()),
+                };
+                if result.is_ok() {
+                    info!(%role, "join token rotated");
+                }
+                let _ = port.send(result); // the caller may have timed out
+            }
+            NodeMsg::Stats(port) => {
+                let stats = NodeStats {
+                    membership: state.membership.stats(),
+                    requests_served: state.stats.requests_served,
+                    joins_admitted: state.stats.joins_admitted,
+                    joins_refused: state.stats.joins_refused,
+                    certificate_not_after_unix: unix_secs(state.creds.not_after),
+                };
+                let _ = port.send(stats); // the caller may have timed out
+            }
+            NodeMsg::Leave(port) => {
+                state.membership.handle(MembershipInput::Leave, &mut out);
+                state.apply(&myself, std::mem::take(&mut out));
+                let _ = port.send(()); // the caller may have timed out
+            }
+        }
+        state.apply(&myself, out);
+        Ok(())
+    }
+}
+
+fn not_the_authority() -> String {
+    "this node does not hold the cluster CA; run the command on the manager that bootstrapped the cluster".to_string()
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl NodeActorState {
+    /// Carries out membership effects.
+    fn apply(&mut self, myself: &ActorRef<NodeMsg>, effects: Vec<MembershipEffect>) {
+        for effect in effects {
+            match effect {
+                MembershipEffect::Send { to, data } => {
+                    // Gossip is lossy by design: SWIM tolerates a dropped datagram, and the
+                    // transport counts drops.
+                    let _ = self.transport.send_datagram(to, data);
+                }
+                MembershipEffect::Schedule { after, timer } => {
+                    myself.send_after(after, move || NodeMsg::Timer(timer));
+                }
+                MembershipEffect::Event(event) => self.on_event(event),
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: MembershipEvent) {
+        match event {
+            MembershipEvent::Up(id) => {
+                info!(node = %id, "node is up");
+                self.remember_peers();
+            }
+            MembershipEvent::Down(id) => warn!(node = %id, "node is down"),
+            MembershipEvent::Described(desc) => {
+                debug!(node = %desc.id, version = desc.version, "node description")
+            }
+            MembershipEvent::Rejoined => warn!("this node was declared down; rejoined"),
+        }
+    }
+
+    /// Keeps the addresses of live peers on disk so a restart finds the cluster again.
+    fn remember_peers(&mut self) {
+        let me = self.membership.me().addr;
+        let live: Vec<SocketAddr> = self
+            .membership
+            .members()
+            .into_iter()
+            .filter(|m| m.state == NodeState::Ready && m.addr != me)
+            .map(|m| m.addr)
+            .collect();
+        if self.node_file.remember(live) {
+            if let Err(e) = self.node_file.save(&self.data_dir) {
+                warn!(error = %e, "cannot save the peer list");
+            }
+        }
+    }
+
+    fn tokens_view(&self) -> Result<JoinTokensView, String> {
+        let auth = self.authority.as_ref().ok_or_else(not_the_authority)?;
+        Ok(JoinTokensView {
+            worker: auth.tokens().worker.to_string(),
+            manager: auth.tokens().manager.to_string(),
+            addr: self.membership.me().addr,
+        })
+    }
+
+    fn manager_addrs(&self) -> Vec<SocketAddr> {
+        self.membership
+            .members()
+            .into_iter()
+            .filter(|m| {
+                m.state == NodeState::Ready
+                    && m.description.as_ref().map(|d| d.role) == Some(Role::Manager)
+            })
+            .map(|m| m.addr)
+            .collect()
+    }
+
+    fn answer(&mut self, from: Option<PeerIdentity>, remote: SocketAddr, req: Request) -> Response {
+        match req {
+            Request::Join(join) => {
+                let Some(auth) = self.authority.as_ref() else {
+                    self.stats.joins_refused += 1;
+                    return Response::Failed(WireFailure::NotAManager(self.manager_addrs()));
+                };
+                let node_id = loop {
+                    let id = NodeId(self.rng.random());
+                    if id != NodeId::UNKNOWN {
+                        break id;
+                    }
+                };
+                match auth.admit(&join, node_id, SystemTime::now()) {
+                    Ok((role, cert_der)) => {
+                        self.stats.joins_admitted += 1;
+                        info!(node = %node_id, %role, hostname = %join.hostname, %remote, "node admitted");
+                        let mut peers = vec![self.membership.me().addr];
+                        peers.extend(
+                            self.membership
+                                .members()
+                                .into_iter()
+                                .filter(|m| m.state == NodeState::Ready)
+                                .map(|m| m.addr)
+                                .filter(|a| *a != self.membership.me().addr)
+                                .take(JOIN_PEERS_MAX - 1),
+                        );
+                        Response::Joined(JoinResponse {
+                            node_id,
+                            role,
+                            cert_der,
+                            ca_cert_der: auth.ca_cert_der().to_vec(),
+                            peers,
+                        })
+                    }
+                    Err(failure) => {
+                        self.stats.joins_refused += 1;
+                        warn!(%remote, reason = %failure, "join refused");
+                        Response::Failed(failure)
+                    }
+                }
+            }
+            Request::Renew(renew) => {
+                let Some(peer) = from else {
+                    return Response::Failed(WireFailure::Unauthenticated);
+                };
+                let Some(auth) = self.authority.as_ref() else {
+                    return Response::Failed(WireFailure::NotAManager(self.manager_addrs()));
+                };
+                match auth.renew(&peer, &renew.csr_der, SystemTime::now()) {
+                    Ok(cert_der) => Response::Renewed { cert_der },
+                    Err(f) => Response::Failed(f),
+                }
+            }
+            Request::Describe => match self.membership.description(self.creds.node_id) {
+                Some(d) => Response::Description(d.clone()),
+                None => Response::Failed(WireFailure::Invalid("no description yet".into())),
+            },
+            Request::Ping => Response::Pong,
+        }
+    }
+
+    /// Schedules the next renewal at a random point between 50 % and 80 % of the certificate's
+    /// life, so that nodes issued together do not all renew at once.
+    fn schedule_renewal(&mut self, myself: &ActorRef<NodeMsg>) {
+        let fraction = self.rng.random_range(0.5..0.8);
+        let at = self.creds.renewal_at(fraction);
+        let after = at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        debug!(after_s = after.as_secs(), "certificate renewal scheduled");
+        myself.send_after(after, || NodeMsg::RenewCertificate);
+    }
+
+    fn renew(&mut self, myself: &ActorRef<NodeMsg>) {
+        let key = match NodeKey::generate() {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = myself.send_message(NodeMsg::Renewed(Err(e.to_string()))); // actor is alive: it is us
+                return;
+            }
+        };
+        let csr = match key.csr_der() {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = myself.send_message(NodeMsg::Renewed(Err(e.to_string()))); // as above
+                return;
+            }
+        };
+        let ca = self.creds.ca_cert_der.clone();
+        if let Some(auth) = self.authority.as_ref() {
+            let me = PeerIdentity {
+                node_id: self.creds.node_id,
+                role: self.creds.role,
+            };
+            let result = auth
+                .renew(&me, &csr, SystemTime::now())
+                .map_err(|e| e.to_string())
+                .and_then(|cert| {
+                    NodeCredentials::from_parts(key, cert, ca).map_err(|e| e.to_string())
+                });
+            let _ = myself.send_message(NodeMsg::Renewed(result)); // as above
+            return;
+        }
+        let managers = self.manager_addrs();
+        let transport = self.transport.clone();
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let mut last = "no manager is reachable".to_string();
+            for addr in managers {
+                let req = Request::Renew(crate::wire::RenewRequest {
+                    csr_der: csr.clone(),
+                });
+                match transport.request(addr, req).await {
+                    Ok(Response::Renewed { cert_der }) => {
+                        let result = NodeCredentials::from_parts(key, cert_der, ca)
+                            .map_err(|e| e.to_string());
+                        let _ = myself.send_message(NodeMsg::Renewed(result)); // node may be stopping
+                        return;
+                    }
+                    Ok(other) => last = format!("{addr} answered {other:?}"),
+                    Err(e) => last = format!("{addr}: {e}"),
+                }
+            }
+            let _ = myself.send_message(NodeMsg::Renewed(Err(last))); // node may be stopping
+        });
+    }
+
+    fn install_credentials(&mut self, myself: &ActorRef<NodeMsg>, creds: NodeCredentials) {
+        if let Err(e) = creds.save(&self.data_dir) {
+            warn!(error = %e, "cannot save the renewed certificate; keeping the old one");
+            myself.send_after(RENEW_RETRY, || NodeMsg::RenewCertificate);
+            return;
+        }
+        if let Err(e) = self.transport.reload_credentials(&creds) {
+            warn!(error = %e, "transport did not take the renewed certificate");
+        }
+        info!(not_after_unix = unix_secs(creds.not_after), "certificate renewed");
+        self.creds = creds;
+        self.schedule_renewal(myself);
+    }
+}
+
+/// Starts a node's actor and the pump that feeds it from the transport, and registers it as
+/// `node/<id>` in the node's registry.
+pub async fn spawn_node(
+    args: NodeArgs,
+    inbound: mpsc::Receiver<Inbound>,
+    registry: &Registry,
+) -> Result<(NodeHandle, tokio::task::JoinHandle<()>), ActorProcessingErr> {
+    let id = args.creds.node_id;
+    // No name: ractor's registry is global to the process (see `registry`).
+    let (actor, join) = Actor::spawn(None, NodeActor, args).await?;
+    tokio::spawn(pump(inbound, actor.clone()));
+    let handle = NodeHandle::new(actor, id);
+    registry.register(format!("node/{id}"), Arc::new(handle.clone()))?;
+    Ok((handle, join))
+}
+
+/// Moves inbound traffic into the actor, holding at most [`INBOUND_IN_FLIGHT_MAX`] messages in
+/// its mailbox at once.
+async fn pump(mut inbound: mpsc::Receiver<Inbound>, actor: ActorRef<NodeMsg>) {
+    let slots = Arc::new(Semaphore::new(INBOUND_IN_FLIGHT_MAX));
+    while let Some(msg) = inbound.recv().await {
+        let permit = match slots.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return, // the semaphore is never closed
+        };
+        let node_msg = match msg {
+            Inbound::Datagram { from, data, .. } => NodeMsg::Datagram {
+                from,
+                data,
+                slot: InFlight(Some(permit)),
+            },
+            Inbound::Request {
+                from,
+                remote,
+                req,
+                reply,
+            } => NodeMsg::Request {
+                from,
+                remote,
+                req,
+                reply,
+                slot: InFlight(Some(permit)),
+            },
+            Inbound::OneWay { .. } => continue,
+        };
+        // The permit travels inside the message and is released when the actor has handled it.
+        if actor.send_message(node_msg).is_err() {
+            return; // the actor stopped: nothing left to feed
+        }
+    }
+}

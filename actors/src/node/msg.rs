@@ -1,0 +1,81 @@
+//! Messages the NodeActor takes: from the transport, from its own timers, and from the control
+//! API and the admin shell.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use ractor::RpcReplyPort;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::membership::{MemberView, MembershipStats, MembershipTimer};
+use crate::model::{NodeDescription, Role};
+use crate::trust::PeerIdentity;
+use crate::wire::{Request, Response};
+
+pub enum NodeMsg {
+    /// Gossip from a peer.
+    Datagram {
+        from: PeerIdentity,
+        data: Bytes,
+        slot: InFlight,
+    },
+    /// A request from a peer (or, for `Join`, from a node without a certificate yet).
+    Request {
+        from: Option<PeerIdentity>,
+        remote: SocketAddr,
+        req: Request,
+        reply: oneshot::Sender<Response>,
+        slot: InFlight,
+    },
+    /// A membership timer came due.
+    Timer(MembershipTimer),
+    /// Time to renew this node's certificate.
+    RenewCertificate,
+    /// The outcome of a renewal carried out off the actor.
+    Renewed(Result<crate::trust::NodeCredentials, String>),
+    Describe(RpcReplyPort<NodeDescription>),
+    Members(RpcReplyPort<Vec<MemberView>>),
+    JoinTokens(RpcReplyPort<Result<JoinTokensView, String>>),
+    RotateToken(Role, RpcReplyPort<Result<JoinTokensView, String>>),
+    Stats(RpcReplyPort<NodeStats>),
+    /// Leave the cluster politely before shutting down.
+    Leave(RpcReplyPort<()>),
+}
+
+/// A place in the bounded set of inbound messages waiting for the actor; the place is freed
+/// when the message is dropped, that is once the actor has handled it.
+pub struct InFlight(pub Option<tokio::sync::OwnedSemaphorePermit>);
+
+/// The join tokens and the address to give them with, for `swarm join-token`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokensView {
+    pub worker: String,
+    pub manager: String,
+    pub addr: SocketAddr,
+}
+
+/// Counters for the admin shell and benchmarks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeStats {
+    pub membership: MembershipStats,
+    pub requests_served: u64,
+    pub joins_admitted: u64,
+    pub joins_refused: u64,
+    pub certificate_not_after_unix: u64,
+}
+
+/// The NodeActor's messages as the admin shell names them (`send node/<id> Describe`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum NodeAdmin {
+    Describe,
+    Members,
+    Stats,
+    JoinTokens,
+    RotateToken { role: Role },
+}
+
+impl NodeAdmin {
+    pub const NAMES: &'static [&'static str] =
+        &["Describe", "Members", "Stats", "JoinTokens", "RotateToken"];
+}

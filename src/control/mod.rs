@@ -1,0 +1,9 @@
+//! The control API: how `swarm-node` client commands talk to a running node.
+//!
+//! A Unix socket (`<data-dir>/control.sock` by default), one request frame and one response
+//! frame per connection, framed like the node-to-node protocol (`swarm_actors::wire`). Only the
+//! local user who can open the socket can use it; the socket is made mode 0600.
+
+pub mod client;
+pub mod proto;
+pub mod server;

@@ -1,0 +1,194 @@
+//! Helpers for end-to-end tests: real `swarm-node` processes on loopback, each with its own
+//! data dir and port, and the CLI run against them.
+//!
+//! Waits are bounded polls with generous limits (these machines are shared and noisy); they
+//! check that something happens, never how fast.
+
+#![allow(dead_code)] // each test binary uses a different part of this
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_swarm-node");
+
+/// Prints a phase line, so a failing test's output says what it was checking.
+pub fn phase(what: &str) {
+    eprintln!("=== phase: {what}");
+}
+
+pub struct Node {
+    pub name: String,
+    pub dir: PathBuf,
+    pub addr: SocketAddr,
+    pub child: Option<Child>,
+    seed: Option<(SocketAddr, String)>,
+}
+
+impl Node {
+    /// Starts a node that bootstraps a new cluster.
+    pub fn bootstrap(root: &Path, name: &str, port: u16) -> Node {
+        let mut n = Node::new(root, name, port, None);
+        n.spawn();
+        n.wait_control();
+        n
+    }
+
+    /// Starts a node that joins through `seed` with `token`.
+    pub fn join(root: &Path, name: &str, port: u16, seed: SocketAddr, token: &str) -> Node {
+        let mut n = Node::new(root, name, port, Some((seed, token.to_string())));
+        n.spawn();
+        n.wait_control();
+        n
+    }
+
+    pub fn new(root: &Path, name: &str, port: u16, seed: Option<(SocketAddr, String)>) -> Node {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Node {
+            name: name.to_string(),
+            dir,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child: None,
+            seed,
+        }
+    }
+
+    pub fn start_command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("start")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--hostname")
+            .arg(&self.name);
+        if let Some((seed, token)) = &self.seed {
+            cmd.arg("--seed").arg(seed.to_string()).arg("--token").arg(token);
+        }
+        cmd.env("RUST_LOG", "info");
+        cmd
+    }
+
+    /// Starts (or restarts) the process, logging to `<dir>/log-N.txt`.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let n = std::fs::read_dir(&self.dir).unwrap().count();
+        let log = std::fs::File::create(self.dir.join(format!("log-{n}.txt"))).unwrap();
+        let child = self
+            .start_command()
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("swarm-node starts");
+        self.child = Some(child);
+    }
+
+    /// Waits until the control socket answers.
+    pub fn wait_control(&mut self) {
+        let ok = wait_until(Duration::from_secs(30), || {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("{} exited early with {status}: {}", self.name, self.logs());
+                }
+            }
+            self.cli(&["node", "ls", "-q"]).status.success()
+        });
+        assert!(ok, "{} never answered on its control socket: {}", self.name, self.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            let mut names: Vec<_> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("log-")))
+                .collect();
+            names.sort();
+            for p in names {
+                s += &format!("\n--- {}\n{}", p.display(), std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+        s
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("swarm-node CLI runs")
+    }
+
+    /// `node ls --format json` as parsed rows.
+    pub fn node_ls(&self) -> Vec<Value> {
+        let out = self.cli(&["node", "ls", "--format", "json"]);
+        if !out.status.success() {
+            return Vec::new();
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn token(&self, role: &str) -> String {
+        let out = self.cli(&["swarm", "join-token", "-q", role]);
+        assert!(out.status.success(), "join-token failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    pub fn id(&self) -> String {
+        let out = self.cli(&["node", "inspect", "self"]);
+        assert!(out.status.success(), "inspect self failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["ID"].as_str().unwrap().to_string()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ok(); // SIGKILL
+            c.wait().ok();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` every 100 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// Status of node `id` in `rows` (`node ls --format json`).
+pub fn status_of(rows: &[Value], id: &str) -> Option<String> {
+    rows.iter()
+        .find(|r| r["ID"] == id)
+        .and_then(|r| r["Status"].as_str().map(str::to_string))
+}
+
+/// Whether `rows` show exactly `n` nodes, all Ready.
+pub fn all_ready(rows: &[Value], n: usize) -> bool {
+    rows.len() == n && rows.iter().all(|r| r["Status"] == "Ready")
+}
