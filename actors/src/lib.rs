@@ -18,4 +18,5 @@
 #![forbid(unsafe_code)]
 
 pub mod model;
+pub mod trust;
 pub mod wire;
