@@ -18,5 +18,6 @@
 #![forbid(unsafe_code)]
 
 pub mod model;
+pub mod transport;
 pub mod trust;
 pub mod wire;
