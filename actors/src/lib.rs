@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod model;
+pub mod transport;
 pub mod trust;
 pub mod wire;
 pub mod node;

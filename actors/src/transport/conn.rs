@@ -1,0 +1,287 @@
+//! One QUIC connection: who is on the other end, and the loop that serves what the peer opens
+//! on it (requests, one-way messages, datagrams).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::{RecvStream, SendStream, VarInt};
+use rustls::pki_types::CertificateDer;
+use tracing::{debug, warn};
+
+use super::Inbound;
+use super::endpoint::Shared;
+use crate::trust::{PeerIdentity, peer_identity};
+use crate::wire::{OneWay, Request, Response, WireFailure, read_frame, write_frame};
+
+/// Application error codes on streams and connections.
+pub(crate) const CODE_SHUTDOWN: VarInt = VarInt::from_u32(0);
+/// The stream carried a frame that is oversized, truncated or undecodable.
+pub(crate) const CODE_BAD_FRAME: VarInt = VarInt::from_u32(1);
+/// The stream's frame did not arrive within the deadline.
+pub(crate) const CODE_TOO_SLOW: VarInt = VarInt::from_u32(2);
+/// The node did not answer the request.
+pub(crate) const CODE_NO_ANSWER: VarInt = VarInt::from_u32(3);
+/// The peer may not open this kind of stream without a certificate.
+pub(crate) const CODE_UNAUTHENTICATED: VarInt = VarInt::from_u32(4);
+/// The peer's certificate verified but carries no usable identity.
+pub(crate) const CODE_BAD_IDENTITY: VarInt = VarInt::from_u32(5);
+
+/// An established connection and the identity its certificate proved (`None`: the peer
+/// presented no certificate, which only a joining node may do).
+#[derive(Clone)]
+pub(crate) struct Connected {
+    pub conn: quinn::Connection,
+    pub identity: Option<PeerIdentity>,
+}
+
+impl Connected {
+    pub fn is_live(&self) -> bool {
+        self.conn.close_reason().is_none()
+    }
+}
+
+/// The identity in the peer's certificate. `Ok(None)` when it presented none; an error when it
+/// presented one that TLS accepted but that names no node (a misissued certificate).
+pub(crate) fn identity_of(
+    conn: &quinn::Connection,
+) -> Result<Option<PeerIdentity>, crate::trust::TrustError> {
+    let Some(any) = conn.peer_identity() else {
+        return Ok(None);
+    };
+    let Ok(certs) = any.downcast::<Vec<CertificateDer<'static>>>() else {
+        return Ok(None);
+    };
+    match certs.first() {
+        Some(leaf) => peer_identity(leaf).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The connection to one peer address, shared by requests and the peer's send task.
+#[derive(Default)]
+pub(crate) struct PeerSlot {
+    pub current: Mutex<Option<Connected>>,
+    /// Held while connecting, so there is at most one attempt in flight per peer.
+    pub connecting: tokio::sync::Mutex<()>,
+}
+
+impl PeerSlot {
+    pub fn live(&self) -> Option<Connected> {
+        let cur = self.current.lock().expect("slot lock");
+        cur.as_ref().filter(|c| c.is_live()).cloned()
+    }
+}
+
+/// Serves one connection until it closes: every stream and datagram the peer opens.
+/// Concurrency is bounded by the connection's stream limits (`streams_per_connection_max`):
+/// the peer cannot open more streams than that at once, so at most that many handlers run.
+pub(crate) async fn serve(shared: Arc<Shared>, c: Connected, remote: SocketAddr) {
+    let conn = c.conn.clone();
+    loop {
+        tokio::select! {
+            bi = conn.accept_bi() => match bi {
+                Ok((send, recv)) => {
+                    tokio::spawn(handle_bi(shared.clone(), c.identity, remote, send, recv));
+                }
+                Err(e) => { debug!(%remote, "connection ended: {e}"); break; }
+            },
+            uni = conn.accept_uni() => match uni {
+                Ok(mut recv) => match c.identity {
+                    Some(from) => { tokio::spawn(handle_uni(shared.clone(), from, remote, recv)); }
+                    None => {
+                        debug!(%remote, "one-way stream from an unauthenticated peer refused");
+                        // The stream is being discarded; an error means it is already gone.
+                        let _ = recv.stop(CODE_UNAUTHENTICATED);
+                    }
+                },
+                Err(e) => { debug!(%remote, "connection ended: {e}"); break; }
+            },
+            dg = conn.read_datagram() => match dg {
+                Ok(data) => handle_datagram(&shared, c.identity, remote, data),
+                Err(e) => { debug!(%remote, "connection ended: {e}"); break; }
+            },
+        }
+    }
+    shared.connection_closed(remote, &conn);
+}
+
+fn refuse_stream(send: &mut SendStream, recv: &mut RecvStream, code: VarInt) {
+    // Either side may already be closed by the peer; there is nothing left to refuse then.
+    let _ = recv.stop(code);
+    let _ = send.reset(code);
+}
+
+async fn handle_bi(
+    shared: Arc<Shared>,
+    from: Option<PeerIdentity>,
+    remote: SocketAddr,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let deadline = Duration::from_millis(shared.config.request_timeout_ms);
+    let req: Request = match tokio::time::timeout(deadline, read_frame(&mut recv)).await {
+        Ok(Ok(Some(req))) => req,
+        Ok(Ok(None)) => {
+            // The peer opened a stream and finished it without a word: nothing to answer.
+            refuse_stream(&mut send, &mut recv, CODE_BAD_FRAME);
+            return;
+        }
+        Ok(Err(e)) => {
+            warn!(%remote, "refused a request frame: {e}");
+            shared
+                .counters
+                .frames_refused
+                .fetch_add(1, Ordering::Relaxed);
+            refuse_stream(&mut send, &mut recv, CODE_BAD_FRAME);
+            return;
+        }
+        Err(_) => {
+            warn!(%remote, "request frame did not arrive within {} ms", deadline.as_millis());
+            shared
+                .counters
+                .frames_refused
+                .fetch_add(1, Ordering::Relaxed);
+            refuse_stream(&mut send, &mut recv, CODE_TOO_SLOW);
+            return;
+        }
+    };
+    let resp = if from.is_none() && !matches!(req, Request::Join(_)) {
+        Response::Failed(WireFailure::Unauthenticated)
+    } else {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let inbound = Inbound::Request {
+            from,
+            remote,
+            req,
+            reply: tx,
+        };
+        match shared.inbound.try_send(inbound) {
+            Ok(()) => match tokio::time::timeout(deadline, rx).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(_)) | Err(_) => {
+                    debug!(%remote, "request got no answer from the node");
+                    refuse_stream(&mut send, &mut recv, CODE_NO_ANSWER);
+                    return;
+                }
+            },
+            Err(_) => {
+                debug!(%remote, "inbound queue full: request answered Busy");
+                shared
+                    .counters
+                    .requests_busy
+                    .fetch_add(1, Ordering::Relaxed);
+                Response::Failed(WireFailure::Busy)
+            }
+        }
+    };
+    let write = async {
+        write_frame(&mut send, &resp).await?;
+        send.finish()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok::<_, crate::wire::WireError>(())
+    };
+    match tokio::time::timeout(deadline, write).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!(%remote, "answer not sent: {e}"),
+        Err(_) => {
+            debug!(%remote, "answer not taken within the deadline");
+            // Gone or stuck: the reset tells the peer, if it is still there.
+            let _ = send.reset(CODE_TOO_SLOW);
+        }
+    }
+}
+
+async fn handle_uni(
+    shared: Arc<Shared>,
+    from: PeerIdentity,
+    remote: SocketAddr,
+    mut recv: RecvStream,
+) {
+    let deadline = Duration::from_millis(shared.config.request_timeout_ms);
+    // One message per stream: the sender finishes the stream after one frame.
+    let msg: OneWay = match tokio::time::timeout(deadline, read_frame(&mut recv)).await {
+        Ok(Ok(Some(msg))) => msg,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            warn!(%remote, "refused a one-way frame: {e}");
+            shared
+                .counters
+                .frames_refused
+                .fetch_add(1, Ordering::Relaxed);
+            // The stream is being discarded; an error means it is already gone.
+            let _ = recv.stop(CODE_BAD_FRAME);
+            return;
+        }
+        Err(_) => {
+            warn!(%remote, "one-way frame did not arrive within {} ms", deadline.as_millis());
+            shared
+                .counters
+                .frames_refused
+                .fetch_add(1, Ordering::Relaxed);
+            let _ = recv.stop(CODE_TOO_SLOW);
+            return;
+        }
+    };
+    // Anything after the one frame is not read; stopping tells the sender.
+    let _ = recv.stop(CODE_SHUTDOWN);
+    match shared
+        .inbound
+        .try_send(Inbound::OneWay { from, remote, msg })
+    {
+        Ok(()) => {
+            shared
+                .counters
+                .oneway_received
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => {
+            debug!(%remote, "inbound queue full: one-way message dropped");
+            shared
+                .counters
+                .oneway_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn handle_datagram(
+    shared: &Shared,
+    from: Option<PeerIdentity>,
+    remote: SocketAddr,
+    data: bytes::Bytes,
+) {
+    let Some(from) = from else {
+        shared
+            .counters
+            .datagrams_refused
+            .fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    if data.len() > super::DATAGRAM_BYTES_MAX {
+        shared
+            .counters
+            .datagrams_refused
+            .fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    match shared
+        .inbound
+        .try_send(Inbound::Datagram { from, remote, data })
+    {
+        Ok(()) => {
+            shared
+                .counters
+                .datagrams_received
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => {
+            debug!(%remote, "inbound queue full: datagram dropped");
+            shared
+                .counters
+                .datagrams_refused
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The QUIC transport: one mutual-TLS connection per peer address, reused by every exchange.
+//!
+//! ```text
+//!  Transport::request ──► connection(addr) ──► bidi stream: Request frame ─► Response frame
+//!  Transport::send_oneway ──► peer queue ─┐
+//!  Transport::send_datagram ──► peer queue ┴► peer task ──► uni stream / QUIC datagram
+//!
+//!  accept ──► handshake ──► serve(conn) ──► bidi: Inbound::Request (+ reply port)
+//!                                       ├─► uni:  Inbound::OneWay   (authenticated only)
+//!                                       └─► datagram: Inbound::Datagram (authenticated only)
+//! ```
+//!
+//! Connections are symmetric: either side may open streams on a connection, whoever dialled,
+//! so a peer that connected to us is answered on its own connection. A peer without a
+//! certificate (a node that is joining) may send `Request::Join` and nothing else.
+//!
+//! Bounds: the inbound channel (`inbound_queue_max`; a full channel answers `Busy` or drops
+//! the datagram), each peer's one-way and datagram queues, streams per connection,
+//! connections, peers with queues, and a deadline on every request and every stream read. A
+//! bad frame resets only its stream. Sends to a dead peer never block the caller: its task
+//! drops what it cannot deliver and backs off its reconnect attempts (at most one in flight).
+
+mod config;
+mod conn;
+mod endpoint;
+mod error;
+mod peer;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{
+    DATAGRAM_BYTES_MAX, RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS,
+    STREAMS_PER_CONNECTION_LIMIT, TransportConfig,
+};
+pub use endpoint::{Transport, join};
+pub use error::TransportError;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::trust::PeerIdentity;
+use crate::wire::{OneWay, Request, Response};
+
+/// What the transport hands to the node.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A request; answer it through `reply` within the request deadline, or the peer sees its
+    /// stream reset. `from` is `None` only for `Request::Join`, from a node without a
+    /// certificate yet.
+    Request {
+        from: Option<PeerIdentity>,
+        remote: SocketAddr,
+        req: Request,
+        reply: tokio::sync::oneshot::Sender<Response>,
+    },
+    OneWay {
+        from: PeerIdentity,
+        remote: SocketAddr,
+        msg: OneWay,
+    },
+    Datagram {
+        from: PeerIdentity,
+        remote: SocketAddr,
+        data: Bytes,
+    },
+}
+
+/// Counters since `bind`, for `node inspect` and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    pub datagrams_sent: u64,
+    /// Outgoing datagrams dropped: queue full, peer unreachable, or too large for the path.
+    pub datagrams_dropped: u64,
+    pub datagrams_received: u64,
+    /// Incoming datagrams dropped: inbound channel full, or the peer is unauthenticated.
+    pub datagrams_refused: u64,
+    pub oneway_sent: u64,
+    pub oneway_dropped: u64,
+    pub oneway_received: u64,
+    /// Requests answered `Busy` because the inbound channel was full.
+    pub requests_busy: u64,
+    /// Frames refused: oversized, truncated, undecodable, or too slow to arrive.
+    pub frames_refused: u64,
+    /// Connections open now (either direction, handshakes included).
+    pub connections_open: u64,
+    /// Inbound connections refused at the `connections_max` bound or in the handshake.
+    pub connections_refused: u64,
+}
