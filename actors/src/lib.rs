@@ -17,5 +17,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod membership;
 pub mod model;
 pub mod wire;
