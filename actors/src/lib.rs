@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod membership;
 pub mod model;
 pub mod transport;
 pub mod trust;

@@ -1,0 +1,301 @@
+//! Node descriptions as foca custom broadcasts.
+//!
+//! An item is a bincode [`DescriptionItem`]: a node's description and the bump of the identity
+//! that issued it. Its key ([`DescriptionKey`]: node, bump, version) replaces older items of the
+//! same node in foca's queue, and a received item is passed on only when it is newer than what
+//! this node already has, so gossip about a description dies out once everyone has it.
+//!
+//! foca owns its broadcast handler and offers no way to reach it, so the handler
+//! ([`NodeDescriptions`]) shares a small book with the [`super::Membership`] that created it:
+//! the newest (bump, version) per node, and the descriptions that arrived since the machine last
+//! looked. The machine drains them after every call into foca and keeps the descriptions.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::bincode_config;
+use crate::model::{NodeDescription, NodeId};
+
+/// Most bytes of one encoded description item. Descriptions are validated (at most 64 labels,
+/// ...), but the bound holds whatever a peer sends. The packet size bounds it further.
+pub const DESCRIPTION_ITEM_BYTES_MAX: usize = 4096;
+
+/// Most descriptions kept: one per node, far above any supported cluster. New nodes beyond it
+/// are ignored until forgotten ones are pruned.
+pub const DESCRIPTIONS_MAX: usize = 65_536;
+
+/// Most arrivals held between two drains; foca delivers at most one packet's worth per call.
+const ARRIVED_MAX: usize = 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescriptionItem {
+    /// The bump of the identity that issued this description: a restarted or rejoined node's
+    /// description replaces its earlier ones even if its version did not grow.
+    pub bump: u64,
+    pub description: NodeDescription,
+}
+
+impl DescriptionItem {
+    /// Newer items of a node have a higher rank.
+    pub fn rank(&self) -> (u64, u64) {
+        (self.bump, self.description.version)
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        bincode::serde::encode_to_vec(self, bincode_config()).map_err(|e| e.to_string())
+    }
+
+    /// Decodes and checks one item: size, shape, and the description's own bounds.
+    pub fn decode(data: &[u8], bytes_max: usize) -> Result<Self, DescriptionError> {
+        if data.len() > bytes_max {
+            return Err(DescriptionError::TooLarge {
+                bytes: data.len(),
+                max: bytes_max,
+            });
+        }
+        let (item, used): (DescriptionItem, usize) =
+            bincode::serde::decode_from_slice(data, bincode_config())
+                .map_err(|e| DescriptionError::Decode(e.to_string()))?;
+        if used != data.len() {
+            return Err(DescriptionError::Decode(format!(
+                "{} trailing bytes",
+                data.len() - used
+            )));
+        }
+        item.description
+            .validate()
+            .map_err(|e| DescriptionError::Invalid(e.to_string()))?;
+        if item.description.id == NodeId::UNKNOWN {
+            return Err(DescriptionError::Invalid("placeholder node ID".into()));
+        }
+        Ok(item)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DescriptionError {
+    #[error("description item of {bytes} bytes is over the limit of {max}")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("description item does not decode: {0}")]
+    Decode(String),
+    #[error("description item is not valid: {0}")]
+    Invalid(String),
+}
+
+/// Identifies a queued item: a newer item of the same node replaces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescriptionKey {
+    pub id: NodeId,
+    pub bump: u64,
+    pub version: u64,
+}
+
+impl foca::Invalidates for DescriptionKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        // Equal ranks too: re-adding our own description restarts its transmissions instead
+        // of queueing a second copy.
+        self.id == other.id && (self.bump, self.version) >= (other.bump, other.version)
+    }
+}
+
+#[derive(Debug)]
+struct Book {
+    me: NodeId,
+    item_bytes_max: usize,
+    /// Rank of the newest description seen per node.
+    newest: BTreeMap<NodeId, (u64, u64)>,
+    /// Newer descriptions not yet taken by the machine.
+    arrived: Vec<DescriptionItem>,
+}
+
+/// foca's broadcast handler for node descriptions; see the module docs.
+#[derive(Clone, Debug)]
+pub struct NodeDescriptions {
+    book: Arc<Mutex<Book>>,
+}
+
+impl NodeDescriptions {
+    pub fn new(me: NodeId, item_bytes_max: usize) -> Self {
+        NodeDescriptions {
+            book: Arc::new(Mutex::new(Book {
+                me,
+                item_bytes_max: item_bytes_max.min(DESCRIPTION_ITEM_BYTES_MAX),
+                newest: BTreeMap::new(),
+                arrived: Vec::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Book> {
+        // Nothing panics while holding the lock, so a poisoned lock still holds a sound book.
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn item_bytes_max(&self) -> usize {
+        self.lock().item_bytes_max
+    }
+
+    /// Records `item` if it is newer than what we have for its node; returns whether it was.
+    /// Our own node's descriptions from others are never taken: we know better.
+    pub fn offer(&self, item: &DescriptionItem) -> bool {
+        let mut book = self.lock();
+        let id = item.description.id;
+        if id == book.me || book.arrived.len() >= ARRIVED_MAX {
+            return false;
+        }
+        let newer = match book.newest.get(&id) {
+            Some(rank) => item.rank() > *rank,
+            None => book.newest.len() < DESCRIPTIONS_MAX,
+        };
+        if newer {
+            book.newest.insert(id, item.rank());
+            book.arrived.push(item.clone());
+        }
+        newer
+    }
+
+    /// Takes the descriptions that arrived since the last call, oldest first.
+    pub fn take_arrived(&self) -> Vec<DescriptionItem> {
+        std::mem::take(&mut self.lock().arrived)
+    }
+
+    /// Forgets nodes for which `keep` is false, so the book stays as large as the membership.
+    pub fn retain(&self, mut keep: impl FnMut(NodeId) -> bool) {
+        self.lock().newest.retain(|id, _| keep(*id));
+    }
+}
+
+impl foca::BroadcastHandler<super::MemberId> for NodeDescriptions {
+    type Key = DescriptionKey;
+    type Error = DescriptionError;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        sender: Option<&super::MemberId>,
+    ) -> Result<Option<DescriptionKey>, DescriptionError> {
+        let item = DescriptionItem::decode(data, self.item_bytes_max())?;
+        let key = DescriptionKey {
+            id: item.description.id,
+            bump: item.bump,
+            version: item.description.version,
+        };
+        // `sender` is None when the machine queues its own description: always send it.
+        if sender.is_none() || self.offer(&item) {
+            Ok(Some(key))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NodeResources, Role};
+    use foca::{BroadcastHandler, Invalidates};
+
+    fn desc(id: u128, version: u64) -> NodeDescription {
+        NodeDescription {
+            id: NodeId(id),
+            hostname: format!("host-{id}"),
+            addr: "10.0.0.1:2377".parse().unwrap(),
+            role: Role::Worker,
+            resources: NodeResources::default(),
+            labels: Default::default(),
+            runtimes: vec!["process".into()],
+            engine_version: "0.1.0".into(),
+            version,
+        }
+    }
+
+    fn item(id: u128, bump: u64, version: u64) -> Vec<u8> {
+        DescriptionItem {
+            bump,
+            description: desc(id, version),
+        }
+        .encode()
+        .unwrap()
+    }
+
+    fn peer() -> super::super::MemberId {
+        super::super::MemberId::new(NodeId(9), "10.0.0.9:1".parse().unwrap(), 0)
+    }
+
+    #[test]
+    fn only_newer_items_are_passed_on() {
+        let mut h = NodeDescriptions::new(NodeId(1), 4096);
+        let p = peer();
+        assert!(h.receive_item(&item(2, 0, 1), Some(&p)).unwrap().is_some());
+        assert!(h.receive_item(&item(2, 0, 1), Some(&p)).unwrap().is_none());
+        assert!(h.receive_item(&item(2, 0, 0), Some(&p)).unwrap().is_none());
+        assert!(h.receive_item(&item(2, 0, 2), Some(&p)).unwrap().is_some());
+        // A restart (higher bump) wins even with a lower version.
+        assert!(
+            h.receive_item(&item(2, 1 << 32, 1), Some(&p))
+                .unwrap()
+                .is_some()
+        );
+        let arrived = h.take_arrived();
+        assert_eq!(arrived.len(), 3);
+        assert_eq!(arrived[2].rank(), (1 << 32, 1));
+        assert!(h.take_arrived().is_empty());
+        // Our own description from someone else is not taken; from ourselves it always is.
+        assert!(h.receive_item(&item(1, 0, 5), Some(&p)).unwrap().is_none());
+        assert!(h.receive_item(&item(1, 0, 5), None).unwrap().is_some());
+    }
+
+    #[test]
+    fn bad_items_are_refused() {
+        let mut h = NodeDescriptions::new(NodeId(1), 200);
+        let p = peer();
+        assert!(h.receive_item(&[1, 2, 3], Some(&p)).is_err());
+        assert!(h.receive_item(&[], Some(&p)).is_err());
+        let mut big = desc(2, 1);
+        for i in 0..20 {
+            big.labels.insert(format!("k{i}"), "v".repeat(20));
+        }
+        let data = DescriptionItem {
+            bump: 0,
+            description: big,
+        }
+        .encode()
+        .unwrap();
+        assert!(matches!(
+            h.receive_item(&data, Some(&p)),
+            Err(DescriptionError::TooLarge { .. })
+        ));
+        let mut bad = desc(3, 1);
+        bad.hostname.clear();
+        let data = DescriptionItem {
+            bump: 0,
+            description: bad,
+        }
+        .encode()
+        .unwrap();
+        assert!(matches!(
+            h.receive_item(&data, Some(&p)),
+            Err(DescriptionError::Invalid(_))
+        ));
+        let mut trailing = item(2, 0, 1);
+        trailing.push(0);
+        assert!(h.receive_item(&trailing, Some(&p)).is_err());
+        assert!(h.take_arrived().is_empty());
+    }
+
+    #[test]
+    fn keys_invalidate_older_items_of_the_same_node() {
+        let k = |id, bump, version| DescriptionKey {
+            id: NodeId(id),
+            bump,
+            version,
+        };
+        assert!(k(1, 0, 2).invalidates(&k(1, 0, 1)));
+        assert!(k(1, 0, 2).invalidates(&k(1, 0, 2)));
+        assert!(!k(1, 0, 1).invalidates(&k(1, 0, 2)));
+        assert!(k(1, 1, 0).invalidates(&k(1, 0, 9)));
+        assert!(!k(2, 5, 5).invalidates(&k(1, 0, 0)));
+    }
+}

@@ -1,0 +1,573 @@
+//! [`Membership`]: the SWIM state machine a node runs, foca plus node descriptions.
+//!
+//! Inputs come in through [`Membership::handle`]; everything it wants done comes out as
+//! [`MembershipEffect`]s, in order: datagrams to send, timers to set, events to report. The
+//! caller owns the clock (it fires timers after the asked delay) and the sockets.
+//!
+//! Besides foca's own timers the machine keeps two of its own, set up by
+//! [`MembershipInput::Start`]:
+//! - `Rebroadcast` (every `rebroadcast_period_ms`): queue our description for gossip again, ask
+//!   members whose description we lack (or hold from an older identity) for theirs, and forget
+//!   descriptions of nodes foca has forgotten;
+//! - `Reannounce` (every `announce_period_ms`): while we know no live member, announce to our
+//!   seeds and to a few members we hold Down, so a node cut off from everyone finds its way back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use foca::{Foca, Notification, OwnedNotification, Runtime, State};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::broadcast::DescriptionItem;
+use super::codec::bincode_config;
+use super::{BincodeCodec, MemberId, MembershipConfig, MembershipError, NodeDescriptions};
+use crate::model::{NodeDescription, NodeId, NodeState};
+
+/// First byte of a datagram that holds a foca packet.
+pub const TAG_FOCA: u8 = 0x46;
+/// First byte of a datagram that holds a direct description:
+/// `TAG_DESCRIPTION | bincode Option<SocketAddr> (reply to) | description item`.
+pub const TAG_DESCRIPTION: u8 = 0x44;
+/// Most seed addresses remembered for re-announcing.
+pub const SEEDS_MAX: usize = 16;
+/// Most members asked for their description per rebroadcast tick.
+const PULLS_PER_TICK: usize = 8;
+/// Most Down members announced to per tick while we know no live member.
+const IDLE_DOWN_ANNOUNCES: usize = 3;
+/// Room left in a packet for foca's header and counts when sizing description items.
+const PACKET_OVERHEAD_BYTES: usize = 200;
+/// Cluster size assumed until the caller says otherwise.
+const DEFAULT_CLUSTER_SIZE_HINT: usize = 50;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipTimer {
+    Foca(foca::Timer<MemberId>),
+    Rebroadcast,
+    Reannounce,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipInput {
+    /// Begin: set up our own periodic timers and queue our description.
+    Start,
+    Datagram(Bytes),
+    Timer(MembershipTimer),
+    /// Join through the node at this address (a seed, or any member we know of).
+    Announce(SocketAddr),
+    /// Our own description changed (labels, resources): its version grows and it is gossiped.
+    Describe(NodeDescription),
+    /// Leave the cluster: tell a few members we are going; the machine then ignores all input.
+    Leave,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipEffect {
+    Send {
+        to: SocketAddr,
+        data: Bytes,
+    },
+    Schedule {
+        after: Duration,
+        timer: MembershipTimer,
+    },
+    Event(MembershipEvent),
+}
+
+/// What changed. Events are edges for reacting quickly; [`Membership::members`] is the state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipEvent {
+    Up(NodeId),
+    Down(NodeId),
+    /// A newer description of another node arrived.
+    Described(NodeDescription),
+    /// The cluster declared us down; we took a new identity (bump + 1) and rejoined.
+    Rejoined,
+}
+
+/// One row of `node ls`, as this node sees the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberView {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+    /// Ready (foca: alive or suspect) or Down.
+    pub state: NodeState,
+    pub description: Option<NodeDescription>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembershipStats {
+    pub members_active: usize,
+    pub members_listed: usize,
+    pub descriptions: usize,
+    pub updates_backlog: usize,
+    pub broadcast_backlog: usize,
+    pub datagrams_in: u64,
+    /// Datagrams that did not decode or that foca refused; each changed nothing.
+    pub datagrams_refused: u64,
+    /// Errors from foca on timers and sends (foca's own bugs or our codec's).
+    pub foca_errors: u64,
+    pub descriptions_refused: u64,
+    pub rejoins: u64,
+}
+
+/// Collects foca's calls into effects; notifications wait until foca returns, because
+/// reacting to them needs the machine.
+struct Collect<'a> {
+    out: &'a mut Vec<MembershipEffect>,
+    notes: &'a mut Vec<OwnedNotification<MemberId>>,
+}
+
+impl Runtime<MemberId> for Collect<'_> {
+    fn notify(&mut self, notification: Notification<'_, MemberId>) {
+        self.notes.push(notification.to_owned());
+    }
+
+    fn send_to(&mut self, to: MemberId, data: &[u8]) {
+        let mut framed = Vec::with_capacity(data.len() + 1);
+        framed.push(TAG_FOCA);
+        framed.extend_from_slice(data);
+        self.out.push(MembershipEffect::Send {
+            to: to.addr,
+            data: framed.into(),
+        });
+    }
+
+    fn submit_after(&mut self, event: foca::Timer<MemberId>, after: Duration) {
+        self.out.push(MembershipEffect::Schedule {
+            after,
+            timer: MembershipTimer::Foca(event),
+        });
+    }
+}
+
+pub struct Membership {
+    foca: Foca<MemberId, BincodeCodec, StdRng, NodeDescriptions>,
+    /// The same book foca's handler writes arrivals into.
+    handler: NodeDescriptions,
+    config: MembershipConfig,
+    own: NodeDescription,
+    /// The newest description of every other node, with the bump of the identity that sent it.
+    descriptions: BTreeMap<NodeId, DescriptionItem>,
+    seeds: BTreeSet<SocketAddr>,
+    started: bool,
+    left: bool,
+    /// Rotates the idle announces over the Down members.
+    down_cursor: usize,
+    notes: Vec<OwnedNotification<MemberId>>,
+    stats: MembershipStats,
+}
+
+impl Membership {
+    pub fn new(
+        me: MemberId,
+        description: NodeDescription,
+        config: MembershipConfig,
+        rng_seed: u64,
+    ) -> Result<Self, MembershipError> {
+        config.validate()?;
+        if me.is_seed() {
+            return Err(MembershipError::UnknownIdentity);
+        }
+        let item_bytes_max = config
+            .foca_packet_bytes()
+            .saturating_sub(PACKET_OVERHEAD_BYTES);
+        let handler = NodeDescriptions::new(me.id, item_bytes_max);
+        check_description(&me, &description, handler.item_bytes_max())?;
+        let foca = Foca::with_custom_broadcast(
+            me,
+            config.to_foca(DEFAULT_CLUSTER_SIZE_HINT),
+            StdRng::seed_from_u64(rng_seed),
+            BincodeCodec,
+            handler.clone(),
+        );
+        Ok(Membership {
+            foca,
+            handler,
+            config,
+            own: description,
+            descriptions: BTreeMap::new(),
+            seeds: BTreeSet::new(),
+            started: false,
+            left: false,
+            down_cursor: 0,
+            notes: Vec::new(),
+            stats: MembershipStats::default(),
+        })
+    }
+
+    /// Tunes how often updates are retransmitted for a cluster of about `n` members.
+    pub fn set_cluster_size_hint(&mut self, n: usize) {
+        // Only max_transmissions changes, which foca allows at any time.
+        let changed = self.foca.set_config(self.config.to_foca(n));
+        assert!(
+            changed.is_ok(),
+            "foca refused a config that only changes counts"
+        );
+    }
+
+    pub fn me(&self) -> &MemberId {
+        self.foca.identity()
+    }
+
+    pub fn config(&self) -> &MembershipConfig {
+        &self.config
+    }
+
+    /// Checks a new description of ourselves the way [`MembershipInput::Describe`] will.
+    pub fn check_description(&self, d: &NodeDescription) -> Result<(), MembershipError> {
+        check_description(self.me(), d, self.handler.item_bytes_max())
+    }
+
+    pub fn description(&self, id: NodeId) -> Option<&NodeDescription> {
+        if id == self.me().id {
+            Some(&self.own)
+        } else {
+            self.descriptions.get(&id).map(|item| &item.description)
+        }
+    }
+
+    /// Every node we know of, ourselves included, one row per node ID in ID order. A node
+    /// seen under several identities shows its newest (highest bump).
+    pub fn members(&self) -> Vec<MemberView> {
+        let mut rows: BTreeMap<NodeId, (u64, SocketAddr, State)> = BTreeMap::new();
+        for m in self.foca.iter_membership_state() {
+            let id = m.id();
+            if id.is_seed() || id.id == self.me().id {
+                continue;
+            }
+            let row = rows.entry(id.id).or_insert((id.bump, id.addr, m.state()));
+            if id.bump > row.0 {
+                *row = (id.bump, id.addr, m.state());
+            }
+        }
+        let me = self.me();
+        rows.insert(me.id, (me.bump, me.addr, State::Alive));
+        rows.into_iter()
+            .map(|(id, (_, addr, state))| MemberView {
+                id,
+                addr,
+                state: match state {
+                    State::Alive | State::Suspect => NodeState::Ready,
+                    State::Down => NodeState::Down,
+                },
+                description: self.description(id).cloned(),
+            })
+            .collect()
+    }
+
+    pub fn stats(&self) -> MembershipStats {
+        MembershipStats {
+            members_active: self.foca.num_members(),
+            members_listed: self.foca.iter_membership_state().len(),
+            descriptions: self.descriptions.len(),
+            updates_backlog: self.foca.updates_backlog(),
+            broadcast_backlog: self.foca.custom_broadcast_backlog(),
+            ..self.stats.clone()
+        }
+    }
+
+    pub fn handle(&mut self, input: MembershipInput, out: &mut Vec<MembershipEffect>) {
+        if self.left {
+            return;
+        }
+        match input {
+            MembershipInput::Start => self.start(out),
+            MembershipInput::Datagram(data) => self.datagram(&data, out),
+            MembershipInput::Timer(MembershipTimer::Foca(timer)) => {
+                let mut rt = Collect {
+                    out,
+                    notes: &mut self.notes,
+                };
+                if self.foca.handle_timer(timer, &mut rt).is_err() {
+                    self.stats.foca_errors += 1;
+                }
+            }
+            MembershipInput::Timer(MembershipTimer::Rebroadcast) => self.rebroadcast(out),
+            MembershipInput::Timer(MembershipTimer::Reannounce) => self.reannounce(out),
+            MembershipInput::Announce(addr) => {
+                if addr != self.me().addr {
+                    if self.seeds.len() < SEEDS_MAX {
+                        self.seeds.insert(addr);
+                    }
+                    self.announce(addr, out);
+                }
+            }
+            MembershipInput::Describe(d) => self.describe(d, out),
+            MembershipInput::Leave => {
+                let mut rt = Collect {
+                    out,
+                    notes: &mut self.notes,
+                };
+                if self.foca.leave_cluster(&mut rt).is_err() {
+                    self.stats.foca_errors += 1;
+                }
+                self.left = true;
+            }
+        }
+        self.react(out);
+    }
+
+    fn start(&mut self, out: &mut Vec<MembershipEffect>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        self.queue_own();
+        out.push(MembershipEffect::Schedule {
+            after: Duration::from_millis(self.config.rebroadcast_period_ms),
+            timer: MembershipTimer::Rebroadcast,
+        });
+        out.push(MembershipEffect::Schedule {
+            after: Duration::from_millis(self.config.announce_period_ms),
+            timer: MembershipTimer::Reannounce,
+        });
+        self.gossip(out);
+    }
+
+    fn gossip(&mut self, out: &mut Vec<MembershipEffect>) {
+        let mut rt = Collect {
+            out,
+            notes: &mut self.notes,
+        };
+        if self.foca.gossip(&mut rt).is_err() {
+            self.stats.foca_errors += 1;
+        }
+    }
+
+    fn announce(&mut self, addr: SocketAddr, out: &mut Vec<MembershipEffect>) {
+        let mut rt = Collect {
+            out,
+            notes: &mut self.notes,
+        };
+        if self.foca.announce(MemberId::seed(addr), &mut rt).is_err() {
+            self.stats.foca_errors += 1;
+        }
+    }
+
+    fn datagram(&mut self, data: &[u8], out: &mut Vec<MembershipEffect>) {
+        self.stats.datagrams_in += 1;
+        let ok = match data.split_first() {
+            _ if data.len() > self.config.max_packet_bytes => false,
+            Some((&TAG_FOCA, packet)) => {
+                let mut rt = Collect {
+                    out,
+                    notes: &mut self.notes,
+                };
+                self.foca.handle_data(packet, &mut rt).is_ok()
+            }
+            Some((&TAG_DESCRIPTION, rest)) => self.direct_description(rest, out),
+            _ => false,
+        };
+        if !ok {
+            self.stats.datagrams_refused += 1;
+        }
+    }
+
+    fn direct_description(&mut self, rest: &[u8], out: &mut Vec<MembershipEffect>) -> bool {
+        let Ok((reply_to, used)) =
+            bincode::serde::decode_from_slice::<Option<SocketAddr>, _>(rest, bincode_config())
+        else {
+            return false;
+        };
+        let Ok(item) = DescriptionItem::decode(&rest[used..], self.handler.item_bytes_max()) else {
+            return false;
+        };
+        // Whether it was newer or not, it was well formed; `react` reports a newer one.
+        self.handler.offer(&item);
+        if let Some(to) = reply_to
+            && to != self.me().addr
+        {
+            self.push_description(to, false, out);
+        }
+        true
+    }
+
+    /// Sends our description straight to `to`, asking for theirs in return if `want_reply`.
+    fn push_description(
+        &mut self,
+        to: SocketAddr,
+        want_reply: bool,
+        out: &mut Vec<MembershipEffect>,
+    ) {
+        let reply_to = want_reply.then_some(self.me().addr);
+        let head = bincode::serde::encode_to_vec(reply_to, bincode_config());
+        let item = self.own_item().encode();
+        match (head, item) {
+            (Ok(head), Ok(item)) => {
+                let mut data = Vec::with_capacity(1 + head.len() + item.len());
+                data.push(TAG_DESCRIPTION);
+                data.extend_from_slice(&head);
+                data.extend_from_slice(&item);
+                out.push(MembershipEffect::Send {
+                    to,
+                    data: data.into(),
+                });
+            }
+            // Our description was checked when it was set, so this is a bug worth counting.
+            _ => self.stats.foca_errors += 1,
+        }
+    }
+
+    fn own_item(&self) -> DescriptionItem {
+        DescriptionItem {
+            bump: self.me().bump,
+            description: self.own.clone(),
+        }
+    }
+
+    /// Puts our description (again) on foca's broadcast queue.
+    fn queue_own(&mut self) {
+        let queued = self
+            .own_item()
+            .encode()
+            .map_err(|_| ())
+            .and_then(|data| self.foca.add_broadcast(&data).map_err(|_| ()));
+        if queued.is_err() {
+            self.stats.foca_errors += 1;
+        }
+    }
+
+    fn describe(&mut self, mut d: NodeDescription, out: &mut Vec<MembershipEffect>) {
+        d.version = d.version.max(self.own.version.saturating_add(1));
+        if self.check_description(&d).is_err() {
+            self.stats.descriptions_refused += 1;
+            return;
+        }
+        self.own = d;
+        self.queue_own();
+        self.gossip(out);
+    }
+
+    fn rebroadcast(&mut self, out: &mut Vec<MembershipEffect>) {
+        out.push(MembershipEffect::Schedule {
+            after: Duration::from_millis(self.config.rebroadcast_period_ms),
+            timer: MembershipTimer::Rebroadcast,
+        });
+        self.queue_own();
+
+        // Forget descriptions of nodes foca no longer lists, so both stay the same size.
+        let listed: BTreeSet<NodeId> = self
+            .foca
+            .iter_membership_state()
+            .map(|m| m.id().id)
+            .collect();
+        self.descriptions.retain(|id, _| listed.contains(id));
+        self.handler.retain(|id| listed.contains(&id));
+
+        // Ask live members whose description we lack or hold from an older identity.
+        let stale: Vec<SocketAddr> = self
+            .foca
+            .iter_members()
+            .map(|m| m.id())
+            .filter(|id| !id.is_seed())
+            .filter(|id| {
+                self.descriptions
+                    .get(&id.id)
+                    .is_none_or(|item| item.bump < id.bump)
+            })
+            .map(|id| id.addr)
+            .take(PULLS_PER_TICK)
+            .collect();
+        for addr in stale {
+            self.push_description(addr, true, out);
+        }
+    }
+
+    fn reannounce(&mut self, out: &mut Vec<MembershipEffect>) {
+        out.push(MembershipEffect::Schedule {
+            after: Duration::from_millis(self.config.announce_period_ms),
+            timer: MembershipTimer::Reannounce,
+        });
+        if self.foca.num_members() > 0 {
+            return;
+        }
+        let seeds: Vec<SocketAddr> = self.seeds.iter().copied().collect();
+        for addr in seeds {
+            self.announce(addr, out);
+        }
+        let down: Vec<SocketAddr> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() == State::Down && !self.seeds.contains(&m.id().addr))
+            .map(|m| m.id().addr)
+            .collect();
+        if !down.is_empty() {
+            for i in 0..IDLE_DOWN_ANNOUNCES.min(down.len()) {
+                let addr = down[(self.down_cursor + i) % down.len()];
+                self.announce(addr, out);
+            }
+            self.down_cursor = (self.down_cursor + IDLE_DOWN_ANNOUNCES) % down.len();
+        }
+    }
+
+    /// Whether some identity of node `id` is alive or suspect.
+    fn is_active(&self, id: NodeId) -> bool {
+        self.foca.iter_members().any(|m| m.id().id == id)
+    }
+
+    /// Turns foca's notifications and newly arrived descriptions into events and follow-ups.
+    fn react(&mut self, out: &mut Vec<MembershipEffect>) {
+        let mut notes = std::mem::take(&mut self.notes);
+        for note in notes.drain(..) {
+            match note {
+                OwnedNotification::MemberUp(id) if !id.is_seed() => {
+                    out.push(MembershipEffect::Event(MembershipEvent::Up(id.id)));
+                    // Swap descriptions with the newcomer at once rather than hoping gossip
+                    // reaches it: ours may have stopped travelling long ago.
+                    self.push_description(id.addr, true, out);
+                }
+                OwnedNotification::MemberDown(id) if !id.is_seed() && !self.is_active(id.id) => {
+                    out.push(MembershipEffect::Event(MembershipEvent::Down(id.id)));
+                }
+                OwnedNotification::Rename(_, new) if !new.is_seed() => {
+                    // A restart or rejoin: its description may have changed with it.
+                    self.push_description(new.addr, true, out);
+                }
+                OwnedNotification::Rejoin(_) => {
+                    self.stats.rejoins += 1;
+                    out.push(MembershipEffect::Event(MembershipEvent::Rejoined));
+                    // Our description travels with our bump; issue it under the new one.
+                    self.queue_own();
+                }
+                _ => {}
+            }
+        }
+        self.notes = notes;
+        for item in self.handler.take_arrived() {
+            let d = item.description.clone();
+            self.descriptions.insert(d.id, item);
+            out.push(MembershipEffect::Event(MembershipEvent::Described(d)));
+        }
+    }
+}
+
+fn check_description(
+    me: &MemberId,
+    d: &NodeDescription,
+    item_bytes_max: usize,
+) -> Result<(), MembershipError> {
+    d.validate()?;
+    if d.id != me.id {
+        return Err(MembershipError::DescriptionNotOurs {
+            expected: me.id,
+            got: d.id,
+        });
+    }
+    let bytes = DescriptionItem {
+        bump: me.bump,
+        description: d.clone(),
+    }
+    .encode()
+    .map_err(MembershipError::Encode)?
+    .len();
+    if bytes > item_bytes_max {
+        return Err(MembershipError::DescriptionTooLarge {
+            bytes,
+            max: item_bytes_max,
+        });
+    }
+    Ok(())
+}
