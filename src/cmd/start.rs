@@ -175,7 +175,7 @@ async fn identity(
         (None, None) => {
             let mut rng = rand::rng();
             let node_id = loop {
-                let id = NodeId(rand::Rng::random(&mut rng));
+                let id = NodeId(rand::RngExt::random(&mut rng));
                 if id != NodeId::UNKNOWN {
                     break id;
                 }

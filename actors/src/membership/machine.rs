@@ -88,7 +88,7 @@ pub enum MembershipEvent {
 }
 
 /// One row of `node ls`, as this node sees the cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemberView {
     pub id: NodeId,
     pub addr: SocketAddr,
@@ -97,7 +97,7 @@ pub struct MemberView {
     pub description: Option<NodeDescription>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MembershipStats {
     pub members_active: usize,
     pub members_listed: usize,
