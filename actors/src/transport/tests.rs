@@ -589,3 +589,91 @@ fn config_validation_names_the_bad_field() {
     c.connect_timeout_ms = c.request_timeout_ms + 1;
     assert!(c.validate().is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_with_a_token_and_then_speaks_mutual_tls() {
+    use rand::SeedableRng;
+    let ca = new_ca();
+    let seed_creds = creds(&ca, 1, Role::Manager);
+    let tokens = trust::Tokens::generate(ca.digest(), &mut rand::rngs::StdRng::seed_from_u64(5));
+    let worker_token = tokens.worker.to_string();
+    let (seed, mut rx) = Transport::bind(TransportConfig::new(local()), &seed_creds)
+        .await
+        .unwrap();
+    let ca_der = ca.cert_der().to_vec();
+    let seed_addr = seed.local_addr();
+    tokio::spawn(async move {
+        // The seed's side of a join, as the node will do it: check the token, sign the CSR.
+        while let Some(inbound) = rx.recv().await {
+            if let Inbound::Request { req, reply, .. } = inbound {
+                let resp = match req {
+                    Request::Join(j) => match tokens.check(&j.token) {
+                        Ok(role) => {
+                            let cert = ca
+                                .issue(
+                                    &j.csr_der,
+                                    NodeId(7),
+                                    role,
+                                    SystemTime::now(),
+                                    Duration::from_secs(3600),
+                                )
+                                .unwrap();
+                            Response::Joined(JoinResponse {
+                                node_id: NodeId(7),
+                                role,
+                                cert_der: cert,
+                                ca_cert_der: ca_der.clone(),
+                                peers: vec![seed_addr],
+                            })
+                        }
+                        Err(refusal) => Response::Failed(refusal.into()),
+                    },
+                    Request::Ping => Response::Pong,
+                    _ => Response::Failed(WireFailure::Invalid("unexpected".into())),
+                };
+                let _ = reply.send(resp);
+            }
+        }
+    });
+
+    tracing::info!("phase: a rotated-away or foreign token is refused with the right reason");
+    let key = NodeKey::generate().unwrap();
+    let mut req = JoinRequest {
+        token: {
+            // The worker token with its last character changed: a wrong secret.
+            let (head, last) = worker_token.split_at(worker_token.len() - 1);
+            format!("{head}{}", if last == "x" { "y" } else { "x" })
+        },
+        csr_der: key.csr_der().unwrap(),
+        hostname: "w".into(),
+        addr: local(),
+    };
+    let digest = seed_creds_digest(&seed_creds);
+    let t = Duration::from_secs(10);
+    let err = join(seed_addr, &digest, req.clone(), t).await.unwrap_err();
+    assert!(
+        matches!(err, TransportError::Refused(WireFailure::BadToken)),
+        "{err}"
+    );
+
+    tracing::info!("phase: the worker token gets a certificate that works for mutual TLS");
+    req.token = worker_token;
+    let resp = join(seed_addr, &digest, req, t).await.unwrap();
+    let mine = NodeCredentials::from_parts(key, resp.cert_der, resp.ca_cert_der).unwrap();
+    assert_eq!((mine.node_id, mine.role), (NodeId(7), Role::Worker));
+    let (me, _rx) = Transport::bind(TransportConfig::new(local()), &mine)
+        .await
+        .unwrap();
+    let (who, resp) = me
+        .request_identified(seed_addr, Request::Ping)
+        .await
+        .unwrap();
+    assert!(matches!(resp, Response::Pong));
+    assert_eq!(who, ident(&seed_creds));
+    me.shutdown().await;
+    seed.shutdown().await;
+}
+
+fn seed_creds_digest(c: &NodeCredentials) -> trust::CaDigest {
+    trust::CaDigest::of_cert(&c.ca_cert_der)
+}
