@@ -80,6 +80,10 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     let (transport, inbound) = Transport::bind(TransportConfig::new(args.listen), &creds)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let mut membership = MembershipConfig::lan();
+    // Gossip rides QUIC datagrams, which have a smaller payload than raw UDP.
+    membership.max_packet_bytes = membership.max_packet_bytes.min(transport::DATAGRAM_BYTES_MAX);
+    membership.validate()?;
     let registry = Registry::new();
     let leads = authority.is_some();
     let node_id = creds.node_id;
@@ -89,7 +93,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         creds,
         authority,
         description,
-        membership: MembershipConfig::lan(),
+        membership,
         transport: transport.clone(),
         node_file,
         rng_seed: rand::random(),

@@ -3,12 +3,36 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A node's identity in the cluster. Assigned by the certificate authority when the node joins and
 /// carried in the subject of its certificate, so a peer's ID is proven by its TLS handshake.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Binary formats carry the 128 bits; human-readable ones (JSON) the 25-character text, since JSON
+/// numbers cannot hold 128 bits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub u128);
+
+impl Serialize for NodeId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_u128(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        } else {
+            u128::deserialize(d).map(NodeId)
+        }
+    }
+}
 
 /// Characters in a rendered [`NodeId`]: 36^25 > 2^128, so every ID fits.
 pub const NODE_ID_CHARS: usize = 25;
@@ -88,6 +112,19 @@ mod tests {
             assert_eq!(s.len(), NODE_ID_CHARS);
             assert_eq!(s.parse::<NodeId>().unwrap(), id);
         }
+    }
+
+    #[test]
+    fn serializes_as_text_in_json_and_bits_in_bincode() {
+        let id = NodeId(u128::MAX - 7);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<NodeId>(&json).unwrap(), id);
+        let cfg = bincode::config::standard();
+        let bin = bincode::serde::encode_to_vec(id, cfg).unwrap();
+        let (back, _): (NodeId, usize) = bincode::serde::decode_from_slice(&bin, cfg).unwrap();
+        assert_eq!(back, id);
+        assert!(serde_json::from_str::<NodeId>("\"nope\"").is_err());
     }
 
     #[test]

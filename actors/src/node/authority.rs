@@ -48,6 +48,10 @@ impl Authority {
 
     /// The authority kept in `dir`, if this node holds the CA key.
     pub fn load(dir: &Path) -> Result<Option<Authority>, TrustError> {
+        // Every node keeps the CA certificate (`ca.crt`); only the CA holder has its key.
+        if !dir.join("ca.key").exists() {
+            return Ok(None);
+        }
         let Some(ca) = ClusterCa::load(dir)? else {
             return Ok(None);
         };

@@ -87,16 +87,16 @@ impl NodeHandle {
     }
 
     async fn admin(&self, msg: NodeAdmin) -> Result<Value, NodeError> {
-        fn json<T: serde::Serialize>(v: T) -> Value {
-            serde_json::to_value(v).expect("admin answers always serialize")
+        fn json<T: serde::Serialize>(v: T) -> Result<Value, NodeError> {
+            serde_json::to_value(v).map_err(|e| NodeError::Refused(format!("answer does not encode: {e}")))
         }
-        Ok(match msg {
+        match msg {
             NodeAdmin::Describe => json(self.describe().await?),
             NodeAdmin::Members => json(self.members().await?),
             NodeAdmin::Stats => json(self.stats().await?),
             NodeAdmin::JoinTokens => json(self.join_tokens().await?),
             NodeAdmin::RotateToken { role } => json(self.rotate_token(role).await?),
-        })
+        }
     }
 }
 
