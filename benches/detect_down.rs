@@ -47,10 +47,19 @@ fn main() {
     let mut nodes = vec![first];
     for i in 1..n {
         let seed = nodes[0].addr;
-        nodes.push(Node::join(root.path(), &format!("b{}", i + 1), BASE_PORT + i as u16, seed, &token));
+        nodes.push(Node::join(
+            root.path(),
+            &format!("b{}", i + 1),
+            BASE_PORT + i as u16,
+            seed,
+            &token,
+        ));
     }
     for node in &nodes {
-        assert!(wait_until(Duration::from_secs(60), || all_ready(&node.node_ls(), n)), "cluster did not form");
+        assert!(
+            wait_until(Duration::from_secs(60), || all_ready(&node.node_ls(), n)),
+            "cluster did not form"
+        );
     }
     let ids: Vec<String> = nodes.iter().map(|x| x.id()).collect();
 
@@ -85,13 +94,21 @@ fn main() {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         let all = times.iter().cloned().fold(0.0, f64::max);
-        println!("kill {:2}: node {} Down on every other node after {:.0} ms (each: {:?})", round + 1, victim + 1, all,
-            times.iter().map(|t| t.round() as u64).collect::<Vec<_>>());
+        println!(
+            "kill {:2}: node {} Down on every other node after {:.0} ms (each: {:?})",
+            round + 1,
+            victim + 1,
+            all,
+            times.iter().map(|t| t.round() as u64).collect::<Vec<_>>()
+        );
         detect_ms.push(all);
         nodes[victim].spawn();
         nodes[victim].wait_control();
         for node in &nodes {
-            assert!(wait_until(Duration::from_secs(60), || all_ready(&node.node_ls(), n)), "cluster did not heal");
+            assert!(
+                wait_until(Duration::from_secs(60), || all_ready(&node.node_ls(), n)),
+                "cluster did not heal"
+            );
         }
     }
     detect_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -36,7 +36,10 @@ mod tests {
     fn aligns_columns() {
         let t = table(
             &["ID", "NAME"],
-            &[vec!["a".into(), "x".into()], vec!["long-id".into(), "".into()]],
+            &[
+                vec!["a".into(), "x".into()],
+                vec!["long-id".into(), "".into()],
+            ],
         );
         assert_eq!(t, "ID        NAME\na         x\nlong-id\n");
     }

@@ -19,8 +19,8 @@
 
 pub mod membership;
 pub mod model;
+pub mod node;
+pub mod registry;
 pub mod transport;
 pub mod trust;
 pub mod wire;
-pub mod node;
-pub mod registry;

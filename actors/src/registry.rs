@@ -84,7 +84,12 @@ impl Registry {
             .read()
             .expect("registry lock poisoned")
             .iter()
-            .map(|(k, v)| (k.clone(), v.messages().iter().map(|m| m.to_string()).collect()))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.messages().iter().map(|m| m.to_string()).collect(),
+                )
+            })
             .collect()
     }
 
@@ -161,7 +166,10 @@ mod tests {
             reg.send("echo/1", "Shout", Value::Null).await,
             Err(AdminError::NoSuchMessage { .. })
         ));
-        assert_eq!(reg.list(), vec![("echo/1".to_string(), vec!["Echo".to_string()])]);
+        assert_eq!(
+            reg.list(),
+            vec![("echo/1".to_string(), vec!["Echo".to_string()])]
+        );
     }
 
     #[test]

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use crate::control::client::Client;
 
 #[derive(Parser, Debug)]
-#[command(name = "swarm-node", version, about = "A container orchestrator in the spirit of Docker Swarm mode")]
+#[command(
+    name = "swarm-node",
+    version,
+    about = "A container orchestrator in the spirit of Docker Swarm mode"
+)]
 pub struct Cli {
     /// The node to talk to: unix:///path/to/control.sock. Default: <data-dir>/control.sock.
     #[arg(short = 'H', long, env = "SWARM_NODE_HOST", global = true)]

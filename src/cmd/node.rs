@@ -1,6 +1,6 @@
 //! `swarm-node node ls | inspect`.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::json;
 
@@ -30,14 +30,21 @@ pub enum NodeCmd {
     },
 }
 
-pub async fn run(cmd: NodeCmd, client: &Client, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+pub async fn run(
+    cmd: NodeCmd,
+    client: &Client,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
     let nodes = match client.call(ControlRequest::NodeLs).await? {
         ControlResponse::Nodes(n) => n,
         other => bail!("unexpected answer from the node: {other:?}"),
     };
     match cmd {
         NodeCmd::Ls { format, quiet } => ls(&nodes, format.as_deref(), quiet, out),
-        NodeCmd::Inspect { nodes: names, pretty } => {
+        NodeCmd::Inspect {
+            nodes: names,
+            pretty,
+        } => {
             let mut found = Vec::new();
             for name in &names {
                 found.push(resolve(&nodes, name)?);
@@ -89,7 +96,11 @@ fn ls(
                 .iter()
                 .map(|n| {
                     vec![
-                        if n.is_self { format!("{} *", n.id) } else { n.id.clone() },
+                        if n.is_self {
+                            format!("{} *", n.id)
+                        } else {
+                            n.id.clone()
+                        },
                         n.hostname.clone(),
                         n.status.clone(),
                         n.availability.clone(),
@@ -98,7 +109,14 @@ fn ls(
                     ]
                 })
                 .collect();
-            let headers = ["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"];
+            let headers = [
+                "ID",
+                "HOSTNAME",
+                "STATUS",
+                "AVAILABILITY",
+                "MANAGER STATUS",
+                "ENGINE VERSION",
+            ];
             write!(out, "{}", table(&headers, &rows))?;
         }
     }
@@ -108,7 +126,10 @@ fn ls(
 /// Finds a node by full ID, unique ID prefix, hostname, or `self`.
 fn resolve<'a>(nodes: &'a [NodeInfo], name: &str) -> anyhow::Result<&'a NodeInfo> {
     if name == "self" {
-        return nodes.iter().find(|n| n.is_self).context("the answering node is not in its own list");
+        return nodes
+            .iter()
+            .find(|n| n.is_self)
+            .context("the answering node is not in its own list");
     }
     if let Some(n) = nodes.iter().find(|n| n.id == name) {
         return Ok(n);
@@ -168,15 +189,32 @@ fn pretty_text(n: &NodeInfo) -> String {
     if n.role == "manager" {
         s += "Manager Status:\n";
         s += &format!(" Address:\t\t{}\n", n.addr);
-        s += &format!(" Raft Status:\t\t{}\n", if n.status == "Ready" { "Reachable" } else { "Unreachable" });
-        s += &format!(" Leader:\t\t{}\n", if n.manager_status == "Leader" { "Yes" } else { "No" });
+        s += &format!(
+            " Raft Status:\t\t{}\n",
+            if n.status == "Ready" {
+                "Reachable"
+            } else {
+                "Unreachable"
+            }
+        );
+        s += &format!(
+            " Leader:\t\t{}\n",
+            if n.manager_status == "Leader" {
+                "Yes"
+            } else {
+                "No"
+            }
+        );
     }
     s += "Platform:\n";
     s += &format!(" Operating System:\t{}\n", std::env::consts::OS);
     s += &format!(" Architecture:\t\t{}\n", std::env::consts::ARCH);
     s += "Resources:\n";
     s += &format!(" CPUs:\t\t\t{}\n", n.nano_cpus / 1_000_000_000);
-    s += &format!(" Memory:\t\t{:.1}GiB\n", n.memory_bytes as f64 / (1u64 << 30) as f64);
+    s += &format!(
+        " Memory:\t\t{:.1}GiB\n",
+        n.memory_bytes as f64 / (1u64 << 30) as f64
+    );
     s += &format!("Runtimes:\t\t{}\n", n.runtimes.join(", "));
     if !n.labels.is_empty() {
         s += "Engine Labels:\n";

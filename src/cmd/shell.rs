@@ -20,8 +20,22 @@ use crate::control::proto::{ControlRequest, ControlResponse};
 const HISTORY_MAX: usize = 1_000;
 
 const VERBS: &[&str] = &[
-    "node", "ls", "inspect", "swarm", "join-token", "worker", "manager", "--rotate", "--pretty",
-    "--format", "json", "actors", "send", "help", "exit", "quit",
+    "node",
+    "ls",
+    "inspect",
+    "swarm",
+    "join-token",
+    "worker",
+    "manager",
+    "--rotate",
+    "--pretty",
+    "--format",
+    "json",
+    "actors",
+    "send",
+    "help",
+    "exit",
+    "quit",
 ];
 
 /// A shell line parsed as a command.
@@ -93,8 +107,8 @@ fn repl(client: &Client, rt: &tokio::runtime::Handle) -> anyhow::Result<()> {
             .build(),
     )?;
     rl.set_helper(Some(ShellHelper { words }));
-    let history = std::env::var_os("HOME")
-        .map(|h| std::path::PathBuf::from(h).join(".swarm-node_history"));
+    let history =
+        std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".swarm-node_history"));
     if let Some(h) = &history {
         // No history yet is the common case at first use.
         let _ = rl.load_history(h);
@@ -138,8 +152,12 @@ async fn one_line(line: &str, client: &Client, out: &mut dyn std::io::Write) -> 
     }
     let words = line.split_whitespace();
     match Line::try_parse_from(words) {
-        Ok(Line { command: Command::Shell }) => bail!("already in the shell"),
-        Ok(Line { command: Command::Start(_) }) => {
+        Ok(Line {
+            command: Command::Shell,
+        }) => bail!("already in the shell"),
+        Ok(Line {
+            command: Command::Start(_),
+        }) => {
             bail!("`start` runs a node; run it outside the shell")
         }
         Ok(parsed) => Box::pin(run_client(parsed.command, client, out)).await,
@@ -164,7 +182,10 @@ impl Completer for ShellHelper {
         pos: usize,
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<String>)> {
-        let start = line[..pos].rfind(char::is_whitespace).map(|i| i + 1).unwrap_or(0);
+        let start = line[..pos]
+            .rfind(char::is_whitespace)
+            .map(|i| i + 1)
+            .unwrap_or(0);
         let prefix = &line[start..pos];
         let found = self
             .words

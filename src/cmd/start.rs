@@ -17,8 +17,8 @@ use swarm_actors::trust::{self, JoinToken, NodeCredentials, NodeKey};
 use swarm_actors::wire::JoinRequest;
 use tracing::{info, warn};
 
-use crate::control::server::{self, ControlContext};
 use crate::cmd::swarm::join_instructions;
+use crate::control::server::{self, ControlContext};
 
 /// How long a join may take, handshake and admission included.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +43,10 @@ pub struct StartArgs {
     /// A label k=v for this node (repeatable).
     #[arg(long = "label")]
     labels: Vec<String>,
+    /// Validity of the node certificates this node issues, in seconds (when it holds the CA).
+    /// Nodes renew at a random point between 50 % and 80 % of it.
+    #[arg(long, default_value_t = node::CERT_VALIDITY.as_secs())]
+    cert_validity_s: u64,
 }
 
 pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
@@ -52,13 +56,23 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         .with_context(|| format!("cannot make the data dir {}", data_dir.display()))?;
     let advertise = args.advertise_addr.unwrap_or(args.listen);
     if advertise.ip().is_unspecified() {
-        bail!("--listen {} is a wildcard address: give --advertise-addr", args.listen);
+        bail!(
+            "--listen {} is a wildcard address: give --advertise-addr",
+            args.listen
+        );
     }
     let labels = parse_labels(&args.labels)?;
+    if args.cert_validity_s < node::CERT_VALIDITY_MIN.as_secs() {
+        bail!(
+            "--cert-validity-s must be at least {} seconds",
+            node::CERT_VALIDITY_MIN.as_secs()
+        );
+    }
     let hostname = args.hostname.clone().unwrap_or_else(host::hostname);
 
     let mut node_file = NodeFile::load(&data_dir)?;
-    let (creds, authority, fresh) = identity(&args, &data_dir, &hostname, advertise, &mut node_file).await?;
+    let (creds, authority, fresh) =
+        identity(&args, &data_dir, &hostname, advertise, &mut node_file).await?;
     node_file.boots += 1;
     node_file.save(&data_dir)?;
 
@@ -82,7 +96,9 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let mut membership = MembershipConfig::lan();
     // Gossip rides QUIC datagrams, which have a smaller payload than raw UDP.
-    membership.max_packet_bytes = membership.max_packet_bytes.min(transport::DATAGRAM_BYTES_MAX);
+    membership.max_packet_bytes = membership
+        .max_packet_bytes
+        .min(transport::DATAGRAM_BYTES_MAX);
     membership.validate()?;
     let registry = Registry::new();
     let leads = authority.is_some();
@@ -120,7 +136,10 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     } else if fresh {
         println!("This node joined a swarm as a {role}: node ID {node_id}.");
     } else {
-        println!("Node {node_id} ({role}) restarted from {}.", data_dir.display());
+        println!(
+            "Node {node_id} ({role}) restarted from {}.",
+            data_dir.display()
+        );
     }
     info!(node = %node_id, listen = %args.listen, control = %sock.display(), "ready");
 
@@ -151,9 +170,12 @@ async fn identity(
 ) -> anyhow::Result<(NodeCredentials, Option<Authority>, bool)> {
     if let Some(creds) = NodeCredentials::load(data_dir)? {
         if args.seed.is_some() {
-            warn!("this data dir already belongs to node {}: --seed and --token are ignored", creds.node_id);
+            warn!(
+                "this data dir already belongs to node {}: --seed and --token are ignored",
+                creds.node_id
+            );
         }
-        let authority = Authority::load(data_dir)?;
+        let authority = Authority::load(data_dir, Duration::from_secs(args.cert_validity_s))?;
         return Ok((creds, authority, false));
     }
     match (&args.seed, &args.token) {
@@ -184,8 +206,13 @@ async fn identity(
                     break id;
                 }
             };
-            let (authority, creds) =
-                Authority::bootstrap(data_dir, node_id, SystemTime::now(), &mut rng)?;
+            let (authority, creds) = Authority::bootstrap(
+                data_dir,
+                node_id,
+                SystemTime::now(),
+                Duration::from_secs(args.cert_validity_s),
+                &mut rng,
+            )?;
             Ok((creds, Some(authority), true))
         }
         _ => bail!("--seed and --token go together"),

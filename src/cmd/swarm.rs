@@ -37,11 +37,22 @@ impl From<RoleArg> for Role {
     }
 }
 
-pub async fn run(cmd: SwarmCmd, client: &Client, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+pub async fn run(
+    cmd: SwarmCmd,
+    client: &Client,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
     match cmd {
-        SwarmCmd::JoinToken { role, rotate, quiet } => {
+        SwarmCmd::JoinToken {
+            role,
+            rotate,
+            quiet,
+        } => {
             let role = Role::from(role);
-            let tokens = match client.call(ControlRequest::JoinToken { role, rotate }).await? {
+            let tokens = match client
+                .call(ControlRequest::JoinToken { role, rotate })
+                .await?
+            {
                 ControlResponse::Tokens(t) => t,
                 other => bail!("unexpected answer from the node: {other:?}"),
             };

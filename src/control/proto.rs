@@ -7,7 +7,10 @@ use swarm_actors::node::JoinTokensView;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ControlRequest {
     NodeLs,
-    JoinToken { role: Role, rotate: bool },
+    JoinToken {
+        role: Role,
+        rotate: bool,
+    },
     Actors,
     /// Sends a typed message to a named actor; `args` is JSON text ("" for none).
     Send {

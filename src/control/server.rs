@@ -91,12 +91,9 @@ async fn serve_one(mut stream: UnixStream, ctx: &ControlContext) {
 async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
     match req {
         ControlRequest::NodeLs => match ctx.node.members().await {
-            Ok(members) => ControlResponse::Nodes(
-                members
-                    .into_iter()
-                    .map(|m| node_info(m, ctx))
-                    .collect(),
-            ),
+            Ok(members) => {
+                ControlResponse::Nodes(members.into_iter().map(|m| node_info(m, ctx)).collect())
+            }
             Err(e) => ControlResponse::Error(e.to_string()),
         },
         ControlRequest::JoinToken { role, rotate } => {

@@ -26,12 +26,23 @@ pub struct Node {
     pub addr: SocketAddr,
     pub child: Option<Child>,
     seed: Option<(SocketAddr, String)>,
+    /// More `start` arguments.
+    pub extra: Vec<String>,
 }
 
 impl Node {
     /// Starts a node that bootstraps a new cluster.
     pub fn bootstrap(root: &Path, name: &str, port: u16) -> Node {
         let mut n = Node::new(root, name, port, None);
+        n.spawn();
+        n.wait_control();
+        n
+    }
+
+    /// Starts a node that bootstraps a new cluster, with more `start` arguments.
+    pub fn bootstrap_with(root: &Path, name: &str, port: u16, extra: &[&str]) -> Node {
+        let mut n = Node::new(root, name, port, None);
+        n.extra = extra.iter().map(|s| s.to_string()).collect();
         n.spawn();
         n.wait_control();
         n
@@ -54,6 +65,7 @@ impl Node {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             child: None,
             seed,
+            extra: Vec::new(),
         }
     }
 
@@ -67,8 +79,12 @@ impl Node {
             .arg("--hostname")
             .arg(&self.name);
         if let Some((seed, token)) = &self.seed {
-            cmd.arg("--seed").arg(seed.to_string()).arg("--token").arg(token);
+            cmd.arg("--seed")
+                .arg(seed.to_string())
+                .arg("--token")
+                .arg(token);
         }
+        cmd.args(&self.extra);
         cmd.env("RUST_LOG", "info");
         cmd
     }
@@ -98,7 +114,12 @@ impl Node {
             }
             self.cli(&["node", "ls", "-q"]).status.success()
         });
-        assert!(ok, "{} never answered on its control socket: {}", self.name, self.logs());
+        assert!(
+            ok,
+            "{} never answered on its control socket: {}",
+            self.name,
+            self.logs()
+        );
     }
 
     pub fn logs(&self) -> String {
@@ -107,11 +128,18 @@ impl Node {
             let mut names: Vec<_> = entries
                 .filter_map(|e| e.ok())
                 .map(|e| e.path())
-                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("log-")))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("log-"))
+                })
                 .collect();
             names.sort();
             for p in names {
-                s += &format!("\n--- {}\n{}", p.display(), std::fs::read_to_string(&p).unwrap_or_default());
+                s += &format!(
+                    "\n--- {}\n{}",
+                    p.display(),
+                    std::fs::read_to_string(&p).unwrap_or_default()
+                );
             }
         }
         s
@@ -140,13 +168,21 @@ impl Node {
 
     pub fn token(&self, role: &str) -> String {
         let out = self.cli(&["swarm", "join-token", "-q", role]);
-        assert!(out.status.success(), "join-token failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "join-token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
     pub fn id(&self) -> String {
         let out = self.cli(&["node", "inspect", "self"]);
-        assert!(out.status.success(), "inspect self failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "inspect self failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         v[0]["ID"].as_str().unwrap().to_string()
     }

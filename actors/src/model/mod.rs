@@ -6,7 +6,7 @@ mod id;
 mod node;
 
 pub use id::{IdParseError, NodeId};
-pub use node::{validate_label, 
-    Availability, NodeDescription, NodeDescriptionError, NodeResources, NodeState, Role,
-    HOSTNAME_BYTES_MAX, LABELS_MAX, LABEL_BYTES_MAX,
+pub use node::{
+    Availability, HOSTNAME_BYTES_MAX, LABEL_BYTES_MAX, LABELS_MAX, NodeDescription,
+    NodeDescriptionError, NodeResources, NodeState, Role, validate_label,
 };

@@ -119,7 +119,9 @@ pub enum NodeDescriptionError {
     TooManyLabels(usize),
     #[error("label {0:?} is longer than {LABEL_BYTES_MAX} bytes")]
     LabelTooLong(String),
-    #[error("label key {0:?} is empty or has characters other than letters, digits, '.', '-', '_', '/'")]
+    #[error(
+        "label key {0:?} is empty or has characters other than letters, digits, '.', '-', '_', '/'"
+    )]
     BadLabelKey(String),
     #[error("hostname {0:?} is empty or longer than {HOSTNAME_BYTES_MAX} bytes")]
     BadHostname(String),

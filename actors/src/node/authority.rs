@@ -11,8 +11,11 @@ use crate::model::{NodeId, Role};
 use crate::trust::{ClusterCa, NodeCredentials, NodeKey, PeerIdentity, Tokens, TrustError};
 use crate::wire::{JoinRequest, WireFailure};
 
-/// How long node certificates are valid (90 days, as SwarmKit's default).
+/// How long node certificates are valid by default (90 days, as SwarmKit's default).
 pub const CERT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The shortest validity accepted: renewal happens between 50 % and 80 % of it, so anything
+/// shorter would have nodes renewing more often than every few seconds.
+pub const CERT_VALIDITY_MIN: Duration = Duration::from_secs(10);
 
 pub struct Authority {
     ca: ClusterCa,
@@ -27,12 +30,13 @@ impl Authority {
         dir: &Path,
         node_id: NodeId,
         now: SystemTime,
+        cert_validity: Duration,
         rng: &mut impl rand::Rng,
     ) -> Result<(Authority, NodeCredentials), TrustError> {
         let ca = ClusterCa::generate(now)?;
         let tokens = Tokens::generate(ca.digest(), rng);
         let key = NodeKey::generate()?;
-        let cert = ca.issue(&key.csr_der()?, node_id, Role::Manager, now, CERT_VALIDITY)?;
+        let cert = ca.issue(&key.csr_der()?, node_id, Role::Manager, now, cert_validity)?;
         let creds = NodeCredentials::from_parts(key, cert, ca.cert_der().to_vec())?;
         ca.save(dir)?;
         tokens.save(dir)?;
@@ -41,13 +45,14 @@ impl Authority {
             ca,
             tokens,
             dir: dir.to_path_buf(),
-            cert_validity: CERT_VALIDITY,
+            cert_validity,
         };
         Ok((authority, creds))
     }
 
-    /// The authority kept in `dir`, if this node holds the CA key.
-    pub fn load(dir: &Path) -> Result<Option<Authority>, TrustError> {
+    /// The authority kept in `dir`, if this node holds the CA key. It issues certificates valid
+    /// for `cert_validity`.
+    pub fn load(dir: &Path, cert_validity: Duration) -> Result<Option<Authority>, TrustError> {
         // Every node keeps the CA certificate (`ca.crt`); only the CA holder has its key.
         if !dir.join("ca.key").exists() {
             return Ok(None);
@@ -62,7 +67,7 @@ impl Authority {
             ca,
             tokens,
             dir: dir.to_path_buf(),
-            cert_validity: CERT_VALIDITY,
+            cert_validity,
         }))
     }
 

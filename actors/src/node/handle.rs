@@ -88,7 +88,8 @@ impl NodeHandle {
 
     async fn admin(&self, msg: NodeAdmin) -> Result<Value, NodeError> {
         fn json<T: serde::Serialize>(v: T) -> Result<Value, NodeError> {
-            serde_json::to_value(v).map_err(|e| NodeError::Refused(format!("answer does not encode: {e}")))
+            serde_json::to_value(v)
+                .map_err(|e| NodeError::Refused(format!("answer does not encode: {e}")))
         }
         match msg {
             NodeAdmin::Describe => json(self.describe().await?),

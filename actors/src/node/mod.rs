@@ -22,13 +22,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
-pub use authority::{Authority, CERT_VALIDITY};
+pub use authority::{Authority, CERT_VALIDITY, CERT_VALIDITY_MIN};
 pub use handle::{NodeError, NodeHandle};
 pub use msg::{InFlight, JoinTokensView, NodeAdmin, NodeMsg, NodeStats};
 pub use state_file::{NodeFile, NodeFileError, PEERS_MAX};
@@ -138,7 +138,9 @@ impl Actor for NodeActor {
     ) -> Result<(), ActorProcessingErr> {
         let mut out = Vec::new();
         match msg {
-            NodeMsg::Datagram { data, slot: _slot, .. } => {
+            NodeMsg::Datagram {
+                data, slot: _slot, ..
+            } => {
                 state
                     .membership
                     .handle(MembershipInput::Datagram(data), &mut out);
@@ -434,7 +436,10 @@ impl NodeActorState {
         if let Err(e) = self.transport.reload_credentials(&creds) {
             warn!(error = %e, "transport did not take the renewed certificate");
         }
-        info!(not_after_unix = unix_secs(creds.not_after), "certificate renewed");
+        info!(
+            not_after_unix = unix_secs(creds.not_after),
+            "certificate renewed"
+        );
         self.creds = creds;
         self.schedule_renewal(myself);
     }

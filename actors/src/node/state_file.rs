@@ -40,9 +40,8 @@ impl NodeFile {
     pub fn load(dir: &Path) -> Result<NodeFile, NodeFileError> {
         let path = dir.join(FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|source| NodeFileError::Parse { path, source })
-            }
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| NodeFileError::Parse { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(NodeFile::default()),
             Err(source) => Err(NodeFileError::Io { path, source }),
         }

@@ -181,15 +181,18 @@ impl NodeCredentials {
         &self.key
     }
 
-    /// When to ask for a new certificate: `not_before + fraction × validity`. The caller draws
+    /// When to ask for a new certificate: `issued + fraction × validity`, where `issued` is
+    /// `not_before` without the backdating the CA adds for clock skew (otherwise a short-lived
+    /// certificate would be due for renewal the moment it is issued). The caller draws
     /// `fraction` uniformly from [0.5, 0.8) with its own RNG, so that nodes whose certificates
     /// were issued together do not all renew at the same moment (SwarmKit does the same).
     pub fn renewal_at(&self, fraction: f64) -> SystemTime {
+        let issued = (self.not_before + crate::trust::CERT_BACKDATE).min(self.not_after);
         let validity = self
             .not_after
-            .duration_since(self.not_before)
+            .duration_since(issued)
             .unwrap_or(Duration::ZERO);
-        self.not_before + validity.mul_f64(fraction.clamp(0.0, 1.0))
+        issued + validity.mul_f64(fraction.clamp(0.0, 1.0))
     }
 
     /// Writes `node.key` (mode 0600), `node.crt` and `ca.crt`, each atomically. The key is

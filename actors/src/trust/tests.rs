@@ -264,8 +264,13 @@ fn credentials_and_tokens_survive_save_and_load() {
 fn renewal_falls_inside_the_validity() {
     let ca = ClusterCa::generate(now()).unwrap();
     let creds = node(&ca, 3, Role::Worker);
-    let validity = creds.not_after.duration_since(creds.not_before).unwrap();
-    assert_eq!(creds.renewal_at(0.5), creds.not_before + validity / 2);
+    let issued = creds.not_before + CERT_BACKDATE;
+    let validity = creds.not_after.duration_since(issued).unwrap();
+    assert_eq!(creds.renewal_at(0.5), issued + validity / 2);
+    assert!(
+        creds.renewal_at(0.0) >= issued,
+        "backdating is not counted as life used"
+    );
     let late = creds.renewal_at(0.8);
     assert!(late > creds.renewal_at(0.5) && late < creds.not_after);
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Framing: a length prefix, a protocol version, a bincode body, and a hard size limit.
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Serialize, de::DeserializeOwned};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The protocol version every frame carries. A peer speaking another is refused.
@@ -151,7 +151,9 @@ mod tests {
         let mut garbage = 6u32.to_be_bytes().to_vec();
         garbage.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
         garbage.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
-        let err = read_frame::<String, _>(&mut &garbage[..]).await.unwrap_err();
+        let err = read_frame::<String, _>(&mut &garbage[..])
+            .await
+            .unwrap_err();
         assert!(matches!(err, WireError::Decode(_)), "{err}");
     }
 

@@ -12,7 +12,7 @@ mod frame;
 mod msg;
 
 pub use frame::{
-    decode_body, encode_frame, read_frame, write_frame, WireError, FRAME_BYTES_MAX,
-    PROTOCOL_VERSION,
+    FRAME_BYTES_MAX, PROTOCOL_VERSION, WireError, decode_body, encode_frame, read_frame,
+    write_frame,
 };
 pub use msg::{JoinRequest, JoinResponse, OneWay, RenewRequest, Request, Response, WireFailure};
