@@ -381,8 +381,9 @@ fn a_digest_with_a_newer_version_makes_us_ask_its_owner() {
     c.nodes[1]
         .m
         .handle(MembershipInput::Datagram(data.into()), &mut out);
-    c.nodes[1]
-        .m
-        .handle(MembershipInput::Datagram(vec![TAG_DIGEST, 0xff].into()), &mut out);
+    c.nodes[1].m.handle(
+        MembershipInput::Datagram(vec![TAG_DIGEST, 0xff].into()),
+        &mut out,
+    );
     assert_eq!(c.nodes[1].m.stats().datagrams_refused - before, 2);
 }
