@@ -1,1 +1,203 @@
-fn main() {}
+//! The `swarm-sim` command line: `run` one seed, or `sweep` many on several threads.
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use swarm_sim::{FaultKinds, SimConfig, SimReport, run};
+
+#[derive(Parser)]
+#[command(
+    name = "swarm-sim",
+    about = "Deterministic whole-cluster simulator for swarm-node"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one seed and print its trace hash, figures and PASS or FAIL.
+    Run {
+        #[arg(long)]
+        seed: u64,
+        #[command(flatten)]
+        shape: Shape,
+    },
+    /// Run many seeds; print one line per failure and a summary.
+    Sweep {
+        /// A range `FIRST..LAST` (LAST excluded) or `FIRST..=LAST`.
+        #[arg(long)]
+        seeds: String,
+        /// Worker threads; defaults to the machine's parallelism.
+        #[arg(long)]
+        jobs: Option<usize>,
+        #[command(flatten)]
+        shape: Shape,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Shape {
+    #[arg(long, default_value_t = 16)]
+    nodes: usize,
+    /// crash,pause,partition,loss,skew | all | none
+    #[arg(long, default_value = "all")]
+    faults: FaultKinds,
+    /// Safety phase length: `60s`, `500ms`, `2m`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration_ms)]
+    duration: u64,
+    /// Liveness phase length.
+    #[arg(long, default_value = "30s", value_parser = parse_duration_ms)]
+    heal: u64,
+}
+
+impl Shape {
+    fn config(&self, seed: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            nodes: self.nodes,
+            faults: self.faults,
+            duration_ms: self.duration,
+            heal_ms: self.heal,
+            ..SimConfig::new(seed)
+        }
+    }
+}
+
+fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1_000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (s, 1_000)
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|v| v.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a duration like 60s, 500ms or 2m"))
+}
+
+fn parse_seeds(s: &str) -> anyhow::Result<std::ops::Range<u64>> {
+    let (a, b, inclusive) = if let Some((a, b)) = s.split_once("..=") {
+        (a, b, true)
+    } else if let Some((a, b)) = s.split_once("..") {
+        (a, b, false)
+    } else {
+        bail!("--seeds takes FIRST..LAST or FIRST..=LAST, got {s:?}");
+    };
+    let a: u64 = a.parse().context("first seed")?;
+    let b: u64 = b.parse().context("last seed")?;
+    let end = if inclusive { b + 1 } else { b };
+    if end <= a {
+        bail!("--seeds {s:?} is empty");
+    }
+    Ok(a..end)
+}
+
+fn print_report(r: &SimReport) {
+    let verdict = if r.passed() { "PASS" } else { "FAIL" };
+    println!("seed {}: {verdict}", r.config.seed);
+    println!("trace   {:016x}", r.trace_hash);
+    println!(
+        "run     {} nodes, faults {}, {} events, {:.1} virtual s, {:.2} wall s",
+        r.config.nodes,
+        r.config.faults,
+        r.events,
+        r.virtual_ms as f64 / 1000.0,
+        r.wall.as_secs_f64()
+    );
+    println!(
+        "net     {} sent, {} lost, {} partitioned, {} duplicated; {} refused by machines; {} faults struck",
+        r.net.sent,
+        r.net.lost,
+        r.net.partitioned,
+        r.net.duplicated,
+        r.datagrams_refused,
+        r.faults_struck
+    );
+    match (r.detection_percentile(50), r.detection_percentile(100)) {
+        (Some(p50), Some(max)) => println!(
+            "detect  crash to Down on each other node: p50 {p50} ms, p99 {} ms, max {max} ms ({} samples)",
+            r.detection_percentile(99).unwrap_or(max),
+            r.detection_ms.len()
+        ),
+        _ => println!("detect  no crash was detected (no crash faults, or none lasted)"),
+    }
+    if !r.passed() {
+        for v in &r.violations {
+            println!("  {v}");
+        }
+        println!("replay: {}", r.config.replay_command());
+    }
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().cmd {
+        Cmd::Run { seed, shape } => {
+            let r = run(shape.config(seed));
+            print_report(&r);
+            Ok(if r.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Sweep { seeds, jobs, shape } => {
+            let range = parse_seeds(&seeds)?;
+            let jobs = jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1);
+            let started = Instant::now();
+            let next = AtomicU64::new(range.start);
+            let failures: Mutex<Vec<SimReport>> = Mutex::new(Vec::new());
+            let passed = AtomicU64::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..jobs {
+                    s.spawn(|| {
+                        loop {
+                            let seed = next.fetch_add(1, Ordering::Relaxed);
+                            if seed >= range.end {
+                                break;
+                            }
+                            let r = run(shape.config(seed));
+                            if r.passed() {
+                                passed.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                failures.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+                            }
+                        }
+                    });
+                }
+            });
+            let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+            failures.sort_by_key(|r| r.config.seed);
+            for r in &failures {
+                println!(
+                    "FAIL seed {}: {} | replay: {}",
+                    r.config.seed,
+                    r.violations.first().map_or("", String::as_str),
+                    r.config.replay_command()
+                );
+            }
+            println!(
+                "{} passed, {} failed ({:.1} wall s)",
+                passed.load(Ordering::Relaxed),
+                failures.len(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(if failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}

@@ -66,7 +66,7 @@ impl MembershipConfig {
             gossip_fanout: 3,
             remove_down_after_ms: 24 * 60 * 60 * 1000,
             announce_period_ms: 2_000,
-            rebroadcast_period_ms: 10_000,
+            rebroadcast_period_ms: 5_000,
             max_packet_bytes: 1150,
         }
     }

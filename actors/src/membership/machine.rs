@@ -7,8 +7,10 @@
 //! Besides foca's own timers the machine keeps two of its own, set up by
 //! [`MembershipInput::Start`]:
 //! - `Rebroadcast` (every `rebroadcast_period_ms`): queue our description for gossip again, ask
-//!   members whose description we lack (or hold from an older identity) for theirs, and forget
-//!   descriptions of nodes foca has forgotten;
+//!   members whose description we lack (or hold from an older identity) for theirs, forget
+//!   descriptions of nodes foca has forgotten, and send one random member a digest (node, bump,
+//!   version) of the descriptions we changed last plus a rotating window of the rest, so a node
+//!   that missed a change while cut off asks the owner for it;
 //! - `Reannounce` (every `announce_period_ms`): while we know no live member, announce to our
 //!   seeds and to a few members we hold Down, so a node cut off from everyone finds its way back.
 
@@ -33,6 +35,13 @@ pub const TAG_FOCA: u8 = 0x46;
 pub const TAG_DESCRIPTION: u8 = 0x44;
 /// Most seed addresses remembered for re-announcing.
 pub const SEEDS_MAX: usize = 16;
+/// First byte of a datagram that holds a digest: `TAG_DIGEST | bincode Vec<(NodeId, bump,
+/// version)>`, at most [`DIGEST_ENTRIES_MAX`] entries.
+pub const TAG_DIGEST: u8 = 0x56;
+/// Most entries in one digest: 24 entries of at most 39 bytes fit any accepted packet.
+pub const DIGEST_ENTRIES_MAX: usize = 24;
+/// Most owners asked for their description because of one digest.
+const DIGEST_PULLS_MAX: usize = 4;
 /// Most members asked for their description per rebroadcast tick.
 const PULLS_PER_TICK: usize = 8;
 /// Most Down members announced to per tick while we know no live member.
@@ -156,6 +165,14 @@ pub struct Membership {
     left: bool,
     /// Rotates the idle announces over the Down members.
     down_cursor: usize,
+    /// Rotates the digest window over the descriptions.
+    digest_cursor: NodeId,
+    /// When (in local change count) each description last changed: digests lead with the
+    /// newest changes, the ones most likely missed somewhere.
+    changed: BTreeMap<NodeId, u64>,
+    changes: u64,
+    /// Picks digest targets; foca keeps its own RNG to itself.
+    rng: StdRng,
     notes: Vec<OwnedNotification<MemberId>>,
     stats: MembershipStats,
 }
@@ -193,6 +210,10 @@ impl Membership {
             started: false,
             left: false,
             down_cursor: 0,
+            digest_cursor: NodeId::UNKNOWN,
+            changed: BTreeMap::new(),
+            changes: 0,
+            rng: StdRng::seed_from_u64(rng_seed.rotate_left(29) ^ 0xd1_9e57),
             notes: Vec::new(),
             stats: MembershipStats::default(),
         })
@@ -232,30 +253,44 @@ impl Membership {
     /// Every node we know of, ourselves included, one row per node ID in ID order. A node
     /// seen under several identities shows its newest (highest bump).
     pub fn members(&self) -> Vec<MemberView> {
-        let mut rows: BTreeMap<NodeId, (u64, SocketAddr, State)> = BTreeMap::new();
+        self.rows()
+            .into_iter()
+            .map(|(id, (_, addr, state))| MemberView {
+                id,
+                addr,
+                state,
+                description: self.description(id).cloned(),
+            })
+            .collect()
+    }
+
+    /// The state column of [`Membership::members`] alone, without copying descriptions.
+    pub fn member_states(&self) -> BTreeMap<NodeId, NodeState> {
+        self.rows()
+            .into_iter()
+            .map(|(id, (_, _, state))| (id, state))
+            .collect()
+    }
+
+    fn rows(&self) -> BTreeMap<NodeId, (u64, SocketAddr, NodeState)> {
+        let mut rows: BTreeMap<NodeId, (u64, SocketAddr, NodeState)> = BTreeMap::new();
         for m in self.foca.iter_membership_state() {
             let id = m.id();
             if id.is_seed() || id.id == self.me().id {
                 continue;
             }
-            let row = rows.entry(id.id).or_insert((id.bump, id.addr, m.state()));
+            let state = match m.state() {
+                State::Alive | State::Suspect => NodeState::Ready,
+                State::Down => NodeState::Down,
+            };
+            let row = rows.entry(id.id).or_insert((id.bump, id.addr, state));
             if id.bump > row.0 {
-                *row = (id.bump, id.addr, m.state());
+                *row = (id.bump, id.addr, state);
             }
         }
         let me = self.me();
-        rows.insert(me.id, (me.bump, me.addr, State::Alive));
-        rows.into_iter()
-            .map(|(id, (_, addr, state))| MemberView {
-                id,
-                addr,
-                state: match state {
-                    State::Alive | State::Suspect => NodeState::Ready,
-                    State::Down => NodeState::Down,
-                },
-                description: self.description(id).cloned(),
-            })
-            .collect()
+        rows.insert(me.id, (me.bump, me.addr, NodeState::Ready));
+        rows
     }
 
     pub fn stats(&self) -> MembershipStats {
@@ -359,6 +394,7 @@ impl Membership {
                 self.foca.handle_data(packet, &mut rt).is_ok()
             }
             Some((&TAG_DESCRIPTION, rest)) => self.direct_description(rest, out),
+            Some((&TAG_DIGEST, rest)) => self.digest(rest, out),
             _ => false,
         };
         if !ok {
@@ -455,6 +491,7 @@ impl Membership {
             .map(|m| m.id().id)
             .collect();
         self.descriptions.retain(|id, _| listed.contains(id));
+        self.changed.retain(|id, _| listed.contains(id));
         self.handler.retain(|id| listed.contains(&id));
 
         // Ask live members whose description we lack or hold from an older identity.
@@ -474,6 +511,96 @@ impl Membership {
         for addr in stale {
             self.push_description(addr, true, out);
         }
+        self.send_digest(out);
+    }
+
+    fn send_digest(&mut self, out: &mut Vec<MembershipEffect>) {
+        let active = self.foca.num_members();
+        if active == 0 {
+            return;
+        }
+        let pick = rand::RngExt::random_range(&mut self.rng, 0..active);
+        let Some(to) = self.foca.iter_members().nth(pick).map(|m| m.id().addr) else {
+            return;
+        };
+        let me = self.me();
+        let mut entries = vec![(me.id, me.bump, self.own.version)];
+        let mut recent: Vec<(u64, NodeId)> = self.changed.iter().map(|(id, c)| (*c, *id)).collect();
+        recent.sort_unstable_by(|a, b| b.cmp(a));
+        let half = DIGEST_ENTRIES_MAX / 2;
+        let rank = |id: &NodeId| {
+            let item = &self.descriptions[id];
+            (*id, item.bump, item.description.version)
+        };
+        entries.extend(recent.iter().take(half - 1).map(|(_, id)| rank(id)));
+        let window: Vec<NodeId> = self
+            .descriptions
+            .range(self.digest_cursor..)
+            .map(|(id, _)| *id)
+            .chain(self.descriptions.keys().copied())
+            .take(DIGEST_ENTRIES_MAX)
+            .collect();
+        for id in window {
+            if entries.len() >= DIGEST_ENTRIES_MAX {
+                break;
+            }
+            if entries.iter().all(|e| e.0 != id) {
+                entries.push(rank(&id));
+            }
+            self.digest_cursor = NodeId(id.0.wrapping_add(1));
+        }
+        match bincode::serde::encode_to_vec(&entries, bincode_config()) {
+            Ok(body) => {
+                let mut data = Vec::with_capacity(body.len() + 1);
+                data.push(TAG_DIGEST);
+                data.extend_from_slice(&body);
+                out.push(MembershipEffect::Send {
+                    to,
+                    data: data.into(),
+                });
+            }
+            Err(_) => self.stats.foca_errors += 1,
+        }
+    }
+
+    /// A digest: ask the owners of descriptions newer than ours for them.
+    fn digest(&mut self, body: &[u8], out: &mut Vec<MembershipEffect>) -> bool {
+        let Ok((entries, used)) =
+            bincode::serde::decode_from_slice::<Vec<(NodeId, u64, u64)>, _>(body, bincode_config())
+        else {
+            return false;
+        };
+        if used != body.len() || entries.len() > DIGEST_ENTRIES_MAX {
+            return false;
+        }
+        let me = self.me().id;
+        let wanted: BTreeSet<NodeId> = entries
+            .iter()
+            .filter(|(id, bump, version)| {
+                *id != me
+                    && *id != NodeId::UNKNOWN
+                    && self
+                        .descriptions
+                        .get(id)
+                        .is_none_or(|item| item.rank() < (*bump, *version))
+            })
+            .map(|(id, _, _)| *id)
+            .take(DIGEST_PULLS_MAX)
+            .collect();
+        if wanted.is_empty() {
+            return true;
+        }
+        let owners: Vec<SocketAddr> = self
+            .foca
+            .iter_members()
+            .map(|m| m.id())
+            .filter(|id| wanted.contains(&id.id))
+            .map(|id| id.addr)
+            .collect();
+        for addr in owners {
+            self.push_description(addr, true, out);
+        }
+        true
     }
 
     fn reannounce(&mut self, out: &mut Vec<MembershipEffect>) {
@@ -538,6 +665,8 @@ impl Membership {
         self.notes = notes;
         for item in self.handler.take_arrived() {
             let d = item.description.clone();
+            self.changes += 1;
+            self.changed.insert(d.id, self.changes);
             self.descriptions.insert(d.id, item);
             out.push(MembershipEffect::Event(MembershipEvent::Described(d)));
         }

@@ -18,7 +18,9 @@
 //! Each datagram starts with one tag byte: [`TAG_FOCA`] then a foca packet (encoded by
 //! [`BincodeCodec`]), or [`TAG_DESCRIPTION`] then a reply-to address and a description item: a
 //! node pushes its description straight to a member it has just seen come up and asks for
-//! theirs, so a late joiner learns every description without waiting for gossip to reach it.
+//! theirs, so a late joiner learns every description without waiting for gossip to reach it;
+//! or [`TAG_DIGEST`] then a bincode list of (node, bump, version) a member holds, so that a node
+//! that missed a change asks its owner for it.
 //!
 //! # Layout
 //!
@@ -47,8 +49,8 @@ pub use codec::{BincodeCodec, CODEC_BYTES_MAX, CodecError};
 pub use config::MembershipConfig;
 pub use identity::MemberId;
 pub use machine::{
-    MemberView, Membership, MembershipEffect, MembershipEvent, MembershipInput, MembershipStats,
-    MembershipTimer, SEEDS_MAX, TAG_DESCRIPTION, TAG_FOCA,
+    DIGEST_ENTRIES_MAX, MemberView, Membership, MembershipEffect, MembershipEvent, MembershipInput,
+    MembershipStats, MembershipTimer, SEEDS_MAX, TAG_DESCRIPTION, TAG_DIGEST, TAG_FOCA,
 };
 
 use crate::model::{NodeDescriptionError, NodeId};

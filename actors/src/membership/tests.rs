@@ -343,9 +343,47 @@ fn start_schedules_the_machines_own_timers() {
             _ => None,
         })
         .collect();
-    assert!(timers.contains(&(Duration::from_secs(10), MembershipTimer::Rebroadcast)));
+    assert!(timers.contains(&(Duration::from_secs(5), MembershipTimer::Rebroadcast)));
     assert!(timers.contains(&(Duration::from_secs(2), MembershipTimer::Reannounce)));
     // The seed placeholder is never listed.
     m.handle(MembershipInput::Announce(addr(1)), &mut out);
     assert_eq!(m.members().len(), 1);
+}
+
+#[test]
+fn a_digest_with_a_newer_version_makes_us_ask_its_owner() {
+    let mut c = formed(3);
+    let config = crate::membership::codec::bincode_config();
+    let entries = vec![(node_id(0), 0u64, 9u64), (node_id(2), 0, 1)];
+    let mut data = vec![TAG_DIGEST];
+    data.extend(bincode::serde::encode_to_vec(&entries, config).unwrap());
+    let mut out = Vec::new();
+    c.nodes[1]
+        .m
+        .handle(MembershipInput::Datagram(data.into()), &mut out);
+    let asked: Vec<SocketAddr> = out
+        .iter()
+        .filter_map(|e| match e {
+            MembershipEffect::Send { to, data } if data[0] == TAG_DESCRIPTION => Some(*to),
+            _ => None,
+        })
+        .collect();
+    // Node 0 claims a newer version than node 1 holds; node 2's is current.
+    assert_eq!(asked, vec![addr(0)]);
+
+    // An oversized or malformed digest is refused.
+    let too_many: Vec<(NodeId, u64, u64)> = (0..DIGEST_ENTRIES_MAX as u128 + 1)
+        .map(|i| (NodeId(5000 + i), 0, 1))
+        .collect();
+    let mut data = vec![TAG_DIGEST];
+    data.extend(bincode::serde::encode_to_vec(&too_many, config).unwrap());
+    let before = c.nodes[1].m.stats().datagrams_refused;
+    c.nodes[1]
+        .m
+        .handle(MembershipInput::Datagram(data.into()), &mut out);
+    c.nodes[1].m.handle(
+        MembershipInput::Datagram(vec![TAG_DIGEST, 0xff].into()),
+        &mut out,
+    );
+    assert_eq!(c.nodes[1].m.stats().datagrams_refused - before, 2);
 }

@@ -1,0 +1,17 @@
+//! The invariants a run must keep, one per file.
+//!
+//! | file | invariant | checked |
+//! |---|---|---|
+//! | `all_ready.rs` | (a) after heal every live node sees every live node Ready, and no node gone for good as Ready | end of the liveness phase |
+//! | `no_false_down.rs` | (b) in the liveness phase, after the settle time, no live node is marked Down | at every Down event |
+//! | `descriptions.rs` | (c) after heal every live node holds every live node's current description | end of the liveness phase |
+//!
+//! A check returns what it found wrong, as sentences; an empty list is a pass. Lists are cut
+//! at [`REPORT_MAX`] so a broken run stays readable.
+
+pub mod all_ready;
+pub mod descriptions;
+pub mod no_false_down;
+
+/// Most violations one check reports.
+pub const REPORT_MAX: usize = 20;

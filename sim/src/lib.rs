@@ -1,0 +1,35 @@
+//! swarm-sim: whole swarm-node clusters in one thread, in virtual time, from one seed.
+//!
+//! The simulator drives the runtime's own state machines (today: [`swarm_actors::membership`])
+//! over a simulated network, injects faults, and checks invariants. One seed decides every
+//! delay, loss, fault and random choice, so the same seed gives the same trace hash.
+//!
+//! A run has two phases: a safety phase with faults (crashes and restarts, pauses, partitions,
+//! loss bursts, timer skew), then a liveness phase with none, in which the cluster must heal.
+//!
+//! # Layout
+//!
+//! | module | responsibility |
+//! |---|---|
+//! | [`clock`] | virtual time and the event queue, ordered by (time, sequence) |
+//! | [`net`] | the simulated network: delay, jitter (reordering), loss, duplication, partitions |
+//! | [`node`] | a simulated node: its membership machine, alive/crashed/paused, boot counter |
+//! | [`faults`] | the fault schedule drawn from the seed |
+//! | [`invariants`] | one file per invariant, checked after each step or at phase end |
+//! | [`trace`] | the running hash of everything delivered |
+//! | [`world`] | the run itself: phases, dispatch, figures, the report |
+//!
+//! The `swarm-sim` binary (`main.rs`) wraps [`world::run`] in `run` and `sweep` commands.
+
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod faults;
+pub mod invariants;
+pub mod net;
+pub mod node;
+pub mod trace;
+pub mod world;
+
+pub use faults::FaultKinds;
+pub use world::{SimConfig, SimReport, run};

@@ -1,0 +1,531 @@
+//! One simulated run: boot the cluster, inject faults in the safety phase, heal, check.
+//!
+//! ```text
+//!   0 ─ boot (staggered) ─ faults from 3 s ─┬─ duration: heal everything ─ settle ─┬─ end
+//!                safety phase               │        liveness phase (b) checked ───┘
+//!                                           └─ crashed nodes restart  (a), (c) checked at end
+//! ```
+//!
+//! Every node's machine gets its RNG seed from the run's seed and its index and boot, the
+//! network and the fault plan get their own streams, so one seed decides the whole run.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use swarm_actors::membership::{
+    MemberId, Membership, MembershipConfig, MembershipEffect, MembershipEvent, MembershipInput,
+};
+use swarm_actors::model::{NodeDescription, NodeResources, Role};
+
+use crate::clock::{EventQueue, Millis};
+use crate::faults::{self, DUPLICATION_PCT, Fault, FaultKinds};
+use crate::invariants::{REPORT_MAX, all_ready, descriptions, no_false_down};
+use crate::net::{NetStats, Network};
+use crate::node::{self, SimNode, Status, addr, index_of, index_of_addr, node_id};
+use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub nodes: usize,
+    pub faults: FaultKinds,
+    /// Length of the safety phase (faults on).
+    pub duration_ms: Millis,
+    /// Length of the liveness phase (faults off; the cluster must heal).
+    pub heal_ms: Millis,
+    /// Time into the liveness phase after which a Down of a live node is a violation.
+    pub settle_ms: Millis,
+}
+
+/// Most nodes a run may have (addresses are 10.a.b.c).
+pub const NODES_MAX: usize = 1 << 20;
+
+impl SimConfig {
+    pub fn new(seed: u64) -> Self {
+        SimConfig {
+            seed,
+            nodes: 16,
+            faults: FaultKinds::ALL,
+            duration_ms: 60_000,
+            heal_ms: 30_000,
+            settle_ms: 10_000,
+        }
+    }
+
+    /// The command that replays this run.
+    pub fn replay_command(&self) -> String {
+        format!(
+            "swarm-sim run --seed {} --nodes {} --faults {} --duration {}ms --heal {}ms",
+            self.seed, self.nodes, self.faults, self.duration_ms, self.heal_ms
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SimReport {
+    pub config: SimConfig,
+    pub trace_hash: u64,
+    pub events: u64,
+    pub virtual_ms: Millis,
+    pub wall: Duration,
+    pub violations: Vec<String>,
+    /// Virtual time from a crash to each other live node's Down for it.
+    pub detection_ms: Vec<Millis>,
+    pub faults_struck: usize,
+    pub net: NetStats,
+    pub datagrams_refused: u64,
+}
+
+impl SimReport {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The `p`-th percentile (0-100) of the detection times.
+    pub fn detection_percentile(&self, p: usize) -> Option<Millis> {
+        let mut v = self.detection_ms.clone();
+        v.sort_unstable();
+        let last = v.len().checked_sub(1)?;
+        Some(v[(last * p.min(100)).div_ceil(100)])
+    }
+}
+
+enum Ev {
+    /// A datagram (epoch None) or a timer of the node's `epoch`-th life.
+    Input {
+        node: usize,
+        epoch: Option<u64>,
+        input: MembershipInput,
+    },
+    Boot(usize),
+    Fault(Fault),
+    Restart {
+        node: usize,
+        epoch: u64,
+    },
+    Resume {
+        node: usize,
+        epoch: u64,
+    },
+    Heal {
+        generation: u64,
+    },
+    LossEnd {
+        generation: u64,
+    },
+    SkewEnd {
+        node: usize,
+        generation: u64,
+    },
+    /// Workload: a node's operator changes a label.
+    Relabel,
+    EndSafety,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Safety,
+    Liveness,
+}
+
+struct World {
+    cfg: SimConfig,
+    q: EventQueue<Ev>,
+    net: Network,
+    nodes: Vec<SimNode>,
+    trace: Trace,
+    rng: StdRng,
+    phase: Phase,
+    generation: u64,
+    out: Vec<MembershipEffect>,
+    crashed_at: Vec<Option<Millis>>,
+    detected: Vec<BTreeSet<usize>>,
+    report: SimReport,
+}
+
+/// Runs one simulation to the end and reports on it.
+pub fn run(cfg: SimConfig) -> SimReport {
+    assert!(
+        (1..=NODES_MAX).contains(&cfg.nodes),
+        "1..={NODES_MAX} nodes"
+    );
+    let started = Instant::now();
+    let n = cfg.nodes;
+    let mut w = World {
+        q: EventQueue::default(),
+        net: Network::new(cfg.seed ^ 0x0e7_5eed),
+        nodes: (0..n).map(|_| SimNode::new()).collect(),
+        trace: Trace::default(),
+        rng: StdRng::seed_from_u64(cfg.seed ^ 0x3027_5eed),
+        phase: Phase::Safety,
+        generation: 0,
+        out: Vec::new(),
+        crashed_at: vec![None; n],
+        detected: vec![BTreeSet::new(); n],
+        report: SimReport {
+            config: cfg.clone(),
+            trace_hash: 0,
+            events: 0,
+            virtual_ms: 0,
+            wall: Duration::ZERO,
+            violations: Vec::new(),
+            detection_ms: Vec::new(),
+            faults_struck: 0,
+            net: NetStats::default(),
+            datagrams_refused: 0,
+        },
+        cfg,
+    };
+    w.schedule_start();
+    let end = w.cfg.duration_ms + w.cfg.heal_ms;
+    while let Some((at, ev)) = w.q.pop_until(end) {
+        w.step(at, ev);
+    }
+    w.q.advance_to(end);
+    w.finish(started)
+}
+
+impl World {
+    fn schedule_start(&mut self) {
+        let n = self.cfg.nodes;
+        // Node 0 starts first; the others join it over the first two seconds.
+        let spread = (2 * n as Millis).min(2_000);
+        self.q.push(0, Ev::Boot(0));
+        for i in 1..n {
+            let at = self.rng.random_range(0..=spread);
+            self.q.push(at, Ev::Boot(i));
+        }
+        for (at, fault) in faults::plan(self.cfg.seed, n, self.cfg.faults, self.cfg.duration_ms) {
+            self.q.push(at, Ev::Fault(fault));
+        }
+        let mut t = faults::FAULTS_FROM_MS;
+        loop {
+            t += self.rng.random_range(5_000..=15_000);
+            if t >= self.cfg.duration_ms {
+                break;
+            }
+            self.q.push(t, Ev::Relabel);
+        }
+        self.q.push(self.cfg.duration_ms, Ev::EndSafety);
+    }
+
+    fn step(&mut self, at: Millis, ev: Ev) {
+        match ev {
+            Ev::Input { node, epoch, input } => self.input(at, node, epoch, input),
+            Ev::Boot(i) => self.boot(i, &[0]),
+            Ev::Fault(f) => self.strike(at, f),
+            Ev::Restart { node, epoch } => {
+                if self.nodes[node].status == Status::Crashed && self.nodes[node].epoch == epoch {
+                    self.restart(node);
+                }
+            }
+            Ev::Resume { node, epoch } => {
+                if self.nodes[node].status == Status::Paused && self.nodes[node].epoch == epoch {
+                    self.resume(node);
+                }
+            }
+            Ev::Heal { generation } => {
+                if generation == self.generation {
+                    self.net.set_partition(None);
+                }
+            }
+            Ev::LossEnd { generation } => {
+                if generation == self.generation {
+                    self.net.set_loss(0);
+                }
+            }
+            Ev::SkewEnd { node, generation } => {
+                if generation == self.generation {
+                    self.nodes[node].timer_rate = 1.0;
+                }
+            }
+            Ev::Relabel => self.relabel(at),
+            Ev::EndSafety => self.end_safety(),
+        }
+    }
+
+    fn description(&self, i: usize, version: u64) -> NodeDescription {
+        NodeDescription {
+            id: node_id(i),
+            hostname: format!("sim-{i}"),
+            addr: addr(i),
+            role: if i < 3 { Role::Manager } else { Role::Worker },
+            resources: NodeResources {
+                nano_cpus: 4_000_000_000,
+                memory_bytes: 8 << 30,
+            },
+            labels: [("zone".to_string(), format!("z{}", i % 3))].into(),
+            runtimes: vec!["process".into()],
+            engine_version: "sim".into(),
+            version,
+        }
+    }
+
+    /// Starts node `i` from its data dir and has it announce to `seeds`.
+    fn boot(&mut self, i: usize, seeds: &[usize]) {
+        let node = &mut self.nodes[i];
+        node.description_version += 1;
+        let me = MemberId::new(node_id(i), addr(i), node.boot);
+        let rng_seed = self.cfg.seed ^ ((i as u64) << 20) ^ (u64::from(node.boot) << 52);
+        let version = node.description_version;
+        let d = self.description(i, version);
+        let mut m = Membership::new(me, d, MembershipConfig::lan(), rng_seed)
+            .expect("the simulator's config and descriptions are valid");
+        m.set_cluster_size_hint(self.cfg.nodes);
+        let node = &mut self.nodes[i];
+        node.machine = Some(m);
+        node.status = Status::Alive;
+        node.boot += 1;
+        let epoch = node.epoch;
+        self.input(self.q.now(), i, Some(epoch), MembershipInput::Start);
+        for &s in seeds {
+            if s != i {
+                self.input(
+                    self.q.now(),
+                    i,
+                    Some(epoch),
+                    MembershipInput::Announce(addr(s)),
+                );
+            }
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        self.crashed_at[i] = None;
+        self.detected[i].clear();
+        // A restarted node knows the seed it was given plus a couple of peers.
+        let n = self.cfg.nodes;
+        let seeds = [0, self.rng.random_range(0..n), self.rng.random_range(0..n)];
+        self.boot(i, &seeds);
+    }
+
+    fn crash(&mut self, at: Millis, i: usize) {
+        let node = &mut self.nodes[i];
+        node.machine = None;
+        node.status = Status::Crashed;
+        node.epoch += 1;
+        node.take_held();
+        self.crashed_at[i] = Some(at);
+        self.detected[i].clear();
+    }
+
+    fn resume(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.status = Status::Alive;
+        let epoch = node.epoch;
+        for (_, input) in node.take_held() {
+            let epoch = matches!(input, MembershipInput::Timer(_)).then_some(epoch);
+            let now = self.q.now();
+            self.q.push(
+                now,
+                Ev::Input {
+                    node: i,
+                    epoch,
+                    input,
+                },
+            );
+        }
+    }
+
+    fn strike(&mut self, at: Millis, fault: Fault) {
+        if self.phase != Phase::Safety {
+            return;
+        }
+        let n = self.cfg.nodes;
+        self.report.faults_struck += 1;
+        self.trace.event(at, n, 200);
+        match fault {
+            Fault::Crash {
+                node,
+                restart_after_ms,
+            } => {
+                let down = self.nodes.iter().filter(|s| !s.is_alive()).count();
+                if !self.nodes[node].is_alive() || down + 1 > n / 3 {
+                    self.report.faults_struck -= 1;
+                    return;
+                }
+                self.crash(at, node);
+                match restart_after_ms {
+                    Some(after) => {
+                        let epoch = self.nodes[node].epoch;
+                        self.q.push(at + after, Ev::Restart { node, epoch });
+                    }
+                    None => self.nodes[node].gone_for_good = true,
+                }
+            }
+            Fault::Pause { node, for_ms } => {
+                if self.nodes[node].status != Status::Alive {
+                    self.report.faults_struck -= 1;
+                    return;
+                }
+                self.nodes[node].status = Status::Paused;
+                let epoch = self.nodes[node].epoch;
+                self.q.push(at + for_ms, Ev::Resume { node, epoch });
+            }
+            Fault::Partition { partition, for_ms } => {
+                self.generation += 1;
+                self.net.set_partition(Some(partition));
+                let generation = self.generation;
+                self.q.push(at + for_ms, Ev::Heal { generation });
+            }
+            Fault::Loss { pct, for_ms } => {
+                self.generation += 1;
+                self.net.set_loss(pct);
+                self.net.set_duplication(DUPLICATION_PCT);
+                let generation = self.generation;
+                self.q.push(at + for_ms, Ev::LossEnd { generation });
+            }
+            Fault::Skew { node, rate, for_ms } => {
+                self.generation += 1;
+                self.nodes[node].timer_rate = rate;
+                let generation = self.generation;
+                self.q.push(at + for_ms, Ev::SkewEnd { node, generation });
+            }
+        }
+    }
+
+    fn relabel(&mut self, at: Millis) {
+        let i = self.rng.random_range(0..self.cfg.nodes);
+        let Some(m) = self.nodes[i].machine.as_ref() else {
+            return;
+        };
+        let Some(mut d) = m.description(node_id(i)).cloned() else {
+            return;
+        };
+        d.labels.insert("rev".into(), at.to_string());
+        let epoch = self.nodes[i].epoch;
+        self.input(at, i, Some(epoch), MembershipInput::Describe(d));
+        if let Some(m) = self.nodes[i].machine.as_ref() {
+            let v = m.description(node_id(i)).map_or(0, |d| d.version);
+            self.nodes[i].description_version = self.nodes[i].description_version.max(v);
+        }
+    }
+
+    fn end_safety(&mut self) {
+        self.phase = Phase::Liveness;
+        self.generation += 1;
+        self.net.set_partition(None);
+        self.net.set_loss(0);
+        self.net.set_duplication(0);
+        for i in 0..self.cfg.nodes {
+            self.nodes[i].timer_rate = 1.0;
+            match self.nodes[i].status {
+                Status::Paused => self.resume(i),
+                Status::Crashed if !self.nodes[i].gone_for_good => self.restart(i),
+                _ => {}
+            }
+        }
+    }
+
+    fn input(&mut self, at: Millis, i: usize, epoch: Option<u64>, input: MembershipInput) {
+        let node = &mut self.nodes[i];
+        match node.status {
+            Status::Crashed => return,
+            Status::Paused => {
+                node.hold(at, input);
+                return;
+            }
+            Status::Alive => {}
+        }
+        if epoch.is_some_and(|e| e != node.epoch) {
+            return;
+        }
+        self.trace.event(at, i, node::trace_kind(&input));
+        if let MembershipInput::Datagram(data) = &input {
+            self.trace.u64(data.len() as u64);
+            self.trace
+                .bytes(&data[..data.len().min(DATAGRAM_PREFIX_BYTES)]);
+        }
+        let mut out = std::mem::take(&mut self.out);
+        let m = node.machine.as_mut().expect("an alive node has a machine");
+        m.handle(input, &mut out);
+        for effect in out.drain(..) {
+            self.effect(at, i, effect);
+        }
+        self.out = out;
+    }
+
+    fn effect(&mut self, at: Millis, i: usize, effect: MembershipEffect) {
+        match effect {
+            MembershipEffect::Send { to, data } => {
+                let Some(j) = index_of_addr(to).filter(|&j| j < self.cfg.nodes) else {
+                    return;
+                };
+                let route = self.net.route(i, j);
+                for delay in [route.first, route.dup].into_iter().flatten() {
+                    let input = MembershipInput::Datagram(data.clone());
+                    self.q.push(
+                        at + delay,
+                        Ev::Input {
+                            node: j,
+                            epoch: None,
+                            input,
+                        },
+                    );
+                }
+            }
+            MembershipEffect::Schedule { after, timer } => {
+                let node = &self.nodes[i];
+                let after = node.skewed(after.as_millis() as Millis);
+                let ev = Ev::Input {
+                    node: i,
+                    epoch: Some(node.epoch),
+                    input: MembershipInput::Timer(timer),
+                };
+                self.q.push(at + after, ev);
+            }
+            MembershipEffect::Event(e) => self.event(at, i, e),
+        }
+    }
+
+    fn event(&mut self, at: Millis, observer: usize, e: MembershipEvent) {
+        let (kind, subject) = match &e {
+            MembershipEvent::Up(id) => (101, index_of(*id)),
+            MembershipEvent::Down(id) => (102, index_of(*id)),
+            MembershipEvent::Described(d) => (103, index_of(d.id)),
+            MembershipEvent::Rejoined => (104, Some(observer)),
+        };
+        self.trace.event(at, observer, kind);
+        self.trace.u64(subject.map_or(u64::MAX, |s| s as u64));
+        let (MembershipEvent::Down(_), Some(x)) = (&e, subject) else {
+            return;
+        };
+        if x >= self.cfg.nodes {
+            return;
+        }
+        if let Some(t0) = self.crashed_at[x]
+            && self.detected[x].insert(observer)
+        {
+            self.report.detection_ms.push(at - t0);
+        }
+        let settled = self.cfg.duration_ms + self.cfg.settle_ms;
+        if self.phase == Phase::Liveness
+            && at >= settled
+            && self.report.violations.len() < REPORT_MAX
+            && let Some(v) = no_false_down::on_down(at, observer, x, &self.nodes)
+        {
+            self.report.violations.push(v);
+        }
+    }
+
+    fn finish(mut self, started: Instant) -> SimReport {
+        self.report.violations.extend(all_ready::check(&self.nodes));
+        self.report
+            .violations
+            .extend(descriptions::check(&self.nodes));
+        self.report.trace_hash = self.trace.hash();
+        self.report.events = self.trace.events();
+        self.report.virtual_ms = self.q.now();
+        self.report.net = self.net.stats.clone();
+        self.report.datagrams_refused = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.machine.as_ref())
+            .map(|m| m.stats().datagrams_refused)
+            .sum();
+        self.report.wall = started.elapsed();
+        self.report
+    }
+}
