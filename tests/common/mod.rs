@@ -107,10 +107,10 @@ impl Node {
     /// Waits until the control socket answers.
     pub fn wait_control(&mut self) {
         let ok = wait_until(Duration::from_secs(30), || {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("{} exited early with {status}: {}", self.name, self.logs());
-                }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("{} exited early with {status}: {}", self.name, self.logs());
             }
             self.cli(&["node", "ls", "-q"]).status.success()
         });

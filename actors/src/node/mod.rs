@@ -98,11 +98,9 @@ impl Actor for NodeActor {
         args: NodeArgs,
     ) -> Result<NodeActorState, ActorProcessingErr> {
         let mut rng = StdRng::seed_from_u64(args.rng_seed);
-        let me = MemberId {
-            id: args.creds.node_id,
-            addr: args.description.addr,
-            bump: args.node_file.boots,
-        };
+        // Boots beyond u32 would take a restart a second for 136 years; saturate rather than wrap.
+        let boots = u32::try_from(args.node_file.boots).unwrap_or(u32::MAX);
+        let me = MemberId::new(args.creds.node_id, args.description.addr, boots);
         let membership =
             Membership::new(me, args.description, args.membership, rng.random::<u64>())?;
         let mut state = NodeActorState {
@@ -164,7 +162,7 @@ impl Actor for NodeActor {
             }
             NodeMsg::RenewCertificate => state.renew(&myself),
             NodeMsg::Renewed(result) => match result {
-                Ok(creds) => state.install_credentials(&myself, creds),
+                Ok(creds) => state.install_credentials(&myself, *creds),
                 Err(e) => {
                     warn!(error = %e, retry_in_s = RENEW_RETRY.as_secs(), "certificate renewal failed");
                     myself.send_after(RENEW_RETRY, || NodeMsg::RenewCertificate);
@@ -271,10 +269,10 @@ impl NodeActorState {
             .filter(|m| m.state == NodeState::Ready && m.addr != me)
             .map(|m| m.addr)
             .collect();
-        if self.node_file.remember(live) {
-            if let Err(e) = self.node_file.save(&self.data_dir) {
-                warn!(error = %e, "cannot save the peer list");
-            }
+        if self.node_file.remember(live)
+            && let Err(e) = self.node_file.save(&self.data_dir)
+        {
+            warn!(error = %e, "cannot save the peer list");
         }
     }
 
@@ -398,7 +396,9 @@ impl NodeActorState {
                 .renew(&me, &csr, SystemTime::now())
                 .map_err(|e| e.to_string())
                 .and_then(|cert| {
-                    NodeCredentials::from_parts(key, cert, ca).map_err(|e| e.to_string())
+                    NodeCredentials::from_parts(key, cert, ca)
+                        .map(Box::new)
+                        .map_err(|e| e.to_string())
                 });
             let _ = myself.send_message(NodeMsg::Renewed(result)); // as above
             return;
@@ -415,6 +415,7 @@ impl NodeActorState {
                 match transport.request(addr, req).await {
                     Ok(Response::Renewed { cert_der }) => {
                         let result = NodeCredentials::from_parts(key, cert_der, ca)
+                            .map(Box::new)
                             .map_err(|e| e.to_string());
                         let _ = myself.send_message(NodeMsg::Renewed(result)); // node may be stopping
                         return;

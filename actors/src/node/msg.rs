@@ -33,7 +33,7 @@ pub enum NodeMsg {
     /// Time to renew this node's certificate.
     RenewCertificate,
     /// The outcome of a renewal carried out off the actor.
-    Renewed(Result<crate::trust::NodeCredentials, String>),
+    Renewed(Result<Box<crate::trust::NodeCredentials>, String>),
     Describe(RpcReplyPort<NodeDescription>),
     Members(RpcReplyPort<Vec<MemberView>>),
     JoinTokens(RpcReplyPort<Result<JoinTokensView, String>>),
