@@ -1,0 +1,90 @@
+//! Tasks: one running instance of a service, on one node.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{NodeId, ServiceId, TaskId, TaskSpec};
+
+/// A task's life, in order. A task only moves forward; the last five (`Complete` onwards) are
+/// terminal.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum TaskState {
+    New,
+    Pending,
+    Assigned,
+    Accepted,
+    Preparing,
+    Starting,
+    Running,
+    Complete,
+    Shutdown,
+    Failed,
+    Rejected,
+    Orphaned,
+}
+
+impl TaskState {
+    pub fn is_terminal(self) -> bool {
+        self >= TaskState::Complete
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            TaskState::New => "New",
+            TaskState::Pending => "Pending",
+            TaskState::Assigned => "Assigned",
+            TaskState::Accepted => "Accepted",
+            TaskState::Preparing => "Preparing",
+            TaskState::Starting => "Starting",
+            TaskState::Running => "Running",
+            TaskState::Complete => "Complete",
+            TaskState::Shutdown => "Shutdown",
+            TaskState::Failed => "Failed",
+            TaskState::Rejected => "Rejected",
+            TaskState::Orphaned => "Orphaned",
+        };
+        f.write_str(s)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// What the node last reported about a task.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub state: TaskState,
+    /// When the task entered `state`, milliseconds since the Unix epoch.
+    pub since_ms: u64,
+    /// Human text for CURRENT STATE's detail, e.g. "no suitable node (…)".
+    pub message: String,
+    /// The ERROR column.
+    pub error: Option<String>,
+    pub exit_code: Option<i32>,
+    pub health: Option<Health>,
+}
+
+/// A task as the store keeps it.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Task {
+    pub id: TaskId,
+    pub service_id: ServiceId,
+    /// Replicated services: 1..=replicas. Global services: 0 (the node identifies the task).
+    pub slot: u64,
+    /// The node the scheduler chose; `None` while pending.
+    pub node_id: Option<NodeId>,
+    pub spec: TaskSpec,
+    /// The service spec version this task was made from.
+    pub spec_version: u64,
+    /// What the orchestrator wants: `Running`, or `Shutdown` to stop it.
+    pub desired_state: TaskState,
+    pub status: TaskStatus,
+    pub created_ms: u64,
+}
