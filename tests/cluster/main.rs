@@ -410,3 +410,39 @@ fn garbage_on_the_wire_does_not_disturb_the_cluster() {
         );
     }
 }
+
+#[test]
+fn sigterm_stops_a_node_cleanly_and_the_others_see_it_down() {
+    let root = tempfile::tempdir().unwrap();
+    let n1 = Node::bootstrap(root.path(), "q1", 22701);
+    let token = n1.token("worker");
+    let mut n2 = Node::join(root.path(), "q2", 22702, n1.addr, &token);
+    assert!(
+        wait_until(LIMIT, || all_ready(&n1.node_ls(), 2)),
+        "{:?}",
+        n1.node_ls()
+    );
+    let id2 = n2.id();
+
+    phase("SIGTERM: the node leaves, exits 0 and removes its control socket");
+    let mut child = n2.child.take().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = wait_until(LIMIT, || matches!(child.try_wait(), Ok(Some(_))));
+    assert!(exited, "q2 did not stop on SIGTERM: {}", n2.logs());
+    assert!(
+        child.wait().unwrap().success(),
+        "q2 exit status: {}",
+        n2.logs()
+    );
+    assert!(!n2.dir.join("control.sock").exists());
+
+    phase("the other node shows it Down");
+    let ok = wait_until(LIMIT, || {
+        status_of(&n1.node_ls(), &id2).as_deref() == Some("Down")
+    });
+    assert!(ok, "{:?}", n1.node_ls());
+}

@@ -1,8 +1,9 @@
 //! The messages nodes send each other over the transport.
 //!
 //! Requests travel on bidirectional streams and get exactly one [`Response`]; one-way messages
-//! travel on unidirectional streams; membership gossip travels as QUIC datagrams holding foca's
-//! own encoding (see `membership::codec`), not as frames.
+//! travel on unidirectional streams; membership gossip travels as QUIC datagrams, not frames:
+//! a tag byte (foca packet, node description, or description digest) then the membership
+//! layer's own encoding (see `membership::codec` and `membership::machine`).
 
 use std::net::SocketAddr;
 
