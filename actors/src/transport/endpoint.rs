@@ -1,9 +1,9 @@
 //! The endpoint: [`Transport`], the handle the node holds, and the shared state behind it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::conn::{self, CODE_BAD_IDENTITY, CODE_SHUTDOWN, Connected, PeerSlot, identity_of};
 use super::peer::{self, Outgoing, PeerSender};
 use super::{DATAGRAM_BYTES_MAX, Inbound, TransportConfig, TransportError, TransportStats};
+use crate::model::NodeId;
 use crate::trust::{self, CaDigest, NodeCredentials, PeerIdentity, SERVER_NAME};
 use crate::wire::{JoinRequest, JoinResponse, Request, Response, encode_frame, read_frame};
 
@@ -54,6 +55,9 @@ pub(crate) struct Shared {
     pub shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
     runtime: tokio::runtime::Handle,
+    /// Nodes removed from the cluster: their certificates may still be valid, so they are
+    /// refused by ID at every handshake, both ways.
+    denied: RwLock<BTreeSet<NodeId>>,
 }
 
 fn quic_transport(cfg: &TransportConfig) -> Result<quinn::TransportConfig, TransportError> {
@@ -96,6 +100,13 @@ fn client_config(
 }
 
 impl Shared {
+    fn is_denied(&self, id: &PeerIdentity) -> bool {
+        self.denied
+            .read()
+            .expect("denied lock")
+            .contains(&id.node_id)
+    }
+
     fn slot(&self, addr: SocketAddr) -> Arc<PeerSlot> {
         let mut slots = self.slots.lock().expect("slots lock");
         slots.entry(addr).or_default().clone()
@@ -192,6 +203,13 @@ impl Shared {
                 });
             }
         };
+        if self.is_denied(&identity) {
+            conn.close(CODE_BAD_IDENTITY, b"removed");
+            return Err(TransportError::Connect {
+                addr,
+                reason: format!("node {} was removed from the cluster", identity.node_id),
+            });
+        }
         debug!(%addr, node = %identity.node_id, "connected");
         let c = Connected {
             conn,
@@ -289,6 +307,14 @@ impl Shared {
                         return;
                     }
                 };
+                if let Some(id) = identity.as_ref()
+                    && shared.is_denied(id)
+                {
+                    warn!(%remote, node = %id.node_id, "connection refused: the node was removed from the cluster");
+                    conn.close(CODE_BAD_IDENTITY, b"removed");
+                    shared.handshake_failed();
+                    return;
+                }
                 let c = Connected { conn, identity };
                 if identity.is_some() {
                     shared.adopt(remote, &c);
@@ -477,6 +503,7 @@ impl Transport {
             shutdown,
             shutdown_tx,
             runtime: tokio::runtime::Handle::current(),
+            denied: RwLock::new(BTreeSet::new()),
         });
         tokio::spawn(shared.clone().accept_loop());
         info!(%local, node = %creds.node_id, "transport listening");
@@ -546,6 +573,24 @@ impl Transport {
                 Ok(())
             }
             other => other,
+        }
+    }
+
+    /// Refuses `node` from now on, at every handshake in either direction, and closes the
+    /// connections open to it. For nodes removed from the cluster (`node rm`).
+    pub fn deny(&self, node: NodeId) {
+        self.shared
+            .denied
+            .write()
+            .expect("denied lock")
+            .insert(node);
+        let slots = self.shared.slots.lock().expect("slots lock");
+        for slot in slots.values() {
+            if let Some(c) = slot.live()
+                && c.identity.is_some_and(|id| id.node_id == node)
+            {
+                c.conn.close(CODE_BAD_IDENTITY, b"removed");
+            }
         }
     }
 

@@ -677,3 +677,34 @@ async fn a_node_joins_with_a_token_and_then_speaks_mutual_tls() {
 fn seed_creds_digest(c: &NodeCredentials) -> trust::CaDigest {
     trust::CaDigest::of_cert(&c.ca_cert_der)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_node_is_refused_both_ways() {
+    let ca = new_ca();
+    let (ca_, cb, cc) = (
+        creds(&ca, 1, Role::Manager),
+        creds(&ca, 2, Role::Worker),
+        creds(&ca, 3, Role::Worker),
+    );
+    let (a, _a_seen) = node(TransportConfig::new(local()), &ca_).await;
+    let (b, _b_seen) = node(TransportConfig::new(local()), &cb).await;
+    let (c, _c_seen) = node(TransportConfig::new(local()), &cc).await;
+
+    tracing::info!("phase: b talks to a before it is removed");
+    let resp = b.request(a.local_addr(), Request::Ping).await.unwrap();
+    assert!(matches!(resp, Response::Pong));
+
+    tracing::info!("phase: a denies b: b's open connection closes, new ones fail either way");
+    a.deny(NodeId(2));
+    let err = b.request(a.local_addr(), Request::Ping).await;
+    assert!(err.is_err(), "a removed node was served: {err:?}");
+    let err = a.request(b.local_addr(), Request::Ping).await;
+    assert!(err.is_err(), "a connected to a removed node: {err:?}");
+
+    tracing::info!("phase: everyone else is still served");
+    let resp = c.request(a.local_addr(), Request::Ping).await.unwrap();
+    assert!(matches!(resp, Response::Pong));
+    for t in [a, b, c] {
+        t.shutdown().await;
+    }
+}
