@@ -15,4 +15,7 @@ pub use frame::{
     FRAME_BYTES_MAX, PROTOCOL_VERSION, WireError, decode_body, encode_frame, read_frame,
     write_frame,
 };
-pub use msg::{JoinRequest, JoinResponse, OneWay, RenewRequest, Request, Response, WireFailure};
+pub use msg::{
+    JoinRequest, JoinResponse, OneWay, RenewRequest, Request, Response, StoreReply, StoreRequest,
+    WireFailure,
+};

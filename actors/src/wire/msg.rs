@@ -21,6 +21,19 @@ pub enum Request {
     /// Asks the peer for its current self-description.
     Describe,
     Ping,
+    /// A manager forwards a store operation to the leader.
+    Store(StoreRequest),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum StoreRequest {
+    Propose(crate::store::StoreCommand),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum StoreReply {
+    Applied { index: u64 },
+    Failed(crate::manager::StoreFailure),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -55,6 +68,7 @@ pub enum Response {
     Renewed { cert_der: Vec<u8> },
     Description(NodeDescription),
     Pong,
+    Store(StoreReply),
     Failed(WireFailure),
 }
 
@@ -75,9 +89,11 @@ pub enum WireFailure {
     Busy,
 }
 
-/// One-way messages. Empty until the store and the dispatcher need them.
+/// One-way messages.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum OneWay {
     /// Keeps the connection's path warm; carries nothing.
     Nop,
+    /// A piece of a raft message between managers.
+    Raft(crate::manager::chunks::RaftChunk),
 }

@@ -1,0 +1,97 @@
+//! The typed handle to a manager's StoreActor.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ractor::{ActorRef, RpcReplyPort};
+use tokio::sync::oneshot;
+
+use super::msg::{ReadResult, StoreFailure, StoreMsg, StoreStatus};
+use super::OPERATION_TIMEOUT_MS;
+use crate::model::NodeId;
+use crate::store::{Kind, StoreCommand};
+use crate::wire::Response;
+
+#[derive(Clone)]
+pub struct StoreHandle {
+    actor: ActorRef<StoreMsg>,
+}
+
+impl StoreHandle {
+    pub(crate) fn new(actor: ActorRef<StoreMsg>) -> Self {
+        Self { actor }
+    }
+
+    pub fn actor(&self) -> &ActorRef<StoreMsg> {
+        &self.actor
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<Result<T, StoreFailure>>) -> StoreMsg,
+    ) -> Result<T, StoreFailure> {
+        use ractor::rpc::CallResult;
+        // A little longer than the actor's own timeout, so its answer wins when it has one.
+        let limit = Duration::from_millis(OPERATION_TIMEOUT_MS + 1_000);
+        match self.actor.call(msg, Some(limit)).await {
+            Ok(CallResult::Success(r)) => r,
+            Ok(_) => Err(StoreFailure::Timeout),
+            Err(e) => Err(StoreFailure::Refused(format!("the store is not running: {e}"))),
+        }
+    }
+
+    /// Commits a command through raft; the raft index it was applied at.
+    pub async fn propose(&self, cmd: StoreCommand) -> Result<u64, StoreFailure> {
+        self.call(|reply| StoreMsg::Propose { cmd, reply }).await
+    }
+
+    /// Objects of one kind, confirmed with the leader first when `linearizable`.
+    pub async fn read(&self, kind: Kind, linearizable: bool) -> Result<ReadResult, StoreFailure> {
+        self.call(|reply| StoreMsg::Read {
+            kind,
+            linearizable,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn add_voter(
+        &self,
+        raft_id: u64,
+        node_id: NodeId,
+        addr: SocketAddr,
+    ) -> Result<u64, StoreFailure> {
+        self.call(|reply| StoreMsg::AddVoter {
+            raft_id,
+            node_id,
+            addr,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn remove_voter(&self, raft_id: u64) -> Result<u64, StoreFailure> {
+        self.call(|reply| StoreMsg::RemoveVoter { raft_id, reply }).await
+    }
+
+    pub async fn status(&self) -> Result<StoreStatus, StoreFailure> {
+        self.call(StoreMsg::Status).await
+    }
+
+    /// Hands a forwarded proposal to the actor; the answer goes to `reply`.
+    pub fn forwarded(&self, cmd: StoreCommand, reply: oneshot::Sender<Response>) {
+        // If the actor is gone, `reply` is dropped and the asker sees the stream end.
+        let _ = self.actor.send_message(StoreMsg::Forwarded { cmd, reply });
+    }
+
+    pub fn raft(&self, chunk: super::chunks::RaftChunk) {
+        // Raft retries what is lost, including while the actor stops.
+        let _ = self.actor.send_message(StoreMsg::Raft(chunk));
+    }
+
+    pub fn set_reachable(&self, nodes: BTreeSet<NodeId>) {
+        // Only a hint for error messages; harmless to lose.
+        let _ = self.actor.send_message(StoreMsg::Reachable(nodes));
+    }
+}

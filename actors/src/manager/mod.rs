@@ -1,0 +1,460 @@
+//! The StoreActor: one per manager. It hosts the raft-replicated cluster store
+//! ([`crate::store::StoreMachine`] over redb), carries raft messages over the transport, and
+//! answers the node's reads and writes: proposals on a follower are forwarded to the leader once,
+//! linearizable reads wait for a read index, and without a leader writes fail fast with the count
+//! of reachable managers.
+//!
+//! ```text
+//!  control API / NodeActor ──Propose/Read──▶ StoreActor ──▶ StoreMachine (sans-IO raft + state)
+//!  transport ──OneWay::Raft chunks──▶ Assembler ──┘   │ effects: Send / Applied / ReadReady / …
+//!  transport ◀── chunks ◀── Send ─────────────────────┘
+//! ```
+
+pub mod chunks;
+mod handle;
+mod msg;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+pub use handle::StoreHandle;
+pub use msg::{ReadResult, StoreFailure, StoreMsg, StoreStatus};
+
+use crate::model::NodeId;
+use crate::store::{
+    Bootstrap, Kind, RedbStorage, StoreCommand, StoreConfig, StoreEffect, StoreError, StoreInput,
+    StoreMachine,
+};
+use crate::transport::Transport;
+use crate::wire::{OneWay, Request, Response, StoreReply, StoreRequest};
+use chunks::Assembler;
+
+/// Operations waiting for raft at once; past it, new ones are refused `Busy`.
+pub const PENDING_MAX: usize = 1_024;
+/// How long an operation may wait for raft before it is answered `Timeout`.
+pub const OPERATION_TIMEOUT_MS: u64 = 5_000;
+
+pub struct StoreArgs {
+    pub data_dir: PathBuf,
+    pub raft_id: u64,
+    pub node_id: NodeId,
+    pub bootstrap: Bootstrap,
+    pub config: StoreConfig,
+    pub transport: Transport,
+    pub rng_seed: u64,
+}
+
+pub struct StoreActor;
+
+enum Waiter {
+    Local(RpcReplyPort<Result<u64, StoreFailure>>),
+    Remote(oneshot::Sender<Response>),
+}
+
+struct Pending {
+    waiter: Waiter,
+    /// Kept for forwarding to the leader when this manager is not it.
+    cmd: Option<StoreCommand>,
+    since_ms: u64,
+}
+
+struct PendingRead {
+    kind: Kind,
+    reply: RpcReplyPort<Result<ReadResult, StoreFailure>>,
+    /// Set when the leader confirmed the read index.
+    index: Option<u64>,
+    since_ms: u64,
+}
+
+pub struct StoreActorState {
+    machine: StoreMachine<RedbStorage>,
+    transport: Transport,
+    raft_id: u64,
+    next_req: u64,
+    pending: BTreeMap<u64, Pending>,
+    reads: BTreeMap<u64, PendingRead>,
+    assembler: Assembler,
+    next_message: u64,
+    reachable: BTreeSet<NodeId>,
+    node_id: NodeId,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Actor for StoreActor {
+    type Msg = StoreMsg;
+    type State = StoreActorState;
+    type Arguments = StoreArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<StoreMsg>,
+        args: StoreArgs,
+    ) -> Result<StoreActorState, ActorProcessingErr> {
+        let storage = RedbStorage::open(&args.data_dir)?;
+        let tick = Duration::from_millis(args.config.tick_ms);
+        let machine = StoreMachine::new(
+            args.raft_id,
+            storage,
+            args.config,
+            args.rng_seed,
+            args.bootstrap,
+        )?;
+        myself.send_interval(tick, || StoreMsg::Tick);
+        info!(raft_id = args.raft_id, "store started");
+        Ok(StoreActorState {
+            machine,
+            transport: args.transport,
+            raft_id: args.raft_id,
+            next_req: 1,
+            pending: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            assembler: Assembler::default(),
+            next_message: 0,
+            reachable: BTreeSet::new(),
+            node_id: args.node_id,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<StoreMsg>,
+        msg: StoreMsg,
+        state: &mut StoreActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        match msg {
+            StoreMsg::Tick => {
+                state.machine.handle(now, StoreInput::Tick, &mut out);
+                state.expire(now);
+            }
+            StoreMsg::Raft(chunk) => match state.assembler.take(chunk) {
+                Ok(Some(bytes)) => state
+                    .machine
+                    .handle(now, StoreInput::Message(bytes), &mut out),
+                Ok(None) => {}
+                Err(e) => debug!(error = %e, "raft chunk refused"),
+            },
+            StoreMsg::Propose { cmd, reply } => {
+                if let Some(req) = state.admit(Waiter::Local(reply), Some(cmd.clone()), now) {
+                    state
+                        .machine
+                        .handle(now, StoreInput::Propose { req, cmd }, &mut out);
+                }
+            }
+            StoreMsg::Forwarded { cmd, reply } => {
+                // A forwarded command is not forwarded again: one hop bounds the chase.
+                if let Some(req) = state.admit(Waiter::Remote(reply), None, now) {
+                    state
+                        .machine
+                        .handle(now, StoreInput::Propose { req, cmd }, &mut out);
+                }
+            }
+            StoreMsg::Read {
+                kind,
+                linearizable,
+                reply,
+            } => {
+                if !linearizable {
+                    let result = state.read_now(kind, state.machine.leader().is_none());
+                    let _ = reply.send(Ok(result)); // the caller may have gone
+                } else if state.pending.len() + state.reads.len() >= PENDING_MAX {
+                    let _ = reply.send(Err(StoreFailure::Busy)); // as above
+                } else {
+                    let req = state.next_req();
+                    state.reads.insert(
+                        req,
+                        PendingRead {
+                            kind,
+                            reply,
+                            index: None,
+                            since_ms: now,
+                        },
+                    );
+                    state
+                        .machine
+                        .handle(now, StoreInput::ReadIndex { req }, &mut out);
+                }
+            }
+            StoreMsg::AddVoter {
+                raft_id,
+                node_id,
+                addr,
+                reply,
+            } => {
+                if let Some(req) = state.admit(Waiter::Local(reply), None, now) {
+                    let input = StoreInput::AddVoter {
+                        req,
+                        raft_id,
+                        node_id,
+                        addr,
+                    };
+                    state.machine.handle(now, input, &mut out);
+                }
+            }
+            StoreMsg::RemoveVoter { raft_id, reply } => {
+                if let Some(req) = state.admit(Waiter::Local(reply), None, now) {
+                    let input = StoreInput::RemoveVoter { req, raft_id };
+                    state.machine.handle(now, input, &mut out);
+                }
+            }
+            StoreMsg::Status(reply) => {
+                let _ = reply.send(Ok(state.status())); // the caller may have gone
+            }
+            StoreMsg::Reachable(set) => state.reachable = set,
+            StoreMsg::ForwardDone { req, result } => {
+                if let Some(p) = state.pending.remove(&req) {
+                    p.waiter.answer(result);
+                }
+            }
+        }
+        state.apply(&myself, out);
+        state.finish_reads();
+        Ok(())
+    }
+}
+
+impl Waiter {
+    fn answer(self, result: Result<u64, StoreFailure>) {
+        match self {
+            // The asker may have given up; nothing to do then.
+            Waiter::Local(port) => {
+                let _ = port.send(result);
+            }
+            Waiter::Remote(tx) => {
+                let reply = match result {
+                    Ok(index) => StoreReply::Applied { index },
+                    Err(f) => StoreReply::Failed(f),
+                };
+                let _ = tx.send(Response::Store(reply));
+            }
+        }
+    }
+}
+
+impl StoreActorState {
+    fn next_req(&mut self) -> u64 {
+        let r = self.next_req;
+        self.next_req += 1;
+        r
+    }
+
+    /// Registers a waiting operation, or answers `Busy` when too many wait already.
+    fn admit(&mut self, waiter: Waiter, cmd: Option<StoreCommand>, now: u64) -> Option<u64> {
+        if self.pending.len() + self.reads.len() >= PENDING_MAX {
+            waiter.answer(Err(StoreFailure::Busy));
+            return None;
+        }
+        let req = self.next_req();
+        self.pending.insert(
+            req,
+            Pending {
+                waiter,
+                cmd,
+                since_ms: now,
+            },
+        );
+        Some(req)
+    }
+
+    fn read_now(&self, kind: Kind, stale: bool) -> ReadResult {
+        let st = self.machine.state();
+        ReadResult {
+            objects: st.list(kind).cloned().collect(),
+            stale,
+            applied_index: st.applied_index(),
+        }
+    }
+
+    fn finish_reads(&mut self) {
+        let applied = self.machine.state().applied_index();
+        let ready: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
+            .map(|(k, _)| *k)
+            .collect();
+        for req in ready {
+            let r = self.reads.remove(&req).expect("listed");
+            let result = self.read_now(r.kind, false);
+            let _ = r.reply.send(Ok(result)); // the caller may have gone
+        }
+    }
+
+    /// Answers `Timeout` to whatever waited longer than [`OPERATION_TIMEOUT_MS`].
+    fn expire(&mut self, now: u64) {
+        let old = |since: u64| now.saturating_sub(since) > OPERATION_TIMEOUT_MS;
+        let stale: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| old(p.since_ms))
+            .map(|(k, _)| *k)
+            .collect();
+        for req in stale {
+            let p = self.pending.remove(&req).expect("listed");
+            p.waiter.answer(Err(self.failure_without_leader()));
+        }
+        let stale: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| old(r.since_ms))
+            .map(|(k, _)| *k)
+            .collect();
+        for req in stale {
+            let r = self.reads.remove(&req).expect("listed");
+            let _ = r.reply.send(Err(StoreFailure::Timeout)); // the caller may have gone
+        }
+    }
+
+    fn voters(&self) -> Vec<(u64, NodeId, SocketAddr)> {
+        let members = self.machine.state().members();
+        self.machine
+            .voters()
+            .into_iter()
+            .filter_map(|id| members.get(&id).map(|m| (id, m.node_id, m.addr)))
+            .collect()
+    }
+
+    fn status(&self) -> StoreStatus {
+        let voters = self.voters();
+        let leader = self.machine.leader();
+        StoreStatus {
+            raft_id: self.raft_id,
+            leader,
+            leader_node: leader.and_then(|l| voters.iter().find(|v| v.0 == l).map(|v| v.1)),
+            term: self.machine.term(),
+            voters,
+            applied_index: self.machine.state().applied_index(),
+        }
+    }
+
+    /// What to tell a writer when there is no leader to take the write.
+    fn failure_without_leader(&self) -> StoreFailure {
+        let voters = self.voters();
+        let reachable = voters
+            .iter()
+            .filter(|v| v.1 == self.node_id || self.reachable.contains(&v.1))
+            .count();
+        if voters.is_empty() || reachable * 2 > voters.len() {
+            StoreFailure::Timeout
+        } else {
+            StoreFailure::NoQuorum {
+                reachable,
+                voters: voters.len(),
+            }
+        }
+    }
+
+    fn apply(&mut self, myself: &ActorRef<StoreMsg>, effects: Vec<StoreEffect>) {
+        for effect in effects {
+            match effect {
+                StoreEffect::Send { to, msg } => self.send_raft(to, &msg),
+                StoreEffect::Applied { req, index, result } => {
+                    let Some(req) = req else { continue };
+                    if let Some(p) = self.pending.remove(&req) {
+                        p.waiter
+                            .answer(result.map(|()| index).map_err(|e| refusal(&e)));
+                    }
+                }
+                StoreEffect::ReadReady { req, index } => {
+                    if let Some(r) = self.reads.get_mut(&req) {
+                        r.index = Some(index);
+                    }
+                }
+                StoreEffect::Refused { req, error } => self.refused(myself, req, error),
+                StoreEffect::LeaderChanged { leader, term } => {
+                    info!(?leader, term, me = self.raft_id, "store leader changed");
+                }
+                StoreEffect::VotersChanged(voters) => info!(?voters, "store voters changed"),
+            }
+        }
+    }
+
+    fn refused(&mut self, myself: &ActorRef<StoreMsg>, req: u64, error: StoreError) {
+        if let Some(r) = self.reads.remove(&req) {
+            let f = match error {
+                StoreError::NotLeader { leader: None } => self.failure_without_leader(),
+                other => refusal(&other),
+            };
+            let _ = r.reply.send(Err(f)); // the caller may have gone
+            return;
+        }
+        let Some(mut p) = self.pending.remove(&req) else {
+            return;
+        };
+        match (&error, p.cmd.take()) {
+            (StoreError::NotLeader { leader: Some(l) }, Some(cmd)) => {
+                let addr = self.machine.state().members().get(l).map(|m| m.addr);
+                let Some(addr) = addr else {
+                    p.waiter.answer(Err(self.failure_without_leader()));
+                    return;
+                };
+                // Keep the waiter; the forwarded outcome comes back as ForwardDone.
+                self.pending.insert(req, p);
+                let transport = self.transport.clone();
+                let me = myself.clone();
+                tokio::spawn(async move {
+                    let result = match transport
+                        .request(addr, Request::Store(StoreRequest::Propose(cmd)))
+                        .await
+                    {
+                        Ok(Response::Store(StoreReply::Applied { index })) => Ok(index),
+                        Ok(Response::Store(StoreReply::Failed(f))) => Err(f),
+                        Ok(other) => Err(StoreFailure::Refused(format!(
+                            "the leader answered {other:?}"
+                        ))),
+                        Err(e) => Err(StoreFailure::Refused(format!(
+                            "cannot reach the leader at {addr}: {e}"
+                        ))),
+                    };
+                    // The actor may be stopping; then nobody waits.
+                    let _ = me.send_message(StoreMsg::ForwardDone { req, result });
+                });
+            }
+            (StoreError::NotLeader { .. }, _) => {
+                let f = self.failure_without_leader();
+                p.waiter.answer(Err(f));
+            }
+            (other, _) => p.waiter.answer(Err(refusal(other))),
+        }
+    }
+
+    fn send_raft(&mut self, to: u64, msg: &[u8]) {
+        let Some(addr) = self.machine.state().members().get(&to).map(|m| m.addr) else {
+            warn!(to, "no address for raft peer");
+            return;
+        };
+        self.next_message += 1;
+        for chunk in chunks::split(self.raft_id, self.next_message, msg) {
+            // Raft retries lost messages; a full queue or a dead peer only delays it.
+            let _ = self.transport.send_oneway(addr, OneWay::Raft(chunk));
+        }
+    }
+}
+
+fn refusal(e: &StoreError) -> StoreFailure {
+    match e {
+        StoreError::Busy => StoreFailure::Busy,
+        other => StoreFailure::Refused(other.to_string()),
+    }
+}
+
+/// Starts a manager's store actor. Unnamed: ractor's registry is global to the process.
+pub async fn spawn_store(
+    args: StoreArgs,
+) -> Result<(StoreHandle, tokio::task::JoinHandle<()>), ActorProcessingErr> {
+    let (actor, join) = Actor::spawn(None, StoreActor, args).await?;
+    Ok((StoreHandle::new(actor), join))
+}

@@ -1,0 +1,90 @@
+//! Messages the StoreActor takes.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use ractor::RpcReplyPort;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::chunks::RaftChunk;
+use crate::model::NodeId;
+use crate::store::{Kind, StoreCommand, StoredObject};
+use crate::wire::Response;
+
+pub enum StoreMsg {
+    /// Time passes for raft.
+    Tick,
+    /// A piece of a raft message from a peer.
+    Raft(RaftChunk),
+    /// Commit a command; the answer is the raft index it was applied at.
+    Propose {
+        cmd: StoreCommand,
+        reply: RpcReplyPort<Result<u64, StoreFailure>>,
+    },
+    /// A command another manager forwarded to us as the leader.
+    Forwarded {
+        cmd: StoreCommand,
+        reply: oneshot::Sender<Response>,
+    },
+    /// Objects of one kind; `linearizable` waits for a read index from the leader first.
+    Read {
+        kind: Kind,
+        linearizable: bool,
+        reply: RpcReplyPort<Result<ReadResult, StoreFailure>>,
+    },
+    /// Makes a node a voter (its raft ID, node ID and address).
+    AddVoter {
+        raft_id: u64,
+        node_id: NodeId,
+        addr: SocketAddr,
+        reply: RpcReplyPort<Result<u64, StoreFailure>>,
+    },
+    RemoveVoter {
+        raft_id: u64,
+        reply: RpcReplyPort<Result<u64, StoreFailure>>,
+    },
+    Status(RpcReplyPort<Result<StoreStatus, StoreFailure>>),
+    /// Which nodes membership sees Ready, to tell "no quorum: 1 of 3 managers reachable".
+    Reachable(BTreeSet<NodeId>),
+    /// A forwarded proposal's outcome came back.
+    ForwardDone {
+        req: u64,
+        result: Result<u64, StoreFailure>,
+    },
+}
+
+/// Objects read from the store, and whether they may be out of date.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReadResult {
+    pub objects: Vec<StoredObject>,
+    /// True when the read was served from the local replica without a leader to confirm it.
+    pub stale: bool,
+    pub applied_index: u64,
+}
+
+/// The store as this manager sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    pub raft_id: u64,
+    pub leader: Option<u64>,
+    /// The leader's node ID when it is known.
+    pub leader_node: Option<NodeId>,
+    pub term: u64,
+    /// Voters: raft ID, node ID, address.
+    pub voters: Vec<(u64, NodeId, SocketAddr)>,
+    pub applied_index: u64,
+}
+
+/// Why a store operation did not happen. Each says nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum StoreFailure {
+    #[error("no quorum: {reachable} of {voters} managers reachable; nothing was written")]
+    NoQuorum { reachable: usize, voters: usize },
+    #[error("{0}")]
+    Refused(String),
+    #[error("the store is busy; try again")]
+    Busy,
+    #[error("the store did not answer in time")]
+    Timeout,
+}
