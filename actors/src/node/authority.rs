@@ -1,14 +1,15 @@
-//! The certificate authority's duties on the node that holds the cluster CA: admit joining
-//! nodes by token, issue and renew certificates, and keep the join tokens.
+//! The certificate authority's duties: admit joining nodes by token, issue and renew
+//! certificates, rotate join tokens.
 //!
-//! Only a node holding the CA key has an `Authority`; every other node answers a join with the
-//! addresses of the managers to ask instead.
+//! The CA key and the tokens live in the replicated store (a [`ClusterObject`], sealed at rest),
+//! so every manager can build an `Authority` from its local replica. Nothing here writes: a
+//! changed token set goes back to the store as a new `ClusterObject` through raft.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::model::{NodeId, Role};
-use crate::trust::{ClusterCa, NodeCredentials, NodeKey, PeerIdentity, Tokens, TrustError};
+use crate::store::ClusterObject;
+use crate::trust::{ClusterCa, JoinToken, NodeCredentials, NodeKey, PeerIdentity, Tokens, TrustError};
 use crate::wire::{JoinRequest, WireFailure};
 
 /// How long node certificates are valid by default (90 days, as SwarmKit's default).
@@ -20,63 +21,67 @@ pub const CERT_VALIDITY_MIN: Duration = Duration::from_secs(10);
 pub struct Authority {
     ca: ClusterCa,
     tokens: Tokens,
-    dir: PathBuf,
     cert_validity: Duration,
 }
 
 impl Authority {
-    /// Makes a new cluster: its CA, both join tokens, and the first node's manager certificate.
-    pub fn bootstrap(
-        dir: &Path,
-        node_id: NodeId,
+    /// A new cluster's CA and join tokens.
+    pub fn generate(
         now: SystemTime,
         cert_validity: Duration,
         rng: &mut impl rand::Rng,
-    ) -> Result<(Authority, NodeCredentials), TrustError> {
+    ) -> Result<Authority, TrustError> {
         let ca = ClusterCa::generate(now)?;
         let tokens = Tokens::generate(ca.digest(), rng);
-        let key = NodeKey::generate()?;
-        let cert = ca.issue(&key.csr_der()?, node_id, Role::Manager, now, cert_validity)?;
-        let creds = NodeCredentials::from_parts(key, cert, ca.cert_der().to_vec())?;
-        ca.save(dir)?;
-        tokens.save(dir)?;
-        creds.save(dir)?;
-        let authority = Authority {
+        Ok(Authority {
             ca,
             tokens,
-            dir: dir.to_path_buf(),
             cert_validity,
-        };
-        Ok((authority, creds))
+        })
     }
 
-    /// The authority kept in `dir`, if this node holds the CA key. It issues certificates valid
-    /// for `cert_validity`.
-    pub fn load(dir: &Path, cert_validity: Duration) -> Result<Option<Authority>, TrustError> {
-        // Every node keeps the CA certificate (`ca.crt`); only the CA holder has its key.
-        if !dir.join("ca.key").exists() {
-            return Ok(None);
-        }
-        let Some(ca) = ClusterCa::load(dir)? else {
-            return Ok(None);
-        };
-        let Some(tokens) = Tokens::load(dir)? else {
-            return Ok(None);
-        };
-        Ok(Some(Authority {
+    /// The authority the store's cluster object describes.
+    pub fn from_cluster(obj: &ClusterObject, cert_validity: Duration) -> Result<Authority, TrustError> {
+        let ca = ClusterCa::from_parts(obj.ca_cert_der.clone(), &obj.ca_key_pem)?;
+        let worker: JoinToken = obj.worker_token.parse()?;
+        let manager: JoinToken = obj.manager_token.parse()?;
+        Ok(Authority {
             ca,
-            tokens,
-            dir: dir.to_path_buf(),
+            tokens: Tokens { worker, manager },
             cert_validity,
-        }))
+        })
+    }
+
+    /// What the store keeps of this authority.
+    pub fn to_cluster(&self) -> ClusterObject {
+        ClusterObject {
+            ca_cert_der: self.ca.cert_der().to_vec(),
+            ca_key_pem: self.ca.key_pem(),
+            worker_token: self.tokens.worker.to_string(),
+            manager_token: self.tokens.manager.to_string(),
+        }
+    }
+
+    /// Credentials for a node this authority names directly (the bootstrap node).
+    pub fn issue_local(
+        &self,
+        node_id: NodeId,
+        role: Role,
+        now: SystemTime,
+    ) -> Result<NodeCredentials, TrustError> {
+        let key = NodeKey::generate()?;
+        let cert = self
+            .ca
+            .issue(&key.csr_der()?, node_id, role, now, self.cert_validity)?;
+        NodeCredentials::from_parts(key, cert, self.ca.cert_der().to_vec())
     }
 
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
     }
 
-    /// Admits a joining node: the token decides its role, the CSR's key gets a certificate
-    /// naming `node_id`. Nothing is written, so a refusal changes nothing.
+    /// Checks a join: the token decides the role, the CSR's key gets a certificate naming
+    /// `node_id`. Nothing is written, so a refusal changes nothing.
     pub fn admit(
         &self,
         req: &JoinRequest,
@@ -91,15 +96,17 @@ impl Authority {
         Ok((role, cert))
     }
 
-    /// A fresh certificate for a node that proved who it is with its current one.
+    /// A fresh certificate for a node that proved who it is with its current one, in the role
+    /// the store gives it now.
     pub fn renew(
         &self,
-        peer: &PeerIdentity,
+        node_id: NodeId,
+        role: Role,
         csr_der: &[u8],
         now: SystemTime,
     ) -> Result<Vec<u8>, WireFailure> {
         self.ca
-            .issue(csr_der, peer.node_id, peer.role, now, self.cert_validity)
+            .issue(csr_der, node_id, role, now, self.cert_validity)
             .map_err(|e| WireFailure::Invalid(e.to_string()))
     }
 
@@ -107,12 +114,19 @@ impl Authority {
         self.ca.cert_der()
     }
 
-    /// Replaces one role's token; the old one stops admitting nodes at once.
-    pub fn rotate(&mut self, role: Role, rng: &mut impl rand::Rng) -> Result<(), TrustError> {
+    /// The same authority with one role's token replaced; the caller writes it to the store.
+    pub fn rotated(&self, role: Role, rng: &mut impl rand::Rng) -> ClusterObject {
         let mut tokens = self.tokens.clone();
         tokens.rotate(role, rng);
-        tokens.save(&self.dir)?;
-        self.tokens = tokens;
-        Ok(())
+        ClusterObject {
+            worker_token: tokens.worker.to_string(),
+            manager_token: tokens.manager.to_string(),
+            ..self.to_cluster()
+        }
+    }
+
+    /// The peer identity type's view, for renewals of this node's own certificate.
+    pub fn me(node_id: NodeId, role: Role) -> PeerIdentity {
+        PeerIdentity { node_id, role }
     }
 }

@@ -11,6 +11,7 @@
 //! The actor is a thin shell: membership decisions live in [`crate::membership::Membership`],
 //! certificate decisions in [`Authority`]; this file only carries their effects out.
 
+pub mod admission;
 mod authority;
 mod handle;
 pub mod host;
@@ -33,6 +34,7 @@ pub use handle::{NodeError, NodeHandle};
 pub use msg::{InFlight, JoinTokensView, NodeAdmin, NodeMsg, NodeStats};
 pub use state_file::{NodeFile, NodeFileError, PEERS_MAX};
 
+use crate::manager::StoreHandle;
 use crate::membership::{
     MemberId, Membership, MembershipConfig, MembershipEffect, MembershipEvent, MembershipInput,
 };
@@ -40,7 +42,7 @@ use crate::model::{NodeDescription, NodeId, NodeState, Role};
 use crate::registry::Registry;
 use crate::transport::{Inbound, Transport};
 use crate::trust::{NodeCredentials, NodeKey, PeerIdentity};
-use crate::wire::{JoinResponse, Request, Response, WireFailure};
+use crate::wire::{OneWay, Request, Response, StoreReply, StoreRequest, WireFailure};
 
 /// Messages from the transport that may wait in the actor's mailbox at once. The mailbox itself
 /// is unbounded, so this is where inbound work is bounded: past it, the pump stops taking from
@@ -57,8 +59,10 @@ pub const RENEW_RETRY: Duration = Duration::from_secs(60);
 pub struct NodeArgs {
     pub data_dir: PathBuf,
     pub creds: NodeCredentials,
-    /// Present on the node that holds the cluster CA.
-    pub authority: Option<Authority>,
+    /// Present on managers: the replicated store, which holds the CA and the join tokens.
+    pub store: Option<StoreHandle>,
+    /// Validity of the certificates this node issues when it is a manager.
+    pub cert_validity: Duration,
     pub description: NodeDescription,
     pub membership: MembershipConfig,
     pub transport: Transport,
@@ -72,7 +76,8 @@ pub struct NodeActor;
 pub struct NodeActorState {
     data_dir: PathBuf,
     creds: NodeCredentials,
-    authority: Option<Authority>,
+    store: Option<StoreHandle>,
+    cert_validity: Duration,
     membership: Membership,
     transport: Transport,
     node_file: NodeFile,
@@ -106,7 +111,8 @@ impl Actor for NodeActor {
         let mut state = NodeActorState {
             data_dir: args.data_dir,
             creds: args.creds,
-            authority: args.authority,
+            store: args.store,
+            cert_validity: args.cert_validity,
             membership,
             transport: args.transport,
             node_file: args.node_file,
@@ -156,9 +162,7 @@ impl Actor for NodeActor {
                 slot: _slot,
             } => {
                 state.stats.requests_served += 1;
-                let resp = state.answer(from, remote, req);
-                // The asker may have given up (deadline passed); nothing to do then.
-                let _ = reply.send(resp);
+                state.answer(from, remote, req, reply);
             }
             NodeMsg::RenewCertificate => state.renew(&myself),
             NodeMsg::Renewed(result) => match result {
@@ -180,22 +184,13 @@ impl Actor for NodeActor {
             NodeMsg::Members(port) => {
                 let _ = port.send(state.membership.members()); // the caller may have timed out
             }
-            NodeMsg::JoinTokens(port) => {
-                let _ = port.send(state.tokens_view()); // the caller may have timed out
-            }
-            NodeMsg::RotateToken(role, port) => {
-                let result = match state.authority.as_mut() {
-                    Some(auth) => auth
-                        .rotate(role, &mut state.rng)
-                        .map_err(|e| e.to_string())
-                        .and_then(|()| state.tokens_view()),
-                    None => Err(not_the_authority()),
-                };
-                if result.is_ok() {
-                    info!(%role, "join token rotated");
-                }
-                let _ = port.send(result); // the caller may have timed out
-            }
+            NodeMsg::OneWay { msg, slot: _slot, .. } => match (msg, state.store.as_ref()) {
+                (OneWay::Raft(chunk), Some(store)) => store.raft(chunk),
+                (OneWay::Raft(_), None) => debug!("raft message for a node that is no manager"),
+                (OneWay::Nop, _) => {}
+            },
+            NodeMsg::JoinTokens(port) => state.tokens_view(None, port),
+            NodeMsg::RotateToken(role, port) => state.tokens_view(Some(role), port),
             NodeMsg::Stats(port) => {
                 let stats = NodeStats {
                     membership: state.membership.stats(),
@@ -217,8 +212,8 @@ impl Actor for NodeActor {
     }
 }
 
-fn not_the_authority() -> String {
-    "this node does not hold the cluster CA; run the command on the manager that bootstrapped the cluster".to_string()
+fn not_a_manager() -> String {
+    "this node is not a manager: run the command on a manager".to_string()
 }
 
 fn unix_secs(t: SystemTime) -> u64 {
@@ -276,13 +271,50 @@ impl NodeActorState {
         }
     }
 
-    fn tokens_view(&self) -> Result<JoinTokensView, String> {
-        let auth = self.authority.as_ref().ok_or_else(not_the_authority)?;
-        Ok(JoinTokensView {
-            worker: auth.tokens().worker.to_string(),
-            manager: auth.tokens().manager.to_string(),
-            addr: self.membership.me().addr,
-        })
+    fn tell_store_reachable(&self) {
+        if let Some(store) = &self.store {
+            let ready = self
+                .membership
+                .members()
+                .into_iter()
+                .filter(|m| m.state == NodeState::Ready)
+                .map(|m| m.id)
+                .collect();
+            store.set_reachable(ready);
+        }
+    }
+
+    /// Answers with the join tokens, rotating one role's first when asked; off the actor,
+    /// since both go through the store.
+    fn tokens_view(
+        &self,
+        rotate: Option<Role>,
+        port: ractor::RpcReplyPort<Result<JoinTokensView, String>>,
+    ) {
+        let Some(store) = self.store.clone() else {
+            let _ = port.send(Err(not_a_manager())); // the caller may have timed out
+            return;
+        };
+        let addr = self.membership.me().addr;
+        let validity = self.cert_validity;
+        tokio::spawn(async move {
+            let result = async {
+                if let Some(role) = rotate {
+                    admission::rotate(&store, role, validity)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    info!(%role, "join token rotated");
+                }
+                let (obj, _) = admission::cluster(&store).await.map_err(|e| e.to_string())?;
+                Ok(JoinTokensView {
+                    worker: obj.worker_token,
+                    manager: obj.manager_token,
+                    addr,
+                })
+            }
+            .await;
+            let _ = port.send(result); // the caller may have timed out
+        });
     }
 
     fn manager_addrs(&self) -> Vec<SocketAddr> {
@@ -297,65 +329,85 @@ impl NodeActorState {
             .collect()
     }
 
-    fn answer(&mut self, from: Option<PeerIdentity>, remote: SocketAddr, req: Request) -> Response {
+    /// Answers a peer's request, at once or from a task when the store is involved.
+    fn answer(
+        &mut self,
+        from: Option<PeerIdentity>,
+        remote: SocketAddr,
+        req: Request,
+        reply: tokio::sync::oneshot::Sender<Response>,
+    ) {
+        // In every arm, the asker may have given up (deadline passed); nothing to do then.
         match req {
             Request::Join(join) => {
-                let Some(auth) = self.authority.as_ref() else {
+                let Some(store) = self.store.clone() else {
                     self.stats.joins_refused += 1;
-                    return Response::Failed(WireFailure::NotAManager(self.manager_addrs()));
+                    let _ = reply.send(Response::Failed(WireFailure::NotAManager(
+                        self.manager_addrs(),
+                    )));
+                    return;
                 };
-                let node_id = loop {
-                    let id = NodeId(self.rng.random());
-                    if id != NodeId::UNKNOWN {
-                        break id;
+                let me = self.membership.me().addr;
+                let mut peers = vec![me];
+                peers.extend(
+                    self.membership
+                        .members()
+                        .into_iter()
+                        .filter(|m| m.state == NodeState::Ready && m.addr != me)
+                        .map(|m| m.addr)
+                        .take(JOIN_PEERS_MAX - 1),
+                );
+                let validity = self.cert_validity;
+                tokio::spawn(async move {
+                    let hostname = join.hostname.clone();
+                    let resp = admission::admit(store, join, peers, validity).await;
+                    match &resp {
+                        Response::Joined(j) => {
+                            info!(node = %j.node_id, role = %j.role, %hostname, %remote, "node admitted")
+                        }
+                        Response::Failed(f) => warn!(%remote, reason = %f, "join refused"),
+                        _ => {}
                     }
-                };
-                match auth.admit(&join, node_id, SystemTime::now()) {
-                    Ok((role, cert_der)) => {
-                        self.stats.joins_admitted += 1;
-                        info!(node = %node_id, %role, hostname = %join.hostname, %remote, "node admitted");
-                        let mut peers = vec![self.membership.me().addr];
-                        peers.extend(
-                            self.membership
-                                .members()
-                                .into_iter()
-                                .filter(|m| m.state == NodeState::Ready)
-                                .map(|m| m.addr)
-                                .filter(|a| *a != self.membership.me().addr)
-                                .take(JOIN_PEERS_MAX - 1),
-                        );
-                        Response::Joined(JoinResponse {
-                            node_id,
-                            role,
-                            cert_der,
-                            ca_cert_der: auth.ca_cert_der().to_vec(),
-                            peers,
-                        })
-                    }
-                    Err(failure) => {
-                        self.stats.joins_refused += 1;
-                        warn!(%remote, reason = %failure, "join refused");
-                        Response::Failed(failure)
-                    }
-                }
+                    let _ = reply.send(resp);
+                });
             }
             Request::Renew(renew) => {
                 let Some(peer) = from else {
-                    return Response::Failed(WireFailure::Unauthenticated);
+                    let _ = reply.send(Response::Failed(WireFailure::Unauthenticated));
+                    return;
                 };
-                let Some(auth) = self.authority.as_ref() else {
-                    return Response::Failed(WireFailure::NotAManager(self.manager_addrs()));
+                let Some(store) = self.store.clone() else {
+                    let _ = reply.send(Response::Failed(WireFailure::NotAManager(
+                        self.manager_addrs(),
+                    )));
+                    return;
                 };
-                match auth.renew(&peer, &renew.csr_der, SystemTime::now()) {
-                    Ok(cert_der) => Response::Renewed { cert_der },
-                    Err(f) => Response::Failed(f),
-                }
+                let validity = self.cert_validity;
+                tokio::spawn(async move {
+                    let resp = admission::renew(store, peer, renew.csr_der, validity).await;
+                    let _ = reply.send(resp);
+                });
             }
-            Request::Describe => match self.membership.description(self.creds.node_id) {
-                Some(d) => Response::Description(d.clone()),
-                None => Response::Failed(WireFailure::Invalid("no description yet".into())),
+            Request::Store(StoreRequest::Propose(cmd)) => match (&from, &self.store) {
+                (Some(p), Some(store)) if p.role == Role::Manager => store.forwarded(cmd, reply),
+                _ => {
+                    let _ = reply.send(Response::Store(StoreReply::Failed(
+                        crate::manager::StoreFailure::Refused(
+                            "only managers forward store writes, and only to managers".into(),
+                        ),
+                    )));
+                }
             },
-            Request::Ping => Response::Pong,
+            Request::Describe => {
+                let resp = match self.membership.description(self.creds.node_id) {
+                    Some(d) => Response::Description(d.clone()),
+                    None => Response::Failed(WireFailure::Invalid("no description yet".into())),
+                };
+                let _ = reply.send(resp);
+            }
+            Request::Ping => {
+                let _ = reply.send(Response::Pong);
+            }
         }
     }
 
@@ -387,20 +439,22 @@ impl NodeActorState {
             }
         };
         let ca = self.creds.ca_cert_der.clone();
-        if let Some(auth) = self.authority.as_ref() {
+        if let Some(store) = self.store.clone() {
             let me = PeerIdentity {
                 node_id: self.creds.node_id,
                 role: self.creds.role,
             };
-            let result = auth
-                .renew(&me, &csr, SystemTime::now())
-                .map_err(|e| e.to_string())
-                .and_then(|cert| {
-                    NodeCredentials::from_parts(key, cert, ca)
+            let validity = self.cert_validity;
+            let myself = myself.clone();
+            tokio::spawn(async move {
+                let result = match admission::renew(store, me, csr, validity).await {
+                    Response::Renewed { cert_der } => NodeCredentials::from_parts(key, cert_der, ca)
                         .map(Box::new)
-                        .map_err(|e| e.to_string())
-                });
-            let _ = myself.send_message(NodeMsg::Renewed(result)); // as above
+                        .map_err(|e| e.to_string()),
+                    other => Err(format!("{other:?}")),
+                };
+                let _ = myself.send_message(NodeMsg::Renewed(result)); // node may be stopping
+            });
             return;
         }
         let managers = self.manager_addrs();
@@ -489,7 +543,11 @@ async fn pump(mut inbound: mpsc::Receiver<Inbound>, actor: ActorRef<NodeMsg>) {
                 reply,
                 slot: InFlight(Some(permit)),
             },
-            Inbound::OneWay { .. } => continue,
+            Inbound::OneWay { from, msg, .. } => NodeMsg::OneWay {
+                from,
+                msg,
+                slot: InFlight(Some(permit)),
+            },
         };
         // The permit travels inside the message and is released when the actor has handled it.
         if actor.send_message(node_msg).is_err() {

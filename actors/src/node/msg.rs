@@ -28,6 +28,12 @@ pub enum NodeMsg {
         reply: oneshot::Sender<Response>,
         slot: InFlight,
     },
+    /// A one-way message from a peer (raft traffic for managers).
+    OneWay {
+        from: PeerIdentity,
+        msg: crate::wire::OneWay,
+        slot: InFlight,
+    },
     /// A membership timer came due.
     Timer(MembershipTimer),
     /// Time to renew this node's certificate.

@@ -20,6 +20,9 @@ pub struct NodeFile {
     pub boots: u64,
     /// Addresses to announce to at start: the join seed and every peer seen since.
     pub peers: Vec<SocketAddr>,
+    /// This node's raft ID while it is a manager.
+    #[serde(default)]
+    pub raft_id: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

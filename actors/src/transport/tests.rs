@@ -91,6 +91,7 @@ async fn node(
                                 cert_der: vec![],
                                 ca_cert_der: ca_der.clone(),
                                 peers: vec![j.addr],
+                                raft_id: None,
                             })
                         }
                         Request::Join(_) => Response::Failed(WireFailure::BadToken),
@@ -624,6 +625,7 @@ async fn a_node_joins_with_a_token_and_then_speaks_mutual_tls() {
                                 cert_der: cert,
                                 ca_cert_der: ca_der.clone(),
                                 peers: vec![seed_addr],
+                                raft_id: None,
                             })
                         }
                         Err(refusal) => Response::Failed(refusal.into()),

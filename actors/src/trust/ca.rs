@@ -169,19 +169,26 @@ impl ClusterCa {
         let cert_der = files::cert_from_pem(dir, CA_CERT_FILE, &cert)?;
         let key_pem = String::from_utf8(key)
             .map_err(|_| files::bad_file(dir, CA_KEY_FILE, "not UTF-8 PEM"))?;
-        let key = KeyPair::from_pem(&key_pem).map_err(|e| files::bad_file(dir, CA_KEY_FILE, e))?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(&cert_der)
-            .map_err(|e| files::bad_file(dir, CA_CERT_FILE, e))?;
+        ClusterCa::from_parts(cert_der, &key_pem).map(Some)
+    }
+
+    /// The CA key as PEM, for the replicated store (which seals it at rest).
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    /// Rebuilds a CA from its certificate and key, checking that they belong together.
+    pub fn from_parts(cert_der: Vec<u8>, key_pem: &str) -> Result<ClusterCa, TrustError> {
+        let bad = |why: String| TrustError::BadCert(format!("CA: {why}"));
+        let key = KeyPair::from_pem(key_pem).map_err(|e| bad(e.to_string()))?;
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(&cert_der).map_err(|e| bad(e.to_string()))?;
         if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-            return Err(files::bad_file(
-                dir,
-                CA_KEY_FILE,
-                "the key does not belong to the certificate in ca.crt",
-            ));
+            return Err(bad("the key does not belong to the certificate".into()));
         }
         let issuer = Issuer::from_ca_cert_der(&cert_der.as_slice().into(), key)
-            .map_err(|e| files::bad_file(dir, CA_CERT_FILE, e))?;
-        Ok(Some(ClusterCa { cert_der, issuer }))
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(ClusterCa { cert_der, issuer })
     }
 }
 

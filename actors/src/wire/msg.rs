@@ -55,6 +55,8 @@ pub struct JoinResponse {
     pub ca_cert_der: Vec<u8>,
     /// Addresses of live members to announce to, the answering node first.
     pub peers: Vec<SocketAddr>,
+    /// Set for a manager: its raft ID, already added as a voter.
+    pub raft_id: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

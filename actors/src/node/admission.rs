@@ -1,0 +1,172 @@
+//! Store-backed duties a manager carries out off the NodeActor's thread: admitting a joining
+//! node, renewing a certificate, reading and rotating the join tokens. Each reads the cluster's
+//! CA and tokens from the local store replica and writes through raft.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use super::authority::Authority;
+use crate::manager::{StoreFailure, StoreHandle};
+use crate::model::{Availability, NodeId, Role};
+use crate::store::{
+    ClusterObject, Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreCommand, StoredObject,
+};
+use crate::trust::PeerIdentity;
+use crate::wire::{JoinRequest, JoinResponse, Response, WireFailure};
+
+/// The one cluster object's ID.
+pub const CLUSTER_ID: &str = "cluster";
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn store_err(f: StoreFailure) -> WireFailure {
+    WireFailure::Invalid(f.to_string())
+}
+
+/// The cluster object and its version, from the local replica.
+pub async fn cluster(store: &StoreHandle) -> Result<(ClusterObject, u64), StoreFailure> {
+    let read = store.read(Kind::Cluster, false).await?;
+    read.objects
+        .into_iter()
+        .find_map(|o| match o.body {
+            ObjectBody::Cluster(c) if o.id == CLUSTER_ID => Some((c, o.version)),
+            _ => None,
+        })
+        .ok_or_else(|| StoreFailure::Refused("the store holds no cluster object yet".into()))
+}
+
+/// Every node object, from the local replica or confirmed with the leader.
+pub async fn nodes(
+    store: &StoreHandle,
+    linearizable: bool,
+) -> Result<(Vec<(NodeObject, StoredObject)>, bool), StoreFailure> {
+    let read = store.read(Kind::Node, linearizable).await?;
+    let stale = read.stale;
+    let nodes = read
+        .objects
+        .into_iter()
+        .filter_map(|o| match &o.body {
+            ObjectBody::Node(n) => Some((n.clone(), o)),
+            _ => None,
+        })
+        .collect();
+    Ok((nodes, stale))
+}
+
+pub async fn authority(store: &StoreHandle, validity: Duration) -> Result<Authority, WireFailure> {
+    let (obj, _) = cluster(store).await.map_err(store_err)?;
+    Authority::from_cluster(&obj, validity).map_err(|e| WireFailure::Invalid(e.to_string()))
+}
+
+/// Admits a joining node: checks the token, names the node, records it in the store (and makes
+/// a manager a voter), and answers with its certificate.
+pub async fn admit(
+    store: StoreHandle,
+    req: JoinRequest,
+    peers: Vec<SocketAddr>,
+    validity: Duration,
+) -> Response {
+    match try_admit(&store, &req, peers, validity).await {
+        Ok(joined) => Response::Joined(joined),
+        Err(f) => Response::Failed(f),
+    }
+}
+
+async fn try_admit(
+    store: &StoreHandle,
+    req: &JoinRequest,
+    peers: Vec<SocketAddr>,
+    validity: Duration,
+) -> Result<JoinResponse, WireFailure> {
+    let auth = authority(store, validity).await?;
+    let node_id = loop {
+        let id = NodeId(rand::random());
+        if id != NodeId::UNKNOWN {
+            break id;
+        }
+    };
+    let (role, cert_der) = auth.admit(req, node_id, SystemTime::now())?;
+    let raft_id = (role == Role::Manager).then(|| rand::random::<u64>().max(1));
+    let node = NodeObject {
+        id: node_id,
+        spec: NodeSpec {
+            role,
+            availability: Availability::Active,
+            labels: Default::default(),
+        },
+        description: None,
+        raft_id,
+        addr: req.addr,
+    };
+    let cmd = StoreCommand {
+        now_ms: now_ms(),
+        ops: vec![Op::Put {
+            kind: Kind::Node,
+            id: node_id.to_string(),
+            expect: Expect::Absent,
+            body: ObjectBody::Node(node),
+        }],
+    };
+    store.propose(cmd).await.map_err(store_err)?;
+    if let Some(raft_id) = raft_id {
+        store
+            .add_voter(raft_id, node_id, req.addr)
+            .await
+            .map_err(store_err)?;
+    }
+    Ok(JoinResponse {
+        node_id,
+        role,
+        cert_der,
+        ca_cert_der: auth.ca_cert_der().to_vec(),
+        peers,
+        raft_id,
+    })
+}
+
+/// Renews a peer's certificate in the role the store gives it now.
+pub async fn renew(
+    store: StoreHandle,
+    peer: PeerIdentity,
+    csr_der: Vec<u8>,
+    validity: Duration,
+) -> Response {
+    let result = async {
+        let auth = authority(&store, validity).await?;
+        let (nodes, _) = nodes(&store, false).await.map_err(store_err)?;
+        let role = nodes
+            .iter()
+            .find(|(n, _)| n.id == peer.node_id)
+            .map(|(n, _)| n.spec.role)
+            .ok_or_else(|| WireFailure::Invalid(format!("node {} is not in the cluster", peer.node_id)))?;
+        auth.renew(peer.node_id, role, &csr_der, SystemTime::now())
+    }
+    .await;
+    match result {
+        Ok(cert_der) => Response::Renewed { cert_der },
+        Err(f) => Response::Failed(f),
+    }
+}
+
+/// Replaces one role's join token through raft (compare-and-set on the cluster object).
+pub async fn rotate(store: &StoreHandle, role: Role, validity: Duration) -> Result<(), StoreFailure> {
+    let (obj, version) = cluster(store).await?;
+    let auth = Authority::from_cluster(&obj, validity)
+        .map_err(|e| StoreFailure::Refused(e.to_string()))?;
+    let rotated = auth.rotated(role, &mut rand::rng());
+    let cmd = StoreCommand {
+        now_ms: now_ms(),
+        ops: vec![Op::Put {
+            kind: Kind::Cluster,
+            id: CLUSTER_ID.to_string(),
+            expect: Expect::Version(version),
+            body: ObjectBody::Cluster(rotated),
+        }],
+    };
+    store.propose(cmd).await.map(|_| ())
+}
