@@ -1,10 +1,12 @@
-//! `swarm-node node ls | inspect`.
+//! `swarm-node node ls | inspect | update | rm`.
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::json;
 
 use crate::control::client::Client;
+use swarm_actors::model::Availability;
+
 use crate::control::proto::{ControlRequest, ControlResponse, NodeInfo};
 use crate::output::table;
 
@@ -19,6 +21,27 @@ pub enum NodeCmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Change a node's availability or labels.
+    Update {
+        /// active, pause or drain.
+        #[arg(long)]
+        availability: Option<AvailabilityArg>,
+        /// Add or change a label, key=value (repeatable).
+        #[arg(long = "label-add")]
+        label_add: Vec<String>,
+        /// Remove a label by key (repeatable).
+        #[arg(long = "label-rm")]
+        label_rm: Vec<String>,
+        node: String,
+    },
+    /// Remove nodes from the cluster; their certificates are refused from then on.
+    Rm {
+        /// Remove a node that is not down.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
     /// Show one or more nodes in detail.
     Inspect {
         /// Node ID, unique ID prefix, or hostname; `self` for the node answering.
@@ -30,36 +53,83 @@ pub enum NodeCmd {
     },
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum AvailabilityArg {
+    Active,
+    Pause,
+    Drain,
+}
+
+impl From<AvailabilityArg> for Availability {
+    fn from(a: AvailabilityArg) -> Availability {
+        match a {
+            AvailabilityArg::Active => Availability::Active,
+            AvailabilityArg::Pause => Availability::Pause,
+            AvailabilityArg::Drain => Availability::Drain,
+        }
+    }
+}
+
+fn parse_label(l: &str) -> (String, String) {
+    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+    (k.to_string(), v.to_string())
+}
+
+async fn done(client: &Client, req: ControlRequest, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    match client.call(req).await? {
+        ControlResponse::Done(id) => writeln!(out, "{id}")?,
+        other => bail!("unexpected answer from the node: {other:?}"),
+    }
+    Ok(())
+}
+
 pub async fn run(
     cmd: NodeCmd,
     client: &Client,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
-    let nodes = match client.call(ControlRequest::NodeLs).await? {
-        ControlResponse::Nodes(n) => n,
+    let (format, quiet, names, pretty) = match cmd {
+        NodeCmd::Update { availability, label_add, label_rm, node } => {
+            let req = ControlRequest::NodeUpdate {
+                node,
+                availability: availability.map(Availability::from),
+                label_add: label_add.iter().map(|l| parse_label(l)).collect(),
+                label_rm,
+            };
+            return done(client, req, out).await;
+        }
+        NodeCmd::Rm { force, nodes } => {
+            for node in nodes {
+                done(client, ControlRequest::NodeRm { node, force }, out).await?;
+            }
+            return Ok(());
+        }
+        NodeCmd::Ls { format, quiet } => (format, quiet, None, false),
+        NodeCmd::Inspect { nodes, pretty } => (None, false, Some(nodes), pretty),
+    };
+    let (nodes, stale) = match client.call(ControlRequest::NodeLs).await? {
+        ControlResponse::Nodes { nodes, stale } => (nodes, stale),
         other => bail!("unexpected answer from the node: {other:?}"),
     };
-    match cmd {
-        NodeCmd::Ls { format, quiet } => ls(&nodes, format.as_deref(), quiet, out),
-        NodeCmd::Inspect {
-            nodes: names,
-            pretty,
-        } => {
-            let mut found = Vec::new();
-            for name in &names {
-                found.push(resolve(&nodes, name)?);
-            }
-            if pretty {
-                for n in found {
-                    write!(out, "{}", pretty_text(n))?;
-                }
-            } else {
-                let docs: Vec<_> = found.into_iter().map(inspect_json).collect();
-                writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?;
-            }
-            Ok(())
-        }
+    if stale {
+        eprintln!("Warning: no manager quorum; this is the local replica's view and may be stale");
     }
+    let Some(names) = names else {
+        return ls(&nodes, format.as_deref(), quiet, out);
+    };
+    let mut found = Vec::new();
+    for name in &names {
+        found.push(resolve(&nodes, name)?);
+    }
+    if pretty {
+        for n in found {
+            write!(out, "{}", pretty_text(n))?;
+        }
+    } else {
+        let docs: Vec<_> = found.into_iter().map(inspect_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?;
+    }
+    Ok(())
 }
 
 fn ls(
@@ -123,35 +193,18 @@ fn ls(
     Ok(())
 }
 
-/// Finds a node by full ID, unique ID prefix, hostname, or `self`.
 fn resolve<'a>(nodes: &'a [NodeInfo], name: &str) -> anyhow::Result<&'a NodeInfo> {
-    if name == "self" {
-        return nodes
-            .iter()
-            .find(|n| n.is_self)
-            .context("the answering node is not in its own list");
-    }
-    if let Some(n) = nodes.iter().find(|n| n.id == name) {
-        return Ok(n);
-    }
-    let by_host: Vec<_> = nodes.iter().filter(|n| n.hostname == name).collect();
-    if by_host.len() == 1 {
-        return Ok(by_host[0]);
-    }
-    let by_prefix: Vec<_> = nodes.iter().filter(|n| n.id.starts_with(name)).collect();
-    match (by_prefix.len(), by_host.len()) {
-        (1, _) => Ok(by_prefix[0]),
-        (0, 0) => bail!("no such node: {name}"),
-        _ => bail!("node {name} is ambiguous: give more of its ID"),
-    }
+    crate::control::proto::resolve(nodes, name).map_err(|e| anyhow::anyhow!(e))
 }
 
 fn inspect_json(n: &NodeInfo) -> serde_json::Value {
     let mut doc = json!({
         "ID": n.id,
-        "Version": { "Index": n.description_version },
+        "Version": { "Index": n.version },
+        "CreatedAt": n.created_ms,
+        "UpdatedAt": n.updated_ms,
         "Spec": {
-            "Labels": {},
+            "Labels": n.node_labels,
             "Role": n.role,
             "Availability": n.availability.to_lowercase(),
         },
@@ -181,7 +234,7 @@ fn pretty_text(n: &NodeInfo) -> String {
     let mut s = String::new();
     s += &format!("ID:\t\t\t{}\n", n.id);
     s += &format!("Hostname:\t\t{}\n", n.hostname);
-    s += &format!("Joined at:\t\t(version {})\n", n.description_version);
+    s += &format!("Version:\t\t{}\n", n.version);
     s += "Status:\n";
     s += &format!(" State:\t\t\t{}\n", n.status);
     s += &format!(" Availability:\t\t{}\n", n.availability);
@@ -216,6 +269,12 @@ fn pretty_text(n: &NodeInfo) -> String {
         n.memory_bytes as f64 / (1u64 << 30) as f64
     );
     s += &format!("Runtimes:\t\t{}\n", n.runtimes.join(", "));
+    if !n.node_labels.is_empty() {
+        s += "Labels:\n";
+        for (k, v) in &n.node_labels {
+            s += &format!(" - {k}={v}\n");
+        }
+    }
     if !n.labels.is_empty() {
         s += "Engine Labels:\n";
         for (k, v) in &n.labels {

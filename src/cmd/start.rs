@@ -8,12 +8,17 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use swarm_actors::manager::{self, StoreArgs, StoreHandle};
 use swarm_actors::membership::MembershipConfig;
-use swarm_actors::model::{NodeDescription, NodeId, Role, validate_label};
-use swarm_actors::node::{self, Authority, NodeArgs, NodeFile, host};
+use swarm_actors::model::{Availability, NodeDescription, NodeId, Role, validate_label};
+use swarm_actors::node::{self, Authority, NodeArgs, NodeFile, admission, host};
+use swarm_actors::store::{
+    self, Bootstrap, Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreCommand, StoreConfig,
+};
 use swarm_actors::registry::Registry;
 use swarm_actors::transport::{self, Transport, TransportConfig};
 use swarm_actors::trust::{self, JoinToken, NodeCredentials, NodeKey};
+
 use swarm_actors::wire::JoinRequest;
 use tracing::{info, warn};
 
@@ -47,6 +52,19 @@ pub struct StartArgs {
     /// Nodes renew at a random point between 50 % and 80 % of it.
     #[arg(long, default_value_t = node::CERT_VALIDITY.as_secs())]
     cert_validity_s: u64,
+    /// Recovery after losing quorum: restart this manager's store as a one-manager cluster,
+    /// keeping every object. Other managers must be removed or re-joined afterwards.
+    #[arg(long)]
+    force_new_cluster: bool,
+}
+
+/// Who this node is, and how its store (if it is a manager) starts.
+struct Identity {
+    creds: NodeCredentials,
+    fresh: bool,
+    /// For a new cluster: the authority to write into the store once it leads.
+    new_cluster: Option<Authority>,
+    bootstrap: Option<Bootstrap>,
 }
 
 pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
@@ -71,10 +89,12 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     let hostname = args.hostname.clone().unwrap_or_else(host::hostname);
 
     let mut node_file = NodeFile::load(&data_dir)?;
-    let (creds, authority, fresh) =
-        identity(&args, &data_dir, &hostname, advertise, &mut node_file).await?;
+    let validity = Duration::from_secs(args.cert_validity_s);
+    let ident = identity(&args, &data_dir, &hostname, advertise, &mut node_file, validity).await?;
     node_file.boots += 1;
     node_file.save(&data_dir)?;
+    let creds = ident.creds;
+    let fresh = ident.fresh;
 
     let (runtimes, engine_version) = host::runtimes().await;
     let description = NodeDescription {
@@ -101,13 +121,45 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         .min(transport::DATAGRAM_BYTES_MAX);
     membership.validate()?;
     let registry = Registry::new();
-    let leads = authority.is_some();
     let node_id = creds.node_id;
     let role = creds.role;
+
+    let store = match (ident.bootstrap, node_file.raft_id) {
+        (Some(bootstrap), Some(raft_id)) => {
+            if args.force_new_cluster {
+                let mut storage = store::RedbStorage::open(&data_dir)?;
+                store::force_new_cluster(&mut storage, raft_id)?;
+                warn!("--force-new-cluster: this manager is now the only voter; its objects are kept");
+            }
+            let store_args = StoreArgs {
+                data_dir: data_dir.clone(),
+                raft_id,
+                node_id,
+                bootstrap,
+                config: StoreConfig::default(),
+                transport: transport.clone(),
+                rng_seed: rand::random(),
+            };
+            let (handle, _done) = manager::spawn_store(store_args)
+                .await
+                .map_err(|e| anyhow::anyhow!("the store did not start: {e}"))?;
+            Some(handle)
+        }
+        (None, _) => None,
+        (Some(_), None) => bail!("this node is a manager but its data dir holds no raft ID"),
+    };
+    if let (Some(store), Some(auth)) = (&store, &ident.new_cluster) {
+        seed_new_cluster(store, auth, node_id, advertise, node_file.raft_id).await?;
+    }
+    if let Some(store) = &store {
+        registry.register(format!("store/{node_id}"), std::sync::Arc::new(StoreAdmin(store.clone())))?;
+    }
+
     let node_args = NodeArgs {
         data_dir: data_dir.clone(),
         creds,
-        authority,
+        store: store.clone(),
+        cert_validity: validity,
         description,
         membership,
         transport: transport.clone(),
@@ -124,11 +176,11 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     let ctx = ControlContext {
         node: handle.clone(),
         registry: registry.clone(),
-        leads,
+        store: store.clone(),
     };
     tokio::spawn(server::serve(listener, ctx));
 
-    if fresh && leads {
+    if fresh && ident.new_cluster.is_some() {
         let tokens = handle.join_tokens().await?;
         println!("Swarm initialized: current node ({node_id}) is now a manager.\n");
         print!("{}", join_instructions(&tokens, Role::Worker));
@@ -160,23 +212,24 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
 }
 
 /// Loads this node's credentials, or makes them: by joining through a seed, or by
-/// bootstrapping a new cluster. Returns whether they are new.
+/// bootstrapping a new cluster.
 async fn identity(
     args: &StartArgs,
     data_dir: &std::path::Path,
     hostname: &str,
     advertise: SocketAddr,
     node_file: &mut NodeFile,
-) -> anyhow::Result<(NodeCredentials, Option<Authority>, bool)> {
+    validity: Duration,
+) -> anyhow::Result<Identity> {
     if let Some(creds) = NodeCredentials::load(data_dir)? {
         if args.seed.is_some() {
-            warn!(
-                "this data dir already belongs to node {}: --seed and --token are ignored",
-                creds.node_id
-            );
+            warn!("this data dir already belongs to node {}: --seed and --token are ignored", creds.node_id);
         }
-        let authority = Authority::load(data_dir, Duration::from_secs(args.cert_validity_s))?;
-        return Ok((creds, authority, false));
+        let bootstrap = node_file.raft_id.map(|_| Bootstrap::Restart);
+        return Ok(Identity { creds, fresh: false, new_cluster: None, bootstrap });
+    }
+    if args.force_new_cluster {
+        bail!("--force-new-cluster needs the data dir of an existing manager");
     }
     match (&args.seed, &args.token) {
         (Some(seed), Some(token)) => {
@@ -196,7 +249,9 @@ async fn identity(
             creds.save(data_dir)?;
             node_file.remember(resp.peers);
             node_file.remember([seed_addr]);
-            Ok((creds, None, true))
+            node_file.raft_id = resp.raft_id;
+            let bootstrap = resp.raft_id.map(|_| Bootstrap::Join);
+            Ok(Identity { creds, fresh: true, new_cluster: None, bootstrap })
         }
         (None, None) => {
             let mut rng = rand::rng();
@@ -206,16 +261,83 @@ async fn identity(
                     break id;
                 }
             };
-            let (authority, creds) = Authority::bootstrap(
-                data_dir,
-                node_id,
-                SystemTime::now(),
-                Duration::from_secs(args.cert_validity_s),
-                &mut rng,
-            )?;
-            Ok((creds, Some(authority), true))
+            let authority = Authority::generate(SystemTime::now(), validity, &mut rng)?;
+            let creds = authority.issue_local(node_id, Role::Manager, SystemTime::now())?;
+            creds.save(data_dir)?;
+            node_file.raft_id = Some(rand::RngExt::random::<u64>(&mut rng).max(1));
+            let bootstrap = Some(Bootstrap::NewCluster { node_id, addr: advertise });
+            Ok(Identity { creds, fresh: true, new_cluster: Some(authority), bootstrap })
         }
         _ => bail!("--seed and --token go together"),
+    }
+}
+
+/// How long a new cluster's store may take to elect itself and take its first write.
+const FIRST_WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Writes a new cluster's first objects: the CA and tokens, and this node.
+async fn seed_new_cluster(
+    store: &StoreHandle,
+    auth: &Authority,
+    node_id: NodeId,
+    addr: SocketAddr,
+    raft_id: Option<u64>,
+) -> anyhow::Result<()> {
+    let node = NodeObject {
+        id: node_id,
+        spec: NodeSpec { role: Role::Manager, availability: Availability::Active, labels: Default::default() },
+        description: None,
+        raft_id,
+        addr,
+    };
+    let cmd = StoreCommand {
+        now_ms: admission::now_ms(),
+        ops: vec![
+            Op::Put {
+                kind: Kind::Cluster,
+                id: admission::CLUSTER_ID.to_string(),
+                expect: Expect::Absent,
+                body: ObjectBody::Cluster(auth.to_cluster()),
+            },
+            Op::Put {
+                kind: Kind::Node,
+                id: node_id.to_string(),
+                expect: Expect::Absent,
+                body: ObjectBody::Node(node),
+            },
+        ],
+    };
+    let started = std::time::Instant::now();
+    loop {
+        // Until this manager has elected itself, the store refuses writes; try again shortly.
+        match store.propose(cmd.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if started.elapsed() < FIRST_WRITE_TIMEOUT => {
+                tracing::debug!(error = %e, "first write not taken yet");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => bail!("the new cluster's store took no write within {FIRST_WRITE_TIMEOUT:?}: {e}"),
+        }
+    }
+}
+
+/// The store actor as the admin shell sees it.
+struct StoreAdmin(StoreHandle);
+
+impl swarm_actors::registry::AdminTarget for StoreAdmin {
+    fn messages(&self) -> &'static [&'static str] {
+        &["Status"]
+    }
+
+    fn call(&self, _msg: &str, _args: serde_json::Value) -> swarm_actors::registry::AdminReply<'_> {
+        Box::pin(async move {
+            let status = self.0.status().await.map_err(|e| {
+                swarm_actors::registry::AdminError::NoAnswer("store".into(), e.to_string())
+            })?;
+            serde_json::to_value(status).map_err(|e| {
+                swarm_actors::registry::AdminError::NoAnswer("store".into(), e.to_string())
+            })
+        })
     }
 }
 

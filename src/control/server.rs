@@ -4,16 +4,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use swarm_actors::manager::StoreHandle;
 use swarm_actors::membership::MemberView;
-use swarm_actors::model::{NodeState, Role};
-use swarm_actors::node::NodeHandle;
+use swarm_actors::model::{Availability, NodeState, Role, validate_label};
+use swarm_actors::node::{NodeHandle, admission};
+use swarm_actors::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
 use swarm_actors::registry::Registry;
 use swarm_actors::wire::{read_frame, write_frame};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use super::proto::{ControlRequest, ControlResponse, NodeInfo};
+use super::proto::{ControlRequest, ControlResponse, NodeInfo, resolve};
 
 /// Client connections served at once; more wait in the listen backlog.
 pub const CONTROL_CONNECTIONS_MAX: usize = 64;
@@ -24,8 +26,8 @@ pub const CONTROL_DEADLINE_MS: u64 = 10_000;
 pub struct ControlContext {
     pub node: NodeHandle,
     pub registry: Registry,
-    /// Whether this node leads the cluster's management (holds the CA, for now).
-    pub leads: bool,
+    /// Present on managers.
+    pub store: Option<StoreHandle>,
 }
 
 /// Binds the socket (replacing a stale one) with mode 0600 and serves it until the task is
@@ -129,13 +131,86 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
     }
 }
 
-fn node_info(m: MemberView, ctx: &ControlContext) -> NodeInfo {
-    let is_self = m.id == ctx.node.id();
+fn not_a_manager() -> String {
+    "this node is not a manager: run the command on a manager (`node ls` on a worker shows only what membership knows)".to_string()
+}
+
+/// Every node: the store's view (spec, role, leader) where this node is a manager, merged with
+/// membership's (status, description). Whether the list may be stale.
+async fn node_list(ctx: &ControlContext, linearizable: bool) -> Result<(Vec<NodeInfo>, bool), String> {
+    let members = ctx.node.members().await.map_err(|e| e.to_string())?;
+    let Some(store) = &ctx.store else {
+        let rows = members.into_iter().map(|m| from_member(m, ctx.node.id(), None)).collect();
+        return Ok((rows, false));
+    };
+    let (objects, stale) = match admission::nodes(store, linearizable).await {
+        Ok(r) => r,
+        // No leader to confirm a read: answer from the local replica, marked stale.
+        Err(_) => admission::nodes(store, false).await.map_err(|e| e.to_string())?,
+    };
+    let status = store.status().await.map_err(|e| e.to_string())?;
+    let leader = status.leader_node;
+    let mut rows = Vec::new();
+    for (node, obj) in &objects {
+        let member = members.iter().find(|m| m.id == node.id).cloned();
+        let mut row = match member {
+            Some(m) => from_member(m, ctx.node.id(), leader),
+            None => NodeInfo {
+                id: node.id.to_string(),
+                hostname: String::new(),
+                status: NodeState::Unknown.to_string(),
+                availability: String::new(),
+                role: String::new(),
+                manager_status: String::new(),
+                engine_version: String::new(),
+                addr: node.addr.to_string(),
+                labels: Default::default(),
+                nano_cpus: 0,
+                memory_bytes: 0,
+                runtimes: Vec::new(),
+                description_version: 0,
+                version: 0,
+                created_ms: 0,
+                updated_ms: 0,
+                is_self: node.id == ctx.node.id(),
+                node_labels: Default::default(),
+            },
+        };
+        apply_spec(&mut row, node, obj, leader);
+        rows.push(row);
+    }
+    // Members the store does not list yet (a join in flight) still show, from membership.
+    for m in members {
+        if !objects.iter().any(|(n, _)| n.id == m.id) {
+            rows.push(from_member(m, ctx.node.id(), leader));
+        }
+    }
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok((rows, stale))
+}
+
+fn apply_spec(row: &mut NodeInfo, node: &NodeObject, obj: &StoredObject, leader: Option<swarm_actors::model::NodeId>) {
+    row.availability = node.spec.availability.to_string();
+    row.role = node.spec.role.to_string();
+    row.node_labels = node.spec.labels.clone();
+    row.version = obj.version;
+    row.created_ms = obj.created_ms;
+    row.updated_ms = obj.updated_ms;
+    row.manager_status = match (node.spec.role, node.raft_id) {
+        (Role::Manager, _) if leader == Some(node.id) => "Leader".into(),
+        (Role::Manager, _) if row.status == "Ready" => "Reachable".into(),
+        (Role::Manager, _) => "Unreachable".into(),
+        _ => String::new(),
+    };
+}
+
+fn from_member(m: MemberView, me: swarm_actors::model::NodeId, leader: Option<swarm_actors::model::NodeId>) -> NodeInfo {
+    let is_self = m.id == me;
     let status = m.state.to_string();
     let d = m.description;
     let role = d.as_ref().map(|d| d.role);
     let manager_status = match role {
-        Some(Role::Manager) if is_self && ctx.leads => "Leader",
+        Some(Role::Manager) if leader == Some(m.id) => "Leader",
         Some(Role::Manager) if m.state == NodeState::Ready => "Reachable",
         Some(Role::Manager) => "Unreachable",
         _ => "",
@@ -144,19 +219,99 @@ fn node_info(m: MemberView, ctx: &ControlContext) -> NodeInfo {
         id: m.id.to_string(),
         hostname: d.as_ref().map(|d| d.hostname.clone()).unwrap_or_default(),
         status,
-        availability: "Active".to_string(),
+        availability: Availability::Active.to_string(),
         role: role.map(|r| r.to_string()).unwrap_or_default(),
         manager_status: manager_status.to_string(),
-        engine_version: d
-            .as_ref()
-            .map(|d| d.engine_version.clone())
-            .unwrap_or_default(),
+        engine_version: d.as_ref().map(|d| d.engine_version.clone()).unwrap_or_default(),
         addr: m.addr.to_string(),
         labels: d.as_ref().map(|d| d.labels.clone()).unwrap_or_default(),
         nano_cpus: d.as_ref().map(|d| d.resources.nano_cpus).unwrap_or(0),
         memory_bytes: d.as_ref().map(|d| d.resources.memory_bytes).unwrap_or(0),
         runtimes: d.as_ref().map(|d| d.runtimes.clone()).unwrap_or_default(),
         description_version: d.as_ref().map(|d| d.version).unwrap_or(0),
+        version: 0,
+        created_ms: 0,
+        updated_ms: 0,
         is_self,
+        node_labels: Default::default(),
     }
+}
+
+/// The node object `name` names, with its stored version.
+async fn find_node(ctx: &ControlContext, store: &StoreHandle, name: &str) -> Result<(NodeObject, u64), String> {
+    let (rows, _) = node_list(ctx, true).await?;
+    let row = resolve(&rows, name)?;
+    let (objects, _) = admission::nodes(store, true).await.map_err(|e| e.to_string())?;
+    objects
+        .into_iter()
+        .find(|(n, _)| n.id.to_string() == row.id)
+        .map(|(n, o)| (n, o.version))
+        .ok_or_else(|| format!("node {name} is not in the cluster store"))
+}
+
+async fn node_update(
+    ctx: &ControlContext,
+    name: &str,
+    availability: Option<Availability>,
+    label_add: Vec<(String, String)>,
+    label_rm: Vec<String>,
+) -> Result<String, String> {
+    let store = ctx.store.as_ref().ok_or_else(not_a_manager)?;
+    for (k, v) in &label_add {
+        validate_label(k, v).map_err(|e| e.to_string())?;
+    }
+    let (mut node, version) = find_node(ctx, store, name).await?;
+    for k in &label_rm {
+        if node.spec.labels.remove(k).is_none() {
+            return Err(format!("label {k} does not exist on node {}", node.id));
+        }
+    }
+    for (k, v) in label_add {
+        node.spec.labels.insert(k, v);
+    }
+    if let Some(a) = availability {
+        node.spec.availability = a;
+    }
+    if node.spec.labels.len() > swarm_actors::model::LABELS_MAX {
+        return Err(format!("a node may carry at most {} labels", swarm_actors::model::LABELS_MAX));
+    }
+    let id = node.id.to_string();
+    let cmd = StoreCommand {
+        now_ms: admission::now_ms(),
+        ops: vec![Op::Put {
+            kind: Kind::Node,
+            id: id.clone(),
+            expect: Expect::Version(version),
+            body: ObjectBody::Node(node),
+        }],
+    };
+    store.propose(cmd).await.map_err(|e| e.to_string())?;
+    Ok(id)
+}
+
+async fn node_rm(ctx: &ControlContext, name: &str, force: bool) -> Result<String, String> {
+    let store = ctx.store.as_ref().ok_or_else(not_a_manager)?;
+    let (rows, _) = node_list(ctx, true).await?;
+    let row = resolve(&rows, name)?.clone();
+    let (node, version) = find_node(ctx, store, name).await?;
+    if node.spec.role == Role::Manager {
+        return Err(format!(
+            "node {} is a cluster manager and is a member of the raft cluster: demote it before removal",
+            node.id
+        ));
+    }
+    if row.status == "Ready" && !force {
+        return Err(format!(
+            "node {} is not down and can't be removed: stop it first, or use --force",
+            node.id
+        ));
+    }
+    let id = node.id.to_string();
+    let cmd = StoreCommand {
+        now_ms: admission::now_ms(),
+        ops: vec![Op::Delete { kind: Kind::Node, id: id.clone(), expect: Expect::Version(version) }],
+    };
+    store.propose(cmd).await.map_err(|e| e.to_string())?;
+    ctx.node.deny(node.id).await.map_err(|e| e.to_string())?;
+    Ok(id)
 }

@@ -81,6 +81,11 @@ impl NodeHandle {
             .map_err(NodeError::Refused)
     }
 
+    /// Refuses a removed node from now on, on this node and every member.
+    pub async fn deny(&self, node: NodeId) -> Result<(), NodeError> {
+        self.call(|port| NodeMsg::Deny(node, port)).await
+    }
+
     /// Tells the cluster this node is leaving, so others mark it down at once.
     pub async fn leave(&self) -> Result<(), NodeError> {
         self.call(NodeMsg::Leave).await

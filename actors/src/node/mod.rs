@@ -128,6 +128,9 @@ impl Actor for NodeActor {
                     .handle(MembershipInput::Announce(peer), &mut out);
             }
         }
+        for id in state.node_file.denied.clone() {
+            state.transport.deny(id);
+        }
         state.apply(&myself, out);
         state.schedule_renewal(&myself);
         info!(node = %state.creds.node_id, role = %state.creds.role, "node started");
@@ -182,11 +185,37 @@ impl Actor for NodeActor {
                 let _ = port.send(desc); // the caller may have timed out
             }
             NodeMsg::Members(port) => {
-                let _ = port.send(state.membership.members()); // the caller may have timed out
+                let denied = &state.node_file.denied;
+                let members = state
+                    .membership
+                    .members()
+                    .into_iter()
+                    .filter(|m| !denied.contains(&m.id))
+                    .collect();
+                let _ = port.send(members); // the caller may have timed out
             }
-            NodeMsg::OneWay { msg, slot: _slot, .. } => match (msg, state.store.as_ref()) {
+            NodeMsg::Deny(id, port) => {
+                state.deny(id);
+                let me = state.membership.me().addr;
+                for m in state.membership.members() {
+                    if m.addr != me && m.state == NodeState::Ready && m.id != id {
+                        // Best effort: a node that misses it still refuses nothing it did
+                        // not know; see docs/operations.md.
+                        let _ = state.transport.send_oneway(m.addr, OneWay::Removed(id));
+                    }
+                }
+                let _ = port.send(()); // the caller may have timed out
+            }
+            NodeMsg::OneWay { from, msg, slot: _slot } => match (msg, state.store.as_ref()) {
                 (OneWay::Raft(chunk), Some(store)) => store.raft(chunk),
                 (OneWay::Raft(_), None) => debug!("raft message for a node that is no manager"),
+                (OneWay::Removed(id), _) => {
+                    if from.role == Role::Manager {
+                        state.deny(id);
+                    } else {
+                        warn!(from = %from.node_id, "a worker may not remove nodes; ignored");
+                    }
+                }
                 (OneWay::Nop, _) => {}
             },
             NodeMsg::JoinTokens(port) => state.tokens_view(None, port),
@@ -268,6 +297,17 @@ impl NodeActorState {
             && let Err(e) = self.node_file.save(&self.data_dir)
         {
             warn!(error = %e, "cannot save the peer list");
+        }
+    }
+
+    fn deny(&mut self, id: NodeId) {
+        self.transport.deny(id);
+        if !self.node_file.denied.contains(&id) {
+            self.node_file.denied.push(id);
+            if let Err(e) = self.node_file.save(&self.data_dir) {
+                warn!(error = %e, "cannot save the list of removed nodes");
+            }
+            info!(node = %id, "node removed from the cluster: refused from now on");
         }
     }
 

@@ -45,6 +45,8 @@ pub enum NodeMsg {
     JoinTokens(RpcReplyPort<Result<JoinTokensView, String>>),
     RotateToken(Role, RpcReplyPort<Result<JoinTokensView, String>>),
     Stats(RpcReplyPort<NodeStats>),
+    /// Refuse a removed node from now on, here and (through one-way messages) on every member.
+    Deny(crate::model::NodeId, RpcReplyPort<()>),
     /// Leave the cluster politely before shutting down.
     Leave(RpcReplyPort<()>),
 }

@@ -23,6 +23,9 @@ pub struct NodeFile {
     /// This node's raft ID while it is a manager.
     #[serde(default)]
     pub raft_id: Option<u64>,
+    /// Nodes removed from the cluster, refused at every handshake.
+    #[serde(default)]
+    pub denied: Vec<crate::model::NodeId>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -98,4 +98,6 @@ pub enum OneWay {
     Nop,
     /// A piece of a raft message between managers.
     Raft(crate::manager::chunks::RaftChunk),
+    /// A manager tells every node that a node was removed: refuse it from now on.
+    Removed(NodeId),
 }
