@@ -42,6 +42,16 @@ pub enum NodeCmd {
         #[arg(required = true)]
         nodes: Vec<String>,
     },
+    /// Make workers managers: they join the store's voters.
+    Promote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Make managers workers; refused for the last manager or when it would break quorum.
+    Demote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
     /// Show one or more nodes in detail.
     Inspect {
         /// Node ID, unique ID prefix, or hostname; `self` for the node answering.
@@ -101,6 +111,18 @@ pub async fn run(
         NodeCmd::Rm { force, nodes } => {
             for node in nodes {
                 done(client, ControlRequest::NodeRm { node, force }, out).await?;
+            }
+            return Ok(());
+        }
+        NodeCmd::Promote { nodes } => {
+            for node in nodes {
+                done(client, ControlRequest::NodeRole { node, manager: true }, out).await?;
+            }
+            return Ok(());
+        }
+        NodeCmd::Demote { nodes } => {
+            for node in nodes {
+                done(client, ControlRequest::NodeRole { node, manager: false }, out).await?;
             }
             return Ok(());
         }

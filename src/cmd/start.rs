@@ -176,7 +176,6 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     let ctx = ControlContext {
         node: handle.clone(),
         registry: registry.clone(),
-        store: store.clone(),
     };
     tokio::spawn(server::serve(listener, ctx));
 

@@ -18,6 +18,11 @@ pub enum ControlRequest {
         node: String,
         force: bool,
     },
+    /// `node promote` (manager = true) and `node demote`.
+    NodeRole {
+        node: String,
+        manager: bool,
+    },
     JoinToken {
         role: Role,
         rotate: bool,

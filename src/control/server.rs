@@ -9,6 +9,7 @@ use swarm_actors::membership::MemberView;
 use swarm_actors::model::{Availability, NodeState, Role, validate_label};
 use swarm_actors::node::{NodeHandle, admission};
 use swarm_actors::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
+use swarm_actors::wire::{Request, Response};
 use swarm_actors::registry::Registry;
 use swarm_actors::wire::{read_frame, write_frame};
 use tokio::net::{UnixListener, UnixStream};
@@ -26,8 +27,13 @@ pub const CONTROL_DEADLINE_MS: u64 = 10_000;
 pub struct ControlContext {
     pub node: NodeHandle,
     pub registry: Registry,
-    /// Present on managers.
-    pub store: Option<StoreHandle>,
+}
+
+impl ControlContext {
+    /// The store, when this node is a manager now (roles change with promote and demote).
+    async fn store(&self) -> Option<StoreHandle> {
+        self.node.store().await.ok().flatten()
+    }
 }
 
 /// Binds the socket (replacing a stale one) with mode 0600 and serves it until the task is
@@ -139,7 +145,7 @@ fn not_a_manager() -> String {
 /// membership's (status, description). Whether the list may be stale.
 async fn node_list(ctx: &ControlContext, linearizable: bool) -> Result<(Vec<NodeInfo>, bool), String> {
     let members = ctx.node.members().await.map_err(|e| e.to_string())?;
-    let Some(store) = &ctx.store else {
+    let Some(store) = &ctx.store().await else {
         let rows = members.into_iter().map(|m| from_member(m, ctx.node.id(), None)).collect();
         return Ok((rows, false));
     };
@@ -256,7 +262,7 @@ async fn node_update(
     label_add: Vec<(String, String)>,
     label_rm: Vec<String>,
 ) -> Result<String, String> {
-    let store = ctx.store.as_ref().ok_or_else(not_a_manager)?;
+    let store = &ctx.store().await.ok_or_else(not_a_manager)?;
     for (k, v) in &label_add {
         validate_label(k, v).map_err(|e| e.to_string())?;
     }
@@ -290,7 +296,7 @@ async fn node_update(
 }
 
 async fn node_rm(ctx: &ControlContext, name: &str, force: bool) -> Result<String, String> {
-    let store = ctx.store.as_ref().ok_or_else(not_a_manager)?;
+    let store = &ctx.store().await.ok_or_else(not_a_manager)?;
     let (rows, _) = node_list(ctx, true).await?;
     let row = resolve(&rows, name)?.clone();
     let (node, version) = find_node(ctx, store, name).await?;
@@ -314,4 +320,78 @@ async fn node_rm(ctx: &ControlContext, name: &str, force: bool) -> Result<String
     store.propose(cmd).await.map_err(|e| e.to_string())?;
     ctx.node.deny(node.id).await.map_err(|e| e.to_string())?;
     Ok(id)
+}
+
+/// `node promote` (`manager`) and `node demote`: the store first (role, raft ID, voters), then
+/// the node is told to start or stop its own store.
+async fn node_role(ctx: &ControlContext, name: &str, manager: bool) -> Result<String, String> {
+    let store = &ctx.store().await.ok_or_else(not_a_manager)?;
+    let (rows, _) = node_list(ctx, true).await?;
+    let row = resolve(&rows, name)?.clone();
+    let (mut node, version) = find_node(ctx, store, name).await?;
+    let id = node.id;
+    let status = store.status().await.map_err(|e| e.to_string())?;
+    let raft_id = if manager {
+        if node.spec.role == Role::Manager {
+            return Ok(format!("Node {id} is already a manager."));
+        }
+        if row.status != "Ready" {
+            return Err(format!("node {id} is not Ready: it cannot become a manager now"));
+        }
+        let raft_id = rand::random::<u64>().max(1);
+        node.spec.role = Role::Manager;
+        node.raft_id = Some(raft_id);
+        Some(raft_id)
+    } else {
+        if node.spec.role != Role::Manager {
+            return Ok(format!("Node {id} is already a worker."));
+        }
+        let voters = &status.voters;
+        if voters.len() <= 1 {
+            return Err(format!("cannot demote node {id}: it is the last manager of the cluster"));
+        }
+        let remaining: Vec<_> = voters.iter().filter(|v| v.1 != id).collect();
+        let reachable = remaining
+            .iter()
+            .filter(|v| rows.iter().any(|r| r.id == v.1.to_string() && r.status == "Ready"))
+            .count();
+        if reachable * 2 <= remaining.len() {
+            return Err(format!(
+                "cannot demote node {id}: the other managers would lose quorum ({reachable} of {} reachable)",
+                remaining.len()
+            ));
+        }
+        node.spec.role = Role::Worker;
+        node.raft_id = None;
+        None
+    };
+    let old_raft_id = if manager { None } else { find_node(ctx, store, name).await?.0.raft_id };
+    let cmd = StoreCommand {
+        now_ms: admission::now_ms(),
+        ops: vec![Op::Put {
+            kind: Kind::Node,
+            id: id.to_string(),
+            expect: Expect::Version(version),
+            body: ObjectBody::Node(node.clone()),
+        }],
+    };
+    store.propose(cmd).await.map_err(|e| e.to_string())?;
+    match (raft_id, old_raft_id) {
+        (Some(r), _) => store.add_voter(r, id, node.addr).await.map_err(|e| e.to_string())?,
+        (None, Some(r)) => store.remove_voter(r).await.map_err(|e| e.to_string())?,
+        (None, None) => 0,
+    };
+    let addr: std::net::SocketAddr = row.addr.parse().map_err(|e| format!("bad address {}: {e}", row.addr))?;
+    // Also when the node is this one: the same path through the transport, to itself.
+    let told = ctx.node.ask(addr, Request::SetRole { raft_id }).await;
+    match told {
+        Ok(Response::Pong) => {}
+        Ok(other) => return Err(format!("node {id} did not take its new role: {other:?}")),
+        Err(e) => return Err(format!("the store has the new role, but node {id} was not told: {e}")),
+    }
+    Ok(if manager {
+        format!("Node {id} promoted to a manager in the swarm.")
+    } else {
+        format!("Manager {id} demoted in the swarm.")
+    })
 }

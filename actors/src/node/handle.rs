@@ -81,6 +81,22 @@ impl NodeHandle {
             .map_err(NodeError::Refused)
     }
 
+    /// The store, when this node is a manager.
+    pub async fn store(&self) -> Result<Option<crate::manager::StoreHandle>, NodeError> {
+        self.call(NodeMsg::Store).await
+    }
+
+    /// Sends `req` to the node at `addr` and returns its answer.
+    pub async fn ask(
+        &self,
+        addr: std::net::SocketAddr,
+        req: crate::wire::Request,
+    ) -> Result<crate::wire::Response, NodeError> {
+        self.call(|reply| NodeMsg::Ask { addr, req, reply })
+            .await?
+            .map_err(NodeError::Refused)
+    }
+
     /// Refuses a removed node from now on, on this node and every member.
     pub async fn deny(&self, node: NodeId) -> Result<(), NodeError> {
         self.call(|port| NodeMsg::Deny(node, port)).await

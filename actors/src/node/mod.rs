@@ -165,7 +165,7 @@ impl Actor for NodeActor {
                 slot: _slot,
             } => {
                 state.stats.requests_served += 1;
-                state.answer(from, remote, req, reply);
+                state.answer(&myself, from, remote, req, reply);
             }
             NodeMsg::RenewCertificate => state.renew(&myself),
             NodeMsg::Renewed(result) => match result {
@@ -193,6 +193,30 @@ impl Actor for NodeActor {
                     .filter(|m| !denied.contains(&m.id))
                     .collect();
                 let _ = port.send(members); // the caller may have timed out
+            }
+            NodeMsg::Store(port) => {
+                let _ = port.send(state.store.clone()); // the caller may have timed out
+            }
+            NodeMsg::Ask { addr, req, reply } => {
+                let transport = state.transport.clone();
+                tokio::spawn(async move {
+                    let r = transport.request(addr, req).await.map_err(|e| e.to_string());
+                    let _ = reply.send(r); // the caller may have timed out
+                });
+            }
+            NodeMsg::StoreChanged(store) => {
+                let role = if store.is_some() { Role::Manager } else { Role::Worker };
+                info!(%role, "this node's role changed");
+                state.store = store;
+                state.tell_store_reachable();
+                // Our description carries the role; gossip the change.
+                if let Some(mut d) = state.membership.description(state.creds.node_id).cloned() {
+                    d.role = role;
+                    d.version += 1;
+                    state.membership.handle(MembershipInput::Describe(d), &mut out);
+                }
+                // A certificate naming the new role.
+                myself.send_message(NodeMsg::RenewCertificate)?;
             }
             NodeMsg::Deny(id, port) => {
                 state.deny(id);
@@ -372,6 +396,7 @@ impl NodeActorState {
     /// Answers a peer's request, at once or from a task when the store is involved.
     fn answer(
         &mut self,
+        myself: &ActorRef<NodeMsg>,
         from: Option<PeerIdentity>,
         remote: SocketAddr,
         req: Request,
@@ -448,6 +473,13 @@ impl NodeActorState {
             Request::Ping => {
                 let _ = reply.send(Response::Pong);
             }
+            Request::SetRole { raft_id } => {
+                if from.map(|p| p.role) != Some(Role::Manager) {
+                    let _ = reply.send(Response::Failed(WireFailure::Unauthenticated));
+                    return;
+                }
+                self.set_role(myself, raft_id, reply);
+            }
         }
     }
 
@@ -479,29 +511,36 @@ impl NodeActorState {
             }
         };
         let ca = self.creds.ca_cert_der.clone();
-        if let Some(store) = self.store.clone() {
-            let me = PeerIdentity {
-                node_id: self.creds.node_id,
-                role: self.creds.role,
-            };
-            let validity = self.cert_validity;
-            let myself = myself.clone();
-            tokio::spawn(async move {
-                let result = match admission::renew(store, me, csr, validity).await {
-                    Response::Renewed { cert_der } => NodeCredentials::from_parts(key, cert_der, ca)
-                        .map(Box::new)
-                        .map_err(|e| e.to_string()),
-                    other => Err(format!("{other:?}")),
-                };
-                let _ = myself.send_message(NodeMsg::Renewed(result)); // node may be stopping
-            });
-            return;
-        }
-        let managers = self.manager_addrs();
+        let me = PeerIdentity {
+            node_id: self.creds.node_id,
+            role: self.creds.role,
+        };
+        let store = self.store.clone();
+        let validity = self.cert_validity;
+        let self_addr = self.membership.me().addr;
+        let managers: Vec<SocketAddr> = self
+            .manager_addrs()
+            .into_iter()
+            .filter(|a| *a != self_addr)
+            .collect();
         let transport = self.transport.clone();
         let myself = myself.clone();
         tokio::spawn(async move {
             let mut last = "no manager is reachable".to_string();
+            // A manager first asks its own replica; when that cannot answer (a new manager
+            // still catching up), it asks the other managers like a worker does.
+            if let Some(store) = store {
+                match admission::renew(store, me, csr.clone(), validity).await {
+                    Response::Renewed { cert_der } => {
+                        let result = NodeCredentials::from_parts(key, cert_der, ca)
+                            .map(Box::new)
+                            .map_err(|e| e.to_string());
+                        let _ = myself.send_message(NodeMsg::Renewed(result)); // node may be stopping
+                        return;
+                    }
+                    other => last = format!("local store: {other:?}"),
+                }
+            }
             for addr in managers {
                 let req = Request::Renew(crate::wire::RenewRequest {
                     csr_der: csr.clone(),
@@ -520,6 +559,70 @@ impl NodeActorState {
             }
             let _ = myself.send_message(NodeMsg::Renewed(Err(last))); // node may be stopping
         });
+    }
+
+    /// Takes on the role the store now gives this node: start a store that joins the voters
+    /// (promotion), or stop it and drop its data (demotion). Answers once that is under way.
+    fn set_role(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+        raft_id: Option<u64>,
+        reply: tokio::sync::oneshot::Sender<Response>,
+    ) {
+        let me = myself.clone();
+        match (raft_id, self.store.clone()) {
+            (Some(raft_id), None) => {
+                self.node_file.raft_id = Some(raft_id);
+                if let Err(e) = self.node_file.save(&self.data_dir) {
+                    let _ = reply.send(Response::Failed(WireFailure::Invalid(e.to_string())));
+                    return;
+                }
+                let args = crate::manager::StoreArgs {
+                    data_dir: self.data_dir.clone(),
+                    raft_id,
+                    node_id: self.creds.node_id,
+                    bootstrap: crate::store::Bootstrap::Join,
+                    config: crate::store::StoreConfig::default(),
+                    transport: self.transport.clone(),
+                    rng_seed: self.rng.random(),
+                };
+                tokio::spawn(async move {
+                    let resp = match crate::manager::spawn_store(args).await {
+                        Ok((store, _)) => {
+                            let _ = me.send_message(NodeMsg::StoreChanged(Some(store))); // node may be stopping
+                            Response::Pong
+                        }
+                        Err(e) => Response::Failed(WireFailure::Invalid(format!("the store did not start: {e}"))),
+                    };
+                    let _ = reply.send(resp); // the asker may have gone
+                });
+            }
+            (None, Some(store)) => {
+                self.node_file.raft_id = None;
+                if let Err(e) = self.node_file.save(&self.data_dir) {
+                    let _ = reply.send(Response::Failed(WireFailure::Invalid(e.to_string())));
+                    return;
+                }
+                let dir = self.data_dir.clone();
+                tokio::spawn(async move {
+                    // Wait for the store to stop before its files go.
+                    let _ = store
+                        .actor()
+                        .stop_and_wait(None, Some(Duration::from_secs(5)))
+                        .await;
+                    for f in ["raft.redb", "raft.key"] {
+                        // Absent files are fine: nothing to remove.
+                        let _ = std::fs::remove_file(dir.join(f));
+                    }
+                    let _ = me.send_message(NodeMsg::StoreChanged(None)); // node may be stopping
+                    let _ = reply.send(Response::Pong); // the asker may have gone
+                });
+            }
+            // Already in that role: nothing to do.
+            _ => {
+                let _ = reply.send(Response::Pong);
+            }
+        }
     }
 
     fn install_credentials(&mut self, myself: &ActorRef<NodeMsg>, creds: NodeCredentials) {

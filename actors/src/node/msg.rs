@@ -45,6 +45,16 @@ pub enum NodeMsg {
     JoinTokens(RpcReplyPort<Result<JoinTokensView, String>>),
     RotateToken(Role, RpcReplyPort<Result<JoinTokensView, String>>),
     Stats(RpcReplyPort<NodeStats>),
+    /// The manager's store handle, if this node is a manager.
+    Store(RpcReplyPort<Option<crate::manager::StoreHandle>>),
+    /// Sends a request to a peer and hands back its answer (for the control API).
+    Ask {
+        addr: SocketAddr,
+        req: Request,
+        reply: RpcReplyPort<Result<Response, String>>,
+    },
+    /// The store was started (promotion) or stopped (demotion) off the actor.
+    StoreChanged(Option<crate::manager::StoreHandle>),
     /// Refuse a removed node from now on, here and (through one-way messages) on every member.
     Deny(crate::model::NodeId, RpcReplyPort<()>),
     /// Leave the cluster politely before shutting down.

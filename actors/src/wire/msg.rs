@@ -23,6 +23,9 @@ pub enum Request {
     Ping,
     /// A manager forwards a store operation to the leader.
     Store(StoreRequest),
+    /// A manager tells a node its role changed in the store (`node promote` / `node demote`):
+    /// become a voter with this raft ID, or stop being one.
+    SetRole { raft_id: Option<u64> },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
