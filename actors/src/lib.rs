@@ -17,10 +17,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod manager;
 pub mod membership;
 pub mod model;
 pub mod node;
 pub mod registry;
+pub mod store;
 pub mod transport;
 pub mod trust;
 pub mod wire;

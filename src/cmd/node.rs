@@ -1,6 +1,6 @@
 //! `swarm-node node ls | inspect | update | rm`.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Subcommand;
 use serde_json::json;
 

@@ -98,11 +98,26 @@ async fn serve_one(mut stream: UnixStream, ctx: &ControlContext) {
 
 async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
     match req {
-        ControlRequest::NodeLs => match ctx.node.members().await {
-            Ok(members) => {
-                ControlResponse::Nodes(members.into_iter().map(|m| node_info(m, ctx)).collect())
-            }
-            Err(e) => ControlResponse::Error(e.to_string()),
+        ControlRequest::NodeLs => match node_list(ctx, true).await {
+            Ok((nodes, stale)) => ControlResponse::Nodes { nodes, stale },
+            Err(e) => ControlResponse::Error(e),
+        },
+        ControlRequest::NodeUpdate {
+            node,
+            availability,
+            label_add,
+            label_rm,
+        } => match node_update(ctx, &node, availability, label_add, label_rm).await {
+            Ok(id) => ControlResponse::Done(id),
+            Err(e) => ControlResponse::Error(e),
+        },
+        ControlRequest::NodeRole { node, manager } => match node_role(ctx, &node, manager).await {
+            Ok(text) => ControlResponse::Done(text),
+            Err(e) => ControlResponse::Error(e),
+        },
+        ControlRequest::NodeRm { node, force } => match node_rm(ctx, &node, force).await {
+            Ok(id) => ControlResponse::Done(id),
+            Err(e) => ControlResponse::Error(e),
         },
         ControlRequest::JoinToken { role, rotate } => {
             let result = if rotate {

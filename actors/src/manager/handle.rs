@@ -85,9 +85,10 @@ impl StoreHandle {
         let _ = self.actor.send_message(StoreMsg::Forwarded { cmd, reply });
     }
 
-    pub fn raft(&self, chunk: super::chunks::RaftChunk) {
+    /// A raft chunk that arrived from `remote`.
+    pub fn raft(&self, chunk: super::chunks::RaftChunk, remote: SocketAddr) {
         // Raft retries what is lost, including while the actor stops.
-        let _ = self.actor.send_message(StoreMsg::Raft(chunk));
+        let _ = self.actor.send_message(StoreMsg::Raft { chunk, remote });
     }
 
     pub fn set_reachable(&self, nodes: BTreeSet<NodeId>) {

@@ -83,7 +83,14 @@ pub struct StoreActorState {
     next_message: u64,
     reachable: BTreeSet<NodeId>,
     node_id: NodeId,
+    /// Where raft peers were last heard from. A manager that just joined does not know its
+    /// peers' addresses until the log or a snapshot tells it, but must answer the leader before
+    /// that; bounded by [`LEARNED_MAX`].
+    learned: BTreeMap<u64, SocketAddr>,
 }
+
+/// Raft peers whose address is remembered from their traffic.
+pub const LEARNED_MAX: usize = 64;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -124,6 +131,7 @@ impl Actor for StoreActor {
             next_message: 0,
             reachable: BTreeSet::new(),
             node_id: args.node_id,
+            learned: BTreeMap::new(),
         })
     }
 
@@ -140,7 +148,10 @@ impl Actor for StoreActor {
                 state.machine.handle(now, StoreInput::Tick, &mut out);
                 state.expire(now);
             }
-            StoreMsg::Raft(chunk) => match state.assembler.take(chunk) {
+            StoreMsg::Raft { chunk, remote } => match {
+                state.learn(chunk.from, remote);
+                state.assembler.take(chunk)
+            } {
                 Ok(Some(bytes)) => state
                     .machine
                     .handle(now, StoreInput::Message(bytes), &mut out),
@@ -431,8 +442,17 @@ impl StoreActorState {
         }
     }
 
+    fn learn(&mut self, from: u64, remote: SocketAddr) {
+        if self.learned.len() >= LEARNED_MAX && !self.learned.contains_key(&from) {
+            // Forget the smallest ID; it is heard from again if it is still a peer.
+            self.learned.pop_first();
+        }
+        self.learned.insert(from, remote);
+    }
+
     fn send_raft(&mut self, to: u64, msg: &[u8]) {
-        let Some(addr) = self.machine.state().members().get(&to).map(|m| m.addr) else {
+        let known = self.machine.state().members().get(&to).map(|m| m.addr);
+        let Some(addr) = known.or_else(|| self.learned.get(&to).copied()) else {
             warn!(to, "no address for raft peer");
             return;
         };

@@ -15,8 +15,9 @@ use crate::wire::Response;
 pub enum StoreMsg {
     /// Time passes for raft.
     Tick,
-    /// A piece of a raft message from a peer.
-    Raft(RaftChunk),
+    /// A piece of a raft message from a peer, and the address it came from (a node's one QUIC
+    /// endpoint both listens and sends, so this is where it can be reached).
+    Raft { chunk: RaftChunk, remote: SocketAddr },
     /// Commit a command; the answer is the raft index it was applied at.
     Propose {
         cmd: StoreCommand,

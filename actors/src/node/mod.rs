@@ -230,8 +230,13 @@ impl Actor for NodeActor {
                 }
                 let _ = port.send(()); // the caller may have timed out
             }
-            NodeMsg::OneWay { from, msg, slot: _slot } => match (msg, state.store.as_ref()) {
-                (OneWay::Raft(chunk), Some(store)) => store.raft(chunk),
+            NodeMsg::OneWay {
+                from,
+                remote,
+                msg,
+                slot: _slot,
+            } => match (msg, state.store.as_ref()) {
+                (OneWay::Raft(chunk), Some(store)) => store.raft(chunk, remote),
                 (OneWay::Raft(_), None) => debug!("raft message for a node that is no manager"),
                 (OneWay::Removed(id), _) => {
                     if from.role == Role::Manager {
@@ -686,8 +691,9 @@ async fn pump(mut inbound: mpsc::Receiver<Inbound>, actor: ActorRef<NodeMsg>) {
                 reply,
                 slot: InFlight(Some(permit)),
             },
-            Inbound::OneWay { from, msg, .. } => NodeMsg::OneWay {
+            Inbound::OneWay { from, remote, msg } => NodeMsg::OneWay {
                 from,
+                remote,
                 msg,
                 slot: InFlight(Some(permit)),
             },

@@ -31,6 +31,7 @@ pub enum NodeMsg {
     /// A one-way message from a peer (raft traffic for managers).
     OneWay {
         from: PeerIdentity,
+        remote: SocketAddr,
         msg: crate::wire::OneWay,
         slot: InFlight,
     },
