@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod manager;
 pub mod membership;
 pub mod model;

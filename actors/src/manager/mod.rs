@@ -17,7 +17,7 @@ mod msg;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
@@ -92,13 +92,6 @@ pub struct StoreActorState {
 /// Raft peers whose address is remembered from their traffic.
 pub const LEARNED_MAX: usize = 64;
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Actor for StoreActor {
     type Msg = StoreMsg;
     type State = StoreActorState;
@@ -141,7 +134,7 @@ impl Actor for StoreActor {
         msg: StoreMsg,
         state: &mut StoreActorState,
     ) -> Result<(), ActorProcessingErr> {
-        let now = now_ms();
+        let now = crate::clock::unix_ms();
         let mut out = Vec::new();
         match msg {
             StoreMsg::Tick => {

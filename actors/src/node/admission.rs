@@ -17,12 +17,7 @@ use crate::wire::{JoinRequest, JoinResponse, Response, WireFailure};
 /// The one cluster object's ID.
 pub const CLUSTER_ID: &str = "cluster";
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_ms as now_ms;
 
 fn store_err(f: StoreFailure) -> WireFailure {
     WireFailure::Invalid(f.to_string())
