@@ -254,14 +254,15 @@ fn arb_spec() -> impl Strategy<Value = TaskSpec> {
         })
 }
 
-fn arb_cluster() -> impl Strategy<
-    Value = (
-        Vec<NodeView>,
-        Vec<TaskLoad>,
-        Vec<(u128, usize)>,
-        Vec<TaskSpec>,
-    ),
-> {
+/// Nodes, running tasks, pending tasks as (service, index into the specs), specs.
+type Cluster = (
+    Vec<NodeView>,
+    Vec<TaskLoad>,
+    Vec<(u128, usize)>,
+    Vec<TaskSpec>,
+);
+
+fn arb_cluster() -> impl Strategy<Value = Cluster> {
     (1usize..12).prop_flat_map(|n| {
         let nodes: Vec<_> = (0..n).map(|i| arb_node(i as u128 + 1)).collect();
         (
