@@ -1,6 +1,6 @@
 //! Benchmark: one `schedule` call placing 10,000 pending tasks on 1,000 nodes.
 //!
-//! `cargo bench --release -p swarm-actors --bench scheduler`. Three workloads: one service of
+//! `cargo bench -p swarm-actors --bench scheduler`. Three workloads: one service of
 //! 10,000 tasks; 100 services of 100 tasks; and 100 services with a constraint, a reservation and
 //! a spread preference. Criterion reports the time per call and the throughput in placements
 //! per second (`thrpt`, elements = placements); a summary line per workload is printed too.
@@ -93,6 +93,7 @@ fn pending<'a>(specs: &'a [TaskSpec], services: usize) -> Vec<PendingTask<'a>> {
                 task: TaskId(t as u128 + 1),
                 service: ServiceId(s as u128 + 1),
                 spec: &specs[s],
+                pin: None,
             }
         })
         .collect()

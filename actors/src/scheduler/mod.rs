@@ -64,6 +64,9 @@ pub struct PendingTask<'a> {
     pub task: TaskId,
     pub service: ServiceId,
     pub spec: &'a TaskSpec,
+    /// The node a global service's task was made for: only that node is considered (and
+    /// counted in the pending reason). `None` for replicated tasks.
+    pub pin: Option<NodeId>,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -91,6 +94,7 @@ impl Decision {
 /// once for all of them.
 struct Group<'a> {
     service: ServiceId,
+    pin: Option<NodeId>,
     spec: &'a TaskSpec,
     /// Indices into `pending`, in order.
     members: Vec<usize>,
@@ -146,6 +150,9 @@ pub fn schedule(
         let mut counts = RejectionCounts::default();
         let mut eligible = Vec::new();
         for (i, n) in nodes.iter().enumerate() {
+            if g.pin.is_some_and(|pin| pin != n.id) {
+                continue;
+            }
             match filter::check_static(n, g.spec.runtime, &constraints) {
                 Ok(()) => eligible.push(i),
                 Err(r) => counts.count(r),
@@ -184,9 +191,15 @@ pub fn schedule(
                     for _ in 0..eligible.len() {
                         c.count(Rejection::Resources);
                     }
+                    let reason = match g.pin {
+                        Some(pin) if c == RejectionCounts::default() => {
+                            format!("no suitable node (node {pin} is not in the cluster)")
+                        }
+                        _ => c.reason(g.spec.runtime),
+                    };
                     Decision::Pending {
                         task: pending[m].task,
-                        reason: c.reason(g.spec.runtime),
+                        reason,
                     }
                 }
             });
@@ -198,7 +211,8 @@ pub fn schedule(
         .collect()
 }
 
-/// Groups pending tasks by service and identical spec, groups in order of first appearance.
+/// Groups pending tasks by service, pin and identical spec, groups in order of first
+/// appearance.
 fn group<'a>(pending: &[PendingTask<'a>]) -> Vec<Group<'a>> {
     let mut groups: Vec<Group<'a>> = Vec::new();
     let mut by_service: HashMap<ServiceId, Vec<usize>> = HashMap::new();
@@ -207,8 +221,8 @@ fn group<'a>(pending: &[PendingTask<'a>]) -> Vec<Group<'a>> {
         // Tasks of one service share a spec allocation or equal specs; comparing the pointer
         // first keeps the common case cheap.
         let found = candidates.iter().copied().find(|&gi| {
-            let s = groups[gi].spec;
-            std::ptr::eq(s, p.spec) || s == p.spec
+            let (s, pin) = (groups[gi].spec, groups[gi].pin);
+            pin == p.pin && (std::ptr::eq(s, p.spec) || s == p.spec)
         });
         match found {
             Some(gi) => groups[gi].members.push(m),
@@ -216,6 +230,7 @@ fn group<'a>(pending: &[PendingTask<'a>]) -> Vec<Group<'a>> {
                 candidates.push(groups.len());
                 groups.push(Group {
                     service: p.service,
+                    pin: p.pin,
                     spec: p.spec,
                     members: vec![m],
                 });

@@ -85,10 +85,15 @@ impl SpreadTree {
         let count = members.iter().map(|&i| self.load[i].0).sum();
         match prefs.split_first() {
             None => {
-                let mut set = BTreeSet::new();
-                for i in members {
-                    let (svc, total) = self.load[i];
-                    set.insert((svc, total, nodes[i].id, i));
+                // Collecting sorts once and builds the set in bulk, cheaper than inserting.
+                let set: BTreeSet<_> = members
+                    .iter()
+                    .map(|&i| {
+                        let (svc, total) = self.load[i];
+                        (svc, total, nodes[i].id, i)
+                    })
+                    .collect();
+                for &i in &members {
                     self.leaf_of[i] = me;
                 }
                 self.arena.push(Entry {

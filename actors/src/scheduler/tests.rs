@@ -12,6 +12,7 @@ fn pend(id: u128, service: u128, spec: &TaskSpec) -> PendingTask<'_> {
         task: TaskId(id),
         service: ServiceId(service),
         spec,
+        pin: None,
     }
 }
 
@@ -137,6 +138,30 @@ fn placement_preference_spreads_over_label_values() {
 }
 
 #[test]
+fn pinned_tasks_go_to_their_node_or_wait() {
+    let mut nodes: Vec<NodeView> = (1..=3).map(node).collect();
+    nodes[1].resources.memory_bytes = 1 << 20;
+    let mut s = spec();
+    s.resources.reservations.memory_bytes = 1 << 30;
+    let on = |id| PendingTask {
+        pin: Some(NodeId(id)),
+        ..pend(id, 1, &s)
+    };
+    let d = schedule(&nodes, &[], &[on(3), on(2), on(9)]);
+    assert_eq!(placed_on(&d[0]), Some(NodeId(3)), "not the emptier node 1");
+    assert_eq!(
+        d[1],
+        Decision::Pending {
+            task: TaskId(2),
+            reason: "no suitable node (1 node with insufficient resources)".into()
+        }
+    );
+    assert!(
+        matches!(&d[2], Decision::Pending { reason, .. } if reason.contains("is not in the cluster"))
+    );
+}
+
+#[test]
 fn invalid_constraint_leaves_the_task_pending_with_the_error() {
     let nodes: Vec<NodeView> = (1..=2).map(node).collect();
     let mut s = spec();
@@ -258,7 +283,7 @@ fn arb_spec() -> impl Strategy<Value = TaskSpec> {
 type Cluster = (
     Vec<NodeView>,
     Vec<TaskLoad>,
-    Vec<(u128, usize)>,
+    Vec<(u128, usize, Option<u128>)>,
     Vec<TaskSpec>,
 );
 
@@ -268,7 +293,10 @@ fn arb_cluster() -> impl Strategy<Value = Cluster> {
         (
             nodes,
             prop::collection::vec((1u128..4, 1..=n as u128, 0u64..2), 0..20),
-            prop::collection::vec((1u128..4, 0usize..3), 0..40),
+            prop::collection::vec(
+                (1u128..4, 0usize..3, prop::option::weighted(0.2, 1u128..14)),
+                0..40,
+            ),
             prop::collection::vec(arb_spec(), 3),
         )
             .prop_map(|(nodes, running, pending, specs)| {
@@ -298,7 +326,10 @@ proptest! {
         let pending: Vec<PendingTask<'_>> = pending
             .iter()
             .enumerate()
-            .map(|(i, &(svc, s))| pend(i as u128 + 1, svc, &specs[s]))
+            .map(|(i, &(svc, s, pin))| PendingTask {
+                pin: pin.map(NodeId),
+                ..pend(i as u128 + 1, svc, &specs[s])
+            })
             .collect();
         let d = schedule(&nodes, &running, &pending);
         prop_assert_eq!(d.len(), pending.len());
@@ -311,6 +342,7 @@ proptest! {
         for (p, x) in pending.iter().zip(&d) {
             prop_assert_eq!(x.task(), p.task);
             if let Some(id) = placed_on(x) {
+                prop_assert!(p.pin.is_none_or(|pin| pin == id), "placed off its pin");
                 let i = nodes.iter().position(|n| n.id == id).unwrap();
                 let c = Constraint::parse_all(&p.spec.placement.constraints).unwrap();
                 prop_assert_eq!(filter::check_static(&nodes[i], p.spec.runtime, &c), Ok(()));
@@ -332,6 +364,9 @@ proptest! {
             if placed_on(x).is_none() {
                 let c = Constraint::parse_all(&p.spec.placement.constraints).unwrap();
                 for (i, n) in nodes.iter().enumerate() {
+                    if p.pin.is_some_and(|pin| pin != n.id) {
+                        continue;
+                    }
                     let ok = filter::check_static(n, p.spec.runtime, &c).is_ok()
                         && filter::fits(&n.resources, &used[i], &p.spec.resources.reservations);
                     prop_assert!(!ok, "task {:?} pending though node {} could take it", p.task, i);
@@ -372,7 +407,10 @@ proptest! {
         let pending: Vec<PendingTask<'_>> = pending
             .iter()
             .enumerate()
-            .map(|(i, &(svc, s))| pend(i as u128 + 1, svc, &specs[s]))
+            .map(|(i, &(svc, s, pin))| PendingTask {
+                pin: pin.map(NodeId),
+                ..pend(i as u128 + 1, svc, &specs[s])
+            })
             .collect();
         prop_assert_eq!(schedule(&nodes, &running, &pending), schedule(&nodes, &running, &pending));
     }
