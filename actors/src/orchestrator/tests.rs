@@ -623,3 +623,64 @@ proptest! {
         prop_assert!(quiet(&reconcile(&s, &tasks, &nodes, now)));
     }
 }
+
+/// The loop the leader runs: reconcile, apply, schedule the new tasks, record the placements.
+/// A node going down moves its tasks to the others, one each.
+#[test]
+fn reconcile_then_schedule_end_to_end() {
+    use crate::scheduler::{Decision, PendingTask, TaskLoad, schedule};
+    let s = replicated(6);
+    let mut nodes = vec![node(1), node(2), node(3)];
+    let mut tasks = Vec::new();
+    let mut next = 100;
+    let mut step = |tasks: &mut Vec<Task>, nodes: &[NodeView], now: u64| {
+        let a = reconcile(&s, tasks, nodes, now);
+        apply(tasks, &a, &mut next, now);
+        let running: Vec<TaskLoad> = tasks
+            .iter()
+            .filter(|t| is_live(t) && !t.status.state.is_terminal())
+            .filter_map(|t| {
+                t.node_id.map(|node| TaskLoad {
+                    task: t.id,
+                    service: t.service_id,
+                    node,
+                    reservations: t.spec.resources.reservations,
+                })
+            })
+            .collect();
+        let pending: Vec<PendingTask<'_>> = tasks
+            .iter()
+            .filter(|t| t.node_id.is_none() && is_live(t))
+            .map(|t| PendingTask {
+                task: t.id,
+                service: t.service_id,
+                spec: &t.spec,
+                pin: None,
+            })
+            .collect();
+        let decisions = schedule(nodes, &running, &pending);
+        for d in decisions {
+            if let Decision::Place { task, node } = d {
+                let t = tasks.iter_mut().find(|t| t.id == task).unwrap();
+                t.node_id = Some(node);
+                t.status.state = TaskState::Running;
+            }
+        }
+    };
+    let on = |tasks: &Vec<Task>, id: u128| {
+        tasks
+            .iter()
+            .filter(|t| is_live(t) && t.node_id == Some(NodeId(id)))
+            .count()
+    };
+    step(&mut tasks, &nodes, 0);
+    assert_eq!([on(&tasks, 1), on(&tasks, 2), on(&tasks, 3)], [2, 2, 2]);
+    nodes[1].state = NodeState::Down;
+    step(&mut tasks, &nodes, 10);
+    assert_eq!([on(&tasks, 1), on(&tasks, 2), on(&tasks, 3)], [3, 0, 3]);
+    let orphaned = tasks
+        .iter()
+        .filter(|t| t.status.state == TaskState::Orphaned)
+        .count();
+    assert_eq!(orphaned, 2);
+}
