@@ -20,7 +20,9 @@
 pub mod membership;
 pub mod model;
 pub mod node;
+pub mod orchestrator;
 pub mod registry;
+pub mod scheduler;
 pub mod transport;
 pub mod trust;
 pub mod wire;
