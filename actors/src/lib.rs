@@ -11,6 +11,8 @@
 //! | [`membership`] | SWIM membership (foca) as a sans-IO state machine, node descriptions on gossip |
 //! | [`node`] | the NodeActor that owns identity, membership and the node's view of the cluster |
 //! | [`registry`] | the per-node registry of named actors that the admin shell talks to |
+//! | [`scheduler`] | placement as a pure function: filters (availability, runtime, constraints, resources) and spread |
+//! | [`orchestrator`] | reconciliation as a pure function: replicated and global services, restart policy, task history |
 //!
 //! Deciding code (membership, later the store, scheduler and orchestrators) takes time and
 //! randomness as arguments and returns effects, so the simulator (`sim/`) drives it unchanged.
