@@ -11,10 +11,10 @@
 //! bring their own runtime (a simulated twin) without this crate knowing about it, and the
 //! TaskActor stays one non-generic type.
 
-//TMP mod docker;
+mod docker;
 mod logs;
 mod process;
-//TMP pub mod testimage;
+pub mod testimage;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -22,7 +22,9 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
-//TMP pub use docker::{DockerConfig, DockerRuntime, LABEL_NODE, LABEL_SERVICE, LABEL_SERVICE_NAME, LABEL_TASK};
+pub use docker::{
+    DockerConfig, DockerRuntime, LABEL_NODE, LABEL_SERVICE, LABEL_SERVICE_NAME, LABEL_TASK,
+};
 pub use logs::{LOG_BYTES_MAX, LOG_LINE_BYTES_MAX, LOG_LINES_MAX, LogBuffer, LogLine, LogStream};
 pub use process::ProcessRuntime;
 
