@@ -256,3 +256,23 @@ fn pid_records_parse_strictly() {
     assert!(PidRecord::parse("").is_none());
     assert!(start_time(std::process::id() as i32).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_die_with_their_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = ProcessRuntime::new(dir.path().to_path_buf()).unwrap();
+    rt.start(&ctx(1, "sleep", &["1000"])).await.unwrap();
+    let pid = rt.get(TaskId(1)).unwrap().pid;
+    assert!(alive(pid));
+    eprintln!(
+        "phase: dropping the runtime ends its spawner thread; the parent-death signal kills the task"
+    );
+    drop(rt);
+    for _ in 0..3000 {
+        if !alive(pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!alive(pid), "the task outlived its runtime");
+}

@@ -189,3 +189,54 @@ async fn a_missing_program_is_rejected() {
         Some("No such image: no-such-program-xyz")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_docker_an_unhealthy_container_fails() {
+    use crate::runtime::testimage::{TEST_IMAGE, docker_available};
+    use crate::runtime::{DockerConfig, DockerRuntime};
+    if let Err(why) = tokio::task::spawn_blocking(docker_available).await.unwrap() {
+        eprintln!("skipping docker test: {why}");
+        return;
+    }
+    let runtime = match DockerRuntime::connect(DockerConfig::default()).await {
+        Ok(rt) => Arc::new(rt),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("docker: {e}"),
+        Err(e) => {
+            eprintln!("skipping docker test: {e}");
+            return;
+        }
+    };
+    let check = HealthCheck {
+        cmd: "exit 1".into(),
+        interval_ms: 200,
+        timeout_ms: 2_000,
+        retries: 1,
+        start_period_ms: 0,
+    };
+    let node = (u128::from(std::process::id()) << 64) | 0x7a5c;
+    let mut c = ctx(node << 8, TEST_IMAGE, &["sleep", "1000"], Some(check));
+    c.spec.runtime = RuntimeKind::Docker;
+    c.node_id = NodeId(node);
+    c.spec.stop_grace_period_ms = 1_000;
+    let (tx, mut rx) = mpsc::channel(64);
+    let (h, _) = spawn_task(TaskArgs {
+        ctx: c.clone(),
+        runtime: runtime.clone(),
+        reporter: tx,
+        registry: None,
+    })
+    .await
+    .unwrap();
+    eprintln!("phase: the engine's unhealthy verdict stops the container and fails the task");
+    h.start().unwrap();
+    let seen = until(&mut rx, TaskState::Failed).await;
+    let last = seen.last().unwrap();
+    assert_eq!(
+        last.error.as_deref(),
+        Some("task: unhealthy container"),
+        "{seen:?}"
+    );
+    h.remove().unwrap();
+    // Remove runs off the actor; make sure the container goes even if the test ends first.
+    runtime.remove(c.task_id).await.unwrap();
+}
