@@ -174,7 +174,8 @@ impl DockerRuntime {
             ..Default::default()
         };
         match self.docker.remove_container(name, Some(opts)).await {
-            Err(e) if status(&e) == Some(404) => Ok(()),
+            // 404: gone already; 409 (with force): another removal of it is under way.
+            Err(e) if matches!(status(&e), Some(404 | 409)) => Ok(()),
             other => other,
         }
     }

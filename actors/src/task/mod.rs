@@ -154,16 +154,18 @@ impl Actor for TaskActor {
         if let Some(reg) = &state.registry {
             reg.unregister(&format!("task/{task}"));
         }
+        // The runtime's leftovers (container, pid file, log buffer) go with the actor: nobody
+        // could reach them through it any more. A task still running is killed rather than left
+        // unattended. Removing twice is harmless.
         if !state.machine.state().is_terminal() {
-            // Nobody would watch the task any more; do not leave it running unattended.
             warn!(%task, state = %state.machine.state(), "task actor stopped before its task ended; removing it");
-            let runtime = state.runtime.clone();
-            tokio::spawn(async move {
-                if let Err(e) = runtime.remove(task).await {
-                    warn!(%task, error = %e, "removing the task failed");
-                }
-            });
         }
+        let runtime = state.runtime.clone();
+        tokio::spawn(async move {
+            if let Err(e) = runtime.remove(task).await {
+                warn!(%task, error = %e, "removing the task failed");
+            }
+        });
         Ok(())
     }
 }

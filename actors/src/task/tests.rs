@@ -56,7 +56,7 @@ async fn runs_then_shuts_down_on_request() {
     let registry = Registry::new();
     let (handle, join) = spawn_task(TaskArgs {
         ctx: ctx(10, "sleep", &["1000"], None),
-        runtime,
+        runtime: runtime.clone(),
         reporter: tx,
         registry: Some(registry.clone()),
     })
@@ -101,6 +101,16 @@ async fn runs_then_shuts_down_on_request() {
     handle.actor().stop(None);
     join.await.unwrap();
     assert!(registry.list().is_empty(), "unregistered on stop");
+    eprintln!("phase: the runtime forgets the task once its actor is gone");
+    let mut gone = false;
+    for _ in 0..3000 {
+        if runtime.logs(TaskId(10), 1).await.is_err() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(gone, "removed from the runtime");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
