@@ -1,0 +1,231 @@
+//! Tests of the docker runtime against the real engine, with the locally made busybox image.
+//! Skipped (with the reason printed) when the engine is unreachable, unless `CI=true`.
+
+use super::*;
+use crate::model::{Resources, RestartPolicy, RuntimeKind, ServiceId, TaskSpec};
+use crate::runtime::testimage::{TEST_IMAGE, docker_available};
+
+/// Upper bound on any single wait in these tests.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A node ID of this test process and test, so that parallel runs on one engine never touch
+/// each other's containers.
+fn node(n: u128) -> NodeId {
+    NodeId((u128::from(std::process::id()) << 64) | (0xd0c << 16) | n)
+}
+
+fn ctx(node: NodeId, task: u128, image: &str, args: &[&str]) -> TaskContext {
+    TaskContext {
+        task_id: TaskId((node.0 << 8) | task),
+        service_id: ServiceId(42),
+        service_name: "dockertest".into(),
+        slot: task as u64,
+        node_id: node,
+        spec: TaskSpec {
+            runtime: RuntimeKind::Docker,
+            image: image.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec!["GREETING=hello".into()],
+            health: None,
+            resources: Resources::default(),
+            restart: RestartPolicy::default(),
+            placement: Default::default(),
+            stop_grace_period_ms: 0,
+        },
+    }
+}
+
+async fn engine() -> Option<DockerRuntime> {
+    if let Err(why) = tokio::task::spawn_blocking(docker_available).await.unwrap() {
+        eprintln!("skipping docker test: {why}");
+        return None;
+    }
+    let cfg = DockerConfig {
+        pull_timeout_ms: 20_000,
+        ..Default::default()
+    };
+    match DockerRuntime::connect(cfg).await {
+        Ok(rt) => Some(rt),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true and the docker engine is unreachable: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping docker test: {e}");
+            None
+        }
+    }
+}
+
+async fn run(rt: &DockerRuntime, c: &TaskContext) {
+    rt.prepare(c).await.unwrap();
+    rt.start(c).await.unwrap();
+}
+
+async fn wait(rt: &DockerRuntime, c: &TaskContext) -> i32 {
+    tokio::time::timeout(PATIENCE, rt.wait(c.task_id))
+        .await
+        .expect("exits")
+        .expect("wait works")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_stops_and_reports_exit_codes_and_logs() {
+    let Some(rt) = engine().await else { return };
+    let n = node(1);
+
+    eprintln!("phase: a long sleep runs, named and labelled, and stops within its grace");
+    let sleeper = ctx(n, 1, TEST_IMAGE, &["sleep", "1000"]);
+    run(&rt, &sleeper).await;
+    let info = rt
+        .docker
+        .inspect_container(&DockerRuntime::container_name(&sleeper), None)
+        .await
+        .unwrap();
+    assert_eq!(info.state.as_ref().and_then(|s| s.running), Some(true));
+    let labels = info.config.as_ref().and_then(|c| c.labels.clone()).unwrap();
+    assert_eq!(labels[LABEL_TASK], sleeper.task_id.to_string());
+    assert_eq!(labels[LABEL_NODE], n.to_string());
+    assert_eq!(labels[LABEL_SERVICE_NAME], "dockertest");
+    let env = info.config.and_then(|c| c.env).unwrap();
+    assert!(env.contains(&format!("SWARM_TASK_ID={}", sleeper.task_id)));
+    assert!(env.contains(&"GREETING=hello".to_string()));
+    rt.stop(sleeper.task_id, 1_000).await.unwrap();
+    // PID 1 in a container ignores SIGTERM it has no handler for: killed after the grace.
+    let code = wait(&rt, &sleeper).await;
+    assert!(
+        code == 137 || code == 143,
+        "stopped by a signal, got {code}"
+    );
+
+    eprintln!("phase: exit codes and output come back");
+    let failing = ctx(
+        n,
+        2,
+        TEST_IMAGE,
+        &["sh", "-c", "echo hi; echo oops >&2; exit 3"],
+    );
+    run(&rt, &failing).await;
+    assert_eq!(wait(&rt, &failing).await, 3);
+    let logs = rt.logs(failing.task_id, 10).await.unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.text == "hi" && l.stream == LogStream::Stdout),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.text == "oops" && l.stream == LogStream::Stderr),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter().all(|l| l.ts_ms > 1_600_000_000_000),
+        "engine timestamps parsed"
+    );
+    let ok = ctx(n, 3, TEST_IMAGE, &["true"]);
+    run(&rt, &ok).await;
+    assert_eq!(wait(&rt, &ok).await, 0);
+
+    eprintln!("phase: remove forgets the containers");
+    for c in [&sleeper, &failing, &ok] {
+        rt.remove(c.task_id).await.unwrap();
+    }
+    assert_eq!(
+        rt.logs(failing.task_id, 1).await,
+        Err(RuntimeError::NoSuchTask(failing.task_id))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_is_no_such_image() {
+    let Some(rt) = engine().await else { return };
+    let c = ctx(node(2), 1, "swarm-test/nosuch:1", &["true"]);
+    assert_eq!(
+        rt.prepare(&c).await,
+        Err(RuntimeError::NoSuchImage("swarm-test/nosuch:1".into()))
+    );
+    assert_eq!(
+        RuntimeError::NoSuchImage("swarm-test/nosuch:1".into()).to_string(),
+        "No such image: swarm-test/nosuch:1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engines_health_verdict_is_read() {
+    let Some(rt) = engine().await else { return };
+    let mut c = ctx(node(3), 1, TEST_IMAGE, &["sleep", "1000"]);
+    let check = HealthCheck {
+        cmd: "exit 1".into(),
+        interval_ms: 200,
+        timeout_ms: 2_000,
+        retries: 1,
+        start_period_ms: 0,
+    };
+    c.spec.health = Some(check.clone());
+    run(&rt, &c).await;
+    let mut verdict = None;
+    for _ in 0..600 {
+        verdict = rt.health(&c, &check).await.unwrap();
+        if verdict.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rt.remove(c.task_id).await.unwrap();
+    assert_eq!(verdict, Some(false), "the engine judged it unhealthy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_or_clean_removes_unknown_containers_and_keeps_known_ones() {
+    let Some(rt) = engine().await else { return };
+    let n = node(4);
+    let known = ctx(n, 1, TEST_IMAGE, &["sleep", "1000"]);
+    let unknown = ctx(n, 2, TEST_IMAGE, &["sleep", "1000"]);
+    run(&rt, &known).await;
+    run(&rt, &unknown).await;
+
+    eprintln!("phase: a fresh runtime (a restarted node) sweeps the node's containers");
+    let fresh = engine().await.expect("the engine answered a moment ago");
+    let found = fresh
+        .adopt_or_clean(n, &BTreeSet::from([known.task_id]))
+        .await
+        .unwrap();
+    let mut actions: Vec<(Option<TaskId>, OrphanAction)> =
+        found.iter().map(|o| (o.task_id, o.action)).collect();
+    actions.sort_by_key(|a| a.0);
+    assert_eq!(
+        actions,
+        [
+            (Some(known.task_id), OrphanAction::Kept),
+            (Some(unknown.task_id), OrphanAction::Removed)
+        ]
+    );
+    let gone = fresh
+        .docker
+        .inspect_container(&DockerRuntime::container_name(&unknown), None)
+        .await;
+    assert!(matches!(gone, Err(e) if status(&e) == Some(404)));
+
+    eprintln!("phase: the kept one is reachable by task ID from the fresh runtime");
+    fresh.kill(known.task_id).await.unwrap();
+    assert_eq!(wait(&fresh, &known).await, 137);
+    fresh.remove(known.task_id).await.unwrap();
+}
+
+#[test]
+fn parses_engine_timestamps_and_image_tags() {
+    assert_eq!(rfc3339_ms("1970-01-01T00:00:01.5Z"), Some(1_500));
+    assert_eq!(
+        rfc3339_ms("2024-05-07T21:09:36.123456789Z"),
+        Some(1_715_116_176_123)
+    );
+    assert_eq!(rfc3339_ms("2024-05-07T21:09:36Z"), Some(1_715_116_176_000));
+    assert_eq!(rfc3339_ms("2024-13-07T21:09:36Z"), None);
+    assert_eq!(rfc3339_ms("yesterday"), None);
+    assert_eq!(split_tag("busybox"), ("busybox", "latest"));
+    assert_eq!(
+        split_tag("swarm-test/busybox:1"),
+        ("swarm-test/busybox", "1")
+    );
+    assert_eq!(split_tag("reg:5000/a/b"), ("reg:5000/a/b", "latest"));
+    assert_eq!(split_tag("reg:5000/a/b:2"), ("reg:5000/a/b", "2"));
+}

@@ -1,0 +1,176 @@
+//! Runtimes: how a task actually runs on a node.
+//!
+//! ```text
+//!  TaskActor ──RuntimeCmd──▶ Arc<dyn TaskRuntime> ──▶ ProcessRuntime (OS processes)
+//!      ▲                                         └──▶ DockerRuntime (containers, bollard)
+//!      └──────── RuntimeEvent (posted back by the tokio task that made the call)
+//! ```
+//!
+//! One runtime value serves every task of a node; calls name the task. The trait is object-safe
+//! through boxed futures rather than an enum of the two runtimes, so the simulator and tests can
+//! bring their own runtime (a simulated twin) without this crate knowing about it, and the
+//! TaskActor stays one non-generic type.
+
+mod docker;
+mod logs;
+mod process;
+pub mod testimage;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+pub use docker::{
+    DockerConfig, DockerRuntime, LABEL_NODE, LABEL_SERVICE, LABEL_SERVICE_NAME, LABEL_TASK,
+};
+pub use logs::{LOG_BYTES_MAX, LOG_LINE_BYTES_MAX, LOG_LINES_MAX, LogBuffer, LogLine, LogStream};
+pub use process::ProcessRuntime;
+
+use crate::model::{HealthCheck, NodeId, ServiceId, TaskId, TaskSpec};
+
+/// A runtime call on its way.
+pub type RuntimeFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, RuntimeError>> + Send + 'a>>;
+
+/// Everything a runtime needs to know about one task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskContext {
+    pub task_id: TaskId,
+    pub service_id: ServiceId,
+    pub service_name: String,
+    pub slot: u64,
+    pub node_id: NodeId,
+    pub spec: TaskSpec,
+}
+
+impl TaskContext {
+    /// The spec's `KEY=VALUE` entries plus the four a task can learn its place from.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .spec
+            .env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                // Docker passes a bare `KEY` through from its own environment; we set it empty.
+                None => (kv.clone(), String::new()),
+            })
+            .collect();
+        env.push(("SWARM_SERVICE_NAME".into(), self.service_name.clone()));
+        env.push(("SWARM_TASK_SLOT".into(), self.slot.to_string()));
+        env.push(("SWARM_TASK_ID".into(), self.task_id.to_string()));
+        env.push(("SWARM_NODE_ID".into(), self.node_id.to_string()));
+        env
+    }
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum RuntimeError {
+    /// The image (docker) or program (process) is not there and could not be fetched.
+    /// Nothing was started.
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
+    /// The spec cannot run on this runtime. Nothing was started.
+    #[error("invalid task spec: {0}")]
+    InvalidSpec(String),
+    /// The runtime does not know this task (never started here, or removed).
+    #[error("no such task: {0}")]
+    NoSuchTask(TaskId),
+    /// The task is known already: a second `start` changes nothing.
+    #[error("task {0} was started already")]
+    AlreadyStarted(TaskId),
+    /// The operating system or the engine refused; the message says what was being done.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What `adopt_or_clean` found of a previous run of this node, and what it did about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Orphan {
+    /// The task it belonged to, when that could be read.
+    pub task_id: Option<TaskId>,
+    /// Container ID (docker) or process ID (process).
+    pub what: String,
+    pub action: OrphanAction,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrphanAction {
+    /// Killed and forgotten.
+    Removed,
+    /// Left running: its task is still known to the caller.
+    Kept,
+    /// Its process was already gone; only the record was cleaned up.
+    AlreadyGone,
+}
+
+/// How a task runs. Every call names its task; a runtime serves all the tasks of one node.
+pub trait TaskRuntime: Send + Sync + 'static {
+    /// `"process"` or `"docker"`, as `RuntimeKind::as_str`.
+    fn name(&self) -> &'static str;
+
+    /// Whether the runtime judges health itself (the engine runs the checks, applies the start
+    /// period and retries): the TaskMachine then only polls [`TaskRuntime::health`].
+    fn judges_health(&self) -> bool;
+
+    /// Makes sure what the task runs is here: the image (docker: pull when missing) or the
+    /// program on PATH (process).
+    fn prepare<'a>(&'a self, ctx: &'a TaskContext) -> RuntimeFuture<'a, ()>;
+
+    /// Starts the task. Returns once it runs (or could not be started).
+    fn start<'a>(&'a self, ctx: &'a TaskContext) -> RuntimeFuture<'a, ()>;
+
+    /// Waits until the task's process exits and returns its exit code (128 + signal when a
+    /// signal ended it).
+    fn wait(&self, task: TaskId) -> RuntimeFuture<'_, i32>;
+
+    /// SIGTERM, then SIGKILL once `grace_ms` has passed. Returns when the task has exited or
+    /// the kill was sent. A task that is not running is not an error.
+    fn stop(&self, task: TaskId, grace_ms: u64) -> RuntimeFuture<'_, ()>;
+
+    /// SIGKILL now.
+    fn kill(&self, task: TaskId) -> RuntimeFuture<'_, ()>;
+
+    /// One health check: `Some(true)` healthy, `Some(false)` not, `None` no verdict yet (the
+    /// engine is still in its start period). The process runtime runs `sh -c <cmd>` bounded by
+    /// `timeout_ms`; docker reads the engine's status.
+    fn health<'a>(
+        &'a self,
+        ctx: &'a TaskContext,
+        check: &'a HealthCheck,
+    ) -> RuntimeFuture<'a, Option<bool>>;
+
+    /// The last `tail` lines the task wrote (at most [`LOG_LINES_MAX`]), oldest first.
+    fn logs(&self, task: TaskId, tail: usize) -> RuntimeFuture<'_, Vec<LogLine>>;
+
+    /// Forgets the task: kills what is left of it, removes its container or pid file and logs.
+    fn remove(&self, task: TaskId) -> RuntimeFuture<'_, ()>;
+
+    /// Finds what a previous run of this node left behind and removes what the caller does not
+    /// know (`known` are the task IDs the node still has assignments for). Call once at start,
+    /// before starting tasks.
+    fn adopt_or_clean<'a>(
+        &'a self,
+        node: NodeId,
+        known: &'a BTreeSet<TaskId>,
+    ) -> RuntimeFuture<'a, Vec<Orphan>>;
+}
+
+/// The exit code a shell would show: the code, or 128 + the signal that ended the process.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => -1,
+    }
+}
+
+/// Milliseconds since the Unix epoch, for log timestamps (I/O code: reading the clock is fine).
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

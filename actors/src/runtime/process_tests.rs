@@ -1,0 +1,278 @@
+//! Tests of the process runtime with real processes (`sh`, `sleep`).
+//!
+//! No timing assertions: waits are bounded only so that a broken runtime fails instead of
+//! hanging, with bounds far above what a loaded machine needs.
+
+use super::*;
+use crate::model::{Resources, RestartPolicy, RuntimeKind, ServiceId, TaskSpec};
+
+/// Upper bound on any single wait in these tests.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+pub(crate) fn ctx(task: u128, image: &str, args: &[&str]) -> TaskContext {
+    TaskContext {
+        task_id: TaskId(task),
+        service_id: ServiceId(99),
+        service_name: "web".into(),
+        slot: 2,
+        node_id: NodeId(5),
+        spec: TaskSpec {
+            runtime: RuntimeKind::Process,
+            image: image.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec!["GREETING=hello there".into()],
+            health: None,
+            resources: Resources::default(),
+            restart: RestartPolicy::default(),
+            placement: Default::default(),
+            stop_grace_period_ms: 0,
+        },
+    }
+}
+
+async fn wait(rt: &ProcessRuntime, task: u128) -> i32 {
+    tokio::time::timeout(PATIENCE, rt.wait(TaskId(task)))
+        .await
+        .expect("the task exits")
+        .expect("wait works")
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still has a /proc entry; its state letter is Z.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s[s.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_code_logs_and_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = ProcessRuntime::new(dir.path().join("tasks")).unwrap();
+
+    eprintln!("phase: a failing command's exit code and output are kept");
+    let c = ctx(1, "sh", &["-c", "echo hi; echo oops >&2; exit 3"]);
+    rt.prepare(&c).await.unwrap();
+    rt.start(&c).await.unwrap();
+    assert_eq!(
+        rt.start(&c).await,
+        Err(RuntimeError::AlreadyStarted(TaskId(1)))
+    );
+    assert_eq!(wait(&rt, 1).await, 3);
+    // The pipes may close a moment after the exit; poll boundedly.
+    let mut lines = Vec::new();
+    for _ in 0..300 {
+        lines = rt.logs(TaskId(1), 100).await.unwrap();
+        if lines.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.text == "hi" && l.stream == LogStream::Stdout)
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.text == "oops" && l.stream == LogStream::Stderr)
+    );
+    assert!(lines.iter().all(|l| l.ts_ms > 0));
+    assert!(
+        !dir.path()
+            .join("tasks")
+            .join(format!("{}.pid", TaskId(1)))
+            .exists()
+    );
+
+    eprintln!("phase: the task sees the spec's env and its SWARM_* place");
+    let c = ctx(
+        2,
+        "sh",
+        &[
+            "-c",
+            "echo \"$GREETING|$SWARM_SERVICE_NAME|$SWARM_TASK_SLOT|$SWARM_TASK_ID|$SWARM_NODE_ID\"",
+        ],
+    );
+    rt.start(&c).await.unwrap();
+    assert_eq!(wait(&rt, 2).await, 0);
+    let want = format!("hello there|web|2|{}|{}", TaskId(2), NodeId(5));
+    let mut got = Vec::new();
+    for _ in 0..300 {
+        got = rt.logs(TaskId(2), 10).await.unwrap();
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(got.first().map(|l| l.text.as_str()), Some(want.as_str()));
+
+    eprintln!("phase: a program that is not there is refused at prepare");
+    let c = ctx(3, "no-such-program-xyz", &[]);
+    assert_eq!(
+        rt.prepare(&c).await,
+        Err(RuntimeError::NoSuchImage("no-such-program-xyz".into()))
+    );
+    assert!(rt.start(&c).await.is_err());
+
+    rt.remove(TaskId(1)).await.unwrap();
+    assert_eq!(
+        rt.logs(TaskId(1), 1).await,
+        Err(RuntimeError::NoSuchTask(TaskId(1)))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_escalates_to_sigkill_when_sigterm_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = ProcessRuntime::new(dir.path().to_path_buf()).unwrap();
+
+    eprintln!("phase: a plain sleep ends on SIGTERM");
+    rt.start(&ctx(1, "sleep", &["1000"])).await.unwrap();
+    rt.stop(TaskId(1), 20_000).await.unwrap();
+    assert_eq!(wait(&rt, 1).await, 128 + libc::SIGTERM);
+
+    eprintln!("phase: a task that traps SIGTERM is killed after the grace period");
+    // The shell ignores TERM and waits on a child in the same group that ignores it too.
+    let c = ctx(
+        2,
+        "sh",
+        &["-c", "trap '' TERM; echo ready; sleep 1000 & wait"],
+    );
+    rt.start(&c).await.unwrap();
+    for _ in 0..3000 {
+        if !rt.logs(TaskId(2), 1).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rt.stop(TaskId(2), 300).await.unwrap();
+    assert_eq!(wait(&rt, 2).await, 128 + libc::SIGKILL);
+
+    eprintln!("phase: stopping a task that is over, or unknown, is fine");
+    rt.stop(TaskId(2), 10).await.unwrap();
+    rt.stop(TaskId(77), 10).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_pass_fail_and_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = ProcessRuntime::new(dir.path().to_path_buf()).unwrap();
+    let c = ctx(1, "sleep", &["1000"]);
+    let check = |cmd: &str, timeout_ms| HealthCheck {
+        cmd: cmd.into(),
+        interval_ms: 1_000,
+        timeout_ms,
+        retries: 1,
+        start_period_ms: 0,
+    };
+    assert_eq!(rt.health(&c, &check("true", 20_000)).await, Ok(Some(true)));
+    assert_eq!(
+        rt.health(&c, &check("exit 1", 20_000)).await,
+        Ok(Some(false))
+    );
+    assert_eq!(
+        rt.health(&c, &check("test \"$SWARM_SERVICE_NAME\" = web", 20_000))
+            .await,
+        Ok(Some(true)),
+        "the check sees the task's env"
+    );
+    assert_eq!(
+        rt.health(&c, &check("sleep 1000", 200)).await,
+        Ok(Some(false))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_or_clean_kills_what_a_previous_run_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = dir.path().join("tasks");
+
+    eprintln!("phase: a first runtime starts a task and is forgotten (its pid file stays)");
+    let first = ProcessRuntime::new(tasks.clone()).unwrap();
+    // A grandchild in the same group, as a shell script would leave.
+    first
+        .start(&ctx(1, "sh", &["-c", "sleep 1000 & sleep 1000"]))
+        .await
+        .unwrap();
+    let pid = first.get(TaskId(1)).unwrap().pid;
+    assert!(alive(pid));
+    // Forget it without stopping it: the process lives on, as after a node crash that the
+    // parent-death signal did not cover (the spawner thread stays up while `first` lives).
+    first.inner.tasks.lock().unwrap().clear();
+
+    eprintln!("phase: a second runtime of the same node finds and kills it");
+    let second = ProcessRuntime::new(tasks.clone()).unwrap();
+    // Another node's file and a garbage file are left alone / removed.
+    std::fs::write(tasks.join("junk.pid"), "not a record").unwrap();
+    let other = format!("{pid} 1 {} {}\n", NodeId(6), TaskId(9));
+    std::fs::write(tasks.join("other.pid"), &other).unwrap();
+    let found = second
+        .adopt_or_clean(NodeId(5), &BTreeSet::from([TaskId(1)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        vec![Orphan {
+            task_id: Some(TaskId(1)),
+            what: format!("pid {pid}"),
+            action: OrphanAction::Removed
+        }]
+    );
+    for _ in 0..3000 {
+        if !alive(pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!alive(pid), "the leftover was killed");
+    assert!(!tasks.join(format!("{}.pid", TaskId(1))).exists());
+    assert!(!tasks.join("junk.pid").exists());
+    assert!(tasks.join("other.pid").exists());
+
+    eprintln!("phase: a record whose PID now names another process is not acted on");
+    let me = std::process::id() as i32;
+    let stale = format!("{me} 1 {} {}\n", NodeId(5), TaskId(3));
+    std::fs::write(tasks.join("stale.pid"), stale).unwrap();
+    let found = second
+        .adopt_or_clean(NodeId(5), &BTreeSet::new())
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].action, OrphanAction::AlreadyGone);
+}
+
+#[test]
+fn pid_records_parse_strictly() {
+    let ok = format!("123 456 {} {}\n", NodeId(1), TaskId(2));
+    let r = PidRecord::parse(&ok).unwrap();
+    assert_eq!(
+        (r.pid, r.start_time, r.node, r.task),
+        (123, 456, NodeId(1), TaskId(2))
+    );
+    assert!(PidRecord::parse("1 2 x y").is_none());
+    assert!(PidRecord::parse(&format!("1 0 {} {}", NodeId(1), TaskId(2))).is_none());
+    assert!(PidRecord::parse("").is_none());
+    assert!(start_time(std::process::id() as i32).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_die_with_their_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = ProcessRuntime::new(dir.path().to_path_buf()).unwrap();
+    rt.start(&ctx(1, "sleep", &["1000"])).await.unwrap();
+    let pid = rt.get(TaskId(1)).unwrap().pid;
+    assert!(alive(pid));
+    eprintln!(
+        "phase: dropping the runtime ends its spawner thread; the parent-death signal kills the task"
+    );
+    drop(rt);
+    for _ in 0..3000 {
+        if !alive(pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!alive(pid), "the task outlived its runtime");
+}

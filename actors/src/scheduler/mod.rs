@@ -1,0 +1,247 @@
+//! The scheduler: which node each pending task goes to, as a pure function.
+//!
+//! The leader calls [`schedule`] with the nodes, the tasks already placed and the tasks waiting,
+//! and records the [`Decision`]s it returns. Nothing here reads a clock or draws a random number,
+//! so the same input gives the same placements, in the simulator as on a real cluster.
+//!
+//! ```text
+//! pending tasks ──group by (service, spec)──▶ for each group:
+//!     filter.rs   Ready+Active → runtime → constraints        (once per group)
+//!     spread.rs   preferences → fewest of service → fewest overall → node ID
+//!     filter.rs   reservations fit?  no → drop the node for this group, pick again
+//! ```
+//!
+//! Submodules: [`constraint`] parses `--constraint` and `--placement-pref`, [`filter`] holds the
+//! node filters and the "no suitable node" wording, `spread` the spread order.
+
+pub mod constraint;
+pub mod filter;
+mod spread;
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::model::{
+    Availability, NodeId, NodeResources, NodeState, ResourceAmounts, Role, ServiceId, TaskId,
+    TaskSpec,
+};
+
+use constraint::{Constraint, Preference};
+use filter::{Rejection, RejectionCounts};
+use spread::SpreadTree;
+
+/// A node as the scheduler and the orchestrators see it; the leader builds it from the store's
+/// node object and the membership view.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct NodeView {
+    pub id: NodeId,
+    pub hostname: String,
+    pub role: Role,
+    pub availability: Availability,
+    /// Ready or Down as membership says; anything but Ready takes no new tasks.
+    pub state: NodeState,
+    /// Labels set on the node object (`node update --label-add`): `node.labels.<k>`.
+    pub labels: BTreeMap<String, String>,
+    /// Labels the node's daemon was started with (`--label`): `engine.labels.<k>`.
+    pub engine_labels: BTreeMap<String, String>,
+    /// Runtimes the node can run (`process`, `docker`).
+    pub runtimes: Vec<String>,
+    /// What the node has in total; reservations of its tasks are subtracted from it.
+    pub resources: NodeResources,
+}
+
+/// A task already placed and not terminal: it holds its reservations and counts for spread.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TaskLoad {
+    pub task: TaskId,
+    pub service: ServiceId,
+    pub node: NodeId,
+    pub reservations: ResourceAmounts,
+}
+
+/// A task waiting for a node.
+#[derive(Clone, Copy, Debug)]
+pub struct PendingTask<'a> {
+    pub task: TaskId,
+    pub service: ServiceId,
+    pub spec: &'a TaskSpec,
+    /// The node a global service's task was made for: only that node is considered (and
+    /// counted in the pending reason). `None` for replicated tasks.
+    pub pin: Option<NodeId>,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Decision {
+    Place {
+        task: TaskId,
+        node: NodeId,
+    },
+    /// No node can take the task now; `reason` goes to the task's status message.
+    Pending {
+        task: TaskId,
+        reason: String,
+    },
+}
+
+impl Decision {
+    pub fn task(&self) -> TaskId {
+        match self {
+            Decision::Place { task, .. } | Decision::Pending { task, .. } => *task,
+        }
+    }
+}
+
+/// Pending tasks of one service with one spec: they pass the same filters, so the filters run
+/// once for all of them.
+struct Group<'a> {
+    service: ServiceId,
+    pin: Option<NodeId>,
+    spec: &'a TaskSpec,
+    /// Indices into `pending`, in order.
+    members: Vec<usize>,
+}
+
+/// Decides a node for each pending task, in one pass. Returns one decision per entry of
+/// `pending`, in the same order. Placements made earlier in the call count (for resources and
+/// spread) when later tasks are placed. Running tasks on nodes not in `nodes` are ignored.
+pub fn schedule(
+    nodes: &[NodeView],
+    running: &[TaskLoad],
+    pending: &[PendingTask<'_>],
+) -> Vec<Decision> {
+    // HashMaps here are only looked up, never iterated, so their order reaches no output.
+    let index: HashMap<NodeId, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
+    let mut used = vec![ResourceAmounts::default(); nodes.len()];
+    let mut total = vec![0u64; nodes.len()];
+    let mut per_service: HashMap<(ServiceId, usize), u64> = HashMap::new();
+    for load in running {
+        if let Some(&i) = index.get(&load.node) {
+            filter::add(&mut used[i], &load.reservations);
+            total[i] += 1;
+            *per_service.entry((load.service, i)).or_default() += 1;
+        }
+    }
+
+    let groups = group(pending);
+    let mut decisions: Vec<Option<Decision>> = vec![None; pending.len()];
+    for g in &groups {
+        let pend = |reason: &str, decisions: &mut Vec<Option<Decision>>| {
+            for &m in &g.members {
+                decisions[m] = Some(Decision::Pending {
+                    task: pending[m].task,
+                    reason: reason.to_string(),
+                });
+            }
+        };
+        // Specs are validated when a service is created; a bad one here is refused anyway.
+        let constraints = match Constraint::parse_all(&g.spec.placement.constraints) {
+            Ok(c) => c,
+            Err(e) => {
+                pend(&e.to_string(), &mut decisions);
+                continue;
+            }
+        };
+        let prefs = match Preference::parse_all(&g.spec.placement.preferences) {
+            Ok(p) => p,
+            Err(e) => {
+                pend(&e.to_string(), &mut decisions);
+                continue;
+            }
+        };
+        let mut counts = RejectionCounts::default();
+        let mut eligible = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            if g.pin.is_some_and(|pin| pin != n.id) {
+                continue;
+            }
+            match filter::check_static(n, g.spec.runtime, &constraints) {
+                Ok(()) => eligible.push(i),
+                Err(r) => counts.count(r),
+            }
+        }
+        let mut tree = SpreadTree::build(nodes, &eligible, &prefs, |i| {
+            let svc = per_service.get(&(g.service, i)).copied().unwrap_or(0);
+            (svc, total[i])
+        });
+        let want = g.spec.resources.reservations;
+        for &m in &g.members {
+            let placed = loop {
+                let Some(i) = tree.best() else { break None };
+                if filter::fits(&nodes[i].resources, &used[i], &want) {
+                    break Some(i);
+                }
+                // Every task of the group reserves the same and reservations only grow within
+                // a call, so this node can take none of the group's remaining tasks.
+                tree.remove(nodes, i);
+            };
+            decisions[m] = Some(match placed {
+                Some(i) => {
+                    tree.placed(nodes, i);
+                    filter::add(&mut used[i], &want);
+                    total[i] += 1;
+                    *per_service.entry((g.service, i)).or_default() += 1;
+                    Decision::Place {
+                        task: pending[m].task,
+                        node: nodes[i].id,
+                    }
+                }
+                None => {
+                    // The tree is empty only once every eligible node was dropped for
+                    // resources.
+                    let mut c = counts;
+                    for _ in 0..eligible.len() {
+                        c.count(Rejection::Resources);
+                    }
+                    let reason = match g.pin {
+                        Some(pin) if c == RejectionCounts::default() => {
+                            format!("no suitable node (node {pin} is not in the cluster)")
+                        }
+                        _ => c.reason(g.spec.runtime),
+                    };
+                    Decision::Pending {
+                        task: pending[m].task,
+                        reason,
+                    }
+                }
+            });
+        }
+    }
+    decisions
+        .into_iter()
+        .map(|d| d.expect("every pending task belongs to one group"))
+        .collect()
+}
+
+/// Groups pending tasks by service, pin and identical spec, groups in order of first
+/// appearance.
+fn group<'a>(pending: &[PendingTask<'a>]) -> Vec<Group<'a>> {
+    let mut groups: Vec<Group<'a>> = Vec::new();
+    let mut by_service: HashMap<ServiceId, Vec<usize>> = HashMap::new();
+    for (m, p) in pending.iter().enumerate() {
+        let candidates = by_service.entry(p.service).or_default();
+        // Tasks of one service share a spec allocation or equal specs; comparing the pointer
+        // first keeps the common case cheap.
+        let found = candidates.iter().copied().find(|&gi| {
+            let (s, pin) = (groups[gi].spec, groups[gi].pin);
+            pin == p.pin && (std::ptr::eq(s, p.spec) || s == p.spec)
+        });
+        match found {
+            Some(gi) => groups[gi].members.push(m),
+            None => {
+                candidates.push(groups.len());
+                groups.push(Group {
+                    service: p.service,
+                    pin: p.pin,
+                    spec: p.spec,
+                    members: vec![m],
+                });
+            }
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support;
+
+#[cfg(test)]
+mod tests;
