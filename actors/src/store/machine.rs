@@ -603,6 +603,7 @@ impl<S: LogStorage> StoreMachine<S> {
                 continue;
             }
             let mut conf_applied = false;
+            self.state.record_entry(e.index, e.term, &e.data);
             let result = match decode_entry(&e) {
                 Ok(Decoded::Empty) => {
                     self.state.mark_applied(e.index);

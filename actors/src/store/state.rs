@@ -155,6 +155,10 @@ pub struct StoreState {
     members: BTreeMap<u64, Member>,
     /// The last raft index applied to this state.
     applied_index: u64,
+    /// A running hash of every entry applied (index, term, data): two replicas at the same
+    /// applied index hold the same log prefix exactly when their digests agree. The simulator
+    /// checks that a committed entry is never lost or changed with it.
+    digest: u64,
 }
 
 fn codec() -> impl bincode::config::Config {
@@ -197,6 +201,31 @@ impl StoreState {
 
     pub fn applied_index(&self) -> u64 {
         self.applied_index
+    }
+
+    /// The running hash of the applied log prefix (see the field).
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// Folds an applied entry into the digest; called once per entry, in index order.
+    pub fn record_entry(&mut self, index: u64, term: u64, data: &[u8]) {
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut h = if self.digest == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.digest
+        };
+        for b in index
+            .to_le_bytes()
+            .iter()
+            .chain(term.to_le_bytes().iter())
+            .chain(data.iter())
+        {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(PRIME);
+        }
+        self.digest = h;
     }
 
     /// Records that `index` was applied without changing objects (an empty or refused entry).

@@ -314,6 +314,7 @@ pub fn force_new_cluster<S: LogStorage>(
             )
             .map_err(storage_err)?;
         for e in &entries {
+            state.record_entry(e.index, e.term, &e.data);
             match decode_entry(e)? {
                 Decoded::Empty => state.mark_applied(e.index),
                 // A refused command changed nothing, as it did when it was first applied.
