@@ -150,9 +150,13 @@ fn print_report(r: &SimReport) {
         st.writes_committed,
         st.writes_refused,
         st.max_term,
-        st.heal_write_ms.map_or("never".to_string(), |t| t.to_string())
+        st.heal_write_ms
+            .map_or("never".to_string(), |t| t.to_string())
     );
-    match (percentile(&st.failover_ms, 50), percentile(&st.failover_ms, 100)) {
+    match (
+        percentile(&st.failover_ms, 50),
+        percentile(&st.failover_ms, 100),
+    ) {
         (Some(p50), Some(max)) => println!(
             "failover leader crash to next committed write: p50 {p50} ms, max {max} ms ({} samples)",
             st.failover_ms.len()
@@ -187,6 +191,7 @@ fn main() -> anyhow::Result<ExitCode> {
             let next = AtomicU64::new(range.start);
             let failures: Mutex<Vec<SimReport>> = Mutex::new(Vec::new());
             let passed = AtomicU64::new(0);
+            let failover: Mutex<Vec<u64>> = Mutex::new(Vec::new());
             std::thread::scope(|s| {
                 for _ in 0..jobs {
                     s.spawn(|| {
@@ -196,6 +201,10 @@ fn main() -> anyhow::Result<ExitCode> {
                                 break;
                             }
                             let r = run(shape.config(seed));
+                            failover
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .extend(&r.store.failover_ms);
                             if r.passed() {
                                 passed.fetch_add(1, Ordering::Relaxed);
                             } else {
@@ -213,6 +222,17 @@ fn main() -> anyhow::Result<ExitCode> {
                     r.config.seed,
                     r.violations.first().map_or("", String::as_str),
                     r.config.replay_command()
+                );
+            }
+            let failover = failover.into_inner().unwrap_or_else(|e| e.into_inner());
+            if let (Some(p50), Some(p99), Some(max)) = (
+                percentile(&failover, 50),
+                percentile(&failover, 99),
+                percentile(&failover, 100),
+            ) {
+                println!(
+                    "failover leader crash to next committed write: p50 {p50} ms, p99 {p99} ms, max {max} ms ({} samples)",
+                    failover.len()
                 );
             }
             println!(

@@ -23,8 +23,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use swarm_actors::model::NodeId;
 use swarm_actors::store::{
-    Bootstrap, ClusterObject, Expect, Kind, MemStorage, ObjectBody, Op, StoreCommand,
-    StoreConfig, StoreEffect, StoreError, StoreInput, StoreMachine,
+    Bootstrap, ClusterObject, Expect, Kind, MemStorage, ObjectBody, Op, StoreCommand, StoreConfig,
+    StoreEffect, StoreError, StoreInput, StoreMachine,
 };
 
 use crate::clock::{EventQueue, Millis};
@@ -215,7 +215,8 @@ impl StoreWorld {
                 if self.ms[m].epoch != epoch || self.ms[m].status == Status::Crashed {
                     return;
                 }
-                let next = (self.store_cfg.tick_ms as f64 * self.ms[m].timer_rate).round() as Millis;
+                let next =
+                    (self.store_cfg.tick_ms as f64 * self.ms[m].timer_rate).round() as Millis;
                 self.q.push(at + next.max(1), Ev::Tick { m, epoch });
                 if self.ms[m].status == Status::Alive {
                     self.input(at, m, StoreInput::Tick);
@@ -326,12 +327,23 @@ impl StoreWorld {
         let Some(l) = self.leader() else {
             return;
         };
-        let voters = self.ms[l].machine.as_ref().map(|m| m.voters()).unwrap_or_default();
+        let voters = self.ms[l]
+            .machine
+            .as_ref()
+            .map(|m| m.voters())
+            .unwrap_or_default();
         let current: Vec<u64> = self.ms.iter().map(|m| m.raft_id).collect();
         let req = self.next_req;
         self.next_req += 1;
         if let Some(&stale) = voters.iter().find(|v| !current.contains(v)) {
-            self.input(at, l, StoreInput::RemoveVoter { req, raft_id: stale });
+            self.input(
+                at,
+                l,
+                StoreInput::RemoveVoter {
+                    req,
+                    raft_id: stale,
+                },
+            );
         } else if let Some(i) = (0..self.ms.len()).find(|&i| !voters.contains(&self.ms[i].raft_id))
         {
             let input = StoreInput::AddVoter {
@@ -355,12 +367,19 @@ impl StoreWorld {
                 node,
                 restart_after_ms,
             } => {
-                let down = self.ms.iter().filter(|m| m.status == Status::Crashed).count();
+                let down = self
+                    .ms
+                    .iter()
+                    .filter(|m| m.status == Status::Crashed)
+                    .count();
                 if self.ms[node].status == Status::Crashed || down + 1 > (n - 1) / 2 {
                     return;
                 }
                 let was_leader = self.leader() == Some(node);
-                let keep_disk = self.rng.random_range(0..100) < 70;
+                // Losing a disk is survivable only while the rest hold a full, current
+                // configuration; a second loss before the first is replaced could take a
+                // committed entry's every copy, which no consensus protocol survives.
+                let keep_disk = self.rng.random_range(0..100) < 70 || !self.config_complete();
                 self.crash(at, node, keep_disk);
                 if was_leader && self.leader_crashed_at.is_none() {
                     self.leader_crashed_at = Some(at);
@@ -393,6 +412,18 @@ impl StoreWorld {
             }
             Fault::Skew { node, rate, .. } => self.ms[node].timer_rate = rate,
         }
+    }
+
+    /// Whether the voters are exactly the managers' current raft IDs, all up.
+    fn config_complete(&self) -> bool {
+        let Some(l) = self.leader() else {
+            return false;
+        };
+        let mut current: Vec<u64> = self.ms.iter().map(|m| m.raft_id).collect();
+        current.sort_unstable();
+        let voters = self.ms[l].machine.as_ref().map(|m| m.voters());
+        let all_up = self.ms.iter().all(|m| m.status != Status::Crashed);
+        all_up && voters == Some(current)
     }
 
     /// The disk a crashed manager keeps: what it synced, or nothing.
@@ -460,7 +491,8 @@ impl StoreWorld {
             StoreInput::Message(msg) => {
                 self.trace.event(at, i, 2);
                 self.trace.u64(msg.len() as u64);
-                self.trace.bytes(&msg[..msg.len().min(DATAGRAM_PREFIX_BYTES)]);
+                self.trace
+                    .bytes(&msg[..msg.len().min(DATAGRAM_PREFIX_BYTES)]);
                 0
             }
             StoreInput::Propose { .. } => 3,

@@ -20,9 +20,9 @@ use swarm_actors::membership::{
 use swarm_actors::model::{NodeDescription, NodeResources, Role};
 
 use crate::clock::{EventQueue, Millis};
-use crate::managers::StoreReport;
 use crate::faults::{self, DUPLICATION_PCT, Fault, FaultKinds};
 use crate::invariants::{REPORT_MAX, all_ready, descriptions, no_false_down};
+use crate::managers::StoreReport;
 use crate::net::{NetStats, Network};
 use crate::node::{self, SimNode, Status, addr, index_of, index_of_addr, node_id};
 use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace};
@@ -529,7 +529,9 @@ impl World {
             .extend(descriptions::check(&self.nodes));
         let store = crate::managers::run(&self.cfg);
         self.trace.u64(store.trace_hash);
-        self.report.violations.extend(store.violations.iter().cloned());
+        self.report
+            .violations
+            .extend(store.violations.iter().cloned());
         self.report.store = store;
         self.report.trace_hash = self.trace.hash();
         self.report.events = self.trace.events();
