@@ -33,3 +33,17 @@ impl Committed {
         self.seen.keys().next_back().copied().unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_different_prefix_at_a_seen_index_is_a_violation() {
+        let mut c = Committed::default();
+        assert!(c.observe(1, 1, 5, 0xaa).is_none());
+        assert!(c.observe(2, 2, 5, 0xaa).is_none());
+        assert!(c.observe(3, 3, 5, 0xbb).is_some());
+        assert_eq!(c.highest(), 5);
+    }
+}

@@ -20,3 +20,17 @@ impl Leaders {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_leader_in_a_term_is_a_violation() {
+        let mut l = Leaders::default();
+        assert!(l.observe(1, 4, 1).is_none());
+        assert!(l.observe(2, 4, 1).is_none());
+        assert!(l.observe(3, 5, 2).is_none());
+        assert!(l.observe(4, 4, 3).is_some());
+    }
+}
