@@ -1,6 +1,6 @@
 //! swarm-sim: whole swarm-node clusters in one thread, in virtual time, from one seed.
 //!
-//! The simulator drives the runtime's own state machines (today: [`swarm_actors::membership`])
+//! The simulator drives the runtime's own state machines ([`swarm_actors::membership`] and [`swarm_actors::store`])
 //! over a simulated network, injects faults, and checks invariants. One seed decides every
 //! delay, loss, fault and random choice, so the same seed gives the same trace hash.
 //!
@@ -15,6 +15,7 @@
 //! | [`net`] | the simulated network: delay, jitter (reordering), loss, duplication, partitions |
 //! | [`node`] | a simulated node: its membership machine, alive/crashed/paused, boot counter |
 //! | [`faults`] | the fault schedule drawn from the seed |
+//! | [`managers`] | the store layer: M managers running the store machine, workload, figures |
 //! | [`invariants`] | one file per invariant, checked after each step or at phase end |
 //! | [`trace`] | the running hash of everything delivered |
 //! | [`world`] | the run itself: phases, dispatch, figures, the report |
@@ -26,6 +27,7 @@
 pub mod clock;
 pub mod faults;
 pub mod invariants;
+pub mod managers;
 pub mod net;
 pub mod node;
 pub mod trace;

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use swarm_sim::world::percentile;
 use swarm_sim::{FaultKinds, SimConfig, SimReport, run};
 
 #[derive(Parser)]
@@ -45,6 +46,9 @@ enum Cmd {
 struct Shape {
     #[arg(long, default_value_t = 16)]
     nodes: usize,
+    /// Managers of the store layer: 1, 3, 5 or 7.
+    #[arg(long, default_value_t = 3, value_parser = parse_managers)]
+    managers: usize,
     /// crash,pause,partition,loss,skew | all | none
     #[arg(long, default_value = "all")]
     faults: FaultKinds,
@@ -61,11 +65,19 @@ impl Shape {
         SimConfig {
             seed,
             nodes: self.nodes,
+            managers: self.managers,
             faults: self.faults,
             duration_ms: self.duration,
             heal_ms: self.heal,
             ..SimConfig::new(seed)
         }
+    }
+}
+
+fn parse_managers(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(m @ (1 | 3 | 5 | 7)) => Ok(m),
+        _ => Err(format!("--managers takes 1, 3, 5 or 7, got {s:?}")),
     }
 }
 
@@ -131,6 +143,26 @@ fn print_report(r: &SimReport) {
         ),
         _ => println!("detect  no crash was detected (no crash faults, or none lasted)"),
     }
+    let st = &r.store;
+    println!(
+        "store   {} managers: {} writes committed, {} refused, highest term {}, first write {} ms after heal",
+        r.config.managers,
+        st.writes_committed,
+        st.writes_refused,
+        st.max_term,
+        st.heal_write_ms
+            .map_or("never".to_string(), |t| t.to_string())
+    );
+    match (
+        percentile(&st.failover_ms, 50),
+        percentile(&st.failover_ms, 100),
+    ) {
+        (Some(p50), Some(max)) => println!(
+            "failover leader crash to next committed write: p50 {p50} ms, max {max} ms ({} samples)",
+            st.failover_ms.len()
+        ),
+        _ => println!("failover no leader crash in this run"),
+    }
     if !r.passed() {
         for v in &r.violations {
             println!("  {v}");
@@ -159,6 +191,7 @@ fn main() -> anyhow::Result<ExitCode> {
             let next = AtomicU64::new(range.start);
             let failures: Mutex<Vec<SimReport>> = Mutex::new(Vec::new());
             let passed = AtomicU64::new(0);
+            let failover: Mutex<Vec<u64>> = Mutex::new(Vec::new());
             std::thread::scope(|s| {
                 for _ in 0..jobs {
                     s.spawn(|| {
@@ -168,6 +201,10 @@ fn main() -> anyhow::Result<ExitCode> {
                                 break;
                             }
                             let r = run(shape.config(seed));
+                            failover
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .extend(&r.store.failover_ms);
                             if r.passed() {
                                 passed.fetch_add(1, Ordering::Relaxed);
                             } else {
@@ -185,6 +222,17 @@ fn main() -> anyhow::Result<ExitCode> {
                     r.config.seed,
                     r.violations.first().map_or("", String::as_str),
                     r.config.replay_command()
+                );
+            }
+            let failover = failover.into_inner().unwrap_or_else(|e| e.into_inner());
+            if let (Some(p50), Some(p99), Some(max)) = (
+                percentile(&failover, 50),
+                percentile(&failover, 99),
+                percentile(&failover, 100),
+            ) {
+                println!(
+                    "failover leader crash to next committed write: p50 {p50} ms, p99 {p99} ms, max {max} ms ({} samples)",
+                    failover.len()
                 );
             }
             println!(

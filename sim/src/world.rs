@@ -22,6 +22,7 @@ use swarm_actors::model::{NodeDescription, NodeResources, Role};
 use crate::clock::{EventQueue, Millis};
 use crate::faults::{self, DUPLICATION_PCT, Fault, FaultKinds};
 use crate::invariants::{REPORT_MAX, all_ready, descriptions, no_false_down};
+use crate::managers::StoreReport;
 use crate::net::{NetStats, Network};
 use crate::node::{self, SimNode, Status, addr, index_of, index_of_addr, node_id};
 use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace};
@@ -30,6 +31,8 @@ use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace};
 pub struct SimConfig {
     pub seed: u64,
     pub nodes: usize,
+    /// Managers of the store layer (1, 3, 5 or 7).
+    pub managers: usize,
     pub faults: FaultKinds,
     /// Length of the safety phase (faults on).
     pub duration_ms: Millis,
@@ -47,6 +50,7 @@ impl SimConfig {
         SimConfig {
             seed,
             nodes: 16,
+            managers: 3,
             faults: FaultKinds::ALL,
             duration_ms: 60_000,
             heal_ms: 30_000,
@@ -57,8 +61,8 @@ impl SimConfig {
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
         format!(
-            "swarm-sim run --seed {} --nodes {} --faults {} --duration {}ms --heal {}ms",
-            self.seed, self.nodes, self.faults, self.duration_ms, self.heal_ms
+            "swarm-sim run --seed {} --nodes {} --managers {} --faults {} --duration {}ms --heal {}ms",
+            self.seed, self.nodes, self.managers, self.faults, self.duration_ms, self.heal_ms
         )
     }
 }
@@ -76,6 +80,8 @@ pub struct SimReport {
     pub faults_struck: usize,
     pub net: NetStats,
     pub datagrams_refused: u64,
+    /// The store layer's figures (its violations are in `violations` too).
+    pub store: StoreReport,
 }
 
 impl SimReport {
@@ -85,11 +91,16 @@ impl SimReport {
 
     /// The `p`-th percentile (0-100) of the detection times.
     pub fn detection_percentile(&self, p: usize) -> Option<Millis> {
-        let mut v = self.detection_ms.clone();
-        v.sort_unstable();
-        let last = v.len().checked_sub(1)?;
-        Some(v[(last * p.min(100)).div_ceil(100)])
+        percentile(&self.detection_ms, p)
     }
+}
+
+/// The `p`-th percentile (0-100) of `samples`.
+pub fn percentile(samples: &[Millis], p: usize) -> Option<Millis> {
+    let mut v = samples.to_vec();
+    v.sort_unstable();
+    let last = v.len().checked_sub(1)?;
+    Some(v[(last * p.min(100)).div_ceil(100)])
 }
 
 enum Ev {
@@ -175,6 +186,7 @@ pub fn run(cfg: SimConfig) -> SimReport {
             faults_struck: 0,
             net: NetStats::default(),
             datagrams_refused: 0,
+            store: StoreReport::default(),
         },
         cfg,
     };
@@ -515,6 +527,12 @@ impl World {
         self.report
             .violations
             .extend(descriptions::check(&self.nodes));
+        let store = crate::managers::run(&self.cfg);
+        self.trace.u64(store.trace_hash);
+        self.report
+            .violations
+            .extend(store.violations.iter().cloned());
+        self.report.store = store;
         self.report.trace_hash = self.trace.hash();
         self.report.events = self.trace.events();
         self.report.virtual_ms = self.q.now();

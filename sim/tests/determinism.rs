@@ -7,6 +7,7 @@ use swarm_sim::{FaultKinds, SimConfig, run};
 fn small(seed: u64) -> SimConfig {
     SimConfig {
         nodes: 8,
+        managers: 3,
         faults: FaultKinds::ALL,
         duration_ms: 20_000,
         heal_ms: 20_000,
