@@ -88,6 +88,9 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     }
     let hostname = args.hostname.clone().unwrap_or_else(host::hostname);
 
+    // Probe the host before joining: a manager's store must start right after the join, since
+    // the cluster counts it as a voter from then on.
+    let (runtimes, engine_version) = host::runtimes().await;
     let mut node_file = NodeFile::load(&data_dir)?;
     let validity = Duration::from_secs(args.cert_validity_s);
     let ident = identity(&args, &data_dir, &hostname, advertise, &mut node_file, validity).await?;
@@ -96,7 +99,6 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     let creds = ident.creds;
     let fresh = ident.fresh;
 
-    let (runtimes, engine_version) = host::runtimes().await;
     let description = NodeDescription {
         id: creds.node_id,
         hostname,
@@ -241,9 +243,7 @@ async fn identity(
                 hostname: hostname.to_string(),
                 addr: advertise,
             };
-            let resp = transport::join(seed_addr, &token.ca_digest, req, JOIN_TIMEOUT)
-                .await
-                .with_context(|| format!("cannot join the cluster through {seed_addr}"))?;
+            let resp = join_with_retries(seed_addr, &token, req).await?;
             let creds = NodeCredentials::from_parts(key, resp.cert_der, resp.ca_cert_der)?;
             creds.save(data_dir)?;
             node_file.remember(resp.peers);
@@ -268,6 +268,40 @@ async fn identity(
             Ok(Identity { creds, fresh: true, new_cluster: Some(authority), bootstrap })
         }
         _ => bail!("--seed and --token go together"),
+    }
+}
+
+/// Join attempts when the cluster answers that it cannot take the join right now (no quorum
+/// for a moment, busy); a refused token is final at once.
+const JOIN_ATTEMPTS: u32 = 5;
+const JOIN_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+async fn join_with_retries(
+    seed: SocketAddr,
+    token: &JoinToken,
+    req: JoinRequest,
+) -> anyhow::Result<swarm_actors::wire::JoinResponse> {
+    use swarm_actors::transport::TransportError;
+    use swarm_actors::wire::WireFailure;
+    let mut attempt = 1;
+    loop {
+        match transport::join(seed, &token.ca_digest, req.clone(), JOIN_TIMEOUT).await {
+            Ok(resp) => return Ok(resp),
+            Err(TransportError::Refused(f @ (WireFailure::Invalid(_) | WireFailure::Busy)))
+                if attempt < JOIN_ATTEMPTS =>
+            {
+                warn!(attempt, reason = %f, "join not taken yet; trying again");
+            }
+            Err(TransportError::Timeout) if attempt < JOIN_ATTEMPTS => {
+                warn!(attempt, "join timed out; trying again");
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("cannot join the cluster through {seed}"));
+            }
+        }
+        attempt += 1;
+        tokio::time::sleep(JOIN_RETRY_DELAY).await;
     }
 }
 

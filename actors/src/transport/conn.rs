@@ -65,6 +65,9 @@ pub(crate) struct PeerSlot {
     pub current: Mutex<Option<Connected>>,
     /// Held while connecting, so there is at most one attempt in flight per peer.
     pub connecting: tokio::sync::Mutex<()>,
+    /// Woken when the peer connects to us first and its connection is adopted, so an attempt
+    /// of ours still waiting on a handshake (to a peer that was not listening yet) gives way.
+    pub adopted: tokio::sync::Notify,
 }
 
 impl PeerSlot {

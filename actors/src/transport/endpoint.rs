@@ -144,9 +144,18 @@ impl Shared {
             if let Some(c) = slot.live() {
                 return Ok(c);
             }
-            let c = self.connect(addr).await?;
-            *slot.current.lock().expect("slot lock") = Some(c.clone());
-            Ok(c)
+            let adopted = slot.adopted.notified();
+            tokio::select! {
+                c = self.connect(addr) => {
+                    let c = c?;
+                    *slot.current.lock().expect("slot lock") = Some(c.clone());
+                    Ok(c)
+                }
+                () = adopted => slot.live().ok_or_else(|| TransportError::Connect {
+                    addr,
+                    reason: "the peer's own connection closed as it was adopted".into(),
+                }),
+            }
         }
         .await;
         drop(slot);
@@ -264,6 +273,7 @@ impl Shared {
         let mut cur = slot.current.lock().expect("slot lock");
         if !cur.as_ref().is_some_and(Connected::is_live) {
             *cur = Some(c.clone());
+            slot.adopted.notify_waiters();
         }
     }
 
