@@ -79,13 +79,19 @@ impl StoreHandle {
         self.call(StoreMsg::Status).await
     }
 
-    /// Hands a forwarded proposal to the actor; the answer goes to `reply`.
-    pub fn forwarded(&self, cmd: StoreCommand, reply: oneshot::Sender<Response>) {
+    /// Hands an operation another manager forwarded to the actor; the answer goes to `reply`.
+    pub fn forwarded(&self, op: crate::wire::StoreRequest, reply: oneshot::Sender<Response>) {
         // If the actor is gone, `reply` is dropped and the asker sees the stream end.
-        let _ = self.actor.send_message(StoreMsg::Forwarded { cmd, reply });
+        let _ = self.actor.send_message(StoreMsg::Forwarded { op, reply });
     }
 
     /// A raft chunk that arrived from `remote`.
+    /// Hands a follower's read-index request to the actor; the answer goes to `reply`.
+    pub fn forwarded_read(&self, reply: oneshot::Sender<Response>) {
+        // If the actor is gone, `reply` is dropped and the asker sees the stream end.
+        let _ = self.actor.send_message(StoreMsg::ForwardedRead(reply));
+    }
+
     pub fn raft(&self, chunk: super::chunks::RaftChunk, remote: SocketAddr) {
         // Raft retries what is lost, including while the actor stops.
         let _ = self.actor.send_message(StoreMsg::Raft { chunk, remote });

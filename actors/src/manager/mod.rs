@@ -28,7 +28,7 @@ pub use msg::{ReadResult, StoreFailure, StoreMsg, StoreStatus};
 
 use crate::model::NodeId;
 use crate::store::{
-    Bootstrap, Kind, RedbStorage, StoreCommand, StoreConfig, StoreEffect, StoreError, StoreInput,
+    Bootstrap, Kind, RedbStorage, StoreConfig, StoreEffect, StoreError, StoreInput,
     StoreMachine,
 };
 use crate::transport::Transport;
@@ -59,14 +59,24 @@ enum Waiter {
 
 struct Pending {
     waiter: Waiter,
-    /// Kept for forwarding to the leader when this manager is not it.
-    cmd: Option<StoreCommand>,
+    /// Kept for forwarding to the leader when this manager is not it (local operations only:
+    /// a forwarded one is not forwarded again, so one hop bounds the chase).
+    op: Option<StoreRequest>,
     since_ms: u64,
 }
 
+/// Who waits for a read index: a local reader (answered with objects once applied), or a
+/// follower that asked us as the leader (answered with the index alone).
+enum ReadWaiter {
+    Local {
+        kind: Kind,
+        reply: RpcReplyPort<Result<ReadResult, StoreFailure>>,
+    },
+    Remote(oneshot::Sender<Response>),
+}
+
 struct PendingRead {
-    kind: Kind,
-    reply: RpcReplyPort<Result<ReadResult, StoreFailure>>,
+    waiter: ReadWaiter,
     /// Set when the leader confirmed the read index.
     index: Option<u64>,
     since_ms: u64,
@@ -152,18 +162,34 @@ impl Actor for StoreActor {
                 Err(e) => debug!(error = %e, "raft chunk refused"),
             },
             StoreMsg::Propose { cmd, reply } => {
-                if let Some(req) = state.admit(Waiter::Local(reply), Some(cmd.clone()), now) {
+                if let Some(req) =
+                    state.admit(Waiter::Local(reply), Some(StoreRequest::Propose(cmd.clone())), now)
+                {
                     state
                         .machine
                         .handle(now, StoreInput::Propose { req, cmd }, &mut out);
                 }
             }
-            StoreMsg::Forwarded { cmd, reply } => {
-                // A forwarded command is not forwarded again: one hop bounds the chase.
+            StoreMsg::Forwarded { op, reply } => {
                 if let Some(req) = state.admit(Waiter::Remote(reply), None, now) {
-                    state
-                        .machine
-                        .handle(now, StoreInput::Propose { req, cmd }, &mut out);
+                    let input = match op {
+                        StoreRequest::Propose(cmd) => StoreInput::Propose { req, cmd },
+                        StoreRequest::AddVoter {
+                            raft_id,
+                            node_id,
+                            addr,
+                        } => StoreInput::AddVoter {
+                            req,
+                            raft_id,
+                            node_id,
+                            addr,
+                        },
+                        StoreRequest::RemoveVoter { raft_id } => {
+                            StoreInput::RemoveVoter { req, raft_id }
+                        }
+                        StoreRequest::ReadIndex => StoreInput::ReadIndex { req },
+                    };
+                    state.machine.handle(now, input, &mut out);
                 }
             }
             StoreMsg::Read {
@@ -181,8 +207,7 @@ impl Actor for StoreActor {
                     state.reads.insert(
                         req,
                         PendingRead {
-                            kind,
-                            reply,
+                            waiter: ReadWaiter::Local { kind, reply },
                             index: None,
                             since_ms: now,
                         },
@@ -198,7 +223,12 @@ impl Actor for StoreActor {
                 addr,
                 reply,
             } => {
-                if let Some(req) = state.admit(Waiter::Local(reply), None, now) {
+                let op = StoreRequest::AddVoter {
+                    raft_id,
+                    node_id,
+                    addr,
+                };
+                if let Some(req) = state.admit(Waiter::Local(reply), Some(op), now) {
                     let input = StoreInput::AddVoter {
                         req,
                         raft_id,
@@ -209,11 +239,43 @@ impl Actor for StoreActor {
                 }
             }
             StoreMsg::RemoveVoter { raft_id, reply } => {
-                if let Some(req) = state.admit(Waiter::Local(reply), None, now) {
+                let op = StoreRequest::RemoveVoter { raft_id };
+                if let Some(req) = state.admit(Waiter::Local(reply), Some(op), now) {
                     let input = StoreInput::RemoveVoter { req, raft_id };
                     state.machine.handle(now, input, &mut out);
                 }
             }
+            StoreMsg::ForwardedRead(reply) => {
+                if state.pending.len() + state.reads.len() >= PENDING_MAX {
+                    let busy = Response::Store(StoreReply::Failed(StoreFailure::Busy));
+                    let _ = reply.send(busy); // the asker may have gone
+                } else {
+                    let req = state.next_req();
+                    state.reads.insert(
+                        req,
+                        PendingRead {
+                            waiter: ReadWaiter::Remote(reply),
+                            index: None,
+                            since_ms: now,
+                        },
+                    );
+                    state
+                        .machine
+                        .handle(now, StoreInput::ReadIndex { req }, &mut out);
+                }
+            }
+            StoreMsg::ReadIndexDone { req, result } => match result {
+                Ok(index) => {
+                    if let Some(r) = state.reads.get_mut(&req) {
+                        r.index = Some(index);
+                    }
+                }
+                Err(f) => {
+                    if let Some(r) = state.reads.remove(&req) {
+                        r.waiter.fail(f);
+                    }
+                }
+            },
             StoreMsg::Status(reply) => {
                 let _ = reply.send(Ok(state.status())); // the caller may have gone
             }
@@ -227,6 +289,20 @@ impl Actor for StoreActor {
         state.apply(&myself, out);
         state.finish_reads();
         Ok(())
+    }
+}
+
+impl ReadWaiter {
+    fn fail(self, f: StoreFailure) {
+        // Whoever asked may have given up; nothing to do then.
+        match self {
+            ReadWaiter::Local { reply, .. } => {
+                let _ = reply.send(Err(f));
+            }
+            ReadWaiter::Remote(tx) => {
+                let _ = tx.send(Response::Store(StoreReply::Failed(f)));
+            }
+        }
     }
 }
 
@@ -256,7 +332,7 @@ impl StoreActorState {
     }
 
     /// Registers a waiting operation, or answers `Busy` when too many wait already.
-    fn admit(&mut self, waiter: Waiter, cmd: Option<StoreCommand>, now: u64) -> Option<u64> {
+    fn admit(&mut self, waiter: Waiter, op: Option<StoreRequest>, now: u64) -> Option<u64> {
         if self.pending.len() + self.reads.len() >= PENDING_MAX {
             waiter.answer(Err(StoreFailure::Busy));
             return None;
@@ -266,7 +342,7 @@ impl StoreActorState {
             req,
             Pending {
                 waiter,
-                cmd,
+                op,
                 since_ms: now,
             },
         );
@@ -287,13 +363,24 @@ impl StoreActorState {
         let ready: Vec<u64> = self
             .reads
             .iter()
-            .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
+            .filter(|(_, r)| {
+                r.index
+                    .is_some_and(|i| i <= applied || matches!(r.waiter, ReadWaiter::Remote(_)))
+            })
             .map(|(k, _)| *k)
             .collect();
         for req in ready {
             let r = self.reads.remove(&req).expect("listed");
-            let result = self.read_now(r.kind, false);
-            let _ = r.reply.send(Ok(result)); // the caller may have gone
+            // Whoever asked may have given up; nothing to do then.
+            match r.waiter {
+                ReadWaiter::Local { kind, reply } => {
+                    let _ = reply.send(Ok(self.read_now(kind, false)));
+                }
+                ReadWaiter::Remote(tx) => {
+                    let index = r.index.expect("ready reads have an index");
+                    let _ = tx.send(Response::Store(StoreReply::ReadIndex { index }));
+                }
+            }
         }
     }
 
@@ -318,7 +405,7 @@ impl StoreActorState {
             .collect();
         for req in stale {
             let r = self.reads.remove(&req).expect("listed");
-            let _ = r.reply.send(Err(StoreFailure::Timeout)); // the caller may have gone
+            r.waiter.fail(StoreFailure::Timeout);
         }
     }
 
@@ -388,18 +475,47 @@ impl StoreActorState {
 
     fn refused(&mut self, myself: &ActorRef<StoreMsg>, req: u64, error: StoreError) {
         if let Some(r) = self.reads.remove(&req) {
-            let f = match error {
-                StoreError::NotLeader { leader: None } => self.failure_without_leader(),
-                other => refusal(&other),
+            let leader_addr = match (&error, &r.waiter) {
+                (StoreError::NotLeader { leader: Some(l) }, ReadWaiter::Local { .. }) => {
+                    self.machine.state().members().get(l).map(|m| m.addr)
+                }
+                _ => None,
             };
-            let _ = r.reply.send(Err(f)); // the caller may have gone
+            let Some(addr) = leader_addr else {
+                let f = match error {
+                    StoreError::NotLeader { leader: None } => self.failure_without_leader(),
+                    other => refusal(&other),
+                };
+                r.waiter.fail(f);
+                return;
+            };
+            // A follower asks the leader for the read index, then waits for its own replica
+            // to apply that far (raft's read-index read, served locally).
+            self.reads.insert(req, r);
+            let transport = self.transport.clone();
+            let me = myself.clone();
+            tokio::spawn(async move {
+                let result = match transport
+                    .request(addr, Request::Store(StoreRequest::ReadIndex))
+                    .await
+                {
+                    Ok(Response::Store(StoreReply::ReadIndex { index })) => Ok(index),
+                    Ok(Response::Store(StoreReply::Failed(f))) => Err(f),
+                    Ok(other) => Err(StoreFailure::Refused(format!("the leader answered {other:?}"))),
+                    Err(e) => Err(StoreFailure::Refused(format!(
+                        "cannot reach the leader at {addr}: {e}"
+                    ))),
+                };
+                // The actor may be stopping; then nobody waits.
+                let _ = me.send_message(StoreMsg::ReadIndexDone { req, result });
+            });
             return;
         }
         let Some(mut p) = self.pending.remove(&req) else {
             return;
         };
-        match (&error, p.cmd.take()) {
-            (StoreError::NotLeader { leader: Some(l) }, Some(cmd)) => {
+        match (&error, p.op.take()) {
+            (StoreError::NotLeader { leader: Some(l) }, Some(op)) => {
                 let addr = self.machine.state().members().get(l).map(|m| m.addr);
                 let Some(addr) = addr else {
                     p.waiter.answer(Err(self.failure_without_leader()));
@@ -411,7 +527,7 @@ impl StoreActorState {
                 let me = myself.clone();
                 tokio::spawn(async move {
                     let result = match transport
-                        .request(addr, Request::Store(StoreRequest::Propose(cmd)))
+                        .request(addr, Request::Store(op))
                         .await
                     {
                         Ok(Response::Store(StoreReply::Applied { index })) => Ok(index),

@@ -23,9 +23,9 @@ pub enum StoreMsg {
         cmd: StoreCommand,
         reply: RpcReplyPort<Result<u64, StoreFailure>>,
     },
-    /// A command another manager forwarded to us as the leader.
+    /// An operation another manager forwarded to us as the leader.
     Forwarded {
-        cmd: StoreCommand,
+        op: crate::wire::StoreRequest,
         reply: oneshot::Sender<Response>,
     },
     /// Objects of one kind; `linearizable` waits for a read index from the leader first.
@@ -44,6 +44,13 @@ pub enum StoreMsg {
     RemoveVoter {
         raft_id: u64,
         reply: RpcReplyPort<Result<u64, StoreFailure>>,
+    },
+    /// A follower asks us, as the leader, for a read index.
+    ForwardedRead(oneshot::Sender<Response>),
+    /// The leader answered a read index this follower asked for.
+    ReadIndexDone {
+        req: u64,
+        result: Result<u64, StoreFailure>,
     },
     Status(RpcReplyPort<Result<StoreStatus, StoreFailure>>),
     /// Which nodes membership sees Ready, to tell "no quorum: 1 of 3 managers reachable".

@@ -458,8 +458,11 @@ impl NodeActorState {
                     let _ = reply.send(resp);
                 });
             }
-            Request::Store(StoreRequest::Propose(cmd)) => match (&from, &self.store) {
-                (Some(p), Some(store)) if p.role == Role::Manager => store.forwarded(cmd, reply),
+            Request::Store(req) => match (&from, &self.store) {
+                (Some(p), Some(store)) if p.role == Role::Manager => match req {
+                    StoreRequest::ReadIndex => store.forwarded_read(reply),
+                    op => store.forwarded(op, reply),
+                },
                 _ => {
                     let _ = reply.send(Response::Store(StoreReply::Failed(
                         crate::manager::StoreFailure::Refused(

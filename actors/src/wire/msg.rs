@@ -31,11 +31,22 @@ pub enum Request {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum StoreRequest {
     Propose(crate::store::StoreCommand),
+    /// A follower asks the leader for a read index (linearizable reads).
+    ReadIndex,
+    AddVoter {
+        raft_id: u64,
+        node_id: NodeId,
+        addr: SocketAddr,
+    },
+    RemoveVoter {
+        raft_id: u64,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum StoreReply {
     Applied { index: u64 },
+    ReadIndex { index: u64 },
     Failed(crate::manager::StoreFailure),
 }
 
