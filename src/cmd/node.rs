@@ -85,7 +85,11 @@ fn parse_label(l: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }
 
-async fn done(client: &Client, req: ControlRequest, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+async fn done(
+    client: &Client,
+    req: ControlRequest,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
     match client.call(req).await? {
         ControlResponse::Done(id) => writeln!(out, "{id}")?,
         other => bail!("unexpected answer from the node: {other:?}"),
@@ -99,7 +103,12 @@ pub async fn run(
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
     let (format, quiet, names, pretty) = match cmd {
-        NodeCmd::Update { availability, label_add, label_rm, node } => {
+        NodeCmd::Update {
+            availability,
+            label_add,
+            label_rm,
+            node,
+        } => {
             let req = ControlRequest::NodeUpdate {
                 node,
                 availability: availability.map(Availability::from),
@@ -116,13 +125,29 @@ pub async fn run(
         }
         NodeCmd::Promote { nodes } => {
             for node in nodes {
-                done(client, ControlRequest::NodeRole { node, manager: true }, out).await?;
+                done(
+                    client,
+                    ControlRequest::NodeRole {
+                        node,
+                        manager: true,
+                    },
+                    out,
+                )
+                .await?;
             }
             return Ok(());
         }
         NodeCmd::Demote { nodes } => {
             for node in nodes {
-                done(client, ControlRequest::NodeRole { node, manager: false }, out).await?;
+                done(
+                    client,
+                    ControlRequest::NodeRole {
+                        node,
+                        manager: false,
+                    },
+                    out,
+                )
+                .await?;
             }
             return Ok(());
         }

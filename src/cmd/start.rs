@@ -12,10 +12,10 @@ use swarm_actors::manager::{self, StoreArgs, StoreHandle};
 use swarm_actors::membership::MembershipConfig;
 use swarm_actors::model::{Availability, NodeDescription, NodeId, Role, validate_label};
 use swarm_actors::node::{self, Authority, NodeArgs, NodeFile, admission, host};
+use swarm_actors::registry::Registry;
 use swarm_actors::store::{
     self, Bootstrap, Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreCommand, StoreConfig,
 };
-use swarm_actors::registry::Registry;
 use swarm_actors::transport::{self, Transport, TransportConfig};
 use swarm_actors::trust::{self, JoinToken, NodeCredentials, NodeKey};
 
@@ -93,7 +93,15 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     let (runtimes, engine_version) = host::runtimes().await;
     let mut node_file = NodeFile::load(&data_dir)?;
     let validity = Duration::from_secs(args.cert_validity_s);
-    let ident = identity(&args, &data_dir, &hostname, advertise, &mut node_file, validity).await?;
+    let ident = identity(
+        &args,
+        &data_dir,
+        &hostname,
+        advertise,
+        &mut node_file,
+        validity,
+    )
+    .await?;
     node_file.boots += 1;
     node_file.save(&data_dir)?;
     let creds = ident.creds;
@@ -131,7 +139,9 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
             if args.force_new_cluster {
                 let mut storage = store::RedbStorage::open(&data_dir)?;
                 store::force_new_cluster(&mut storage, raft_id)?;
-                warn!("--force-new-cluster: this manager is now the only voter; its objects are kept");
+                warn!(
+                    "--force-new-cluster: this manager is now the only voter; its objects are kept"
+                );
             }
             let store_args = StoreArgs {
                 data_dir: data_dir.clone(),
@@ -154,7 +164,10 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         seed_new_cluster(store, auth, node_id, advertise, node_file.raft_id).await?;
     }
     if let Some(store) = &store {
-        registry.register(format!("store/{node_id}"), std::sync::Arc::new(StoreAdmin(store.clone())))?;
+        registry.register(
+            format!("store/{node_id}"),
+            std::sync::Arc::new(StoreAdmin(store.clone())),
+        )?;
     }
 
     let node_args = NodeArgs {
@@ -224,10 +237,18 @@ async fn identity(
 ) -> anyhow::Result<Identity> {
     if let Some(creds) = NodeCredentials::load(data_dir)? {
         if args.seed.is_some() {
-            warn!("this data dir already belongs to node {}: --seed and --token are ignored", creds.node_id);
+            warn!(
+                "this data dir already belongs to node {}: --seed and --token are ignored",
+                creds.node_id
+            );
         }
         let bootstrap = node_file.raft_id.map(|_| Bootstrap::Restart);
-        return Ok(Identity { creds, fresh: false, new_cluster: None, bootstrap });
+        return Ok(Identity {
+            creds,
+            fresh: false,
+            new_cluster: None,
+            bootstrap,
+        });
     }
     if args.force_new_cluster {
         bail!("--force-new-cluster needs the data dir of an existing manager");
@@ -250,7 +271,12 @@ async fn identity(
             node_file.remember([seed_addr]);
             node_file.raft_id = resp.raft_id;
             let bootstrap = resp.raft_id.map(|_| Bootstrap::Join);
-            Ok(Identity { creds, fresh: true, new_cluster: None, bootstrap })
+            Ok(Identity {
+                creds,
+                fresh: true,
+                new_cluster: None,
+                bootstrap,
+            })
         }
         (None, None) => {
             let mut rng = rand::rng();
@@ -264,8 +290,16 @@ async fn identity(
             let creds = authority.issue_local(node_id, Role::Manager, SystemTime::now())?;
             creds.save(data_dir)?;
             node_file.raft_id = Some(rand::RngExt::random::<u64>(&mut rng).max(1));
-            let bootstrap = Some(Bootstrap::NewCluster { node_id, addr: advertise });
-            Ok(Identity { creds, fresh: true, new_cluster: Some(authority), bootstrap })
+            let bootstrap = Some(Bootstrap::NewCluster {
+                node_id,
+                addr: advertise,
+            });
+            Ok(Identity {
+                creds,
+                fresh: true,
+                new_cluster: Some(authority),
+                bootstrap,
+            })
         }
         _ => bail!("--seed and --token go together"),
     }
@@ -318,7 +352,11 @@ async fn seed_new_cluster(
 ) -> anyhow::Result<()> {
     let node = NodeObject {
         id: node_id,
-        spec: NodeSpec { role: Role::Manager, availability: Availability::Active, labels: Default::default() },
+        spec: NodeSpec {
+            role: Role::Manager,
+            availability: Availability::Active,
+            labels: Default::default(),
+        },
         description: None,
         raft_id,
         addr,
@@ -349,7 +387,9 @@ async fn seed_new_cluster(
                 tracing::debug!(error = %e, "first write not taken yet");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(e) => bail!("the new cluster's store took no write within {FIRST_WRITE_TIMEOUT:?}: {e}"),
+            Err(e) => {
+                bail!("the new cluster's store took no write within {FIRST_WRITE_TIMEOUT:?}: {e}")
+            }
         }
     }
 }

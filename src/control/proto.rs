@@ -39,7 +39,10 @@ pub enum ControlRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ControlResponse {
     /// Nodes, and whether the list came from a replica that could not confirm it is current.
-    Nodes { nodes: Vec<NodeInfo>, stale: bool },
+    Nodes {
+        nodes: Vec<NodeInfo>,
+        stale: bool,
+    },
     /// A write went through; the text says what changed.
     Done(String),
     Tokens(JoinTokensView),

@@ -8,9 +8,9 @@ use swarm_actors::manager::StoreHandle;
 use swarm_actors::membership::MemberView;
 use swarm_actors::model::{Availability, NodeState, Role, validate_label};
 use swarm_actors::node::{NodeHandle, admission};
+use swarm_actors::registry::Registry;
 use swarm_actors::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
 use swarm_actors::wire::{Request, Response};
-use swarm_actors::registry::Registry;
 use swarm_actors::wire::{read_frame, write_frame};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
@@ -158,16 +158,24 @@ fn not_a_manager() -> String {
 
 /// Every node: the store's view (spec, role, leader) where this node is a manager, merged with
 /// membership's (status, description). Whether the list may be stale.
-async fn node_list(ctx: &ControlContext, linearizable: bool) -> Result<(Vec<NodeInfo>, bool), String> {
+async fn node_list(
+    ctx: &ControlContext,
+    linearizable: bool,
+) -> Result<(Vec<NodeInfo>, bool), String> {
     let members = ctx.node.members().await.map_err(|e| e.to_string())?;
     let Some(store) = &ctx.store().await else {
-        let rows = members.into_iter().map(|m| from_member(m, ctx.node.id(), None)).collect();
+        let rows = members
+            .into_iter()
+            .map(|m| from_member(m, ctx.node.id(), None))
+            .collect();
         return Ok((rows, false));
     };
     let (objects, stale) = match admission::nodes(store, linearizable).await {
         Ok(r) => r,
         // No leader to confirm a read: answer from the local replica, marked stale.
-        Err(_) => admission::nodes(store, false).await.map_err(|e| e.to_string())?,
+        Err(_) => admission::nodes(store, false)
+            .await
+            .map_err(|e| e.to_string())?,
     };
     let status = store.status().await.map_err(|e| e.to_string())?;
     let leader = status.leader_node;
@@ -210,7 +218,12 @@ async fn node_list(ctx: &ControlContext, linearizable: bool) -> Result<(Vec<Node
     Ok((rows, stale))
 }
 
-fn apply_spec(row: &mut NodeInfo, node: &NodeObject, obj: &StoredObject, leader: Option<swarm_actors::model::NodeId>) {
+fn apply_spec(
+    row: &mut NodeInfo,
+    node: &NodeObject,
+    obj: &StoredObject,
+    leader: Option<swarm_actors::model::NodeId>,
+) {
     row.availability = node.spec.availability.to_string();
     row.role = node.spec.role.to_string();
     row.node_labels = node.spec.labels.clone();
@@ -225,7 +238,11 @@ fn apply_spec(row: &mut NodeInfo, node: &NodeObject, obj: &StoredObject, leader:
     };
 }
 
-fn from_member(m: MemberView, me: swarm_actors::model::NodeId, leader: Option<swarm_actors::model::NodeId>) -> NodeInfo {
+fn from_member(
+    m: MemberView,
+    me: swarm_actors::model::NodeId,
+    leader: Option<swarm_actors::model::NodeId>,
+) -> NodeInfo {
     let is_self = m.id == me;
     let status = m.state.to_string();
     let d = m.description;
@@ -243,7 +260,10 @@ fn from_member(m: MemberView, me: swarm_actors::model::NodeId, leader: Option<sw
         availability: Availability::Active.to_string(),
         role: role.map(|r| r.to_string()).unwrap_or_default(),
         manager_status: manager_status.to_string(),
-        engine_version: d.as_ref().map(|d| d.engine_version.clone()).unwrap_or_default(),
+        engine_version: d
+            .as_ref()
+            .map(|d| d.engine_version.clone())
+            .unwrap_or_default(),
         addr: m.addr.to_string(),
         labels: d.as_ref().map(|d| d.labels.clone()).unwrap_or_default(),
         nano_cpus: d.as_ref().map(|d| d.resources.nano_cpus).unwrap_or(0),
@@ -259,10 +279,16 @@ fn from_member(m: MemberView, me: swarm_actors::model::NodeId, leader: Option<sw
 }
 
 /// The node object `name` names, with its stored version.
-async fn find_node(ctx: &ControlContext, store: &StoreHandle, name: &str) -> Result<(NodeObject, u64), String> {
+async fn find_node(
+    ctx: &ControlContext,
+    store: &StoreHandle,
+    name: &str,
+) -> Result<(NodeObject, u64), String> {
     let (rows, _) = node_list(ctx, true).await?;
     let row = resolve(&rows, name)?;
-    let (objects, _) = admission::nodes(store, true).await.map_err(|e| e.to_string())?;
+    let (objects, _) = admission::nodes(store, true)
+        .await
+        .map_err(|e| e.to_string())?;
     objects
         .into_iter()
         .find(|(n, _)| n.id.to_string() == row.id)
@@ -294,7 +320,10 @@ async fn node_update(
         node.spec.availability = a;
     }
     if node.spec.labels.len() > swarm_actors::model::LABELS_MAX {
-        return Err(format!("a node may carry at most {} labels", swarm_actors::model::LABELS_MAX));
+        return Err(format!(
+            "a node may carry at most {} labels",
+            swarm_actors::model::LABELS_MAX
+        ));
     }
     let id = node.id.to_string();
     let cmd = StoreCommand {
@@ -330,7 +359,11 @@ async fn node_rm(ctx: &ControlContext, name: &str, force: bool) -> Result<String
     let id = node.id.to_string();
     let cmd = StoreCommand {
         now_ms: admission::now_ms(),
-        ops: vec![Op::Delete { kind: Kind::Node, id: id.clone(), expect: Expect::Version(version) }],
+        ops: vec![Op::Delete {
+            kind: Kind::Node,
+            id: id.clone(),
+            expect: Expect::Version(version),
+        }],
     };
     store.propose(cmd).await.map_err(|e| e.to_string())?;
     ctx.node.deny(node.id).await.map_err(|e| e.to_string())?;
@@ -351,7 +384,9 @@ async fn node_role(ctx: &ControlContext, name: &str, manager: bool) -> Result<St
             return Ok(format!("Node {id} is already a manager."));
         }
         if row.status != "Ready" {
-            return Err(format!("node {id} is not Ready: it cannot become a manager now"));
+            return Err(format!(
+                "node {id} is not Ready: it cannot become a manager now"
+            ));
         }
         let raft_id = rand::random::<u64>().max(1);
         node.spec.role = Role::Manager;
@@ -363,12 +398,17 @@ async fn node_role(ctx: &ControlContext, name: &str, manager: bool) -> Result<St
         }
         let voters = &status.voters;
         if voters.len() <= 1 {
-            return Err(format!("cannot demote node {id}: it is the last manager of the cluster"));
+            return Err(format!(
+                "cannot demote node {id}: it is the last manager of the cluster"
+            ));
         }
         let remaining: Vec<_> = voters.iter().filter(|v| v.1 != id).collect();
         let reachable = remaining
             .iter()
-            .filter(|v| rows.iter().any(|r| r.id == v.1.to_string() && r.status == "Ready"))
+            .filter(|v| {
+                rows.iter()
+                    .any(|r| r.id == v.1.to_string() && r.status == "Ready")
+            })
             .count();
         if reachable * 2 <= remaining.len() {
             return Err(format!(
@@ -380,7 +420,11 @@ async fn node_role(ctx: &ControlContext, name: &str, manager: bool) -> Result<St
         node.raft_id = None;
         None
     };
-    let old_raft_id = if manager { None } else { find_node(ctx, store, name).await?.0.raft_id };
+    let old_raft_id = if manager {
+        None
+    } else {
+        find_node(ctx, store, name).await?.0.raft_id
+    };
     let cmd = StoreCommand {
         now_ms: admission::now_ms(),
         ops: vec![Op::Put {
@@ -392,17 +436,27 @@ async fn node_role(ctx: &ControlContext, name: &str, manager: bool) -> Result<St
     };
     store.propose(cmd).await.map_err(|e| e.to_string())?;
     match (raft_id, old_raft_id) {
-        (Some(r), _) => store.add_voter(r, id, node.addr).await.map_err(|e| e.to_string())?,
+        (Some(r), _) => store
+            .add_voter(r, id, node.addr)
+            .await
+            .map_err(|e| e.to_string())?,
         (None, Some(r)) => store.remove_voter(r).await.map_err(|e| e.to_string())?,
         (None, None) => 0,
     };
-    let addr: std::net::SocketAddr = row.addr.parse().map_err(|e| format!("bad address {}: {e}", row.addr))?;
+    let addr: std::net::SocketAddr = row
+        .addr
+        .parse()
+        .map_err(|e| format!("bad address {}: {e}", row.addr))?;
     // Also when the node is this one: the same path through the transport, to itself.
     let told = ctx.node.ask(addr, Request::SetRole { raft_id }).await;
     match told {
         Ok(Response::Pong) => {}
         Ok(other) => return Err(format!("node {id} did not take its new role: {other:?}")),
-        Err(e) => return Err(format!("the store has the new role, but node {id} was not told: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "the store has the new role, but node {id} was not told: {e}"
+            ));
+        }
     }
     Ok(if manager {
         format!("Node {id} promoted to a manager in the swarm.")

@@ -60,27 +60,46 @@ fn the_leader_dies_a_new_one_takes_over_and_nothing_is_lost() {
     phase("three managers agree on one leader");
     let mut nodes = three_managers(root.path(), 23101);
     let out = update(&nodes[1], &["--label-add", "before=kill", "m3"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     phase("SIGKILL the leader: the other two elect a new one");
     let old = leader(&nodes[0].node_ls()).unwrap();
     let i = nodes.iter().position(|n| n.name == old).unwrap();
     nodes[i].kill();
     let survivor = &nodes[(i + 1) % 3];
-    let ok = wait_until(LIMIT, || leader(&survivor.node_ls()).is_some_and(|l| l != old));
+    let ok = wait_until(LIMIT, || {
+        leader(&survivor.node_ls()).is_some_and(|l| l != old)
+    });
     assert!(ok, "no new leader: {:?}", survivor.node_ls());
 
     phase("the write made before the kill is still there, and writes work again");
     assert_eq!(labels(survivor, "m3")["before"], "kill");
-    let ok = wait_until(LIMIT, || update(survivor, &["--label-add", "after=kill", "m3"]).status.success());
-    assert!(ok, "writes do not work after the failover: {}", survivor.logs());
+    let ok = wait_until(LIMIT, || {
+        update(survivor, &["--label-add", "after=kill", "m3"])
+            .status
+            .success()
+    });
+    assert!(
+        ok,
+        "writes do not work after the failover: {}",
+        survivor.logs()
+    );
     assert_eq!(labels(survivor, "m3")["after"], "kill");
 
     phase("the old leader comes back as a follower and catches up");
     nodes[i].spawn();
     nodes[i].wait_control();
     let ok = wait_until(LIMIT, || labels(&nodes[i], "m3")["after"] == "kill");
-    assert!(ok, "{} did not catch up: {}", nodes[i].name, nodes[i].logs());
+    assert!(
+        ok,
+        "{} did not catch up: {}",
+        nodes[i].name,
+        nodes[i].logs()
+    );
 }
 
 #[test]
@@ -90,7 +109,11 @@ fn every_manager_killed_and_restarted_keeps_every_committed_object() {
     phase("write, then SIGKILL all three managers");
     for (i, n) in ["m1", "m2", "m3"].iter().enumerate() {
         let out = update(&nodes[i], &["--label-add", &format!("k{i}=v{i}"), n]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     for n in nodes.iter_mut() {
         n.kill();
@@ -105,8 +128,14 @@ fn every_manager_killed_and_restarted_keeps_every_committed_object() {
     let ok = wait_until(LIMIT, || leader(&nodes[0].node_ls()).is_some());
     assert!(ok, "no leader after the restart: {:?}", nodes[0].node_ls());
     for (i, name) in ["m1", "m2", "m3"].iter().enumerate() {
-        let ok = wait_until(LIMIT, || labels(&nodes[2], name)[format!("k{i}")] == format!("v{i}"));
-        assert!(ok, "label k{i} on {name} lost: {:?}", labels(&nodes[2], name));
+        let ok = wait_until(LIMIT, || {
+            labels(&nodes[2], name)[format!("k{i}")] == format!("v{i}")
+        });
+        assert!(
+            ok,
+            "label k{i} on {name} lost: {:?}",
+            labels(&nodes[2], name)
+        );
     }
 }
 
@@ -129,24 +158,43 @@ fn a_minority_refuses_writes_fast_and_never_applies_them() {
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no quorum")
     });
     let out = update(lone, &["--label-add", "minority=yes", "m1"]);
-    assert!(refused, "the minority write was not refused with 'no quorum': {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 3 managers reachable"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        refused,
+        "the minority write was not refused with 'no quorum': {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 of 3 managers reachable"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     phase("reads still answer, marked stale");
     let out = lone.cli(&["node", "ls"]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stale"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stale"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     phase("heal: the refused write never shows up");
     stop(&nodes[1], "-CONT");
     stop(&nodes[2], "-CONT");
     let ok = wait_until(LIMIT, || leader(&lone.node_ls()).is_some());
     assert!(ok, "{:?}", lone.node_ls());
-    let ok = wait_until(LIMIT, || update(lone, &["--label-add", "healed=yes", "m1"]).status.success());
+    let ok = wait_until(LIMIT, || {
+        update(lone, &["--label-add", "healed=yes", "m1"])
+            .status
+            .success()
+    });
     assert!(ok);
     let l = labels(lone, "m1");
     assert_eq!(l["healed"], "yes");
-    assert!(l.get("minority").is_none(), "a refused write was applied: {l:?}");
+    assert!(
+        l.get("minority").is_none(),
+        "a refused write was applied: {l:?}"
+    );
 }
 
 #[test]
@@ -155,11 +203,22 @@ fn node_update_and_rm_go_through_the_store() {
     let m1 = Node::bootstrap(root.path(), "u1", 23401);
     let token = m1.token("worker");
     let mut w1 = Node::join(root.path(), "u2", 23402, m1.addr, &token);
-    assert!(wait_until(LIMIT, || all_ready(&m1.node_ls(), 2)), "{:?}", m1.node_ls());
+    assert!(
+        wait_until(LIMIT, || all_ready(&m1.node_ls(), 2)),
+        "{:?}",
+        m1.node_ls()
+    );
 
     phase("availability and labels change, and show in ls and inspect");
-    let out = update(&m1, &["--availability", "drain", "--label-add", "env=prod", "u2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = update(
+        &m1,
+        &["--availability", "drain", "--label-add", "env=prod", "u2"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows = m1.node_ls();
     let row = rows.iter().find(|r| r["Hostname"] == "u2").unwrap();
     assert_eq!(row["Availability"], "Drain");
@@ -180,26 +239,49 @@ fn node_update_and_rm_go_through_the_store() {
 
     phase("rm refuses a live node without --force, and the last manager");
     let out = m1.cli(&["node", "rm", "u2"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not down"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not down"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = m1.cli(&["node", "rm", "u1"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("demote"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("demote"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     phase("a removed node is gone and refused when it comes back");
     let id = w1.id();
     w1.kill();
     let ok = wait_until(LIMIT, || {
-        m1.node_ls().iter().any(|r| r["ID"] == id && r["Status"] == "Down")
+        m1.node_ls()
+            .iter()
+            .any(|r| r["ID"] == id && r["Status"] == "Down")
     });
     assert!(ok);
     let out = m1.cli(&["node", "rm", &id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!m1.node_ls().iter().any(|r| r["ID"] == id));
     w1.spawn();
     w1.wait_control();
     std::thread::sleep(Duration::from_secs(3));
-    assert!(!m1.node_ls().iter().any(|r| r["ID"] == id), "the removed node is back: {:?}", m1.node_ls());
+    assert!(
+        !m1.node_ls().iter().any(|r| r["ID"] == id),
+        "the removed node is back: {:?}",
+        m1.node_ls()
+    );
     let theirs = w1.node_ls();
-    assert!(!theirs.iter().any(|r| r["Hostname"] == "u1" && r["Status"] == "Ready"), "{theirs:?}");
+    assert!(
+        !theirs
+            .iter()
+            .any(|r| r["Hostname"] == "u1" && r["Status"] == "Ready"),
+        "{theirs:?}"
+    );
 }
 
 #[test]
@@ -216,9 +298,86 @@ fn force_new_cluster_recovers_a_lone_manager_with_its_objects() {
     nodes[0].extra = vec!["--force-new-cluster".into()];
     nodes[0].spawn();
     nodes[0].wait_control();
-    let ok = wait_until(LIMIT, || leader(&nodes[0].node_ls()).as_deref() == Some("m1"));
+    let ok = wait_until(LIMIT, || {
+        leader(&nodes[0].node_ls()).as_deref() == Some("m1")
+    });
     assert!(ok, "{:?}\n{}", nodes[0].node_ls(), nodes[0].logs());
     assert_eq!(labels(&nodes[0], "m1")["keep"], "me");
-    let ok = wait_until(LIMIT, || update(&nodes[0], &["--label-add", "after=recovery", "m1"]).status.success());
+    let ok = wait_until(LIMIT, || {
+        update(&nodes[0], &["--label-add", "after=recovery", "m1"])
+            .status
+            .success()
+    });
     assert!(ok, "{}", nodes[0].logs());
+}
+
+#[test]
+fn promote_and_demote_change_the_voters() {
+    let root = tempfile::tempdir().unwrap();
+    phase("one manager and two workers");
+    let mut m1 = Node::bootstrap(root.path(), "p1", 23601);
+    let token = m1.token("worker");
+    let w2 = Node::join(root.path(), "p2", 23602, m1.addr, &token);
+    let w3 = Node::join(root.path(), "p3", 23603, m1.addr, &token);
+    assert!(
+        wait_until(LIMIT, || all_ready(&m1.node_ls(), 3)),
+        "{:?}",
+        m1.node_ls()
+    );
+    assert_eq!(managers(&m1.node_ls()), 1);
+
+    phase("the last manager cannot be demoted");
+    let out = m1.cli(&["node", "demote", "p1"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("last manager"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    phase("promote both workers: three managers, and the promoted ones answer as managers");
+    for w in ["p2", "p3"] {
+        let out = m1.cli(&["node", "promote", w]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ok = wait_until(LIMIT, || {
+        managers(&m1.node_ls()) == 3 && managers(&w3.node_ls()) == 3
+    });
+    assert!(ok, "{:?}\n{:?}\n{}", m1.node_ls(), w3.node_ls(), w3.logs());
+    let out = update(&w2, &["--label-add", "via=p2", "p3"]);
+    assert!(
+        out.status.success(),
+        "a promoted node cannot write: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    phase("demote one again: two voters, and it is a worker");
+    let out = m1.cli(&["node", "demote", "p3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ok = wait_until(LIMIT, || managers(&m1.node_ls()) == 2);
+    assert!(ok, "{:?}", m1.node_ls());
+    let out = w3.cli(&["node", "update", "--label-add", "x=y", "p3"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a manager"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    phase("with p1 and p2 as voters, kill p1: p2 alone has no quorum, writes are refused");
+    m1.kill();
+    let mut last = String::new();
+    let ok = wait_until(LIMIT, || {
+        let out = update(&w2, &["--label-add", "lone=yes", "p2"]);
+        last = String::from_utf8_lossy(&out.stderr).to_string();
+        last.contains("no quorum")
+    });
+    assert!(ok, "last answer: {last}\n{}", w2.logs());
 }

@@ -124,7 +124,9 @@ mod tests {
 
     #[test]
     fn split_and_reassemble_in_any_order() {
-        let msg: Vec<u8> = (0..(CHUNK_BYTES * 2 + 17)).map(|i| (i % 251) as u8).collect();
+        let msg: Vec<u8> = (0..(CHUNK_BYTES * 2 + 17))
+            .map(|i| (i % 251) as u8)
+            .collect();
         let mut chunks = split(7, 1, &msg);
         assert_eq!(chunks.len(), 3);
         chunks.reverse();
@@ -139,12 +141,30 @@ mod tests {
     #[test]
     fn refuses_bad_chunks_and_bounds_partials() {
         let mut a = Assembler::default();
-        let bad = RaftChunk { from: 1, message: 1, index: 3, total: 2, bytes: vec![] };
+        let bad = RaftChunk {
+            from: 1,
+            message: 1,
+            index: 3,
+            total: 2,
+            bytes: vec![],
+        };
         assert!(a.take(bad).is_err());
-        let huge = RaftChunk { from: 1, message: 1, index: 0, total: u32::MAX, bytes: vec![] };
+        let huge = RaftChunk {
+            from: 1,
+            message: 1,
+            index: 0,
+            total: u32::MAX,
+            bytes: vec![],
+        };
         assert!(matches!(a.take(huge), Err(ChunkError::TooLarge(_))));
         for m in 0..(ASSEMBLIES_MAX as u64 + 5) {
-            let c = RaftChunk { from: 1, message: m, index: 0, total: 2, bytes: vec![1] };
+            let c = RaftChunk {
+                from: 1,
+                message: m,
+                index: 0,
+                total: 2,
+                bytes: vec![1],
+            };
             assert_eq!(a.take(c).unwrap(), None);
         }
         assert_eq!(a.partial.len(), ASSEMBLIES_MAX);

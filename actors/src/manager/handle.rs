@@ -7,8 +7,8 @@ use std::time::Duration;
 use ractor::{ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 
-use super::msg::{ReadResult, StoreFailure, StoreMsg, StoreStatus};
 use super::OPERATION_TIMEOUT_MS;
+use super::msg::{ReadResult, StoreFailure, StoreMsg, StoreStatus};
 use crate::model::NodeId;
 use crate::store::{Kind, StoreCommand};
 use crate::wire::Response;
@@ -37,7 +37,9 @@ impl StoreHandle {
         match self.actor.call(msg, Some(limit)).await {
             Ok(CallResult::Success(r)) => r,
             Ok(_) => Err(StoreFailure::Timeout),
-            Err(e) => Err(StoreFailure::Refused(format!("the store is not running: {e}"))),
+            Err(e) => Err(StoreFailure::Refused(format!(
+                "the store is not running: {e}"
+            ))),
         }
     }
 
@@ -72,7 +74,8 @@ impl StoreHandle {
     }
 
     pub async fn remove_voter(&self, raft_id: u64) -> Result<u64, StoreFailure> {
-        self.call(|reply| StoreMsg::RemoveVoter { raft_id, reply }).await
+        self.call(|reply| StoreMsg::RemoveVoter { raft_id, reply })
+            .await
     }
 
     pub async fn status(&self) -> Result<StoreStatus, StoreFailure> {
@@ -80,16 +83,25 @@ impl StoreHandle {
     }
 
     /// Hands an operation another manager forwarded to the actor; the answer goes to `reply`.
-    pub fn forwarded(&self, op: crate::wire::StoreRequest, reply: oneshot::Sender<Response>) {
+    pub fn forwarded(
+        &self,
+        op: crate::wire::StoreRequest,
+        from: NodeId,
+        reply: oneshot::Sender<Response>,
+    ) {
         // If the actor is gone, `reply` is dropped and the asker sees the stream end.
-        let _ = self.actor.send_message(StoreMsg::Forwarded { op, reply });
+        let _ = self
+            .actor
+            .send_message(StoreMsg::Forwarded { op, from, reply });
     }
 
     /// A raft chunk that arrived from `remote`.
     /// Hands a follower's read-index request to the actor; the answer goes to `reply`.
-    pub fn forwarded_read(&self, reply: oneshot::Sender<Response>) {
+    pub fn forwarded_read(&self, from: NodeId, reply: oneshot::Sender<Response>) {
         // If the actor is gone, `reply` is dropped and the asker sees the stream end.
-        let _ = self.actor.send_message(StoreMsg::ForwardedRead(reply));
+        let _ = self
+            .actor
+            .send_message(StoreMsg::ForwardedRead { from, reply });
     }
 
     pub fn raft(&self, chunk: super::chunks::RaftChunk, remote: SocketAddr) {

@@ -28,8 +28,7 @@ pub use msg::{ReadResult, StoreFailure, StoreMsg, StoreStatus};
 
 use crate::model::NodeId;
 use crate::store::{
-    Bootstrap, Kind, RedbStorage, StoreConfig, StoreEffect, StoreError, StoreInput,
-    StoreMachine,
+    Bootstrap, Kind, RedbStorage, StoreConfig, StoreEffect, StoreError, StoreInput, StoreMachine,
 };
 use crate::transport::Transport;
 use crate::wire::{OneWay, Request, Response, StoreReply, StoreRequest};
@@ -92,7 +91,6 @@ pub struct StoreActorState {
     assembler: Assembler,
     next_message: u64,
     reachable: BTreeSet<NodeId>,
-    node_id: NodeId,
     /// Where raft peers were last heard from. A manager that just joined does not know its
     /// peers' addresses until the log or a snapshot tells it, but must answer the leader before
     /// that; bounded by [`LEARNED_MAX`].
@@ -133,7 +131,6 @@ impl Actor for StoreActor {
             assembler: Assembler::default(),
             next_message: 0,
             reachable: BTreeSet::new(),
-            node_id: args.node_id,
             learned: BTreeMap::new(),
         })
     }
@@ -151,26 +148,36 @@ impl Actor for StoreActor {
                 state.machine.handle(now, StoreInput::Tick, &mut out);
                 state.expire(now);
             }
-            StoreMsg::Raft { chunk, remote } => match {
+            StoreMsg::Raft { chunk, remote } => {
                 state.learn(chunk.from, remote);
-                state.assembler.take(chunk)
-            } {
-                Ok(Some(bytes)) => state
-                    .machine
-                    .handle(now, StoreInput::Message(bytes), &mut out),
-                Ok(None) => {}
-                Err(e) => debug!(error = %e, "raft chunk refused"),
-            },
+                match state.assembler.take(chunk) {
+                    Ok(Some(bytes)) => {
+                        state
+                            .machine
+                            .handle(now, StoreInput::Message(bytes), &mut out)
+                    }
+                    Ok(None) => {}
+                    Err(e) => debug!(error = %e, "raft chunk refused"),
+                }
+            }
             StoreMsg::Propose { cmd, reply } => {
-                if let Some(req) =
-                    state.admit(Waiter::Local(reply), Some(StoreRequest::Propose(cmd.clone())), now)
-                {
+                if let Some(req) = state.admit(
+                    Waiter::Local(reply),
+                    Some(StoreRequest::Propose(cmd.clone())),
+                    now,
+                ) {
                     state
                         .machine
                         .handle(now, StoreInput::Propose { req, cmd }, &mut out);
                 }
             }
-            StoreMsg::Forwarded { op, reply } => {
+            StoreMsg::Forwarded { reply, from, .. } if !state.is_voter(from) => {
+                let _ = reply.send(not_a_voter(from)); // the asker may have gone
+            }
+            StoreMsg::ForwardedRead { reply, from } if !state.is_voter(from) => {
+                let _ = reply.send(not_a_voter(from)); // the asker may have gone
+            }
+            StoreMsg::Forwarded { op, reply, .. } => {
                 if let Some(req) = state.admit(Waiter::Remote(reply), None, now) {
                     let input = match op {
                         StoreRequest::Propose(cmd) => StoreInput::Propose { req, cmd },
@@ -245,7 +252,7 @@ impl Actor for StoreActor {
                     state.machine.handle(now, input, &mut out);
                 }
             }
-            StoreMsg::ForwardedRead(reply) => {
+            StoreMsg::ForwardedRead { reply, .. } => {
                 if state.pending.len() + state.reads.len() >= PENDING_MAX {
                     let busy = Response::Store(StoreReply::Failed(StoreFailure::Busy));
                     let _ = reply.send(busy); // the asker may have gone
@@ -409,6 +416,10 @@ impl StoreActorState {
         }
     }
 
+    fn is_voter(&self, node: NodeId) -> bool {
+        self.voters().iter().any(|v| v.1 == node)
+    }
+
     fn voters(&self) -> Vec<(u64, NodeId, SocketAddr)> {
         let members = self.machine.state().members();
         self.machine
@@ -431,14 +442,24 @@ impl StoreActorState {
         }
     }
 
-    /// What to tell a writer when there is no leader to take the write.
+    /// What to tell a writer when there is no leader to take the write: with a majority of
+    /// voters reachable an election is under way (try again); without, there is no quorum.
     fn failure_without_leader(&self) -> StoreFailure {
-        let voters = self.voters();
+        let members = self.machine.state().members();
+        let voters = self.machine.voters();
         let reachable = voters
             .iter()
-            .filter(|v| v.1 == self.node_id || self.reachable.contains(&v.1))
+            .filter(|id| {
+                **id == self.raft_id
+                    || members
+                        .get(id)
+                        .is_some_and(|m| self.reachable.contains(&m.node_id))
+            })
             .count();
-        if voters.is_empty() || reachable * 2 > voters.len() {
+        debug!(?voters, reachable, known = ?self.reachable, "no leader");
+        if voters.is_empty() {
+            StoreFailure::Refused("this manager is not a voter of the store".into())
+        } else if reachable * 2 > voters.len() {
             StoreFailure::Timeout
         } else {
             StoreFailure::NoQuorum {
@@ -501,7 +522,9 @@ impl StoreActorState {
                 {
                     Ok(Response::Store(StoreReply::ReadIndex { index })) => Ok(index),
                     Ok(Response::Store(StoreReply::Failed(f))) => Err(f),
-                    Ok(other) => Err(StoreFailure::Refused(format!("the leader answered {other:?}"))),
+                    Ok(other) => Err(StoreFailure::Refused(format!(
+                        "the leader answered {other:?}"
+                    ))),
                     Err(e) => Err(StoreFailure::Refused(format!(
                         "cannot reach the leader at {addr}: {e}"
                     ))),
@@ -526,10 +549,7 @@ impl StoreActorState {
                 let transport = self.transport.clone();
                 let me = myself.clone();
                 tokio::spawn(async move {
-                    let result = match transport
-                        .request(addr, Request::Store(op))
-                        .await
-                    {
+                    let result = match transport.request(addr, Request::Store(op)).await {
                         Ok(Response::Store(StoreReply::Applied { index })) => Ok(index),
                         Ok(Response::Store(StoreReply::Failed(f))) => Err(f),
                         Ok(other) => Err(StoreFailure::Refused(format!(
@@ -571,6 +591,12 @@ impl StoreActorState {
             let _ = self.transport.send_oneway(addr, OneWay::Raft(chunk));
         }
     }
+}
+
+fn not_a_voter(node: NodeId) -> Response {
+    Response::Store(StoreReply::Failed(StoreFailure::Refused(format!(
+        "node {node} is not a manager of this cluster's store"
+    ))))
 }
 
 fn refusal(e: &StoreError) -> StoreFailure {

@@ -17,7 +17,10 @@ pub enum StoreMsg {
     Tick,
     /// A piece of a raft message from a peer, and the address it came from (a node's one QUIC
     /// endpoint both listens and sends, so this is where it can be reached).
-    Raft { chunk: RaftChunk, remote: SocketAddr },
+    Raft {
+        chunk: RaftChunk,
+        remote: SocketAddr,
+    },
     /// Commit a command; the answer is the raft index it was applied at.
     Propose {
         cmd: StoreCommand,
@@ -26,6 +29,8 @@ pub enum StoreMsg {
     /// An operation another manager forwarded to us as the leader.
     Forwarded {
         op: crate::wire::StoreRequest,
+        /// Who sent it: refused unless a voter.
+        from: NodeId,
         reply: oneshot::Sender<Response>,
     },
     /// Objects of one kind; `linearizable` waits for a read index from the leader first.
@@ -46,7 +51,10 @@ pub enum StoreMsg {
         reply: RpcReplyPort<Result<u64, StoreFailure>>,
     },
     /// A follower asks us, as the leader, for a read index.
-    ForwardedRead(oneshot::Sender<Response>),
+    ForwardedRead {
+        from: NodeId,
+        reply: oneshot::Sender<Response>,
+    },
     /// The leader answered a read index this follower asked for.
     ReadIndexDone {
         req: u64,

@@ -138,7 +138,9 @@ pub async fn renew(
             .iter()
             .find(|(n, _)| n.id == peer.node_id)
             .map(|(n, _)| n.spec.role)
-            .ok_or_else(|| WireFailure::Invalid(format!("node {} is not in the cluster", peer.node_id)))?;
+            .ok_or_else(|| {
+                WireFailure::Invalid(format!("node {} is not in the cluster", peer.node_id))
+            })?;
         auth.renew(peer.node_id, role, &csr_der, SystemTime::now())
     }
     .await;
@@ -149,7 +151,11 @@ pub async fn renew(
 }
 
 /// Replaces one role's join token through raft (compare-and-set on the cluster object).
-pub async fn rotate(store: &StoreHandle, role: Role, validity: Duration) -> Result<(), StoreFailure> {
+pub async fn rotate(
+    store: &StoreHandle,
+    role: Role,
+    validity: Duration,
+) -> Result<(), StoreFailure> {
     let (obj, version) = cluster(store).await?;
     let auth = Authority::from_cluster(&obj, validity)
         .map_err(|e| StoreFailure::Refused(e.to_string()))?;

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::model::{NodeId, Role};
 use crate::store::ClusterObject;
-use crate::trust::{ClusterCa, JoinToken, NodeCredentials, NodeKey, PeerIdentity, Tokens, TrustError};
+use crate::trust::{
+    ClusterCa, JoinToken, NodeCredentials, NodeKey, PeerIdentity, Tokens, TrustError,
+};
 use crate::wire::{JoinRequest, WireFailure};
 
 /// How long node certificates are valid by default (90 days, as SwarmKit's default).
@@ -41,7 +43,10 @@ impl Authority {
     }
 
     /// The authority the store's cluster object describes.
-    pub fn from_cluster(obj: &ClusterObject, cert_validity: Duration) -> Result<Authority, TrustError> {
+    pub fn from_cluster(
+        obj: &ClusterObject,
+        cert_validity: Duration,
+    ) -> Result<Authority, TrustError> {
         let ca = ClusterCa::from_parts(obj.ca_cert_der.clone(), &obj.ca_key_pem)?;
         let worker: JoinToken = obj.worker_token.parse()?;
         let manager: JoinToken = obj.manager_token.parse()?;

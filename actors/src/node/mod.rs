@@ -200,12 +200,19 @@ impl Actor for NodeActor {
             NodeMsg::Ask { addr, req, reply } => {
                 let transport = state.transport.clone();
                 tokio::spawn(async move {
-                    let r = transport.request(addr, req).await.map_err(|e| e.to_string());
+                    let r = transport
+                        .request(addr, req)
+                        .await
+                        .map_err(|e| e.to_string());
                     let _ = reply.send(r); // the caller may have timed out
                 });
             }
             NodeMsg::StoreChanged(store) => {
-                let role = if store.is_some() { Role::Manager } else { Role::Worker };
+                let role = if store.is_some() {
+                    Role::Manager
+                } else {
+                    Role::Worker
+                };
                 info!(%role, "this node's role changed");
                 state.store = store;
                 state.tell_store_reachable();
@@ -213,7 +220,9 @@ impl Actor for NodeActor {
                 if let Some(mut d) = state.membership.description(state.creds.node_id).cloned() {
                     d.role = role;
                     d.version += 1;
-                    state.membership.handle(MembershipInput::Describe(d), &mut out);
+                    state
+                        .membership
+                        .handle(MembershipInput::Describe(d), &mut out);
                 }
                 // A certificate naming the new role.
                 myself.send_message(NodeMsg::RenewCertificate)?;
@@ -303,8 +312,12 @@ impl NodeActorState {
             MembershipEvent::Up(id) => {
                 info!(node = %id, "node is up");
                 self.remember_peers();
+                self.tell_store_reachable();
             }
-            MembershipEvent::Down(id) => warn!(node = %id, "node is down"),
+            MembershipEvent::Down(id) => {
+                warn!(node = %id, "node is down");
+                self.tell_store_reachable();
+            }
             MembershipEvent::Described(desc) => {
                 debug!(node = %desc.id, version = desc.version, "node description")
             }
@@ -374,7 +387,9 @@ impl NodeActorState {
                         .map_err(|e| e.to_string())?;
                     info!(%role, "join token rotated");
                 }
-                let (obj, _) = admission::cluster(&store).await.map_err(|e| e.to_string())?;
+                let (obj, _) = admission::cluster(&store)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(JoinTokensView {
                     worker: obj.worker_token,
                     manager: obj.manager_token,
@@ -458,10 +473,12 @@ impl NodeActorState {
                     let _ = reply.send(resp);
                 });
             }
+            // The store checks that the sender is a voter: a node just promoted still holds
+            // a worker certificate on its open connections.
             Request::Store(req) => match (&from, &self.store) {
-                (Some(p), Some(store)) if p.role == Role::Manager => match req {
-                    StoreRequest::ReadIndex => store.forwarded_read(reply),
-                    op => store.forwarded(op, reply),
+                (Some(p), Some(store)) => match req {
+                    StoreRequest::ReadIndex => store.forwarded_read(p.node_id, reply),
+                    op => store.forwarded(op, p.node_id, reply),
                 },
                 _ => {
                     let _ = reply.send(Response::Store(StoreReply::Failed(
@@ -600,7 +617,9 @@ impl NodeActorState {
                             let _ = me.send_message(NodeMsg::StoreChanged(Some(store))); // node may be stopping
                             Response::Pong
                         }
-                        Err(e) => Response::Failed(WireFailure::Invalid(format!("the store did not start: {e}"))),
+                        Err(e) => Response::Failed(WireFailure::Invalid(format!(
+                            "the store did not start: {e}"
+                        ))),
                     };
                     let _ = reply.send(resp); // the asker may have gone
                 });

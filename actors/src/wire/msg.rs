@@ -25,7 +25,9 @@ pub enum Request {
     Store(StoreRequest),
     /// A manager tells a node its role changed in the store (`node promote` / `node demote`):
     /// become a voter with this raft ID, or stop being one.
-    SetRole { raft_id: Option<u64> },
+    SetRole {
+        raft_id: Option<u64>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
