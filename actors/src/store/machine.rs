@@ -15,8 +15,11 @@
 //! `NotLeader` (the caller forwards them). A pending request is always answered: applied,
 //! ready, or refused when leadership is lost, when it times out, or when the machine fails.
 //!
-//! Determinism: raft-rs draws its election timeout with `thread_rng`, so each machine fixes its
-//! timeout from the seed it is given (`min_election_tick = t`, `max_election_tick = t + 1`).
+//! Determinism: raft-rs draws its randomized election timeout with `thread_rng` whenever it
+//! resets (a new term or role). The machine draws a fresh one from its own seeded RNG right after
+//! every such change and sets it, so timeouts are still re-randomized at each election (two
+//! survivors with equal fixed timeouts would split their votes forever) and the same seed gives
+//! the same run.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -136,6 +139,10 @@ struct PendingRead {
 
 pub struct StoreMachine<S: LogStorage> {
     raw: RawNode<S>,
+    /// Draws each election timeout, in place of raft-rs's `thread_rng`.
+    election_rng: StdRng,
+    /// Term and role when the timeout was last drawn: a change means raft-rs reset it.
+    election_seen: (u64, StateRole),
     id: u64,
     config: StoreConfig,
     state: StoreState,
@@ -171,6 +178,7 @@ impl<S: LogStorage> StoreMachine<S> {
         }
         let mut rng = StdRng::seed_from_u64(rng_seed);
         let timeout = rng.random_range(config.election_ticks..2 * config.election_ticks);
+        let election_rng = StdRng::seed_from_u64(rng.random());
         let initial = storage
             .initial_state()
             .map_err(|e| StoreError::Storage(e.to_string()))?;
@@ -219,8 +227,8 @@ impl<S: LogStorage> StoreMachine<S> {
             id: raft_id,
             election_tick: config.election_ticks,
             heartbeat_tick: config.heartbeat_ticks,
-            min_election_tick: timeout,
-            max_election_tick: timeout + 1,
+            min_election_tick: config.election_ticks,
+            max_election_tick: 2 * config.election_ticks,
             applied: state.applied_index(),
             max_size_per_msg: config.max_size_per_msg_bytes,
             max_inflight_msgs: config.max_inflight_msgs,
@@ -240,8 +248,11 @@ impl<S: LogStorage> StoreMachine<S> {
             raw.campaign()
                 .map_err(|e| StoreError::Storage(e.to_string()))?;
         }
+        raw.raft.set_randomized_election_timeout(timeout);
         let mut m = StoreMachine {
             raw,
+            election_rng,
+            election_seen: (0, StateRole::Follower),
             id: raft_id,
             config,
             state,
@@ -259,6 +270,7 @@ impl<S: LogStorage> StoreMachine<S> {
             stats: StoreStats::default(),
         };
         m.voters = m.conf_voters();
+        m.election_seen = (m.raw.raft.term, m.raw.raft.state);
         Ok(m)
     }
 
@@ -276,6 +288,19 @@ impl<S: LogStorage> StoreMachine<S> {
         }
         if let Err(e) = self.take(input, out).and_then(|()| self.process_ready(out)) {
             self.fail(e, out);
+        }
+        self.redraw_election_timeout();
+    }
+
+    /// After raft-rs reset its election timeout (a new term or role), replaces it with a draw
+    /// from this machine's seeded RNG.
+    fn redraw_election_timeout(&mut self) {
+        let now = (self.raw.raft.term, self.raw.raft.state);
+        if now != self.election_seen {
+            let ticks = self.config.election_ticks;
+            let t = self.election_rng.random_range(ticks..2 * ticks);
+            self.raw.raft.set_randomized_election_timeout(t);
+            self.election_seen = now;
         }
     }
 
