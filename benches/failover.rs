@@ -81,8 +81,16 @@ fn main() {
                 std::thread::sleep(ATTEMPT_EVERY);
             }
         });
-        let t = first.lock().unwrap().expect("a write was accepted within 30 s");
-        println!("kill {:2}: leader {} → write accepted after {:.0} ms", round + 1, name, t.as_secs_f64() * 1000.0);
+        let t = first
+            .lock()
+            .unwrap()
+            .expect("a write was accepted within 30 s");
+        println!(
+            "kill {:2}: leader {} → write accepted after {:.0} ms",
+            round + 1,
+            name,
+            t.as_secs_f64() * 1000.0
+        );
         figures.push(t.as_secs_f64() * 1000.0);
         nodes[victim].spawn();
         nodes[victim].wait_control();

@@ -101,12 +101,19 @@ async fn manager(
     let key = NodeKey::generate().unwrap();
     let id = NodeId(1_000 + i as u128);
     let cert = ca
-        .issue(&key.csr_der().unwrap(), id, Role::Manager, SystemTime::now(), Duration::from_secs(3600))
+        .issue(
+            &key.csr_der().unwrap(),
+            id,
+            Role::Manager,
+            SystemTime::now(),
+            Duration::from_secs(3600),
+        )
         .unwrap();
     let creds = NodeCredentials::from_parts(key, cert, ca.cert_der().to_vec()).unwrap();
-    let (transport, rx) = Transport::bind(TransportConfig::new("127.0.0.1:0".parse().unwrap()), &creds)
-        .await
-        .unwrap();
+    let (transport, rx) =
+        Transport::bind(TransportConfig::new("127.0.0.1:0".parse().unwrap()), &creds)
+            .await
+            .unwrap();
     let dir = root.join(format!("m{i}"));
     std::fs::create_dir_all(&dir).unwrap();
     let args = StoreArgs {
@@ -120,10 +127,19 @@ async fn manager(
     };
     let (store, _) = spawn_store(args).await.unwrap();
     pump(rx, store.clone());
-    Manager { store, transport, creds, dir, raft_id: i }
+    Manager {
+        store,
+        transport,
+        creds,
+        dir,
+        raft_id: i,
+    }
 }
 
-async fn retry_until_ok<T, F: std::future::Future<Output = Result<T, swarm_actors::manager::StoreFailure>>>(
+async fn retry_until_ok<
+    T,
+    F: std::future::Future<Output = Result<T, swarm_actors::manager::StoreFailure>>,
+>(
     mut f: impl FnMut() -> F,
 ) -> T {
     let start = Instant::now();
@@ -152,7 +168,14 @@ async fn main() {
         snapshot_every_entries: 50,
         ..StoreConfig::default()
     };
-    let m1 = manager(&ca, 1, root.path(), |node_id, addr| Bootstrap::NewCluster { node_id, addr }, config.clone()).await;
+    let m1 = manager(
+        &ca,
+        1,
+        root.path(),
+        |node_id, addr| Bootstrap::NewCluster { node_id, addr },
+        config.clone(),
+    )
+    .await;
     let mut others = Vec::new();
     for i in 2..=3u64 {
         let m = manager(&ca, i, root.path(), |_, _| Bootstrap::Join, config.clone()).await;
@@ -198,18 +221,31 @@ async fn main() {
 
     let t = Instant::now();
     for b in 0..OBJECTS_BIG / BATCH {
-        let ops = (0..BATCH).map(|k| put(10_000_000 + b * BATCH + k, addr)).collect();
+        let ops = (0..BATCH)
+            .map(|k| put(10_000_000 + b * BATCH + k, addr))
+            .collect();
         m1.store.propose(command(ops)).await.unwrap();
     }
-    println!("wrote {OBJECTS_BIG} objects in batches of {BATCH}: {:.2} s", t.elapsed().as_secs_f64());
+    println!(
+        "wrote {OBJECTS_BIG} objects in batches of {BATCH}: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     let total = m1.store.read(Kind::Node, true).await.unwrap().objects.len();
     assert!(total >= OBJECTS_BIG);
 
     // Restart one follower from its disk alone: its replica comes back from snapshot + log.
     let m3 = others.pop().unwrap();
     let dir = m3.dir.clone();
-    m3.store.actor().stop_and_wait(None, Some(Duration::from_secs(10))).await.unwrap();
-    let size: u64 = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
+    m3.store
+        .actor()
+        .stop_and_wait(None, Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let size: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
     let t = Instant::now();
     let args = StoreArgs {
         data_dir: dir,

@@ -144,17 +144,33 @@ impl Shared {
             if let Some(c) = slot.live() {
                 return Ok(c);
             }
+            // The attempt runs in its own task so that, when the peer's connection to us is
+            // adopted first, ours still completes rather than being dropped mid-handshake (the
+            // peer may be using it, as its adopted connection, already).
             let adopted = slot.adopted.notified();
-            tokio::select! {
-                c = self.connect(addr) => {
-                    let c = c?;
-                    *slot.current.lock().expect("slot lock") = Some(c.clone());
-                    Ok(c)
+            let shared = self.clone();
+            let attempt_slot = slot.clone();
+            let mut attempt = tokio::spawn(async move {
+                let c = shared.connect(addr).await?;
+                let mut cur = attempt_slot.current.lock().expect("slot lock");
+                if !cur.as_ref().is_some_and(Connected::is_live) {
+                    *cur = Some(c.clone());
                 }
-                () = adopted => slot.live().ok_or_else(|| TransportError::Connect {
-                    addr,
-                    reason: "the peer's own connection closed as it was adopted".into(),
-                }),
+                Ok::<_, TransportError>(c)
+            });
+            tokio::select! {
+                done = &mut attempt => match done {
+                    Ok(result) => result,
+                    Err(e) => Err(TransportError::Connect { addr, reason: e.to_string() }),
+                },
+                () = adopted => match slot.live() {
+                    Some(c) => Ok(c),
+                    // The adopted connection is gone already: wait for our own attempt.
+                    None => match attempt.await {
+                        Ok(result) => result,
+                        Err(e) => Err(TransportError::Connect { addr, reason: e.to_string() }),
+                    },
+                },
             }
         }
         .await;
