@@ -60,15 +60,17 @@ fn main() {
         let t0 = Instant::now();
         nodes[victim].kill();
         let first: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
+        let last_error: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
         std::thread::scope(|s| {
             for attempt in 0..ATTEMPTS_MAX {
                 if first.lock().unwrap().is_some() {
                     break;
                 }
                 let first = first.clone();
+                let last_error = last_error.clone();
                 let node = &nodes[survivor];
                 s.spawn(move || {
-                    let label = format!("r{round}a{attempt}=x");
+                    let label = format!("bench=r{round}a{attempt}");
                     let out = node.cli(&["node", "update", "--label-add", &label, "self"]);
                     if out.status.success() {
                         let mut f = first.lock().unwrap();
@@ -76,15 +78,21 @@ fn main() {
                         if f.is_none_or(|old| t < old) {
                             *f = Some(t);
                         }
+                    } else {
+                        *last_error.lock().unwrap() = String::from_utf8_lossy(&out.stderr).to_string();
                     }
                 });
                 std::thread::sleep(ATTEMPT_EVERY);
             }
         });
-        let t = first
-            .lock()
-            .unwrap()
-            .expect("a write was accepted within 30 s");
+        let Some(t) = *first.lock().unwrap() else {
+            let dir = root.keep();
+            panic!(
+                "no write accepted within 30 s after killing {name}; last error: {}\nlogs kept in {}",
+                last_error.lock().unwrap(),
+                dir.display()
+            );
+        };
         println!(
             "kill {:2}: leader {} → write accepted after {:.0} ms",
             round + 1,
