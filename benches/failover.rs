@@ -79,7 +79,8 @@ fn main() {
                             *f = Some(t);
                         }
                     } else {
-                        *last_error.lock().unwrap() = String::from_utf8_lossy(&out.stderr).to_string();
+                        *last_error.lock().unwrap() =
+                            String::from_utf8_lossy(&out.stderr).to_string();
                     }
                 });
                 std::thread::sleep(ATTEMPT_EVERY);
