@@ -124,6 +124,7 @@ async fn manager(
         config,
         transport: transport.clone(),
         rng_seed: i,
+        registry: None,
     };
     let (store, _) = spawn_store(args).await.unwrap();
     pump(rx, store.clone());
@@ -255,6 +256,7 @@ async fn main() {
         config: config.clone(),
         transport: m3.transport.clone(),
         rng_seed: 3,
+        registry: None,
     };
     let (store, _) = spawn_store(args).await.unwrap();
     let opened = t.elapsed();

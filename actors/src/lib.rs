@@ -14,6 +14,7 @@
 //! | [`runtime`] | how a task runs: an OS process, or a container on the Docker Engine |
 //! | [`store`] | the raft-replicated cluster store (raft-rs over redb) as a sans-IO machine, and its state machine of objects |
 //! | [`manager`] | the StoreActor that hosts the store on a manager, carries raft traffic, forwards writes to the leader |
+//! | [`leader`] | the leader actor: lives only on the store's raft leader, rebuilds its view from the store |
 //! | [`registry`] | the per-node registry of named actors that the admin shell talks to |
 //! | [`scheduler`] | placement as a pure function: filters (availability, runtime, constraints, resources) and spread |
 //! | [`orchestrator`] | reconciliation as a pure function: replicated and global services, restart policy, task history |
@@ -27,6 +28,7 @@
 #![deny(unsafe_code)]
 
 pub mod clock;
+pub mod leader;
 pub mod manager;
 pub mod membership;
 pub mod model;

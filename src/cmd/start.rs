@@ -151,6 +151,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
                 config: StoreConfig::default(),
                 transport: transport.clone(),
                 rng_seed: rand::random(),
+                registry: Some(registry.clone()),
             };
             let (handle, _done) = manager::spawn_store(store_args)
                 .await
@@ -180,6 +181,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         transport: transport.clone(),
         node_file,
         rng_seed: rand::random(),
+        registry: registry.clone(),
     };
     let (handle, actor_done) = node::spawn_node(node_args, inbound, &registry)
         .await

@@ -381,3 +381,52 @@ fn promote_and_demote_change_the_voters() {
     });
     assert!(ok, "last answer: {last}\n{}", w2.logs());
 }
+
+#[test]
+fn the_leader_actor_lives_on_the_leader_and_moves_with_it() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = three_managers(root.path(), 23801);
+    let actors = |n: &Node| String::from_utf8_lossy(&n.cli(&["actors"]).stdout).to_string();
+    let holders = |nodes: &[Node]| -> Vec<String> {
+        nodes
+            .iter()
+            .filter(|n| n.child.is_some() && actors(n).lines().any(|l| l.starts_with("leader")))
+            .map(|n| n.name.clone())
+            .collect()
+    };
+
+    phase("exactly one node hosts the leader actor: the store's leader");
+    let name = leader(&nodes[0].node_ls()).unwrap();
+    let ok = wait_until(LIMIT, || holders(&nodes) == vec![name.clone()]);
+    assert!(
+        ok,
+        "leader actor on {:?}, store leader {name}",
+        holders(&nodes)
+    );
+    let i = nodes.iter().position(|n| n.name == name).unwrap();
+    let view = || -> Value {
+        let out = nodes[i].cli(&["send", "leader", "Describe"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    let ok = wait_until(LIMIT, || {
+        let v = view();
+        v["nodes"].as_array().is_some_and(|a| a.len() == 3)
+            && v["managers"].as_array().is_some_and(|a| a.len() == 3)
+    });
+    assert!(ok, "the leader's view follows the store: {}", view());
+
+    phase("kill the leader: the leader actor starts on the new leader");
+    nodes[i].kill();
+    let survivor = (i + 1) % 3;
+    let ok = wait_until(LIMIT, || {
+        let l = leader(&nodes[survivor].node_ls());
+        l.is_some_and(|l| l != name && holders(&nodes) == vec![l])
+    });
+    assert!(ok, "leader actor on {:?}", holders(&nodes));
+
+    phase("the old leader comes back as a follower without a leader actor");
+    nodes[i].spawn();
+    nodes[i].wait_control();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(holders(&nodes).len(), 1, "{:?}", holders(&nodes));
+}

@@ -47,6 +47,8 @@ pub struct StoreArgs {
     pub config: StoreConfig,
     pub transport: Transport,
     pub rng_seed: u64,
+    /// Where the leader actor registers while this manager leads.
+    pub registry: Option<crate::registry::Registry>,
 }
 
 pub struct StoreActor;
@@ -95,7 +97,17 @@ pub struct StoreActorState {
     /// peers' addresses until the log or a snapshot tells it, but must answer the leader before
     /// that; bounded by [`LEARNED_MAX`].
     learned: BTreeMap<u64, SocketAddr>,
+    registry: Option<crate::registry::Registry>,
+    /// The leader actor, while this manager's store leads.
+    leader_actor: Option<ActorRef<crate::leader::LeaderMsg>>,
+    /// A leadership change seen while applying effects, acted on after them.
+    leadership: Option<(Option<u64>, u64)>,
+    /// The applied index and time the leader actor last rebuilt its view at.
+    leader_synced: (u64, u64),
 }
+
+/// The leader actor's view is refreshed at most this often while the store changes.
+pub const LEADER_REFRESH_MS: u64 = 1_000;
 
 /// Raft peers whose address is remembered from their traffic.
 pub const LEARNED_MAX: usize = 64;
@@ -132,6 +144,10 @@ impl Actor for StoreActor {
             next_message: 0,
             reachable: BTreeSet::new(),
             learned: BTreeMap::new(),
+            registry: args.registry,
+            leader_actor: None,
+            leadership: None,
+            leader_synced: (0, 0),
         })
     }
 
@@ -147,6 +163,7 @@ impl Actor for StoreActor {
             StoreMsg::Tick => {
                 state.machine.handle(now, StoreInput::Tick, &mut out);
                 state.expire(now);
+                state.refresh_leader(now);
             }
             StoreMsg::Raft { chunk, remote } => {
                 state.learn(chunk.from, remote);
@@ -295,6 +312,18 @@ impl Actor for StoreActor {
         }
         state.apply(&myself, out);
         state.finish_reads();
+        state.follow_leadership(&myself).await;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<StoreMsg>,
+        state: &mut StoreActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(actor) = state.leader_actor.take() {
+            crate::leader::stop(actor, state.registry.as_ref());
+        }
         Ok(())
     }
 }
@@ -488,9 +517,44 @@ impl StoreActorState {
                 StoreEffect::Refused { req, error } => self.refused(myself, req, error),
                 StoreEffect::LeaderChanged { leader, term } => {
                     info!(?leader, term, me = self.raft_id, "store leader changed");
+                    self.leadership = Some((leader, term));
                 }
                 StoreEffect::VotersChanged(voters) => info!(?voters, "store voters changed"),
             }
+        }
+    }
+
+    /// Asks the leader actor to rebuild its view when the store changed, at most every
+    /// [`LEADER_REFRESH_MS`].
+    fn refresh_leader(&mut self, now: u64) {
+        let applied = self.machine.state().applied_index();
+        let (index, at) = self.leader_synced;
+        if let Some(actor) = &self.leader_actor
+            && applied > index
+            && now.saturating_sub(at) >= LEADER_REFRESH_MS
+        {
+            // A stopping leader actor needs no refresh.
+            let _ = actor.send_message(crate::leader::LeaderMsg::Rebuild);
+            self.leader_synced = (applied, now);
+        }
+    }
+
+    /// Starts the leader actor when this manager became leader, stops it when it no longer is.
+    async fn follow_leadership(&mut self, myself: &ActorRef<StoreMsg>) {
+        let Some((leader, term)) = self.leadership.take() else {
+            return;
+        };
+        let leads = leader == Some(self.raft_id);
+        match (leads, self.leader_actor.take()) {
+            (true, None) => {
+                let handle = StoreHandle::new(myself.clone());
+                match crate::leader::start(handle, term, self.registry.as_ref()).await {
+                    Ok(actor) => self.leader_actor = Some(actor),
+                    Err(e) => warn!(error = %e, "the leader actor did not start"),
+                }
+            }
+            (false, Some(actor)) => crate::leader::stop(actor, self.registry.as_ref()),
+            (_, kept) => self.leader_actor = kept,
         }
     }
 

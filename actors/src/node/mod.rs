@@ -69,6 +69,8 @@ pub struct NodeArgs {
     pub node_file: NodeFile,
     /// Seeds the RNG behind membership, renewal timing and new node IDs.
     pub rng_seed: u64,
+    /// This node's registry of named actors (a promoted node's leader actor registers there).
+    pub registry: Registry,
 }
 
 pub struct NodeActor;
@@ -83,6 +85,7 @@ pub struct NodeActorState {
     node_file: NodeFile,
     rng: StdRng,
     stats: Counters,
+    registry: Registry,
 }
 
 #[derive(Default)]
@@ -118,6 +121,7 @@ impl Actor for NodeActor {
             node_file: args.node_file,
             rng,
             stats: Counters::default(),
+            registry: args.registry,
         };
         let mut out = Vec::new();
         state.membership.handle(MembershipInput::Start, &mut out);
@@ -610,6 +614,7 @@ impl NodeActorState {
                     config: crate::store::StoreConfig::default(),
                     transport: self.transport.clone(),
                     rng_seed: self.rng.random(),
+                    registry: Some(self.registry.clone()),
                 };
                 tokio::spawn(async move {
                     let resp = match crate::manager::spawn_store(args).await {
