@@ -48,7 +48,7 @@ pub struct StartArgs {
     /// A label k=v for this node (repeatable).
     #[arg(long = "label")]
     labels: Vec<String>,
-    /// Validity of the node certificates this node issues, in seconds (when it holds the CA).
+    /// Validity of the node certificates this node issues, in seconds (on managers).
     /// Nodes renew at a random point between 50 % and 80 % of it.
     #[arg(long, default_value_t = node::CERT_VALIDITY.as_secs())]
     cert_validity_s: u64,
@@ -56,6 +56,9 @@ pub struct StartArgs {
     /// keeping every object. Other managers must be removed or re-joined afterwards.
     #[arg(long)]
     force_new_cluster: bool,
+    /// Managers: take a store snapshot (and compact the raft log) every this many entries.
+    #[arg(long, default_value_t = StoreConfig::default().snapshot_every_entries)]
+    snapshot_every_entries: u64,
 }
 
 /// Who this node is, and how its store (if it is a manager) starts.
@@ -148,7 +151,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
                 raft_id,
                 node_id,
                 bootstrap,
-                config: StoreConfig::default(),
+                config: store_config(&args)?,
                 transport: transport.clone(),
                 rng_seed: rand::random(),
                 registry: Some(registry.clone()),
@@ -182,6 +185,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         node_file,
         rng_seed: rand::random(),
         registry: registry.clone(),
+        store_config: store_config(&args)?,
     };
     let (handle, actor_done) = node::spawn_node(node_args, inbound, &registry)
         .await
@@ -305,6 +309,15 @@ async fn identity(
         }
         _ => bail!("--seed and --token go together"),
     }
+}
+
+fn store_config(args: &StartArgs) -> anyhow::Result<StoreConfig> {
+    let config = StoreConfig {
+        snapshot_every_entries: args.snapshot_every_entries,
+        ..StoreConfig::default()
+    };
+    config.validate()?;
+    Ok(config)
 }
 
 /// Join attempts when the cluster answers that it cannot take the join right now (no quorum

@@ -71,6 +71,8 @@ pub struct NodeArgs {
     pub rng_seed: u64,
     /// This node's registry of named actors (a promoted node's leader actor registers there).
     pub registry: Registry,
+    /// How this node's store runs if it is, or becomes, a manager.
+    pub store_config: crate::store::StoreConfig,
 }
 
 pub struct NodeActor;
@@ -86,6 +88,7 @@ pub struct NodeActorState {
     rng: StdRng,
     stats: Counters,
     registry: Registry,
+    store_config: crate::store::StoreConfig,
 }
 
 #[derive(Default)]
@@ -122,6 +125,7 @@ impl Actor for NodeActor {
             rng,
             stats: Counters::default(),
             registry: args.registry,
+            store_config: args.store_config,
         };
         let mut out = Vec::new();
         state.membership.handle(MembershipInput::Start, &mut out);
@@ -611,7 +615,7 @@ impl NodeActorState {
                     raft_id,
                     node_id: self.creds.node_id,
                     bootstrap: crate::store::Bootstrap::Join,
-                    config: crate::store::StoreConfig::default(),
+                    config: self.store_config.clone(),
                     transport: self.transport.clone(),
                     rng_seed: self.rng.random(),
                     registry: Some(self.registry.clone()),
