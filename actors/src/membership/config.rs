@@ -57,9 +57,9 @@ pub const PACKET_BYTES_MAX: usize = 65_000;
 impl MembershipConfig {
     pub fn lan() -> Self {
         MembershipConfig {
-            probe_period_ms: 300,
-            probe_rtt_ms: 150,
-            suspect_to_down_after_ms: 600,
+            probe_period_ms: 250,
+            probe_rtt_ms: 125,
+            suspect_to_down_after_ms: 500,
             num_indirect_probes: 3,
             max_transmissions: 8,
             gossip_period_ms: 100,
@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(c.to_foca(5).max_transmissions.get(), 8);
         assert_eq!(c.to_foca(1000).max_transmissions.get(), 16);
         let f = c.to_foca(50);
-        assert_eq!(f.probe_period, Duration::from_millis(300));
+        assert_eq!(f.probe_period, Duration::from_millis(250));
         assert_eq!(f.max_packet_size.get(), 1149);
         assert!(f.notify_down_members);
     }
