@@ -27,6 +27,7 @@
 // on its own function. Everything else stays safe.
 #![deny(unsafe_code)]
 
+pub mod ask;
 pub mod clock;
 pub mod leader;
 pub mod manager;

@@ -2,13 +2,13 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use ractor::{ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 
 use super::OPERATION_TIMEOUT_MS;
 use super::msg::{ReadResult, StoreFailure, StoreMsg, StoreStatus};
+use crate::ask::AskError;
 use crate::model::NodeId;
 use crate::store::{Kind, StoreCommand};
 use crate::wire::Response;
@@ -31,13 +31,11 @@ impl StoreHandle {
         &self,
         msg: impl FnOnce(RpcReplyPort<Result<T, StoreFailure>>) -> StoreMsg,
     ) -> Result<T, StoreFailure> {
-        use ractor::rpc::CallResult;
         // A little longer than the actor's own timeout, so its answer wins when it has one.
-        let limit = Duration::from_millis(OPERATION_TIMEOUT_MS + 1_000);
-        match self.actor.call(msg, Some(limit)).await {
-            Ok(CallResult::Success(r)) => r,
-            Ok(_) => Err(StoreFailure::Timeout),
-            Err(e) => Err(StoreFailure::Refused(format!(
+        match crate::ask::ask(&self.actor, msg, OPERATION_TIMEOUT_MS + 1_000).await {
+            Ok(result) => result,
+            Err(AskError::Timeout | AskError::Dropped) => Err(StoreFailure::Timeout),
+            Err(AskError::Gone(e)) => Err(StoreFailure::Refused(format!(
                 "the store is not running: {e}"
             ))),
         }

@@ -1,7 +1,5 @@
 //! The typed handle callers hold instead of the NodeActor's raw mailbox.
 
-use std::time::Duration;
-
 use ractor::{ActorRef, RpcReplyPort};
 use serde_json::Value;
 
@@ -44,17 +42,9 @@ impl NodeHandle {
         &self,
         msg: impl FnOnce(RpcReplyPort<T>) -> NodeMsg,
     ) -> Result<T, NodeError> {
-        use ractor::rpc::CallResult;
-        match self
-            .actor
-            .call(msg, Some(Duration::from_millis(CALL_TIMEOUT_MS)))
+        crate::ask::ask(&self.actor, msg, CALL_TIMEOUT_MS)
             .await
-        {
-            Ok(CallResult::Success(v)) => Ok(v),
-            Ok(CallResult::Timeout) => Err(NodeError::NoAnswer("timed out".into())),
-            Ok(CallResult::SenderError) => Err(NodeError::NoAnswer("reply dropped".into())),
-            Err(e) => Err(NodeError::NoAnswer(e.to_string())),
-        }
+            .map_err(|e| NodeError::NoAnswer(e.to_string()))
     }
 
     pub async fn describe(&self) -> Result<NodeDescription, NodeError> {

@@ -336,17 +336,9 @@ impl TaskHandle {
         &self,
         msg: impl FnOnce(RpcReplyPort<T>) -> TaskMsg,
     ) -> Result<T, TaskError> {
-        use ractor::rpc::CallResult;
-        match self
-            .actor
-            .call(msg, Some(Duration::from_millis(CALL_TIMEOUT_MS)))
+        crate::ask::ask(&self.actor, msg, CALL_TIMEOUT_MS)
             .await
-        {
-            Ok(CallResult::Success(v)) => Ok(v),
-            Ok(CallResult::Timeout) => Err(TaskError::NoAnswer("timed out".into())),
-            Ok(CallResult::SenderError) => Err(TaskError::NoAnswer("reply dropped".into())),
-            Err(e) => Err(TaskError::NoAnswer(e.to_string())),
-        }
+            .map_err(|e| TaskError::NoAnswer(e.to_string()))
     }
 
     pub async fn describe(&self) -> Result<TaskView, TaskError> {
