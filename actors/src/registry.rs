@@ -130,6 +130,14 @@ pub fn tagged(msg: &str, args: Value) -> Value {
     }
 }
 
+/// Decodes `(name, args)` as the shell gives them into an actor's typed admin message.
+pub fn decode<T: serde::de::DeserializeOwned>(msg: &str, args: Value) -> Result<T, AdminError> {
+    serde_json::from_value(tagged(msg, args)).map_err(|e| AdminError::BadArguments {
+        msg: msg.to_string(),
+        why: e.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

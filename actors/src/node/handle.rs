@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::msg::{JoinTokensView, NodeAdmin, NodeMsg, NodeStats};
 use crate::membership::MemberView;
 use crate::model::{NodeDescription, NodeId, Role};
-use crate::registry::{AdminError, AdminReply, AdminTarget, tagged};
+use crate::registry::{AdminError, AdminReply, AdminTarget};
 
 /// How long a caller waits for the NodeActor to answer.
 pub const CALL_TIMEOUT_MS: u64 = 5_000;
@@ -120,12 +120,7 @@ impl AdminTarget for NodeHandle {
     fn call(&self, msg: &str, args: Value) -> AdminReply<'_> {
         let name = msg.to_string();
         Box::pin(async move {
-            let typed: NodeAdmin = serde_json::from_value(tagged(&name, args)).map_err(|e| {
-                AdminError::BadArguments {
-                    msg: name.clone(),
-                    why: e.to_string(),
-                }
-            })?;
+            let typed: NodeAdmin = crate::registry::decode(&name, args)?;
             self.admin(typed)
                 .await
                 .map_err(|e| AdminError::NoAnswer(format!("node/{}", self.id), e.to_string()))

@@ -559,18 +559,19 @@ impl NodeActorState {
         let transport = self.transport.clone();
         let myself = myself.clone();
         tokio::spawn(async move {
+            // Hands the new certificate, with the key it was asked for, to the actor.
+            let done = |cert_der: Vec<u8>| {
+                let result = NodeCredentials::from_parts(key, cert_der, ca)
+                    .map(Box::new)
+                    .map_err(|e| e.to_string());
+                let _ = myself.send_message(NodeMsg::Renewed(result)); // node may be stopping
+            };
             let mut last = "no manager is reachable".to_string();
             // A manager first asks its own replica; when that cannot answer (a new manager
             // still catching up), it asks the other managers like a worker does.
             if let Some(store) = store {
                 match admission::renew(store, me, csr.clone(), validity).await {
-                    Response::Renewed { cert_der } => {
-                        let result = NodeCredentials::from_parts(key, cert_der, ca)
-                            .map(Box::new)
-                            .map_err(|e| e.to_string());
-                        let _ = myself.send_message(NodeMsg::Renewed(result)); // node may be stopping
-                        return;
-                    }
+                    Response::Renewed { cert_der } => return done(cert_der),
                     other => last = format!("local store: {other:?}"),
                 }
             }
@@ -579,13 +580,7 @@ impl NodeActorState {
                     csr_der: csr.clone(),
                 });
                 match transport.request(addr, req).await {
-                    Ok(Response::Renewed { cert_der }) => {
-                        let result = NodeCredentials::from_parts(key, cert_der, ca)
-                            .map(Box::new)
-                            .map_err(|e| e.to_string());
-                        let _ = myself.send_message(NodeMsg::Renewed(result)); // node may be stopping
-                        return;
-                    }
+                    Ok(Response::Renewed { cert_der }) => return done(cert_der),
                     Ok(other) => last = format!("{addr} answered {other:?}"),
                     Err(e) => last = format!("{addr}: {e}"),
                 }

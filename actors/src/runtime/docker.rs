@@ -87,24 +87,34 @@ impl DockerRuntime {
         format!("{}.{}.{}", ctx.service_name, ctx.slot, ctx.task_id)
     }
 
+    /// Every container, running or not, whose label `key` has `value`.
+    async fn containers_labelled(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![format!("{key}={value}")],
+            )])),
+            ..Default::default()
+        };
+        self.docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| RuntimeError::Failed(format!("listing containers: {e}")))
+    }
+
     /// The container of a task: remembered, or found by its label (after a restart).
     async fn name(&self, task: TaskId) -> Result<String, RuntimeError> {
         if let Some(n) = self.names.lock().expect("names lock").get(&task) {
             return Ok(n.clone());
         }
-        let opts = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([(
-                "label".to_string(),
-                vec![format!("{LABEL_TASK}={task}")],
-            )])),
-            ..Default::default()
-        };
         let found = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(|e| RuntimeError::Failed(format!("listing containers: {e}")))?;
+            .containers_labelled(LABEL_TASK, &task.to_string())
+            .await?;
         found
             .into_iter()
             .find_map(|c| c.id)
@@ -431,19 +441,9 @@ impl TaskRuntime for DockerRuntime {
         known: &'a BTreeSet<TaskId>,
     ) -> RuntimeFuture<'a, Vec<Orphan>> {
         Box::pin(async move {
-            let opts = ListContainersOptions {
-                all: true,
-                filters: Some(HashMap::from([(
-                    "label".to_string(),
-                    vec![format!("{LABEL_NODE}={node}")],
-                )])),
-                ..Default::default()
-            };
             let found = self
-                .docker
-                .list_containers(Some(opts))
-                .await
-                .map_err(|e| RuntimeError::Failed(format!("listing containers: {e}")))?;
+                .containers_labelled(LABEL_NODE, &node.to_string())
+                .await?;
             let mut out = Vec::new();
             for c in found.into_iter().take(ORPHANS_MAX) {
                 let Some(id) = c.id else { continue };

@@ -32,7 +32,7 @@ pub use machine::{
 pub use msg::{TaskAdmin, TaskMsg, TaskView};
 
 use crate::model::{TaskId, TaskStatus};
-use crate::registry::{AdminError, AdminReply, AdminTarget, Registry, tagged};
+use crate::registry::{AdminError, AdminReply, AdminTarget, Registry};
 use crate::runtime::{LOG_LINES_MAX, LogLine, TaskContext, TaskRuntime};
 
 /// How long a caller waits for the TaskActor to answer.
@@ -372,12 +372,7 @@ impl AdminTarget for TaskHandle {
     fn call(&self, msg: &str, args: Value) -> AdminReply<'_> {
         let name = msg.to_string();
         Box::pin(async move {
-            let typed: TaskAdmin = serde_json::from_value(tagged(&name, args)).map_err(|e| {
-                AdminError::BadArguments {
-                    msg: name.clone(),
-                    why: e.to_string(),
-                }
-            })?;
+            let typed: TaskAdmin = crate::registry::decode(&name, args)?;
             self.admin(typed)
                 .await
                 .map_err(|e| AdminError::NoAnswer(format!("task/{}", self.id), e.to_string()))
