@@ -4,6 +4,7 @@
 //!
 //! | module | responsibility |
 //! |---|---|
+//! | [`agent`] | the node agent: its session with the leader's dispatcher, one TaskActor per assigned task |
 //! | [`model`] | identifiers, roles, node descriptions: plain data |
 //! | [`wire`] | frames and the node-to-node messages |
 //! | [`trust`] | the cluster CA, node certificates, join tokens, TLS configurations |
@@ -14,7 +15,7 @@
 //! | [`runtime`] | how a task runs: an OS process, or a container on the Docker Engine |
 //! | [`store`] | the raft-replicated cluster store (raft-rs over redb) as a sans-IO machine, and its state machine of objects |
 //! | [`manager`] | the StoreActor that hosts the store on a manager, carries raft traffic, forwards writes to the leader |
-//! | [`leader`] | the leader actor: lives only on the store's raft leader, rebuilds its view from the store |
+//! | [`leader`] | the leader actor: lives only on the store's raft leader; orchestrators, scheduler and dispatcher in one pure pass (`leader::plan`) |
 //! | [`registry`] | the per-node registry of named actors that the admin shell talks to |
 //! | [`scheduler`] | placement as a pure function: filters (availability, runtime, constraints, resources) and spread |
 //! | [`orchestrator`] | reconciliation as a pure function: replicated and global services, restart policy, task history |
@@ -27,6 +28,7 @@
 // on its own function. Everything else stays safe.
 #![deny(unsafe_code)]
 
+pub mod agent;
 pub mod ask;
 pub mod clock;
 pub mod leader;

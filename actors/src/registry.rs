@@ -49,9 +49,14 @@ pub trait AdminTarget: Send + Sync {
 }
 
 /// Names to actors, for one node.
+///
+/// Besides the names it carries the node's one in-process signal: the leader actor wakes the
+/// local agent through [`Registry::agent_poke`] when it changes this node's assignments, since a
+/// node does not send itself messages over the network.
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<RwLock<BTreeMap<String, Arc<dyn AdminTarget>>>>,
+    agent_poke: Arc<tokio::sync::Notify>,
 }
 
 impl Registry {
@@ -69,6 +74,11 @@ impl Registry {
         }
         map.insert(name, target);
         Ok(())
+    }
+
+    /// The local agent waits on this; the leader notifies it.
+    pub fn agent_poke(&self) -> Arc<tokio::sync::Notify> {
+        self.agent_poke.clone()
     }
 
     pub fn unregister(&self, name: &str) {

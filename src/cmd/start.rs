@@ -117,7 +117,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         role: creds.role,
         resources: host::resources(),
         labels,
-        runtimes,
+        runtimes: runtimes.clone(),
         engine_version,
         // Newer than any description this node gossiped in an earlier run.
         version: node_file.boots,
@@ -174,6 +174,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         )?;
     }
 
+    let agent = start_agent(node_id, &data_dir, &runtimes, &transport, &registry).await?;
     let node_args = NodeArgs {
         data_dir: data_dir.clone(),
         creds,
@@ -186,6 +187,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         rng_seed: rand::random(),
         registry: registry.clone(),
         store_config: store_config(&args)?,
+        agent: Some(agent),
     };
     let (handle, actor_done) = node::spawn_node(node_args, inbound, &registry)
         .await
@@ -466,4 +468,37 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+/// Starts the node agent with the runtimes this node advertises: the process runtime always,
+/// docker when the engine answered the probe.
+async fn start_agent(
+    node_id: NodeId,
+    data_dir: &std::path::Path,
+    advertised: &[String],
+    transport: &Transport,
+    registry: &Registry,
+) -> anyhow::Result<swarm_actors::agent::AgentHandle> {
+    use std::sync::Arc;
+    use swarm_actors::runtime::{DockerConfig, DockerRuntime, ProcessRuntime, TaskRuntime};
+    let process = ProcessRuntime::new(data_dir.join("tasks"))
+        .with_context(|| format!("cannot use {}", data_dir.join("tasks").display()))?;
+    let mut runtimes: Vec<Arc<dyn TaskRuntime>> = vec![Arc::new(process)];
+    if advertised.iter().any(|r| r == host::RUNTIME_DOCKER) {
+        match DockerRuntime::connect(DockerConfig::default()).await {
+            Ok(d) => runtimes.push(Arc::new(d)),
+            Err(e) => warn!(error = %e, "the Docker Engine answered the probe but not the runtime"),
+        }
+    }
+    let args = swarm_actors::agent::AgentArgs {
+        node_id,
+        transport: transport.clone(),
+        runtimes,
+        registry: Some(registry.clone()),
+        register_tasks: true,
+    };
+    let (agent, _done) = swarm_actors::agent::spawn_agent(args)
+        .await
+        .map_err(|e| anyhow::anyhow!("the node agent did not start: {e}"))?;
+    Ok(agent)
 }

@@ -1,35 +1,87 @@
 //! The leader actor: exists only on the manager whose store is the raft leader, and moves when
-//! leadership moves. It is where the scheduler, the orchestrators and the dispatcher run once
-//! services are wired; today it keeps the leader's view of the cluster, rebuilt from the store
-//! every time it starts, and answers the admin shell (`send leader Describe`).
+//! leadership moves. It runs the orchestrators, the scheduler and the dispatcher: nodes open
+//! sessions with it to report their tasks' statuses and learn their assignments, and it keeps
+//! the store's tasks at what the services want.
 //!
 //! ```text
-//!  StoreActor ── LeaderChanged(me) ──▶ spawn LeaderActor ── Rebuild ──▶ reads the store
-//!  StoreActor ── LeaderChanged(other/none) ──▶ stop LeaderActor (and unregister "leader")
+//!  StoreActor ── LeaderChanged(me) ──▶ spawn LeaderActor        (stopped when leadership moves)
+//!  StoreActor ── Changed / Ready(nodes) ──▶ LeaderActor ──▶ pass (debounced)
+//!  node agent ── Session(statuses) ──▶ LeaderActor ──▶ Assignments (from the last pass)
+//!
+//!  pass: read nodes, services, tasks ─▶ plan::plan (pure) ─▶ propose ops (compare-and-set)
+//!                                                       └──▶ poke nodes whose assignments changed
 //! ```
+//!
+//! The leader keeps nothing the store does not have: a new leader reads everything again and
+//! carries on. It answers no session before its first pass (an empty answer would tell a node
+//! to stop everything). A status lost on the way is reported again, since the agent sends every
+//! status that differs from what its last assignments say.
 
+pub mod plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::{info, warn};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
 
-use crate::manager::StoreHandle;
-use crate::model::NodeId;
+use crate::manager::{StoreFailure, StoreHandle};
+use crate::model::{NodeId, Service, Task, TaskId, TaskStatus};
 use crate::registry::{AdminError, AdminReply, AdminTarget, Registry};
-use crate::store::{Kind, ObjectBody};
+use crate::store::{Kind, NodeObject, OPS_PER_COMMAND_MAX, ObjectBody, Op, StoreCommand};
+use crate::transport::Transport;
+use crate::wire::{ASSIGNMENTS_MAX, Assignment, OneWay, Response, SessionReport, WireFailure};
+
+use plan::{PlanInput, VersionedTask};
 
 /// The name the leader actor has in its node's registry.
 pub const LEADER_NAME: &str = "leader";
 
+/// A pass runs this long after the first change that asks for one, so that a burst of
+/// changes (a node's statuses, the writes of the previous pass) is handled at once.
+pub const PASS_DEBOUNCE_MS: u64 = 20;
+
+/// A pass runs at least this often, changes or not: restart delays and the down grace end
+/// without a message.
+pub const PASS_INTERVAL_MS: u64 = 1_000;
+
+/// A new leader treats nodes membership does not see as Unknown, not Down, for this long: its
+/// tasks are not orphaned until membership had time to hear from everyone.
+pub const DOWN_GRACE_MS: u64 = 3_000;
+
+/// After a pass whose writes failed, the next one waits this long.
+pub const RETRY_MS: u64 = 200;
+
+/// Statuses kept between passes, across all nodes; a node's report beyond it waits for the
+/// agent to send it again.
+pub const REPORTS_MAX: usize = 100_000;
+
 pub enum LeaderMsg {
-    /// Reads the store and replaces the view.
+    /// Reads the store and runs a pass now.
     Rebuild,
     Describe(RpcReplyPort<LeaderView>),
+    /// The store applied new entries.
+    Changed,
+    /// The nodes membership sees Ready.
+    Ready(BTreeSet<NodeId>),
+    /// A node's session: its statuses in, its assignments out.
+    Session {
+        from: NodeId,
+        report: SessionReport,
+        reply: oneshot::Sender<Response>,
+    },
+    /// The debounce or interval timer came due.
+    Pass,
 }
 
-/// What the leader knows, as of its last rebuild.
+/// What the leader knows, as of its last pass.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaderView {
     pub term: u64,
@@ -38,20 +90,43 @@ pub struct LeaderView {
     pub rebuilt_at_index: u64,
     pub nodes: Vec<NodeId>,
     pub managers: Vec<NodeId>,
+    pub ready: Vec<NodeId>,
     pub services: usize,
     pub tasks: usize,
+    pub passes: u64,
+    /// Tasks waiting for a node after the last pass.
+    pub pending: usize,
+    pub last_error: Option<String>,
 }
 
 pub struct LeaderArgs {
     pub store: StoreHandle,
     pub term: u64,
+    pub me: NodeId,
+    pub ready: BTreeSet<NodeId>,
+    pub transport: Transport,
+    pub registry: Option<Registry>,
+    pub rng_seed: u64,
 }
 
 pub struct LeaderActor;
 
 pub struct LeaderState {
     store: StoreHandle,
+    me: NodeId,
+    transport: Transport,
+    registry: Option<Registry>,
+    rng: StdRng,
     view: LeaderView,
+    ready: BTreeSet<NodeId>,
+    reports: BTreeMap<TaskId, TaskStatus>,
+    /// From the last pass: each node's assignments and address.
+    assignments: BTreeMap<NodeId, Vec<Assignment>>,
+    addrs: BTreeMap<NodeId, SocketAddr>,
+    /// Where each task is, to check that only its node reports it.
+    task_node: BTreeMap<TaskId, NodeId>,
+    /// A pass is due (a timer is set for it).
+    scheduled: bool,
 }
 
 impl Actor for LeaderActor {
@@ -64,71 +139,257 @@ impl Actor for LeaderActor {
         myself: ActorRef<LeaderMsg>,
         args: LeaderArgs,
     ) -> Result<LeaderState, ActorProcessingErr> {
-        // The view is read after start, from the mailbox: the store actor that spawned us must
-        // not be waited on while it is busy spawning.
+        // The first pass runs from the mailbox: the store actor that spawned us must not be
+        // waited on while it is busy spawning.
         myself.send_message(LeaderMsg::Rebuild)?;
+        myself.send_interval(Duration::from_millis(PASS_INTERVAL_MS), || LeaderMsg::Pass);
         Ok(LeaderState {
             store: args.store,
+            me: args.me,
+            transport: args.transport,
+            registry: args.registry,
+            rng: StdRng::seed_from_u64(args.rng_seed),
             view: LeaderView {
                 term: args.term,
                 since_ms: crate::clock::unix_ms(),
                 ..LeaderView::default()
             },
+            ready: args.ready,
+            reports: BTreeMap::new(),
+            assignments: BTreeMap::new(),
+            addrs: BTreeMap::new(),
+            task_node: BTreeMap::new(),
+            scheduled: false,
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<LeaderMsg>,
+        myself: ActorRef<LeaderMsg>,
         msg: LeaderMsg,
         state: &mut LeaderState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            LeaderMsg::Rebuild => match rebuild(&state.store, &state.view).await {
-                Ok(view) => {
-                    info!(
-                        term = view.term,
-                        nodes = view.nodes.len(),
-                        services = view.services,
-                        tasks = view.tasks,
-                        "leader view rebuilt from the store"
-                    );
-                    state.view = view;
-                }
-                Err(e) => warn!(error = %e, "leader could not read the store"),
-            },
+            LeaderMsg::Rebuild | LeaderMsg::Pass => {
+                state.scheduled = false;
+                state.pass(&myself).await;
+            }
             LeaderMsg::Describe(port) => {
                 let _ = port.send(state.view.clone()); // the caller may have timed out
+            }
+            LeaderMsg::Changed => state.soon(&myself, PASS_DEBOUNCE_MS),
+            LeaderMsg::Ready(ready) => {
+                if ready != state.ready {
+                    state.ready = ready;
+                    state.soon(&myself, 0);
+                }
+            }
+            LeaderMsg::Session {
+                from,
+                report,
+                reply,
+            } => {
+                if state.view.passes == 0 {
+                    // Nothing read yet: an empty answer would tell the node to stop everything.
+                    let _ = reply.send(Response::Failed(WireFailure::Busy)); // as below
+                    return Ok(());
+                }
+                let mut fresh = false;
+                for (task, status) in report.statuses {
+                    // Only the node a task is on speaks for it.
+                    if state.task_node.get(&task) != Some(&from) {
+                        continue;
+                    }
+                    if state.reports.len() >= REPORTS_MAX && !state.reports.contains_key(&task) {
+                        break;
+                    }
+                    state.reports.insert(task, status);
+                    fresh = true;
+                }
+                if fresh {
+                    state.soon(&myself, PASS_DEBOUNCE_MS);
+                }
+                let mine = state.assignments.get(&from).cloned().unwrap_or_default();
+                let _ = reply.send(Response::Assignments(mine)); // the node may have gone
             }
         }
         Ok(())
     }
 }
 
-async fn rebuild(
-    store: &StoreHandle,
-    old: &LeaderView,
-) -> Result<LeaderView, crate::manager::StoreFailure> {
-    let nodes = store.read(Kind::Node, false).await?;
-    let services = store.read(Kind::Service, false).await?;
-    let tasks = store.read(Kind::Task, false).await?;
-    let mut view = LeaderView {
-        term: old.term,
-        since_ms: old.since_ms,
-        rebuilt_at_index: nodes.applied_index,
-        services: services.objects.len(),
-        tasks: tasks.objects.len(),
-        ..LeaderView::default()
-    };
-    for o in nodes.objects {
-        if let ObjectBody::Node(n) = o.body {
-            view.nodes.push(n.id);
-            if n.raft_id.is_some() {
-                view.managers.push(n.id);
+impl LeaderState {
+    /// Asks for a pass in `after_ms` unless one is due already.
+    fn soon(&mut self, myself: &ActorRef<LeaderMsg>, after_ms: u64) {
+        if !self.scheduled {
+            self.scheduled = true;
+            myself.send_after(Duration::from_millis(after_ms), || LeaderMsg::Pass);
+        }
+    }
+
+    async fn pass(&mut self, myself: &ActorRef<LeaderMsg>) {
+        match self.try_pass(myself).await {
+            Ok(()) => self.view.last_error = None,
+            Err(e) => {
+                warn!(error = %e, "leader pass failed; trying again");
+                self.view.last_error = Some(e.to_string());
+                self.soon(myself, RETRY_MS);
             }
         }
     }
-    Ok(view)
+
+    async fn try_pass(&mut self, myself: &ActorRef<LeaderMsg>) -> Result<(), StoreFailure> {
+        let now = crate::clock::unix_ms();
+        let nodes = self.store.read(Kind::Node, false).await?;
+        let services = self.store.read(Kind::Service, false).await?;
+        let tasks = self.store.read(Kind::Task, false).await?;
+        let node_objects: Vec<NodeObject> = nodes
+            .objects
+            .into_iter()
+            .filter_map(|o| match o.body {
+                ObjectBody::Node(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        let services: Vec<Service> = services
+            .objects
+            .into_iter()
+            .filter_map(|o| match o.body {
+                ObjectBody::Service(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let tasks: Vec<VersionedTask> = tasks
+            .objects
+            .into_iter()
+            .filter_map(|o| match o.body {
+                ObjectBody::Task(task) => Some(VersionedTask {
+                    version: o.version,
+                    task,
+                }),
+                _ => None,
+            })
+            .collect();
+        let mut ready = self.ready.clone();
+        ready.insert(self.me);
+        let down_is_known = now.saturating_sub(self.view.since_ms) >= DOWN_GRACE_MS;
+        let views = plan::node_views(&node_objects, &ready, down_is_known);
+        let rng = &mut self.rng;
+        let mut new_id = || TaskId(rng.random::<u128>());
+        let plan = plan::plan(
+            &PlanInput {
+                now_ms: now,
+                nodes: &views,
+                services: &services,
+                tasks: &tasks,
+                reports: &self.reports,
+            },
+            &mut new_id,
+        );
+
+        // The tasks as they will be once the writes land, for the assignments handed out
+        // before the next read.
+        let mut current: BTreeMap<TaskId, Task> =
+            tasks.into_iter().map(|t| (t.task.id, t.task)).collect();
+        let mut result = Ok(());
+        for chunk in plan.ops.chunks(OPS_PER_COMMAND_MAX) {
+            let cmd = StoreCommand {
+                now_ms: now,
+                ops: chunk.to_vec(),
+            };
+            match self.store.propose(cmd).await {
+                Ok(_) => {
+                    for op in chunk {
+                        match op {
+                            Op::Put {
+                                body: ObjectBody::Task(t),
+                                ..
+                            } => {
+                                current.insert(t.id, t.clone());
+                            }
+                            Op::Delete { id, .. } => {
+                                if let Ok(id) = id.parse() {
+                                    current.remove(&id);
+                                }
+                            }
+                            Op::Put { .. } => {}
+                        }
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            // Reported statuses are in the store now (or were refused for good: a stale or
+            // backward one). A failed write keeps them for the next pass.
+            self.reports.clear();
+        }
+        if !plan.ops.is_empty() {
+            debug!(
+                ops = plan.ops.len(),
+                created = plan.created,
+                placed = plan.placed,
+                pending = plan.pending,
+                "leader pass"
+            );
+        }
+
+        let names: BTreeMap<_, _> = services
+            .iter()
+            .map(|s| (s.id, s.spec.name.clone()))
+            .collect();
+        self.assignments.clear();
+        self.task_node.clear();
+        for t in current.values() {
+            let Some(node) = t.node_id else { continue };
+            self.task_node.insert(t.id, node);
+            let list = self.assignments.entry(node).or_default();
+            if list.len() < ASSIGNMENTS_MAX {
+                list.push(Assignment {
+                    task: t.clone(),
+                    service_name: names.get(&t.service_id).cloned().unwrap_or_default(),
+                });
+            }
+        }
+        self.addrs = node_objects.iter().map(|n| (n.id, n.addr)).collect();
+        if result.is_ok() {
+            for node in &plan.poke {
+                self.poke(*node);
+            }
+        }
+        if let Some(at) = plan.wake_at_ms {
+            let after = at.saturating_sub(now) + 1;
+            myself.send_after(Duration::from_millis(after), || LeaderMsg::Pass);
+        }
+
+        self.view.passes += 1;
+        self.view.rebuilt_at_index = nodes.applied_index;
+        self.view.nodes = node_objects.iter().map(|n| n.id).collect();
+        self.view.managers = node_objects
+            .iter()
+            .filter(|n| n.raft_id.is_some())
+            .map(|n| n.id)
+            .collect();
+        self.view.ready = ready.into_iter().collect();
+        self.view.services = services.len();
+        self.view.tasks = current.len();
+        self.view.pending = plan.pending;
+        result
+    }
+
+    /// Tells a node its assignments changed: the local agent through the registry, others
+    /// with a one-way message (best effort: the agent asks every second anyway).
+    fn poke(&self, node: NodeId) {
+        if node == self.me {
+            if let Some(r) = &self.registry {
+                r.agent_poke().notify_one();
+            }
+        } else if let Some(addr) = self.addrs.get(&node) {
+            let _ = self.transport.send_oneway(*addr, OneWay::Poke);
+        }
+    }
 }
 
 /// The leader actor as the admin shell sees it.
@@ -156,13 +417,11 @@ impl AdminTarget for LeaderAdmin {
 }
 
 /// Starts the leader actor for `term` and registers it as `leader`.
-pub async fn start(
-    store: StoreHandle,
-    term: u64,
-    registry: Option<&Registry>,
-) -> Result<ActorRef<LeaderMsg>, ActorProcessingErr> {
-    let (actor, _) = Actor::spawn(None, LeaderActor, LeaderArgs { store, term }).await?;
-    if let Some(r) = registry {
+pub async fn start(args: LeaderArgs) -> Result<ActorRef<LeaderMsg>, ActorProcessingErr> {
+    let registry = args.registry.clone();
+    let term = args.term;
+    let (actor, _) = Actor::spawn(None, LeaderActor, args).await?;
+    if let Some(r) = &registry {
         r.unregister(LEADER_NAME);
         r.register(LEADER_NAME.into(), Arc::new(LeaderAdmin(actor.clone())))?;
     }

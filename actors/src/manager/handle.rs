@@ -102,6 +102,19 @@ impl StoreHandle {
             .send_message(StoreMsg::ForwardedRead { from, reply });
     }
 
+    /// A node's session with the dispatcher (see [`crate::agent`]): its assignments, or where
+    /// the leader is.
+    pub async fn session(&self, from: NodeId, report: crate::wire::SessionReport) -> Response {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.actor.send_message(StoreMsg::Session {
+            from,
+            report,
+            reply,
+        });
+        // A store that stopped dropped the reply: no leader here then.
+        rx.await.unwrap_or(Response::NotLeader { leader: None })
+    }
+
     pub fn raft(&self, chunk: super::chunks::RaftChunk, remote: SocketAddr) {
         // Raft retries what is lost, including while the actor stops.
         let _ = self.actor.send_message(StoreMsg::Raft { chunk, remote });

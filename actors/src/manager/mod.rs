@@ -102,12 +102,11 @@ pub struct StoreActorState {
     leader_actor: Option<ActorRef<crate::leader::LeaderMsg>>,
     /// A leadership change seen while applying effects, acted on after them.
     leadership: Option<(Option<u64>, u64)>,
-    /// The applied index and time the leader actor last rebuilt its view at.
-    leader_synced: (u64, u64),
+    /// The applied index the leader actor was last told about.
+    leader_synced: u64,
+    node_id: NodeId,
+    rng_seed: u64,
 }
-
-/// The leader actor's view is refreshed at most this often while the store changes.
-pub const LEADER_REFRESH_MS: u64 = 1_000;
 
 /// Raft peers whose address is remembered from their traffic.
 pub const LEARNED_MAX: usize = 64;
@@ -127,7 +126,7 @@ impl Actor for StoreActor {
         let machine = StoreMachine::new(
             args.raft_id,
             storage,
-            args.config,
+            args.config.clone(),
             args.rng_seed,
             args.bootstrap,
         )?;
@@ -147,7 +146,9 @@ impl Actor for StoreActor {
             registry: args.registry,
             leader_actor: None,
             leadership: None,
-            leader_synced: (0, 0),
+            leader_synced: 0,
+            node_id: args.node_id,
+            rng_seed: args.rng_seed,
         })
     }
 
@@ -163,7 +164,6 @@ impl Actor for StoreActor {
             StoreMsg::Tick => {
                 state.machine.handle(now, StoreInput::Tick, &mut out);
                 state.expire(now);
-                state.refresh_leader(now);
             }
             StoreMsg::Raft { chunk, remote } => {
                 state.learn(chunk.from, remote);
@@ -303,7 +303,41 @@ impl Actor for StoreActor {
             StoreMsg::Status(reply) => {
                 let _ = reply.send(Ok(state.status())); // the caller may have gone
             }
-            StoreMsg::Reachable(set) => state.reachable = set,
+            StoreMsg::Reachable(set) => {
+                if let Some(actor) = &state.leader_actor {
+                    // A stopping leader actor needs no news.
+                    let _ = actor.send_message(crate::leader::LeaderMsg::Ready(set.clone()));
+                }
+                state.reachable = set;
+            }
+            StoreMsg::Session {
+                from,
+                report,
+                reply,
+            } => match &state.leader_actor {
+                Some(actor) => {
+                    let msg = crate::leader::LeaderMsg::Session {
+                        from,
+                        report,
+                        reply,
+                    };
+                    if let Err(ractor::MessagingErr::SendErr(crate::leader::LeaderMsg::Session {
+                        reply,
+                        ..
+                    })) = actor.send_message(msg)
+                    {
+                        let _ = reply.send(Response::NotLeader { leader: None });
+                    }
+                }
+                None => {
+                    let leader = state.machine.leader().filter(|l| *l != state.raft_id);
+                    let addr = leader.and_then(|l| {
+                        let known = state.machine.state().members().get(&l).map(|m| m.addr);
+                        known.or_else(|| state.learned.get(&l).copied())
+                    });
+                    let _ = reply.send(Response::NotLeader { leader: addr }); // as above
+                }
+            },
             StoreMsg::ForwardDone { req, result } => {
                 if let Some(p) = state.pending.remove(&req) {
                     p.waiter.answer(result);
@@ -313,6 +347,7 @@ impl Actor for StoreActor {
         state.apply(&myself, out);
         state.finish_reads();
         state.follow_leadership(&myself).await;
+        state.tell_leader_changed();
         Ok(())
     }
 
@@ -524,18 +559,15 @@ impl StoreActorState {
         }
     }
 
-    /// Asks the leader actor to rebuild its view when the store changed, at most every
-    /// [`LEADER_REFRESH_MS`].
-    fn refresh_leader(&mut self, now: u64) {
+    /// Tells the leader actor the store applied new entries; it debounces.
+    fn tell_leader_changed(&mut self) {
         let applied = self.machine.state().applied_index();
-        let (index, at) = self.leader_synced;
         if let Some(actor) = &self.leader_actor
-            && applied > index
-            && now.saturating_sub(at) >= LEADER_REFRESH_MS
+            && applied > self.leader_synced
         {
-            // A stopping leader actor needs no refresh.
-            let _ = actor.send_message(crate::leader::LeaderMsg::Rebuild);
-            self.leader_synced = (applied, now);
+            // A stopping leader actor needs no news.
+            let _ = actor.send_message(crate::leader::LeaderMsg::Changed);
+            self.leader_synced = applied;
         }
     }
 
@@ -547,8 +579,16 @@ impl StoreActorState {
         let leads = leader == Some(self.raft_id);
         match (leads, self.leader_actor.take()) {
             (true, None) => {
-                let handle = StoreHandle::new(myself.clone());
-                match crate::leader::start(handle, term, self.registry.as_ref()).await {
+                let args = crate::leader::LeaderArgs {
+                    store: StoreHandle::new(myself.clone()),
+                    term,
+                    me: self.node_id,
+                    ready: self.reachable.clone(),
+                    transport: self.transport.clone(),
+                    registry: self.registry.clone(),
+                    rng_seed: self.rng_seed ^ term,
+                };
+                match crate::leader::start(args).await {
                     Ok(actor) => self.leader_actor = Some(actor),
                     Err(e) => warn!(error = %e, "the leader actor did not start"),
                 }

@@ -63,6 +63,13 @@ pub enum StoreMsg {
     Status(RpcReplyPort<Result<StoreStatus, StoreFailure>>),
     /// Which nodes membership sees Ready, to tell "no quorum: 1 of 3 managers reachable".
     Reachable(BTreeSet<NodeId>),
+    /// A node's session with the dispatcher: handed to the leader actor when this manager
+    /// leads, else answered with where the leader is.
+    Session {
+        from: NodeId,
+        report: crate::wire::SessionReport,
+        reply: oneshot::Sender<Response>,
+    },
     /// A forwarded proposal's outcome came back.
     ForwardDone {
         req: u64,

@@ -73,6 +73,8 @@ pub struct NodeArgs {
     pub registry: Registry,
     /// How this node's store runs if it is, or becomes, a manager.
     pub store_config: crate::store::StoreConfig,
+    /// The node's agent, which runs its tasks; told about managers and the local store.
+    pub agent: Option<crate::agent::AgentHandle>,
 }
 
 pub struct NodeActor;
@@ -89,6 +91,7 @@ pub struct NodeActorState {
     stats: Counters,
     registry: Registry,
     store_config: crate::store::StoreConfig,
+    agent: Option<crate::agent::AgentHandle>,
 }
 
 #[derive(Default)]
@@ -126,7 +129,9 @@ impl Actor for NodeActor {
             stats: Counters::default(),
             registry: args.registry,
             store_config: args.store_config,
+            agent: args.agent,
         };
+        state.tell_agent_store();
         let mut out = Vec::new();
         state.membership.handle(MembershipInput::Start, &mut out);
         for peer in state.node_file.peers.clone() {
@@ -224,6 +229,7 @@ impl Actor for NodeActor {
                 info!(%role, "this node's role changed");
                 state.store = store;
                 state.tell_store_reachable();
+                state.tell_agent_store();
                 // Our description carries the role; gossip the change.
                 if let Some(mut d) = state.membership.description(state.creds.node_id).cloned() {
                     d.role = role;
@@ -260,6 +266,13 @@ impl Actor for NodeActor {
                         state.deny(id);
                     } else {
                         warn!(from = %from.node_id, "a worker may not remove nodes; ignored");
+                    }
+                }
+                (OneWay::Poke, _) => {
+                    if from.role == Role::Manager
+                        && let Some(agent) = &state.agent
+                    {
+                        agent.tell(crate::agent::AgentMsg::Poke(Some(remote)));
                     }
                 }
                 (OneWay::Nop, _) => {}
@@ -321,13 +334,16 @@ impl NodeActorState {
                 info!(node = %id, "node is up");
                 self.remember_peers();
                 self.tell_store_reachable();
+                self.tell_agent_managers();
             }
             MembershipEvent::Down(id) => {
                 warn!(node = %id, "node is down");
                 self.tell_store_reachable();
+                self.tell_agent_managers();
             }
             MembershipEvent::Described(desc) => {
-                debug!(node = %desc.id, version = desc.version, "node description")
+                debug!(node = %desc.id, version = desc.version, "node description");
+                self.tell_agent_managers();
             }
             MembershipEvent::Rejoined => warn!("this node was declared down; rejoined"),
         }
@@ -358,6 +374,18 @@ impl NodeActorState {
                 warn!(error = %e, "cannot save the list of removed nodes");
             }
             info!(node = %id, "node removed from the cluster: refused from now on");
+        }
+    }
+
+    fn tell_agent_managers(&self) {
+        if let Some(agent) = &self.agent {
+            agent.tell(crate::agent::AgentMsg::Managers(self.manager_addrs()));
+        }
+    }
+
+    fn tell_agent_store(&self) {
+        if let Some(agent) = &self.agent {
+            agent.tell(crate::agent::AgentMsg::Store(self.store.clone()));
         }
     }
 
@@ -506,6 +534,35 @@ impl NodeActorState {
             Request::Ping => {
                 let _ = reply.send(Response::Pong);
             }
+            Request::Session(report) => {
+                let Some(peer) = from else {
+                    let _ = reply.send(Response::Failed(WireFailure::Unauthenticated));
+                    return;
+                };
+                match self.store.clone() {
+                    Some(store) => {
+                        tokio::spawn(async move {
+                            let _ = reply.send(store.session(peer.node_id, report).await);
+                        });
+                    }
+                    None => {
+                        let _ = reply.send(Response::NotLeader { leader: None });
+                    }
+                }
+            }
+            Request::Logs { tasks, tail } => match (&from, &self.agent) {
+                (Some(p), Some(agent)) if p.role == Role::Manager => {
+                    let agent = agent.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(agent.logs(tasks, tail).await);
+                    });
+                }
+                _ => {
+                    let _ = reply.send(Response::Failed(WireFailure::Invalid(
+                        "logs are given to managers only".into(),
+                    )));
+                }
+            },
             Request::SetRole { raft_id } => {
                 if from.map(|p| p.role) != Some(Role::Manager) {
                     let _ = reply.send(Response::Failed(WireFailure::Unauthenticated));

@@ -16,6 +16,7 @@ pub use frame::{
     write_frame,
 };
 pub use msg::{
-    JoinRequest, JoinResponse, OneWay, RenewRequest, Request, Response, StoreReply, StoreRequest,
-    WireFailure,
+    ASSIGNMENTS_MAX, Assignment, JoinRequest, JoinResponse, LOG_REPLY_BYTES_MAX, LOG_TASKS_MAX,
+    OneWay, RenewRequest, Request, Response, SESSION_STATUSES_MAX, SessionReport, StoreReply,
+    StoreRequest, WireFailure,
 };

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{NodeDescription, NodeId, Role};
+use crate::model::{NodeDescription, NodeId, Role, Task, TaskId, TaskStatus};
+use crate::runtime::LogLine;
 
 /// A request from one node to another. Every variant but [`Request::Join`] needs a mutual-TLS
 /// connection; `Join` is the one thing a node without a certificate may ask.
@@ -28,6 +29,38 @@ pub enum Request {
     SetRole {
         raft_id: Option<u64>,
     },
+    /// A node's session with the dispatcher on the leader: the statuses of its tasks that
+    /// changed (at most [`SESSION_STATUSES_MAX`]); the answer is the node's assignments.
+    Session(SessionReport),
+    /// The last lines of these tasks' output, as the node that runs them keeps them.
+    Logs {
+        tasks: Vec<TaskId>,
+        tail: usize,
+    },
+}
+
+/// Most task statuses in one session report; more wait for the next one.
+pub const SESSION_STATUSES_MAX: usize = 1_000;
+
+/// Most assignments in one answer: a node runs at most this many tasks (history included).
+pub const ASSIGNMENTS_MAX: usize = 2_000;
+
+/// Most tasks one logs request names.
+pub const LOG_TASKS_MAX: usize = 256;
+
+/// Most bytes of log text in one answer, so that it fits a frame with room to spare.
+pub const LOG_REPLY_BYTES_MAX: usize = 512 * 1024;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SessionReport {
+    pub statuses: Vec<(TaskId, TaskStatus)>,
+}
+
+/// One task the leader wants a node to run (or stop: see `task.desired_state`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Assignment {
+    pub task: Task,
+    pub service_name: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -83,10 +116,20 @@ pub struct RenewRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Response {
     Joined(JoinResponse),
-    Renewed { cert_der: Vec<u8> },
+    Renewed {
+        cert_der: Vec<u8>,
+    },
     Description(NodeDescription),
     Pong,
     Store(StoreReply),
+    /// The node's assignments, complete: a task not listed is no longer this node's.
+    Assignments(Vec<Assignment>),
+    /// This manager does not lead; the leader is there, when known.
+    NotLeader {
+        leader: Option<SocketAddr>,
+    },
+    /// Lines per task, oldest first; tasks this node does not know are left out.
+    Logs(Vec<(TaskId, Vec<LogLine>)>),
     Failed(WireFailure),
 }
 
@@ -116,4 +159,6 @@ pub enum OneWay {
     Raft(crate::manager::chunks::RaftChunk),
     /// A manager tells every node that a node was removed: refuse it from now on.
     Removed(NodeId),
+    /// The leader changed this node's assignments: open a session now.
+    Poke,
 }

@@ -1,0 +1,394 @@
+//! One reconciliation pass of the leader, as a pure function.
+//!
+//! The leader actor reads nodes, services and tasks from the store, adds the task statuses
+//! nodes reported since the last pass, and calls [`plan`]. The answer is the store operations
+//! to write (compare-and-set on every object's version, so a pass computed from an old read is
+//! refused rather than applied), the nodes whose assignments changed (poked so they ask at
+//! once), and when to run again for a restart delay. Nothing here reads a clock or draws a
+//! random number of its own, so the simulator drives the same code.
+//!
+//! ```text
+//!  reports ──▶ 1. accept status (forward only; a terminal status is final)
+//!  services ─▶ 2. tasks of removed services: shut down, then delete
+//!            3. orchestrator::reconcile per service ──▶ create / shutdown / orphan / trim
+//!            4. scheduler::schedule over unplaced tasks ──▶ assigned / pending with reason
+//!            5. changed tasks ──▶ Put(expect version) / Delete(expect version)
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{
+    NodeId, NodeResources, NodeState, Role, Service, ServiceId, Task, TaskId, TaskState, TaskStatus,
+};
+use crate::orchestrator::{self, Action};
+use crate::scheduler::{self, Decision, NodeView, PendingTask, TaskLoad};
+use crate::store::{Expect, Kind, NodeObject, ObjectBody, Op};
+
+/// A task as read from the store: its version is what a write compares with.
+#[derive(Clone, Debug)]
+pub struct VersionedTask {
+    pub version: u64,
+    pub task: Task,
+}
+
+/// Everything one pass starts from.
+pub struct PlanInput<'a> {
+    pub now_ms: u64,
+    /// Every node of the cluster, state included (see [`node_views`]).
+    pub nodes: &'a [NodeView],
+    pub services: &'a [Service],
+    pub tasks: &'a [VersionedTask],
+    /// The latest status each node reported per task since the last pass.
+    pub reports: &'a BTreeMap<TaskId, TaskStatus>,
+}
+
+/// What one pass decided.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Store operations, compare-and-set each; the caller splits them into commands.
+    pub ops: Vec<Op>,
+    /// Nodes whose set of assignments changed.
+    pub poke: BTreeSet<NodeId>,
+    /// The earliest time a restart delay ends: run again then.
+    pub wake_at_ms: Option<u64>,
+    /// Tasks created, placed, and left pending in this pass (for logs and the simulator).
+    pub created: usize,
+    pub placed: usize,
+    pub pending: usize,
+}
+
+/// A task being worked on: its stored version (`None` for a new one) and whether it changed.
+struct Work {
+    version: Option<u64>,
+    task: Task,
+    changed: bool,
+    delete: bool,
+}
+
+/// Builds the scheduler's view of every node from the store's node objects and the nodes
+/// membership sees Ready. A node membership does not see is `Down`, or `Unknown` while
+/// `down_is_known` is false (a leader that just started has not heard from everyone yet, and
+/// must not orphan their tasks).
+pub fn node_views(
+    nodes: &[NodeObject],
+    ready: &BTreeSet<NodeId>,
+    down_is_known: bool,
+) -> Vec<NodeView> {
+    nodes
+        .iter()
+        .map(|n| {
+            let state = if ready.contains(&n.id) {
+                NodeState::Ready
+            } else if down_is_known {
+                NodeState::Down
+            } else {
+                NodeState::Unknown
+            };
+            let d = n.description.as_ref();
+            NodeView {
+                id: n.id,
+                hostname: d.map(|d| d.hostname.clone()).unwrap_or_default(),
+                role: if n.raft_id.is_some() {
+                    Role::Manager
+                } else {
+                    n.spec.role
+                },
+                availability: n.spec.availability,
+                // Without a description the node cannot be judged: it takes nothing new.
+                state: match (d, state) {
+                    (None, NodeState::Ready) => NodeState::Unknown,
+                    (_, s) => s,
+                },
+                labels: n.spec.labels.clone(),
+                engine_labels: d.map(|d| d.labels.clone()).unwrap_or_default(),
+                runtimes: d.map(|d| d.runtimes.clone()).unwrap_or_default(),
+                resources: d.map(|d| d.resources.clone()).unwrap_or(NodeResources {
+                    nano_cpus: 0,
+                    memory_bytes: 0,
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Whether a reported status may replace the stored one: states only move forward, a terminal
+/// state is final, and within one state only the health, message or error may change.
+pub fn accepts(stored: &TaskStatus, reported: &TaskStatus) -> bool {
+    if stored.state.is_terminal() {
+        return false;
+    }
+    match reported.state.cmp(&stored.state) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => {
+            reported.health != stored.health
+                || reported.message != stored.message
+                || reported.error != stored.error
+        }
+    }
+}
+
+fn status(state: TaskState, now_ms: u64, message: impl Into<String>) -> TaskStatus {
+    TaskStatus {
+        state,
+        since_ms: now_ms,
+        message: message.into(),
+        error: None,
+        exit_code: None,
+        health: None,
+    }
+}
+
+/// One reconciliation pass. `new_id` makes the IDs of new tasks.
+pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
+    let now = input.now_ms;
+    let mut out = Plan::default();
+    let node_state: BTreeMap<NodeId, &NodeView> = input.nodes.iter().map(|n| (n.id, n)).collect();
+    let mut work: BTreeMap<TaskId, Work> = input
+        .tasks
+        .iter()
+        .map(|t| {
+            let w = Work {
+                version: Some(t.version),
+                task: t.task.clone(),
+                changed: false,
+                delete: false,
+            };
+            (t.task.id, w)
+        })
+        .collect();
+
+    // 1. What the nodes reported. Only the node a task is on reports it, and only forward.
+    for (id, reported) in input.reports {
+        if let Some(w) = work.get_mut(id)
+            && accepts(&w.task.status, reported)
+        {
+            w.task.status = reported.clone();
+            w.changed = true;
+        }
+    }
+
+    // 2. Tasks whose service is gone: stop them, then forget them.
+    let services: BTreeMap<ServiceId, &Service> =
+        input.services.iter().map(|s| (s.id, s)).collect();
+    for w in work.values_mut() {
+        if services.contains_key(&w.task.service_id) {
+            continue;
+        }
+        let on_live_node = w
+            .task
+            .node_id
+            .and_then(|n| node_state.get(&n))
+            .is_some_and(|n| n.state != NodeState::Down);
+        let started = w.task.status.state >= TaskState::Assigned;
+        if w.task.status.state.is_terminal() || !started || !on_live_node {
+            w.delete = true;
+        } else if w.task.desired_state <= TaskState::Running {
+            w.task.desired_state = TaskState::Shutdown;
+            w.changed = true;
+            if let Some(n) = w.task.node_id {
+                out.poke.insert(n);
+            }
+        }
+    }
+
+    // 3. The orchestrators, service by service.
+    for service in input.services {
+        let tasks: Vec<Task> = work
+            .values()
+            .filter(|w| w.task.service_id == service.id && !w.delete)
+            .map(|w| w.task.clone())
+            .collect();
+        for action in orchestrator::reconcile(service, &tasks, input.nodes, now) {
+            apply(action, service, &mut work, &mut out, now, new_id);
+        }
+    }
+
+    // 4. The scheduler, over every task that waits for a node.
+    schedule(input.nodes, &services, &mut work, &mut out, now);
+
+    // 5. The writes.
+    for (id, w) in work {
+        let key = id.to_string();
+        if w.delete {
+            if let Some(v) = w.version {
+                out.ops.push(Op::Delete {
+                    kind: Kind::Task,
+                    id: key,
+                    expect: Expect::Version(v),
+                });
+            }
+        } else if w.changed {
+            let expect = match w.version {
+                Some(v) => Expect::Version(v),
+                None => Expect::Absent,
+            };
+            out.ops.push(Op::Put {
+                kind: Kind::Task,
+                id: key,
+                expect,
+                body: ObjectBody::Task(w.task),
+            });
+        }
+    }
+    out
+}
+
+fn apply(
+    action: Action,
+    service: &Service,
+    work: &mut BTreeMap<TaskId, Work>,
+    out: &mut Plan,
+    now: u64,
+    new_id: &mut dyn FnMut() -> TaskId,
+) {
+    match action {
+        Action::Create {
+            slot,
+            node,
+            spec_version,
+        } => {
+            let id = new_id();
+            // A global task is made for its node (the orchestrator checked that the node is
+            // eligible): it is assigned at once. A replicated one waits for the scheduler.
+            let (node_id, st) = match node {
+                Some(n) => {
+                    out.poke.insert(n);
+                    out.placed += 1;
+                    (Some(n), status(TaskState::Assigned, now, "assigned"))
+                }
+                None => (None, status(TaskState::New, now, "created")),
+            };
+            let task = Task {
+                id,
+                service_id: service.id,
+                slot,
+                node_id,
+                spec: service.spec.task.clone(),
+                spec_version,
+                desired_state: TaskState::Running,
+                status: st,
+                created_ms: now,
+            };
+            out.created += 1;
+            work.insert(
+                id,
+                Work {
+                    version: None,
+                    task,
+                    changed: true,
+                    delete: false,
+                },
+            );
+        }
+        Action::Shutdown { task, reason } => {
+            if let Some(w) = work.get_mut(&task)
+                && w.task.desired_state <= TaskState::Running
+            {
+                w.task.desired_state = TaskState::Shutdown;
+                w.changed = true;
+                match w.task.node_id {
+                    Some(n) if !w.task.status.state.is_terminal() => {
+                        out.poke.insert(n);
+                    }
+                    Some(_) => {}
+                    // Never placed: nobody else will end it.
+                    None => w.task.status = status(TaskState::Shutdown, now, reason),
+                }
+            }
+        }
+        Action::MarkOrphaned { task } => {
+            if let Some(w) = work.get_mut(&task) {
+                w.task.desired_state = TaskState::Shutdown;
+                w.task.status = status(TaskState::Orphaned, now, "node is down");
+                w.changed = true;
+            }
+        }
+        Action::Remove { task } => {
+            if let Some(w) = work.get_mut(&task) {
+                w.delete = true;
+                if let Some(n) = w.task.node_id {
+                    out.poke.insert(n);
+                }
+            }
+        }
+        Action::RestartLater { at_ms, .. } => {
+            out.wake_at_ms = Some(out.wake_at_ms.map_or(at_ms, |w| w.min(at_ms)));
+        }
+    }
+}
+
+fn schedule(
+    nodes: &[NodeView],
+    services: &BTreeMap<ServiceId, &Service>,
+    work: &mut BTreeMap<TaskId, Work>,
+    out: &mut Plan,
+    now: u64,
+) {
+    let mut running = Vec::new();
+    let mut waiting: Vec<TaskId> = Vec::new();
+    for w in work.values() {
+        let t = &w.task;
+        if w.delete || t.status.state.is_terminal() {
+            continue;
+        }
+        match t.node_id {
+            Some(node) => running.push(TaskLoad {
+                task: t.id,
+                service: t.service_id,
+                node,
+                reservations: t.spec.resources.reservations,
+            }),
+            None if t.desired_state <= TaskState::Running
+                && services.contains_key(&t.service_id) =>
+            {
+                waiting.push(t.id)
+            }
+            None => {}
+        }
+    }
+    if waiting.is_empty() {
+        return;
+    }
+    let decisions = {
+        let pending: Vec<PendingTask<'_>> = waiting
+            .iter()
+            .map(|id| {
+                let t = &work[id].task;
+                PendingTask {
+                    task: t.id,
+                    service: t.service_id,
+                    spec: &t.spec,
+                    pin: None,
+                }
+            })
+            .collect();
+        scheduler::schedule(nodes, &running, &pending)
+    };
+    for d in decisions {
+        let w = work
+            .get_mut(&d.task())
+            .expect("decided tasks are in the work set");
+        match d {
+            Decision::Place { node, .. } => {
+                w.task.node_id = Some(node);
+                w.task.status = status(TaskState::Assigned, now, "assigned");
+                w.changed = true;
+                out.placed += 1;
+                out.poke.insert(node);
+            }
+            Decision::Pending { reason, .. } => {
+                out.pending += 1;
+                if w.task.status.state != TaskState::Pending || w.task.status.message != reason {
+                    let since = if w.task.status.state == TaskState::Pending {
+                        w.task.status.since_ms
+                    } else {
+                        now
+                    };
+                    w.task.status = status(TaskState::Pending, since, reason);
+                    w.changed = true;
+                }
+            }
+        }
+    }
+}
