@@ -33,7 +33,8 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::manager::{StoreFailure, StoreHandle};
-use crate::model::{NodeId, Service, Task, TaskId, TaskStatus};
+use crate::membership::MemberView;
+use crate::model::{NodeDescription, NodeId, NodeState, Service, Task, TaskId, TaskStatus};
 use crate::registry::{AdminError, AdminReply, AdminTarget, Registry};
 use crate::store::{Kind, NodeObject, OPS_PER_COMMAND_MAX, ObjectBody, Op, StoreCommand};
 use crate::transport::Transport;
@@ -69,8 +70,8 @@ pub enum LeaderMsg {
     Describe(RpcReplyPort<LeaderView>),
     /// The store applied new entries.
     Changed,
-    /// The nodes membership sees Ready.
-    Ready(BTreeSet<NodeId>),
+    /// Membership's view: who is Ready, and what each node says about itself.
+    Members(Vec<MemberView>),
     /// A node's session: its statuses in, its assignments out.
     Session {
         from: NodeId,
@@ -103,7 +104,7 @@ pub struct LeaderArgs {
     pub store: StoreHandle,
     pub term: u64,
     pub me: NodeId,
-    pub ready: BTreeSet<NodeId>,
+    pub members: Vec<MemberView>,
     pub transport: Transport,
     pub registry: Option<Registry>,
     pub rng_seed: u64,
@@ -119,6 +120,9 @@ pub struct LeaderState {
     rng: StdRng,
     view: LeaderView,
     ready: BTreeSet<NodeId>,
+    /// What each node last said about itself (hostname, labels, runtimes, resources); the
+    /// store's node objects do not carry it.
+    descriptions: BTreeMap<NodeId, NodeDescription>,
     reports: BTreeMap<TaskId, TaskStatus>,
     /// From the last pass: each node's assignments and address.
     assignments: BTreeMap<NodeId, Vec<Assignment>>,
@@ -143,7 +147,7 @@ impl Actor for LeaderActor {
         // waited on while it is busy spawning.
         myself.send_message(LeaderMsg::Rebuild)?;
         myself.send_interval(Duration::from_millis(PASS_INTERVAL_MS), || LeaderMsg::Pass);
-        Ok(LeaderState {
+        let mut state = LeaderState {
             store: args.store,
             me: args.me,
             transport: args.transport,
@@ -154,13 +158,16 @@ impl Actor for LeaderActor {
                 since_ms: crate::clock::unix_ms(),
                 ..LeaderView::default()
             },
-            ready: args.ready,
+            ready: BTreeSet::new(),
+            descriptions: BTreeMap::new(),
             reports: BTreeMap::new(),
             assignments: BTreeMap::new(),
             addrs: BTreeMap::new(),
             task_node: BTreeMap::new(),
             scheduled: false,
-        })
+        };
+        state.learn(args.members);
+        Ok(state)
     }
 
     async fn handle(
@@ -178,9 +185,8 @@ impl Actor for LeaderActor {
                 let _ = port.send(state.view.clone()); // the caller may have timed out
             }
             LeaderMsg::Changed => state.soon(&myself, PASS_DEBOUNCE_MS),
-            LeaderMsg::Ready(ready) => {
-                if ready != state.ready {
-                    state.ready = ready;
+            LeaderMsg::Members(members) => {
+                if state.learn(members) {
                     state.soon(&myself, 0);
                 }
             }
@@ -218,6 +224,23 @@ impl Actor for LeaderActor {
 }
 
 impl LeaderState {
+    /// Takes membership's view; true when something the scheduler looks at changed.
+    fn learn(&mut self, members: Vec<MemberView>) -> bool {
+        let ready: BTreeSet<NodeId> = members
+            .iter()
+            .filter(|m| m.state == NodeState::Ready)
+            .map(|m| m.id)
+            .collect();
+        let descriptions: BTreeMap<NodeId, NodeDescription> = members
+            .into_iter()
+            .filter_map(|m| m.description.map(|d| (m.id, d)))
+            .collect();
+        let changed = ready != self.ready || descriptions != self.descriptions;
+        self.ready = ready;
+        self.descriptions = descriptions;
+        changed
+    }
+
     /// Asks for a pass in `after_ms` unless one is due already.
     fn soon(&mut self, myself: &ActorRef<LeaderMsg>, after_ms: u64) {
         if !self.scheduled {
@@ -246,7 +269,12 @@ impl LeaderState {
             .objects
             .into_iter()
             .filter_map(|o| match o.body {
-                ObjectBody::Node(n) => Some(n),
+                ObjectBody::Node(mut n) => {
+                    if let Some(d) = self.descriptions.get(&n.id) {
+                        n.description = Some(d.clone());
+                    }
+                    Some(n)
+                }
                 _ => None,
             })
             .collect();

@@ -392,3 +392,6 @@ fn schedule(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,5 @@
 //! The typed handle to a manager's StoreActor.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use ractor::{ActorRef, RpcReplyPort};
@@ -120,8 +119,10 @@ impl StoreHandle {
         let _ = self.actor.send_message(StoreMsg::Raft { chunk, remote });
     }
 
-    pub fn set_reachable(&self, nodes: BTreeSet<NodeId>) {
-        // Only a hint for error messages; harmless to lose.
-        let _ = self.actor.send_message(StoreMsg::Reachable(nodes));
+    /// Membership's view: which nodes are Ready (for "no quorum" messages) and what each says
+    /// about itself (for the leader's scheduler).
+    pub fn set_members(&self, members: Vec<crate::membership::MemberView>) {
+        // A hint, repeated at every membership change; harmless to lose.
+        let _ = self.actor.send_message(StoreMsg::Members(members));
     }
 }

@@ -93,6 +93,8 @@ pub struct StoreActorState {
     assembler: Assembler,
     next_message: u64,
     reachable: BTreeSet<NodeId>,
+    /// Membership's last view, handed to a leader actor when it starts.
+    members: Vec<crate::membership::MemberView>,
     /// Where raft peers were last heard from. A manager that just joined does not know its
     /// peers' addresses until the log or a snapshot tells it, but must answer the leader before
     /// that; bounded by [`LEARNED_MAX`].
@@ -142,6 +144,7 @@ impl Actor for StoreActor {
             assembler: Assembler::default(),
             next_message: 0,
             reachable: BTreeSet::new(),
+            members: Vec::new(),
             learned: BTreeMap::new(),
             registry: args.registry,
             leader_actor: None,
@@ -303,12 +306,17 @@ impl Actor for StoreActor {
             StoreMsg::Status(reply) => {
                 let _ = reply.send(Ok(state.status())); // the caller may have gone
             }
-            StoreMsg::Reachable(set) => {
+            StoreMsg::Members(members) => {
+                state.reachable = members
+                    .iter()
+                    .filter(|m| m.state == crate::model::NodeState::Ready)
+                    .map(|m| m.id)
+                    .collect();
                 if let Some(actor) = &state.leader_actor {
                     // A stopping leader actor needs no news.
-                    let _ = actor.send_message(crate::leader::LeaderMsg::Ready(set.clone()));
+                    let _ = actor.send_message(crate::leader::LeaderMsg::Members(members.clone()));
                 }
-                state.reachable = set;
+                state.members = members;
             }
             StoreMsg::Session {
                 from,
@@ -583,7 +591,7 @@ impl StoreActorState {
                     store: StoreHandle::new(myself.clone()),
                     term,
                     me: self.node_id,
-                    ready: self.reachable.clone(),
+                    members: self.members.clone(),
                     transport: self.transport.clone(),
                     registry: self.registry.clone(),
                     rng_seed: self.rng_seed ^ term,

@@ -1,6 +1,5 @@
 //! Messages the StoreActor takes.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use ractor::RpcReplyPort;
@@ -61,8 +60,9 @@ pub enum StoreMsg {
         result: Result<u64, StoreFailure>,
     },
     Status(RpcReplyPort<Result<StoreStatus, StoreFailure>>),
-    /// Which nodes membership sees Ready, to tell "no quorum: 1 of 3 managers reachable".
-    Reachable(BTreeSet<NodeId>),
+    /// Membership's view of every node: who is Ready tells "no quorum: 1 of 3 managers
+    /// reachable"; the leader actor gets it all for scheduling.
+    Members(Vec<crate::membership::MemberView>),
     /// A node's session with the dispatcher: handed to the leader actor when this manager
     /// leads, else answered with where the leader is.
     Session {

@@ -344,6 +344,7 @@ impl NodeActorState {
             MembershipEvent::Described(desc) => {
                 debug!(node = %desc.id, version = desc.version, "node description");
                 self.tell_agent_managers();
+                self.tell_store_reachable();
             }
             MembershipEvent::Rejoined => warn!("this node was declared down; rejoined"),
         }
@@ -391,14 +392,7 @@ impl NodeActorState {
 
     fn tell_store_reachable(&self) {
         if let Some(store) = &self.store {
-            let ready = self
-                .membership
-                .members()
-                .into_iter()
-                .filter(|m| m.state == NodeState::Ready)
-                .map(|m| m.id)
-                .collect();
-            store.set_reachable(ready);
+            store.set_members(self.membership.members());
         }
     }
 

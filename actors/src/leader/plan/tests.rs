@@ -1,0 +1,308 @@
+//! The leader's pass from the store's point of view: what it writes, in which cases.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::model::{Availability, ServiceMode, TaskState};
+use crate::orchestrator::tests_support::{service, task};
+use crate::scheduler::tests_support::node;
+
+fn versioned(tasks: Vec<Task>) -> Vec<VersionedTask> {
+    tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, task)| VersionedTask {
+            version: 10 + i as u64,
+            task,
+        })
+        .collect()
+}
+
+/// Runs a pass; new task IDs count up from 1000.
+fn run(
+    nodes: &[NodeView],
+    services: &[Service],
+    tasks: &[VersionedTask],
+    reports: &BTreeMap<TaskId, TaskStatus>,
+) -> Plan {
+    let mut next = 1000u128;
+    let mut new_id = || {
+        next += 1;
+        TaskId(next)
+    };
+    plan(
+        &PlanInput {
+            now_ms: 1_000_000,
+            nodes,
+            services,
+            tasks,
+            reports,
+        },
+        &mut new_id,
+    )
+}
+
+/// The tasks the ops put, by ID.
+fn puts(p: &Plan) -> BTreeMap<TaskId, (Expect, Task)> {
+    p.ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Put {
+                expect,
+                body: ObjectBody::Task(t),
+                ..
+            } => Some((t.id, (*expect, t.clone()))),
+            _ => None,
+        })
+        .collect()
+}
+
+fn deletes(p: &Plan) -> Vec<String> {
+    p.ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Delete { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_service_gets_its_tasks_created_and_spread() {
+    let nodes = [node(1), node(2), node(3)];
+    let svc = service(ServiceMode::Replicated { replicas: 6 });
+    let p = run(&nodes, &[svc], &[], &BTreeMap::new());
+    let put = puts(&p);
+    assert_eq!(put.len(), 6);
+    assert_eq!((p.created, p.placed, p.pending), (6, 6, 0));
+    let mut per_node: BTreeMap<NodeId, usize> = BTreeMap::new();
+    for (expect, t) in put.values() {
+        assert_eq!(*expect, Expect::Absent, "a new task must not exist yet");
+        assert_eq!(t.status.state, TaskState::Assigned);
+        assert_eq!(t.desired_state, TaskState::Running);
+        *per_node.entry(t.node_id.unwrap()).or_default() += 1;
+    }
+    assert_eq!(per_node.values().copied().collect::<Vec<_>>(), [2, 2, 2]);
+    assert_eq!(p.poke.len(), 3);
+}
+
+#[test]
+fn a_converged_service_writes_nothing() {
+    let nodes = [node(1), node(2)];
+    let svc = service(ServiceMode::Replicated { replicas: 2 });
+    let tasks = versioned(vec![task(1, 1, Some(1)), task(2, 2, Some(2))]);
+    let p = run(&nodes, &[svc], &tasks, &BTreeMap::new());
+    assert!(p.ops.is_empty(), "{:?}", p.ops);
+    assert!(p.poke.is_empty());
+}
+
+#[test]
+fn reports_move_status_forward_only_and_compare_versions() {
+    let nodes = [node(1)];
+    let svc = service(ServiceMode::Replicated { replicas: 2 });
+    let mut starting = task(1, 1, Some(1));
+    starting.status.state = TaskState::Starting;
+    let running = task(2, 2, Some(1));
+    let tasks = versioned(vec![starting, running]);
+    let mut reports = BTreeMap::new();
+    let mut now_running = tasks[0].task.status.clone();
+    now_running.state = TaskState::Running;
+    reports.insert(TaskId(1), now_running);
+    // Backward: the stored Running must stay.
+    let mut backward = tasks[1].task.status.clone();
+    backward.state = TaskState::Preparing;
+    reports.insert(TaskId(2), backward);
+    let p = run(&nodes, &[svc], &tasks, &reports);
+    let put = puts(&p);
+    assert_eq!(put.len(), 1, "only the forward report is written: {put:?}");
+    let (expect, t) = &put[&TaskId(1)];
+    assert_eq!(*expect, Expect::Version(10));
+    assert_eq!(t.status.state, TaskState::Running);
+}
+
+#[test]
+fn a_terminal_status_is_final() {
+    let mut orphaned = task(1, 1, Some(1)).status;
+    orphaned.state = TaskState::Orphaned;
+    let mut running = orphaned.clone();
+    running.state = TaskState::Running;
+    assert!(!accepts(&orphaned, &running));
+    let mut failed = orphaned.clone();
+    failed.state = TaskState::Failed;
+    assert!(!accepts(&orphaned, &failed));
+    let mut healthy = running.clone();
+    healthy.health = Some(crate::model::Health::Healthy);
+    assert!(accepts(&running, &healthy), "health changes within a state");
+    assert!(!accepts(&running, &running.clone()), "nothing new");
+}
+
+#[test]
+fn a_down_node_gets_its_tasks_orphaned_and_replaced_elsewhere() {
+    let mut down = node(1);
+    down.state = NodeState::Down;
+    let nodes = [down, node(2)];
+    let svc = service(ServiceMode::Replicated { replicas: 2 });
+    let tasks = versioned(vec![task(1, 1, Some(1)), task(2, 2, Some(2))]);
+    let p = run(&nodes, &[svc], &tasks, &BTreeMap::new());
+    let put = puts(&p);
+    let (_, old) = &put[&TaskId(1)];
+    assert_eq!(old.status.state, TaskState::Orphaned);
+    assert_eq!(old.desired_state, TaskState::Shutdown);
+    let new: Vec<&Task> = put
+        .values()
+        .map(|(_, t)| t)
+        .filter(|t| t.id != TaskId(1))
+        .collect();
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0].slot, 1);
+    assert_eq!(
+        new[0].node_id,
+        Some(NodeId(2)),
+        "never back on the down node"
+    );
+}
+
+#[test]
+fn an_unknown_node_keeps_its_tasks() {
+    let mut unknown = node(1);
+    unknown.state = NodeState::Unknown;
+    let nodes = [unknown, node(2)];
+    let svc = service(ServiceMode::Replicated { replicas: 1 });
+    let tasks = versioned(vec![task(1, 1, Some(1))]);
+    let p = run(&nodes, &[svc], &tasks, &BTreeMap::new());
+    assert!(p.ops.is_empty(), "{:?}", p.ops);
+}
+
+#[test]
+fn a_drained_node_gets_nothing_and_its_tasks_move() {
+    let mut drained = node(1);
+    drained.availability = Availability::Drain;
+    let nodes = [drained, node(2)];
+    let svc = service(ServiceMode::Replicated { replicas: 2 });
+    let tasks = versioned(vec![task(1, 1, Some(1)), task(2, 2, Some(2))]);
+    let p = run(&nodes, &[svc], &tasks, &BTreeMap::new());
+    let put = puts(&p);
+    assert_eq!(put[&TaskId(1)].1.desired_state, TaskState::Shutdown);
+    let placed: Vec<NodeId> = put
+        .values()
+        .filter(|(_, t)| t.status.state == TaskState::Assigned)
+        .map(|(_, t)| t.node_id.unwrap())
+        .collect();
+    assert_eq!(placed, [NodeId(2)]);
+    assert!(
+        p.poke.contains(&NodeId(1)),
+        "the drained node must stop its task"
+    );
+}
+
+#[test]
+fn no_suitable_node_leaves_the_task_pending_with_the_reason_once() {
+    let nodes = [node(1)];
+    let mut svc = service(ServiceMode::Replicated { replicas: 1 });
+    svc.spec.task.placement.constraints = vec!["node.labels.env==prod".into()];
+    let p = run(&nodes, &[svc.clone()], &[], &BTreeMap::new());
+    let put = puts(&p);
+    let (_, t) = put.values().next().unwrap();
+    assert_eq!(t.status.state, TaskState::Pending);
+    assert!(t.node_id.is_none());
+    assert!(
+        t.status.message.starts_with("no suitable node"),
+        "{}",
+        t.status.message
+    );
+    // The same pass again writes nothing: the reason did not change.
+    let tasks = versioned(vec![t.clone()]);
+    let again = run(&nodes, &[svc.clone()], &tasks, &BTreeMap::new());
+    assert!(again.ops.is_empty(), "{:?}", again.ops);
+    // The label appears: the task is placed.
+    let mut labelled = node(1);
+    labelled.labels.insert("env".into(), "prod".into());
+    let placed = run(&[labelled], &[svc], &tasks, &BTreeMap::new());
+    let put = puts(&placed);
+    assert_eq!(put[&t.id].1.status.state, TaskState::Assigned);
+    assert_eq!(put[&t.id].0, Expect::Version(10));
+}
+
+#[test]
+fn tasks_of_a_removed_service_are_stopped_then_deleted() {
+    let nodes = [node(1)];
+    let running = task(1, 1, Some(1));
+    let mut ended = task(2, 2, Some(1));
+    ended.status.state = TaskState::Shutdown;
+    ended.desired_state = TaskState::Shutdown;
+    let mut never_placed = task(3, 3, None);
+    never_placed.status.state = TaskState::Pending;
+    let tasks = versioned(vec![running, ended, never_placed]);
+    let p = run(&nodes, &[], &tasks, &BTreeMap::new());
+    let put = puts(&p);
+    assert_eq!(put.len(), 1);
+    assert_eq!(put[&TaskId(1)].1.desired_state, TaskState::Shutdown);
+    let mut del = deletes(&p);
+    del.sort();
+    assert_eq!(del, [TaskId(2).to_string(), TaskId(3).to_string()]);
+}
+
+#[test]
+fn a_global_service_is_assigned_to_every_eligible_node_at_once() {
+    let mut drained = node(3);
+    drained.availability = Availability::Drain;
+    let nodes = [node(1), node(2), drained];
+    let svc = service(ServiceMode::Global);
+    let p = run(&nodes, &[svc], &[], &BTreeMap::new());
+    let mut on: Vec<NodeId> = puts(&p)
+        .values()
+        .map(|(_, t)| {
+            assert_eq!(t.slot, 0);
+            assert_eq!(t.status.state, TaskState::Assigned);
+            t.node_id.unwrap()
+        })
+        .collect();
+    on.sort();
+    assert_eq!(on, [NodeId(1), NodeId(2)]);
+}
+
+#[test]
+fn node_views_follow_membership_and_the_grace() {
+    use crate::model::{NodeDescription, NodeResources};
+    use crate::store::NodeSpec;
+    let obj = |id: u128, described: bool| NodeObject {
+        id: NodeId(id),
+        spec: NodeSpec {
+            role: Role::Worker,
+            availability: Availability::Active,
+            labels: Default::default(),
+        },
+        description: described.then(|| NodeDescription {
+            id: NodeId(id),
+            hostname: format!("h{id}"),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            role: Role::Worker,
+            resources: NodeResources {
+                nano_cpus: 1,
+                memory_bytes: 1,
+            },
+            labels: Default::default(),
+            runtimes: vec!["process".into()],
+            engine_version: String::new(),
+            version: 1,
+        }),
+        raft_id: None,
+        addr: "127.0.0.1:1".parse().unwrap(),
+    };
+    let objs = [obj(1, true), obj(2, true), obj(3, false)];
+    let ready: BTreeSet<NodeId> = [NodeId(1), NodeId(3)].into();
+    let states = |known| -> Vec<NodeState> {
+        node_views(&objs, &ready, known)
+            .into_iter()
+            .map(|v| v.state)
+            .collect()
+    };
+    assert_eq!(
+        states(false),
+        [NodeState::Ready, NodeState::Unknown, NodeState::Unknown]
+    );
+    assert_eq!(
+        states(true),
+        [NodeState::Ready, NodeState::Down, NodeState::Unknown]
+    );
+}
