@@ -262,7 +262,12 @@ impl LeaderState {
 
     async fn try_pass(&mut self, myself: &ActorRef<LeaderMsg>) -> Result<(), StoreFailure> {
         let now = crate::clock::unix_ms();
-        let nodes = self.store.read(Kind::Node, false).await?;
+        // The first pass confirms with a read index that this replica applied everything
+        // committed before the term began: a pass over an older state would not see the newest
+        // tasks and create their slots again. Later passes read the leader's own replica, which
+        // applies every commit first.
+        let fresh = self.view.passes == 0;
+        let nodes = self.store.read(Kind::Node, fresh).await?;
         let services = self.store.read(Kind::Service, false).await?;
         let tasks = self.store.read(Kind::Task, false).await?;
         let node_objects: Vec<NodeObject> = nodes
