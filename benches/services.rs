@@ -83,7 +83,7 @@ fn main() {
     let root = tempfile::tempdir().unwrap();
     let m = Node::bootstrap(root.path(), "s1", BASE_PORT);
     let token = m.token("worker");
-    let mut workers = vec![
+    let mut workers = [
         Node::join(root.path(), "s2", BASE_PORT + 1, m.addr, &token),
         Node::join(root.path(), "s3", BASE_PORT + 2, m.addr, &token),
     ];
