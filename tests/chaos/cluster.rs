@@ -24,6 +24,11 @@ pub const LIMIT: Duration = Duration::from_secs(60);
 /// The service the rounds keep running, when the branch has `service` commands.
 pub const SERVICE: &str = "chaos";
 pub const REPLICAS: usize = 6;
+/// How long one `node ls` of the detection poll may take. Right after the leader dies, a
+/// follower's `node ls` waits for its read to be forwarded to the dead leader and time out (the
+/// 3 s request deadline); abandoning it and asking again measures when the node is seen Down,
+/// not that wait.
+pub const DETECT_CALL_LIMIT: Duration = Duration::from_millis(500);
 
 pub struct Cluster {
     // Fields drop in this order: processes first, then the namespaces, then the data dirs.
@@ -101,9 +106,14 @@ impl Cluster {
 
     /// `node ls --format json` on `name`, with a deadline; empty when it fails.
     pub fn ls(&self, name: &str) -> Vec<Value> {
+        self.ls_within(name, CLI_LIMIT)
+    }
+
+    /// `node ls --format json` on `name`, given up after `limit`; empty when it fails.
+    pub fn ls_within(&self, name: &str, limit: Duration) -> Vec<Value> {
         match self
             .node(name)
-            .cli_within(CLI_LIMIT, &["node", "ls", "--format", "json"])
+            .cli_within(limit, &["node", "ls", "--format", "json"])
         {
             Some(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
                 .lines()
@@ -121,22 +131,32 @@ impl Cluster {
             .and_then(|r| r["Hostname"].as_str().map(str::to_string))
     }
 
-    /// Whether every manager in `observers` shows `target` Down.
+    /// Whether every manager in `observers` shows `target` Down. A call slower than
+    /// [`DETECT_CALL_LIMIT`] counts as not yet.
     pub fn seen_down(&self, observers: &[&str], target: &str) -> bool {
         let id = &self.ids[target];
-        observers
-            .iter()
-            .all(|o| status_of(&self.ls(o), id).as_deref() == Some("Down"))
+        observers.iter().all(|o| {
+            status_of(&self.ls_within(o, DETECT_CALL_LIMIT), id).as_deref() == Some("Down")
+        })
     }
 
-    /// Every manager sees all seven nodes Ready and a leader, and (with a service) exactly
-    /// [`REPLICAS`] task processes run. Returns the time from `since` until that held.
+    /// Every manager sees all seven nodes Ready, by name, and a leader, and (with a service)
+    /// exactly [`REPLICAS`] task processes run. Returns the time from `since` until that held.
     pub fn wait_converged(&self, limit: Duration, since: Instant) -> Option<Duration> {
         let total = MANAGERS.len() + WORKERS.len();
+        let mut names: Vec<&str> = MANAGERS.iter().chain(WORKERS.iter()).copied().collect();
+        names.sort();
         let ok = wait_until(limit, || {
             MANAGERS.iter().all(|m| {
                 let rows = self.ls(m);
-                all_ready(&rows, total) && rows.iter().any(|r| r["ManagerStatus"] == "Leader")
+                // A row without its hostname is a node whose description this manager lacks;
+                // `node inspect <name>` fails there until it arrives.
+                let mut seen: Vec<&str> =
+                    rows.iter().filter_map(|r| r["Hostname"].as_str()).collect();
+                seen.sort();
+                all_ready(&rows, total)
+                    && seen == names
+                    && rows.iter().any(|r| r["ManagerStatus"] == "Leader")
             }) && (!self.service || self.task_pids().len() == REPLICAS)
         });
         ok.then(|| since.elapsed())
