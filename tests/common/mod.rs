@@ -1,6 +1,10 @@
 //! Helpers for end-to-end tests: real `swarm-node` processes on loopback, each with its own
 //! data dir and port, and the CLI run against them.
 //!
+//! A node may also run inside a network namespace (`Node::in_netns`, used by the chaos harness):
+//! its process is then started through `ip netns exec`, and the CLI still reaches it through the
+//! control socket in its data dir.
+//!
 //! Waits are bounded polls with generous limits (these machines are shared and noisy); they
 //! check that something happens, never how fast.
 
@@ -28,6 +32,8 @@ pub struct Node {
     seed: Option<(SocketAddr, String)>,
     /// More `start` arguments.
     pub extra: Vec<String>,
+    /// The network namespace the process runs in; `None` for the caller's own.
+    pub netns: Option<String>,
 }
 
 impl Node {
@@ -66,11 +72,35 @@ impl Node {
             child: None,
             seed,
             extra: Vec::new(),
+            netns: None,
         }
     }
 
+    /// A node (not started yet) listening on `addr` inside the network namespace `netns`.
+    pub fn in_netns(
+        root: &Path,
+        name: &str,
+        addr: SocketAddr,
+        netns: &str,
+        seed: Option<(SocketAddr, String)>,
+    ) -> Node {
+        let mut n = Node::new(root, name, addr.port(), seed);
+        n.addr = addr;
+        n.netns = Some(netns.to_string());
+        n
+    }
+
     pub fn start_command(&self) -> Command {
-        let mut cmd = Command::new(BIN);
+        // `ip netns exec` enters the namespace and execs the program in the same process, so
+        // the child's PID is the node's own (signals reach the node, not a wrapper).
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg("start")
             .arg("--data-dir")
             .arg(&self.dir)
@@ -154,6 +184,11 @@ impl Node {
             .expect("swarm-node CLI runs")
     }
 
+    /// Runs the CLI with a deadline; see [`cli_within`].
+    pub fn cli_within(&self, limit: Duration, args: &[&str]) -> Option<Output> {
+        cli_within(&self.dir, limit, args)
+    }
+
     /// `node ls --format json` as parsed rows.
     pub fn node_ls(&self) -> Vec<Value> {
         let out = self.cli(&["node", "ls", "--format", "json"]);
@@ -203,6 +238,33 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs the CLI against the node whose data dir is `dir`, killing it after `limit` (a node
+/// stopped with SIGSTOP accepts the connection but never answers). `None` when it ran out of
+/// time.
+pub fn cli_within(dir: &Path, limit: Duration, args: &[&str]) -> Option<Output> {
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("swarm-node CLI runs");
+    let start = Instant::now();
+    // The CLI's output is small (well under a pipe's buffer), so waiting before reading cannot
+    // block it.
+    while child.try_wait().expect("wait for the CLI").is_none() {
+        if start.elapsed() > limit {
+            child.kill().ok(); // it may have exited just now
+            child.wait().ok();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Some(child.wait_with_output().expect("CLI output"))
 }
 
 /// Polls `f` every 100 ms until it holds or `limit` passes.
