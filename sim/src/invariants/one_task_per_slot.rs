@@ -71,3 +71,74 @@ pub fn check_machines(at: Millis, agents: &[Option<Agent>]) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_actors::model::{
+        Placement, Resources, RestartPolicy, RuntimeKind, Task, TaskId, TaskSpec, TaskStatus,
+    };
+    use swarm_actors::store::{Expect, Op, StoreCommand};
+
+    fn task(id: u128, slot: u64, desired: TaskState, state: TaskState) -> Op {
+        let t = Task {
+            id: TaskId(id),
+            service_id: ServiceId(9),
+            slot,
+            node_id: None,
+            spec: TaskSpec {
+                runtime: RuntimeKind::Process,
+                image: "sim".into(),
+                args: Vec::new(),
+                env: Vec::new(),
+                health: None,
+                resources: Resources::default(),
+                restart: RestartPolicy::default(),
+                placement: Placement::default(),
+                stop_grace_period_ms: 0,
+            },
+            spec_version: 1,
+            desired_state: desired,
+            status: TaskStatus {
+                state,
+                since_ms: 0,
+                message: String::new(),
+                error: None,
+                exit_code: None,
+                health: None,
+            },
+            created_ms: 0,
+        };
+        Op::Put {
+            kind: Kind::Task,
+            id: t.id.to_string(),
+            expect: Expect::Any,
+            body: ObjectBody::Task(t),
+        }
+    }
+
+    #[test]
+    fn two_wanted_running_tasks_of_one_slot_are_a_violation() {
+        use TaskState::{Running, Shutdown};
+        let mut st = StoreState::new();
+        let apply = |st: &mut StoreState, index, ops| {
+            st.apply(index, &StoreCommand { now_ms: 0, ops }).unwrap();
+        };
+        // An orphaned task still running next to its replacement is fine...
+        apply(
+            &mut st,
+            1,
+            vec![task(1, 1, Shutdown, Running), task(2, 1, Running, Running)],
+        );
+        // ...and so are running tasks of other slots and of global services (slot 0).
+        apply(
+            &mut st,
+            2,
+            vec![task(3, 2, Running, Running), task(4, 0, Running, Running)],
+        );
+        apply(&mut st, 3, vec![task(5, 0, Running, Running)]);
+        assert_eq!(check_store(0, 0, &st), None);
+        apply(&mut st, 4, vec![task(6, 1, Running, Running)]);
+        assert!(check_store(0, 0, &st).unwrap().starts_with("(g1)"));
+    }
+}
