@@ -8,6 +8,10 @@
 //!
 //! Every node's machine gets its RNG seed from the run's seed and its index and boot, the
 //! network and the fault plan get their own streams, so one seed decides the whole run.
+//!
+//! With the services layer on, this loop also records a [`Timeline`] (manager views, worker
+//! crashes and pauses, network conditions) that the store loop replays, and it leaves the
+//! managers' crashes and pauses to the store loop.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
