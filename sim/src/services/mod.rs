@@ -20,7 +20,7 @@
 //! (`actors/src/agent/mod.rs`) with the same pure pieces: `plan`, `node_views`, `accepts`,
 //! `TaskMachine`. Where the sim simplifies, the file says so.
 //!
-//! Invariants (g) one live task per slot, (h) placement, (i) convergence are in
+//! Invariants (g) one task per slot, (h) placement, (i) convergence are in
 //! `crate::invariants`; this module feeds them.
 
 mod agent;
@@ -365,7 +365,7 @@ impl StoreWorld {
         }
     }
 
-    /// Proposes `ops` on manager `m` for `waiter`; returns the request number.
+    /// Proposes `ops` on manager `m` for `waiter`, from the queue.
     fn svc_propose(
         &mut self,
         at: Millis,
