@@ -1,7 +1,9 @@
 //! swarm-sim: whole swarm-node clusters in one thread, in virtual time, from one seed.
 //!
-//! The simulator drives the runtime's own state machines ([`swarm_actors::membership`] and [`swarm_actors::store`])
-//! over a simulated network, injects faults, and checks invariants. One seed decides every
+//! The simulator drives the runtime's own state machines ([`swarm_actors::membership`],
+//! [`swarm_actors::store`], the leader's [`plan`](swarm_actors::leader::plan) and the
+//! [`TaskMachine`](swarm_actors::task::TaskMachine)) over a simulated network, injects faults,
+//! and checks invariants. One seed decides every
 //! delay, loss, fault and random choice, so the same seed gives the same trace hash.
 //!
 //! A run has two phases: a safety phase with faults (crashes and restarts, pauses, partitions,
@@ -16,6 +18,8 @@
 //! | [`node`] | a simulated node: its membership machine, alive/crashed/paused, boot counter |
 //! | [`faults`] | the fault schedule drawn from the seed |
 //! | [`managers`] | the store layer: M managers running the store machine, workload, figures |
+//! | [`services`] | the services layer on the store: leader passes, node agents, task machines, operator |
+//! | [`timeline`] | what the membership loop did, recorded for the services layer to replay |
 //! | [`invariants`] | one file per invariant, checked after each step or at phase end |
 //! | [`trace`] | the running hash of everything delivered |
 //! | [`world`] | the run itself: phases, dispatch, figures, the report |
@@ -30,6 +34,8 @@ pub mod invariants;
 pub mod managers;
 pub mod net;
 pub mod node;
+pub mod services;
+pub mod timeline;
 pub mod trace;
 pub mod world;
 

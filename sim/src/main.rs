@@ -44,8 +44,15 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct Shape {
+    /// All nodes, managers included (ignored when --workers is given).
     #[arg(long, default_value_t = 16)]
     nodes: usize,
+    /// Worker nodes: the run has managers + workers nodes.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Run without the services layer (membership and store only).
+    #[arg(long)]
+    no_services: bool,
     /// Managers of the store layer: 1, 3, 5 or 7.
     #[arg(long, default_value_t = 3, value_parser = parse_managers)]
     managers: usize,
@@ -64,8 +71,9 @@ impl Shape {
     fn config(&self, seed: u64) -> SimConfig {
         SimConfig {
             seed,
-            nodes: self.nodes,
+            nodes: self.workers.map_or(self.nodes, |w| self.managers + w),
             managers: self.managers,
+            services: !self.no_services,
             faults: self.faults,
             duration_ms: self.duration,
             heal_ms: self.heal,
@@ -162,6 +170,33 @@ fn print_report(r: &SimReport) {
             st.failover_ms.len()
         ),
         _ => println!("failover no leader crash in this run"),
+    }
+    let sv = &st.services;
+    if r.config.services_on() {
+        println!(
+            "services {} passes ({} failed, {} ops), {} tasks created, {} placed, {} started, {} failed; \
+             sessions {} ok, {} failed; operator {} writes, {} refused",
+            sv.passes,
+            sv.passes_failed,
+            sv.pass_ops,
+            sv.tasks_created,
+            sv.tasks_placed,
+            sv.tasks_started,
+            sv.tasks_failed,
+            sv.sessions_ok,
+            sv.sessions_failed,
+            sv.operator_writes,
+            sv.operator_refused
+        );
+        println!(
+            "converge {} services, {} tasks running at the end; converged {} after heal",
+            sv.services_at_end,
+            sv.running_at_end,
+            sv.converged_ms
+                .map_or("never".to_string(), |t| format!("{t} ms"))
+        );
+    } else {
+        println!("services off");
     }
     if !r.passed() {
         for v in &r.violations {

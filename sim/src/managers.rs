@@ -32,6 +32,8 @@ use crate::faults::{self, DUPLICATION_PCT, Fault};
 use crate::invariants::{committed_never_lost, one_leader_per_term, store_liveness};
 use crate::net::Network;
 use crate::node::addr;
+use crate::services::{self, Services, ServicesReport};
+use crate::timeline::Timeline;
 use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace};
 use crate::world::SimConfig;
 
@@ -54,52 +56,79 @@ pub struct StoreReport {
     pub max_term: u64,
     /// Time from heal to the first committed write of the liveness phase.
     pub heal_write_ms: Option<Millis>,
+    /// The services layer's figures (default when it is off).
+    pub services: ServicesReport,
 }
 
-enum Ev {
-    Tick { m: usize, epoch: u64 },
-    Deliver { to: usize, epoch: u64, msg: Vec<u8> },
+pub(crate) enum Ev {
+    Tick {
+        m: usize,
+        epoch: u64,
+    },
+    Deliver {
+        to: usize,
+        epoch: u64,
+        msg: Vec<u8>,
+    },
     Fault(Fault),
-    Restart { m: usize, epoch: u64 },
-    Resume { m: usize, epoch: u64 },
-    Heal { generation: u64 },
-    LossEnd { generation: u64 },
+    Restart {
+        m: usize,
+        epoch: u64,
+    },
+    Resume {
+        m: usize,
+        epoch: u64,
+    },
+    Heal {
+        generation: u64,
+    },
+    LossEnd {
+        generation: u64,
+    },
     Workload,
     Driver,
     EndSafety,
+    /// A proposal of the services layer, made from the queue so that the store machine is
+    /// never re-entered from its own effects.
+    Propose {
+        m: usize,
+        req: u64,
+        cmd: StoreCommand,
+    },
+    Svc(services::Ev),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Status {
+pub(crate) enum Status {
     Alive,
     Paused,
     Crashed,
 }
 
-struct Manager {
-    machine: Option<StoreMachine<MemStorage>>,
-    raft_id: u64,
-    status: Status,
+pub(crate) struct Manager {
+    pub(crate) machine: Option<StoreMachine<MemStorage>>,
+    pub(crate) raft_id: u64,
+    pub(crate) status: Status,
     epoch: u64,
     boot: u64,
     held: Vec<(u64, Vec<u8>)>,
     timer_rate: f64,
 }
 
-struct StoreWorld {
-    cfg: SimConfig,
+pub(crate) struct StoreWorld {
+    pub(crate) cfg: SimConfig,
     store_cfg: StoreConfig,
-    q: EventQueue<Ev>,
+    pub(crate) q: EventQueue<Ev>,
     net: Network,
-    ms: Vec<Manager>,
+    pub(crate) ms: Vec<Manager>,
     /// What each crashed manager's disk holds until it restarts (`None`: lost).
     disks: BTreeMap<usize, Option<MemStorage>>,
-    trace: Trace,
+    pub(crate) trace: Trace,
     rng: StdRng,
     liveness: bool,
     generation: u64,
     next_raft_id: u64,
-    next_req: u64,
+    pub(crate) next_req: u64,
     next_obj: u64,
     leaders: one_leader_per_term::Leaders,
     committed: committed_never_lost::Committed,
@@ -107,10 +136,13 @@ struct StoreWorld {
     leader_crashed_at: Option<Millis>,
     heal_at: Millis,
     report: StoreReport,
+    /// The services layer, when the run has one.
+    pub(crate) svc: Option<Services>,
 }
 
-/// Runs the store layer of `cfg` to the end.
-pub fn run(cfg: &SimConfig) -> StoreReport {
+/// Runs the store layer of `cfg` to the end, with the services layer on it when `timeline`
+/// (what the membership loop did) is given.
+pub fn run(cfg: &SimConfig, timeline: Option<Timeline>) -> StoreReport {
     let m = cfg.managers;
     assert!((1..=7).contains(&m), "1..=7 managers");
     let store_cfg = StoreConfig {
@@ -147,14 +179,26 @@ pub fn run(cfg: &SimConfig) -> StoreReport {
         leader_crashed_at: None,
         heal_at: cfg.duration_ms,
         report: StoreReport::default(),
+        svc: timeline
+            .as_ref()
+            .map(|t| Services::new(cfg.seed, cfg.nodes, m, t)),
     };
     w.start();
+    if let Some(t) = timeline {
+        w.svc_start(t);
+    }
     let end = cfg.duration_ms + cfg.heal_ms;
     while let Some((at, ev)) = w.q.pop_until(end) {
         w.step(at, ev);
     }
     if w.report.heal_write_ms.is_none() {
         w.violation(store_liveness::no_write(w.heal_at, end));
+    }
+    if w.svc.is_some() {
+        for v in w.svc_finish(end) {
+            w.violation(Some(v));
+        }
+        w.report.services = w.svc.as_ref().expect("on").report.clone();
     }
     w.report.trace_hash = w.trace.hash();
     w.report
@@ -268,10 +312,18 @@ impl StoreWorld {
                 self.drive_voters(at);
             }
             Ev::EndSafety => self.end_safety(at),
+            Ev::Propose { m, req, cmd } => {
+                if self.ms[m].machine.is_some() && self.ms[m].status != Status::Crashed {
+                    self.input(at, m, StoreInput::Propose { req, cmd });
+                } else {
+                    self.svc_store_effect(at, m, Some(req), false, false);
+                }
+            }
+            Ev::Svc(e) => self.svc_step(at, e),
         }
     }
 
-    fn leader(&self) -> Option<usize> {
+    pub(crate) fn leader(&self) -> Option<usize> {
         // The newest-term leader among live managers: a deposed one may not know it yet.
         (0..self.ms.len())
             .filter(|&i| self.ms[i].status == Status::Alive)
@@ -442,6 +494,9 @@ impl StoreWorld {
             self.next_raft_id += 1;
         }
         self.disks.insert(i, disk.filter(|_| keep_disk));
+        if self.svc.is_some() {
+            self.leader_changed(self.q.now(), i);
+        }
     }
 
     fn restart(&mut self, i: usize) {
@@ -462,6 +517,9 @@ impl StoreWorld {
 
     fn end_safety(&mut self, at: Millis) {
         self.liveness = true;
+        if self.svc.is_some() {
+            self.svc_end_safety(at);
+        }
         self.heal_at = at;
         self.generation += 1;
         self.net.set_partition(None);
@@ -519,6 +577,16 @@ impl StoreWorld {
         self.violation(v);
         let epoch = self.ms[i].epoch;
         for e in out {
+            let hook = match &e {
+                StoreEffect::Applied { req, result, .. } => Some((*req, result.is_ok(), true)),
+                StoreEffect::Refused { req, .. } => Some((Some(*req), false, false)),
+                _ => None,
+            };
+            if let Some((req, ok, applied)) = hook
+                && self.svc.is_some()
+            {
+                self.svc_store_effect(at, i, req, ok, applied);
+            }
             match e {
                 StoreEffect::Send { to, msg } => self.send(at, i, to, msg, epoch),
                 StoreEffect::Applied {
@@ -553,6 +621,9 @@ impl StoreWorld {
                 | StoreEffect::ReadReady { .. }
                 | StoreEffect::VotersChanged(_) => {}
             }
+        }
+        if self.svc.is_some() {
+            self.leader_changed(at, i);
         }
     }
 

@@ -8,7 +8,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use swarm_actors::membership::{MembershipInput, MembershipTimer};
-use swarm_actors::model::NodeId;
+use swarm_actors::model::{NodeDescription, NodeId, NodeResources, Role};
 
 use crate::clock::Millis;
 
@@ -114,6 +114,29 @@ pub fn index_of_addr(addr: SocketAddr) -> Option<usize> {
             (ten == 10).then(|| u32::from_be_bytes([0, a, b, c]) as usize)
         }
         _ => None,
+    }
+}
+
+/// Node `i`'s description at `version`: managers are the first `managers` nodes; every node
+/// has the process runtime and an engine label `zone` (`z0`, `z1`, `z2` in turn).
+pub fn description(i: usize, managers: usize, version: u64) -> NodeDescription {
+    NodeDescription {
+        id: node_id(i),
+        hostname: format!("sim-{i}"),
+        addr: addr(i),
+        role: if i < managers {
+            Role::Manager
+        } else {
+            Role::Worker
+        },
+        resources: NodeResources {
+            nano_cpus: 4_000_000_000,
+            memory_bytes: 8 << 30,
+        },
+        labels: [("zone".to_string(), format!("z{}", i % 3))].into(),
+        runtimes: vec!["process".into()],
+        engine_version: "sim".into(),
+        version,
     }
 }
 

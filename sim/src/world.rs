@@ -8,6 +8,10 @@
 //!
 //! Every node's machine gets its RNG seed from the run's seed and its index and boot, the
 //! network and the fault plan get their own streams, so one seed decides the whole run.
+//!
+//! With the services layer on, this loop also records a [`Timeline`] (manager views, worker
+//! crashes and pauses, network conditions) that the store loop replays, and it leaves the
+//! managers' crashes and pauses to the store loop.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -17,7 +21,6 @@ use rand::{RngExt, SeedableRng};
 use swarm_actors::membership::{
     MemberId, Membership, MembershipConfig, MembershipEffect, MembershipEvent, MembershipInput,
 };
-use swarm_actors::model::{NodeDescription, NodeResources, Role};
 
 use crate::clock::{EventQueue, Millis};
 use crate::faults::{self, DUPLICATION_PCT, Fault, FaultKinds};
@@ -25,6 +28,7 @@ use crate::invariants::{REPORT_MAX, all_ready, descriptions, no_false_down};
 use crate::managers::StoreReport;
 use crate::net::{NetStats, Network};
 use crate::node::{self, SimNode, Status, addr, index_of, index_of_addr, node_id};
+use crate::timeline::{Change, Timeline};
 use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +44,9 @@ pub struct SimConfig {
     pub heal_ms: Millis,
     /// Time into the liveness phase after which a Down of a live node is a violation.
     pub settle_ms: Millis,
+    /// Run the services layer (leader passes, node agents, task machines) on the store layer.
+    /// It needs at least one worker: `nodes > managers`.
+    pub services: bool,
 }
 
 /// Most nodes a run may have (addresses are 10.a.b.c).
@@ -55,14 +62,31 @@ impl SimConfig {
             duration_ms: 60_000,
             heal_ms: 30_000,
             settle_ms: 10_000,
+            services: true,
         }
+    }
+
+    /// Nodes that are not managers: they run the node agents and the tasks.
+    pub fn workers(&self) -> usize {
+        self.nodes.saturating_sub(self.managers)
+    }
+
+    /// Whether this run has a services layer (asked for, and a worker to run tasks on).
+    pub fn services_on(&self) -> bool {
+        self.services && self.workers() > 0
     }
 
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
         format!(
-            "swarm-sim run --seed {} --nodes {} --managers {} --faults {} --duration {}ms --heal {}ms",
-            self.seed, self.nodes, self.managers, self.faults, self.duration_ms, self.heal_ms
+            "swarm-sim run --seed {} --workers {} --managers {} --faults {} --duration {}ms --heal {}ms{}",
+            self.seed,
+            self.workers(),
+            self.managers,
+            self.faults,
+            self.duration_ms,
+            self.heal_ms,
+            if self.services { "" } else { " --no-services" }
         )
     }
 }
@@ -80,7 +104,7 @@ pub struct SimReport {
     pub faults_struck: usize,
     pub net: NetStats,
     pub datagrams_refused: u64,
-    /// The store layer's figures (its violations are in `violations` too).
+    /// The store and services layers' figures (their violations are in `violations` too).
     pub store: StoreReport,
 }
 
@@ -153,6 +177,8 @@ struct World {
     out: Vec<MembershipEffect>,
     crashed_at: Vec<Option<Millis>>,
     detected: Vec<BTreeSet<usize>>,
+    /// What the services layer replays (only recorded when it is on).
+    timeline: Option<Timeline>,
     report: SimReport,
 }
 
@@ -175,6 +201,7 @@ pub fn run(cfg: SimConfig) -> SimReport {
         out: Vec::new(),
         crashed_at: vec![None; n],
         detected: vec![BTreeSet::new(); n],
+        timeline: cfg.services_on().then(Timeline::default),
         report: SimReport {
             config: cfg.clone(),
             trace_hash: 0,
@@ -241,11 +268,13 @@ impl World {
             Ev::Heal { generation } => {
                 if generation == self.generation {
                     self.net.set_partition(None);
+                    self.record(at, Change::Partition(None));
                 }
             }
             Ev::LossEnd { generation } => {
                 if generation == self.generation {
                     self.net.set_loss(0);
+                    self.record(at, Change::Loss(0));
                 }
             }
             Ev::SkewEnd { node, generation } => {
@@ -258,23 +287,6 @@ impl World {
         }
     }
 
-    fn description(&self, i: usize, version: u64) -> NodeDescription {
-        NodeDescription {
-            id: node_id(i),
-            hostname: format!("sim-{i}"),
-            addr: addr(i),
-            role: if i < 3 { Role::Manager } else { Role::Worker },
-            resources: NodeResources {
-                nano_cpus: 4_000_000_000,
-                memory_bytes: 8 << 30,
-            },
-            labels: [("zone".to_string(), format!("z{}", i % 3))].into(),
-            runtimes: vec!["process".into()],
-            engine_version: "sim".into(),
-            version,
-        }
-    }
-
     /// Starts node `i` from its data dir and has it announce to `seeds`.
     fn boot(&mut self, i: usize, seeds: &[usize]) {
         let node = &mut self.nodes[i];
@@ -282,7 +294,7 @@ impl World {
         let me = MemberId::new(node_id(i), addr(i), node.boot);
         let rng_seed = self.cfg.seed ^ ((i as u64) << 20) ^ (u64::from(node.boot) << 52);
         let version = node.description_version;
-        let d = self.description(i, version);
+        let d = node::description(i, self.cfg.managers, version);
         let mut m = Membership::new(me, d, MembershipConfig::lan(), rng_seed)
             .expect("the simulator's config and descriptions are valid");
         m.set_cluster_size_hint(self.cfg.nodes);
@@ -291,6 +303,7 @@ impl World {
         node.status = Status::Alive;
         node.boot += 1;
         let epoch = node.epoch;
+        self.record(self.q.now(), Change::Start(i));
         self.input(self.q.now(), i, Some(epoch), MembershipInput::Start);
         for &s in seeds {
             if s != i {
@@ -321,9 +334,11 @@ impl World {
         node.take_held();
         self.crashed_at[i] = Some(at);
         self.detected[i].clear();
+        self.record(at, Change::Crash(i));
     }
 
     fn resume(&mut self, i: usize) {
+        self.record(self.q.now(), Change::Resume(i));
         let node = &mut self.nodes[i];
         node.status = Status::Alive;
         let epoch = node.epoch;
@@ -346,6 +361,13 @@ impl World {
             return;
         }
         let n = self.cfg.nodes;
+        if self.timeline.is_some()
+            && let Fault::Crash { node, .. } | Fault::Pause { node, .. } = &fault
+            && *node < self.cfg.managers
+        {
+            // The store loop crashes and pauses managers (see `timeline`).
+            return;
+        }
         self.report.faults_struck += 1;
         self.trace.event(at, n, 200);
         match fault {
@@ -364,7 +386,12 @@ impl World {
                         let epoch = self.nodes[node].epoch;
                         self.q.push(at + after, Ev::Restart { node, epoch });
                     }
-                    None => self.nodes[node].gone_for_good = true,
+                    None => {
+                        self.nodes[node].gone_for_good = true;
+                        if let Some(t) = self.timeline.as_mut() {
+                            t.gone_for_good.push(node);
+                        }
+                    }
                 }
             }
             Fault::Pause { node, for_ms } => {
@@ -373,11 +400,13 @@ impl World {
                     return;
                 }
                 self.nodes[node].status = Status::Paused;
+                self.record(at, Change::Pause(node));
                 let epoch = self.nodes[node].epoch;
                 self.q.push(at + for_ms, Ev::Resume { node, epoch });
             }
             Fault::Partition { partition, for_ms } => {
                 self.generation += 1;
+                self.record(at, Change::Partition(Some(partition.clone())));
                 self.net.set_partition(Some(partition));
                 let generation = self.generation;
                 self.q.push(at + for_ms, Ev::Heal { generation });
@@ -386,6 +415,8 @@ impl World {
                 self.generation += 1;
                 self.net.set_loss(pct);
                 self.net.set_duplication(DUPLICATION_PCT);
+                self.record(at, Change::Loss(pct));
+                self.record(at, Change::Duplication(DUPLICATION_PCT));
                 let generation = self.generation;
                 self.q.push(at + for_ms, Ev::LossEnd { generation });
             }
@@ -421,6 +452,10 @@ impl World {
         self.net.set_partition(None);
         self.net.set_loss(0);
         self.net.set_duplication(0);
+        let now = self.q.now();
+        self.record(now, Change::Partition(None));
+        self.record(now, Change::Loss(0));
+        self.record(now, Change::Duplication(0));
         for i in 0..self.cfg.nodes {
             self.nodes[i].timer_rate = 1.0;
             match self.nodes[i].status {
@@ -501,6 +536,20 @@ impl World {
         };
         self.trace.event(at, observer, kind);
         self.trace.u64(subject.map_or(u64::MAX, |s| s as u64));
+        if observer < self.cfg.managers
+            && let (MembershipEvent::Up(_) | MembershipEvent::Down(_), Some(subject)) =
+                (&e, subject)
+        {
+            let up = matches!(e, MembershipEvent::Up(_));
+            self.record(
+                at,
+                Change::View {
+                    observer,
+                    subject,
+                    up,
+                },
+            );
+        }
         let (MembershipEvent::Down(_), Some(x)) = (&e, subject) else {
             return;
         };
@@ -522,12 +571,19 @@ impl World {
         }
     }
 
+    fn record(&mut self, at: Millis, change: Change) {
+        if let Some(t) = self.timeline.as_mut() {
+            t.push(at, change);
+        }
+    }
+
     fn finish(mut self, started: Instant) -> SimReport {
         self.report.violations.extend(all_ready::check(&self.nodes));
         self.report
             .violations
             .extend(descriptions::check(&self.nodes));
-        let store = crate::managers::run(&self.cfg);
+        let timeline = self.timeline.take();
+        let store = crate::managers::run(&self.cfg, timeline);
         self.trace.u64(store.trace_hash);
         self.report
             .violations

@@ -1,4 +1,5 @@
-//! The simulator's own guarantees: one seed, one trace; and a small sweep passes.
+//! The simulator's own guarantees: one seed, one trace (services layer included); and a small
+//! sweep passes.
 //!
 //! Both run in seconds in release so CI can afford them on every change.
 
@@ -27,6 +28,27 @@ fn the_same_seed_gives_the_same_trace() {
         a.events > 1_000,
         "the run did something: {} events",
         a.events
+    );
+
+    eprintln!("phase: the services layer ran and is part of the trace");
+    let (sa, sb) = (&a.store.services, &b.store.services);
+    assert!(a.config.services_on());
+    assert!(
+        sa.tasks_started > 0 && sa.passes > 0 && sa.sessions_ok > 0,
+        "{sa:?}"
+    );
+    assert_eq!(
+        (sa.passes, sa.pass_ops, sa.tasks_started, sa.sessions_ok),
+        (sb.passes, sb.pass_ops, sb.tasks_started, sb.sessions_ok)
+    );
+    assert_eq!(sa.converged_ms, sb.converged_ms);
+    let off = run(SimConfig {
+        services: false,
+        ..small(7)
+    });
+    assert_ne!(
+        off.trace_hash, a.trace_hash,
+        "the services layer enters the trace"
     );
 
     eprintln!("phase: another seed must give another trace (or the hash sees nothing)");

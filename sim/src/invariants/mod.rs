@@ -8,15 +8,21 @@
 //! | `one_leader_per_term.rs` | (d) at most one store leader per term | after every store input |
 //! | `committed_never_lost.rs` | (e) a committed store entry is never lost or changed | after every store input |
 //! | `store_liveness.rs` | (f) after heal a store write commits within a bound | first write after heal, end |
+//! | `one_task_per_slot.rs` | (g1) no slot has two wanted RUNNING tasks in any store; (g2) after heal and a settle time, no slot runs on two nodes | (g1) after every applied entry; (g2) when a task starts running, every 500 ms |
+//! | `placement.rs` | (h) no task placed on a node drained, paused, not Ready, or not matching, in the placing pass's view | when the placement commits |
+//! | `convergence.rs` | (i) after heal every service converges within a bound and stays so | every 500 ms after heal, end |
 //!
 //! A check returns what it found wrong, as sentences; an empty list is a pass. Lists are cut
 //! at [`REPORT_MAX`] so a broken run stays readable.
 
 pub mod all_ready;
 pub mod committed_never_lost;
+pub mod convergence;
 pub mod descriptions;
 pub mod no_false_down;
 pub mod one_leader_per_term;
+pub mod one_task_per_slot;
+pub mod placement;
 pub mod store_liveness;
 
 /// Most violations one check reports.

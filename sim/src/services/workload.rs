@@ -1,0 +1,231 @@
+//! The operator: node registration, then service and node changes drawn from the seed, each a
+//! compare-and-set write proposed to the current raft leader, as `service create/scale/rm` and
+//! `node update` do. A refused write is counted, not retried (the operator would look again).
+//!
+//! Managers are registered Drained (they run no tasks), workers Active. The changes stop at
+//! heal: the liveness phase asks the services to converge on what was last written.
+
+use std::collections::BTreeMap;
+
+use rand::RngExt;
+use rand::rngs::StdRng;
+use swarm_actors::model::{
+    Availability, HealthCheck, Placement, ResourceAmounts, Resources, RestartCondition,
+    RestartPolicy, Role, RuntimeKind, Service, ServiceId, ServiceMode, ServiceSpec, TaskSpec,
+    UpdateConfig,
+};
+use swarm_actors::store::{Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreState};
+
+use super::{Ev, Waiter};
+use crate::clock::Millis;
+use crate::managers::{Ev as StoreEv, StoreWorld};
+use crate::node::{addr, description, node_id};
+
+/// Most services the operator keeps at once.
+pub const SERVICES_MAX: usize = 6;
+/// Most replicas the operator asks of a replicated service.
+pub const REPLICAS_MAX: u64 = 6;
+/// Gap between two operator changes.
+const GAP_MS: (Millis, Millis) = (1_000, 3_000);
+
+/// Constraints a service may carry; `tier` is the label the operator sets on workers, `zone`
+/// an engine label every node starts with.
+const CONSTRAINTS: &[&[&str]] = &[
+    &[],
+    &[],
+    &["node.labels.tier==a"],
+    &["node.labels.tier!=b"],
+    &["engine.labels.zone==z1"],
+    &["node.role==worker", "engine.labels.zone!=z0"],
+];
+
+impl StoreWorld {
+    pub(super) fn operator(&mut self, at: Millis) {
+        if self.svc().liveness {
+            return;
+        }
+        let gap = self.svc().workload_rng.random_range(GAP_MS.0..=GAP_MS.1);
+        let registered = self.svc().registered;
+        // Registration is retried quickly: nothing can run before it.
+        let next = if registered { gap } else { 500 };
+        self.q.push(at + next, StoreEv::Svc(Ev::Workload));
+        let Some(l) = self.leader() else {
+            return;
+        };
+        let (managers, nodes) = (self.ms.len(), self.cfg.nodes);
+        let svc = self.svc.as_mut().expect("on");
+        let state = self.ms[l].machine.as_ref().expect("leader").state();
+        let ops = if registered {
+            operator_change(&mut svc.workload_rng, state, managers, nodes)
+        } else {
+            let raft_ids: Vec<u64> = self.ms.iter().map(|m| m.raft_id).collect();
+            let ops = registrations(state, &raft_ids, nodes);
+            svc.registered = ops.is_empty();
+            ops
+        };
+        if !ops.is_empty() {
+            self.svc_propose(at, l, ops, Waiter::Operator);
+        }
+    }
+}
+
+/// Node objects not in the store yet (a node joining writes its own in a real cluster).
+fn registrations(state: &StoreState, raft_ids: &[u64], nodes: usize) -> Vec<Op> {
+    let managers = raft_ids.len();
+    (0..nodes)
+        .filter(|&i| state.get(Kind::Node, &node_id(i).to_string()).is_none())
+        .map(|i| {
+            let manager = i < managers;
+            let node = NodeObject {
+                id: node_id(i),
+                spec: NodeSpec {
+                    role: if manager { Role::Manager } else { Role::Worker },
+                    availability: if manager {
+                        Availability::Drain
+                    } else {
+                        Availability::Active
+                    },
+                    labels: BTreeMap::new(),
+                },
+                description: Some(description(i, managers, 1)),
+                raft_id: manager.then(|| raft_ids[i]),
+                addr: addr(i),
+            };
+            Op::Put {
+                kind: Kind::Node,
+                id: node_id(i).to_string(),
+                expect: Expect::Absent,
+                body: ObjectBody::Node(node),
+            }
+        })
+        .collect()
+}
+
+/// One change, chosen by the seed, as compare-and-set writes on what the leader holds.
+fn operator_change(rng: &mut StdRng, state: &StoreState, managers: usize, nodes: usize) -> Vec<Op> {
+    let services: Vec<(u64, Service)> = state
+        .list(Kind::Service)
+        .filter_map(|o| match &o.body {
+            ObjectBody::Service(s) => Some((o.version, s.clone())),
+            _ => None,
+        })
+        .collect();
+    let roll = rng.random_range(0..100);
+    if services.len() < 2 || (roll < 30 && services.len() < SERVICES_MAX) {
+        let s = new_service(rng);
+        return vec![Op::Put {
+            kind: Kind::Service,
+            id: s.id.to_string(),
+            expect: Expect::Absent,
+            body: ObjectBody::Service(s),
+        }];
+    }
+    if roll < 60 {
+        let (version, mut s) = services[rng.random_range(0..services.len())].clone();
+        let id = s.id.to_string();
+        if roll < 52 {
+            let ServiceMode::Replicated { .. } = s.spec.mode else {
+                return Vec::new();
+            };
+            s.spec.mode = ServiceMode::Replicated {
+                replicas: rng.random_range(0..=REPLICAS_MAX),
+            };
+            return vec![Op::Put {
+                kind: Kind::Service,
+                id,
+                expect: Expect::Version(version),
+                body: ObjectBody::Service(s),
+            }];
+        }
+        return vec![Op::Delete {
+            kind: Kind::Service,
+            id,
+            expect: Expect::Version(version),
+        }];
+    }
+    // A worker's availability or labels.
+    let i = rng.random_range(managers..nodes);
+    let Some(o) = state.get(Kind::Node, &node_id(i).to_string()) else {
+        return Vec::new();
+    };
+    let ObjectBody::Node(mut n) = o.body.clone() else {
+        return Vec::new();
+    };
+    if roll < 80 {
+        n.spec.availability = match rng.random_range(0..10) {
+            0..5 => Availability::Active,
+            5..8 => Availability::Drain,
+            _ => Availability::Pause,
+        };
+    } else {
+        match rng.random_range(0..3) {
+            0 => n.spec.labels.remove("tier"),
+            1 => n.spec.labels.insert("tier".into(), "a".into()),
+            _ => n.spec.labels.insert("tier".into(), "b".into()),
+        };
+    }
+    vec![Op::Put {
+        kind: Kind::Node,
+        id: o.id.clone(),
+        expect: Expect::Version(o.version),
+        body: ObjectBody::Node(n),
+    }]
+}
+
+fn new_service(rng: &mut StdRng) -> Service {
+    let id = ServiceId(rng.random::<u128>());
+    let mode = if rng.random_range(0..100) < 70 {
+        ServiceMode::Replicated {
+            replicas: rng.random_range(1..=REPLICAS_MAX),
+        }
+    } else {
+        ServiceMode::Global
+    };
+    let health = (rng.random_range(0..100) < 30).then(|| HealthCheck {
+        cmd: "check".into(),
+        interval_ms: 1_000,
+        timeout_ms: 500,
+        retries: 2,
+        start_period_ms: 1_000,
+    });
+    let constraints = CONSTRAINTS[rng.random_range(0..CONSTRAINTS.len())]
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let task = TaskSpec {
+        runtime: RuntimeKind::Process,
+        image: "sim".into(),
+        args: Vec::new(),
+        env: Vec::new(),
+        health,
+        resources: Resources {
+            reservations: ResourceAmounts::default(),
+            limits: ResourceAmounts::default(),
+        },
+        restart: RestartPolicy {
+            condition: RestartCondition::Any,
+            delay_ms: rng.random_range(0..=3_000),
+            max_attempts: None,
+            window_ms: 0,
+        },
+        placement: Placement {
+            constraints,
+            preferences: Vec::new(),
+        },
+        stop_grace_period_ms: rng.random_range(1_000..=5_000),
+    };
+    Service {
+        id,
+        spec: ServiceSpec {
+            name: format!("s{:x}", id.0 as u16),
+            labels: BTreeMap::new(),
+            mode,
+            task,
+            update: UpdateConfig::default(),
+            rollback: UpdateConfig::default(),
+            ports: Vec::new(),
+        },
+        previous_spec: None,
+        spec_version: 1,
+    }
+}
