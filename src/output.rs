@@ -1,5 +1,12 @@
 //! Tables and JSON lines, printed the way Docker's CLI prints them.
 
+use crate::cmd::units::human_duration;
+use crate::control::proto::TaskRow;
+use swarm_actors::model::TaskState;
+
+/// Docker's limit on the ERROR column unless `--no-trunc`.
+const ERROR_CHARS_MAX: usize = 30;
+
 /// Left-aligned columns separated by at least three spaces, headers first.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
@@ -28,9 +35,136 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// `service ps` and `node ps` (CURRENT STATE like Docker's: "Running 5 seconds ago", "Running
+/// less than a second ago"): one group per slot, its current task first and the older ones
+/// below it as ` \_ web.1`, newest first; slots in service then slot order.
+pub fn task_table(rows: &[TaskRow], now_ms: u64, no_trunc: bool) -> String {
+    let mut sorted: Vec<&TaskRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| {
+        (&a.service, a.slot, &a.name)
+            .cmp(&(&b.service, b.slot, &b.name))
+            .then(b.created_ms.cmp(&a.created_ms))
+            .then(b.id.cmp(&a.id))
+    });
+    let mut out = Vec::new();
+    let mut last_name: Option<&str> = None;
+    for t in sorted {
+        let name = if last_name == Some(t.name.as_str()) {
+            format!(" \\_ {}", t.name)
+        } else {
+            t.name.clone()
+        };
+        last_name = Some(&t.name);
+        let id = if no_trunc {
+            t.id.clone()
+        } else {
+            t.id.chars().take(12).collect()
+        };
+        let error = match (t.error.is_empty(), no_trunc) {
+            (true, _) => String::new(),
+            (false, true) => format!("\"{}\"", t.error),
+            (false, false) => format!("\"{}\"", ellipsis(&t.error, ERROR_CHARS_MAX)),
+        };
+        out.push(vec![
+            id,
+            name,
+            t.image.clone(),
+            t.node.clone(),
+            state_word(t.desired),
+            format!(
+                "{} {} ago",
+                state_word(t.state),
+                human_duration(now_ms.saturating_sub(t.since_ms)).to_lowercase()
+            ),
+            error,
+        ]);
+    }
+    let headers = [
+        "ID",
+        "NAME",
+        "IMAGE",
+        "NODE",
+        "DESIRED STATE",
+        "CURRENT STATE",
+        "ERROR",
+    ];
+    table(&headers, &out)
+}
+
+/// A task state as Docker prints it: `Running`, `Shutdown`.
+fn state_word(s: TaskState) -> String {
+    s.to_string()
+}
+
+/// Cuts `s` to `max` characters, the last one an ellipsis.
+pub fn ellipsis(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut cut: String = s.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(id: &str, name: &str, slot: u64, created: u64, state: TaskState) -> TaskRow {
+        TaskRow {
+            id: id.into(),
+            name: name.into(),
+            service: "web".into(),
+            slot,
+            image: "sleep".into(),
+            node: "host-a".into(),
+            desired: if state == TaskState::Running {
+                TaskState::Running
+            } else {
+                TaskState::Shutdown
+            },
+            state,
+            since_ms: 1_000,
+            error: String::new(),
+            created_ms: created,
+        }
+    }
+
+    #[test]
+    fn task_table_groups_history_under_the_current_task() {
+        let mut failed = row("t3aaaaaaaaaaaaaa", "web.1", 1, 10, TaskState::Failed);
+        failed.error = "task: non-zero exit (1): the process exited badly".into();
+        let rows = vec![
+            row("t2", "web.2", 2, 20, TaskState::Running),
+            failed,
+            row("t1", "web.1", 1, 30, TaskState::Running),
+        ];
+        let t = task_table(&rows, 6_500, false);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("ID "), "{t}");
+        assert!(
+            lines[1].starts_with("t1 ") && lines[1].contains(" web.1 "),
+            "{t}"
+        );
+        assert!(lines[2].contains(" \\_ web.1 "), "{t}");
+        assert!(lines[2].starts_with("t3aaaaaaaaaa "), "ID cut to 12: {t}");
+        assert!(lines[3].contains(" web.2 "), "{t}");
+        assert!(lines[1].contains("Running 5 seconds ago"), "{t}");
+        assert!(lines[2].contains("Shutdown ") && lines[2].contains("Failed 5 seconds ago"));
+        assert!(
+            lines[2].ends_with("\"task: non-zero exit (1): the …\""),
+            "{t}"
+        );
+        let full = task_table(&rows, 6_500, true);
+        assert!(full.contains("t3aaaaaaaaaaaaaa"));
+        assert!(full.contains("the process exited badly\""));
+    }
+
+    #[test]
+    fn ellipsis_counts_characters() {
+        assert_eq!(ellipsis("short", 10), "short");
+        assert_eq!(ellipsis("abcdefghijk", 5), "abcd…");
+    }
 
     #[test]
     fn aligns_columns() {

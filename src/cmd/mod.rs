@@ -1,9 +1,11 @@
 //! The command line: one file per command, dispatched by [`Command`].
 
 mod node;
+mod service;
 mod shell;
 mod start;
 mod swarm;
+pub mod units;
 
 use std::path::PathBuf;
 
@@ -45,6 +47,11 @@ pub enum Command {
     /// Manage the cluster.
     #[command(subcommand)]
     Swarm(swarm::SwarmCmd),
+    /// Manage services. `create`, `update` and `scale` wait until the tasks run, then watch
+    /// them for the service's monitor period (5 s by default; the SWARM_NODE_VERIFY_MS
+    /// environment variable overrides it, in milliseconds).
+    #[command(subcommand)]
+    Service(service::ServiceCmd),
     /// The admin shell: every command, plus `actors` and `send`.
     Shell,
     /// List the named actors on the node.
@@ -79,6 +86,7 @@ pub async fn run_client(
         Command::Start(_) => anyhow::bail!("`start` runs a node; it is not a client command"),
         Command::Node(cmd) => node::run(cmd, client, out).await,
         Command::Swarm(cmd) => swarm::run(cmd, client, out).await,
+        Command::Service(cmd) => service::run(cmd, client, out).await,
         Command::Shell => shell::run(client).await,
         Command::Actors => shell::actors(client, out).await,
         Command::Send { actor, msg, args } => {

@@ -52,6 +52,15 @@ pub enum NodeCmd {
         #[arg(required = true)]
         nodes: Vec<String>,
     },
+    /// List the tasks on a node (default: the node answering), history included.
+    Ps {
+        /// Node ID, unique ID prefix, or hostname; `self` for the node answering.
+        #[arg(default_value = "self")]
+        node: String,
+        /// Full IDs and errors.
+        #[arg(long)]
+        no_trunc: bool,
+    },
     /// Show one or more nodes in detail.
     Inspect {
         /// Node ID, unique ID prefix, or hostname; `self` for the node answering.
@@ -150,6 +159,10 @@ pub async fn run(
                 .await?;
             }
             return Ok(());
+        }
+        NodeCmd::Ps { node, no_trunc } => {
+            let req = ControlRequest::NodePs { node };
+            return crate::cmd::service::print_tasks(client, req, no_trunc, out).await;
         }
         NodeCmd::Ls { format, quiet } => (format, quiet, None, false),
         NodeCmd::Inspect { nodes, pretty } => (None, false, Some(nodes), pretty),

@@ -187,7 +187,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         rng_seed: rand::random(),
         registry: registry.clone(),
         store_config: store_config(&args)?,
-        agent: Some(agent),
+        agent: Some(agent.clone()),
     };
     let (handle, actor_done) = node::spawn_node(node_args, inbound, &registry)
         .await
@@ -199,6 +199,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     let ctx = ControlContext {
         node: handle.clone(),
         registry: registry.clone(),
+        agent: Some(agent),
     };
     tokio::spawn(server::serve(listener, ctx));
 

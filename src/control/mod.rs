@@ -5,5 +5,8 @@
 //! local user who can open the socket can use it; the socket is made mode 0600.
 
 pub mod client;
+mod logs;
 pub mod proto;
 pub mod server;
+mod service;
+pub mod validate;

@@ -1,8 +1,9 @@
 //! Control requests and responses.
 
 use serde::{Deserialize, Serialize};
-use swarm_actors::model::{Availability, Role};
+use swarm_actors::model::{Availability, Role, Service, ServiceSpec, TaskState};
 use swarm_actors::node::JoinTokensView;
+use swarm_actors::runtime::LogStream;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ControlRequest {
@@ -28,6 +29,40 @@ pub enum ControlRequest {
         rotate: bool,
     },
     Actors,
+    /// `service create`: the spec as the flags built it; validated again on the node.
+    ServiceCreate {
+        spec: Box<ServiceSpec>,
+    },
+    ServiceLs,
+    /// Services by name, ID or unique ID prefix.
+    ServiceInspect {
+        services: Vec<String>,
+    },
+    /// `service update` (and `service scale`, which changes only the replicas).
+    ServiceUpdate {
+        service: String,
+        change: ServiceChange,
+    },
+    ServiceRm {
+        service: String,
+    },
+    /// The tasks of a service, history included.
+    ServicePs {
+        service: String,
+    },
+    /// The tasks placed on a node (`self` for the answering node).
+    NodePs {
+        node: String,
+    },
+    /// Where a service's tasks stand against its current spec, for the progress display.
+    ServiceProgress {
+        service: String,
+    },
+    /// The last `tail` lines of every task of a service, from every node that ran one.
+    ServiceLogs {
+        service: String,
+        tail: usize,
+    },
     /// Sends a typed message to a named actor; `args` is JSON text ("" for none).
     Send {
         actor: String,
@@ -49,7 +84,128 @@ pub enum ControlResponse {
     Actors(Vec<(String, Vec<String>)>),
     /// An actor's answer, as JSON text.
     Reply(String),
+    Services(Vec<ServiceInfo>),
+    ServiceDocs(Vec<ServiceDoc>),
+    /// Task rows, at most [`TASK_ROWS_MAX`] (the newest are kept).
+    Tasks(Vec<TaskRow>),
+    Progress(ProgressView),
+    /// Log lines oldest first, and the nodes that could not be asked (shown as warnings).
+    Logs {
+        lines: Vec<LogEntry>,
+        unreachable: Vec<String>,
+    },
     Error(String),
+}
+
+/// Most task rows in one answer, so that it fits a control frame; the newest are kept.
+pub const TASK_ROWS_MAX: usize = 2_000;
+
+/// What `service update` changes; every field left empty keeps the stored value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceChange {
+    pub replicas: Option<u64>,
+    pub image: Option<String>,
+    pub constraint_add: Vec<String>,
+    pub constraint_rm: Vec<String>,
+    /// `KEY=VALUE`: replaces an entry with the same key.
+    pub env_add: Vec<String>,
+    /// Keys whose entries go.
+    pub env_rm: Vec<String>,
+}
+
+/// One row of `service ls`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub id: String,
+    pub name: String,
+    /// "replicated" or "global".
+    pub mode: String,
+    pub running: u64,
+    /// Replicas, or for a global service the nodes that may run it.
+    pub desired: u64,
+    pub image: String,
+    pub ports: String,
+}
+
+/// A stored service with its store metadata, for `service inspect`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceDoc {
+    pub version: u64,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub service: Service,
+}
+
+/// One task as `service ps` and `node ps` show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskRow {
+    pub id: String,
+    /// `web.1` or `web.<node id>`: rows with the same name are one slot's history.
+    pub name: String,
+    pub service: String,
+    /// Sorts slots: replicated by slot number, global by node.
+    pub slot: u64,
+    pub image: String,
+    /// The node's hostname (its ID when the hostname is unknown); empty while pending.
+    pub node: String,
+    pub desired: TaskState,
+    pub state: TaskState,
+    pub since_ms: u64,
+    /// The pending reason or the error, as the ERROR column shows it.
+    pub error: String,
+    pub created_ms: u64,
+}
+
+/// Where a service's tasks stand, for the progress bars of `create`, `update` and `scale`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgressView {
+    pub id: String,
+    pub global: bool,
+    pub spec_version: u64,
+    /// The service's `update.monitor_ms`: how long converged tasks are watched before the
+    /// service counts as converged.
+    pub monitor_ms: u64,
+    pub slots: Vec<SlotProgress>,
+}
+
+/// One slot (replicated) or one eligible node (global).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlotProgress {
+    /// `1`…`N`, or the node's short ID.
+    pub label: String,
+    /// The state of the slot's live task made from the current spec; `None` while there is none.
+    pub state: Option<TaskState>,
+    /// Why the task waits (the scheduler's reason) or failed.
+    pub message: String,
+}
+
+impl ProgressView {
+    /// Every slot has a task of the current spec, running.
+    pub fn converged(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|s| s.state == Some(TaskState::Running))
+    }
+
+    pub fn running(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.state == Some(TaskState::Running))
+            .count()
+    }
+}
+
+/// One line of `service logs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub task_id: String,
+    /// `web.1`.
+    pub task_name: String,
+    /// The hostname of the node that ran the task.
+    pub node: String,
+    pub ts_ms: u64,
+    pub stream: LogStream,
+    pub text: String,
 }
 
 /// One node as the answering node sees it: what `node ls` and `node inspect` show.

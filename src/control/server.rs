@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use swarm_actors::agent::AgentHandle;
 use swarm_actors::manager::StoreHandle;
 use swarm_actors::membership::MemberView;
 use swarm_actors::model::{Availability, NodeState, Role, validate_label};
@@ -16,7 +17,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use super::proto::{ControlRequest, ControlResponse, NodeInfo, resolve};
+use super::proto::{ControlRequest, ControlResponse, NodeInfo, TaskRow, resolve};
+use super::{logs, service};
 
 /// Client connections served at once; more wait in the listen backlog.
 pub const CONTROL_CONNECTIONS_MAX: usize = 64;
@@ -27,11 +29,13 @@ pub const CONTROL_DEADLINE_MS: u64 = 10_000;
 pub struct ControlContext {
     pub node: NodeHandle,
     pub registry: Registry,
+    /// This node's agent: `service logs` asks it for the node's own tasks without the network.
+    pub agent: Option<AgentHandle>,
 }
 
 impl ControlContext {
     /// The store, when this node is a manager now (roles change with promote and demote).
-    async fn store(&self) -> Option<StoreHandle> {
+    pub(crate) async fn store(&self) -> Option<StoreHandle> {
         self.node.store().await.ok().flatten()
     }
 }
@@ -130,6 +134,35 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
                 Err(e) => ControlResponse::Error(e.to_string()),
             }
         }
+        ControlRequest::ServiceCreate { spec } => done(service::create(ctx, *spec).await),
+        ControlRequest::ServiceLs => match service::list(ctx).await {
+            Ok(rows) => ControlResponse::Services(rows),
+            Err(e) => ControlResponse::Error(e),
+        },
+        ControlRequest::ServiceInspect { services } => {
+            match service::inspect(ctx, &services).await {
+                Ok(docs) => ControlResponse::ServiceDocs(docs),
+                Err(e) => ControlResponse::Error(e),
+            }
+        }
+        ControlRequest::ServiceUpdate { service, change } => {
+            done(service::update(ctx, &service, &change).await)
+        }
+        ControlRequest::ServiceRm { service } => done(service::remove(ctx, &service).await),
+        ControlRequest::ServicePs { service } => tasks(service::ps(ctx, &service).await),
+        ControlRequest::NodePs { node } => tasks(service::node_ps(ctx, &node).await),
+        ControlRequest::ServiceProgress { service } => {
+            match service::progress(ctx, &service).await {
+                Ok(p) => ControlResponse::Progress(p),
+                Err(e) => ControlResponse::Error(e),
+            }
+        }
+        ControlRequest::ServiceLogs { service, tail } => {
+            match logs::logs(ctx, &service, tail).await {
+                Ok((lines, unreachable)) => ControlResponse::Logs { lines, unreachable },
+                Err(e) => ControlResponse::Error(e),
+            }
+        }
         ControlRequest::Actors => ControlResponse::Actors(ctx.registry.list()),
         ControlRequest::Send { actor, msg, args } => {
             let args = if args.trim().is_empty() {
@@ -152,13 +185,27 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
     }
 }
 
+fn done(result: Result<String, String>) -> ControlResponse {
+    match result {
+        Ok(text) => ControlResponse::Done(text),
+        Err(e) => ControlResponse::Error(e),
+    }
+}
+
+fn tasks(result: Result<Vec<TaskRow>, String>) -> ControlResponse {
+    match result {
+        Ok(rows) => ControlResponse::Tasks(rows),
+        Err(e) => ControlResponse::Error(e),
+    }
+}
+
 fn not_a_manager() -> String {
     "this node is not a manager: run the command on a manager (`node ls` on a worker shows only what membership knows)".to_string()
 }
 
 /// Every node: the store's view (spec, role, leader) where this node is a manager, merged with
 /// membership's (status, description). Whether the list may be stale.
-async fn node_list(
+pub(crate) async fn node_list(
     ctx: &ControlContext,
     linearizable: bool,
 ) -> Result<(Vec<NodeInfo>, bool), String> {

@@ -1,0 +1,302 @@
+//! `service create`'s flags, and how they become a [`ServiceSpec`]. Parsing only: the node
+//! validates the spec again before storing it.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use clap::Args;
+use swarm_actors::model::{
+    HealthCheck, Placement, ResourceAmounts, Resources, RestartCondition, RestartPolicy,
+    RuntimeKind, ServiceMode, ServiceSpec, TaskSpec, UpdateConfig,
+};
+
+use crate::cmd::units::{parse_duration_ms, parse_nano_cpus, parse_size_bytes};
+use crate::control::validate::{validate_env, validate_spec};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    Replicated,
+    Global,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeArg {
+    Docker,
+    Process,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConditionArg {
+    Any,
+    OnFailure,
+    None,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// Service name.
+    #[arg(long)]
+    pub name: String,
+    /// Number of tasks (replicated mode).
+    #[arg(long, conflicts_with = "mode")]
+    pub replicas: Option<u64>,
+    /// replicated or global (one task on every eligible node).
+    #[arg(long, value_enum, default_value = "replicated")]
+    pub mode: ModeArg,
+    /// What runs the tasks: a Docker container, or an OS process (IMAGE is the program).
+    #[arg(long, value_enum, default_value = "docker")]
+    pub runtime: RuntimeArg,
+    /// Placement constraint, e.g. node.labels.env==prod (repeatable).
+    #[arg(long = "constraint")]
+    pub constraints: Vec<String>,
+    /// Placement preference, e.g. spread=node.labels.zone (repeatable).
+    #[arg(long = "placement-pref")]
+    pub preferences: Vec<String>,
+    /// CPUs set aside per task, e.g. 0.5.
+    #[arg(long)]
+    pub reserve_cpu: Option<String>,
+    /// Memory set aside per task, e.g. 64M.
+    #[arg(long)]
+    pub reserve_memory: Option<String>,
+    /// CPU limit per task.
+    #[arg(long)]
+    pub limit_cpu: Option<String>,
+    /// Memory limit per task.
+    #[arg(long)]
+    pub limit_memory: Option<String>,
+    /// Restart when a task ends: any, on-failure or none.
+    #[arg(long, value_enum, default_value = "any")]
+    pub restart_condition: ConditionArg,
+    /// Delay between restarts.
+    #[arg(long, default_value = "5s")]
+    pub restart_delay: String,
+    /// Most restarts (within --restart-window, when given); unlimited by default.
+    #[arg(long)]
+    pub restart_max_attempts: Option<u64>,
+    /// The window --restart-max-attempts counts in (0s: ever).
+    #[arg(long, default_value = "0s")]
+    pub restart_window: String,
+    /// Command the health check runs (through `sh -c`).
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    #[arg(long, requires = "health_cmd")]
+    pub health_interval: Option<String>,
+    #[arg(long, requires = "health_cmd")]
+    pub health_timeout: Option<String>,
+    #[arg(long, requires = "health_cmd")]
+    pub health_retries: Option<u32>,
+    #[arg(long, requires = "health_cmd")]
+    pub health_start_period: Option<String>,
+    /// Time a task has to stop before it is killed.
+    #[arg(long, default_value = "10s")]
+    pub stop_grace_period: String,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Service label key=value (repeatable).
+    #[arg(short, long = "label")]
+    pub labels: Vec<String>,
+    /// Return after printing the ID, without waiting for the tasks.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// The image (docker) or program (process).
+    pub image: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+fn flag<T>(name: &str, value: &str, parse: fn(&str) -> Result<T, String>) -> anyhow::Result<T> {
+    parse(value).map_err(|e| anyhow::anyhow!("invalid argument for --{name}: {e}"))
+}
+
+fn opt<T: Default>(
+    name: &str,
+    value: &Option<String>,
+    parse: fn(&str) -> Result<T, String>,
+) -> anyhow::Result<T> {
+    match value {
+        Some(v) => flag(name, v, parse),
+        None => Ok(T::default()),
+    }
+}
+
+/// Builds the spec the flags describe, with Docker's defaults, and checks it.
+pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
+    let mode = match (a.mode, a.replicas) {
+        (ModeArg::Global, _) => ServiceMode::Global,
+        (ModeArg::Replicated, r) => ServiceMode::Replicated {
+            replicas: r.unwrap_or(1),
+        },
+    };
+    for e in &a.env {
+        validate_env(e).map_err(anyhow::Error::msg)?;
+    }
+    let mut labels = BTreeMap::new();
+    for l in &a.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let health = match &a.health_cmd {
+        None => None,
+        Some(cmd) => Some(HealthCheck {
+            cmd: cmd.clone(),
+            interval_ms: flag(
+                "health-interval",
+                a.health_interval.as_deref().unwrap_or("30s"),
+                parse_duration_ms,
+            )?,
+            timeout_ms: flag(
+                "health-timeout",
+                a.health_timeout.as_deref().unwrap_or("30s"),
+                parse_duration_ms,
+            )?,
+            retries: a.health_retries.unwrap_or(3),
+            start_period_ms: flag(
+                "health-start-period",
+                a.health_start_period.as_deref().unwrap_or("0s"),
+                parse_duration_ms,
+            )?,
+        }),
+    };
+    let task = TaskSpec {
+        runtime: match a.runtime {
+            RuntimeArg::Docker => RuntimeKind::Docker,
+            RuntimeArg::Process => RuntimeKind::Process,
+        },
+        image: a.image.clone(),
+        args: a.args.clone(),
+        env: a.env.clone(),
+        health,
+        resources: Resources {
+            reservations: ResourceAmounts {
+                nano_cpus: opt("reserve-cpu", &a.reserve_cpu, parse_nano_cpus)?,
+                memory_bytes: opt("reserve-memory", &a.reserve_memory, parse_size_bytes)?,
+            },
+            limits: ResourceAmounts {
+                nano_cpus: opt("limit-cpu", &a.limit_cpu, parse_nano_cpus)?,
+                memory_bytes: opt("limit-memory", &a.limit_memory, parse_size_bytes)?,
+            },
+        },
+        restart: RestartPolicy {
+            condition: match a.restart_condition {
+                ConditionArg::Any => RestartCondition::Any,
+                ConditionArg::OnFailure => RestartCondition::OnFailure,
+                ConditionArg::None => RestartCondition::None,
+            },
+            delay_ms: flag("restart-delay", &a.restart_delay, parse_duration_ms)?,
+            max_attempts: a.restart_max_attempts,
+            window_ms: flag("restart-window", &a.restart_window, parse_duration_ms)?,
+        },
+        placement: Placement {
+            constraints: a.constraints.clone(),
+            preferences: a.preferences.clone(),
+        },
+        stop_grace_period_ms: flag("stop-grace-period", &a.stop_grace_period, parse_duration_ms)?,
+    };
+    let spec = ServiceSpec {
+        name: a.name.clone(),
+        labels,
+        mode,
+        task,
+        update: UpdateConfig::default(),
+        rollback: UpdateConfig::default(),
+        ports: Vec::new(),
+    };
+    if let Err(e) = validate_spec(&spec) {
+        bail!("{e}");
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: CreateArgs,
+    }
+
+    fn parse(args: &str) -> anyhow::Result<ServiceSpec> {
+        let argv = std::iter::once("create").chain(args.split_whitespace());
+        let t = T::try_parse_from(argv)?;
+        build_spec(&t.a)
+    }
+
+    #[test]
+    fn defaults_are_dockers() {
+        let s = parse("--name web nginx").unwrap();
+        assert_eq!(s.mode, ServiceMode::Replicated { replicas: 1 });
+        assert_eq!(s.task.runtime, RuntimeKind::Docker);
+        assert_eq!(s.task.restart, RestartPolicy::default());
+        assert_eq!(s.task.restart.delay_ms, 5_000);
+        assert_eq!(s.task.stop_grace_period_ms, 10_000);
+        assert_eq!(s.task.health, None);
+        assert!(s.task.args.is_empty());
+    }
+
+    #[test]
+    fn every_flag_reaches_the_spec() {
+        let s = parse(
+            "--name web --replicas 3 --runtime process \
+             --constraint node.labels.env==prod --placement-pref spread=node.labels.zone \
+             --reserve-cpu 0.5 --reserve-memory 64M --limit-cpu 2 --limit-memory 1G \
+             --restart-condition on-failure --restart-delay 500ms --restart-max-attempts 4 \
+             --restart-window 1m --health-cmd true --health-interval 2s --health-retries 5 \
+             --stop-grace-period 1s --env A=1 -e B=2 --label tier=front -d \
+             sleep 1000 -x",
+        )
+        .unwrap();
+        assert_eq!(s.mode, ServiceMode::Replicated { replicas: 3 });
+        assert_eq!(s.task.runtime, RuntimeKind::Process);
+        assert_eq!(s.task.image, "sleep");
+        assert_eq!(s.task.args, ["1000", "-x"]);
+        assert_eq!(s.task.placement.constraints, ["node.labels.env==prod"]);
+        assert_eq!(s.task.placement.preferences, ["spread=node.labels.zone"]);
+        assert_eq!(s.task.resources.reservations.nano_cpus, 500_000_000);
+        assert_eq!(s.task.resources.reservations.memory_bytes, 64 << 20);
+        assert_eq!(s.task.resources.limits.nano_cpus, 2_000_000_000);
+        assert_eq!(s.task.resources.limits.memory_bytes, 1 << 30);
+        let r = s.task.restart;
+        assert_eq!(r.condition, RestartCondition::OnFailure);
+        assert_eq!(
+            (r.delay_ms, r.max_attempts, r.window_ms),
+            (500, Some(4), 60_000)
+        );
+        let h = s.task.health.unwrap();
+        assert_eq!(
+            (h.cmd.as_str(), h.interval_ms, h.timeout_ms),
+            ("true", 2_000, 30_000)
+        );
+        assert_eq!((h.retries, h.start_period_ms), (5, 0));
+        assert_eq!(s.task.stop_grace_period_ms, 1_000);
+        assert_eq!(s.task.env, ["A=1", "B=2"]);
+        assert_eq!(s.labels.get("tier").map(String::as_str), Some("front"));
+    }
+
+    #[test]
+    fn global_mode_and_replicas_conflict() {
+        assert_eq!(
+            parse("--name g --mode global nginx").unwrap().mode,
+            ServiceMode::Global
+        );
+        assert!(parse("--name g --mode global --replicas 2 nginx").is_err());
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_the_flag_named() {
+        let err = |args: &str| format!("{:#}", parse(args).expect_err(args));
+        assert!(err("--name web --restart-delay 5 nginx").contains("--restart-delay"));
+        assert!(err("--name web --reserve-memory 64X nginx").contains("--reserve-memory"));
+        assert!(err("--name web --limit-cpu lots nginx").contains("--limit-cpu"));
+        assert!(err("--name web --env NOVALUE nginx").contains("KEY=VALUE"));
+        assert!(err("--name _web nginx").contains("invalid service name"));
+        assert!(err("--name web --constraint node.labels.env nginx").contains("constraint"));
+        assert!(err("--name web --restart-max-attempts 1000 nginx").contains("at most"));
+        assert!(err("--name web --health-retries 2 nginx").contains("health-cmd"));
+        assert!(err("--name web --replicas 20000 nginx").contains("replicas"));
+    }
+}

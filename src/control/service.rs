@@ -1,0 +1,571 @@
+//! The node's side of the `service` commands and `node ps`: reads and compare-and-set writes of
+//! Service objects in the store; Task objects are only read (the leader writes them).
+//!
+//! A service is stored under its NAME, so that `Expect::Absent` makes names unique in one
+//! atomic write; its random [`ServiceId`] is what tasks point at.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use swarm_actors::leader::plan::node_views;
+use swarm_actors::manager::{StoreFailure, StoreHandle};
+use swarm_actors::model::{NodeId, NodeState, Service, ServiceId, ServiceMode, Task, TaskState};
+use swarm_actors::node::admission;
+use swarm_actors::orchestrator::task_name;
+use swarm_actors::scheduler::constraint::Constraint;
+use swarm_actors::scheduler::filter::check_static;
+use swarm_actors::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
+
+use super::proto::{
+    ProgressView, ServiceChange, ServiceDoc, ServiceInfo, SlotProgress, TASK_ROWS_MAX, TaskRow,
+};
+use super::server::ControlContext;
+use super::validate::{env_key, validate_env, validate_spec};
+
+/// Docker's answer when a worker is asked about cluster state.
+pub const NOT_A_MANAGER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+
+/// A stored service with the version its next write compares against.
+pub struct Found {
+    pub service: Service,
+    pub obj: StoredObject,
+}
+
+pub async fn manager_store(ctx: &ControlContext) -> Result<StoreHandle, String> {
+    ctx.store().await.ok_or_else(|| NOT_A_MANAGER.to_string())
+}
+
+/// A linearizable read; without a leader to confirm it, the local replica's (possibly stale)
+/// view, since showing something beats showing nothing.
+async fn read(store: &StoreHandle, kind: Kind) -> Result<Vec<StoredObject>, String> {
+    match store.read(kind, true).await {
+        Ok(r) => Ok(r.objects),
+        Err(_) => store
+            .read(kind, false)
+            .await
+            .map(|r| r.objects)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+pub async fn services(store: &StoreHandle) -> Result<Vec<Found>, String> {
+    Ok(read(store, Kind::Service)
+        .await?
+        .into_iter()
+        .filter_map(|obj| match &obj.body {
+            ObjectBody::Service(s) => Some(Found {
+                service: s.clone(),
+                obj,
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+pub async fn tasks(store: &StoreHandle) -> Result<Vec<Task>, String> {
+    Ok(read(store, Kind::Task)
+        .await?
+        .into_iter()
+        .filter_map(|o| match o.body {
+            ObjectBody::Task(t) => Some(t),
+            _ => None,
+        })
+        .collect())
+}
+
+pub async fn nodes(store: &StoreHandle) -> Result<Vec<NodeObject>, String> {
+    Ok(read(store, Kind::Node)
+        .await?
+        .into_iter()
+        .filter_map(|o| match o.body {
+            ObjectBody::Node(n) => Some(n),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Finds a service by name, full ID, or unique ID prefix (Docker's order).
+pub fn resolve(found: Vec<Found>, name: &str) -> Result<Found, String> {
+    let mut by_name = None;
+    let mut by_id = None;
+    let mut by_prefix = Vec::new();
+    for f in found {
+        let id = f.service.id.to_string();
+        if f.obj.id == name {
+            by_name = Some(f);
+        } else if id == name {
+            by_id = Some(f);
+        } else if !name.is_empty() && id.starts_with(name) {
+            by_prefix.push(f);
+        }
+    }
+    if let Some(f) = by_name.or(by_id) {
+        return Ok(f);
+    }
+    match by_prefix.len() {
+        0 => Err(format!("service {name} not found")),
+        1 => Ok(by_prefix.remove(0)),
+        _ => Err(format!("service {name} is ambiguous: give more of its ID")),
+    }
+}
+
+pub async fn find(store: &StoreHandle, name: &str) -> Result<Found, String> {
+    resolve(services(store).await?, name)
+}
+
+fn propose_error(e: StoreFailure) -> String {
+    format!("{e}")
+}
+
+pub async fn create(
+    ctx: &ControlContext,
+    spec: swarm_actors::model::ServiceSpec,
+) -> Result<String, String> {
+    let store = manager_store(ctx).await?;
+    validate_spec(&spec)?;
+    let exists = || format!("service {} already exists", spec.name);
+    if services(&store)
+        .await?
+        .iter()
+        .any(|f| f.obj.id == spec.name)
+    {
+        return Err(exists());
+    }
+    let id = loop {
+        let id = ServiceId(rand::random());
+        if id != ServiceId::UNKNOWN {
+            break id;
+        }
+    };
+    let name = spec.name.clone();
+    let cmd = StoreCommand {
+        now_ms: admission::now_ms(),
+        ops: vec![Op::Put {
+            kind: Kind::Service,
+            id: name.clone(),
+            expect: Expect::Absent,
+            body: ObjectBody::Service(Service {
+                id,
+                spec,
+                previous_spec: None,
+                spec_version: 1,
+            }),
+        }],
+    };
+    if let Err(e) = store.propose(cmd).await {
+        // Another create of the same name may have won the race: say so plainly.
+        return match find(&store, &name).await {
+            Ok(f) if f.service.id != id => Err(format!("service {name} already exists")),
+            _ => Err(propose_error(e)),
+        };
+    }
+    Ok(id.to_string())
+}
+
+/// Applies `change` to a copy of the stored spec: the new spec, or why it cannot be applied.
+pub fn apply_change(
+    service: &Service,
+    change: &ServiceChange,
+) -> Result<swarm_actors::model::ServiceSpec, String> {
+    let mut spec = service.spec.clone();
+    if let Some(replicas) = change.replicas {
+        match &mut spec.mode {
+            ServiceMode::Replicated { replicas: r } => *r = replicas,
+            ServiceMode::Global => {
+                return Err(format!(
+                    "{}: scale can only be used with replicated mode",
+                    spec.name
+                ));
+            }
+        }
+    }
+    if let Some(image) = &change.image {
+        spec.task.image = image.clone();
+    }
+    let placement = &mut spec.task.placement;
+    for c in &change.constraint_rm {
+        placement.constraints.retain(|x| x != c);
+    }
+    for c in &change.constraint_add {
+        if !placement.constraints.contains(c) {
+            placement.constraints.push(c.clone());
+        }
+    }
+    let env = &mut spec.task.env;
+    for k in &change.env_rm {
+        env.retain(|e| env_key(e) != k);
+    }
+    for e in &change.env_add {
+        validate_env(e)?;
+        env.retain(|x| env_key(x) != env_key(e));
+        env.push(e.clone());
+    }
+    Ok(spec)
+}
+
+pub async fn update(
+    ctx: &ControlContext,
+    name: &str,
+    change: &ServiceChange,
+) -> Result<String, String> {
+    let store = manager_store(ctx).await?;
+    let found = find(&store, name).await?;
+    let spec = apply_change(&found.service, change)?;
+    validate_spec(&spec)?;
+    let old = found.service;
+    let task_changed = spec.task != old.spec.task;
+    let service = Service {
+        id: old.id,
+        spec_version: old.spec_version + u64::from(task_changed),
+        previous_spec: Some(old.spec.clone()),
+        spec,
+    };
+    let cmd = StoreCommand {
+        now_ms: admission::now_ms(),
+        ops: vec![Op::Put {
+            kind: Kind::Service,
+            id: found.obj.id.clone(),
+            expect: Expect::Version(found.obj.version),
+            body: ObjectBody::Service(service),
+        }],
+    };
+    store.propose(cmd).await.map_err(propose_error)?;
+    Ok(old.id.to_string())
+}
+
+pub async fn remove(ctx: &ControlContext, name: &str) -> Result<String, String> {
+    let store = manager_store(ctx).await?;
+    let found = find(&store, name).await?;
+    let cmd = StoreCommand {
+        now_ms: admission::now_ms(),
+        ops: vec![Op::Delete {
+            kind: Kind::Service,
+            id: found.obj.id.clone(),
+            expect: Expect::Version(found.obj.version),
+        }],
+    };
+    store.propose(cmd).await.map_err(propose_error)?;
+    Ok(name.to_string())
+}
+
+pub async fn inspect(ctx: &ControlContext, names: &[String]) -> Result<Vec<ServiceDoc>, String> {
+    let store = manager_store(ctx).await?;
+    let mut out = Vec::new();
+    for name in names {
+        let f = find(&store, name).await?;
+        out.push(ServiceDoc {
+            version: f.obj.version,
+            created_ms: f.obj.created_ms,
+            updated_ms: f.obj.updated_ms,
+            service: f.service,
+        });
+    }
+    Ok(out)
+}
+
+/// The Ready nodes as membership sees them (the scheduler's notion of Ready).
+async fn ready_nodes(ctx: &ControlContext) -> Result<BTreeSet<NodeId>, String> {
+    Ok(ctx
+        .node
+        .members()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|m| m.state == NodeState::Ready)
+        .map(|m| m.id)
+        .collect())
+}
+
+/// Nodes a global service may run on: available, with its runtime, matching its constraints.
+fn eligible(service: &Service, nodes: &[NodeObject], ready: &BTreeSet<NodeId>) -> Vec<NodeId> {
+    let constraints =
+        Constraint::parse_all(&service.spec.task.placement.constraints).unwrap_or_default();
+    node_views(nodes, ready, true)
+        .iter()
+        .filter(|n| check_static(n, service.spec.task.runtime, &constraints).is_ok())
+        .map(|n| n.id)
+        .collect()
+}
+
+pub async fn list(ctx: &ControlContext) -> Result<Vec<ServiceInfo>, String> {
+    let store = manager_store(ctx).await?;
+    let found = services(&store).await?;
+    let tasks = tasks(&store).await?;
+    let nodes = nodes(&store).await?;
+    let ready = ready_nodes(ctx).await?;
+    let mut rows = Vec::new();
+    for f in found {
+        let s = &f.service;
+        let running = tasks
+            .iter()
+            .filter(|t| {
+                t.service_id == s.id
+                    && t.status.state == TaskState::Running
+                    && t.desired_state == TaskState::Running
+            })
+            .count() as u64;
+        let (mode, desired) = match s.spec.mode {
+            ServiceMode::Replicated { replicas } => ("replicated", replicas),
+            ServiceMode::Global => ("global", eligible(s, &nodes, &ready).len() as u64),
+        };
+        rows.push(ServiceInfo {
+            id: s.id.to_string(),
+            name: f.obj.id.clone(),
+            mode: mode.into(),
+            running,
+            desired,
+            image: s.spec.task.image.clone(),
+            ports: s
+                .spec
+                .ports
+                .iter()
+                .map(|p| format!("*:{}->{}/tcp", p.published, p.target))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(rows)
+}
+
+/// The hostname of every node the store knows (its ID where the node never described itself).
+fn hostnames(nodes: &[NodeObject]) -> BTreeMap<NodeId, String> {
+    nodes
+        .iter()
+        .map(|n| {
+            let host = n
+                .description
+                .as_ref()
+                .map(|d| d.hostname.clone())
+                .unwrap_or_else(|| n.id.to_string());
+            (n.id, host)
+        })
+        .collect()
+}
+
+/// Task rows, newest first when there are more than [`TASK_ROWS_MAX`].
+fn rows(
+    tasks: Vec<&Task>,
+    names: &BTreeMap<ServiceId, String>,
+    nodes: &[NodeObject],
+) -> Vec<TaskRow> {
+    let hosts = hostnames(nodes);
+    let mut tasks = tasks;
+    tasks.sort_by_key(|t| std::cmp::Reverse((t.created_ms, t.id)));
+    tasks.truncate(TASK_ROWS_MAX);
+    tasks
+        .into_iter()
+        .map(|t| {
+            let service = names.get(&t.service_id).cloned().unwrap_or_default();
+            let error = match (&t.status.error, t.status.state) {
+                (Some(e), _) => e.clone(),
+                (None, TaskState::Pending) => t.status.message.clone(),
+                (None, _) => String::new(),
+            };
+            TaskRow {
+                id: t.id.to_string(),
+                name: task_name(&service, t.slot, t.node_id),
+                service,
+                slot: t.slot,
+                image: t.spec.image.clone(),
+                node: t
+                    .node_id
+                    .map(|n| hosts.get(&n).cloned().unwrap_or_else(|| n.to_string()))
+                    .unwrap_or_default(),
+                desired: t.desired_state,
+                state: t.status.state,
+                since_ms: t.status.since_ms,
+                error,
+                created_ms: t.created_ms,
+            }
+        })
+        .collect()
+}
+
+fn service_names(found: &[Found]) -> BTreeMap<ServiceId, String> {
+    found
+        .iter()
+        .map(|f| (f.service.id, f.obj.id.clone()))
+        .collect()
+}
+
+pub async fn ps(ctx: &ControlContext, name: &str) -> Result<Vec<TaskRow>, String> {
+    let store = manager_store(ctx).await?;
+    let found = services(&store).await?;
+    let names = service_names(&found);
+    let id = resolve(found, name)?.service.id;
+    let tasks = tasks(&store).await?;
+    let nodes = nodes(&store).await?;
+    Ok(rows(
+        tasks.iter().filter(|t| t.service_id == id).collect(),
+        &names,
+        &nodes,
+    ))
+}
+
+pub async fn node_ps(ctx: &ControlContext, node: &str) -> Result<Vec<TaskRow>, String> {
+    let store = manager_store(ctx).await?;
+    let (list, _) = super::server::node_list(ctx, true).await?;
+    let node_id = super::proto::resolve(&list, node)?.id.clone();
+    let found = services(&store).await?;
+    let names = service_names(&found);
+    let tasks = tasks(&store).await?;
+    let nodes = nodes(&store).await?;
+    Ok(rows(
+        tasks
+            .iter()
+            .filter(|t| t.node_id.is_some_and(|n| n.to_string() == node_id))
+            .collect(),
+        &names,
+        &nodes,
+    ))
+}
+
+pub async fn progress(ctx: &ControlContext, name: &str) -> Result<ProgressView, String> {
+    let store = manager_store(ctx).await?;
+    let found = find(&store, name).await?;
+    let tasks = tasks(&store).await?;
+    let s = &found.service;
+    // The live task of each slot made from the current spec (the newest, if several).
+    let current: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| {
+            t.service_id == s.id
+                && t.spec_version == s.spec_version
+                && t.desired_state <= TaskState::Running
+        })
+        .collect();
+    let newest = |pick: &dyn Fn(&Task) -> bool| {
+        current
+            .iter()
+            .copied()
+            .filter(|t| pick(t))
+            .max_by_key(|t| (t.created_ms, t.id))
+    };
+    let slot = |label: String, t: Option<&Task>| SlotProgress {
+        label,
+        state: t.map(|t| t.status.state),
+        message: t
+            .map(|t| {
+                t.status
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| t.status.message.clone())
+            })
+            .unwrap_or_default(),
+    };
+    let (global, slots) = match s.spec.mode {
+        ServiceMode::Replicated { replicas } => (
+            false,
+            (1..=replicas)
+                .map(|n| slot(n.to_string(), newest(&|t| t.slot == n)))
+                .collect(),
+        ),
+        ServiceMode::Global => {
+            let nodes = nodes(&store).await?;
+            let ready = ready_nodes(ctx).await?;
+            (
+                true,
+                eligible(s, &nodes, &ready)
+                    .into_iter()
+                    .map(|n| slot(n.short(), newest(&|t| t.node_id == Some(n))))
+                    .collect(),
+            )
+        }
+    };
+    Ok(ProgressView {
+        id: s.id.to_string(),
+        global,
+        spec_version: s.spec_version,
+        monitor_ms: s.spec.update.monitor_ms,
+        slots,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::validate::tests::spec;
+
+    fn stored(name: &str, id: u128) -> Found {
+        let service = Service {
+            id: ServiceId(id),
+            spec: spec(name),
+            previous_spec: None,
+            spec_version: 1,
+        };
+        Found {
+            obj: StoredObject {
+                kind: Kind::Service,
+                id: name.into(),
+                version: 3,
+                created_ms: 0,
+                updated_ms: 0,
+                body: ObjectBody::Service(service.clone()),
+            },
+            service,
+        }
+    }
+
+    #[test]
+    fn resolves_by_name_id_and_unique_prefix() {
+        let all = || vec![stored("web", 1 << 100), stored("db", (1 << 100) + 1)];
+        let web_id = ServiceId(1 << 100).to_string();
+        assert_eq!(resolve(all(), "web").unwrap().obj.id, "web");
+        assert_eq!(resolve(all(), &web_id).unwrap().obj.id, "web");
+        let prefix = &web_id[..web_id.len() - 1];
+        let err = resolve(all(), prefix).err().unwrap();
+        assert!(err.contains("ambiguous"), "{err}");
+        assert!(resolve(all(), "nope").err().unwrap().contains("not found"));
+    }
+
+    #[test]
+    fn update_changes_only_what_was_asked() {
+        let mut s = stored("web", 7).service;
+        s.spec.task.env = vec!["A=1".into(), "B=2".into()];
+        s.spec.task.placement.constraints = vec!["node.role==worker".into()];
+        let change = ServiceChange {
+            replicas: Some(5),
+            image: Some("true".into()),
+            constraint_add: vec!["node.labels.env==prod".into()],
+            constraint_rm: vec!["node.role==worker".into()],
+            env_add: vec!["A=9".into()],
+            env_rm: vec!["B".into()],
+        };
+        let new = apply_change(&s, &change).unwrap();
+        assert_eq!(new.mode, ServiceMode::Replicated { replicas: 5 });
+        assert_eq!(new.task.image, "true");
+        assert_eq!(new.task.env, vec!["A=9".to_string()]);
+        assert_eq!(
+            new.task.placement.constraints,
+            vec!["node.labels.env==prod".to_string()]
+        );
+        assert_eq!(new.task.args, s.spec.task.args);
+        assert!(
+            apply_change(
+                &s,
+                &ServiceChange {
+                    env_add: vec!["bad".into()],
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn scale_refuses_global_services() {
+        let mut s = stored("agent", 7).service;
+        s.spec.mode = ServiceMode::Global;
+        let err = apply_change(
+            &s,
+            &ServiceChange {
+                replicas: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("scale can only be used with replicated mode"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! Checks a service spec before `service create` or `service update` stores it. The node runs
+//! these checks (the client's own parsing is a convenience): whatever a client sends, a bad spec
+//! is refused with a clear reason and nothing is written.
+
+use swarm_actors::model::{LABELS_MAX, RuntimeKind, ServiceMode, ServiceSpec, validate_label};
+use swarm_actors::orchestrator::restart::RESTART_HISTORY_KEPT_MAX;
+use swarm_actors::scheduler::constraint::validate_placement;
+use swarm_actors::store::{COMMAND_BYTES_MAX, ObjectBody};
+
+/// Most replicas of one service: the leader writes every task of a service in one pass, and a
+/// node takes at most `wire::ASSIGNMENTS_MAX` tasks.
+pub const REPLICAS_MAX: u64 = 10_000;
+
+/// Longest service name, as Docker allows (it becomes part of task and container names).
+pub const SERVICE_NAME_BYTES_MAX: usize = 63;
+
+/// Most bytes of an encoded spec. Every task carries its spec, and the leader writes many
+/// tasks per store command and sends many per assignment frame, so a spec stays small; a
+/// stored service holds two specs (current and previous) well inside a store command.
+pub const SPEC_BYTES_MAX: usize = 16 * 1024;
+
+/// Most `--env` entries, `--constraint`s plus `--placement-pref`s, and arguments.
+pub const ENV_MAX: usize = 256;
+pub const PLACEMENT_MAX: usize = 64;
+pub const ARGS_MAX: usize = 1_024;
+
+const _: () = assert!(2 * SPEC_BYTES_MAX < COMMAND_BYTES_MAX);
+
+/// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 63 characters.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok_first = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_rest = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok_first || !ok_rest {
+        return Err(format!(
+            "invalid service name {name:?}: names match [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+        ));
+    }
+    if name.len() > SERVICE_NAME_BYTES_MAX {
+        return Err(format!(
+            "invalid service name {name:?}: at most {SERVICE_NAME_BYTES_MAX} characters"
+        ));
+    }
+    Ok(())
+}
+
+/// `KEY=VALUE` with a non-empty key without `=`; no NUL anywhere (it ends C strings).
+pub fn validate_env(entry: &str) -> Result<(), String> {
+    match entry.split_once('=') {
+        Some((k, _))
+            if !k.is_empty() && !k.contains(char::is_whitespace) && !entry.contains('\0') =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "invalid environment variable {entry:?}: expected KEY=VALUE"
+        )),
+    }
+}
+
+/// The environment key of an entry (`K` of `K=V`).
+pub fn env_key(entry: &str) -> &str {
+    entry.split_once('=').map_or(entry, |(k, _)| k)
+}
+
+/// Every check `service create` and `service update` make, in the order a user fixes them.
+pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
+    validate_name(&spec.name)?;
+    if let ServiceMode::Replicated { replicas } = spec.mode
+        && replicas > REPLICAS_MAX
+    {
+        return Err(format!(
+            "invalid replicas {replicas}: at most {REPLICAS_MAX} per service"
+        ));
+    }
+    let task = &spec.task;
+    let image = task.image.as_str();
+    if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "invalid image {image:?}: give an image reference (docker) or a program (process)"
+        ));
+    }
+    if task.runtime == RuntimeKind::Process && image.contains("://") {
+        return Err(format!(
+            "invalid program {image:?}: the process runtime runs a program found on PATH or by path"
+        ));
+    }
+    if task.args.len() > ARGS_MAX || task.args.iter().any(|a| a.contains('\0')) {
+        return Err(format!(
+            "invalid command: at most {ARGS_MAX} arguments, without NUL characters"
+        ));
+    }
+    if task.env.len() > ENV_MAX {
+        return Err(format!("at most {ENV_MAX} environment variables"));
+    }
+    for e in &task.env {
+        validate_env(e)?;
+    }
+    if spec.labels.len() > LABELS_MAX {
+        return Err(format!("a service may carry at most {LABELS_MAX} labels"));
+    }
+    for (k, v) in &spec.labels {
+        validate_label(k, v).map_err(|e| e.to_string())?;
+    }
+    let placement = &task.placement;
+    if placement.constraints.len() + placement.preferences.len() > PLACEMENT_MAX {
+        return Err(format!(
+            "at most {PLACEMENT_MAX} constraints and placement preferences"
+        ));
+    }
+    validate_placement(placement).map_err(|e| e.to_string())?;
+    if let Some(max) = task.restart.max_attempts
+        && max > RESTART_HISTORY_KEPT_MAX as u64
+    {
+        return Err(format!(
+            "invalid --restart-max-attempts {max}: at most {RESTART_HISTORY_KEPT_MAX}"
+        ));
+    }
+    if let Some(h) = &task.health {
+        if h.cmd.trim().is_empty() {
+            return Err("invalid --health-cmd: empty".into());
+        }
+        if h.interval_ms == 0 || h.timeout_ms == 0 {
+            return Err("--health-interval and --health-timeout must be at least 1ms".into());
+        }
+    }
+    let encoded = bincode::serde::encode_to_vec(
+        ObjectBody::Service(swarm_actors::model::Service {
+            id: swarm_actors::model::ServiceId::UNKNOWN,
+            spec: spec.clone(),
+            previous_spec: None,
+            spec_version: 0,
+        }),
+        bincode::config::standard(),
+    )
+    .map_err(|e| format!("the spec cannot be encoded: {e}"))?;
+    if encoded.len() > SPEC_BYTES_MAX {
+        return Err(format!(
+            "the service spec is too large: {} bytes encoded, at most {SPEC_BYTES_MAX} (fewer or shorter arguments, variables or labels)",
+            encoded.len()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use swarm_actors::model::{Placement, Resources, RestartPolicy, TaskSpec, UpdateConfig};
+
+    pub(crate) fn spec(name: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            labels: Default::default(),
+            mode: ServiceMode::Replicated { replicas: 1 },
+            task: TaskSpec {
+                runtime: RuntimeKind::Process,
+                image: "sleep".into(),
+                args: vec!["1000".into()],
+                env: vec![],
+                health: None,
+                resources: Resources::default(),
+                restart: RestartPolicy::default(),
+                placement: Placement::default(),
+                stop_grace_period_ms: 10_000,
+            },
+            update: UpdateConfig::default(),
+            rollback: UpdateConfig::default(),
+            ports: vec![],
+        }
+    }
+
+    #[test]
+    fn names_follow_docker() {
+        for ok in ["web", "w", "Web_1.a-b", &"a".repeat(63)] {
+            assert_eq!(validate_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "-web", ".web", "we b", "web/1", "wéb", &"a".repeat(64)] {
+            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn env_entries_need_a_key() {
+        assert!(validate_env("A=1").is_ok());
+        assert!(validate_env("A=").is_ok());
+        assert!(validate_env("A=b=c").is_ok());
+        for bad in ["A", "=1", "A B=1", "A=\0"] {
+            assert!(validate_env(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(env_key("A=b=c"), "A");
+    }
+
+    #[test]
+    fn refuses_bad_specs_with_a_reason() {
+        assert_eq!(validate_spec(&spec("web")), Ok(()));
+        let check = |f: &dyn Fn(&mut ServiceSpec), want: &str| {
+            let mut s = spec("web");
+            f(&mut s);
+            let err = validate_spec(&s).expect_err(want);
+            assert!(err.contains(want), "{err:?} does not say {want:?}");
+        };
+        check(&|s| s.name = "-x".into(), "invalid service name");
+        check(
+            &|s| {
+                s.mode = ServiceMode::Replicated {
+                    replicas: REPLICAS_MAX + 1,
+                }
+            },
+            "invalid replicas",
+        );
+        check(&|s| s.task.image = String::new(), "invalid image");
+        check(&|s| s.task.image = "my prog".into(), "invalid image");
+        check(&|s| s.task.env = vec!["NOKEY".into()], "KEY=VALUE");
+        check(
+            &|s| s.task.placement.constraints = vec!["node.labels.env=prod".into()],
+            "",
+        );
+        check(
+            &|s| s.task.placement.preferences = vec!["pack=node.labels.zone".into()],
+            "",
+        );
+        check(
+            &|s| s.task.restart.max_attempts = Some(RESTART_HISTORY_KEPT_MAX as u64 + 1),
+            "--restart-max-attempts",
+        );
+        check(
+            &|s| s.task.args = vec!["x".repeat(SPEC_BYTES_MAX)],
+            "too large",
+        );
+        check(
+            &|s| {
+                s.labels.insert(String::new(), "v".into());
+            },
+            "",
+        );
+    }
+
+    #[test]
+    fn accepts_the_largest_allowed_values() {
+        let mut s = spec("web");
+        s.mode = ServiceMode::Replicated {
+            replicas: REPLICAS_MAX,
+        };
+        s.task.restart.max_attempts = Some(RESTART_HISTORY_KEPT_MAX as u64);
+        s.task.placement.constraints = vec!["node.labels.env==prod".into()];
+        s.task.placement.preferences = vec!["spread=node.labels.zone".into()];
+        assert_eq!(validate_spec(&s), Ok(()));
+    }
+}
