@@ -40,8 +40,9 @@ pub const SLOTS_SHOWN_MAX: usize = 100;
 /// Bar length in characters, Docker's.
 const BAR_CHARS: u64 = 50;
 
-/// The lines one poll produces: the overall line, then one per slot (if shown).
-pub fn lines(view: &ProgressView) -> (String, Vec<(String, u64)>) {
+/// The lines one poll produces: the overall line, then one per slot (if shown) with how far
+/// its bar is filled (no bar when the line gives a reason instead of a state).
+pub fn lines(view: &ProgressView) -> (String, Vec<(String, Option<u64>)>) {
     let total = view.slots.len();
     let overall = format!("overall progress: {} out of {total} tasks", view.running());
     if total > SLOTS_SHOWN_MAX {
@@ -50,12 +51,12 @@ pub fn lines(view: &ProgressView) -> (String, Vec<(String, u64)>) {
     let slots = view
         .slots
         .iter()
-        .map(|s| (slot_text(s, total, view.global), progress(s.state)))
+        .map(|s| slot_line(s, total, view.global))
         .collect();
     (overall, slots)
 }
 
-fn slot_text(s: &SlotProgress, total: usize, global: bool) -> String {
+fn slot_line(s: &SlotProgress, total: usize, global: bool) -> (String, Option<u64>) {
     let label = if global {
         s.label.clone()
     } else {
@@ -67,10 +68,20 @@ fn slot_text(s: &SlotProgress, total: usize, global: bool) -> String {
     };
     let waiting = matches!(s.state, None | Some(TaskState::Pending));
     if waiting && !s.message.is_empty() {
-        format!("{label}: {}", s.message)
+        (format!("{label}: {}", s.message), None)
     } else {
-        format!("{label}: {word:<9}")
+        (format!("{label}: {word:<9}"), Some(progress(s.state)))
     }
+}
+
+/// Docker's bar: `[=====>     ]`, [`BAR_CHARS`] wide plus the arrow head.
+fn bar(filled: u64) -> String {
+    let filled = filled.min(BAR_CHARS) as usize;
+    format!(
+        "[{}>{}]",
+        "=".repeat(filled),
+        " ".repeat(BAR_CHARS as usize - filled)
+    )
 }
 
 /// How far along a bar is: states up to Running fill it, in order.
@@ -133,7 +144,7 @@ impl Display {
             } => {
                 overall.set_message(overall_text);
                 while slots.len() < slot_lines.len() {
-                    slots.push(multi.add(ProgressBar::new(BAR_CHARS).with_style(bar_style())));
+                    slots.push(multi.add(ProgressBar::new(0).with_style(text_style())));
                 }
                 while slots.len() > slot_lines.len() {
                     if let Some(b) = slots.pop() {
@@ -141,9 +152,11 @@ impl Display {
                         multi.remove(&b);
                     }
                 }
-                for (bar, (text, pos)) in slots.iter().zip(slot_lines) {
-                    bar.set_message(text);
-                    bar.set_position(pos);
+                for (line, (text, filled)) in slots.iter().zip(slot_lines) {
+                    match filled {
+                        Some(f) => line.set_message(format!("{text} {}", bar(f))),
+                        None => line.set_message(text),
+                    }
                 }
             }
             Display::Plain { shown } => {
@@ -180,12 +193,6 @@ impl Display {
 
 fn text_style() -> ProgressStyle {
     ProgressStyle::with_template("{msg}").expect("a fixed template")
-}
-
-fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{msg} [{bar:50}]")
-        .expect("a fixed template")
-        .progress_chars("=> ")
 }
 
 async fn poll(client: &Client, service: &str) -> anyhow::Result<ProgressView> {
@@ -285,11 +292,19 @@ mod tests {
         ]);
         let (overall, slots) = lines(&v);
         assert_eq!(overall, "overall progress: 1 out of 4 tasks");
-        assert_eq!(slots[0], ("1/4: running  ".to_string(), BAR_CHARS));
+        assert_eq!(slots[0], ("1/4: running  ".to_string(), Some(BAR_CHARS)));
         assert!(slots[1].0.starts_with("2/4: preparing"));
-        assert!(slots[1].1 > 0 && slots[1].1 < BAR_CHARS);
-        assert_eq!(slots[2].0, "3/4: no suitable node (1 node not available)");
-        assert_eq!(slots[3], ("4/4: new      ".to_string(), 0));
+        assert!(slots[1].1.is_some_and(|f| f > 0 && f < BAR_CHARS));
+        assert_eq!(
+            slots[2],
+            (
+                "3/4: no suitable node (1 node not available)".to_string(),
+                None
+            )
+        );
+        assert_eq!(slots[3], ("4/4: new      ".to_string(), Some(0)));
+        assert_eq!(bar(BAR_CHARS), format!("[{}>]", "=".repeat(50)));
+        assert_eq!(bar(2), format!("[==>{}]", " ".repeat(48)));
         assert!(!v.converged());
         let done = view(&[
             (Some(TaskState::Running), ""),
