@@ -39,6 +39,55 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 /// less than a second ago"): one group per slot, its current task first and the older ones
 /// below it as ` \_ web.1`, newest first; slots in service then slot order.
 pub fn task_table(rows: &[TaskRow], now_ms: u64, no_trunc: bool) -> String {
+    let headers = [
+        "ID",
+        "NAME",
+        "IMAGE",
+        "NODE",
+        "DESIRED STATE",
+        "CURRENT STATE",
+        "ERROR",
+    ];
+    table(&headers, &task_cells(rows, now_ms, no_trunc))
+}
+
+/// The same rows as [`task_table`], one JSON object per line with Docker's keys (`--format
+/// json`): full IDs and errors, history rows named like the table's.
+pub fn task_json(rows: &[TaskRow], now_ms: u64) -> String {
+    let keys = [
+        "ID",
+        "Name",
+        "Image",
+        "Node",
+        "DesiredState",
+        "CurrentState",
+        "Error",
+    ];
+    let mut out = String::new();
+    for cells in task_cells(rows, now_ms, true) {
+        let obj: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .zip(cells)
+            .map(|(k, v)| {
+                // JSON carries the error bare, not quoted as the table shows it.
+                let v = if *k == "Error" {
+                    v.trim_matches('"').to_string()
+                } else if *k == "Name" {
+                    v.trim_start_matches(" \\_ ").to_string()
+                } else {
+                    v
+                };
+                (k.to_string(), serde_json::Value::String(v))
+            })
+            .collect();
+        out += &serde_json::Value::Object(obj).to_string();
+        out.push('\n');
+    }
+    out
+}
+
+/// The cells of the task table, history rows under their slot's newest task.
+fn task_cells(rows: &[TaskRow], now_ms: u64, no_trunc: bool) -> Vec<Vec<String>> {
     let mut sorted: Vec<&TaskRow> = rows.iter().collect();
     sorted.sort_by(|a, b| {
         (&a.service, a.slot, &a.name)
@@ -79,16 +128,7 @@ pub fn task_table(rows: &[TaskRow], now_ms: u64, no_trunc: bool) -> String {
             error,
         ]);
     }
-    let headers = [
-        "ID",
-        "NAME",
-        "IMAGE",
-        "NODE",
-        "DESIRED STATE",
-        "CURRENT STATE",
-        "ERROR",
-    ];
-    table(&headers, &out)
+    out
 }
 
 /// A task state as Docker prints it: `Running`, `Shutdown`.

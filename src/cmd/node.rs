@@ -60,6 +60,9 @@ pub enum NodeCmd {
         /// Full IDs and errors.
         #[arg(long)]
         no_trunc: bool,
+        /// `json`: one object per line, Docker's keys.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Show one or more nodes in detail.
     Inspect {
@@ -160,9 +163,14 @@ pub async fn run(
             }
             return Ok(());
         }
-        NodeCmd::Ps { node, no_trunc } => {
+        NodeCmd::Ps {
+            node,
+            no_trunc,
+            format,
+        } => {
             let req = ControlRequest::NodePs { node };
-            return crate::cmd::service::print_tasks(client, req, no_trunc, out).await;
+            let format = format.as_deref();
+            return crate::cmd::service::print_tasks(client, req, no_trunc, format, out).await;
         }
         NodeCmd::Ls { format, quiet } => (format, quiet, None, false),
         NodeCmd::Inspect { nodes, pretty } => (None, false, Some(nodes), pretty),

@@ -270,13 +270,28 @@ impl LeaderState {
         let nodes = self.store.read(Kind::Node, fresh).await?;
         let services = self.store.read(Kind::Service, false).await?;
         let tasks = self.store.read(Kind::Task, false).await?;
+        // Node descriptions come from gossip; the store keeps the newest one seen, so that
+        // `node ls`, `service ps` and a manager that restarts know every node by name.
+        let mut describe_ops = Vec::new();
         let node_objects: Vec<NodeObject> = nodes
             .objects
             .into_iter()
             .filter_map(|o| match o.body {
                 ObjectBody::Node(mut n) => {
                     if let Some(d) = self.descriptions.get(&n.id) {
-                        n.description = Some(d.clone());
+                        let newer = n
+                            .description
+                            .as_ref()
+                            .is_none_or(|old| old.version < d.version);
+                        if newer {
+                            n.description = Some(d.clone());
+                            describe_ops.push(Op::Put {
+                                kind: Kind::Node,
+                                id: o.id.clone(),
+                                expect: crate::store::Expect::Version(o.version),
+                                body: ObjectBody::Node(n.clone()),
+                            });
+                        }
                     }
                     Some(n)
                 }
@@ -324,7 +339,13 @@ impl LeaderState {
         let mut current: BTreeMap<TaskId, Task> =
             tasks.into_iter().map(|t| (t.task.id, t.task)).collect();
         let mut result = Ok(());
-        for chunk in plan.ops.chunks(OPS_PER_COMMAND_MAX) {
+        if !describe_ops.is_empty()
+            && let Err(e) = self.propose_all(now, &describe_ops).await
+        {
+            // Names only; the pass goes on, and the next one tries again.
+            debug!(error = %e, "node descriptions not written");
+        }
+        for chunk in batches(&plan.ops) {
             let cmd = StoreCommand {
                 now_ms: now,
                 ops: chunk.to_vec(),
@@ -412,6 +433,17 @@ impl LeaderState {
         result
     }
 
+    async fn propose_all(&self, now: u64, ops: &[Op]) -> Result<(), StoreFailure> {
+        for chunk in batches(ops) {
+            let cmd = StoreCommand {
+                now_ms: now,
+                ops: chunk.to_vec(),
+            };
+            self.store.propose(cmd).await?;
+        }
+        Ok(())
+    }
+
     /// Tells a node its assignments changed: the local agent through the registry, others
     /// with a one-way message (best effort: the agent asks every second anyway).
     fn poke(&self, node: NodeId) {
@@ -423,6 +455,32 @@ impl LeaderState {
             let _ = self.transport.send_oneway(*addr, OneWay::Poke);
         }
     }
+}
+
+/// Bytes of operations the leader puts in one command: half the store's bound leaves room for
+/// the command's own framing.
+pub const BATCH_BYTES_MAX: usize = crate::store::COMMAND_BYTES_MAX / 2;
+
+/// Splits `ops` into commands of at most [`OPS_PER_COMMAND_MAX`] operations and about
+/// [`BATCH_BYTES_MAX`] bytes (an operation bigger than that goes alone, and the store refuses
+/// it with a clear error).
+fn batches(ops: &[Op]) -> Vec<&[Op]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, op) in ops.iter().enumerate() {
+        let size = bincode::serde::encode_to_vec(op, bincode::config::standard())
+            .map(|v| v.len())
+            .unwrap_or(BATCH_BYTES_MAX);
+        if i > start && (i - start == OPS_PER_COMMAND_MAX || bytes + size > BATCH_BYTES_MAX) {
+            out.push(&ops[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < ops.len() {
+        out.push(&ops[start..]);
+    }
+    out
 }
 
 /// The leader actor as the admin shell sees it.
@@ -469,4 +527,35 @@ pub fn stop(actor: ActorRef<LeaderMsg>, registry: Option<&Registry>) {
     }
     actor.stop(Some("leadership moved".into()));
     info!("leader actor stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Expect;
+
+    fn op(bytes: usize) -> Op {
+        Op::Delete {
+            kind: Kind::Task,
+            id: "x".repeat(bytes),
+            expect: Expect::Any,
+        }
+    }
+
+    #[test]
+    fn batches_respect_the_count_and_the_size() {
+        let many: Vec<Op> = (0..2_500).map(|_| op(1)).collect();
+        let sizes: Vec<usize> = batches(&many).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [1_000, 1_000, 500]);
+
+        let big: Vec<Op> = (0..10).map(|_| op(BATCH_BYTES_MAX / 3)).collect();
+        let b = batches(&big);
+        assert!(
+            b.iter().all(|b| b.len() <= 2),
+            "{:?}",
+            b.iter().map(|b| b.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(b.iter().map(|b| b.len()).sum::<usize>(), 10, "nothing lost");
+        assert!(batches(&[]).is_empty());
+    }
 }

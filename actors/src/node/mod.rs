@@ -132,6 +132,9 @@ impl Actor for NodeActor {
             agent: args.agent,
         };
         state.tell_agent_store();
+        // The leader learns this node's own description from here even when no other node
+        // ever changes state (a one-node cluster).
+        state.tell_store_reachable();
         let mut out = Vec::new();
         state.membership.handle(MembershipInput::Start, &mut out);
         for peer in state.node_file.peers.clone() {
@@ -228,7 +231,6 @@ impl Actor for NodeActor {
                 };
                 info!(%role, "this node's role changed");
                 state.store = store;
-                state.tell_store_reachable();
                 state.tell_agent_store();
                 // Our description carries the role; gossip the change.
                 if let Some(mut d) = state.membership.description(state.creds.node_id).cloned() {
@@ -238,6 +240,7 @@ impl Actor for NodeActor {
                         .membership
                         .handle(MembershipInput::Describe(d), &mut out);
                 }
+                state.tell_store_reachable();
                 // A certificate naming the new role.
                 myself.send_message(NodeMsg::RenewCertificate)?;
             }

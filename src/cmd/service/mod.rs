@@ -30,6 +30,9 @@ pub enum ServiceCmd {
         /// Full IDs and errors.
         #[arg(long)]
         no_trunc: bool,
+        /// `json`: one object per line, Docker's keys.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Show services in detail.
     Inspect {
@@ -116,13 +119,20 @@ pub async fn print_tasks(
     client: &Client,
     req: ControlRequest,
     no_trunc: bool,
+    format: Option<&str>,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
+    if let Some(f) = format.filter(|f| *f != "json") {
+        bail!("unknown --format {f:?}: only json is supported");
+    }
     let rows: Vec<TaskRow> = match client.call(req).await? {
         ControlResponse::Tasks(rows) => rows,
         other => bail!("unexpected answer from the node: {other:?}"),
     };
-    write!(out, "{}", task_table(&rows, now_ms(), no_trunc))?;
+    match format {
+        Some(_) => write!(out, "{}", crate::output::task_json(&rows, now_ms()))?,
+        None => write!(out, "{}", task_table(&rows, now_ms(), no_trunc))?,
+    }
     Ok(())
 }
 
@@ -171,8 +181,13 @@ pub async fn run(
             let headers = ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"];
             write!(out, "{}", table(&headers, &cells))?;
         }
-        ServiceCmd::Ps { service, no_trunc } => {
-            print_tasks(client, ControlRequest::ServicePs { service }, no_trunc, out).await?;
+        ServiceCmd::Ps {
+            service,
+            no_trunc,
+            format,
+        } => {
+            let req = ControlRequest::ServicePs { service };
+            print_tasks(client, req, no_trunc, format.as_deref(), out).await?;
         }
         ServiceCmd::Inspect { services, pretty } => {
             let docs = match client
