@@ -3,8 +3,9 @@
 //!
 //! `cargo bench --bench services` (options: `-- --kills N --replicas R`).
 //! - **converge**: `service create --replicas R` (R = 100 by default) until R tasks are Running.
-//! - **replace**: SIGKILL of the worker that runs tasks of a 6-replica service → every slot
-//!   Running again on the surviving nodes; the worker is restarted between kills. N = 20.
+//! - **replace**: SIGKILL of a worker running two tasks of a 6-replica service → every slot
+//!   Running again on the surviving nodes. Between kills the worker is restarted and the
+//!   service scaled to 0 and back to 6, so that the next victim runs tasks. N = 20.
 //!
 //! The cluster is watched through `service ps --format json` on the manager every 50 ms, so each
 //! figure includes up to that much polling. Prints figures; asserts nothing about speed.
@@ -142,11 +143,25 @@ fn main() {
     wait_running(&m, "web", 6, None);
     let mut figures = Vec::new();
     for round in 0..kills {
-        let on = running(&m, "web");
-        let victim = workers
-            .iter()
-            .position(|w| on.get(&w.name).copied().unwrap_or(0) > 0)
-            .unwrap_or(round % 2);
+        // Spread the tasks again (a restarted node gets none back), so the victim runs two.
+        for (replicas, want) in [("web=0", 0), ("web=6", 6)] {
+            let out = m.cli(&["service", "scale", "--detach", replicas]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            wait_running(&m, "web", want, None);
+        }
+        let victim = round % 2;
+        assert!(
+            running(&m, "web")
+                .get(&workers[victim].name)
+                .copied()
+                .unwrap_or(0)
+                > 0,
+            "the victim runs no task: the measurement would be empty"
+        );
         let name = workers[victim].name.clone();
         let t0 = Instant::now();
         workers[victim].kill();

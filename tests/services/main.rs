@@ -330,7 +330,7 @@ fn service_logs_gather_output_from_every_node() {
             "--detach",
             "sh",
             "-c",
-            "echo hello from $SWARM_TASK_SLOT; sleep 100000",
+            "echo ${GREETING:-hello} from $SWARM_TASK_SLOT; sleep 100000",
         ],
     );
     converge(&n1, "talk", 2);
@@ -340,6 +340,33 @@ fn service_logs_gather_output_from_every_node() {
         text.contains("hello from 1") && text.contains("hello from 2")
     });
     assert!(both, "logs from both tasks on both nodes: {text}");
+
+    phase("update the environment: every task is replaced, one at a time");
+    ok(
+        &n1,
+        &[
+            "service",
+            "update",
+            "--env-add",
+            "GREETING=bye",
+            "--detach",
+            "talk",
+        ],
+    );
+    let replaced = wait_until(CONVERGE, || {
+        text = ok(&n1, &["service", "logs", "talk"]);
+        text.contains("bye from 1") && text.contains("bye from 2")
+    });
+    assert!(replaced, "both slots run the new spec: {text}");
+    converge(&n1, "talk", 2);
+    let rows = ps(&n1, "talk");
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["DesiredState"] == "Shutdown")
+            .count(),
+        2,
+        "the old tasks stay in the history: {rows:#?}"
+    );
 }
 
 #[test]

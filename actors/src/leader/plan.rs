@@ -204,6 +204,13 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
         }
     }
 
+    // 3b. Updates: tasks made from an older spec are replaced, `parallelism` at a time.
+    for service in input.services {
+        for action in update(service, &work, now) {
+            apply(action, service, &mut work, &mut out, now, new_id);
+        }
+    }
+
     // 4. The scheduler, over every task that waits for a node.
     schedule(input.nodes, &services, &mut work, &mut out, now);
 
@@ -228,6 +235,61 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
                 id: key,
                 expect,
                 body: ObjectBody::Task(w.task),
+            });
+        }
+    }
+    out
+}
+
+/// The rolling update, stop-first: while a service has live tasks made from an older spec
+/// version, replace up to `update.parallelism` of them (0: all at once) whenever fewer than that
+/// many replacements are still on their way to Running. An old task whose node is not Ready is
+/// left to the orchestrator (it is orphaned and replaced there). Failure actions, the monitor
+/// period and the delay between batches are not applied yet.
+fn update(service: &Service, work: &BTreeMap<TaskId, Work>, _now: u64) -> Vec<Action> {
+    let live: Vec<&Task> = work
+        .values()
+        .filter(|w| !w.delete && w.task.service_id == service.id)
+        .map(|w| &w.task)
+        .filter(|t| t.desired_state <= TaskState::Running && !t.status.state.is_terminal())
+        .collect();
+    let mut old: Vec<&Task> = live
+        .iter()
+        .copied()
+        .filter(|t| t.spec_version < service.spec_version)
+        .collect();
+    if old.is_empty() {
+        return Vec::new();
+    }
+    let starting = live
+        .iter()
+        .filter(|t| t.spec_version == service.spec_version && t.status.state < TaskState::Running)
+        .count() as u64;
+    let parallelism = match service.spec.update.parallelism {
+        0 => u64::MAX,
+        p => p,
+    };
+    old.sort_by_key(|t| (t.slot, t.node_id, t.id));
+    let mut out = Vec::new();
+    for t in old
+        .into_iter()
+        .take(parallelism.saturating_sub(starting) as usize)
+    {
+        out.push(Action::Shutdown {
+            task: t.id,
+            reason: "replaced by a service update".to_string(),
+        });
+        let node = match service.spec.mode {
+            crate::model::ServiceMode::Global => t.node_id,
+            crate::model::ServiceMode::Replicated { .. } => None,
+        };
+        // A global task replaced on a node the spec no longer fits is simply not recreated
+        // by the orchestrator's next pass; creating it here would skip that check.
+        if node.is_none() || service.spec.task.placement == t.spec.placement {
+            out.push(Action::Create {
+                slot: t.slot,
+                node,
+                spec_version: service.spec_version,
             });
         }
     }

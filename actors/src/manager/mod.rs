@@ -110,6 +110,9 @@ pub struct StoreActorState {
     rng_seed: u64,
 }
 
+/// How long an operation waits before asking raft again when the leader raft names is Down.
+pub const LEADER_DOWN_RETRY_MS: u64 = 50;
+
 /// Raft peers whose address is remembered from their traffic.
 pub const LEARNED_MAX: usize = 64;
 
@@ -346,6 +349,32 @@ impl Actor for StoreActor {
                     let _ = reply.send(Response::NotLeader { leader: addr }); // as above
                 }
             },
+            StoreMsg::Retry { req } => {
+                if state.reads.contains_key(&req) {
+                    state
+                        .machine
+                        .handle(now, StoreInput::ReadIndex { req }, &mut out);
+                } else if let Some(op) = state.pending.get(&req).and_then(|p| p.op.clone()) {
+                    let input = match op {
+                        StoreRequest::Propose(cmd) => StoreInput::Propose { req, cmd },
+                        StoreRequest::AddVoter {
+                            raft_id,
+                            node_id,
+                            addr,
+                        } => StoreInput::AddVoter {
+                            req,
+                            raft_id,
+                            node_id,
+                            addr,
+                        },
+                        StoreRequest::RemoveVoter { raft_id } => {
+                            StoreInput::RemoveVoter { req, raft_id }
+                        }
+                        StoreRequest::ReadIndex => StoreInput::ReadIndex { req },
+                    };
+                    state.machine.handle(now, input, &mut out);
+                }
+            }
             StoreMsg::ForwardDone { req, result } => {
                 if let Some(p) = state.pending.remove(&req) {
                     p.waiter.answer(result);
@@ -606,7 +635,33 @@ impl StoreActorState {
         }
     }
 
+    /// Whether membership says the raft leader `l`'s node is Down: raft still names it until
+    /// the next election, and a request forwarded to it would wait out the whole deadline.
+    fn leader_is_down(&self, error: &StoreError) -> bool {
+        let StoreError::NotLeader { leader: Some(l) } = error else {
+            return false;
+        };
+        let Some(node) = self.machine.state().members().get(l).map(|m| m.node_id) else {
+            return false;
+        };
+        self.members
+            .iter()
+            .any(|m| m.id == node && m.state == crate::model::NodeState::Down)
+    }
+
     fn refused(&mut self, myself: &ActorRef<StoreMsg>, req: u64, error: StoreError) {
+        if self.leader_is_down(&error)
+            && (self.reads.contains_key(&req)
+                || self.pending.get(&req).is_some_and(|p| p.op.is_some()))
+        {
+            // Ask raft again shortly: the election that replaces the dead leader is under
+            // way. `expire` still bounds the wait by the operation timeout.
+            debug!(req, "the leader is down; waiting for the next one");
+            myself.send_after(Duration::from_millis(LEADER_DOWN_RETRY_MS), move || {
+                StoreMsg::Retry { req }
+            });
+            return;
+        }
         if let Some(r) = self.reads.remove(&req) {
             let leader_addr = match (&error, &r.waiter) {
                 (StoreError::NotLeader { leader: Some(l) }, ReadWaiter::Local { .. }) => {

@@ -70,6 +70,10 @@ pub enum StoreMsg {
         report: crate::wire::SessionReport,
         reply: oneshot::Sender<Response>,
     },
+    /// Ask raft again for an operation that found its leader Down (see `LEADER_DOWN_RETRY_MS`).
+    Retry {
+        req: u64,
+    },
     /// A forwarded proposal's outcome came back.
     ForwardDone {
         req: u64,

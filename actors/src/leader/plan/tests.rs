@@ -306,3 +306,67 @@ fn node_views_follow_membership_and_the_grace() {
         [NodeState::Ready, NodeState::Down, NodeState::Unknown]
     );
 }
+
+#[test]
+fn an_update_replaces_old_tasks_parallelism_at_a_time() {
+    let nodes = [node(1), node(2)];
+    let mut svc = service(ServiceMode::Replicated { replicas: 3 });
+    svc.spec_version = 2;
+    svc.spec.task.image = "sleep-v2".into();
+    let tasks = versioned(vec![
+        task(1, 1, Some(1)),
+        task(2, 2, Some(2)),
+        task(3, 3, Some(1)),
+    ]);
+    let p = run(&nodes, &[svc.clone()], &tasks, &BTreeMap::new());
+    let put = puts(&p);
+    assert_eq!(
+        put[&TaskId(1)].1.desired_state,
+        TaskState::Shutdown,
+        "slot 1 first"
+    );
+    let new: Vec<&Task> = put
+        .values()
+        .map(|(_, t)| t)
+        .filter(|t| t.spec_version == 2)
+        .collect();
+    assert_eq!(new.len(), 1, "parallelism 1: one at a time");
+    assert_eq!((new[0].slot, new[0].spec.image.as_str()), (1, "sleep-v2"));
+
+    // While the replacement is not Running yet, nothing else is replaced.
+    let mut after: Vec<Task> = tasks.iter().map(|t| t.task.clone()).collect();
+    after[0] = put[&TaskId(1)].1.clone();
+    after.push(new[0].clone());
+    let waiting = run(
+        &nodes,
+        &[svc.clone()],
+        &versioned(after.clone()),
+        &BTreeMap::new(),
+    );
+    assert!(
+        puts(&waiting)
+            .values()
+            .all(|(_, t)| t.spec_version == 2 || t.desired_state == TaskState::Running),
+        "no second replacement while the first starts"
+    );
+
+    // Once it runs, the next slot goes.
+    let last = after.len() - 1;
+    after[last].status.state = TaskState::Running;
+    let next = run(&nodes, &[svc.clone()], &versioned(after), &BTreeMap::new());
+    let put = puts(&next);
+    assert_eq!(
+        put[&TaskId(2)].1.desired_state,
+        TaskState::Shutdown,
+        "then slot 2"
+    );
+
+    // Parallelism 0 replaces everything at once.
+    svc.spec.update.parallelism = 0;
+    let all = run(&nodes, &[svc], &tasks, &BTreeMap::new());
+    let created = puts(&all)
+        .values()
+        .filter(|(_, t)| t.spec_version == 2)
+        .count();
+    assert_eq!(created, 3);
+}
