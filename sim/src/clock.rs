@@ -4,39 +4,30 @@
 //! the order they were queued (a sequence number breaks ties), so a run never depends on how a
 //! heap happens to order equal keys.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 /// Virtual milliseconds since the start of the run.
 pub type Millis = u64;
 
-struct Entry<E> {
+/// A queued event's place in the heap. The event itself waits in a slot of
+/// [`EventQueue::slots`], so the heap moves 24-byte keys, not events of a few hundred bytes
+/// (a description, a foca timer with its member ID).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
     at: Millis,
     seq: u64,
-    event: E,
-}
-
-impl<E> PartialEq for Entry<E> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl<E> Eq for Entry<E> {}
-impl<E> PartialOrd for Entry<E> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<E> Ord for Entry<E> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
+    slot: usize,
 }
 
 pub struct EventQueue<E> {
     now: Millis,
     seq: u64,
-    heap: BinaryHeap<Reverse<Entry<E>>>,
+    heap: BinaryHeap<Reverse<Key>>,
+    /// Queued events by slot; `None` in a free slot.
+    slots: Vec<Option<E>>,
+    /// Free slots, reused before the slab grows, so it stays as large as the longest queue.
+    free: Vec<usize>,
 }
 
 impl<E> Default for EventQueue<E> {
@@ -45,6 +36,8 @@ impl<E> Default for EventQueue<E> {
             now: 0,
             seq: 0,
             heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
         }
     }
 }
@@ -65,10 +58,20 @@ impl<E> EventQueue<E> {
     /// Queues `event` at `at`; a time in the past means now.
     pub fn push(&mut self, at: Millis, event: E) {
         self.seq += 1;
-        self.heap.push(Reverse(Entry {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(event);
+                slot
+            }
+            None => {
+                self.slots.push(Some(event));
+                self.slots.len() - 1
+            }
+        };
+        self.heap.push(Reverse(Key {
             at: at.max(self.now),
             seq: self.seq,
-            event,
+            slot,
         }));
     }
 
@@ -77,10 +80,15 @@ impl<E> EventQueue<E> {
         if self.heap.peek()?.0.at > until {
             return None;
         }
-        let Reverse(entry) = self.heap.pop()?;
-        assert!(entry.at >= self.now, "time went backwards");
-        self.now = entry.at;
-        Some((entry.at, entry.event))
+        // Sequence numbers are unique, so the slot plays no part in the order.
+        let Reverse(key) = self.heap.pop()?;
+        assert!(key.at >= self.now, "time went backwards");
+        self.now = key.at;
+        let event = self.slots[key.slot]
+            .take()
+            .expect("a queued key points at a filled slot");
+        self.free.push(key.slot);
+        Some((key.at, event))
     }
 
     /// Moves the clock forward to `t` (after the events before it were taken).

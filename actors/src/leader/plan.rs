@@ -69,13 +69,13 @@ struct Work {
 /// membership sees Ready. A node membership does not see is `Down`, or `Unknown` while
 /// `down_is_known` is false (a leader that just started has not heard from everyone yet, and
 /// must not orphan their tasks).
-pub fn node_views(
-    nodes: &[NodeObject],
+pub fn node_views<'a>(
+    nodes: impl IntoIterator<Item = &'a NodeObject>,
     ready: &BTreeSet<NodeId>,
     down_is_known: bool,
 ) -> Vec<NodeView> {
     nodes
-        .iter()
+        .into_iter()
         .map(|n| {
             let state = if ready.contains(&n.id) {
                 NodeState::Ready

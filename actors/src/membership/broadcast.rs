@@ -161,9 +161,10 @@ impl NodeDescriptions {
         std::mem::take(&mut self.lock().arrived)
     }
 
-    /// Forgets nodes for which `keep` is false, so the book stays as large as the membership.
-    pub fn retain(&self, mut keep: impl FnMut(NodeId) -> bool) {
-        self.lock().newest.retain(|id, _| keep(*id));
+    /// Forgets nodes not in `listed` (sorted, no duplicates), so the book stays as large as
+    /// the membership.
+    pub fn retain_listed(&self, listed: &[NodeId]) {
+        retain_listed(&mut self.lock().newest, listed);
     }
 }
 
@@ -188,6 +189,23 @@ impl foca::BroadcastHandler<super::MemberId> for NodeDescriptions {
         } else {
             Ok(None)
         }
+    }
+}
+
+/// Removes the keys of `map` that are not in `listed` (sorted, no duplicates). It runs on every
+/// rebroadcast tick and usually removes nothing, so it first checks in one ordered walk
+/// whether there is anything to remove.
+pub(super) fn retain_listed<V>(map: &mut BTreeMap<NodeId, V>, listed: &[NodeId]) {
+    debug_assert!(listed.windows(2).all(|w| w[0] < w[1]), "listed is sorted");
+    let mut rest = listed;
+    let all_listed = map.keys().all(|id| {
+        // Both are in ascending order: skip the listed IDs below this key.
+        let skip = rest.partition_point(|l| l < id);
+        rest = &rest[skip..];
+        rest.first() == Some(id)
+    });
+    if !all_listed {
+        map.retain(|id, _| listed.binary_search(id).is_ok());
     }
 }
 
@@ -222,6 +240,23 @@ mod tests {
 
     fn peer() -> super::super::MemberId {
         super::super::MemberId::new(NodeId(9), "10.0.0.9:1".parse().unwrap(), 0)
+    }
+
+    #[test]
+    fn retain_listed_keeps_exactly_the_listed() {
+        let mut map: BTreeMap<NodeId, ()> = [1, 3, 5, 7].map(|i| (NodeId(i), ())).into();
+        retain_listed(
+            &mut map,
+            &[NodeId(1), NodeId(2), NodeId(3), NodeId(5), NodeId(7)],
+        );
+        assert_eq!(map.len(), 4, "all listed: nothing removed");
+        retain_listed(&mut map, &[NodeId(3), NodeId(4), NodeId(7), NodeId(9)]);
+        assert_eq!(
+            map.keys().copied().collect::<Vec<_>>(),
+            [NodeId(3), NodeId(7)]
+        );
+        retain_listed(&mut map, &[]);
+        assert!(map.is_empty());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use foca::{Foca, Notification, OwnedNotification, Runtime, State};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::broadcast::DescriptionItem;
+use super::broadcast::{DescriptionItem, retain_listed};
 use super::codec::bincode_config;
 use super::{BincodeCodec, MemberId, MembershipConfig, MembershipError, NodeDescriptions};
 use crate::model::{NodeDescription, NodeId, NodeState};
@@ -485,14 +485,16 @@ impl Membership {
         self.queue_own();
 
         // Forget descriptions of nodes foca no longer lists, so both stay the same size.
-        let listed: BTreeSet<NodeId> = self
+        let mut listed: Vec<NodeId> = self
             .foca
             .iter_membership_state()
             .map(|m| m.id().id)
             .collect();
-        self.descriptions.retain(|id, _| listed.contains(id));
-        self.changed.retain(|id, _| listed.contains(id));
-        self.handler.retain(|id| listed.contains(&id));
+        listed.sort_unstable();
+        listed.dedup();
+        retain_listed(&mut self.descriptions, &listed);
+        retain_listed(&mut self.changed, &listed);
+        self.handler.retain_listed(&listed);
 
         // Ask live members whose description we lack or hold from an older identity.
         let stale: Vec<SocketAddr> = self

@@ -24,7 +24,7 @@ use swarm_actors::leader::{
     DOWN_GRACE_MS, PASS_DEBOUNCE_MS, PASS_INTERVAL_MS, REPORTS_MAX, RETRY_MS,
 };
 use swarm_actors::model::{Service, Task, TaskId, TaskState, TaskStatus};
-use swarm_actors::store::{Kind, NodeObject, OPS_PER_COMMAND_MAX, ObjectBody, Op};
+use swarm_actors::store::{Kind, OPS_PER_COMMAND_MAX, ObjectBody, Op};
 use swarm_actors::wire::ASSIGNMENTS_MAX;
 
 use super::{Ev, MAILBOX_MAX, Reply, Waiter, index};
@@ -159,13 +159,6 @@ impl StoreWorld {
         }
         l.scheduled = false;
         let state = self.ms[m].machine.as_ref().expect("up").state();
-        let node_objects: Vec<NodeObject> = state
-            .list(Kind::Node)
-            .filter_map(|o| match &o.body {
-                ObjectBody::Node(n) => Some(n.clone()),
-                _ => None,
-            })
-            .collect();
         let services: Vec<Service> = state
             .list(Kind::Service)
             .filter_map(|o| match &o.body {
@@ -186,7 +179,13 @@ impl StoreWorld {
         let mut ready: BTreeSet<_> = svc.views[m].iter().map(|&i| node_id(i)).collect();
         ready.insert(node_id(m));
         let down_is_known = at.saturating_sub(l.since_ms) >= DOWN_GRACE_MS;
-        let views = plan::node_views(&node_objects, &ready, down_is_known);
+        // The views are built from the store's objects in place: cloning 1,000 node objects
+        // on every pass cost more than the plan itself.
+        let node_objects = state.list(Kind::Node).filter_map(|o| match &o.body {
+            ObjectBody::Node(n) => Some(n),
+            _ => None,
+        });
+        let views = plan::node_views(node_objects, &ready, down_is_known);
         let rng = &mut l.rng;
         let mut new_id = || TaskId(rng.random::<u128>());
         let p = plan::plan(
