@@ -9,19 +9,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Node, all_ready, status_of, wait_until};
+use common::{arg, Node, all_ready, status_of, wait_until};
 
 const BASE_PORT: u16 = 23_001;
 const POLL: Duration = Duration::from_millis(10);
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;

@@ -12,21 +12,12 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Node, all_ready, wait_until};
+use common::{arg, Node, all_ready, wait_until};
 
 const BASE_PORT: u16 = 23_701;
 const ATTEMPT_EVERY: Duration = Duration::from_millis(25);
 /// Attempts per kill at most (30 s worth).
 const ATTEMPTS_MAX: usize = 1_200;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn leader(n: &Node) -> Option<String> {
     n.node_ls()

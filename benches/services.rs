@@ -16,21 +16,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Node, all_ready, wait_until};
+use common::{arg, Node, all_ready, wait_until};
 use serde_json::Value;
 
 const BASE_PORT: u16 = 24_901;
 const POLL: Duration = Duration::from_millis(50);
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Running tasks (wanted and running) per node hostname.
 fn running(n: &Node, svc: &str) -> BTreeMap<String, usize> {

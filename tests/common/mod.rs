@@ -267,6 +267,16 @@ pub fn cli_within(dir: &Path, limit: Duration, args: &[&str]) -> Option<Output> 
     Some(child.wait_with_output().expect("CLI output"))
 }
 
+/// A benchmark's numeric option `name VALUE` from the command line, or `default`.
+pub fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Polls `f` every 100 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

@@ -202,24 +202,7 @@ impl Actor for StoreActor {
             }
             StoreMsg::Forwarded { op, reply, .. } => {
                 if let Some(req) = state.admit(Waiter::Remote(reply), None, now) {
-                    let input = match op {
-                        StoreRequest::Propose(cmd) => StoreInput::Propose { req, cmd },
-                        StoreRequest::AddVoter {
-                            raft_id,
-                            node_id,
-                            addr,
-                        } => StoreInput::AddVoter {
-                            req,
-                            raft_id,
-                            node_id,
-                            addr,
-                        },
-                        StoreRequest::RemoveVoter { raft_id } => {
-                            StoreInput::RemoveVoter { req, raft_id }
-                        }
-                        StoreRequest::ReadIndex => StoreInput::ReadIndex { req },
-                    };
-                    state.machine.handle(now, input, &mut out);
+                    state.machine.handle(now, op_input(req, op), &mut out);
                 }
             }
             StoreMsg::Read {
@@ -355,24 +338,7 @@ impl Actor for StoreActor {
                         .machine
                         .handle(now, StoreInput::ReadIndex { req }, &mut out);
                 } else if let Some(op) = state.pending.get(&req).and_then(|p| p.op.clone()) {
-                    let input = match op {
-                        StoreRequest::Propose(cmd) => StoreInput::Propose { req, cmd },
-                        StoreRequest::AddVoter {
-                            raft_id,
-                            node_id,
-                            addr,
-                        } => StoreInput::AddVoter {
-                            req,
-                            raft_id,
-                            node_id,
-                            addr,
-                        },
-                        StoreRequest::RemoveVoter { raft_id } => {
-                            StoreInput::RemoveVoter { req, raft_id }
-                        }
-                        StoreRequest::ReadIndex => StoreInput::ReadIndex { req },
-                    };
-                    state.machine.handle(now, input, &mut out);
+                    state.machine.handle(now, op_input(req, op), &mut out);
                 }
             }
             StoreMsg::ForwardDone { req, result } => {
@@ -757,6 +723,25 @@ impl StoreActorState {
             // Raft retries lost messages; a full queue or a dead peer only delays it.
             let _ = self.transport.send_oneway(addr, OneWay::Raft(chunk));
         }
+    }
+}
+
+/// The machine's input for an operation with request number `req`.
+fn op_input(req: u64, op: StoreRequest) -> StoreInput {
+    match op {
+        StoreRequest::Propose(cmd) => StoreInput::Propose { req, cmd },
+        StoreRequest::AddVoter {
+            raft_id,
+            node_id,
+            addr,
+        } => StoreInput::AddVoter {
+            req,
+            raft_id,
+            node_id,
+            addr,
+        },
+        StoreRequest::RemoveVoter { raft_id } => StoreInput::RemoveVoter { req, raft_id },
+        StoreRequest::ReadIndex => StoreInput::ReadIndex { req },
     }
 }
 
