@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{arg, Node, all_ready, status_of, wait_until};
+use common::{Node, all_ready, arg, status_of, wait_until};
 
 const BASE_PORT: u16 = 23_001;
 const POLL: Duration = Duration::from_millis(10);

@@ -12,7 +12,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{arg, Node, all_ready, wait_until};
+use common::{Node, all_ready, arg, wait_until};
 
 const BASE_PORT: u16 = 23_701;
 const ATTEMPT_EVERY: Duration = Duration::from_millis(25);

@@ -16,7 +16,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{arg, Node, all_ready, wait_until};
+use common::{Node, all_ready, arg, wait_until};
 use serde_json::Value;
 
 const BASE_PORT: u16 = 24_901;
