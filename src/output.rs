@@ -171,6 +171,40 @@ mod tests {
     }
 
     #[test]
+    fn task_json_has_dockers_keys_full_values_and_bare_names() {
+        let mut failed = row("t3aaaaaaaaaaaaaaaaaaa", "web.1", 1, 10, TaskState::Failed);
+        failed.error = "task: non-zero exit (1): a long explanation of what went wrong".into();
+        let rows = vec![
+            failed.clone(),
+            row("t1", "web.1", 1, 30, TaskState::Running),
+        ];
+        let text = task_json(&rows, 6_500);
+        let objs: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(objs.len(), 2);
+        assert_eq!(objs[0]["ID"], "t1", "newest first: {text}");
+        assert_eq!(
+            objs[1]["Name"], "web.1",
+            "no history marker in JSON: {text}"
+        );
+        assert_eq!(objs[1]["ID"], failed.id.as_str(), "IDs are not cut");
+        assert_eq!(
+            objs[1]["Error"],
+            failed.error.as_str(),
+            "errors are whole, unquoted"
+        );
+        assert_eq!(objs[1]["DesiredState"], "Shutdown");
+        assert!(
+            objs[0]["CurrentState"]
+                .as_str()
+                .unwrap()
+                .starts_with("Running ")
+        );
+    }
+
+    #[test]
     fn task_table_groups_history_under_the_current_task() {
         let mut failed = row("t3aaaaaaaaaaaaaa", "web.1", 1, 10, TaskState::Failed);
         failed.error = "task: non-zero exit (1): the process exited badly".into();
