@@ -64,6 +64,10 @@ struct Pending {
     /// a forwarded one is not forwarded again, so one hop bounds the chase).
     op: Option<StoreRequest>,
     since_ms: u64,
+    /// While the operation is forwarded: the leader's node and the forward's number. A forward
+    /// to a leader that membership then sees Down is abandoned (its late answer is ignored)
+    /// and the operation asks raft again.
+    forwarded: Option<(NodeId, u64)>,
 }
 
 /// Who waits for a read index: a local reader (answered with objects once applied), or a
@@ -81,6 +85,9 @@ struct PendingRead {
     /// Set when the leader confirmed the read index.
     index: Option<u64>,
     since_ms: u64,
+    /// While the read index is asked of the leader: its node and the forward's number (see
+    /// `Pending::forwarded`).
+    forwarded: Option<(NodeId, u64)>,
 }
 
 pub struct StoreActorState {
@@ -106,6 +113,8 @@ pub struct StoreActorState {
     leadership: Option<(Option<u64>, u64)>,
     /// The applied index the leader actor was last told about.
     leader_synced: u64,
+    /// Numbers forwards, so that the late answer of an abandoned one is recognised.
+    next_forward: u64,
     node_id: NodeId,
     rng_seed: u64,
 }
@@ -153,6 +162,7 @@ impl Actor for StoreActor {
             leader_actor: None,
             leadership: None,
             leader_synced: 0,
+            next_forward: 0,
             node_id: args.node_id,
             rng_seed: args.rng_seed,
         })
@@ -223,6 +233,7 @@ impl Actor for StoreActor {
                             waiter: ReadWaiter::Local { kind, reply },
                             index: None,
                             since_ms: now,
+                            forwarded: None,
                         },
                     );
                     state
@@ -270,6 +281,7 @@ impl Actor for StoreActor {
                             waiter: ReadWaiter::Remote(reply),
                             index: None,
                             since_ms: now,
+                            forwarded: None,
                         },
                     );
                     state
@@ -277,18 +289,31 @@ impl Actor for StoreActor {
                         .handle(now, StoreInput::ReadIndex { req }, &mut out);
                 }
             }
-            StoreMsg::ReadIndexDone { req, result } => match result {
-                Ok(index) => {
-                    if let Some(r) = state.reads.get_mut(&req) {
-                        r.index = Some(index);
+            StoreMsg::ReadIndexDone {
+                req,
+                forward,
+                result,
+            } => {
+                let current = state
+                    .reads
+                    .get(&req)
+                    .is_some_and(|r| r.forwarded.is_some_and(|(_, f)| f == forward));
+                match result {
+                    Ok(index) if current => {
+                        if let Some(r) = state.reads.get_mut(&req) {
+                            r.index = Some(index);
+                            r.forwarded = None;
+                        }
                     }
-                }
-                Err(f) => {
-                    if let Some(r) = state.reads.remove(&req) {
-                        r.waiter.fail(f);
+                    Err(f) if current => {
+                        if let Some(r) = state.reads.remove(&req) {
+                            r.waiter.fail(f);
+                        }
                     }
+                    // An abandoned forward: the read asked raft again.
+                    _ => {}
                 }
-            },
+            }
             StoreMsg::Status(reply) => {
                 let _ = reply.send(Ok(state.status())); // the caller may have gone
             }
@@ -303,6 +328,7 @@ impl Actor for StoreActor {
                     let _ = actor.send_message(crate::leader::LeaderMsg::Members(members.clone()));
                 }
                 state.members = members;
+                state.abandon_forwards_to_down(&myself);
             }
             StoreMsg::Session {
                 from,
@@ -333,16 +359,33 @@ impl Actor for StoreActor {
                 }
             },
             StoreMsg::Retry { req } => {
-                if state.reads.contains_key(&req) {
+                let read_waits = state
+                    .reads
+                    .get(&req)
+                    .is_some_and(|r| r.forwarded.is_none() && r.index.is_none());
+                if read_waits {
                     state
                         .machine
                         .handle(now, StoreInput::ReadIndex { req }, &mut out);
-                } else if let Some(op) = state.pending.get(&req).and_then(|p| p.op.clone()) {
+                } else if let Some(op) = state
+                    .pending
+                    .get(&req)
+                    .filter(|p| p.forwarded.is_none())
+                    .and_then(|p| p.op.clone())
+                {
                     state.machine.handle(now, op_input(req, op), &mut out);
                 }
             }
-            StoreMsg::ForwardDone { req, result } => {
-                if let Some(p) = state.pending.remove(&req) {
+            StoreMsg::ForwardDone {
+                req,
+                forward,
+                result,
+            } => {
+                let current = state
+                    .pending
+                    .get(&req)
+                    .is_some_and(|p| p.forwarded.is_some_and(|(_, f)| f == forward));
+                if current && let Some(p) = state.pending.remove(&req) {
                     p.waiter.answer(result);
                 }
             }
@@ -418,6 +461,7 @@ impl StoreActorState {
                 waiter,
                 op,
                 since_ms: now,
+                forwarded: None,
             },
         );
         Some(req)
@@ -601,6 +645,36 @@ impl StoreActorState {
         }
     }
 
+    /// Operations forwarded to a leader that membership now sees Down ask raft again at once
+    /// instead of waiting out the forward's deadline.
+    fn abandon_forwards_to_down(&mut self, myself: &ActorRef<StoreMsg>) {
+        let down: BTreeSet<NodeId> = self
+            .members
+            .iter()
+            .filter(|m| m.state == crate::model::NodeState::Down)
+            .map(|m| m.id)
+            .collect();
+        let forwards = self
+            .pending
+            .iter_mut()
+            .map(|(req, p)| (*req, &mut p.forwarded))
+            .chain(
+                self.reads
+                    .iter_mut()
+                    .map(|(req, r)| (*req, &mut r.forwarded)),
+            );
+        for (req, forwarded) in forwards {
+            if forwarded.is_some_and(|(node, _)| down.contains(&node)) {
+                *forwarded = None;
+                debug!(
+                    req,
+                    "the leader an operation was forwarded to is down; asking again"
+                );
+                let _ = myself.send_message(StoreMsg::Retry { req });
+            }
+        }
+    }
+
     /// Whether membership says the raft leader `l`'s node is Down: raft still names it until
     /// the next election, and a request forwarded to it would wait out the whole deadline.
     fn leader_is_down(&self, error: &StoreError) -> bool {
@@ -629,13 +703,13 @@ impl StoreActorState {
             return;
         }
         if let Some(r) = self.reads.remove(&req) {
-            let leader_addr = match (&error, &r.waiter) {
+            let leader = match (&error, &r.waiter) {
                 (StoreError::NotLeader { leader: Some(l) }, ReadWaiter::Local { .. }) => {
-                    self.machine.state().members().get(l).map(|m| m.addr)
+                    self.machine.state().members().get(l).copied()
                 }
                 _ => None,
             };
-            let Some(addr) = leader_addr else {
+            let Some(leader) = leader else {
                 let f = match error {
                     StoreError::NotLeader { leader: None } => self.failure_without_leader(),
                     other => refusal(&other),
@@ -645,6 +719,11 @@ impl StoreActorState {
             };
             // A follower asks the leader for the read index, then waits for its own replica
             // to apply that far (raft's read-index read, served locally).
+            let addr = leader.addr;
+            self.next_forward += 1;
+            let forward = self.next_forward;
+            let mut r = r;
+            r.forwarded = Some((leader.node_id, forward));
             self.reads.insert(req, r);
             let transport = self.transport.clone();
             let me = myself.clone();
@@ -663,21 +742,29 @@ impl StoreActorState {
                     ))),
                 };
                 // The actor may be stopping; then nobody waits.
-                let _ = me.send_message(StoreMsg::ReadIndexDone { req, result });
+                let _ = me.send_message(StoreMsg::ReadIndexDone {
+                    req,
+                    forward,
+                    result,
+                });
             });
             return;
         }
         let Some(mut p) = self.pending.remove(&req) else {
             return;
         };
-        match (&error, p.op.take()) {
+        match (&error, p.op.clone()) {
             (StoreError::NotLeader { leader: Some(l) }, Some(op)) => {
-                let addr = self.machine.state().members().get(l).map(|m| m.addr);
-                let Some(addr) = addr else {
+                let member = self.machine.state().members().get(l).copied();
+                let Some(member) = member else {
                     p.waiter.answer(Err(self.failure_without_leader()));
                     return;
                 };
+                let addr = member.addr;
                 // Keep the waiter; the forwarded outcome comes back as ForwardDone.
+                self.next_forward += 1;
+                let forward = self.next_forward;
+                p.forwarded = Some((member.node_id, forward));
                 self.pending.insert(req, p);
                 let transport = self.transport.clone();
                 let me = myself.clone();
@@ -693,7 +780,21 @@ impl StoreActorState {
                         ))),
                     };
                     // The actor may be stopping; then nobody waits.
-                    let _ = me.send_message(StoreMsg::ForwardDone { req, result });
+                    let _ = me.send_message(StoreMsg::ForwardDone {
+                        req,
+                        forward,
+                        result,
+                    });
+                });
+            }
+            (StoreError::NotLeader { leader: None }, Some(_))
+                if self.failure_without_leader() == StoreFailure::Timeout =>
+            {
+                // A majority is reachable: an election is under way. Ask again shortly;
+                // `expire` bounds the wait.
+                self.pending.insert(req, p);
+                myself.send_after(Duration::from_millis(LEADER_DOWN_RETRY_MS), move || {
+                    StoreMsg::Retry { req }
                 });
             }
             (StoreError::NotLeader { .. }, _) => {

@@ -57,6 +57,8 @@ pub enum StoreMsg {
     /// The leader answered a read index this follower asked for.
     ReadIndexDone {
         req: u64,
+        /// Which forward of the read answered.
+        forward: u64,
         result: Result<u64, StoreFailure>,
     },
     Status(RpcReplyPort<Result<StoreStatus, StoreFailure>>),
@@ -77,6 +79,8 @@ pub enum StoreMsg {
     /// A forwarded proposal's outcome came back.
     ForwardDone {
         req: u64,
+        /// Which forward of the operation answered.
+        forward: u64,
         result: Result<u64, StoreFailure>,
     },
 }
