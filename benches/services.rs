@@ -16,8 +16,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Node, all_ready, arg, wait_until};
-use serde_json::Value;
+use common::{Node, all_ready, arg, running_per_node, wait_until};
 
 const BASE_PORT: u16 = 24_901;
 const POLL: Duration = Duration::from_millis(50);
@@ -25,19 +24,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 /// Running tasks (wanted and running) per node hostname.
 fn running(n: &Node, svc: &str) -> BTreeMap<String, usize> {
-    let out = n.cli(&["service", "ps", svc, "--format", "json"]);
-    let mut m = BTreeMap::new();
-    for row in String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-    {
-        let state = row["CurrentState"].as_str().unwrap_or("");
-        if row["DesiredState"] == "Running" && state.starts_with("Running") {
-            *m.entry(row["Node"].as_str().unwrap_or("").to_string())
-                .or_default() += 1;
-        }
-    }
-    m
+    running_per_node(&n.service_ps(svc))
 }
 
 fn wait_running(n: &Node, svc: &str, want: usize, not_on: Option<&str>) -> Duration {

@@ -156,18 +156,10 @@ async fn ask_node(
 /// that fit [`CONTROL_LOG_BYTES_MAX`].
 fn keep_newest(mut lines: Vec<LogEntry>) -> Vec<LogEntry> {
     lines.sort_by_key(|l| l.ts_ms);
-    let mut bytes = 0usize;
-    let mut keep = 0;
-    for l in lines.iter().rev() {
-        // Labels travel with each line too.
-        let size = l.text.len() + l.task_name.len() + l.node.len() + l.task_id.len();
-        if bytes + size > CONTROL_LOG_BYTES_MAX {
-            break;
-        }
-        bytes += size;
-        keep += 1;
-    }
-    lines.drain(..lines.len() - keep);
+    // Labels travel with each line too.
+    swarm_actors::runtime::keep_newest(&mut lines, CONTROL_LOG_BYTES_MAX, |l| {
+        l.text.len() + l.task_name.len() + l.node.len() + l.task_id.len()
+    });
     lines
 }
 

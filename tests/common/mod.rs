@@ -189,9 +189,10 @@ impl Node {
         cli_within(&self.dir, limit, args)
     }
 
-    /// `node ls --format json` as parsed rows.
-    pub fn node_ls(&self) -> Vec<Value> {
-        let out = self.cli(&["node", "ls", "--format", "json"]);
+    /// The rows a `--format json` command prints (one object per line, as docker prints
+    /// them); none when the command fails.
+    pub fn json_lines(&self, args: &[&str]) -> Vec<Value> {
+        let out = self.cli(args);
         if !out.status.success() {
             return Vec::new();
         }
@@ -199,6 +200,29 @@ impl Node {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// `node ls --format json` as parsed rows.
+    pub fn node_ls(&self) -> Vec<Value> {
+        self.json_lines(&["node", "ls", "--format", "json"])
+    }
+
+    /// `service ps --format json` as parsed rows.
+    pub fn service_ps(&self, svc: &str) -> Vec<Value> {
+        self.json_lines(&["service", "ps", svc, "--format", "json"])
+    }
+
+    /// Runs the CLI, asserts it succeeded, and returns what it printed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "`{}` failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn token(&self, role: &str) -> String {
@@ -287,6 +311,28 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     f()
+}
+
+/// The first word of a `service ps` row's CURRENT STATE (`Running`, `Pending`, …).
+pub fn task_state(row: &Value) -> &str {
+    row["CurrentState"]
+        .as_str()
+        .unwrap_or("")
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+}
+
+/// Tasks wanted and running, per node hostname, in `service ps` rows.
+pub fn running_per_node(rows: &[Value]) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for r in rows {
+        if r["DesiredState"] == "Running" && task_state(r) == "Running" {
+            *m.entry(r["Node"].as_str().unwrap_or("").to_string())
+                .or_default() += 1;
+        }
+    }
+    m
 }
 
 /// Status of node `id` in `rows` (`node ls --format json`).

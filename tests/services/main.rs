@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Node, all_ready, phase, wait_until};
+use common::{Node, all_ready, phase, running_per_node, task_state as state, wait_until};
 use serde_json::Value;
 
 /// Bound on every wait for the cluster to converge; generous, the machines are noisy.
@@ -30,51 +30,6 @@ fn three_nodes(root: &Path, base: u16) -> Vec<Node> {
     nodes
 }
 
-fn ok(n: &Node, args: &[&str]) -> String {
-    let out = n.cli(args);
-    assert!(
-        out.status.success(),
-        "`{}` failed: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `service ps --format json` rows (one object per line, as docker prints them).
-fn ps(n: &Node, svc: &str) -> Vec<Value> {
-    let out = n.cli(&["service", "ps", svc, "--format", "json"]);
-    if !out.status.success() {
-        return Vec::new();
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn state(row: &Value) -> &str {
-    row["CurrentState"]
-        .as_str()
-        .unwrap_or("")
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-}
-
-/// Tasks wanted and running, per node hostname.
-fn running_per_node(rows: &[Value]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for r in rows {
-        if r["DesiredState"] == "Running" && state(r) == "Running" {
-            *m.entry(r["Node"].as_str().unwrap_or("").to_string())
-                .or_default() += 1;
-        }
-    }
-    m
-}
-
 fn running(rows: &[Value]) -> usize {
     running_per_node(rows).values().sum()
 }
@@ -89,7 +44,7 @@ fn converge(n: &Node, svc: &str, want: usize) -> BTreeMap<String, usize> {
 fn converge_off(n: &Node, svc: &str, want: usize, not_on: Option<&str>) -> BTreeMap<String, usize> {
     let mut last = Vec::new();
     let done = wait_until(CONVERGE, || {
-        last = ps(n, svc);
+        last = n.service_ps(svc);
         let wanted = last
             .iter()
             .filter(|r| r["DesiredState"] == "Running")
@@ -129,35 +84,32 @@ fn replicated_service_spreads_scales_survives_a_kill_and_a_drain() {
     let n1 = &nodes[0];
 
     phase("create 6 replicas: 2 per node");
-    ok(
-        n1,
-        &[
-            "service",
-            "create",
-            "--name",
-            "web",
-            "--replicas",
-            "6",
-            "--runtime",
-            "process",
-            "--detach",
-            "sleep",
-            "100000",
-        ],
-    );
+    n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "6",
+        "--runtime",
+        "process",
+        "--detach",
+        "sleep",
+        "100000",
+    ]);
     let spread = converge(n1, "web", 6);
     assert_eq!(
         spread.values().copied().collect::<Vec<_>>(),
         [2, 2, 2],
         "6 replicas on 3 nodes spread 2/2/2: {spread:?}"
     );
-    let ls = ok(n1, &["service", "ls"]);
+    let ls = n1.ok(&["service", "ls"]);
     assert!(ls.contains("web") && ls.contains("6/6"), "service ls: {ls}");
 
     phase("scale to 2, then back to 6");
-    ok(n1, &["service", "scale", "--detach", "web=2"]);
+    n1.ok(&["service", "scale", "--detach", "web=2"]);
     converge(n1, "web", 2);
-    ok(n1, &["service", "scale", "--detach", "web=6"]);
+    n1.ok(&["service", "scale", "--detach", "web=6"]);
     converge(n1, "web", 6);
 
     phase("SIGKILL a worker: its tasks come back on the other two");
@@ -169,7 +121,7 @@ fn replicated_service_spreads_scales_survives_a_kill_and_a_drain() {
         wait_until(CONVERGE, || task_processes_of(&n3_id) == 0),
         "the killed node's task processes outlived it"
     );
-    let rows = ps(&nodes[0], "web");
+    let rows = nodes[0].service_ps("web");
     assert!(
         rows.iter()
             .any(|r| r["Node"] == "n3" && r["DesiredState"] == "Shutdown"),
@@ -178,10 +130,7 @@ fn replicated_service_spreads_scales_survives_a_kill_and_a_drain() {
 
     phase("drain n2: its tasks move to n1");
     let n2_id = nodes[1].id();
-    ok(
-        &nodes[0],
-        &["node", "update", "--availability", "drain", &n2_id],
-    );
+    nodes[0].ok(&["node", "update", "--availability", "drain", &n2_id]);
     let drained = converge_off(&nodes[0], "web", 6, Some("n2"));
     assert_eq!(drained.get("n1"), Some(&6), "{drained:?}");
     assert!(
@@ -190,15 +139,15 @@ fn replicated_service_spreads_scales_survives_a_kill_and_a_drain() {
     );
 
     phase("node ps and service rm");
-    let node_ps = ok(&nodes[0], &["node", "ps", "self"]);
+    let node_ps = nodes[0].ok(&["node", "ps", "self"]);
     assert!(node_ps.contains("web."), "node ps: {node_ps}");
-    ok(&nodes[0], &["service", "rm", "web"]);
+    nodes[0].ok(&["service", "rm", "web"]);
     let n1_id = nodes[0].id();
     assert!(
         wait_until(CONVERGE, || task_processes_of(&n1_id) == 0),
         "service rm left task processes running"
     );
-    let ls = ok(&nodes[0], &["service", "ls"]);
+    let ls = nodes[0].ok(&["service", "ls"]);
     assert!(!ls.contains("web"), "service ls after rm: {ls}");
 }
 
@@ -211,22 +160,19 @@ fn a_global_service_runs_on_every_node_including_one_that_joins_later() {
     assert!(wait_until(CONVERGE, || all_ready(&n1.node_ls(), 2)));
 
     phase("global service on two nodes");
-    ok(
-        &n1,
-        &[
-            "service",
-            "create",
-            "--name",
-            "agent",
-            "--mode",
-            "global",
-            "--runtime",
-            "process",
-            "--detach",
-            "sleep",
-            "100000",
-        ],
-    );
+    n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "agent",
+        "--mode",
+        "global",
+        "--runtime",
+        "process",
+        "--detach",
+        "sleep",
+        "100000",
+    ]);
     let two = converge(&n1, "agent", 2);
     assert_eq!(two.len(), 2, "one task per node: {two:?}");
 
@@ -267,36 +213,33 @@ fn a_constraint_nobody_matches_waits_pending_until_a_label_appears() {
         "a malformed constraint must be refused"
     );
     assert!(
-        !ok(&n1, &["service", "ls"]).contains("bad"),
+        !n1.ok(&["service", "ls"]).contains("bad"),
         "a refused service must not exist"
     );
 
     phase("no node matches: pending with the reason");
-    ok(
-        &n1,
-        &[
-            "service",
-            "create",
-            "--name",
-            "prod",
-            "--replicas",
-            "2",
-            "--runtime",
-            "process",
-            "--constraint",
-            "node.labels.env==prod",
-            "--detach",
-            "sleep",
-            "100000",
-        ],
-    );
+    n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "prod",
+        "--replicas",
+        "2",
+        "--runtime",
+        "process",
+        "--constraint",
+        "node.labels.env==prod",
+        "--detach",
+        "sleep",
+        "100000",
+    ]);
     let mut rows = Vec::new();
     let pending = wait_until(CONVERGE, || {
-        rows = ps(&n1, "prod");
+        rows = n1.service_ps("prod");
         rows.len() == 2 && rows.iter().all(|r| state(r) == "Pending")
     });
     assert!(pending, "tasks should wait Pending: {rows:#?}");
-    let text = ok(&n1, &["service", "ps", "prod", "--no-trunc"]);
+    let text = n1.ok(&["service", "ps", "prod", "--no-trunc"]);
     assert!(
         text.contains("no suitable node"),
         "ps shows why the tasks wait: {text}"
@@ -304,7 +247,7 @@ fn a_constraint_nobody_matches_waits_pending_until_a_label_appears() {
 
     phase("label n2: both tasks go there");
     let n2_id = n2.id();
-    ok(&n1, &["node", "update", "--label-add", "env=prod", &n2_id]);
+    n1.ok(&["node", "update", "--label-add", "env=prod", &n2_id]);
     let placed = converge(&n1, "prod", 2);
     assert_eq!(placed.get("n2"), Some(&2), "{placed:?}");
 }
@@ -316,50 +259,44 @@ fn service_logs_gather_output_from_every_node() {
     let token = n1.token("worker");
     let _n2 = Node::join(root.path(), "n2", 24402, n1.addr, &token);
     assert!(wait_until(CONVERGE, || all_ready(&n1.node_ls(), 2)));
-    ok(
-        &n1,
-        &[
-            "service",
-            "create",
-            "--name",
-            "talk",
-            "--replicas",
-            "2",
-            "--runtime",
-            "process",
-            "--detach",
-            "sh",
-            "-c",
-            "echo ${GREETING:-hello} from $SWARM_TASK_SLOT; sleep 100000",
-        ],
-    );
+    n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "talk",
+        "--replicas",
+        "2",
+        "--runtime",
+        "process",
+        "--detach",
+        "sh",
+        "-c",
+        "echo ${GREETING:-hello} from $SWARM_TASK_SLOT; sleep 100000",
+    ]);
     converge(&n1, "talk", 2);
     let mut text = String::new();
     let both = wait_until(CONVERGE, || {
-        text = ok(&n1, &["service", "logs", "talk"]);
+        text = n1.ok(&["service", "logs", "talk"]);
         text.contains("hello from 1") && text.contains("hello from 2")
     });
     assert!(both, "logs from both tasks on both nodes: {text}");
 
     phase("update the environment: every task is replaced, one at a time");
-    ok(
-        &n1,
-        &[
-            "service",
-            "update",
-            "--env-add",
-            "GREETING=bye",
-            "--detach",
-            "talk",
-        ],
-    );
+    n1.ok(&[
+        "service",
+        "update",
+        "--env-add",
+        "GREETING=bye",
+        "--detach",
+        "talk",
+    ]);
     let replaced = wait_until(CONVERGE, || {
-        text = ok(&n1, &["service", "logs", "talk"]);
+        text = n1.ok(&["service", "logs", "talk"]);
         text.contains("bye from 1") && text.contains("bye from 2")
     });
     assert!(replaced, "both slots run the new spec: {text}");
     converge(&n1, "talk", 2);
-    let rows = ps(&n1, "talk");
+    let rows = n1.service_ps("talk");
     assert_eq!(
         rows.iter()
             .filter(|r| r["DesiredState"] == "Shutdown")
@@ -413,20 +350,17 @@ fn bad_specs_are_refused_and_change_nothing() {
             args.join(" ")
         );
     }
-    ok(
-        &n1,
-        &[
-            "service",
-            "create",
-            "--name",
-            "one",
-            "--runtime",
-            "process",
-            "--detach",
-            "sleep",
-            "100000",
-        ],
-    );
+    n1.ok(&[
+        "service",
+        "create",
+        "--name",
+        "one",
+        "--runtime",
+        "process",
+        "--detach",
+        "sleep",
+        "100000",
+    ]);
     let dup = n1.cli(&[
         "service",
         "create",
@@ -439,7 +373,7 @@ fn bad_specs_are_refused_and_change_nothing() {
         "1",
     ]);
     assert!(!dup.status.success(), "a second service named one");
-    let ls = ok(&n1, &["service", "ls"]);
+    let ls = n1.ok(&["service", "ls"]);
     assert_eq!(ls.lines().count(), 2, "header and one service: {ls}");
 }
 
@@ -486,58 +420,52 @@ mod docker {
         let id = n1.id();
 
         phase("two busybox containers");
-        ok(
-            &n1,
-            &[
-                "service",
-                "create",
-                "--name",
-                "box",
-                "--replicas",
-                "2",
-                "--detach",
-                TEST_IMAGE,
-                "sleep",
-                "100000",
-            ],
-        );
+        n1.ok(&[
+            "service",
+            "create",
+            "--name",
+            "box",
+            "--replicas",
+            "2",
+            "--detach",
+            TEST_IMAGE,
+            "sleep",
+            "100000",
+        ]);
         converge(&n1, "box", 2);
         assert_eq!(containers_of(&id), 2);
 
         phase("a failing health check gets tasks replaced");
-        ok(
-            &n1,
-            &[
-                "service",
-                "create",
-                "--name",
-                "sick",
-                "--replicas",
-                "1",
-                "--detach",
-                "--health-cmd",
-                "false",
-                "--health-interval",
-                "1s",
-                "--health-retries",
-                "1",
-                "--restart-delay",
-                "1s",
-                TEST_IMAGE,
-                "sleep",
-                "100000",
-            ],
-        );
+        n1.ok(&[
+            "service",
+            "create",
+            "--name",
+            "sick",
+            "--replicas",
+            "1",
+            "--detach",
+            "--health-cmd",
+            "false",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+            "--restart-delay",
+            "1s",
+            TEST_IMAGE,
+            "sleep",
+            "100000",
+        ]);
         let mut rows = Vec::new();
         let replaced = wait_until(CONVERGE, || {
-            rows = ps(&n1, "sick");
+            rows = n1.service_ps("sick");
             rows.iter().any(|r| state(r) == "Failed") && rows.len() >= 2
         });
         assert!(
             replaced,
             "an unhealthy task must fail and be replaced: {rows:#?}"
         );
-        ok(&n1, &["service", "rm", "sick"]);
+        n1.ok(&["service", "rm", "sick"]);
 
         phase("SIGKILL the node, restart it: it cleans its containers and runs box again");
         n1.kill();
@@ -549,7 +477,7 @@ mod docker {
             wait_until(CONVERGE, || containers_of(&id) == 2),
             "the old containers must be removed, not left beside the new ones"
         );
-        ok(&n1, &["service", "rm", "box"]);
+        n1.ok(&["service", "rm", "box"]);
         assert!(
             wait_until(CONVERGE, || containers_of(&id) == 0),
             "service rm removes the containers"
@@ -563,22 +491,19 @@ mod docker {
         }
         let root = tempfile::tempdir().unwrap();
         let n1 = Node::bootstrap(root.path(), "n1", 24701);
-        ok(
-            &n1,
-            &[
-                "service",
-                "create",
-                "--name",
-                "ghost",
-                "--detach",
-                "--restart-condition",
-                "none",
-                "swarm-test/no-such-image:1",
-            ],
-        );
+        n1.ok(&[
+            "service",
+            "create",
+            "--name",
+            "ghost",
+            "--detach",
+            "--restart-condition",
+            "none",
+            "swarm-test/no-such-image:1",
+        ]);
         let mut rows = Vec::new();
         let failed = wait_until(CONVERGE, || {
-            rows = ps(&n1, "ghost");
+            rows = n1.service_ps("ghost");
             rows.iter()
                 .any(|r| r["Error"].as_str().unwrap_or("").contains("No such image"))
         });

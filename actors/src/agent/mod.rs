@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 use crate::manager::StoreHandle;
 use crate::model::{NodeId, TaskId, TaskState, TaskStatus};
 use crate::registry::{AdminError, AdminReply, AdminTarget, Registry};
-use crate::runtime::{LogLine, TaskContext, TaskRuntime};
+use crate::runtime::{LogLine, TaskContext, TaskRuntime, keep_newest};
 use crate::task::{TaskArgs, TaskHandle, spawn_task};
 use crate::transport::Transport;
 use crate::wire::{
@@ -404,14 +404,7 @@ impl AgentState {
         match spawn_task(args).await {
             Ok((handle, _)) => {
                 let _ = handle.start();
-                let status = TaskStatus {
-                    state: TaskState::Assigned,
-                    since_ms: now,
-                    message: "assigned".into(),
-                    error: None,
-                    exit_code: None,
-                    health: None,
-                };
+                let status = TaskStatus::new(TaskState::Assigned, now, "assigned");
                 self.tasks.insert(
                     t.id,
                     Local {
@@ -444,15 +437,7 @@ impl AgentState {
                     continue;
                 };
                 // Newest lines are kept when the answer would grow past its bound.
-                let mut keep = 0;
-                for l in lines.iter().rev() {
-                    if bytes + l.text.len() > LOG_REPLY_BYTES_MAX {
-                        break;
-                    }
-                    bytes += l.text.len();
-                    keep += 1;
-                }
-                lines.drain(..lines.len() - keep);
+                bytes += keep_newest(&mut lines, LOG_REPLY_BYTES_MAX - bytes, |l| l.text.len());
                 out.push((h.id(), lines));
             }
             let _ = reply.send(Response::Logs(out)); // the asker may have gone
@@ -460,14 +445,12 @@ impl AgentState {
     }
 }
 
-fn lost_status(state: TaskState, now: u64, msg: &str) -> TaskStatus {
+/// The status an agent reports for a task it never ran (or lost): `msg` is also the error,
+/// unless the task was merely shut down.
+pub fn lost_status(state: TaskState, now: u64, msg: &str) -> TaskStatus {
     TaskStatus {
-        state,
-        since_ms: now,
-        message: msg.to_string(),
         error: (state != TaskState::Shutdown).then(|| msg.to_string()),
-        exit_code: None,
-        health: None,
+        ..TaskStatus::new(state, now, msg)
     }
 }
 

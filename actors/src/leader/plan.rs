@@ -128,17 +128,6 @@ pub fn accepts(stored: &TaskStatus, reported: &TaskStatus) -> bool {
     }
 }
 
-fn status(state: TaskState, now_ms: u64, message: impl Into<String>) -> TaskStatus {
-    TaskStatus {
-        state,
-        since_ms: now_ms,
-        message: message.into(),
-        error: None,
-        exit_code: None,
-        health: None,
-    }
-}
-
 /// One reconciliation pass. `new_id` makes the IDs of new tasks.
 pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
     let now = input.now_ms;
@@ -206,7 +195,7 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
 
     // 3b. Updates: tasks made from an older spec are replaced, `parallelism` at a time.
     for service in input.services {
-        for action in update(service, &work, now) {
+        for action in update(service, &work) {
             apply(action, service, &mut work, &mut out, now, new_id);
         }
     }
@@ -246,7 +235,7 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
 /// many replacements are still on their way to Running. An old task whose node is not Ready is
 /// left to the orchestrator (it is orphaned and replaced there). Failure actions, the monitor
 /// period and the delay between batches are not applied yet.
-fn update(service: &Service, work: &BTreeMap<TaskId, Work>, _now: u64) -> Vec<Action> {
+fn update(service: &Service, work: &BTreeMap<TaskId, Work>) -> Vec<Action> {
     let live: Vec<&Task> = work
         .values()
         .filter(|w| !w.delete && w.task.service_id == service.id)
@@ -317,9 +306,12 @@ fn apply(
                 Some(n) => {
                     out.poke.insert(n);
                     out.placed += 1;
-                    (Some(n), status(TaskState::Assigned, now, "assigned"))
+                    (
+                        Some(n),
+                        TaskStatus::new(TaskState::Assigned, now, "assigned"),
+                    )
                 }
-                None => (None, status(TaskState::New, now, "created")),
+                None => (None, TaskStatus::new(TaskState::New, now, "created")),
             };
             let task = Task {
                 id,
@@ -355,14 +347,14 @@ fn apply(
                     }
                     Some(_) => {}
                     // Never placed: nobody else will end it.
-                    None => w.task.status = status(TaskState::Shutdown, now, reason),
+                    None => w.task.status = TaskStatus::new(TaskState::Shutdown, now, reason),
                 }
             }
         }
         Action::MarkOrphaned { task } => {
             if let Some(w) = work.get_mut(&task) {
                 w.task.desired_state = TaskState::Shutdown;
-                w.task.status = status(TaskState::Orphaned, now, "node is down");
+                w.task.status = TaskStatus::new(TaskState::Orphaned, now, "node is down");
                 w.changed = true;
             }
         }
@@ -434,7 +426,7 @@ fn schedule(
         match d {
             Decision::Place { node, .. } => {
                 w.task.node_id = Some(node);
-                w.task.status = status(TaskState::Assigned, now, "assigned");
+                w.task.status = TaskStatus::new(TaskState::Assigned, now, "assigned");
                 w.changed = true;
                 out.placed += 1;
                 out.poke.insert(node);
@@ -447,7 +439,7 @@ fn schedule(
                     } else {
                         now
                     };
-                    w.task.status = status(TaskState::Pending, since, reason);
+                    w.task.status = TaskStatus::new(TaskState::Pending, since, reason);
                     w.changed = true;
                 }
             }

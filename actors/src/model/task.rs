@@ -71,6 +71,20 @@ pub struct TaskStatus {
     pub health: Option<Health>,
 }
 
+impl TaskStatus {
+    /// A status entering `state` at `since_ms`, with no error, exit code or health yet.
+    pub fn new(state: TaskState, since_ms: u64, message: impl Into<String>) -> Self {
+        TaskStatus {
+            state,
+            since_ms,
+            message: message.into(),
+            error: None,
+            exit_code: None,
+            health: None,
+        }
+    }
+}
+
 /// A task as the store keeps it.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct Task {

@@ -29,6 +29,23 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// Keeps the newest entries of `lines` (oldest first) whose sizes add up to at most `budget`
+/// bytes, dropping the older ones; returns the bytes kept.
+pub fn keep_newest<T>(lines: &mut Vec<T>, budget: usize, size: impl Fn(&T) -> usize) -> usize {
+    let mut bytes = 0usize;
+    let mut keep = 0;
+    for l in lines.iter().rev() {
+        let s = size(l);
+        if bytes + s > budget {
+            break;
+        }
+        bytes += s;
+        keep += 1;
+    }
+    lines.drain(..lines.len() - keep);
+    bytes
+}
+
 #[derive(Debug)]
 pub struct LogBuffer {
     lines: VecDeque<LogLine>,

@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 pub use docker::{
     DockerConfig, DockerRuntime, LABEL_NODE, LABEL_SERVICE, LABEL_SERVICE_NAME, LABEL_TASK,
 };
-pub use logs::{LOG_BYTES_MAX, LOG_LINE_BYTES_MAX, LOG_LINES_MAX, LogBuffer, LogLine, LogStream};
+pub use logs::{
+    LOG_BYTES_MAX, LOG_LINE_BYTES_MAX, LOG_LINES_MAX, LogBuffer, LogLine, LogStream, keep_newest,
+};
 pub use process::ProcessRuntime;
 
 use crate::model::{HealthCheck, NodeId, ServiceId, TaskId, TaskSpec};

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use swarm_actors::agent::{SESSION_INTERVAL_MS, SESSION_TIMEOUT_MS};
+use swarm_actors::agent::{SESSION_INTERVAL_MS, SESSION_TIMEOUT_MS, lost_status};
 use swarm_actors::leader::plan::accepts;
 use swarm_actors::model::{ServiceId, Task, TaskId, TaskState, TaskStatus};
 use swarm_actors::task::{
@@ -82,17 +82,6 @@ impl Agent {
             .collect();
         statuses.truncate(SESSION_STATUSES_MAX);
         statuses
-    }
-}
-
-fn lost_status(state: TaskState, now: Millis, msg: &str) -> TaskStatus {
-    TaskStatus {
-        state,
-        since_ms: now,
-        message: msg.to_string(),
-        error: (state != TaskState::Shutdown).then(|| msg.to_string()),
-        exit_code: None,
-        health: None,
     }
 }
 
