@@ -582,6 +582,16 @@ impl World {
         self.report
             .violations
             .extend(descriptions::check(&self.nodes));
+        self.report.datagrams_refused = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.machine.as_ref())
+            .map(|m| m.stats().datagrams_refused)
+            .sum();
+        // Freeing a large cluster's machines takes seconds (1,000 nodes hold a million
+        // descriptions); another thread does it while the store layer runs.
+        let nodes = std::mem::take(&mut self.nodes);
+        std::thread::spawn(move || drop(nodes));
         let timeline = self.timeline.take();
         let store = crate::managers::run(&self.cfg, timeline);
         self.trace.u64(store.trace_hash);
@@ -593,12 +603,6 @@ impl World {
         self.report.events = self.trace.events();
         self.report.virtual_ms = self.q.now();
         self.report.net = self.net.stats.clone();
-        self.report.datagrams_refused = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.machine.as_ref())
-            .map(|m| m.stats().datagrams_refused)
-            .sum();
         self.report.wall = started.elapsed();
         self.report
     }

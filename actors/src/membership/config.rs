@@ -54,6 +54,17 @@ pub const PACKET_BYTES_MIN: usize = 512;
 /// near 64 KiB.
 pub const PACKET_BYTES_MAX: usize = 65_000;
 
+/// The cluster size the periods are set for. In a larger cluster the anti-entropy chores
+/// whose cost per node grows with the member count (a feed of members to look up, a
+/// description gossiped to everyone) run proportionally less often, up to the caps below, so
+/// a node's work for them stays what it is at this size. Probing and suspicion keep their
+/// timings: detection does not slow down with size.
+pub const PERIODS_SIZED_FOR: usize = 50;
+/// Longest period between two announces to a live member (a node learning members it missed).
+pub const ANNOUNCE_PERIOD_MAX_MS: u64 = 30_000;
+/// Most rebroadcast ticks between two re-queues of a node's own description.
+pub const OWN_REQUEUE_TICKS_MAX: u64 = 6;
+
 impl MembershipConfig {
     pub fn lan() -> Self {
         MembershipConfig {
@@ -132,7 +143,7 @@ impl MembershipConfig {
             max_packet_size: nz(self.foca_packet_bytes()),
             notify_down_members: true,
             periodic_announce: Some(foca::PeriodicParams {
-                frequency: ms(self.announce_period_ms),
+                frequency: ms(self.live_announce_period_ms(cluster_size_hint)),
                 num_members: nz(1),
             }),
             periodic_announce_to_down_members: Some(foca::PeriodicParams {
@@ -145,6 +156,25 @@ impl MembershipConfig {
             }),
         }
     }
+
+    /// How often a node announces to one live member in a cluster of about `n` members: every
+    /// `announce_period_ms` up to [`PERIODS_SIZED_FOR`] members, then less often (each answer
+    /// is a feed of members to look up among `n`), at most [`ANNOUNCE_PERIOD_MAX_MS`] apart.
+    pub fn live_announce_period_ms(&self, n: usize) -> u64 {
+        (self.announce_period_ms * size_factor(n)).clamp(self.announce_period_ms, ANNOUNCE_PERIOD_MAX_MS.max(self.announce_period_ms))
+    }
+
+    /// Every how many rebroadcast ticks a node queues its own description for gossip again in a
+    /// cluster of about `n` members (each re-queue is gossiped to members picked among `n`);
+    /// digests and direct pulls repair what gossip misses in between.
+    pub fn own_requeue_ticks(n: usize) -> u64 {
+        size_factor(n).min(OWN_REQUEUE_TICKS_MAX)
+    }
+}
+
+/// `n` in units of [`PERIODS_SIZED_FOR`], rounded up, at least 1.
+fn size_factor(n: usize) -> u64 {
+    n.div_ceil(PERIODS_SIZED_FOR).max(1) as u64
 }
 
 #[cfg(test)]
@@ -192,5 +222,20 @@ mod tests {
         assert_eq!(f.probe_period, Duration::from_millis(250));
         assert_eq!(f.max_packet_size.get(), 1149);
         assert!(f.notify_down_members);
+    }
+
+    #[test]
+    fn anti_entropy_slows_with_size_detection_does_not() {
+        let c = MembershipConfig::lan();
+        let small = c.to_foca(50);
+        let large = c.to_foca(1000);
+        assert_eq!(small.periodic_announce.unwrap().frequency, Duration::from_secs(2));
+        assert_eq!(large.periodic_announce.unwrap().frequency, Duration::from_secs(30));
+        assert_eq!(c.live_announce_period_ms(120), 6_000);
+        assert_eq!(large.probe_period, small.probe_period);
+        assert_eq!(large.suspect_to_down_after, small.suspect_to_down_after);
+        assert_eq!(MembershipConfig::own_requeue_ticks(16), 1);
+        assert_eq!(MembershipConfig::own_requeue_ticks(120), 3);
+        assert_eq!(MembershipConfig::own_requeue_ticks(1000), OWN_REQUEUE_TICKS_MAX);
     }
 }

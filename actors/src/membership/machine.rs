@@ -6,15 +6,17 @@
 //!
 //! Besides foca's own timers the machine keeps two of its own, set up by
 //! [`MembershipInput::Start`]:
-//! - `Rebroadcast` (every `rebroadcast_period_ms`): queue our description for gossip again, ask
-//!   members whose description we lack (or hold from an older identity) for theirs, forget
-//!   descriptions of nodes foca has forgotten, and send one random member a digest (node, bump,
-//!   version) of the descriptions we changed last plus a rotating window of the rest, so a node
-//!   that missed a change while cut off asks the owner for it;
+//! - `Rebroadcast` (every `rebroadcast_period_ms`): size foca's config for the most members seen;
+//!   queue our description for gossip again (every tick up to 50 members, less often in larger
+//!   clusters); after a membership or description change, or else once a minute, sweep the
+//!   book: ask members whose description we lack (or hold from an older identity) for theirs
+//!   and forget descriptions of nodes foca has forgotten; and send one random member a digest
+//!   (node, bump, version) of the descriptions that changed last plus a rotating window of the
+//!   rest, so a node that missed a change while cut off asks the owner for it;
 //! - `Reannounce` (every `announce_period_ms`): while we know no live member, announce to our
 //!   seeds and to a few members we hold Down, so a node cut off from everyone finds its way back.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -50,6 +52,10 @@ const IDLE_DOWN_ANNOUNCES: usize = 3;
 const PACKET_OVERHEAD_BYTES: usize = 200;
 /// Cluster size assumed until the caller says otherwise.
 const DEFAULT_CLUSTER_SIZE_HINT: usize = 50;
+/// Rebroadcast ticks between two full sweeps of the book (forgetting descriptions foca no
+/// longer lists, looking for stale ones) when nothing changed; a change triggers one at the
+/// next tick. At 1,000 members a sweep costs about 0.5 ms, and every member ran one every tick.
+const SWEEP_EVERY_TICKS: u32 = 12;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MembershipTimer {
@@ -167,10 +173,18 @@ pub struct Membership {
     down_cursor: usize,
     /// Rotates the digest window over the descriptions.
     digest_cursor: NodeId,
-    /// When (in local change count) each description last changed: digests lead with the
-    /// newest changes, the ones most likely missed somewhere.
-    changed: BTreeMap<NodeId, u64>,
-    changes: u64,
+    /// The nodes whose descriptions changed last, newest first, at most half a digest: digests
+    /// lead with them, the changes most likely missed somewhere.
+    recent: VecDeque<NodeId>,
+    /// Whether membership or descriptions changed since the last sweep, or the last sweep
+    /// found stale descriptions to ask for again.
+    sweep_due: bool,
+    /// Rebroadcast ticks since the last sweep.
+    ticks_since_sweep: u32,
+    /// The cluster size foca's config was last set for.
+    size_hint: usize,
+    /// Rebroadcast ticks since our description was last queued for gossip.
+    ticks_since_requeue: u64,
     /// Picks digest targets; foca keeps its own RNG to itself.
     rng: StdRng,
     notes: Vec<OwnedNotification<MemberId>>,
@@ -211,22 +225,28 @@ impl Membership {
             left: false,
             down_cursor: 0,
             digest_cursor: NodeId::UNKNOWN,
-            changed: BTreeMap::new(),
-            changes: 0,
+            recent: VecDeque::new(),
+            sweep_due: true,
+            ticks_since_sweep: 0,
+            size_hint: DEFAULT_CLUSTER_SIZE_HINT,
+            ticks_since_requeue: 0,
             rng: StdRng::seed_from_u64(rng_seed.rotate_left(29) ^ 0xd1_9e57),
             notes: Vec::new(),
             stats: MembershipStats::default(),
         })
     }
 
-    /// Tunes how often updates are retransmitted for a cluster of about `n` members.
+    /// Tunes foca for a cluster of about `n` members: how often updates are retransmitted and
+    /// how often the anti-entropy chores run (see [`MembershipConfig::to_foca`]). A rebroadcast
+    /// tick raises it when we see more members than that.
     pub fn set_cluster_size_hint(&mut self, n: usize) {
-        // Only max_transmissions changes, which foca allows at any time.
+        // Only counts and periods change, which foca allows at any time.
         let changed = self.foca.set_config(self.config.to_foca(n));
         assert!(
             changed.is_ok(),
-            "foca refused a config that only changes counts"
+            "foca refused a config that only changes counts and periods"
         );
+        self.size_hint = n;
     }
 
     pub fn me(&self) -> &MemberId {
@@ -482,9 +502,27 @@ impl Membership {
             after: Duration::from_millis(self.config.rebroadcast_period_ms),
             timer: MembershipTimer::Rebroadcast,
         });
-        self.queue_own();
+        // Only raised: a node cut off from most of the cluster keeps sizing for all of it.
+        let seen = self.foca.num_members() + 1;
+        if seen > self.size_hint {
+            self.set_cluster_size_hint(seen);
+        }
+        self.ticks_since_requeue += 1;
+        if self.ticks_since_requeue >= MembershipConfig::own_requeue_ticks(self.size_hint) {
+            self.ticks_since_requeue = 0;
+            self.queue_own();
+        }
+        self.ticks_since_sweep += 1;
+        if self.sweep_due || self.ticks_since_sweep >= SWEEP_EVERY_TICKS {
+            self.sweep(out);
+        }
+        self.send_digest(out);
+    }
 
-        // Forget descriptions of nodes foca no longer lists, so both stay the same size.
+    /// Forgets descriptions of nodes foca no longer lists (so both stay the same size) and asks
+    /// live members whose description we lack, or hold from an older identity, for theirs.
+    fn sweep(&mut self, out: &mut Vec<MembershipEffect>) {
+        self.ticks_since_sweep = 0;
         let mut listed: Vec<NodeId> = self
             .foca
             .iter_membership_state()
@@ -493,10 +531,7 @@ impl Membership {
         listed.sort_unstable();
         listed.dedup();
         retain_listed(&mut self.descriptions, &listed);
-        retain_listed(&mut self.changed, &listed);
         self.handler.retain_listed(&listed);
-
-        // Ask live members whose description we lack or hold from an older identity.
         let stale: Vec<SocketAddr> = self
             .foca
             .iter_members()
@@ -510,10 +545,11 @@ impl Membership {
             .map(|id| id.addr)
             .take(PULLS_PER_TICK)
             .collect();
+        // Asked again next tick until they answer.
+        self.sweep_due = !stale.is_empty();
         for addr in stale {
             self.push_description(addr, true, out);
         }
-        self.send_digest(out);
     }
 
     fn send_digest(&mut self, out: &mut Vec<MembershipEffect>) {
@@ -527,14 +563,11 @@ impl Membership {
         };
         let me = self.me();
         let mut entries = vec![(me.id, me.bump, self.own.version)];
-        let mut recent: Vec<(u64, NodeId)> = self.changed.iter().map(|(id, c)| (*c, *id)).collect();
-        recent.sort_unstable_by(|a, b| b.cmp(a));
-        let half = DIGEST_ENTRIES_MAX / 2;
         let rank = |id: &NodeId| {
-            let item = &self.descriptions[id];
-            (*id, item.bump, item.description.version)
+            let item = self.descriptions.get(id)?;
+            Some((*id, item.bump, item.description.version))
         };
-        entries.extend(recent.iter().take(half - 1).map(|(_, id)| rank(id)));
+        entries.extend(self.recent.iter().filter_map(rank));
         let window: Vec<NodeId> = self
             .descriptions
             .range(self.digest_cursor..)
@@ -546,8 +579,10 @@ impl Membership {
             if entries.len() >= DIGEST_ENTRIES_MAX {
                 break;
             }
-            if entries.iter().all(|e| e.0 != id) {
-                entries.push(rank(&id));
+            if entries.iter().all(|e| e.0 != id)
+                && let Some(entry) = rank(&id)
+            {
+                entries.push(entry);
             }
             self.digest_cursor = NodeId(id.0.wrapping_add(1));
         }
@@ -640,13 +675,17 @@ impl Membership {
     /// Turns foca's notifications and newly arrived descriptions into events and follow-ups.
     fn react(&mut self, out: &mut Vec<MembershipEffect>) {
         let mut notes = std::mem::take(&mut self.notes);
+        // Members came, went or renamed: the next tick sweeps the book.
+        self.sweep_due |= !notes.is_empty();
         for note in notes.drain(..) {
             match note {
                 OwnedNotification::MemberUp(id) if !id.is_seed() => {
                     out.push(MembershipEffect::Event(MembershipEvent::Up(id.id)));
-                    // Swap descriptions with the newcomer at once rather than hoping gossip
-                    // reaches it: ours may have stopped travelling long ago.
-                    self.push_description(id.addr, true, out);
+                    // Give the newcomer our description at once rather than hoping gossip
+                    // reaches it: ours may have stopped travelling long ago. No reply is
+                    // asked: the newcomer sees us Up too and pushes its own the same way, so
+                    // a pair costs two datagrams, not four.
+                    self.push_description(id.addr, false, out);
                 }
                 OwnedNotification::MemberDown(id) if !id.is_seed() && !self.is_active(id.id) => {
                     out.push(MembershipEffect::Event(MembershipEvent::Down(id.id)));
@@ -667,8 +706,10 @@ impl Membership {
         self.notes = notes;
         for item in self.handler.take_arrived() {
             let d = item.description.clone();
-            self.changes += 1;
-            self.changed.insert(d.id, self.changes);
+            self.recent.retain(|id| *id != d.id);
+            self.recent.push_front(d.id);
+            self.recent.truncate(DIGEST_ENTRIES_MAX / 2 - 1);
+            self.sweep_due = true;
             self.descriptions.insert(d.id, item);
             out.push(MembershipEffect::Event(MembershipEvent::Described(d)));
         }
