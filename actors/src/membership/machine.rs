@@ -436,6 +436,14 @@ impl Membership {
         if let Some(to) = reply_to
             && to != self.me().addr
         {
+            // Only a member that lists us as live asks for our description. If we do not list
+            // it as live under that identity, announce to it: its Feed makes it a member here.
+            // Otherwise a node that restarted into a large cluster learns a quiet member only
+            // from random feeds or when that member's probe round reaches it, which at 200
+            // nodes takes longer than the 10 s a heal allows.
+            if !self.is_active_as(item.description.id, item.bump) {
+                self.announce(to, out);
+            }
             self.push_description(to, false, out);
         }
         true
@@ -670,6 +678,13 @@ impl Membership {
     /// Whether some identity of node `id` is alive or suspect.
     fn is_active(&self, id: NodeId) -> bool {
         self.foca.iter_members().any(|m| m.id().id == id)
+    }
+
+    /// Whether node `id` is alive or suspect under identity `bump` or a newer one.
+    fn is_active_as(&self, id: NodeId, bump: u64) -> bool {
+        self.foca
+            .iter_members()
+            .any(|m| m.id().id == id && m.id().bump >= bump)
     }
 
     /// Turns foca's notifications and newly arrived descriptions into events and follow-ups.

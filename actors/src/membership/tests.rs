@@ -387,3 +387,63 @@ fn a_digest_with_a_newer_version_makes_us_ask_its_owner() {
     );
     assert_eq!(c.nodes[1].m.stats().datagrams_refused - before, 2);
 }
+
+#[test]
+fn a_description_request_from_a_node_we_do_not_list_makes_us_announce_to_it() {
+    let mut c = formed(3);
+    // Node 3 runs but nobody lists it, and it lists nobody.
+    c.nodes.push(Node {
+        m: machine(3, 0),
+        alive: true,
+        epoch: 0,
+        boot: 0,
+        events: Vec::new(),
+    });
+    c.by_addr.insert(addr(3), 3);
+    c.input(3, MembershipInput::Start);
+
+    // Node 3 asks node 1 for its description, as a member that saw node 1 come up does.
+    let config = crate::membership::codec::bincode_config();
+    let item = DescriptionItem {
+        bump: 0,
+        description: description(3),
+    };
+    let mut data = vec![TAG_DESCRIPTION];
+    data.extend(bincode::serde::encode_to_vec(Some(addr(3)), config).unwrap());
+    data.extend(item.encode().unwrap());
+    let mut out = Vec::new();
+    c.nodes[1]
+        .m
+        .handle(MembershipInput::Datagram(data.clone().into()), &mut out);
+    let tags_to_3: Vec<u8> = out
+        .iter()
+        .filter_map(|e| match e {
+            MembershipEffect::Send { to, data } if *to == addr(3) => Some(data[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tags_to_3, vec![TAG_FOCA, TAG_DESCRIPTION]);
+
+    // Delivered for real, the announce's Feed makes each list the other.
+    c.input(1, MembershipInput::Datagram(data.into()));
+    c.run_for(500);
+    assert_eq!(c.states(1).get(&node_id(3)), Some(&NodeState::Ready));
+    assert_eq!(c.states(3).get(&node_id(1)), Some(&NodeState::Ready));
+
+    // Asked again by a node it lists as live, node 1 only answers.
+    let mut data = vec![TAG_DESCRIPTION];
+    data.extend(bincode::serde::encode_to_vec(Some(addr(3)), config).unwrap());
+    data.extend(item.encode().unwrap());
+    let mut out = Vec::new();
+    c.nodes[1]
+        .m
+        .handle(MembershipInput::Datagram(data.into()), &mut out);
+    let tags_to_3: Vec<u8> = out
+        .iter()
+        .filter_map(|e| match e {
+            MembershipEffect::Send { to, data } if *to == addr(3) => Some(data[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tags_to_3, vec![TAG_DESCRIPTION]);
+}
