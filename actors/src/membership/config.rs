@@ -54,14 +54,12 @@ pub const PACKET_BYTES_MIN: usize = 512;
 /// near 64 KiB.
 pub const PACKET_BYTES_MAX: usize = 65_000;
 
-/// The cluster size the periods are set for. In a larger cluster the anti-entropy chores
-/// whose cost per node grows with the member count (a feed of members to look up, a
-/// description gossiped to everyone) run proportionally less often, up to the caps below, so
-/// a node's work for them stays what it is at this size. Probing and suspicion keep their
-/// timings: detection does not slow down with size.
+/// The cluster size the description re-queue is set for. In a larger cluster a node queues its
+/// own description for gossip again less often, up to [`OWN_REQUEUE_TICKS_MAX`] ticks apart:
+/// each re-queue is gossiped to members picked among all of them and decoded by each. Probing,
+/// suspicion and announces keep their timings: detection does not slow down with size, and
+/// the announces' feeds are how a late joiner learns members whose news it missed.
 pub const PERIODS_SIZED_FOR: usize = 50;
-/// Longest period between two announces to a live member (a node learning members it missed).
-pub const ANNOUNCE_PERIOD_MAX_MS: u64 = 30_000;
 /// Most rebroadcast ticks between two re-queues of a node's own description.
 pub const OWN_REQUEUE_TICKS_MAX: u64 = 6;
 
@@ -143,7 +141,7 @@ impl MembershipConfig {
             max_packet_size: nz(self.foca_packet_bytes()),
             notify_down_members: true,
             periodic_announce: Some(foca::PeriodicParams {
-                frequency: ms(self.live_announce_period_ms(cluster_size_hint)),
+                frequency: ms(self.announce_period_ms),
                 num_members: nz(1),
             }),
             periodic_announce_to_down_members: Some(foca::PeriodicParams {
@@ -155,13 +153,6 @@ impl MembershipConfig {
                 num_members: nz(self.gossip_fanout),
             }),
         }
-    }
-
-    /// How often a node announces to one live member in a cluster of about `n` members: every
-    /// `announce_period_ms` up to [`PERIODS_SIZED_FOR`] members, then less often (each answer
-    /// is a feed of members to look up among `n`), at most [`ANNOUNCE_PERIOD_MAX_MS`] apart.
-    pub fn live_announce_period_ms(&self, n: usize) -> u64 {
-        (self.announce_period_ms * size_factor(n)).clamp(self.announce_period_ms, ANNOUNCE_PERIOD_MAX_MS.max(self.announce_period_ms))
     }
 
     /// Every how many rebroadcast ticks a node queues its own description for gossip again in a
@@ -225,15 +216,7 @@ mod tests {
     }
 
     #[test]
-    fn anti_entropy_slows_with_size_detection_does_not() {
-        let c = MembershipConfig::lan();
-        let small = c.to_foca(50);
-        let large = c.to_foca(1000);
-        assert_eq!(small.periodic_announce.unwrap().frequency, Duration::from_secs(2));
-        assert_eq!(large.periodic_announce.unwrap().frequency, Duration::from_secs(30));
-        assert_eq!(c.live_announce_period_ms(120), 6_000);
-        assert_eq!(large.probe_period, small.probe_period);
-        assert_eq!(large.suspect_to_down_after, small.suspect_to_down_after);
+    fn own_description_is_requeued_less_often_in_large_clusters() {
         assert_eq!(MembershipConfig::own_requeue_ticks(16), 1);
         assert_eq!(MembershipConfig::own_requeue_ticks(120), 3);
         assert_eq!(MembershipConfig::own_requeue_ticks(1000), OWN_REQUEUE_TICKS_MAX);

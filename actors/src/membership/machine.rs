@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use foca::{Foca, Notification, OwnedNotification, Runtime, State};
+use foca::{Foca, Member, Notification, OwnedNotification, Runtime, State};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -236,15 +236,15 @@ impl Membership {
         })
     }
 
-    /// Tunes foca for a cluster of about `n` members: how often updates are retransmitted and
-    /// how often the anti-entropy chores run (see [`MembershipConfig::to_foca`]). A rebroadcast
-    /// tick raises it when we see more members than that.
+    /// Tunes foca for a cluster of about `n` members: how often updates are retransmitted (see
+    /// [`MembershipConfig::to_foca`]), and how often our description is queued again. A
+    /// rebroadcast tick raises it when we see more members than that.
     pub fn set_cluster_size_hint(&mut self, n: usize) {
-        // Only counts and periods change, which foca allows at any time.
+        // Only counts change, which foca allows at any time.
         let changed = self.foca.set_config(self.config.to_foca(n));
         assert!(
             changed.is_ok(),
-            "foca refused a config that only changes counts and periods"
+            "foca refused a config that only changes counts"
         );
         self.size_hint = n;
     }
@@ -433,17 +433,35 @@ impl Membership {
         };
         // Whether it was newer or not, it was well formed; `react` reports a newer one.
         self.handler.offer(&item);
+        // A node pushes its description to members it has just seen come up, or asks for ours
+        // because it lists us: it is alive. If we do not list it as live under that identity,
+        // we take it as a member (without gossiping it: this is news to us, not to the cluster).
+        // Otherwise a node that joined or restarted into a large cluster learns a quiet member
+        // only from random feeds or when that member's probe round reaches it, which at 200
+        // nodes takes longer than the 10 s a heal allows and at 1,000 nodes minutes. A node we
+        // hold Down under that identity stays Down: foca never revives a Down identity.
+        let sender = reply_to.unwrap_or(item.description.addr);
+        if sender != self.me().addr && !self.is_active_as(item.description.id, item.bump) {
+            let id = MemberId {
+                id: item.description.id,
+                addr: sender,
+                bump: item.bump,
+            };
+            let mut rt = Collect {
+                out,
+                notes: &mut self.notes,
+            };
+            if self
+                .foca
+                .apply_many(std::iter::once(Member::alive(id)), false, &mut rt)
+                .is_err()
+            {
+                self.stats.foca_errors += 1;
+            }
+        }
         if let Some(to) = reply_to
             && to != self.me().addr
         {
-            // Only a member that lists us as live asks for our description. If we do not list
-            // it as live under that identity, announce to it: its Feed makes it a member here.
-            // Otherwise a node that restarted into a large cluster learns a quiet member only
-            // from random feeds or when that member's probe round reaches it, which at 200
-            // nodes takes longer than the 10 s a heal allows.
-            if !self.is_active_as(item.description.id, item.bump) {
-                self.announce(to, out);
-            }
             self.push_description(to, false, out);
         }
         true

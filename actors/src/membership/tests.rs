@@ -389,7 +389,7 @@ fn a_digest_with_a_newer_version_makes_us_ask_its_owner() {
 }
 
 #[test]
-fn a_description_request_from_a_node_we_do_not_list_makes_us_announce_to_it() {
+fn a_description_from_a_node_we_do_not_list_makes_it_a_member() {
     let mut c = formed(3);
     // Node 3 runs but nobody lists it, and it lists nobody.
     c.nodes.push(Node {
@@ -402,19 +402,20 @@ fn a_description_request_from_a_node_we_do_not_list_makes_us_announce_to_it() {
     c.by_addr.insert(addr(3), 3);
     c.input(3, MembershipInput::Start);
 
-    // Node 3 asks node 1 for its description, as a member that saw node 1 come up does.
+    // Node 3 pushes its description to node 1, as a member that saw node 1 come up does.
     let config = crate::membership::codec::bincode_config();
     let item = DescriptionItem {
         bump: 0,
         description: description(3),
     };
     let mut data = vec![TAG_DESCRIPTION];
-    data.extend(bincode::serde::encode_to_vec(Some(addr(3)), config).unwrap());
+    data.extend(bincode::serde::encode_to_vec(None::<SocketAddr>, config).unwrap());
     data.extend(item.encode().unwrap());
+    let backlog = c.nodes[1].m.stats().updates_backlog;
     let mut out = Vec::new();
     c.nodes[1]
         .m
-        .handle(MembershipInput::Datagram(data.clone().into()), &mut out);
+        .handle(MembershipInput::Datagram(data.into()), &mut out);
     let tags_to_3: Vec<u8> = out
         .iter()
         .filter_map(|e| match e {
@@ -422,15 +423,18 @@ fn a_description_request_from_a_node_we_do_not_list_makes_us_announce_to_it() {
             _ => None,
         })
         .collect();
-    assert_eq!(tags_to_3, vec![TAG_FOCA, TAG_DESCRIPTION]);
+    // Node 1 lists node 3 at once (without gossiping it) and, as for any member that comes
+    // up, sends it its description.
+    assert_eq!(tags_to_3, vec![TAG_DESCRIPTION]);
+    assert_eq!(c.states(1).get(&node_id(3)), Some(&NodeState::Ready));
+    assert_eq!(c.nodes[1].m.stats().updates_backlog, backlog);
 
-    // Delivered for real, the announce's Feed makes each list the other.
-    c.input(1, MembershipInput::Datagram(data.into()));
-    c.run_for(500);
+    // Node 1's probes make node 3 list it too.
+    c.run_for(3_000);
     assert_eq!(c.states(1).get(&node_id(3)), Some(&NodeState::Ready));
     assert_eq!(c.states(3).get(&node_id(1)), Some(&NodeState::Ready));
 
-    // Asked again by a node it lists as live, node 1 only answers.
+    // Asked for its description by a node it lists as live, node 1 only answers.
     let mut data = vec![TAG_DESCRIPTION];
     data.extend(bincode::serde::encode_to_vec(Some(addr(3)), config).unwrap());
     data.extend(item.encode().unwrap());
