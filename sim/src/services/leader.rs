@@ -6,8 +6,10 @@
 //!   during [`DOWN_GRACE_MS`] after leadership began, `Down` after), calls the real
 //!   [`plan::plan`], and proposes the ops in chunks of [`OPS_PER_COMMAND_MAX`], one after the
 //!   other; a failed chunk ends the pass, which is retried after [`RETRY_MS`];
-//! - passes run every [`PASS_INTERVAL_MS`], [`PASS_DEBOUNCE_MS`] after an applied entry or a
-//!   fresh status, at once when the Ready set changes, and at a restart delay's end;
+//! - passes run every [`PASS_INTERVAL_MS`], [`pass_debounce_ms`] of the last pass's nodes and
+//!   tasks after an applied entry or a fresh status (one debounce timer at a time, which a pass
+//!   for another reason leaves running), at once when the Ready set changes unless that timer
+//!   is set, and at a restart delay's end (one wake timer per end);
 //! - sessions are answered from the assignments of the last pass; only the node a task is on
 //!   speaks for it; no answer (Busy) before the first pass. While a pass waits for its writes
 //!   the real actor handles no message: sessions wait in a mailbox until it ends.
@@ -21,7 +23,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use swarm_actors::leader::plan::{self, PlanInput, VersionedTask};
 use swarm_actors::leader::{
-    DOWN_GRACE_MS, PASS_DEBOUNCE_MS, PASS_INTERVAL_MS, REPORTS_MAX, RETRY_MS,
+    DOWN_GRACE_MS, PASS_INTERVAL_MS, REPORTS_MAX, RETRY_MS, pass_debounce_ms,
 };
 use swarm_actors::model::{Service, Task, TaskId, TaskState, TaskStatus};
 use swarm_actors::store::{Kind, OPS_PER_COMMAND_MAX, ObjectBody, Op};
@@ -49,6 +51,8 @@ struct InPass {
     next: usize,
     /// The tasks as they will be once the writes land.
     current: BTreeMap<TaskId, Task>,
+    /// Nodes the pass saw.
+    nodes: usize,
     poke: Vec<usize>,
     wake_at: Option<u64>,
     /// Placements of this pass that the views it used did not allow (invariant h), reported
@@ -64,8 +68,15 @@ pub struct LeaderSim {
     /// From the last pass: each node's assignments.
     assignments: BTreeMap<usize, Vec<Task>>,
     task_node: BTreeMap<TaskId, usize>,
+    /// The debounce timer is set (only its firing clears it).
     scheduled: bool,
+    /// Something asked for a pass since the last one began.
+    dirty: bool,
+    /// When the wake timer for a restart delay's end fires.
+    wake_at: Option<Millis>,
     passes: u64,
+    /// Nodes and tasks as of the last pass, for [`pass_debounce_ms`].
+    objects: usize,
     in_pass: Option<InPass>,
     again: bool,
     mailbox: Vec<Queued>,
@@ -98,7 +109,10 @@ impl StoreWorld {
                 assignments: BTreeMap::new(),
                 task_node: BTreeMap::new(),
                 scheduled: false,
+                dirty: false,
+                wake_at: None,
                 passes: 0,
+                objects: 0,
                 in_pass: None,
                 again: false,
                 mailbox: Vec::new(),
@@ -113,7 +127,16 @@ impl StoreWorld {
 
     /// An entry was applied on manager `i`: its leader actor (if any) runs a pass soon.
     pub(crate) fn leader_applied(&mut self, at: Millis, i: usize) {
-        self.leader_soon(at, i, PASS_DEBOUNCE_MS);
+        self.leader_soon_debounced(at, i);
+    }
+
+    /// Asks for a pass after the debounce the leader's last pass size calls for.
+    fn leader_soon_debounced(&mut self, at: Millis, m: usize) {
+        let Some(l) = self.svc().leaders.get(&m) else {
+            return;
+        };
+        let after = pass_debounce_ms(l.objects);
+        self.leader_soon(at, m, after);
     }
 
     pub(super) fn leader_ready_changed(&mut self, at: Millis, m: usize) {
@@ -124,10 +147,23 @@ impl StoreWorld {
         let Some(l) = self.svc().leaders.get_mut(&m) else {
             return;
         };
+        l.dirty = true;
         if !l.scheduled {
             l.scheduled = true;
             let term = l.term;
-            self.q.push(at + after, StoreEv::Svc(Ev::Pass { m, term }));
+            self.q.push(at + after, StoreEv::Svc(Ev::Due { m, term }));
+        }
+    }
+
+    /// The debounce timer fired: a pass if something asked for one since the last.
+    pub(super) fn leader_due(&mut self, at: Millis, m: usize, term: u64) {
+        if !self.leader_is(m, term) {
+            return;
+        }
+        let l = self.svc().leaders.get_mut(&m).expect("checked");
+        l.scheduled = false;
+        if l.dirty {
+            self.leader_pass(at, m, term);
         }
     }
 
@@ -157,7 +193,7 @@ impl StoreWorld {
             l.again = true;
             return;
         }
-        l.scheduled = false;
+        l.dirty = false;
         let state = self.ms[m].machine.as_ref().expect("up").state();
         let services: Vec<Service> = state
             .list(Kind::Service)
@@ -230,6 +266,7 @@ impl StoreWorld {
             chunks,
             next: 0,
             current,
+            nodes: views.len(),
             poke,
             wake_at: p.wake_at_ms,
             bad,
@@ -311,6 +348,7 @@ impl StoreWorld {
             }
         }
         l.passes += 1;
+        l.objects = p.nodes + p.current.len();
         let term = l.term;
         let again = std::mem::take(&mut l.again);
         let mailbox = std::mem::take(&mut l.mailbox);
@@ -334,7 +372,12 @@ impl StoreWorld {
         } else {
             self.leader_soon(at, m, RETRY_MS);
         }
-        if let Some(wake) = p.wake_at_ms_after(p.now) {
+        let l = self.svc().leaders.get_mut(&m).expect("still leading");
+        l.wake_at = l.wake_at.filter(|&w| w > at);
+        if let Some(wake) = p.wake_at_ms_after(p.now)
+            && l.wake_at.is_none_or(|w| wake < w)
+        {
+            l.wake_at = Some(wake);
             self.q.push(wake, StoreEv::Svc(Ev::Pass { m, term }));
         }
         for s in mailbox {
@@ -396,7 +439,7 @@ impl StoreWorld {
                 }
                 let mine = l.assignments.get(&from).cloned().unwrap_or_default();
                 if fresh {
-                    self.leader_soon(at, to, PASS_DEBOUNCE_MS);
+                    self.leader_soon_debounced(at, to);
                 }
                 Reply::Assignments(mine)
             }

@@ -6,7 +6,7 @@
 //!                                                                        ▼
 //!  operator (workload.rs) ── Propose(service/node writes) ──▶ raft leader (managers.rs)
 //!  leader actor (leader.rs), on the raft leader manager:
-//!     every PASS_INTERVAL_MS, on Applied (debounced), on a Ready change, at wake_at:
+//!     every PASS_INTERVAL_MS, on Applied (debounced by size), on a Ready change, at wake_at:
 //!     read its local store ─▶ plan::plan (the real one) ─▶ Propose ops (chunked, CAS)
 //!                                                       └▶ Poke nodes over the network
 //!  agent (agent.rs), on every worker:
@@ -92,8 +92,13 @@ pub enum Ev {
         m: usize,
         term: u64,
     },
-    /// A pass asked for (debounce, retry, wake, rebuild).
+    /// A pass asked for (wake, rebuild, again after a pass in flight).
     Pass {
+        m: usize,
+        term: u64,
+    },
+    /// The debounce (or retry) timer fired.
+    Due {
         m: usize,
         term: u64,
     },
@@ -250,6 +255,7 @@ impl StoreWorld {
             Ev::Timeline(c) => self.svc_timeline(at, c),
             Ev::LeaderTick { m, term } => self.leader_tick(at, m, term),
             Ev::Pass { m, term } => self.leader_pass(at, m, term),
+            Ev::Due { m, term } => self.leader_due(at, m, term),
             Ev::PassResult { m, term, ok } => self.leader_pass_result(at, m, term, ok),
             Ev::SessionArrive {
                 to,
