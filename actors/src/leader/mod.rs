@@ -354,7 +354,7 @@ impl LeaderState {
             .filter_map(|o| match o.body {
                 ObjectBody::Task(task) => Some(VersionedTask {
                     version: o.version,
-                    task,
+                    task: std::borrow::Cow::Owned(task),
                 }),
                 _ => None,
             })
@@ -378,8 +378,10 @@ impl LeaderState {
 
         // The tasks as they will be once the writes land, for the assignments handed out
         // before the next read.
-        let mut current: BTreeMap<TaskId, Task> =
-            tasks.into_iter().map(|t| (t.task.id, t.task)).collect();
+        let mut current: BTreeMap<TaskId, Task> = tasks
+            .into_iter()
+            .map(|t| (t.task.id, t.task.into_owned()))
+            .collect();
         let mut result = Ok(());
         if !describe_ops.is_empty()
             && let Err(e) = self.propose_all(now, &describe_ops).await

@@ -17,7 +17,9 @@
 //! A paused manager's actor does nothing until it resumes (its timers fire into nothing; the
 //! interval brings it back).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -65,8 +67,8 @@ pub struct LeaderSim {
     since_ms: Millis,
     rng: StdRng,
     reports: BTreeMap<TaskId, TaskStatus>,
-    /// From the last pass: each node's assignments.
-    assignments: BTreeMap<usize, Vec<Task>>,
+    /// From the last pass: each node's assignments, shared with the replies that carry them.
+    assignments: BTreeMap<usize, Rc<[Task]>>,
     task_node: BTreeMap<TaskId, usize>,
     /// The debounce timer is set (only its firing clears it).
     scheduled: bool,
@@ -202,12 +204,13 @@ impl StoreWorld {
                 _ => None,
             })
             .collect();
+        // Tasks, as nodes below, are read in place: the plan copies only those it changes.
         let tasks: Vec<VersionedTask> = state
             .list(Kind::Task)
             .filter_map(|o| match &o.body {
                 ObjectBody::Task(t) => Some(VersionedTask {
                     version: o.version,
-                    task: t.clone(),
+                    task: Cow::Borrowed(t),
                 }),
                 _ => None,
             })
@@ -234,8 +237,10 @@ impl StoreWorld {
             },
             &mut new_id,
         );
-        let current: BTreeMap<TaskId, Task> =
-            tasks.into_iter().map(|t| (t.task.id, t.task)).collect();
+        let current: BTreeMap<TaskId, Task> = tasks
+            .into_iter()
+            .map(|t| (t.task.id, t.task.into_owned()))
+            .collect();
         // Invariant (h): judge every placement against the views this pass used.
         let mut bad = BTreeMap::new();
         for op in &p.ops {
@@ -330,25 +335,27 @@ impl StoreWorld {
             .get_mut(&m)
             .expect("finishing a pass of a live actor");
         let p = l.in_pass.take().expect("a pass in flight");
+        let wake = p.wake_at_ms_after(p.now);
         if ok {
             // The statuses are in the store now, or refused for good.
             l.reports.clear();
         }
-        l.assignments.clear();
         l.task_node.clear();
         let nodes_n = svc.life.len();
-        for t in p.current.values() {
+        l.objects = p.nodes + p.current.len();
+        let mut lists: BTreeMap<usize, Vec<Task>> = BTreeMap::new();
+        for t in p.current.into_values() {
             let Some(node) = t.node_id.and_then(|n| index(n, nodes_n)) else {
                 continue;
             };
             l.task_node.insert(t.id, node);
-            let list = l.assignments.entry(node).or_default();
+            let list = lists.entry(node).or_default();
             if list.len() < ASSIGNMENTS_MAX {
-                list.push(t.clone());
+                list.push(t);
             }
         }
+        l.assignments = lists.into_iter().map(|(n, v)| (n, v.into())).collect();
         l.passes += 1;
-        l.objects = p.nodes + p.current.len();
         let term = l.term;
         let again = std::mem::take(&mut l.again);
         let mailbox = std::mem::take(&mut l.mailbox);
@@ -374,7 +381,7 @@ impl StoreWorld {
         }
         let l = self.svc().leaders.get_mut(&m).expect("still leading");
         l.wake_at = l.wake_at.filter(|&w| w > at);
-        if let Some(wake) = p.wake_at_ms_after(p.now)
+        if let Some(wake) = wake
             && l.wake_at.is_none_or(|w| wake < w)
         {
             l.wake_at = Some(wake);

@@ -29,6 +29,7 @@ mod runtime;
 mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -78,7 +79,8 @@ pub struct ServicesReport {
 /// An answer to a session, as the transport would carry it.
 #[derive(Clone, Debug)]
 pub enum Reply {
-    Assignments(Vec<swarm_actors::model::Task>),
+    /// A node's list, shared with the leader's copy: a reply (and its duplicate) is not a copy.
+    Assignments(Rc<[swarm_actors::model::Task]>),
     NotLeader(Option<usize>),
     Busy,
 }
