@@ -6,6 +6,7 @@
 //! per second (`thrpt`, elements = placements); a summary line per workload is printed too.
 //! Nothing is asserted about speed (the machines are shared and noisy).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;
@@ -20,7 +21,7 @@ use swarm_actors::scheduler::{Decision, NodeView, PendingTask, TaskLoad, schedul
 const NODES: usize = 1_000;
 const TASKS: usize = 10_000;
 
-fn nodes() -> Vec<NodeView> {
+fn nodes() -> Vec<NodeView<'static>> {
     (0..NODES)
         .map(|i| {
             let mut labels = BTreeMap::new();
@@ -31,7 +32,7 @@ fn nodes() -> Vec<NodeView> {
             );
             NodeView {
                 id: NodeId(i as u128 * 7919 + 1),
-                hostname: format!("node-{i}"),
+                hostname: format!("node-{i}").into(),
                 role: if i < 5 { Role::Manager } else { Role::Worker },
                 availability: if i % 50 == 49 {
                     Availability::Drain
@@ -39,9 +40,9 @@ fn nodes() -> Vec<NodeView> {
                     Availability::Active
                 },
                 state: NodeState::Ready,
-                labels,
-                engine_labels: BTreeMap::new(),
-                runtimes: vec!["process".to_string(), "docker".to_string()],
+                labels: Cow::Owned(labels),
+                engine_labels: Cow::Owned(BTreeMap::new()),
+                runtimes: vec!["process".to_string(), "docker".to_string()].into(),
                 resources: NodeResources {
                     nano_cpus: 16_000_000_000,
                     memory_bytes: 64 << 30,

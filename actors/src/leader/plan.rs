@@ -15,6 +15,7 @@
 //!            5. changed tasks ──▶ Put(expect version) / Delete(expect version)
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
@@ -24,20 +25,22 @@ use crate::orchestrator::{self, Action};
 use crate::scheduler::{self, Decision, NodeView, PendingTask, TaskLoad};
 use crate::store::{Expect, Kind, NodeObject, ObjectBody, Op};
 
-/// A task as read from the store: its version is what a write compares with.
+/// A task as read from the store: its version is what a write compares with. Borrowed when
+/// the caller keeps the store's objects (the simulator reads its store in place), owned when
+/// it has its own copy.
 #[derive(Clone, Debug)]
-pub struct VersionedTask {
+pub struct VersionedTask<'a> {
     pub version: u64,
-    pub task: Task,
+    pub task: Cow<'a, Task>,
 }
 
 /// Everything one pass starts from.
 pub struct PlanInput<'a> {
     pub now_ms: u64,
     /// Every node of the cluster, state included (see [`node_views`]).
-    pub nodes: &'a [NodeView],
+    pub nodes: &'a [NodeView<'a>],
     pub services: &'a [Service],
-    pub tasks: &'a [VersionedTask],
+    pub tasks: &'a [VersionedTask<'a>],
     /// The latest status each node reported per task since the last pass.
     pub reports: &'a BTreeMap<TaskId, TaskStatus>,
 }
@@ -58,22 +61,35 @@ pub struct Plan {
 }
 
 /// A task being worked on: its stored version (`None` for a new one) and whether it changed.
-struct Work {
+/// It borrows the task read until the pass changes it: most tasks stay as they are, and
+/// copying every one of them on every pass was most of a pass's cost.
+struct Work<'a> {
     version: Option<u64>,
-    task: Task,
+    task: Cow<'a, Task>,
     changed: bool,
     delete: bool,
 }
 
+impl Work<'_> {
+    /// The task, to change: it will be written.
+    fn edit(&mut self) -> &mut Task {
+        self.changed = true;
+        self.task.to_mut()
+    }
+}
+
+/// The empty labels of a node without a description.
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
 /// Builds the scheduler's view of every node from the store's node objects and the nodes
 /// membership sees Ready. A node membership does not see is `Down`, or `Unknown` while
 /// `down_is_known` is false (a leader that just started has not heard from everyone yet, and
-/// must not orphan their tasks).
+/// must not orphan their tasks). The views borrow the objects' strings and maps.
 pub fn node_views<'a>(
     nodes: impl IntoIterator<Item = &'a NodeObject>,
     ready: &BTreeSet<NodeId>,
     down_is_known: bool,
-) -> Vec<NodeView> {
+) -> Vec<NodeView<'a>> {
     nodes
         .into_iter()
         .map(|n| {
@@ -87,7 +103,7 @@ pub fn node_views<'a>(
             let d = n.description.as_ref();
             NodeView {
                 id: n.id,
-                hostname: d.map(|d| d.hostname.clone()).unwrap_or_default(),
+                hostname: Cow::Borrowed(d.map_or("", |d| d.hostname.as_str())),
                 role: if n.raft_id.is_some() {
                     Role::Manager
                 } else {
@@ -99,9 +115,9 @@ pub fn node_views<'a>(
                     (None, NodeState::Ready) => NodeState::Unknown,
                     (_, s) => s,
                 },
-                labels: n.spec.labels.clone(),
-                engine_labels: d.map(|d| d.labels.clone()).unwrap_or_default(),
-                runtimes: d.map(|d| d.runtimes.clone()).unwrap_or_default(),
+                labels: Cow::Borrowed(&n.spec.labels),
+                engine_labels: Cow::Borrowed(d.map_or(&NO_LABELS, |d| &d.labels)),
+                runtimes: Cow::Borrowed(d.map_or(&[], |d| d.runtimes.as_slice())),
                 resources: d.map(|d| d.resources.clone()).unwrap_or(NodeResources {
                     nano_cpus: 0,
                     memory_bytes: 0,
@@ -139,7 +155,7 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
         .map(|t| {
             let w = Work {
                 version: Some(t.version),
-                task: t.task.clone(),
+                task: Cow::Borrowed(&*t.task),
                 changed: false,
                 delete: false,
             };
@@ -152,8 +168,7 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
         if let Some(w) = work.get_mut(id)
             && accepts(&w.task.status, reported)
         {
-            w.task.status = reported.clone();
-            w.changed = true;
+            w.edit().status = reported.clone();
         }
     }
 
@@ -173,8 +188,7 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
         if w.task.status.state.is_terminal() || !started || !on_live_node {
             w.delete = true;
         } else if w.task.desired_state <= TaskState::Running {
-            w.task.desired_state = TaskState::Shutdown;
-            w.changed = true;
+            w.edit().desired_state = TaskState::Shutdown;
             if let Some(n) = w.task.node_id {
                 out.poke.insert(n);
             }
@@ -183,12 +197,11 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
 
     // 3. The orchestrators, service by service.
     for service in input.services {
-        let tasks: Vec<Task> = work
+        let tasks = work
             .values()
             .filter(|w| w.task.service_id == service.id && !w.delete)
-            .map(|w| w.task.clone())
-            .collect();
-        for action in orchestrator::reconcile(service, &tasks, input.nodes, now) {
+            .map(|w| &*w.task);
+        for action in orchestrator::reconcile(service, tasks, input.nodes, now) {
             apply(action, service, &mut work, &mut out, now, new_id);
         }
     }
@@ -223,7 +236,7 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
                 kind: Kind::Task,
                 id: key,
                 expect,
-                body: ObjectBody::Task(w.task),
+                body: ObjectBody::Task(w.task.into_owned()),
             });
         }
     }
@@ -239,7 +252,7 @@ fn update(service: &Service, work: &BTreeMap<TaskId, Work>) -> Vec<Action> {
     let live: Vec<&Task> = work
         .values()
         .filter(|w| !w.delete && w.task.service_id == service.id)
-        .map(|w| &w.task)
+        .map(|w| &*w.task)
         .filter(|t| t.desired_state <= TaskState::Running && !t.status.state.is_terminal())
         .collect();
     let mut old: Vec<&Task> = live
@@ -285,10 +298,10 @@ fn update(service: &Service, work: &BTreeMap<TaskId, Work>) -> Vec<Action> {
     out
 }
 
-fn apply(
+fn apply<'a>(
     action: Action,
     service: &Service,
-    work: &mut BTreeMap<TaskId, Work>,
+    work: &mut BTreeMap<TaskId, Work<'a>>,
     out: &mut Plan,
     now: u64,
     new_id: &mut dyn FnMut() -> TaskId,
@@ -329,7 +342,7 @@ fn apply(
                 id,
                 Work {
                     version: None,
-                    task,
+                    task: Cow::Owned(task),
                     changed: true,
                     delete: false,
                 },
@@ -339,23 +352,22 @@ fn apply(
             if let Some(w) = work.get_mut(&task)
                 && w.task.desired_state <= TaskState::Running
             {
-                w.task.desired_state = TaskState::Shutdown;
-                w.changed = true;
+                w.edit().desired_state = TaskState::Shutdown;
                 match w.task.node_id {
                     Some(n) if !w.task.status.state.is_terminal() => {
                         out.poke.insert(n);
                     }
                     Some(_) => {}
                     // Never placed: nobody else will end it.
-                    None => w.task.status = TaskStatus::new(TaskState::Shutdown, now, reason),
+                    None => w.edit().status = TaskStatus::new(TaskState::Shutdown, now, reason),
                 }
             }
         }
         Action::MarkOrphaned { task } => {
             if let Some(w) = work.get_mut(&task) {
-                w.task.desired_state = TaskState::Shutdown;
-                w.task.status = TaskStatus::new(TaskState::Orphaned, now, "node is down");
-                w.changed = true;
+                let t = w.edit();
+                t.desired_state = TaskState::Shutdown;
+                t.status = TaskStatus::new(TaskState::Orphaned, now, "node is down");
             }
         }
         Action::Remove { task } => {
@@ -375,7 +387,7 @@ fn apply(
 fn schedule(
     nodes: &[NodeView],
     services: &BTreeMap<ServiceId, &Service>,
-    work: &mut BTreeMap<TaskId, Work>,
+    work: &mut BTreeMap<TaskId, Work<'_>>,
     out: &mut Plan,
     now: u64,
 ) {
@@ -425,9 +437,9 @@ fn schedule(
             .expect("decided tasks are in the work set");
         match d {
             Decision::Place { node, .. } => {
-                w.task.node_id = Some(node);
-                w.task.status = TaskStatus::new(TaskState::Assigned, now, "assigned");
-                w.changed = true;
+                let t = w.edit();
+                t.node_id = Some(node);
+                t.status = TaskStatus::new(TaskState::Assigned, now, "assigned");
                 out.placed += 1;
                 out.poke.insert(node);
             }
@@ -439,8 +451,7 @@ fn schedule(
                     } else {
                         now
                     };
-                    w.task.status = TaskStatus::new(TaskState::Pending, since, reason);
-                    w.changed = true;
+                    w.edit().status = TaskStatus::new(TaskState::Pending, since, reason);
                 }
             }
         }

@@ -55,16 +55,17 @@ pub enum Action {
 }
 
 /// Reconciles one service. `tasks` are all the tasks of this service in any state (tasks of
-/// other services are ignored); `nodes` every node of the cluster.
-pub fn reconcile(
+/// other services are ignored), borrowed: the leader's pass does not copy them; `nodes` every
+/// node of the cluster.
+pub fn reconcile<'t>(
     service: &Service,
-    tasks: &[Task],
+    tasks: impl IntoIterator<Item = &'t Task>,
     nodes: &[NodeView],
     now_ms: u64,
 ) -> Vec<Action> {
     let nodes: BTreeMap<NodeId, &NodeView> = nodes.iter().map(|n| (n.id, n)).collect();
     let tasks: Vec<&Task> = tasks
-        .iter()
+        .into_iter()
         .filter(|t| t.service_id == service.id)
         .collect();
     let mut out = Vec::new();

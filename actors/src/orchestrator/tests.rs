@@ -321,7 +321,7 @@ fn global_runs_one_task_per_eligible_node_and_follows_joins() {
         vec![(0, Some(NodeId(3)))],
         "a node that joins gets one"
     );
-    nodes[2].runtimes.clear();
+    nodes[2].runtimes = Vec::new().into();
     assert!(
         reconcile(&s, &tasks, &nodes, 0).is_empty(),
         "no runtime, no task"
@@ -334,14 +334,14 @@ fn global_node_that_stops_matching_loses_its_task() {
     s.spec.task.placement.constraints = vec!["node.labels.env==prod".into()];
     let mut nodes = vec![node(1), node(2), node(3)];
     for n in &mut nodes {
-        n.labels.insert("env".into(), "prod".into());
+        n.labels.to_mut().insert("env".into(), "prod".into());
     }
     let tasks = [
         task(10, 0, Some(1)),
         task(11, 0, Some(2)),
         task(12, 0, Some(3)),
     ];
-    nodes[0].labels.clear();
+    nodes[0].labels.to_mut().clear();
     nodes[1].availability = Availability::Drain;
     nodes[2].availability = Availability::Pause;
     let a = reconcile(&s, &tasks, &nodes, 0);
@@ -419,7 +419,7 @@ fn config() -> ProptestConfig {
     }
 }
 
-fn arb_nodes() -> impl Strategy<Value = Vec<NodeView>> {
+fn arb_nodes() -> impl Strategy<Value = Vec<NodeView<'static>>> {
     prop::collection::vec(
         (
             prop_oneof![
@@ -445,10 +445,10 @@ fn arb_nodes() -> impl Strategy<Value = Vec<NodeView>> {
                 n.state = state;
                 n.availability = availability;
                 if prod {
-                    n.labels.insert("env".into(), "prod".into());
+                    n.labels.to_mut().insert("env".into(), "prod".into());
                 }
                 if !runtime {
-                    n.runtimes.clear();
+                    n.runtimes = Vec::new().into();
                 }
                 n
             })
@@ -634,7 +634,7 @@ fn reconcile_then_schedule_end_to_end() {
     let mut tasks = Vec::new();
     let mut next = 100;
     let mut step = |tasks: &mut Vec<Task>, nodes: &[NodeView], now: u64| {
-        let a = reconcile(&s, tasks, nodes, now);
+        let a = reconcile(&s, tasks.iter(), nodes, now);
         apply(tasks, &a, &mut next, now);
         let running: Vec<TaskLoad> = tasks
             .iter()

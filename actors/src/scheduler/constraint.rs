@@ -32,7 +32,7 @@ impl NodeField {
         use std::borrow::Cow;
         match self {
             NodeField::Id => Some(Cow::Owned(node.id.to_string())),
-            NodeField::Hostname => Some(Cow::Borrowed(node.hostname.as_str())),
+            NodeField::Hostname => Some(Cow::Borrowed(node.hostname.as_ref())),
             NodeField::Role => Some(Cow::Owned(node.role.to_string())),
             NodeField::NodeLabel(k) => node.labels.get(k).map(|v| Cow::Borrowed(v.as_str())),
             NodeField::EngineLabel(k) => {
@@ -297,8 +297,8 @@ mod tests {
         let mut n = node(7);
         n.role = Role::Manager;
         n.hostname = "Alpha".into();
-        n.labels.insert("env".into(), "Prod".into());
-        n.engine_labels.insert("disk".into(), "ssd".into());
+        n.labels.to_mut().insert("env".into(), "Prod".into());
+        n.engine_labels.to_mut().insert("disk".into(), "ssd".into());
         let m = |e: &str| Constraint::parse(e).unwrap().matches(&n);
         assert!(m("node.role==manager"));
         assert!(!m("node.role==worker"));

@@ -18,6 +18,7 @@ pub mod constraint;
 pub mod filter;
 mod spread;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::model::{
@@ -30,21 +31,23 @@ use filter::{Rejection, RejectionCounts};
 use spread::SpreadTree;
 
 /// A node as the scheduler and the orchestrators see it; the leader builds it from the store's
-/// node object and the membership view.
+/// node object and the membership view. Its strings and maps borrow from the node object: the
+/// leader builds every node's view on every pass, and copying them cost more than the
+/// scheduling (tests own theirs).
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub struct NodeView {
+pub struct NodeView<'a> {
     pub id: NodeId,
-    pub hostname: String,
+    pub hostname: Cow<'a, str>,
     pub role: Role,
     pub availability: Availability,
     /// Ready or Down as membership says; anything but Ready takes no new tasks.
     pub state: NodeState,
     /// Labels set on the node object (`node update --label-add`): `node.labels.<k>`.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Cow<'a, BTreeMap<String, String>>,
     /// Labels the node's daemon was started with (`--label`): `engine.labels.<k>`.
-    pub engine_labels: BTreeMap<String, String>,
+    pub engine_labels: Cow<'a, BTreeMap<String, String>>,
     /// Runtimes the node can run (`process`, `docker`).
-    pub runtimes: Vec<String>,
+    pub runtimes: Cow<'a, [String]>,
     /// What the node has in total; reservations of its tasks are subtracted from it.
     pub resources: NodeResources,
 }

@@ -207,14 +207,14 @@ mod tests {
     use super::*;
     use crate::scheduler::tests_support::node;
 
-    fn zoned(zones: &[Option<&str>]) -> Vec<NodeView> {
+    fn zoned(zones: &[Option<&str>]) -> Vec<NodeView<'static>> {
         zones
             .iter()
             .enumerate()
             .map(|(i, z)| {
                 let mut n = node(i as u128 + 1);
                 if let Some(z) = z {
-                    n.labels.insert("zone".into(), z.to_string());
+                    n.labels.to_mut().insert("zone".into(), z.to_string());
                 }
                 n
             })

@@ -38,7 +38,7 @@ fn only_ready_active_nodes_with_the_runtime_take_tasks() {
     nodes[0].state = NodeState::Down;
     nodes[1].availability = Availability::Pause;
     nodes[2].availability = Availability::Drain;
-    nodes[3].runtimes = vec!["docker".into()];
+    nodes[3].runtimes = vec!["docker".into()].into();
     let s = spec();
     let pending: Vec<_> = (100..103).map(|t| pend(t, 1, &s)).collect();
     let d = schedule(&nodes, &[], &pending);
@@ -52,10 +52,10 @@ fn only_ready_active_nodes_with_the_runtime_take_tasks() {
 fn pending_reason_counts_each_node_once() {
     let mut nodes: Vec<NodeView> = (1..=5).map(node).collect();
     nodes[0].state = NodeState::Down;
-    nodes[1].labels.insert("env".into(), "dev".into());
-    nodes[2].labels.insert("env".into(), "prod".into());
+    nodes[1].labels.to_mut().insert("env".into(), "dev".into());
+    nodes[2].labels.to_mut().insert("env".into(), "prod".into());
     nodes[2].resources.memory_bytes = 1 << 20;
-    nodes[3].labels.insert("env".into(), "prod".into());
+    nodes[3].labels.to_mut().insert("env".into(), "prod".into());
     nodes[3].resources.memory_bytes = 1 << 20;
     let mut s = spec();
     s.placement.constraints = vec!["node.labels.env==prod".into()];
@@ -127,7 +127,7 @@ fn spread_prefers_fewest_of_the_service_then_fewest_overall() {
 fn placement_preference_spreads_over_label_values() {
     let mut nodes: Vec<NodeView> = (1..=4).map(node).collect();
     for (n, zone) in nodes.iter_mut().zip(["a", "a", "a", "b"]) {
-        n.labels.insert("zone".into(), zone.into());
+        n.labels.to_mut().insert("zone".into(), zone.into());
     }
     let mut s = spec();
     s.placement.preferences = vec!["spread=node.labels.zone".into()];
@@ -206,7 +206,7 @@ fn config() -> ProptestConfig {
     }
 }
 
-fn arb_node(id: u128) -> impl Strategy<Value = NodeView> {
+fn arb_node(id: u128) -> impl Strategy<Value = NodeView<'static>> {
     (
         prop_oneof![
             6 => Just(NodeState::Ready),
@@ -229,13 +229,13 @@ fn arb_node(id: u128) -> impl Strategy<Value = NodeView> {
             n.state = state;
             n.availability = avail;
             if let Some(e) = env {
-                n.labels.insert("env".into(), e.into());
+                n.labels.to_mut().insert("env".into(), e.into());
             }
             if let Some(z) = zone {
-                n.engine_labels.insert("zone".into(), z.into());
+                n.engine_labels.to_mut().insert("zone".into(), z.into());
             }
             if docker {
-                n.runtimes.push("docker".into());
+                n.runtimes.to_mut().push("docker".into());
             }
             n.resources.nano_cpus = cpus * 1_000_000_000;
             n.resources.memory_bytes = gib << 30;
@@ -281,7 +281,7 @@ fn arb_spec() -> impl Strategy<Value = TaskSpec> {
 
 /// Nodes, running tasks, pending tasks as (service, index into the specs), specs.
 type Cluster = (
-    Vec<NodeView>,
+    Vec<NodeView<'static>>,
     Vec<TaskLoad>,
     Vec<(u128, usize, Option<u128>)>,
     Vec<TaskSpec>,

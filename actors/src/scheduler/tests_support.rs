@@ -1,5 +1,6 @@
 //! Builders shared by the scheduler's and the orchestrators' tests.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::model::{
@@ -10,16 +11,16 @@ use crate::model::{
 use super::NodeView;
 
 /// A Ready, Active worker with the process runtime, 4 CPUs and 8 GiB.
-pub fn node(id: u128) -> NodeView {
+pub fn node(id: u128) -> NodeView<'static> {
     NodeView {
         id: NodeId(id),
-        hostname: format!("host-{id}"),
+        hostname: format!("host-{id}").into(),
         role: Role::Worker,
         availability: Availability::Active,
         state: NodeState::Ready,
-        labels: BTreeMap::new(),
-        engine_labels: BTreeMap::new(),
-        runtimes: vec!["process".to_string()],
+        labels: Cow::Owned(BTreeMap::new()),
+        engine_labels: Cow::Owned(BTreeMap::new()),
+        runtimes: vec!["process".to_string()].into(),
         resources: NodeResources {
             nano_cpus: 4_000_000_000,
             memory_bytes: 8 << 30,

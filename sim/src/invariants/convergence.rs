@@ -19,7 +19,7 @@ use swarm_actors::model::{Availability, NodeId, ServiceId, ServiceMode};
 use swarm_actors::scheduler::NodeView;
 use swarm_actors::scheduler::constraint::Constraint;
 use swarm_actors::scheduler::filter::check_static;
-use swarm_actors::store::{Kind, NodeObject, ObjectBody, StoreState};
+use swarm_actors::store::{Kind, ObjectBody, StoreState};
 
 use crate::clock::Millis;
 use crate::node::node_id;
@@ -36,14 +36,11 @@ pub fn check(
     live: &BTreeSet<NodeId>,
     agents: &[Option<Agent>],
 ) -> Option<String> {
-    let nodes: Vec<NodeObject> = state
-        .list(Kind::Node)
-        .filter_map(|o| match &o.body {
-            ObjectBody::Node(n) => Some(n.clone()),
-            _ => None,
-        })
-        .collect();
-    let views = node_views(&nodes, live, true);
+    let nodes = state.list(Kind::Node).filter_map(|o| match &o.body {
+        ObjectBody::Node(n) => Some(n),
+        _ => None,
+    });
+    let views = node_views(nodes, live, true);
     // Service → node → RUNNING tasks there (slots).
     let mut running: BTreeMap<ServiceId, BTreeMap<NodeId, Vec<u64>>> = BTreeMap::new();
     for (i, a) in agents.iter().enumerate() {

@@ -77,16 +77,16 @@ mod tests {
         }
     }
 
-    fn view(id: u128) -> NodeView {
+    fn view(id: u128) -> NodeView<'static> {
         NodeView {
             id: NodeId(id),
-            hostname: format!("n{id}"),
+            hostname: format!("n{id}").into(),
             role: Role::Worker,
             availability: Availability::Active,
             state: NodeState::Ready,
-            labels: [("tier".to_string(), "a".to_string())].into(),
+            labels: std::borrow::Cow::Owned([("tier".to_string(), "a".to_string())].into()),
             engine_labels: Default::default(),
-            runtimes: vec!["process".into()],
+            runtimes: vec!["process".into()].into(),
             resources: NodeResources {
                 nano_cpus: 1,
                 memory_bytes: 1,
@@ -106,7 +106,7 @@ mod tests {
         views[0].state = NodeState::Unknown;
         assert!(judge(&views, NodeId(1), &task).unwrap().contains("Unknown"));
         views[0].state = NodeState::Ready;
-        views[0].labels.clear();
+        views[0].labels.to_mut().clear();
         assert!(judge(&views, NodeId(1), &task).unwrap().contains("match"));
     }
 }

@@ -14,6 +14,7 @@
 //! way); their runtime commands come back as events from `runtime.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use swarm_actors::agent::{SESSION_INTERVAL_MS, SESSION_TIMEOUT_MS, lost_status};
 use swarm_actors::leader::plan::accepts;
@@ -226,7 +227,7 @@ impl StoreWorld {
         }
     }
 
-    fn agent_done(&mut self, at: Millis, node: usize, answer: Option<Vec<Task>>) {
+    fn agent_done(&mut self, at: Millis, node: usize, answer: Option<Rc<[Task]>>) {
         let svc = self.svc.as_mut().expect("on");
         let a = svc.agents[node].as_mut().expect("a live agent");
         a.in_flight = None;
@@ -234,7 +235,7 @@ impl StoreWorld {
             Some(list) => {
                 svc.report.sessions_ok += 1;
                 self.svc_trace(at, node, 72, list.len() as u64);
-                self.agent_apply(at, node, list);
+                self.agent_apply(at, node, &list);
             }
             None => {
                 svc.report.sessions_failed += 1;
@@ -249,7 +250,7 @@ impl StoreWorld {
         }
     }
 
-    fn agent_apply(&mut self, at: Millis, node: usize, list: Vec<Task>) {
+    fn agent_apply(&mut self, at: Millis, node: usize, list: &[Task]) {
         let a = self.svc().agents[node].as_mut().expect("a live agent");
         a.known = list.iter().map(|t| (t.id, t.status.clone())).collect();
         let known = &a.known;

@@ -6,8 +6,10 @@
 //!   during [`DOWN_GRACE_MS`] after leadership began, `Down` after), calls the real
 //!   [`plan::plan`], and proposes the ops in chunks of [`OPS_PER_COMMAND_MAX`], one after the
 //!   other; a failed chunk ends the pass, which is retried after [`RETRY_MS`];
-//! - passes run every [`PASS_INTERVAL_MS`], [`PASS_DEBOUNCE_MS`] after an applied entry or a
-//!   fresh status, at once when the Ready set changes, and at a restart delay's end;
+//! - passes run every [`PASS_INTERVAL_MS`], [`pass_debounce_ms`] of the last pass's nodes and
+//!   tasks after an applied entry or a fresh status (one debounce timer at a time, which a pass
+//!   for another reason leaves running), at once when the Ready set changes unless that timer
+//!   is set, and at a restart delay's end (one wake timer per end);
 //! - sessions are answered from the assignments of the last pass; only the node a task is on
 //!   speaks for it; no answer (Busy) before the first pass. While a pass waits for its writes
 //!   the real actor handles no message: sessions wait in a mailbox until it ends.
@@ -15,13 +17,15 @@
 //! A paused manager's actor does nothing until it resumes (its timers fire into nothing; the
 //! interval brings it back).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use swarm_actors::leader::plan::{self, PlanInput, VersionedTask};
 use swarm_actors::leader::{
-    DOWN_GRACE_MS, PASS_DEBOUNCE_MS, PASS_INTERVAL_MS, REPORTS_MAX, RETRY_MS,
+    DOWN_GRACE_MS, PASS_INTERVAL_MS, REPORTS_MAX, RETRY_MS, pass_debounce_ms,
 };
 use swarm_actors::model::{Service, Task, TaskId, TaskState, TaskStatus};
 use swarm_actors::store::{Kind, OPS_PER_COMMAND_MAX, ObjectBody, Op};
@@ -49,6 +53,8 @@ struct InPass {
     next: usize,
     /// The tasks as they will be once the writes land.
     current: BTreeMap<TaskId, Task>,
+    /// Nodes the pass saw.
+    nodes: usize,
     poke: Vec<usize>,
     wake_at: Option<u64>,
     /// Placements of this pass that the views it used did not allow (invariant h), reported
@@ -61,11 +67,18 @@ pub struct LeaderSim {
     since_ms: Millis,
     rng: StdRng,
     reports: BTreeMap<TaskId, TaskStatus>,
-    /// From the last pass: each node's assignments.
-    assignments: BTreeMap<usize, Vec<Task>>,
+    /// From the last pass: each node's assignments, shared with the replies that carry them.
+    assignments: BTreeMap<usize, Rc<[Task]>>,
     task_node: BTreeMap<TaskId, usize>,
+    /// The debounce timer is set (only its firing clears it).
     scheduled: bool,
+    /// Something asked for a pass since the last one began.
+    dirty: bool,
+    /// When the wake timer for a restart delay's end fires.
+    wake_at: Option<Millis>,
     passes: u64,
+    /// Nodes and tasks as of the last pass, for [`pass_debounce_ms`].
+    objects: usize,
     in_pass: Option<InPass>,
     again: bool,
     mailbox: Vec<Queued>,
@@ -98,7 +111,10 @@ impl StoreWorld {
                 assignments: BTreeMap::new(),
                 task_node: BTreeMap::new(),
                 scheduled: false,
+                dirty: false,
+                wake_at: None,
                 passes: 0,
+                objects: 0,
                 in_pass: None,
                 again: false,
                 mailbox: Vec::new(),
@@ -113,7 +129,16 @@ impl StoreWorld {
 
     /// An entry was applied on manager `i`: its leader actor (if any) runs a pass soon.
     pub(crate) fn leader_applied(&mut self, at: Millis, i: usize) {
-        self.leader_soon(at, i, PASS_DEBOUNCE_MS);
+        self.leader_soon_debounced(at, i);
+    }
+
+    /// Asks for a pass after the debounce the leader's last pass size calls for.
+    fn leader_soon_debounced(&mut self, at: Millis, m: usize) {
+        let Some(l) = self.svc().leaders.get(&m) else {
+            return;
+        };
+        let after = pass_debounce_ms(l.objects);
+        self.leader_soon(at, m, after);
     }
 
     pub(super) fn leader_ready_changed(&mut self, at: Millis, m: usize) {
@@ -124,10 +149,23 @@ impl StoreWorld {
         let Some(l) = self.svc().leaders.get_mut(&m) else {
             return;
         };
+        l.dirty = true;
         if !l.scheduled {
             l.scheduled = true;
             let term = l.term;
-            self.q.push(at + after, StoreEv::Svc(Ev::Pass { m, term }));
+            self.q.push(at + after, StoreEv::Svc(Ev::Due { m, term }));
+        }
+    }
+
+    /// The debounce timer fired: a pass if something asked for one since the last.
+    pub(super) fn leader_due(&mut self, at: Millis, m: usize, term: u64) {
+        if !self.leader_is(m, term) {
+            return;
+        }
+        let l = self.svc().leaders.get_mut(&m).expect("checked");
+        l.scheduled = false;
+        if l.dirty {
+            self.leader_pass(at, m, term);
         }
     }
 
@@ -157,7 +195,7 @@ impl StoreWorld {
             l.again = true;
             return;
         }
-        l.scheduled = false;
+        l.dirty = false;
         let state = self.ms[m].machine.as_ref().expect("up").state();
         let services: Vec<Service> = state
             .list(Kind::Service)
@@ -166,12 +204,13 @@ impl StoreWorld {
                 _ => None,
             })
             .collect();
+        // Tasks, as nodes below, are read in place: the plan copies only those it changes.
         let tasks: Vec<VersionedTask> = state
             .list(Kind::Task)
             .filter_map(|o| match &o.body {
                 ObjectBody::Task(t) => Some(VersionedTask {
                     version: o.version,
-                    task: t.clone(),
+                    task: Cow::Borrowed(t),
                 }),
                 _ => None,
             })
@@ -198,8 +237,10 @@ impl StoreWorld {
             },
             &mut new_id,
         );
-        let current: BTreeMap<TaskId, Task> =
-            tasks.into_iter().map(|t| (t.task.id, t.task)).collect();
+        let current: BTreeMap<TaskId, Task> = tasks
+            .into_iter()
+            .map(|t| (t.task.id, t.task.into_owned()))
+            .collect();
         // Invariant (h): judge every placement against the views this pass used.
         let mut bad = BTreeMap::new();
         for op in &p.ops {
@@ -230,6 +271,7 @@ impl StoreWorld {
             chunks,
             next: 0,
             current,
+            nodes: views.len(),
             poke,
             wake_at: p.wake_at_ms,
             bad,
@@ -293,23 +335,26 @@ impl StoreWorld {
             .get_mut(&m)
             .expect("finishing a pass of a live actor");
         let p = l.in_pass.take().expect("a pass in flight");
+        let wake = p.wake_at_ms_after(p.now);
         if ok {
             // The statuses are in the store now, or refused for good.
             l.reports.clear();
         }
-        l.assignments.clear();
         l.task_node.clear();
         let nodes_n = svc.life.len();
-        for t in p.current.values() {
+        l.objects = p.nodes + p.current.len();
+        let mut lists: BTreeMap<usize, Vec<Task>> = BTreeMap::new();
+        for t in p.current.into_values() {
             let Some(node) = t.node_id.and_then(|n| index(n, nodes_n)) else {
                 continue;
             };
             l.task_node.insert(t.id, node);
-            let list = l.assignments.entry(node).or_default();
+            let list = lists.entry(node).or_default();
             if list.len() < ASSIGNMENTS_MAX {
-                list.push(t.clone());
+                list.push(t);
             }
         }
+        l.assignments = lists.into_iter().map(|(n, v)| (n, v.into())).collect();
         l.passes += 1;
         let term = l.term;
         let again = std::mem::take(&mut l.again);
@@ -334,7 +379,12 @@ impl StoreWorld {
         } else {
             self.leader_soon(at, m, RETRY_MS);
         }
-        if let Some(wake) = p.wake_at_ms_after(p.now) {
+        let l = self.svc().leaders.get_mut(&m).expect("still leading");
+        l.wake_at = l.wake_at.filter(|&w| w > at);
+        if let Some(wake) = wake
+            && l.wake_at.is_none_or(|w| wake < w)
+        {
+            l.wake_at = Some(wake);
             self.q.push(wake, StoreEv::Svc(Ev::Pass { m, term }));
         }
         for s in mailbox {
@@ -396,7 +446,7 @@ impl StoreWorld {
                 }
                 let mine = l.assignments.get(&from).cloned().unwrap_or_default();
                 if fresh {
-                    self.leader_soon(at, to, PASS_DEBOUNCE_MS);
+                    self.leader_soon_debounced(at, to);
                 }
                 Reply::Assignments(mine)
             }

@@ -6,7 +6,7 @@
 //!                                                                        ▼
 //!  operator (workload.rs) ── Propose(service/node writes) ──▶ raft leader (managers.rs)
 //!  leader actor (leader.rs), on the raft leader manager:
-//!     every PASS_INTERVAL_MS, on Applied (debounced), on a Ready change, at wake_at:
+//!     every PASS_INTERVAL_MS, on Applied (debounced by size), on a Ready change, at wake_at:
 //!     read its local store ─▶ plan::plan (the real one) ─▶ Propose ops (chunked, CAS)
 //!                                                       └▶ Poke nodes over the network
 //!  agent (agent.rs), on every worker:
@@ -29,6 +29,7 @@ mod runtime;
 mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -78,7 +79,8 @@ pub struct ServicesReport {
 /// An answer to a session, as the transport would carry it.
 #[derive(Clone, Debug)]
 pub enum Reply {
-    Assignments(Vec<swarm_actors::model::Task>),
+    /// A node's list, shared with the leader's copy: a reply (and its duplicate) is not a copy.
+    Assignments(Rc<[swarm_actors::model::Task]>),
     NotLeader(Option<usize>),
     Busy,
 }
@@ -92,8 +94,13 @@ pub enum Ev {
         m: usize,
         term: u64,
     },
-    /// A pass asked for (debounce, retry, wake, rebuild).
+    /// A pass asked for (wake, rebuild, again after a pass in flight).
     Pass {
+        m: usize,
+        term: u64,
+    },
+    /// The debounce (or retry) timer fired.
+    Due {
         m: usize,
         term: u64,
     },
@@ -250,6 +257,7 @@ impl StoreWorld {
             Ev::Timeline(c) => self.svc_timeline(at, c),
             Ev::LeaderTick { m, term } => self.leader_tick(at, m, term),
             Ev::Pass { m, term } => self.leader_pass(at, m, term),
+            Ev::Due { m, term } => self.leader_due(at, m, term),
             Ev::PassResult { m, term, ok } => self.leader_pass_result(at, m, term, ok),
             Ev::SessionArrive {
                 to,

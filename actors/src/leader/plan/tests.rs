@@ -7,13 +7,13 @@ use crate::model::{Availability, ServiceMode, TaskState};
 use crate::orchestrator::tests_support::{service, task};
 use crate::scheduler::tests_support::node;
 
-fn versioned(tasks: Vec<Task>) -> Vec<VersionedTask> {
+fn versioned(tasks: Vec<Task>) -> Vec<VersionedTask<'static>> {
     tasks
         .into_iter()
         .enumerate()
         .map(|(i, task)| VersionedTask {
             version: 10 + i as u64,
-            task,
+            task: Cow::Owned(task),
         })
         .collect()
 }
@@ -22,7 +22,7 @@ fn versioned(tasks: Vec<Task>) -> Vec<VersionedTask> {
 fn run(
     nodes: &[NodeView],
     services: &[Service],
-    tasks: &[VersionedTask],
+    tasks: &[VersionedTask<'_>],
     reports: &BTreeMap<TaskId, TaskStatus>,
 ) -> Plan {
     let mut next = 1000u128;
@@ -216,7 +216,7 @@ fn no_suitable_node_leaves_the_task_pending_with_the_reason_once() {
     assert!(again.ops.is_empty(), "{:?}", again.ops);
     // The label appears: the task is placed.
     let mut labelled = node(1);
-    labelled.labels.insert("env".into(), "prod".into());
+    labelled.labels.to_mut().insert("env".into(), "prod".into());
     let placed = run(&[labelled], &[svc], &tasks, &BTreeMap::new());
     let put = puts(&placed);
     assert_eq!(put[&t.id].1.status.state, TaskState::Assigned);
@@ -334,7 +334,7 @@ fn an_update_replaces_old_tasks_parallelism_at_a_time() {
     assert_eq!((new[0].slot, new[0].spec.image.as_str()), (1, "sleep-v2"));
 
     // While the replacement is not Running yet, nothing else is replaced.
-    let mut after: Vec<Task> = tasks.iter().map(|t| t.task.clone()).collect();
+    let mut after: Vec<Task> = tasks.iter().map(|t| t.task.clone().into_owned()).collect();
     after[0] = put[&TaskId(1)].1.clone();
     after.push(new[0].clone());
     let waiting = run(
