@@ -219,6 +219,9 @@ mod tests {
     fn own_description_is_requeued_less_often_in_large_clusters() {
         assert_eq!(MembershipConfig::own_requeue_ticks(16), 1);
         assert_eq!(MembershipConfig::own_requeue_ticks(120), 3);
-        assert_eq!(MembershipConfig::own_requeue_ticks(1000), OWN_REQUEUE_TICKS_MAX);
+        assert_eq!(
+            MembershipConfig::own_requeue_ticks(1000),
+            OWN_REQUEUE_TICKS_MAX
+        );
     }
 }
