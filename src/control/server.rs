@@ -228,30 +228,22 @@ pub(crate) async fn node_list(
     let leader = status.leader_node;
     let mut rows = Vec::new();
     for (node, obj) in &objects {
-        let member = members.iter().find(|m| m.id == node.id).cloned();
-        let mut row = match member {
-            Some(m) => from_member(m, ctx.node.id(), leader),
-            None => NodeInfo {
-                id: node.id.to_string(),
-                hostname: String::new(),
-                status: NodeState::Unknown.to_string(),
-                availability: String::new(),
-                role: String::new(),
-                manager_status: String::new(),
-                engine_version: String::new(),
-                addr: node.addr.to_string(),
-                labels: Default::default(),
-                nano_cpus: 0,
-                memory_bytes: 0,
-                runtimes: Vec::new(),
-                description_version: 0,
-                version: 0,
-                created_ms: 0,
-                updated_ms: 0,
-                is_self: node.id == ctx.node.id(),
-                node_labels: Default::default(),
-            },
-        };
+        // Status from membership; the description from membership, or else the one the leader
+        // wrote into the store (a manager that just restarted has not heard every node yet).
+        let mut member = members
+            .iter()
+            .find(|m| m.id == node.id)
+            .cloned()
+            .unwrap_or(MemberView {
+                id: node.id,
+                addr: node.addr,
+                state: NodeState::Unknown,
+                description: None,
+            });
+        if member.description.is_none() {
+            member.description = node.description.clone();
+        }
+        let mut row = from_member(member, ctx.node.id(), leader);
         apply_spec(&mut row, node, obj, leader);
         rows.push(row);
     }
