@@ -282,15 +282,17 @@ impl Shared {
         }
     }
 
-    /// Keeps an authenticated inbound connection for sends to its address when we have none,
-    /// so two nodes that talk both ways share one connection.
+    /// Keeps an authenticated inbound connection for sends to its address, so two nodes that
+    /// talk both ways share one connection. It replaces the one we hold: a peer that connects
+    /// to us holds no live connection to us, so ours is either from before the peer restarted
+    /// (a killed peer's connection lives on until the idle timeout, and what we send on it is
+    /// lost: a restarted manager went unheard by some nodes for 5 s) or one made at the same
+    /// moment as the peer's, when either works. The one replaced is left to close by itself.
     fn adopt(&self, addr: SocketAddr, c: &Connected) {
         let slot = self.slot(addr);
         let mut cur = slot.current.lock().expect("slot lock");
-        if !cur.as_ref().is_some_and(Connected::is_live) {
-            *cur = Some(c.clone());
-            slot.adopted.notify_waiters();
-        }
+        *cur = Some(c.clone());
+        slot.adopted.notify_waiters();
     }
 
     async fn accept_loop(self: Arc<Self>) {
