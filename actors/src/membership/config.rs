@@ -54,12 +54,12 @@ pub const PACKET_BYTES_MIN: usize = 512;
 /// near 64 KiB.
 pub const PACKET_BYTES_MAX: usize = 65_000;
 
-/// The cluster size the description re-queue is set for. In a larger cluster a node queues its
-/// own description for gossip again less often, up to [`OWN_REQUEUE_TICKS_MAX`] ticks apart:
-/// each re-queue is gossiped to members picked among all of them and decoded by each. Probing,
+/// The cluster size a node queues its own description again every rebroadcast tick for. In a
+/// larger cluster it does so less often, up to [`OWN_REQUEUE_TICKS_MAX`] ticks apart: each
+/// re-queue is gossiped to members picked among all of them and decoded by each. Probing,
 /// suspicion and announces keep their timings: detection does not slow down with size, and
 /// the announces' feeds are how a late joiner learns members whose news it missed.
-pub const PERIODS_SIZED_FOR: usize = 50;
+pub const OWN_REQUEUE_SIZED_FOR: usize = 50;
 /// Most rebroadcast ticks between two re-queues of a node's own description.
 pub const OWN_REQUEUE_TICKS_MAX: u64 = 6;
 
@@ -159,13 +159,8 @@ impl MembershipConfig {
     /// cluster of about `n` members (each re-queue is gossiped to members picked among `n`);
     /// digests and direct pulls repair what gossip misses in between.
     pub fn own_requeue_ticks(n: usize) -> u64 {
-        size_factor(n).min(OWN_REQUEUE_TICKS_MAX)
+        (n.div_ceil(OWN_REQUEUE_SIZED_FOR).max(1) as u64).min(OWN_REQUEUE_TICKS_MAX)
     }
-}
-
-/// `n` in units of [`PERIODS_SIZED_FOR`], rounded up, at least 1.
-fn size_factor(n: usize) -> u64 {
-    n.div_ceil(PERIODS_SIZED_FOR).max(1) as u64
 }
 
 #[cfg(test)]

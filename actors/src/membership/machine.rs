@@ -693,12 +693,8 @@ impl Membership {
         }
     }
 
-    /// Whether some identity of node `id` is alive or suspect.
-    fn is_active(&self, id: NodeId) -> bool {
-        self.foca.iter_members().any(|m| m.id().id == id)
-    }
-
-    /// Whether node `id` is alive or suspect under identity `bump` or a newer one.
+    /// Whether node `id` is alive or suspect under identity `bump` or a newer one (any identity
+    /// for `bump` 0).
     fn is_active_as(&self, id: NodeId, bump: u64) -> bool {
         self.foca
             .iter_members()
@@ -720,7 +716,9 @@ impl Membership {
                     // a pair costs two datagrams, not four.
                     self.push_description(id.addr, false, out);
                 }
-                OwnedNotification::MemberDown(id) if !id.is_seed() && !self.is_active(id.id) => {
+                OwnedNotification::MemberDown(id)
+                    if !id.is_seed() && !self.is_active_as(id.id, 0) =>
+                {
                     out.push(MembershipEffect::Event(MembershipEvent::Down(id.id)));
                 }
                 OwnedNotification::Rename(_, new) if !new.is_seed() => {

@@ -163,6 +163,21 @@ impl Cluster {
         self.input(i, MembershipInput::Announce(addr(0)));
     }
 
+    /// Hands `data` to node `at` outside the simulated network and returns the tags of the
+    /// datagrams it sends to `to` in response (not delivered).
+    fn handle_directly(&mut self, at: usize, data: Bytes, to: SocketAddr) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.nodes[at]
+            .m
+            .handle(MembershipInput::Datagram(data), &mut out);
+        out.iter()
+            .filter_map(|e| match e {
+                MembershipEffect::Send { to: t, data } if *t == to => Some(data[0]),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn states(&self, observer: usize) -> BTreeMap<NodeId, NodeState> {
         self.nodes[observer]
             .m
@@ -403,26 +418,8 @@ fn a_description_from_a_node_we_do_not_list_makes_it_a_member() {
     c.input(3, MembershipInput::Start);
 
     // Node 3 pushes its description to node 1, as a member that saw node 1 come up does.
-    let config = crate::membership::codec::bincode_config();
-    let item = DescriptionItem {
-        bump: 0,
-        description: description(3),
-    };
-    let mut data = vec![TAG_DESCRIPTION];
-    data.extend(bincode::serde::encode_to_vec(None::<SocketAddr>, config).unwrap());
-    data.extend(item.encode().unwrap());
     let backlog = c.nodes[1].m.stats().updates_backlog;
-    let mut out = Vec::new();
-    c.nodes[1]
-        .m
-        .handle(MembershipInput::Datagram(data.into()), &mut out);
-    let tags_to_3: Vec<u8> = out
-        .iter()
-        .filter_map(|e| match e {
-            MembershipEffect::Send { to, data } if *to == addr(3) => Some(data[0]),
-            _ => None,
-        })
-        .collect();
+    let tags_to_3 = c.handle_directly(1, description_datagram(3, None), addr(3));
     // Node 1 lists node 3 at once (without gossiping it) and, as for any member that comes
     // up, sends it its description.
     assert_eq!(tags_to_3, vec![TAG_DESCRIPTION]);
@@ -435,19 +432,20 @@ fn a_description_from_a_node_we_do_not_list_makes_it_a_member() {
     assert_eq!(c.states(3).get(&node_id(1)), Some(&NodeState::Ready));
 
     // Asked for its description by a node it lists as live, node 1 only answers.
-    let mut data = vec![TAG_DESCRIPTION];
-    data.extend(bincode::serde::encode_to_vec(Some(addr(3)), config).unwrap());
-    data.extend(item.encode().unwrap());
-    let mut out = Vec::new();
-    c.nodes[1]
-        .m
-        .handle(MembershipInput::Datagram(data.into()), &mut out);
-    let tags_to_3: Vec<u8> = out
-        .iter()
-        .filter_map(|e| match e {
-            MembershipEffect::Send { to, data } if *to == addr(3) => Some(data[0]),
-            _ => None,
-        })
-        .collect();
+    let tags_to_3 = c.handle_directly(1, description_datagram(3, Some(addr(3))), addr(3));
     assert_eq!(tags_to_3, vec![TAG_DESCRIPTION]);
+}
+
+/// A direct description datagram carrying node `i`'s description, asking for a reply at
+/// `reply_to` if any.
+fn description_datagram(i: usize, reply_to: Option<SocketAddr>) -> Bytes {
+    let item = DescriptionItem {
+        bump: 0,
+        description: description(i),
+    };
+    let config = crate::membership::codec::bincode_config();
+    let mut data = vec![TAG_DESCRIPTION];
+    data.extend(bincode::serde::encode_to_vec(reply_to, config).unwrap());
+    data.extend(item.encode().unwrap());
+    data.into()
 }
