@@ -62,6 +62,15 @@ pub const PACKET_BYTES_MAX: usize = 65_000;
 pub const OWN_REQUEUE_SIZED_FOR: usize = 50;
 /// Most rebroadcast ticks between two re-queues of a node's own description.
 pub const OWN_REQUEUE_TICKS_MAX: u64 = 6;
+/// The cluster size the periodic announce keeps its configured period for. Each announce is
+/// answered with a feed of as many members as fill a datagram (about 80), and every member in
+/// it is looked up by the receiver: at 1,000 members the feeds were most of foca's work in a
+/// quiet cluster. A larger cluster stretches the period by one step per this many members.
+pub const ANNOUNCE_SIZED_FOR: usize = 250;
+/// Most steps the announce period is stretched by (2 s becomes at most 8 s). Feeds are how a
+/// member learns one whose news it missed; a member also learns any member that probes it,
+/// which every member does within one probe round.
+pub const ANNOUNCE_STRETCH_MAX: usize = 4;
 
 impl MembershipConfig {
     pub fn lan() -> Self {
@@ -119,9 +128,10 @@ impl MembershipConfig {
         self.max_packet_bytes - 1
     }
 
-    /// foca's config for a cluster of about `cluster_size_hint` members. Only the number of
+    /// foca's config for a cluster of about `cluster_size_hint` members. The number of
     /// transmissions grows with the cluster (as memberlist does: 4 × ⌈log10(n + 1)⌉), so that an
-    /// update still reaches everyone; the timings stay as configured.
+    /// update still reaches everyone, and the announce period stretches past
+    /// [`ANNOUNCE_SIZED_FOR`] members; probing, suspicion and gossip keep their timings.
     ///
     /// Call [`MembershipConfig::validate`] first; this asserts what it checks.
     pub fn to_foca(&self, cluster_size_hint: usize) -> foca::Config {
@@ -141,7 +151,7 @@ impl MembershipConfig {
             max_packet_size: nz(self.foca_packet_bytes()),
             notify_down_members: true,
             periodic_announce: Some(foca::PeriodicParams {
-                frequency: ms(self.announce_period_ms),
+                frequency: ms(self.announce_period_ms * Self::announce_stretch(cluster_size_hint)),
                 num_members: nz(1),
             }),
             periodic_announce_to_down_members: Some(foca::PeriodicParams {
@@ -153,6 +163,12 @@ impl MembershipConfig {
                 num_members: nz(self.gossip_fanout),
             }),
         }
+    }
+
+    /// By how many times the announce period is stretched in a cluster of about `n` members.
+    pub fn announce_stretch(n: usize) -> u64 {
+        n.div_ceil(ANNOUNCE_SIZED_FOR)
+            .clamp(1, ANNOUNCE_STRETCH_MAX) as u64
     }
 
     /// Every how many rebroadcast ticks a node queues its own description for gossip again in a
@@ -208,6 +224,23 @@ mod tests {
         assert_eq!(f.probe_period, Duration::from_millis(250));
         assert_eq!(f.max_packet_size.get(), 1149);
         assert!(f.notify_down_members);
+    }
+
+    #[test]
+    fn announces_are_spaced_out_in_large_clusters_only() {
+        let c = MembershipConfig::lan();
+        let every = |n| c.to_foca(n).periodic_announce.unwrap().frequency;
+        assert_eq!(every(5), Duration::from_millis(c.announce_period_ms));
+        assert_eq!(every(250), Duration::from_millis(c.announce_period_ms));
+        assert_eq!(every(251), Duration::from_millis(2 * c.announce_period_ms));
+        assert_eq!(every(1000), Duration::from_millis(4 * c.announce_period_ms));
+        assert_eq!(
+            every(100_000),
+            Duration::from_millis(4 * c.announce_period_ms)
+        );
+        // Announces to Down members (which heal partitions) keep their period.
+        let down = c.to_foca(1000).periodic_announce_to_down_members.unwrap();
+        assert_eq!(down.frequency, Duration::from_millis(c.announce_period_ms));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! runtime → shut the task down. A paused node, or one whose state is unknown, keeps what it
 //! runs and gets nothing new. Each node's history is trimmed like a replicated slot's.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::model::{Availability, NodeId, NodeState, Service, Task};
 use crate::scheduler::NodeView;
@@ -31,10 +31,12 @@ pub(super) fn reconcile(
     let Ok(constraints) = Constraint::parse_all(&spec.placement.constraints) else {
         return;
     };
-    let mut by_node: BTreeMap<NodeId, Vec<&Task>> = BTreeMap::new();
+    // The tasks grouped by node in one sorted list (stable: a node's tasks keep their order)
+    // rather than a list per node: this runs on every pass, over every node.
+    let mut placed: Vec<&Task> = Vec::with_capacity(tasks.len());
     for &t in tasks {
         match t.node_id {
-            Some(id) => by_node.entry(id).or_default().push(t),
+            Some(_) => placed.push(t),
             // A global task is made for one node; one without a node has no place to go.
             None if is_live(t) => out.push(Action::Shutdown {
                 task: t.id,
@@ -43,9 +45,16 @@ pub(super) fn reconcile(
             None => {}
         }
     }
-    let all: BTreeSet<NodeId> = nodes.keys().chain(by_node.keys()).copied().collect();
+    placed.sort_by_key(|t| t.node_id);
+    let mut all: Vec<NodeId> = nodes.keys().copied().collect();
+    all.extend(placed.iter().filter_map(|t| t.node_id));
+    all.sort_unstable();
+    all.dedup();
+    let mut rest: &[&Task] = &placed;
     for id in all {
-        let here: &[&Task] = by_node.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        let n = rest.iter().take_while(|t| t.node_id == Some(id)).count();
+        let (here, after) = rest.split_at(n);
+        rest = after;
         let keep = dedupe(here, out);
         let running = keep.filter(|t| !t.status.state.is_terminal());
         let create = Action::Create {

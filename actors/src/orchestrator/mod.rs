@@ -93,8 +93,8 @@ fn is_live(t: &Task) -> bool {
 
 /// Of the live tasks of one slot, the one to keep: not ended first, then furthest along, then
 /// newest, then highest ID. The others are duplicates to shut down.
-fn keeper<'a>(live: &[&'a Task]) -> Option<&'a Task> {
-    live.iter().copied().max_by_key(|t| {
+fn keeper<'a>(live: impl Iterator<Item = &'a Task>) -> Option<&'a Task> {
+    live.max_by_key(|t| {
         (
             !t.status.state.is_terminal(),
             t.status.state,
@@ -106,9 +106,9 @@ fn keeper<'a>(live: &[&'a Task]) -> Option<&'a Task> {
 
 /// Shuts down every live task of `slot_tasks` but the keeper, and returns the keeper.
 fn dedupe<'a>(slot_tasks: &[&'a Task], out: &mut Vec<Action>) -> Option<&'a Task> {
-    let live: Vec<&Task> = slot_tasks.iter().copied().filter(|t| is_live(t)).collect();
-    let keep = keeper(&live)?;
-    for t in live {
+    let live = || slot_tasks.iter().copied().filter(|t| is_live(t));
+    let keep = keeper(live())?;
+    for t in live() {
         if t.id != keep.id {
             out.push(Action::Shutdown {
                 task: t.id,

@@ -227,7 +227,7 @@ impl StoreWorld {
         }
     }
 
-    fn agent_done(&mut self, at: Millis, node: usize, answer: Option<Rc<[Task]>>) {
+    fn agent_done(&mut self, at: Millis, node: usize, answer: Option<Rc<[Rc<Task>]>>) {
         let svc = self.svc.as_mut().expect("on");
         let a = svc.agents[node].as_mut().expect("a live agent");
         a.in_flight = None;
@@ -250,7 +250,7 @@ impl StoreWorld {
         }
     }
 
-    fn agent_apply(&mut self, at: Millis, node: usize, list: &[Task]) {
+    fn agent_apply(&mut self, at: Millis, node: usize, list: &[Rc<Task>]) {
         let a = self.svc().agents[node].as_mut().expect("a live agent");
         a.known = list.iter().map(|t| (t.id, t.status.clone())).collect();
         let known = &a.known;

@@ -80,7 +80,7 @@ pub struct ServicesReport {
 #[derive(Clone, Debug)]
 pub enum Reply {
     /// A node's list, shared with the leader's copy: a reply (and its duplicate) is not a copy.
-    Assignments(Rc<[swarm_actors::model::Task]>),
+    Assignments(Rc<[Rc<swarm_actors::model::Task>]>),
     NotLeader(Option<usize>),
     Busy,
 }
