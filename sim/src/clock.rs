@@ -58,6 +58,24 @@ impl<E> EventQueue<E> {
     /// Queues `event` at `at`; a time in the past means now.
     pub fn push(&mut self, at: Millis, event: E) {
         self.seq += 1;
+        self.push_as(at, self.seq, event);
+    }
+
+    /// Sets aside the next `n` sequence numbers for [`EventQueue::push_as`] and returns the
+    /// first: events queued later with them sort as if they had been queued now.
+    pub fn reserve(&mut self, n: u64) -> u64 {
+        let first = self.seq + 1;
+        self.seq += n;
+        first
+    }
+
+    /// The time of the next event, if any.
+    pub fn peek_at(&self) -> Option<Millis> {
+        self.heap.peek().map(|k| k.0.at)
+    }
+
+    /// Queues `event` at `at` with a sequence number from [`EventQueue::reserve`].
+    pub fn push_as(&mut self, at: Millis, seq: u64, event: E) {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot] = Some(event);
@@ -70,7 +88,7 @@ impl<E> EventQueue<E> {
         };
         self.heap.push(Reverse(Key {
             at: at.max(self.now),
-            seq: self.seq,
+            seq,
             slot,
         }));
     }

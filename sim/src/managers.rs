@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::mpsc::Receiver;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -33,7 +34,7 @@ use crate::invariants::{committed_never_lost, one_leader_per_term, store_livenes
 use crate::net::Network;
 use crate::node::addr;
 use crate::services::{self, Services, ServicesReport};
-use crate::timeline::Timeline;
+use crate::timeline::Batch;
 use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace};
 use crate::world::SimConfig;
 
@@ -140,9 +141,12 @@ pub(crate) struct StoreWorld {
     pub(crate) svc: Option<Services>,
 }
 
+/// Sequence numbers set aside for the timeline's changes: far more than a run records.
+const TIMELINE_CHANGES_MAX: u64 = 1 << 40;
+
 /// Runs the store layer of `cfg` to the end, with the services layer on it when `timeline`
-/// (what the membership loop did) is given.
-pub fn run(cfg: &SimConfig, timeline: Option<Timeline>) -> StoreReport {
+/// (what the membership loop does, in batches as it runs) is given.
+pub fn run(cfg: &SimConfig, timeline: Option<Receiver<Batch>>) -> StoreReport {
     let m = cfg.managers;
     assert!((1..=7).contains(&m), "1..=7 managers");
     let store_cfg = StoreConfig {
@@ -181,14 +185,38 @@ pub fn run(cfg: &SimConfig, timeline: Option<Timeline>) -> StoreReport {
         report: StoreReport::default(),
         svc: timeline
             .as_ref()
-            .map(|t| Services::new(cfg.seed, cfg.nodes, m, t)),
+            .map(|_| Services::new(cfg.seed, cfg.nodes, m)),
     };
     w.start();
-    if let Some(t) = timeline {
-        w.svc_start(t);
+    // The timeline's changes sort after the events queued so far and before any queued later,
+    // whenever they arrive (see `timeline`).
+    let mut next_change = w.q.reserve(TIMELINE_CHANGES_MAX);
+    if w.svc.is_some() {
+        w.svc_start();
     }
     let end = cfg.duration_ms + cfg.heal_ms;
-    while let Some((at, ev)) = w.q.pop_until(end) {
+    // Every change before `upto` is queued.
+    let mut upto = if timeline.is_some() { 0 } else { Millis::MAX };
+    loop {
+        let next = w.q.peek_at().unwrap_or(Millis::MAX).min(end);
+        while upto <= next {
+            let Some(batch) = timeline.as_ref().and_then(|rx| rx.recv().ok()) else {
+                // The membership loop is gone without its last batch: it panicked, and its
+                // thread's panic is what the run reports.
+                return w.report;
+            };
+            for (at, change) in batch.changes {
+                w.q.push_as(at, next_change, Ev::Svc(services::Ev::Timeline(change)));
+                next_change += 1;
+            }
+            if let Some(svc) = w.svc.as_mut() {
+                svc.gone_for_good.extend(batch.gone_for_good);
+            }
+            upto = batch.upto;
+        }
+        let Some((at, ev)) = w.q.pop_until(end) else {
+            break;
+        };
         w.step(at, ev);
     }
     if w.report.heal_write_ms.is_none() {

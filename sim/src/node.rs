@@ -148,6 +148,7 @@ pub fn trace_kind(input: &MembershipInput) -> u8 {
         MembershipInput::Timer(MembershipTimer::Foca(_)) => 3,
         MembershipInput::Timer(MembershipTimer::Rebroadcast) => 4,
         MembershipInput::Timer(MembershipTimer::Reannounce) => 5,
+        MembershipInput::Timer(MembershipTimer::Gossip) => 9,
         MembershipInput::Announce(_) => 6,
         MembershipInput::Describe(_) => 7,
         MembershipInput::Leave => 8,

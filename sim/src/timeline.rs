@@ -11,6 +11,12 @@
 //! Managers are not crashed or paused by the membership loop while the services layer is on:
 //! the store loop crashes and pauses them (so a manager's membership view never vanishes while
 //! its store runs).
+//!
+//! The two loops run at once, on two threads: the membership loop hands the changes over in
+//! [`Batch`]es, each saying up to when it is complete, and the store loop takes an event only
+//! once every change up to that event's time has arrived. Changes keep their places in the
+//! store loop's queue (before any event queued after its start), so a run's outcome and trace
+//! do not depend on how the threads happen to interleave.
 
 use crate::clock::Millis;
 use crate::net::Partition;
@@ -48,4 +54,31 @@ impl Timeline {
         debug_assert!(self.changes.last().is_none_or(|(t, _)| *t <= at));
         self.changes.push((at, change));
     }
+
+    /// The changes recorded since the last batch, complete up to (not including) `upto`.
+    pub fn batch(&mut self, upto: Millis) -> Batch {
+        Batch {
+            changes: std::mem::take(&mut self.changes),
+            gone_for_good: std::mem::take(&mut self.gone_for_good),
+            upto,
+        }
+    }
 }
+
+/// Part of the timeline, handed from the membership loop to the store loop.
+#[derive(Debug)]
+pub struct Batch {
+    pub changes: Vec<(Millis, Change)>,
+    pub gone_for_good: Vec<usize>,
+    /// Every change before this time is in this batch or an earlier one; `Millis::MAX` in the
+    /// last batch.
+    pub upto: Millis,
+}
+
+/// How much virtual time one batch covers. Batches hold a few changes each; the store loop
+/// waits for the membership loop at most this far ahead.
+pub const BATCH_MS: Millis = 500;
+
+/// Batches in flight at most: the membership loop waits when the store loop is this far
+/// behind.
+pub const BATCHES_IN_FLIGHT_MAX: usize = 256;

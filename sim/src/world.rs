@@ -14,6 +14,8 @@
 //! managers' crashes and pauses to the store loop.
 
 use std::collections::BTreeSet;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -28,7 +30,7 @@ use crate::invariants::{REPORT_MAX, all_ready, descriptions, no_false_down};
 use crate::managers::StoreReport;
 use crate::net::{NetStats, Network};
 use crate::node::{self, SimNode, Status, addr, index_of, index_of_addr, node_id};
-use crate::timeline::{Change, Timeline};
+use crate::timeline::{BATCH_MS, BATCHES_IN_FLIGHT_MAX, Batch, Change, Timeline};
 use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,6 +181,11 @@ struct World {
     detected: Vec<BTreeSet<usize>>,
     /// What the services layer replays (only recorded when it is on).
     timeline: Option<Timeline>,
+    /// Where the timeline's batches go, and when the next one is due.
+    to_store: Option<SyncSender<Batch>>,
+    next_batch_at: Millis,
+    /// The store loop, running beside this one.
+    store: Option<JoinHandle<StoreReport>>,
     report: SimReport,
 }
 
@@ -202,6 +209,9 @@ pub fn run(cfg: SimConfig) -> SimReport {
         crashed_at: vec![None; n],
         detected: vec![BTreeSet::new(); n],
         timeline: cfg.services_on().then(Timeline::default),
+        to_store: None,
+        next_batch_at: 0,
+        store: None,
         report: SimReport {
             config: cfg.clone(),
             trace_hash: 0,
@@ -217,9 +227,13 @@ pub fn run(cfg: SimConfig) -> SimReport {
         },
         cfg,
     };
+    w.start_store();
     w.schedule_start();
     let end = w.cfg.duration_ms + w.cfg.heal_ms;
     while let Some((at, ev)) = w.q.pop_until(end) {
+        if at >= w.next_batch_at {
+            w.send_batch(at);
+        }
         w.step(at, ev);
     }
     w.q.advance_to(end);
@@ -571,6 +585,29 @@ impl World {
         }
     }
 
+    /// Starts the store loop on its own thread. With the services layer on, it replays this
+    /// loop's timeline as the batches arrive; without, it needs nothing from this loop.
+    fn start_store(&mut self) {
+        let (tx, rx): (SyncSender<Batch>, Receiver<Batch>) = sync_channel(BATCHES_IN_FLIGHT_MAX);
+        let feed = self.timeline.is_some().then_some(rx);
+        self.to_store = feed.is_some().then_some(tx);
+        let cfg = self.cfg.clone();
+        let store = std::thread::Builder::new()
+            .name("store loop".into())
+            .spawn(move || crate::managers::run(&cfg, feed))
+            .expect("a thread for the store loop");
+        self.store = Some(store);
+    }
+
+    /// Hands the changes recorded before `upto` to the store loop.
+    fn send_batch(&mut self, upto: Millis) {
+        self.next_batch_at = upto.saturating_add(BATCH_MS);
+        if let (Some(t), Some(tx)) = (self.timeline.as_mut(), self.to_store.as_ref()) {
+            // A store loop that stopped early (it panicked) is reported when it is joined.
+            let _ = tx.send(t.batch(upto));
+        }
+    }
+
     fn record(&mut self, at: Millis, change: Change) {
         if let Some(t) = self.timeline.as_mut() {
             t.push(at, change);
@@ -588,8 +625,12 @@ impl World {
             .filter_map(|n| n.machine.as_ref())
             .map(|m| m.stats().datagrams_refused)
             .sum();
-        let timeline = self.timeline.take();
-        let store = crate::managers::run(&self.cfg, timeline);
+        self.send_batch(Millis::MAX);
+        self.to_store = None;
+        let store = match self.store.take().expect("started with the run").join() {
+            Ok(report) => report,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
         self.trace.u64(store.trace_hash);
         self.report
             .violations

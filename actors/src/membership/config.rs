@@ -33,7 +33,8 @@ pub struct MembershipConfig {
     pub num_indirect_probes: usize,
     /// Times each update and broadcast is piggybacked; raised with the cluster size hint.
     pub max_transmissions: u8,
-    /// How often pending updates are gossiped (to `gossip_fanout` random members).
+    /// How often pending updates are gossiped (to `gossip_fanout` random members), by the
+    /// machine's own timer, which is set only while there are some.
     pub gossip_period_ms: u64,
     pub gossip_fanout: usize,
     /// How long a Down member stays listed before it is forgotten.
@@ -158,10 +159,8 @@ impl MembershipConfig {
                 frequency: ms(self.announce_period_ms),
                 num_members: nz(2),
             }),
-            periodic_gossip: Some(foca::PeriodicParams {
-                frequency: ms(self.gossip_period_ms),
-                num_members: nz(self.gossip_fanout),
-            }),
+            // The machine gossips on its own timer, set only while there is something to send.
+            periodic_gossip: None,
         }
     }
 

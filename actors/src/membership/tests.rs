@@ -32,6 +32,8 @@ struct Cluster {
     pending: BTreeMap<u64, (usize, u64, MembershipInput)>,
     nodes: Vec<Node>,
     by_addr: BTreeMap<SocketAddr, usize>,
+    /// Gossip timers handled so far, all nodes together.
+    gossip_ticks: usize,
 }
 
 fn addr(i: usize) -> SocketAddr {
@@ -81,6 +83,7 @@ impl Cluster {
             pending: BTreeMap::new(),
             nodes: Vec::new(),
             by_addr: BTreeMap::new(),
+            gossip_ticks: 0,
         };
         for i in 0..n {
             c.nodes.push(Node {
@@ -109,6 +112,9 @@ impl Cluster {
     }
 
     fn input(&mut self, node: usize, input: MembershipInput) {
+        if input == MembershipInput::Timer(MembershipTimer::Gossip) {
+            self.gossip_ticks += 1;
+        }
         let mut out = Vec::new();
         self.nodes[node].m.handle(input, &mut out);
         for effect in out {
@@ -363,6 +369,35 @@ fn start_schedules_the_machines_own_timers() {
     // The seed placeholder is never listed.
     m.handle(MembershipInput::Announce(addr(1)), &mut out);
     assert_eq!(m.members().len(), 1);
+}
+
+#[test]
+fn gossip_ticks_only_while_something_waits_to_be_sent() {
+    // A node alone keeps its own description queued, with no one to send it to: no timer.
+    let mut m = machine(0, 0);
+    let mut out = Vec::new();
+    m.handle(MembershipInput::Start, &mut out);
+    let gossip = |out: &[MembershipEffect]| {
+        out.iter().any(|e| {
+            matches!(
+                e,
+                MembershipEffect::Schedule {
+                    timer: MembershipTimer::Gossip,
+                    ..
+                }
+            )
+        })
+    };
+    assert!(!gossip(&out));
+
+    // A quiet cluster gossips far less often than a timer ticking every period would
+    // (3 nodes, 30 s, every 100 ms: 900 ticks); `a_description_change_reaches_everyone`
+    // shows that a change still does.
+    let mut c = formed(3);
+    let before = c.gossip_ticks;
+    c.run_for(30_000);
+    let quiet = c.gossip_ticks - before;
+    assert!(quiet > 0 && quiet < 300, "{quiet} gossip ticks in 30 s");
 }
 
 #[test]

@@ -41,7 +41,7 @@ use crate::invariants::{convergence, one_task_per_slot};
 use crate::managers::{Ev as StoreEv, Status as MgrStatus, StoreWorld};
 use crate::net::Network;
 use crate::node::node_id;
-use crate::timeline::{Change, Timeline};
+use crate::timeline::Change;
 
 pub use agent::Agent;
 pub use leader::LeaderSim;
@@ -178,7 +178,7 @@ pub struct Services {
     life: Vec<Life>,
     /// Grows at every start of a node: events of an earlier life are dropped.
     boots: Vec<u64>,
-    gone_for_good: BTreeSet<usize>,
+    pub(crate) gone_for_good: BTreeSet<usize>,
     /// Per manager, the nodes its membership sees Up.
     views: Vec<BTreeSet<usize>>,
     leaders: BTreeMap<usize, LeaderSim>,
@@ -193,14 +193,14 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(seed: u64, nodes: usize, managers: usize, timeline: &Timeline) -> Self {
+    pub fn new(seed: u64, nodes: usize, managers: usize) -> Self {
         Services {
             net: Network::new(seed ^ 0x5e55_1045),
             runtime_rng: StdRng::seed_from_u64(seed ^ 0x7a5c_0de5),
             workload_rng: StdRng::seed_from_u64(seed ^ 0x0be7_a702),
             life: vec![Life::Down; nodes],
             boots: vec![0; nodes],
-            gone_for_good: timeline.gone_for_good.iter().copied().collect(),
+            gone_for_good: BTreeSet::new(),
             views: vec![BTreeSet::new(); managers],
             leaders: BTreeMap::new(),
             agents: (0..nodes).map(|_| None).collect(),
@@ -233,11 +233,8 @@ impl StoreWorld {
         self.svc.as_mut().expect("the services layer is on")
     }
 
-    /// Queues the timeline and the layer's first events.
-    pub(crate) fn svc_start(&mut self, timeline: Timeline) {
-        for (at, change) in timeline.changes {
-            self.q.push(at, StoreEv::Svc(Ev::Timeline(change)));
-        }
+    /// Queues the layer's first events (the timeline's changes are queued as they arrive).
+    pub(crate) fn svc_start(&mut self) {
         self.q.push(500, StoreEv::Svc(Ev::Workload));
         self.q.push(self.cfg.duration_ms, StoreEv::Svc(Ev::Check));
     }

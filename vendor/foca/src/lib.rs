@@ -495,6 +495,15 @@ where
         )
     }
 
+    /// Like [`Foca::gossip`], to `num_members` random active members
+    /// (a change of this copy of foca, see PATCHES.md): for a caller
+    /// that runs its own gossip timer instead of
+    /// [`Config::periodic_gossip`], which ticks whether or not there is
+    /// anything to send.
+    pub fn gossip_to(&mut self, num_members: usize, runtime: impl Runtime<T>) -> Result<()> {
+        self.choose_and_send(num_members, Message::Gossip, runtime)
+    }
+
     fn announce_to_down(&mut self, num_members: usize, mut runtime: impl Runtime<T>) -> Result<()> {
         self.choice_buf.clear();
         self.members
