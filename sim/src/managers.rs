@@ -2,9 +2,9 @@
 //! simulated network, under the same kinds of fault as the membership layer, with a workload of
 //! creates and compare-and-set updates.
 //!
-//! It runs as its own event loop after the membership layer, from streams of the same seed, so
-//! adding it did not disturb the membership layer's schedule. Its trace hash is folded into the
-//! run's.
+//! It runs as its own event loop beside the membership layer, on a second thread, from streams
+//! of the same seed, so adding it did not disturb the membership layer's schedule. Its trace
+//! hash is folded into the run's.
 //!
 //! ```text
 //!   0 ─ manager 1 bootstraps; the others are added as voters ─ faults from 3 s ─┬─ heal ─ end

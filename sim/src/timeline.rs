@@ -1,6 +1,6 @@
 //! What the membership layer did, recorded for the services layer to replay.
 //!
-//! Membership depends on nothing above it, so the membership loop runs first and records, in
+//! Membership depends on nothing above it, so the membership loop runs ahead and records, in
 //! time order: each manager's view (who it sees Up or Down), which worker nodes crashed,
 //! restarted, paused and resumed, and the network's conditions (partition, loss, duplication).
 //! The store loop, which carries the services layer, replays these events at the same virtual

@@ -10,8 +10,8 @@
 //! network and the fault plan get their own streams, so one seed decides the whole run.
 //!
 //! With the services layer on, this loop also records a [`Timeline`] (manager views, worker
-//! crashes and pauses, network conditions) that the store loop replays, and it leaves the
-//! managers' crashes and pauses to the store loop.
+//! crashes and pauses, network conditions) that the store loop, on its own thread, replays as
+//! the batches arrive, and it leaves the managers' crashes and pauses to the store loop.
 
 use std::collections::BTreeSet;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
