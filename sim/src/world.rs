@@ -14,7 +14,7 @@
 //! the batches arrive, and it leaves the managers' crashes and pauses to the store loop.
 
 use std::collections::BTreeSet;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -588,7 +588,7 @@ impl World {
     /// Starts the store loop on its own thread. With the services layer on, it replays this
     /// loop's timeline as the batches arrive; without, it needs nothing from this loop.
     fn start_store(&mut self) {
-        let (tx, rx): (SyncSender<Batch>, Receiver<Batch>) = sync_channel(BATCHES_IN_FLIGHT_MAX);
+        let (tx, rx) = sync_channel(BATCHES_IN_FLIGHT_MAX);
         let feed = self.timeline.is_some().then_some(rx);
         self.to_store = feed.is_some().then_some(tx);
         let cfg = self.cfg.clone();

@@ -69,6 +69,26 @@ pub fn pass_debounce_ms(objects: usize) -> u64 {
     grown.clamp(PASS_DEBOUNCE_MS, PASS_DEBOUNCE_MAX_MS)
 }
 
+/// When the wake timer for a restart delay that ends at `end_ms` fires, asked at `now_ms`: one
+/// millisecond after the end, so that the pass it brings finds the delay over.
+pub fn wake_fire_ms(end_ms: u64, now_ms: u64) -> u64 {
+    now_ms + end_ms.saturating_sub(now_ms) + 1
+}
+
+/// The wake timer to set, if any, when a pass at `now_ms` wants one to fire at `wanted`.
+/// `pending` is when the one already set fires (forgotten once that time has passed) and
+/// becomes the new one's time. Every pass before a restart delay ends wants the same time, so
+/// only an earlier one sets another timer: one timer per delay end, however many passes.
+pub fn wake_to_set(pending: &mut Option<u64>, wanted: Option<u64>, now_ms: u64) -> Option<u64> {
+    *pending = pending.filter(|&w| w > now_ms);
+    let wanted = wanted?;
+    if pending.is_some_and(|w| w <= wanted) {
+        return None;
+    }
+    *pending = Some(wanted);
+    Some(wanted)
+}
+
 /// A pass runs at least this often, changes or not: restart delays and the down grace end
 /// without a message.
 pub const PASS_INTERVAL_MS: u64 = 1_000;
@@ -158,8 +178,7 @@ pub struct LeaderState {
     scheduled: bool,
     /// Something asked for a pass since the last one began.
     dirty: bool,
-    /// The restart delay end a wake timer is set for; a pass asks for another only when it
-    /// wants an earlier one (every pass before a delay ends wants that same end).
+    /// When the wake timer set for a restart delay's end fires (see [`wake_to_set`]).
     wake_at: Option<u64>,
 }
 
@@ -457,13 +476,9 @@ impl LeaderState {
                 self.poke(*node);
             }
         }
-        self.wake_at = self.wake_at.filter(|&w| w >= now);
-        if let Some(at) = plan.wake_at_ms
-            && self.wake_at.is_none_or(|w| at < w)
-        {
-            self.wake_at = Some(at);
-            let after = at.saturating_sub(now) + 1;
-            myself.send_after(Duration::from_millis(after), || LeaderMsg::Pass);
+        let wanted = plan.wake_at_ms.map(|end| wake_fire_ms(end, now));
+        if let Some(fire) = wake_to_set(&mut self.wake_at, wanted, now) {
+            myself.send_after(Duration::from_millis(fire - now), || LeaderMsg::Pass);
         }
 
         self.view.passes += 1;
@@ -588,6 +603,33 @@ mod tests {
             id: "x".repeat(bytes),
             expect: Expect::Any,
         }
+    }
+
+    #[test]
+    fn one_wake_timer_per_restart_delay_end() {
+        assert_eq!(wake_fire_ms(5_000, 1_000), 5_001);
+        assert_eq!(
+            wake_fire_ms(500, 1_000),
+            1_001,
+            "an end already past wakes at once"
+        );
+        let mut pending = None;
+        assert_eq!(wake_to_set(&mut pending, Some(5_001), 1_000), Some(5_001));
+        assert_eq!(
+            wake_to_set(&mut pending, Some(5_001), 2_000),
+            None,
+            "same end"
+        );
+        assert_eq!(
+            wake_to_set(&mut pending, Some(9_001), 3_000),
+            None,
+            "a later end"
+        );
+        assert_eq!(wake_to_set(&mut pending, Some(4_001), 3_000), Some(4_001));
+        assert_eq!(wake_to_set(&mut pending, None, 3_500), None);
+        assert_eq!(pending, Some(4_001));
+        // Once it has fired it is forgotten, and the next end sets one again.
+        assert_eq!(wake_to_set(&mut pending, Some(9_001), 4_001), Some(9_001));
     }
 
     #[test]

@@ -4,17 +4,20 @@
 //! [`MembershipEffect`]s, in order: datagrams to send, timers to set, events to report. The
 //! caller owns the clock (it fires timers after the asked delay) and the sockets.
 //!
-//! Besides foca's own timers the machine keeps two of its own, set up by
+//! Besides foca's own timers the machine keeps three of its own. Two are set up by
 //! [`MembershipInput::Start`]:
 //! - `Rebroadcast` (every `rebroadcast_period_ms`): size foca's config for the most members seen;
 //!   queue our description for gossip again (every tick up to 50 members, less often in larger
-//!   clusters); after a membership or description change, or else once a minute, sweep the
+//!   clusters); after a membership change, or else once a minute, sweep the
 //!   book: ask members whose description we lack (or hold from an older identity) for theirs
 //!   and forget descriptions of nodes foca has forgotten; and send one random member a digest
 //!   (node, bump, version) of the descriptions that changed last plus a rotating window of the
 //!   rest, so a node that missed a change while cut off asks the owner for it;
 //! - `Reannounce` (every `announce_period_ms`): while we know no live member, announce to our
 //!   seeds and to a few members we hold Down, so a node cut off from everyone finds its way back.
+//!
+//! The third, `Gossip` (every `gossip_period_ms`), is set only while foca has updates or
+//! descriptions waiting to be sent (see `Membership::keep_gossiping`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -486,10 +489,7 @@ impl Membership {
         // nodes takes longer than the 10 s a heal allows and at 1,000 nodes minutes. A node we
         // hold Down under that identity stays Down: foca never revives a Down identity.
         let sender = reply_to.unwrap_or(item.description.addr);
-        let listed = self.foca.member_at(&sender).is_some_and(|m| {
-            m.state() != State::Down && m.id().id == item.description.id && m.id().bump >= item.bump
-        });
-        if sender != self.me().addr && !listed {
+        if sender != self.me().addr && !self.is_listed_at(sender, item.description.id, item.bump) {
             let id = MemberId {
                 id: item.description.id,
                 addr: sender,
@@ -747,6 +747,15 @@ impl Membership {
         self.foca
             .iter_members()
             .any(|m| m.id().id == id && m.id().bump >= bump)
+    }
+
+    /// Whether the member foca lists at `addr` is node `id`, alive or suspect, under identity
+    /// `bump` or a newer one: one lookup, where [`Membership::is_active_as`] visits every member
+    /// to find the node at any address.
+    fn is_listed_at(&self, addr: SocketAddr, id: NodeId, bump: u64) -> bool {
+        self.foca
+            .member_at(&addr)
+            .is_some_and(|m| m.state() != State::Down && m.id().id == id && m.id().bump >= bump)
     }
 
     /// Turns foca's notifications and newly arrived descriptions into events and follow-ups.

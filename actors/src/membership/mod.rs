@@ -19,8 +19,9 @@
 //! [`BincodeCodec`]), or [`TAG_DESCRIPTION`] then a reply-to address and a description item: a
 //! node pushes its description straight to a member it has just seen come up (which does the
 //! same the other way), so a late joiner learns every description without waiting for gossip
-//! to reach it (a receiver that does not list the sender as live takes it as a member); or [`TAG_DIGEST`] then a bincode list of (node, bump, version) a member holds,
-//! so that a node that missed a change asks its owner for it.
+//! to reach it (a receiver that does not list the sender as live takes it as a member); or
+//! [`TAG_DIGEST`] then a bincode list of (node, bump, version) a member holds, so that a node
+//! that missed a change asks its owner for it.
 //!
 //! # Layout
 //!

@@ -25,7 +25,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use swarm_actors::leader::plan::{self, PlanInput, VersionedTask};
 use swarm_actors::leader::{
-    DOWN_GRACE_MS, PASS_INTERVAL_MS, REPORTS_MAX, RETRY_MS, pass_debounce_ms,
+    DOWN_GRACE_MS, PASS_INTERVAL_MS, REPORTS_MAX, RETRY_MS, pass_debounce_ms, wake_fire_ms,
+    wake_to_set,
 };
 use swarm_actors::model::{Service, Task, TaskId, TaskState, TaskStatus};
 use swarm_actors::store::{Kind, OPS_PER_COMMAND_MAX, ObjectBody, Op};
@@ -78,7 +79,7 @@ pub struct LeaderSim {
     scheduled: bool,
     /// Something asked for a pass since the last one began.
     dirty: bool,
-    /// When the wake timer for a restart delay's end fires.
+    /// When the wake timer for a restart delay's end fires (see [`wake_to_set`]).
     wake_at: Option<Millis>,
     passes: u64,
     /// Nodes and tasks as of the last pass, for [`pass_debounce_ms`].
@@ -243,6 +244,7 @@ impl StoreWorld {
             &mut new_id,
         );
         let mut before = std::mem::take(&mut l.read);
+        let mut current: BTreeMap<TaskId, Rc<Task>> = BTreeMap::new();
         for t in &tasks {
             let unchanged = before
                 .remove(&t.task.id)
@@ -251,13 +253,9 @@ impl StoreWorld {
                 Some((_, task)) => task,
                 None => Rc::new(t.task.as_ref().clone()),
             };
+            current.insert(t.task.id, Rc::clone(&task));
             l.read.insert(t.task.id, (t.version, task));
         }
-        let current: BTreeMap<TaskId, Rc<Task>> = l
-            .read
-            .iter()
-            .map(|(id, (_, task))| (*id, Rc::clone(task)))
-            .collect();
         // Invariant (h): judge every placement against the views this pass used.
         let mut bad = BTreeMap::new();
         for op in &p.ops {
@@ -352,7 +350,7 @@ impl StoreWorld {
             .get_mut(&m)
             .expect("finishing a pass of a live actor");
         let p = l.in_pass.take().expect("a pass in flight");
-        let wake = p.wake_at_ms_after(p.now);
+        let wake = p.wake_at.map(|end| wake_fire_ms(end, p.now));
         if ok {
             // The statuses are in the store now, or refused for good.
             l.reports.clear();
@@ -397,11 +395,7 @@ impl StoreWorld {
             self.leader_soon(at, m, RETRY_MS);
         }
         let l = self.svc().leaders.get_mut(&m).expect("still leading");
-        l.wake_at = l.wake_at.filter(|&w| w > at);
-        if let Some(wake) = wake
-            && l.wake_at.is_none_or(|w| wake < w)
-        {
-            l.wake_at = Some(wake);
+        if let Some(wake) = wake_to_set(&mut l.wake_at, wake, at) {
             self.q.push(wake, StoreEv::Svc(Ev::Pass { m, term }));
         }
         for s in mailbox {
@@ -483,12 +477,5 @@ impl StoreWorld {
             };
             self.q.push(at + d, StoreEv::Svc(ev));
         }
-    }
-}
-
-impl InPass {
-    /// When to run again for a restart delay: as the real actor, one ms after it ends.
-    fn wake_at_ms_after(&self, now: Millis) -> Option<Millis> {
-        self.wake_at.map(|at| now + at.saturating_sub(now) + 1)
     }
 }
