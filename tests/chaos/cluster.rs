@@ -2,9 +2,10 @@
 //! its own namespace of the [`Lab`], and what the rounds ask of it (views, leader, task
 //! processes).
 //!
-//! Task processes are counted in the kernel, not through the CLI: every process in a node's
-//! namespace other than the node itself is a task (nothing else runs there), and it must be the
-//! node's child. One whose parent is not the live node is an orphan.
+//! Task processes are counted in the kernel, not through the CLI: a task is a process in a
+//! node's namespace running the service's command line, and every process there but the node
+//! (tasks and the shims the node puts between itself and them) must descend from the live
+//! node. One that does not is an orphan.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,6 +19,10 @@ use crate::lab::{Lab, pids_in};
 use crate::ledger::CLI_LIMIT;
 
 pub const MANAGERS: [&str; 3] = ["m1", "m2", "m3"];
+/// The service's task: one process per replica, found by this command line.
+const TASK_COMMAND: [&str; 2] = ["sleep", "100000"];
+/// Generations [`descends_from`] climbs before it gives up.
+const ANCESTRY_MAX: usize = 8;
 pub const WORKERS: [&str; 4] = ["w1", "w2", "w3", "w4"];
 /// How long anything may take to come back before the cluster counts as broken.
 pub const LIMIT: Duration = Duration::from_secs(60);
@@ -179,19 +184,22 @@ impl Cluster {
         s
     }
 
-    /// Task processes: every process in a running node's namespace but the node itself.
+    /// Task processes: those in the nodes' namespaces running the service's command line.
     pub fn task_pids(&self) -> Vec<u32> {
         let mut pids = Vec::new();
         for n in &self.nodes {
-            let me = n.pid();
             let ns = n.netns.as_deref().expect("chaos nodes run in namespaces");
-            pids.extend(pids_in(ns).into_iter().filter(|p| Some(*p) != me));
+            pids.extend(
+                pids_in(ns)
+                    .into_iter()
+                    .filter(|p| cmdline(*p) == TASK_COMMAND.join(" ")),
+            );
         }
         pids
     }
 
-    /// Processes in a node's namespace whose parent is not that node's live process (tasks
-    /// that outlived their node). Each is described for the failure message.
+    /// Processes in a node's namespace that do not descend from that node's live process (tasks
+    /// or shims that outlived their node). Each is described for the failure message.
     pub fn orphans(&self) -> Vec<String> {
         let mut found = Vec::new();
         for n in &self.nodes {
@@ -202,7 +210,7 @@ impl Cluster {
                     continue;
                 }
                 let parent = ppid(pid);
-                if parent.is_some() && parent != me {
+                if parent.is_some() && !descends_from(pid, me) {
                     found.push(format!(
                         "pid {pid} ({}) in {ns}: parent {parent:?}, node {me:?}",
                         cmdline(pid)
@@ -232,8 +240,8 @@ impl Cluster {
             &replicas,
             "--runtime",
             "process",
-            "sleep",
-            "100000",
+            TASK_COMMAND[0],
+            TASK_COMMAND[1],
         ]);
         assert!(
             out.status.success(),
@@ -257,6 +265,22 @@ impl Drop for Cluster {
             eprintln!("node logs kept in {}", root.keep().display());
         }
     }
+}
+
+/// Whether `pid` is `node` or has it among its ancestors (within a few generations: a task is
+/// the node's grandchild, behind its shim). A process that is gone descends from nothing.
+fn descends_from(pid: u32, node: Option<u32>) -> bool {
+    let mut p = pid;
+    for _ in 0..ANCESTRY_MAX {
+        if Some(p) == node {
+            return true;
+        }
+        match ppid(p) {
+            Some(parent) if parent > 1 => p = parent,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// The parent PID of `pid`, if it still exists.

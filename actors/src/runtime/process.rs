@@ -3,12 +3,14 @@
 //! its environment. Needs nothing installed, so it is the embedded default.
 //!
 //! How a task is kept from outliving its node:
-//! - Each task is spawned with a parent-death signal (SIGKILL). Linux sends it when the *thread*
-//!   that forked the child exits, not the process; so every spawn goes through one dedicated
-//!   spawner thread that lives exactly as long as the [`ProcessRuntime`] (dropping the runtime
-//!   therefore kills its tasks, as a node's exit does).
-//! - Each task leads its own process group, and every signal goes to the group, so what the task
-//!   forks goes with it.
+//! - Each task runs behind a *shim*: a forked copy of the node (named `swarm-task-shim`) that
+//!   leads the task's process group, forks the task, waits for it and exits as it did. Its
+//!   parent-death signal fires when the *thread* that forked it exits (Linux's rule, not the
+//!   process's), so every spawn goes through one dedicated spawner thread that lives exactly as
+//!   long as the [`ProcessRuntime`]. When it fires, the shim SIGKILLs its whole group: the task
+//!   and everything the task forked die with the node, however the node ends (see
+//!   [`supervise`]). Dropping the runtime does the same.
+//! - Every signal the runtime sends goes to the group, so what the task forks goes with it.
 //! - Each task has a pid file in the directory the caller gives (`<data-dir>/tasks/`); a
 //!   restarted node calls [`TaskRuntime::adopt_or_clean`], which kills the groups it finds there
 //!   (checking the process start time first, so a reused PID is left alone).
@@ -105,10 +107,11 @@ impl ProcessRuntime {
             .cloned()
     }
 
-    /// Spawns on the spawner thread, with the parent-death signal and a process group.
+    /// Spawns on the spawner thread, in a process group of its own, behind a shim that takes the
+    /// group down with the node ([`supervise`]).
     async fn spawn(&self, mut cmd: Command) -> Result<Child, RuntimeError> {
         cmd.process_group(0);
-        die_with_parent(cmd.as_std_mut());
+        supervise(cmd.as_std_mut());
         let (tx, rx) = oneshot::channel();
         self.inner
             .spawner
@@ -454,34 +457,123 @@ async fn pump_logs(
     logs.lock().expect("log lock").close(unix_now_ms(), stream);
 }
 
-/// Asks the kernel to SIGKILL the child when the thread that spawned it exits, so a task never
-/// outlives its node, however the node ends.
-///
-/// `unsafe` because the closure runs in the forked child before `exec`, where only
-/// async-signal-safe calls are allowed. It calls `prctl` and `getppid` (both are) and allocates
-/// nothing.
+/// The signal the kernel sends a task's shim when the node's spawner thread ends.
+const PARENT_DIED: libc::c_int = libc::SIGUSR1;
+
+/// Exits with the status a shell would give for the child's end: its exit code, or 128 plus
+/// the signal that killed it (as [`exit_code`](super::exit_code) reads it back).
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut std::process::Command) {
+fn shim_exit(status: libc::c_int) -> ! {
+    let code = if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        libc::WEXITSTATUS(status)
+    };
+    // SAFETY: _exit is async-signal-safe and ends the process without running anything else.
+    unsafe { libc::_exit(code) }
+}
+
+/// Puts a shim between the node and every task, so that a task and everything it forks die
+/// with the node, however the node ends (SIGKILL included).
+///
+/// The process `spawn` forks (the *shim*, already leader of its own process group) forks once
+/// more before `exec`; the grandchild goes on to `exec` the task, the shim stays behind:
+/// - Its parent-death signal ([`PARENT_DIED`]) fires when the node's spawner thread ends; it
+///   then SIGKILLs its whole group: the task and all it forked. A parent-death signal alone
+///   (the task's own) would reach the task but not its children.
+/// - It blocks the signals a stop sends the group (SIGTERM and the like) and waits for the
+///   task, then exits as the task did, so the runtime's exit codes and grace periods are the
+///   task's own.
+/// - It closes every descriptor it inherited, so the task's pipes end when the task's do.
+/// - The task gets SIGKILL as its parent-death signal, should the shim ever die first.
+///
+/// `unsafe` because the closure runs in the forked child of a threaded process, where only
+/// async-signal-safe calls are allowed. It calls `sigprocmask`, `prctl`, `getpid`, `getppid`,
+/// `_Fork` (the async-signal-safe `fork`, glibc 2.34+), `close_range`, `sigwaitinfo`,
+/// `waitpid`, `kill` and `_exit`, and allocates nothing.
+#[allow(unsafe_code)]
+fn supervise(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: see above: the closure is async-signal-safe and touches no shared state.
+    unsafe extern "C" {
+        fn _Fork() -> libc::pid_t;
+    }
+    let node = std::process::id() as libc::pid_t;
+    // SAFETY: see above: every call is async-signal-safe; the closure touches no shared state.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
+            let mut watched: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut watched);
+            for sig in [
+                PARENT_DIED,
+                libc::SIGCHLD,
+                libc::SIGTERM,
+                libc::SIGINT,
+                libc::SIGHUP,
+                libc::SIGQUIT,
+            ] {
+                libc::sigaddset(&mut watched, sig);
+            }
+            let mut before: libc::sigset_t = std::mem::zeroed();
+            if libc::sigprocmask(libc::SIG_BLOCK, &watched, &mut before) != 0
+                || libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    PARENT_DIED as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
             {
                 return Err(io::Error::last_os_error());
             }
-            // The parent may have died before prctl took effect; then nobody would kill us.
-            if libc::getppid() != parent {
+            // The node may have gone before prctl took effect; then nobody would tell us.
+            if libc::getppid() != node {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
-            Ok(())
+            let shim = libc::getpid();
+            let task = _Fork();
+            if task < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if task == 0 {
+                // The task: back to the signal mask it was given, dies if the shim does.
+                if libc::sigprocmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) != 0
+                    || libc::prctl(
+                        libc::PR_SET_PDEATHSIG,
+                        libc::SIGKILL as libc::c_ulong,
+                        0,
+                        0,
+                        0,
+                    ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::getppid() != shim {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                return Ok(()); // on to exec
+            }
+            // The shim. "swarm-task-shim" fits the 15 bytes a process name may have.
+            libc::prctl(libc::PR_SET_NAME, c"swarm-task-shim".as_ptr(), 0, 0, 0);
+            if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+                for fd in 0..1024 {
+                    libc::close(fd);
+                }
+            }
+            loop {
+                let sig = libc::sigwaitinfo(&watched, std::ptr::null_mut());
+                if sig == PARENT_DIED || libc::getppid() != node {
+                    // The node is gone: so is the group (this shim with it).
+                    libc::kill(0, libc::SIGKILL);
+                    libc::_exit(128 + libc::SIGKILL);
+                }
+                if sig == libc::SIGCHLD {
+                    let mut status = 0;
+                    if libc::waitpid(task, &mut status, libc::WNOHANG) == task {
+                        shim_exit(status);
+                    }
+                }
+                // A stop's SIGTERM reached the task too (same group): wait for it to act.
+            }
         });
     }
 }

@@ -262,17 +262,38 @@ async fn tasks_die_with_their_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let rt = ProcessRuntime::new(dir.path().to_path_buf()).unwrap();
     rt.start(&ctx(1, "sleep", &["1000"])).await.unwrap();
-    let pid = rt.get(TaskId(1)).unwrap().pid;
-    assert!(alive(pid));
-    eprintln!(
-        "phase: dropping the runtime ends its spawner thread; the parent-death signal kills the task"
-    );
-    drop(rt);
+    // A task that forks, as `sh -c "...; sleep"` does: its child is not the runtime's child.
+    rt.start(&ctx(2, "sh", &["-c", "sleep 1000 & echo $!; wait"]))
+        .await
+        .unwrap();
+    let mut forked = None;
     for _ in 0..3000 {
-        if !alive(pid) {
+        let lines = rt.logs(TaskId(2), 1).await.unwrap();
+        if let Some(line) = lines.first() {
+            forked = Some(line.text.trim().parse::<i32>().expect("a PID"));
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(!alive(pid), "the task outlived its runtime");
+    let forked = forked.expect("the task printed its child's PID");
+    let pids = [
+        rt.get(TaskId(1)).unwrap().pid,
+        rt.get(TaskId(2)).unwrap().pid,
+        forked,
+    ];
+    assert!(pids.iter().all(|p| alive(*p)));
+    eprintln!(
+        "phase: dropping the runtime ends its spawner thread; the shims' parent-death signal \
+         takes each task's whole group down"
+    );
+    drop(rt);
+    for _ in 0..3000 {
+        if pids.iter().all(|p| !alive(*p)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for p in pids {
+        assert!(!alive(p), "pid {p} outlived its runtime");
+    }
 }
