@@ -1,6 +1,9 @@
 //! The `swarm-sim` command line: `run` one seed, or `sweep` many on several threads.
 
 use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;

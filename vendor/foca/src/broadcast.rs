@@ -107,6 +107,9 @@ impl Invalidates for &[u8] {
 pub(crate) struct Broadcasts<V> {
     flip: alloc::collections::BinaryHeap<Entry<V>>,
     flop: alloc::collections::BinaryHeap<Entry<V>>,
+    // Patched: no entry's data is shorter than this (a lower bound; usize::MAX when there
+    // is none), so that `fill` stops once nothing can fit instead of popping every entry.
+    shortest: usize,
 }
 
 impl<T> Broadcasts<T>
@@ -117,6 +120,7 @@ where
         Self {
             flip: Default::default(),
             flop: Default::default(),
+            shortest: usize::MAX,
         }
     }
 
@@ -131,6 +135,7 @@ where
     pub(crate) fn add_or_replace(&mut self, item: T, data: Vec<u8>, max_tx: usize) {
         debug_assert!(max_tx > 0);
         self.flip.retain(|node| !item.invalidates(&node.item));
+        self.shortest = self.shortest.min(data.len());
         self.flip.push(Entry {
             remaining_tx: max_tx,
             item,
@@ -138,64 +143,45 @@ where
         });
     }
 
-    pub(crate) fn fill(&mut self, mut buffer: impl BufMut, max_items: usize) -> usize {
-        if self.flip.is_empty() {
-            return 0;
-        }
-        debug_assert!(self.flop.is_empty());
-
-        let mut num_taken = 0;
-        let mut remaining = max_items;
-
-        while buffer.has_remaining_mut() && remaining > 0 {
-            let Some(mut node) = self.flip.pop() else {
-                break;
-            };
-            debug_assert!(node.remaining_tx > 0);
-
-            if buffer.remaining_mut() >= node.data.len() {
-                num_taken += 1;
-                remaining -= 1;
-
-                buffer.put_slice(&node.data);
-                node.remaining_tx -= 1;
-            }
-
-            if node.remaining_tx > 0 {
-                self.flop.push(node);
-            }
-        }
-
-        self.flip.append(&mut self.flop);
-
-        num_taken
+    pub(crate) fn fill(&mut self, buffer: impl BufMut, max_items: usize) -> usize {
+        self.fill_prefixed(buffer, max_items, false)
     }
 
-    pub(crate) fn fill_with_len_prefix(
-        &mut self,
-        mut buffer: impl BufMut,
-        max_items: usize,
-    ) -> usize {
+    pub(crate) fn fill_with_len_prefix(&mut self, buffer: impl BufMut, max_items: usize) -> usize {
+        self.fill_prefixed(buffer, max_items, true)
+    }
+
+    // Patched: one body for both fills (they differed only in the length prefix), which
+    // stops as soon as the room left is below the shortest entry. Entries that cannot fit
+    // were popped and put back before; the entries taken are the same, only the heap's
+    // layout (the order among equal entries, unspecified anyway) can differ.
+    fn fill_prefixed(&mut self, mut buffer: impl BufMut, max_items: usize, prefix: bool) -> usize {
         if self.flip.is_empty() {
             return 0;
         }
         debug_assert!(self.flop.is_empty());
+        let overhead = if prefix { 2 } else { 0 };
 
         let mut num_taken = 0;
         let mut remaining = max_items;
 
-        while buffer.has_remaining_mut() && remaining > 0 {
+        while buffer.has_remaining_mut()
+            && buffer.remaining_mut() >= self.shortest.saturating_add(overhead)
+            && remaining > 0
+        {
             let Some(mut node) = self.flip.pop() else {
                 break;
             };
             debug_assert!(node.remaining_tx > 0);
 
-            if buffer.remaining_mut() >= node.data.len() + 2 {
+            if buffer.remaining_mut() >= node.data.len() + overhead {
                 num_taken += 1;
                 remaining -= 1;
 
-                debug_assert!(u16::try_from(node.data.len()).is_ok());
-                buffer.put_u16(node.data.len() as u16);
+                if prefix {
+                    debug_assert!(u16::try_from(node.data.len()).is_ok());
+                    buffer.put_u16(node.data.len() as u16);
+                }
                 buffer.put_slice(&node.data);
                 node.remaining_tx -= 1;
             }
@@ -205,6 +191,15 @@ where
             }
         }
 
+        if self.flip.is_empty() {
+            // Every entry passed through: the bound can be made exact for free.
+            self.shortest = self
+                .flop
+                .iter()
+                .map(|node| node.data.len())
+                .min()
+                .unwrap_or(usize::MAX);
+        }
         self.flip.append(&mut self.flop);
 
         num_taken
@@ -291,6 +286,39 @@ mod tests {
             piggyback.is_empty(),
             "Should remove item after being used max_tx times"
         );
+    }
+
+    #[test]
+    fn fill_stops_when_nothing_fits_and_keeps_the_rest() {
+        let mut piggyback = Broadcasts::new();
+        let names: Vec<&'static str> = (0..300)
+            .map(|i| &*alloc::boxed::Box::leak(alloc::format!("k{i:03}").into_boxed_str()))
+            .collect();
+        for name in &names {
+            piggyback.add_or_replace(Key(name), name.as_bytes().to_vec(), 2);
+        }
+        // Room for 2 entries of 4 bytes and 3 bytes to spare: 2 taken, none lost.
+        let mut buf = Vec::new();
+        let taken = piggyback.fill((&mut buf).limit(11), usize::MAX);
+        assert_eq!(2, taken);
+        assert_eq!(8, buf.len());
+        assert_eq!(300, piggyback.len());
+        // With length prefixes, 11 bytes hold one entry (2 + 4) and not a second.
+        let mut buf = Vec::new();
+        assert_eq!(1, piggyback.fill_with_len_prefix((&mut buf).limit(11), usize::MAX));
+        // Draining: 600 transmissions in all, whatever the buffer sizes.
+        let mut sent = 3;
+        while !piggyback.is_empty() {
+            let mut buf = Vec::new();
+            sent += piggyback.fill((&mut buf).limit(13), usize::MAX);
+        }
+        assert_eq!(600, sent);
+        // A shorter entry after longer ones is still found.
+        piggyback.add_or_replace(Key("long"), b"a much longer entry".to_vec(), 1);
+        piggyback.add_or_replace(Key("s"), b"s".to_vec(), 1);
+        let mut buf = Vec::new();
+        assert_eq!(1, piggyback.fill((&mut buf).limit(5), usize::MAX));
+        assert_eq!(b"s", &buf[..]);
     }
 
     #[test]

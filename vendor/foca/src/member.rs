@@ -358,6 +358,12 @@ where
         output: &mut Vec<Member<T>>,
         rng: impl RngExt,
     ) {
+        // Patched: with every member active there is none to find, and the search would end
+        // in a scan of the whole list (the periodic announce to down members runs it every
+        // period, whether or not any member is down).
+        if self.num_active >= self.inner.len() {
+            return;
+        }
         self.choose_members(wanted, output, rng, |member| !member.is_active());
     }
 
@@ -988,6 +994,26 @@ mod tests {
         }
         members.assert_indexed();
         assert_eq!(100, members.num_active());
+    }
+
+    #[test]
+    fn choose_down_members_behaviour() {
+        let mut rng = SmallRng::seed_from_u64(0xF0CA);
+        let names: Vec<&'static str> = (0..200)
+            .map(|i| &*alloc::boxed::Box::leak(alloc::format!("d{i}").into_boxed_str()))
+            .collect();
+        let mut members = Members::new(names.iter().map(|n| Member::alive(Id(n))).collect());
+        let mut out = Vec::new();
+        members.choose_down_members(2, &mut out, &mut rng);
+        assert!(out.is_empty(), "every member is active: none is down");
+
+        let _ = members.apply(Member::down(Id(names[17])), &mut rng);
+        assert_eq!(199, members.num_active());
+        for _ in 0..20 {
+            out.clear();
+            members.choose_down_members(2, &mut out, &mut rng);
+            assert_eq!(vec![Member::down(Id(names[17]))], out);
+        }
     }
 
     #[test]
