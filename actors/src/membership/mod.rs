@@ -21,7 +21,10 @@
 //! same the other way), so a late joiner learns every description without waiting for gossip
 //! to reach it (a receiver that does not list the sender as live takes it as a member); or
 //! [`TAG_DIGEST`] then a bincode list of (node, bump, version) a member holds, so that a node
-//! that missed a change asks its owner for it.
+//! that missed a change asks its owner for it; or [`TAG_DOWNS`] then a bincode list of member
+//! identities the sender learned were Down in the last minute, sent with each digest, so that a
+//! node that missed a death's gossip (cut off meanwhile, or joined after it faded) learns it
+//! without waiting for its own probe round to reach the dead node.
 //!
 //! # Layout
 //!
@@ -50,8 +53,9 @@ pub use codec::{BincodeCodec, CODEC_BYTES_MAX, CodecError};
 pub use config::MembershipConfig;
 pub use identity::MemberId;
 pub use machine::{
-    DIGEST_ENTRIES_MAX, MemberView, Membership, MembershipEffect, MembershipEvent, MembershipInput,
-    MembershipStats, MembershipTimer, SEEDS_MAX, TAG_DESCRIPTION, TAG_DIGEST, TAG_FOCA,
+    DIGEST_ENTRIES_MAX, DIGEST_FANOUT, DOWN_NEWS_FANOUT, DOWN_NEWS_KEPT, DOWN_NEWS_MAX,
+    DOWN_NEWS_TICKS, MemberView, Membership, MembershipEffect, MembershipEvent, MembershipInput,
+    MembershipStats, MembershipTimer, SEEDS_MAX, TAG_DESCRIPTION, TAG_DIGEST, TAG_DOWNS, TAG_FOCA,
 };
 
 use crate::model::{NodeDescriptionError, NodeId};

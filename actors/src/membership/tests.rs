@@ -471,6 +471,83 @@ fn a_description_from_a_node_we_do_not_list_makes_it_a_member() {
     assert_eq!(tags_to_3, vec![TAG_DESCRIPTION]);
 }
 
+#[test]
+fn news_of_a_death_reaches_a_member_that_still_lists_the_dead_node() {
+    let mut c = formed(4);
+    let config = crate::membership::codec::bincode_config();
+    let news = |ids: &[MemberId]| {
+        let mut data = vec![TAG_DOWNS];
+        data.extend(bincode::serde::encode_to_vec(ids, config).unwrap());
+        Bytes::from(data)
+    };
+    assert_eq!(c.states(1).get(&node_id(3)), Some(&NodeState::Ready));
+
+    eprintln!("phase: news about an identity older than the one node 1 lists changes nothing");
+    c.restart(2);
+    c.run_for(3_000);
+    assert_eq!(c.states(1).get(&node_id(2)), Some(&NodeState::Ready));
+    let older = MemberId::new(node_id(2), addr(2), 0);
+    let backlog = c.nodes[1].m.stats().updates_backlog;
+    assert!(c.handle_directly(1, news(&[older]), addr(0)).is_empty());
+    assert_eq!(c.states(1).get(&node_id(2)), Some(&NodeState::Ready));
+    assert_eq!(c.nodes[1].m.stats().updates_backlog, backlog);
+
+    eprintln!(
+        "phase: news of a newer identity of node 3 than node 1 lists (it missed a rejoin) makes \
+         node 1 hold node 3 Down and gossip that"
+    );
+    let mut out = Vec::new();
+    let dead = MemberId::new(node_id(3), addr(3), 1);
+    c.nodes[1]
+        .m
+        .handle(MembershipInput::Datagram(news(&[dead])), &mut out);
+    assert_eq!(c.states(1).get(&node_id(3)), Some(&NodeState::Down));
+    assert!(out.contains(&MembershipEffect::Event(MembershipEvent::Down(node_id(3)))));
+    assert!(c.nodes[1].m.stats().updates_backlog > backlog);
+
+    eprintln!("phase: node 1 tells the death every tick, for DOWN_NEWS_TICKS ticks");
+    let tick = |c: &mut Cluster| {
+        let mut out = Vec::new();
+        c.nodes[1].m.handle(
+            MembershipInput::Timer(MembershipTimer::Rebroadcast),
+            &mut out,
+        );
+        let sent: Vec<(SocketAddr, u8)> = out
+            .iter()
+            .filter_map(|e| match e {
+                MembershipEffect::Send { to, data }
+                    if data[0] == TAG_DIGEST || data[0] == TAG_DOWNS =>
+                {
+                    Some((*to, data[0]))
+                }
+                _ => None,
+            })
+            .collect();
+        sent
+    };
+    let sent = tick(&mut c);
+    let told = sent.iter().filter(|(_, tag)| *tag == TAG_DOWNS).count();
+    assert_eq!(
+        told, DOWN_NEWS_FANOUT,
+        "the news to a few members: {sent:?}"
+    );
+    assert_eq!(sent.len(), told + DIGEST_FANOUT, "and the digest: {sent:?}");
+    for _ in 1..DOWN_NEWS_TICKS {
+        assert!(tick(&mut c).iter().any(|(_, tag)| *tag == TAG_DOWNS));
+    }
+    assert!(tick(&mut c).iter().all(|(_, tag)| *tag == TAG_DIGEST));
+
+    eprintln!("phase: oversized or malformed news is refused");
+    let too_many: Vec<MemberId> = (0..DOWN_NEWS_MAX + 1)
+        .map(|i| MemberId::new(node_id(100 + i), addr(100 + i), 0))
+        .collect();
+    let before = c.nodes[2].m.stats().datagrams_refused;
+    c.handle_directly(2, news(&too_many), addr(0));
+    c.handle_directly(2, Bytes::from_static(&[TAG_DOWNS, 0xff]), addr(0));
+    assert_eq!(c.nodes[2].m.stats().datagrams_refused - before, 2);
+    assert_eq!(c.states(2).get(&node_id(0)), Some(&NodeState::Ready));
+}
+
 /// A direct description datagram carrying node `i`'s description, asking for a reply at
 /// `reply_to` if any.
 fn description_datagram(i: usize, reply_to: Option<SocketAddr>) -> Bytes {
