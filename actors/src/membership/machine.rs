@@ -61,11 +61,6 @@ pub const DOWN_NEWS_FANOUT: usize = 3;
 /// declares the other side Down, and those come back under new identities (and leave the list)
 /// once it heals. A list shorter than half the cluster would lose real deaths to them.
 pub const DOWN_NEWS_KEPT: usize = 1024;
-/// Random live members sent our digest each rebroadcast tick. With one, a node at 200 members
-/// waited about 50 s on average for a digest naming a description it missed (the simulator's
-/// 200-node runs failed invariant (c) even after a 30 s heal); three cost 1.5 % more events at
-/// 1,000 nodes.
-pub const DIGEST_FANOUT: usize = 3;
 /// Most owners asked for their description because of one digest.
 const DIGEST_PULLS_MAX: usize = 4;
 /// Most members asked for their description per rebroadcast tick.
@@ -706,7 +701,7 @@ impl Membership {
             }
             self.digest_cursor = NodeId(id.0.wrapping_add(1));
         }
-        for _ in 0..DIGEST_FANOUT {
+        for _ in 0..MembershipConfig::digest_fanout(self.size_hint) {
             if let Some(to) = self.random_member() {
                 self.send_tagged(to, TAG_DIGEST, &entries, out);
             }

@@ -50,12 +50,12 @@ pub use broadcast::{
     DescriptionKey, NodeDescriptions,
 };
 pub use codec::{BincodeCodec, CODEC_BYTES_MAX, CodecError};
-pub use config::MembershipConfig;
+pub use config::{DIGEST_FANOUT_MAX, DIGEST_FANOUT_SIZED_FOR, MembershipConfig};
 pub use identity::MemberId;
 pub use machine::{
-    DIGEST_ENTRIES_MAX, DIGEST_FANOUT, DOWN_NEWS_FANOUT, DOWN_NEWS_KEPT, DOWN_NEWS_MAX,
-    DOWN_NEWS_TICKS, MemberView, Membership, MembershipEffect, MembershipEvent, MembershipInput,
-    MembershipStats, MembershipTimer, SEEDS_MAX, TAG_DESCRIPTION, TAG_DIGEST, TAG_DOWNS, TAG_FOCA,
+    DIGEST_ENTRIES_MAX, DOWN_NEWS_FANOUT, DOWN_NEWS_KEPT, DOWN_NEWS_MAX, DOWN_NEWS_TICKS,
+    MemberView, Membership, MembershipEffect, MembershipEvent, MembershipInput, MembershipStats,
+    MembershipTimer, SEEDS_MAX, TAG_DESCRIPTION, TAG_DIGEST, TAG_DOWNS, TAG_FOCA,
 };
 
 use crate::model::{NodeDescriptionError, NodeId};

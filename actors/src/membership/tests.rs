@@ -531,7 +531,11 @@ fn news_of_a_death_reaches_a_member_that_still_lists_the_dead_node() {
         told, DOWN_NEWS_FANOUT,
         "the news to a few members: {sent:?}"
     );
-    assert_eq!(sent.len(), told + DIGEST_FANOUT, "and the digest: {sent:?}");
+    assert_eq!(
+        sent.len(),
+        told + DIGEST_FANOUT_MAX,
+        "and the digest: {sent:?}"
+    );
     for _ in 1..DOWN_NEWS_TICKS {
         assert!(tick(&mut c).iter().any(|(_, tag)| *tag == TAG_DOWNS));
     }
