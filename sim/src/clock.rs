@@ -124,7 +124,7 @@ impl<E> EventQueue<E> {
         if at > until {
             return None;
         }
-        self.advance_to(at);
+        self.move_to(at);
         // The clock is at `at`, so the event is in the wheel now if it was far.
         let key = self.wheel[bucket(at)]
             .pop_front()
@@ -144,6 +144,11 @@ impl<E> EventQueue<E> {
             self.peek_at().is_none_or(|next| next >= t),
             "the clock may not pass a queued event"
         );
+        self.move_to(t);
+    }
+
+    /// [`EventQueue::advance_to`] for a caller that knows no event is due before `t`.
+    fn move_to(&mut self, t: Millis) {
         self.now = self.now.max(t);
         self.first = self.first.max(self.now);
         while let Some(Reverse(key)) = self.far.peek().copied() {

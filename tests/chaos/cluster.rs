@@ -19,11 +19,11 @@ use crate::lab::{Lab, pids_in};
 use crate::ledger::CLI_LIMIT;
 
 pub const MANAGERS: [&str; 3] = ["m1", "m2", "m3"];
+pub const WORKERS: [&str; 4] = ["w1", "w2", "w3", "w4"];
 /// The service's task: one process per replica, found by this command line.
 const TASK_COMMAND: [&str; 2] = ["sleep", "100000"];
 /// Generations [`descends_from`] climbs before it gives up.
 const ANCESTRY_MAX: usize = 8;
-pub const WORKERS: [&str; 4] = ["w1", "w2", "w3", "w4"];
 /// How long anything may take to come back before the cluster counts as broken.
 pub const LIMIT: Duration = Duration::from_secs(60);
 /// The service the rounds keep running, when the branch has `service` commands.
@@ -186,14 +186,11 @@ impl Cluster {
 
     /// Task processes: those in the nodes' namespaces running the service's command line.
     pub fn task_pids(&self) -> Vec<u32> {
+        let task = TASK_COMMAND.join(" ");
         let mut pids = Vec::new();
         for n in &self.nodes {
             let ns = n.netns.as_deref().expect("chaos nodes run in namespaces");
-            pids.extend(
-                pids_in(ns)
-                    .into_iter()
-                    .filter(|p| cmdline(*p) == TASK_COMMAND.join(" ")),
-            );
+            pids.extend(pids_in(ns).into_iter().filter(|p| cmdline(*p) == task));
         }
         pids
     }

@@ -618,9 +618,6 @@ impl Membership {
             self.queue_own();
         }
         self.ticks += 1;
-        let now = self.ticks;
-        self.down_news
-            .retain(|(_, learned)| now - learned <= DOWN_NEWS_TICKS);
         self.ticks_since_sweep += 1;
         if self.sweep_due || self.ticks_since_sweep >= SWEEP_EVERY_TICKS {
             self.sweep(out);
@@ -701,20 +698,29 @@ impl Membership {
             }
             self.digest_cursor = NodeId(id.0.wrapping_add(1));
         }
+        let Some(data) = self.tagged(TAG_DIGEST, &entries) else {
+            return;
+        };
         for _ in 0..MembershipConfig::digest_fanout(self.size_hint) {
             if let Some(to) = self.random_member() {
-                self.send_tagged(to, TAG_DIGEST, &entries, out);
+                out.push(MembershipEffect::Send {
+                    to,
+                    data: data.clone(),
+                });
             }
         }
     }
 
-    /// Tells [`DOWN_NEWS_FANOUT`] random live members the deaths we learned recently, but for
-    /// those whose node has come back (a live member at its address, under a newer identity).
+    /// Tells [`DOWN_NEWS_FANOUT`] random live members the deaths we learned in the last
+    /// [`DOWN_NEWS_TICKS`], but for those whose node has come back (a live member at its
+    /// address, under a newer identity).
     fn tell_deaths(&mut self, out: &mut Vec<MembershipEffect>) {
-        let foca = &self.foca;
-        self.down_news.retain(|(id, _)| {
-            foca.member_at(&id.addr)
-                .is_none_or(|m| m.state() == State::Down)
+        let (foca, now) = (&self.foca, self.ticks);
+        self.down_news.retain(|(id, learned)| {
+            now - learned <= DOWN_NEWS_TICKS
+                && foca
+                    .member_at(&id.addr)
+                    .is_none_or(|m| m.state() == State::Down)
         });
         if self.down_news.is_empty() || self.foca.num_members() == 0 {
             return;
@@ -726,31 +732,27 @@ impl Membership {
                 .map(|k| self.down_news[(start + k) % kept].0.clone())
                 .collect();
             self.news_cursor = start + dead.len();
-            if let Some(to) = self.random_member() {
-                self.send_tagged(to, TAG_DOWNS, &dead, out);
+            if let Some(to) = self.random_member()
+                && let Some(data) = self.tagged(TAG_DOWNS, &dead)
+            {
+                out.push(MembershipEffect::Send { to, data });
             }
         }
     }
 
-    /// Sends `tag` and `body` in bincode to `to`.
-    fn send_tagged(
-        &mut self,
-        to: SocketAddr,
-        tag: u8,
-        body: &impl serde::Serialize,
-        out: &mut Vec<MembershipEffect>,
-    ) {
+    /// `tag` then `body` in bincode; `None` (counted) if it does not encode.
+    fn tagged(&mut self, tag: u8, body: &impl serde::Serialize) -> Option<Bytes> {
         match bincode::serde::encode_to_vec(body, bincode_config()) {
             Ok(body) => {
                 let mut data = Vec::with_capacity(body.len() + 1);
                 data.push(tag);
                 data.extend_from_slice(&body);
-                out.push(MembershipEffect::Send {
-                    to,
-                    data: data.into(),
-                });
+                Some(data.into())
             }
-            Err(_) => self.stats.foca_errors += 1,
+            Err(_) => {
+                self.stats.foca_errors += 1;
+                None
+            }
         }
     }
 
@@ -759,14 +761,9 @@ impl Membership {
     /// final for an identity: a node that comes back does so under a newer one, which a stale
     /// death cannot touch. We gossip each death we take on.
     fn down_news(&mut self, body: &[u8], out: &mut Vec<MembershipEffect>) -> bool {
-        let Ok((dead, used)) =
-            bincode::serde::decode_from_slice::<Vec<MemberId>, _>(body, bincode_config())
-        else {
+        let Some(dead) = decode_list::<MemberId>(body, DOWN_NEWS_MAX) else {
             return false;
         };
-        if used != body.len() || dead.len() > DOWN_NEWS_MAX {
-            return false;
-        }
         // An identity of the same node at the same address that is not newer is gone too: the
         // dead one superseded it (we may have missed the rejoin in between).
         let news: Vec<Member<MemberId>> = dead
@@ -797,14 +794,9 @@ impl Membership {
 
     /// A digest: ask the owners of descriptions newer than ours for them.
     fn digest(&mut self, body: &[u8], out: &mut Vec<MembershipEffect>) -> bool {
-        let Ok((entries, used)) =
-            bincode::serde::decode_from_slice::<Vec<(NodeId, u64, u64)>, _>(body, bincode_config())
-        else {
+        let Some(entries) = decode_list::<(NodeId, u64, u64)>(body, DIGEST_ENTRIES_MAX) else {
             return false;
         };
-        if used != body.len() || entries.len() > DIGEST_ENTRIES_MAX {
-            return false;
-        }
         let me = self.me().id;
         let wanted: BTreeSet<NodeId> = entries
             .iter()
@@ -930,6 +922,14 @@ impl Membership {
             out.push(MembershipEffect::Event(MembershipEvent::Described(d)));
         }
     }
+}
+
+/// A bincode list that fills `body` exactly and holds at most `max` items (digests, news of
+/// deaths); `None` for anything else.
+fn decode_list<T: serde::de::DeserializeOwned>(body: &[u8], max: usize) -> Option<Vec<T>> {
+    let (items, used) =
+        bincode::serde::decode_from_slice::<Vec<T>, _>(body, bincode_config()).ok()?;
+    (used == body.len() && items.len() <= max).then_some(items)
 }
 
 fn check_description(

@@ -22,8 +22,8 @@
 //! to reach it (a receiver that does not list the sender as live takes it as a member); or
 //! [`TAG_DIGEST`] then a bincode list of (node, bump, version) a member holds, so that a node
 //! that missed a change asks its owner for it; or [`TAG_DOWNS`] then a bincode list of member
-//! identities the sender learned were Down in the last minute, sent with each digest, so that a
-//! node that missed a death's gossip (cut off meanwhile, or joined after it faded) learns it
+//! identities the sender learned were Down in the last minute, sent to a few random members
+//! every rebroadcast tick, so that a node that missed a death's gossip (cut off meanwhile, or joined after it faded) learns it
 //! without waiting for its own probe round to reach the dead node.
 //!
 //! # Layout
