@@ -4,6 +4,7 @@
 //! frame per connection, framed like the node-to-node protocol (`swarm_actors::wire`). Only the
 //! local user who can open the socket can use it; the socket is made mode 0600.
 
+mod cas;
 pub mod client;
 mod logs;
 pub mod proto;

@@ -17,6 +17,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
+use super::cas::{self, Failed};
 use super::proto::{ControlRequest, ControlResponse, NodeInfo, TaskRow, resolve};
 use super::{logs, service};
 
@@ -346,14 +347,25 @@ async fn node_update(
     for (k, v) in &label_add {
         validate_label(k, v).map_err(|e| e.to_string())?;
     }
+    cas::retrying(|| node_update_once(ctx, store, name, availability, &label_add, &label_rm)).await
+}
+
+async fn node_update_once(
+    ctx: &ControlContext,
+    store: &StoreHandle,
+    name: &str,
+    availability: Option<Availability>,
+    label_add: &[(String, String)],
+    label_rm: &[String],
+) -> Result<String, Failed> {
     let (mut node, version) = find_node(ctx, store, name).await?;
-    for k in &label_rm {
+    for k in label_rm {
         if node.spec.labels.remove(k).is_none() {
-            return Err(format!("label {k} does not exist on node {}", node.id));
+            return Err(format!("label {k} does not exist on node {}", node.id).into());
         }
     }
     for (k, v) in label_add {
-        node.spec.labels.insert(k, v);
+        node.spec.labels.insert(k.clone(), v.clone());
     }
     if let Some(a) = availability {
         node.spec.availability = a;
@@ -362,7 +374,8 @@ async fn node_update(
         return Err(format!(
             "a node may carry at most {} labels",
             swarm_actors::model::LABELS_MAX
-        ));
+        )
+        .into());
     }
     let id = node.id.to_string();
     let cmd = StoreCommand {
@@ -374,12 +387,21 @@ async fn node_update(
             body: ObjectBody::Node(node),
         }],
     };
-    store.propose(cmd).await.map_err(|e| e.to_string())?;
+    cas::proposed(store.propose(cmd).await)?;
     Ok(id)
 }
 
 async fn node_rm(ctx: &ControlContext, name: &str, force: bool) -> Result<String, String> {
     let store = &ctx.store().await.ok_or_else(not_a_manager)?;
+    cas::retrying(|| node_rm_once(ctx, store, name, force)).await
+}
+
+async fn node_rm_once(
+    ctx: &ControlContext,
+    store: &StoreHandle,
+    name: &str,
+    force: bool,
+) -> Result<String, Failed> {
     let (rows, _) = node_list(ctx, true).await?;
     let row = resolve(&rows, name)?.clone();
     let (node, version) = find_node(ctx, store, name).await?;
@@ -387,13 +409,15 @@ async fn node_rm(ctx: &ControlContext, name: &str, force: bool) -> Result<String
         return Err(format!(
             "node {} is a cluster manager and is a member of the raft cluster: demote it before removal",
             node.id
-        ));
+        )
+        .into());
     }
     if row.status == "Ready" && !force {
         return Err(format!(
             "node {} is not down and can't be removed: stop it first, or use --force",
             node.id
-        ));
+        )
+        .into());
     }
     let id = node.id.to_string();
     let cmd = StoreCommand {
@@ -404,7 +428,7 @@ async fn node_rm(ctx: &ControlContext, name: &str, force: bool) -> Result<String
             expect: Expect::Version(version),
         }],
     };
-    store.propose(cmd).await.map_err(|e| e.to_string())?;
+    cas::proposed(store.propose(cmd).await)?;
     ctx.node.deny(node.id).await.map_err(|e| e.to_string())?;
     Ok(id)
 }
@@ -413,19 +437,27 @@ async fn node_rm(ctx: &ControlContext, name: &str, force: bool) -> Result<String
 /// the node is told to start or stop its own store.
 async fn node_role(ctx: &ControlContext, name: &str, manager: bool) -> Result<String, String> {
     let store = &ctx.store().await.ok_or_else(not_a_manager)?;
+    cas::retrying(|| node_role_once(ctx, store, name, manager)).await
+}
+
+async fn node_role_once(
+    ctx: &ControlContext,
+    store: &StoreHandle,
+    name: &str,
+    manager: bool,
+) -> Result<String, Failed> {
     let (rows, _) = node_list(ctx, true).await?;
     let row = resolve(&rows, name)?.clone();
     let (mut node, version) = find_node(ctx, store, name).await?;
     let id = node.id;
+    let old_raft_id = node.raft_id;
     let status = store.status().await.map_err(|e| e.to_string())?;
     let raft_id = if manager {
         if node.spec.role == Role::Manager {
             return Ok(format!("Node {id} is already a manager."));
         }
         if row.status != "Ready" {
-            return Err(format!(
-                "node {id} is not Ready: it cannot become a manager now"
-            ));
+            return Err(format!("node {id} is not Ready: it cannot become a manager now").into());
         }
         let raft_id = rand::random::<u64>().max(1);
         node.spec.role = Role::Manager;
@@ -437,9 +469,9 @@ async fn node_role(ctx: &ControlContext, name: &str, manager: bool) -> Result<St
         }
         let voters = &status.voters;
         if voters.len() <= 1 {
-            return Err(format!(
-                "cannot demote node {id}: it is the last manager of the cluster"
-            ));
+            return Err(
+                format!("cannot demote node {id}: it is the last manager of the cluster").into(),
+            );
         }
         let remaining: Vec<_> = voters.iter().filter(|v| v.1 != id).collect();
         let reachable = remaining
@@ -453,16 +485,12 @@ async fn node_role(ctx: &ControlContext, name: &str, manager: bool) -> Result<St
             return Err(format!(
                 "cannot demote node {id}: the other managers would lose quorum ({reachable} of {} reachable)",
                 remaining.len()
-            ));
+            )
+            .into());
         }
         node.spec.role = Role::Worker;
         node.raft_id = None;
         None
-    };
-    let old_raft_id = if manager {
-        None
-    } else {
-        find_node(ctx, store, name).await?.0.raft_id
     };
     let cmd = StoreCommand {
         now_ms: admission::now_ms(),
@@ -473,7 +501,7 @@ async fn node_role(ctx: &ControlContext, name: &str, manager: bool) -> Result<St
             body: ObjectBody::Node(node.clone()),
         }],
     };
-    store.propose(cmd).await.map_err(|e| e.to_string())?;
+    cas::proposed(store.propose(cmd).await)?;
     match (raft_id, old_raft_id) {
         (Some(r), _) => store
             .add_voter(r, id, node.addr)
@@ -490,11 +518,13 @@ async fn node_role(ctx: &ControlContext, name: &str, manager: bool) -> Result<St
     let told = ctx.node.ask(addr, Request::SetRole { raft_id }).await;
     match told {
         Ok(Response::Pong) => {}
-        Ok(other) => return Err(format!("node {id} did not take its new role: {other:?}")),
+        Ok(other) => {
+            return Err(format!("node {id} did not take its new role: {other:?}").into());
+        }
         Err(e) => {
-            return Err(format!(
-                "the store has the new role, but node {id} was not told: {e}"
-            ));
+            return Err(
+                format!("the store has the new role, but node {id} was not told: {e}").into(),
+            );
         }
     }
     Ok(if manager {

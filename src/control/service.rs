@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use swarm_actors::leader::plan::node_views;
-use swarm_actors::manager::{StoreFailure, StoreHandle};
+use swarm_actors::manager::StoreHandle;
 use swarm_actors::model::{NodeId, NodeState, Service, ServiceId, ServiceMode, Task, TaskState};
 use swarm_actors::node::admission;
 use swarm_actors::orchestrator::task_name;
@@ -15,6 +15,7 @@ use swarm_actors::scheduler::constraint::Constraint;
 use swarm_actors::scheduler::filter::check_static;
 use swarm_actors::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
 
+use super::cas::{self, Failed};
 use super::proto::{
     ProgressView, ServiceChange, ServiceDoc, ServiceInfo, SlotProgress, TASK_ROWS_MAX, TaskRow,
 };
@@ -112,10 +113,6 @@ pub async fn find(store: &StoreHandle, name: &str) -> Result<Found, String> {
     resolve(services(store).await?, name)
 }
 
-fn propose_error(e: StoreFailure) -> String {
-    format!("{e}")
-}
-
 pub async fn create(
     ctx: &ControlContext,
     spec: swarm_actors::model::ServiceSpec,
@@ -155,7 +152,7 @@ pub async fn create(
         // Another create of the same name may have won the race: say so plainly.
         return match find(&store, &name).await {
             Ok(f) if f.service.id != id => Err(format!("service {name} already exists")),
-            _ => Err(propose_error(e)),
+            _ => Err(e.to_string()),
         };
     }
     Ok(id.to_string())
@@ -208,7 +205,15 @@ pub async fn update(
     change: &ServiceChange,
 ) -> Result<String, String> {
     let store = manager_store(ctx).await?;
-    let found = find(&store, name).await?;
+    cas::retrying(|| update_once(&store, name, change)).await
+}
+
+async fn update_once(
+    store: &StoreHandle,
+    name: &str,
+    change: &ServiceChange,
+) -> Result<String, Failed> {
+    let found = find(store, name).await?;
     let spec = apply_change(&found.service, change)?;
     validate_spec(&spec)?;
     let old = found.service;
@@ -228,13 +233,17 @@ pub async fn update(
             body: ObjectBody::Service(service),
         }],
     };
-    store.propose(cmd).await.map_err(propose_error)?;
+    cas::proposed(store.propose(cmd).await)?;
     Ok(old.id.to_string())
 }
 
 pub async fn remove(ctx: &ControlContext, name: &str) -> Result<String, String> {
     let store = manager_store(ctx).await?;
-    let found = find(&store, name).await?;
+    cas::retrying(|| remove_once(&store, name)).await
+}
+
+async fn remove_once(store: &StoreHandle, name: &str) -> Result<String, Failed> {
+    let found = find(store, name).await?;
     let cmd = StoreCommand {
         now_ms: admission::now_ms(),
         ops: vec![Op::Delete {
@@ -243,7 +252,7 @@ pub async fn remove(ctx: &ControlContext, name: &str) -> Result<String, String> 
             expect: Expect::Version(found.obj.version),
         }],
     };
-    store.propose(cmd).await.map_err(propose_error)?;
+    cas::proposed(store.propose(cmd).await)?;
     Ok(name.to_string())
 }
 

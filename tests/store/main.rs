@@ -227,6 +227,26 @@ fn node_update_and_rm_go_through_the_store() {
     assert!(out.status.success());
     assert!(labels(&m1, "u2").get("env").is_none());
 
+    phase("updates of one node at the same time all land: a lost compare-and-set is read again");
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let m1 = &m1;
+        let writers: Vec<_> = (0..4)
+            .map(|i| s.spawn(move || update(m1, &["--label-add", &format!("c{i}=v{i}"), "u2"])))
+            .collect();
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for out in &outs {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let l = labels(&m1, "u2");
+    for i in 0..4 {
+        assert_eq!(l[format!("c{i}")], format!("v{i}"), "{l}");
+    }
+
     phase("bad updates are refused and change nothing");
     let out = update(&m1, &["--label-rm", "nope", "u2"]);
     assert!(!out.status.success());

@@ -855,6 +855,7 @@ fn not_a_voter(node: NodeId) -> Response {
 fn refusal(e: &StoreError) -> StoreFailure {
     match e {
         StoreError::Busy => StoreFailure::Busy,
+        e @ StoreError::OutOfSequence { .. } => StoreFailure::OutOfSequence(e.to_string()),
         other => StoreFailure::Refused(other.to_string()),
     }
 }

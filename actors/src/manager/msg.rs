@@ -114,6 +114,9 @@ pub enum StoreFailure {
     NoQuorum { reachable: usize, voters: usize },
     #[error("{0}")]
     Refused(String),
+    /// A compare-and-set lost to another write of the same object: read it again, then retry.
+    #[error("{0}")]
+    OutOfSequence(String),
     #[error("the store is busy; try again")]
     Busy,
     #[error("the store did not answer in time")]
