@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use swarm_actors::leader::plan::node_views;
+use swarm_actors::leader::plan::{Unseen, node_views};
 use swarm_actors::manager::StoreHandle;
 use swarm_actors::model::{NodeId, NodeState, Service, ServiceId, ServiceMode, Task, TaskState};
 use swarm_actors::node::admission;
@@ -288,7 +288,7 @@ async fn ready_nodes(ctx: &ControlContext) -> Result<BTreeSet<NodeId>, String> {
 fn eligible(service: &Service, nodes: &[NodeObject], ready: &BTreeSet<NodeId>) -> Vec<NodeId> {
     let constraints =
         Constraint::parse_all(&service.spec.task.placement.constraints).unwrap_or_default();
-    node_views(nodes, ready, true)
+    node_views(nodes, ready, Unseen::Down)
         .iter()
         .filter(|n| check_static(n, service.spec.task.runtime, &constraints).is_ok())
         .map(|n| n.id)

@@ -40,7 +40,7 @@ use crate::store::{Kind, NodeObject, OPS_PER_COMMAND_MAX, ObjectBody, Op, StoreC
 use crate::transport::Transport;
 use crate::wire::{ASSIGNMENTS_MAX, Assignment, OneWay, Response, SessionReport, WireFailure};
 
-use plan::{PlanInput, VersionedTask};
+use plan::{PlanInput, Unseen, VersionedTask};
 
 /// The name the leader actor has in its node's registry.
 pub const LEADER_NAME: &str = "leader";
@@ -93,8 +93,9 @@ pub fn wake_to_set(pending: &mut Option<u64>, wanted: Option<u64>, now_ms: u64) 
 /// without a message.
 pub const PASS_INTERVAL_MS: u64 = 1_000;
 
-/// A new leader treats nodes membership does not see as Unknown, not Down, for this long: its
-/// tasks are not orphaned until membership had time to hear from everyone.
+/// A new leader treats nodes membership does not see as Unknown, not Down, for this long: their
+/// tasks are not orphaned until membership had time to hear from everyone. A node membership
+/// declared Down is Down at once (the leader that died with its node, most often).
 pub const DOWN_GRACE_MS: u64 = 3_000;
 
 /// After a pass whose writes failed, the next one waits this long.
@@ -163,6 +164,8 @@ pub struct LeaderState {
     rng: StdRng,
     view: LeaderView,
     ready: BTreeSet<NodeId>,
+    /// Nodes membership declared Down: Down to the leader even during [`DOWN_GRACE_MS`].
+    down: BTreeSet<NodeId>,
     /// What each node last said about itself (hostname, labels, runtimes, resources); the
     /// store's node objects do not carry it.
     descriptions: BTreeMap<NodeId, NodeDescription>,
@@ -208,6 +211,7 @@ impl Actor for LeaderActor {
                 ..LeaderView::default()
             },
             ready: BTreeSet::new(),
+            down: BTreeSet::new(),
             descriptions: BTreeMap::new(),
             reports: BTreeMap::new(),
             assignments: BTreeMap::new(),
@@ -280,17 +284,21 @@ impl Actor for LeaderActor {
 impl LeaderState {
     /// Takes membership's view; true when something the scheduler looks at changed.
     fn learn(&mut self, members: Vec<MemberView>) -> bool {
-        let ready: BTreeSet<NodeId> = members
-            .iter()
-            .filter(|m| m.state == NodeState::Ready)
-            .map(|m| m.id)
-            .collect();
+        let (mut ready, mut down) = (BTreeSet::new(), BTreeSet::new());
+        for m in &members {
+            match m.state {
+                NodeState::Ready => ready.insert(m.id),
+                NodeState::Down => down.insert(m.id),
+                NodeState::Unknown => false,
+            };
+        }
         let descriptions: BTreeMap<NodeId, NodeDescription> = members
             .into_iter()
             .filter_map(|m| m.description.map(|d| (m.id, d)))
             .collect();
-        let changed = ready != self.ready || descriptions != self.descriptions;
+        let changed = ready != self.ready || down != self.down || descriptions != self.descriptions;
         self.ready = ready;
+        self.down = down;
         self.descriptions = descriptions;
         changed
     }
@@ -380,8 +388,12 @@ impl LeaderState {
             .collect();
         let mut ready = self.ready.clone();
         ready.insert(self.me);
-        let down_is_known = now.saturating_sub(self.view.since_ms) >= DOWN_GRACE_MS;
-        let views = plan::node_views(&node_objects, &ready, down_is_known);
+        let unseen = if now.saturating_sub(self.view.since_ms) >= DOWN_GRACE_MS {
+            Unseen::Down
+        } else {
+            Unseen::DownOnly(&self.down)
+        };
+        let views = plan::node_views(&node_objects, &ready, unseen);
         let rng = &mut self.rng;
         let mut new_id = || TaskId(rng.random::<u128>());
         let plan = plan::plan(

@@ -81,24 +81,33 @@ impl Work<'_> {
 /// The empty labels of a node without a description.
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
+/// What a node membership does not see Ready is, to the leader.
+#[derive(Clone, Copy, Debug)]
+pub enum Unseen<'s> {
+    /// Down: membership has had time to hear from everyone.
+    Down,
+    /// Unknown, except these, which membership itself declared Down. A leader that just
+    /// started may not have heard from every node yet and must not orphan their tasks; a death
+    /// membership confirmed is the same news to it as to a leader of long standing.
+    DownOnly(&'s BTreeSet<NodeId>),
+}
+
 /// Builds the scheduler's view of every node from the store's node objects and the nodes
-/// membership sees Ready. A node membership does not see is `Down`, or `Unknown` while
-/// `down_is_known` is false (a leader that just started has not heard from everyone yet, and
-/// must not orphan their tasks). The views borrow the objects' strings and maps.
+/// membership sees Ready; a node it does not see is `Down` or `Unknown` as [`Unseen`] says.
+/// The views borrow the objects' strings and maps.
 pub fn node_views<'a>(
     nodes: impl IntoIterator<Item = &'a NodeObject>,
     ready: &BTreeSet<NodeId>,
-    down_is_known: bool,
+    unseen: Unseen<'_>,
 ) -> Vec<NodeView<'a>> {
     nodes
         .into_iter()
         .map(|n| {
-            let state = if ready.contains(&n.id) {
-                NodeState::Ready
-            } else if down_is_known {
-                NodeState::Down
-            } else {
-                NodeState::Unknown
+            let state = match unseen {
+                _ if ready.contains(&n.id) => NodeState::Ready,
+                Unseen::Down => NodeState::Down,
+                Unseen::DownOnly(down) if down.contains(&n.id) => NodeState::Down,
+                Unseen::DownOnly(_) => NodeState::Unknown,
             };
             let d = n.description.as_ref();
             NodeView {

@@ -133,6 +133,10 @@ struct Pending {
 
 struct PendingRead {
     deadline_ms: u64,
+    /// Handed to raft. A leader that has not committed an entry of its own term yet would
+    /// drop the request without a word (raft-rs answers read-index requests only after that),
+    /// so until then the read waits here.
+    asked: bool,
     /// Set when raft says at which commit index the read is safe.
     index: Option<u64>,
 }
@@ -391,15 +395,16 @@ impl<S: LogStorage> StoreMachine<S> {
                 }) {
                     self.refuse(req, error, out);
                 } else {
-                    self.raw.read_index(req.to_be_bytes().to_vec());
                     let deadline_ms = self.now_ms + self.config.request_timeout_ms;
                     self.reads.insert(
                         req,
                         PendingRead {
                             deadline_ms,
+                            asked: false,
                             index: None,
                         },
                     );
+                    self.ask_reads();
                 }
             }
             StoreInput::AddVoter {
@@ -561,7 +566,34 @@ impl<S: LogStorage> StoreMachine<S> {
         Ok(())
     }
 
+    /// Hands raft the reads waiting for this leader's first commit in its term, once it has
+    /// made it; whether it handed any.
+    fn ask_reads(&mut self) -> bool {
+        if !self.is_leader() || !self.raw.raft.commit_to_current_term() {
+            return false;
+        }
+        let mut asked = false;
+        for (req, r) in self.reads.iter_mut().filter(|(_, r)| !r.asked) {
+            self.raw.read_index(req.to_be_bytes().to_vec());
+            r.asked = true;
+            asked = true;
+        }
+        asked
+    }
+
     fn process_ready(&mut self, out: &mut Vec<StoreEffect>) -> Result<(), StoreError> {
+        loop {
+            self.ready_loop(out)?;
+            if !self.ask_reads() {
+                break;
+            }
+        }
+        self.observe_leadership(out);
+        self.answer_reads(out);
+        self.maybe_snapshot()
+    }
+
+    fn ready_loop(&mut self, out: &mut Vec<StoreEffect>) -> Result<(), StoreError> {
         while self.raw.has_ready() {
             let mut rd = self.raw.ready();
             let mut wrote = false;
@@ -613,9 +645,7 @@ impl<S: LogStorage> StoreMachine<S> {
             self.apply(light.take_committed_entries(), out)?;
             self.raw.advance_apply();
         }
-        self.observe_leadership(out);
-        self.answer_reads(out);
-        self.maybe_snapshot()
+        Ok(())
     }
 
     fn apply(

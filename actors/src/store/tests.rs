@@ -425,3 +425,44 @@ fn read_index_answers_on_the_leader_and_requests_are_bounded() {
         assert!(s.refused(1, req).is_some(), "req {req} answered");
     }
 }
+
+#[test]
+fn a_read_on_a_new_leader_waits_for_its_first_commit_instead_of_being_dropped() {
+    let mut s = Shuttle::cluster(3, small_cfg());
+    assert_eq!(s.leader(), Some(1));
+    eprintln!("phase: the leader is cut off; messages go one at a time until 2 or 3 leads");
+    s.cut.insert(1);
+    let mut new_leader = None;
+    for _ in 0..200 {
+        s.now_ms += TICK_MS;
+        for id in [2, 3] {
+            s.input(id, StoreInput::Tick);
+        }
+        while let Some((from, to, msg)) = s.queue.pop_front() {
+            if s.cut.contains(&from) || s.cut.contains(&to) {
+                continue;
+            }
+            s.input(to, StoreInput::Message(msg));
+            new_leader = [2, 3].into_iter().find(|id| s.nodes[id].is_leader());
+            if new_leader.is_some() {
+                break;
+            }
+        }
+        if new_leader.is_some() {
+            break;
+        }
+    }
+    let l = new_leader.expect("a new leader");
+    eprintln!("phase: a read the moment it leads, before its term's first entry commits");
+    s.input(l, StoreInput::ReadIndex { req: 9 });
+    // raft-rs drops such a read; the machine holds it until the entry commits. A dropped one
+    // would wait for the request timeout, far beyond these few ticks.
+    s.run(3);
+    assert!(
+        s.seen[&l]
+            .iter()
+            .any(|e| matches!(e, StoreEffect::ReadReady { req: 9, .. })),
+        "{:?}",
+        s.seen[&l]
+    );
+}

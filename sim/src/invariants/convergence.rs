@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use swarm_actors::leader::plan::node_views;
+use swarm_actors::leader::plan::{Unseen, node_views};
 use swarm_actors::model::{Availability, NodeId, ServiceId, ServiceMode};
 use swarm_actors::scheduler::NodeView;
 use swarm_actors::scheduler::constraint::Constraint;
@@ -40,7 +40,7 @@ pub fn check(
         ObjectBody::Node(n) => Some(n),
         _ => None,
     });
-    let views = node_views(nodes, live, true);
+    let views = node_views(nodes, live, Unseen::Down);
     // Service → node → RUNNING tasks there (slots).
     let mut running: BTreeMap<ServiceId, BTreeMap<NodeId, Vec<u64>>> = BTreeMap::new();
     for (i, a) in agents.iter().enumerate() {

@@ -3,7 +3,8 @@
 //!
 //! - a pass reads the manager's local store (not linearizable, as the real one), builds the
 //!   node views from that manager's membership view (`Unknown` for nodes it does not see
-//!   during [`DOWN_GRACE_MS`] after leadership began, `Down` after), calls the real
+//!   during [`DOWN_GRACE_MS`] after leadership began unless membership declared them Down,
+//!   `Down` after), calls the real
 //!   [`plan::plan`], and proposes the ops in chunks of [`OPS_PER_COMMAND_MAX`], one after the
 //!   other; a failed chunk ends the pass, which is retried after [`RETRY_MS`];
 //! - passes run every [`PASS_INTERVAL_MS`], [`pass_debounce_ms`] of the last pass's nodes and
@@ -23,7 +24,7 @@ use std::rc::Rc;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use swarm_actors::leader::plan::{self, PlanInput, VersionedTask};
+use swarm_actors::leader::plan::{self, PlanInput, Unseen, VersionedTask};
 use swarm_actors::leader::{
     DOWN_GRACE_MS, PASS_INTERVAL_MS, REPORTS_MAX, RETRY_MS, pass_debounce_ms, wake_fire_ms,
     wake_to_set,
@@ -223,14 +224,20 @@ impl StoreWorld {
             .collect();
         let mut ready: BTreeSet<_> = svc.views[m].iter().map(|&i| node_id(i)).collect();
         ready.insert(node_id(m));
-        let down_is_known = at.saturating_sub(l.since_ms) >= DOWN_GRACE_MS;
+        let down: BTreeSet<_>;
+        let unseen = if at.saturating_sub(l.since_ms) >= DOWN_GRACE_MS {
+            Unseen::Down
+        } else {
+            down = svc.downs[m].iter().map(|&i| node_id(i)).collect();
+            Unseen::DownOnly(&down)
+        };
         // The views are built from the store's objects in place: cloning 1,000 node objects
         // on every pass cost more than the plan itself.
         let node_objects = state.list(Kind::Node).filter_map(|o| match &o.body {
             ObjectBody::Node(n) => Some(n),
             _ => None,
         });
-        let views = plan::node_views(node_objects, &ready, down_is_known);
+        let views = plan::node_views(node_objects, &ready, unseen);
         let rng = &mut l.rng;
         let mut new_id = || TaskId(rng.random::<u128>());
         let p = plan::plan(

@@ -181,6 +181,8 @@ pub struct Services {
     pub(crate) gone_for_good: BTreeSet<usize>,
     /// Per manager, the nodes its membership sees Up.
     views: Vec<BTreeSet<usize>>,
+    /// Per manager, the nodes its membership declared Down (and has not seen Up since).
+    downs: Vec<BTreeSet<usize>>,
     leaders: BTreeMap<usize, LeaderSim>,
     agents: Vec<Option<Agent>>,
     held: Vec<Vec<Ev>>,
@@ -202,6 +204,7 @@ impl Services {
             boots: vec![0; nodes],
             gone_for_good: BTreeSet::new(),
             views: vec![BTreeSet::new(); managers],
+            downs: vec![BTreeSet::new(); managers],
             leaders: BTreeMap::new(),
             agents: (0..nodes).map(|_| None).collect(),
             held: vec![Vec::new(); nodes],
@@ -301,10 +304,11 @@ impl StoreWorld {
                 up,
             } => {
                 let svc = self.svc();
+                let (views, downs) = (&mut svc.views[observer], &mut svc.downs[observer]);
                 let changed = if up {
-                    svc.views[observer].insert(subject)
+                    views.insert(subject) | downs.remove(&subject)
                 } else {
-                    svc.views[observer].remove(&subject)
+                    views.remove(&subject) | downs.insert(subject)
                 };
                 if changed {
                     self.leader_ready_changed(at, observer);

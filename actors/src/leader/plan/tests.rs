@@ -291,18 +291,25 @@ fn node_views_follow_membership_and_the_grace() {
     };
     let objs = [obj(1, true), obj(2, true), obj(3, false)];
     let ready: BTreeSet<NodeId> = [NodeId(1), NodeId(3)].into();
-    let states = |known| -> Vec<NodeState> {
-        node_views(&objs, &ready, known)
+    let states = |unseen| -> Vec<NodeState> {
+        node_views(&objs, &ready, unseen)
             .into_iter()
             .map(|v| v.state)
             .collect()
     };
+    let none = BTreeSet::new();
     assert_eq!(
-        states(false),
+        states(Unseen::DownOnly(&none)),
         [NodeState::Ready, NodeState::Unknown, NodeState::Unknown]
     );
     assert_eq!(
-        states(true),
+        states(Unseen::Down),
+        [NodeState::Ready, NodeState::Down, NodeState::Unknown]
+    );
+    // Membership declared node 2 Down: Down even while the leader is new.
+    let down = [NodeId(2)].into();
+    assert_eq!(
+        states(Unseen::DownOnly(&down)),
         [NodeState::Ready, NodeState::Down, NodeState::Unknown]
     );
 }
