@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Sessions run off the actor, one at a time; a status that changes while one is in flight goes
-//! in the next. Nothing is kept between sessions but the task actors: what to report is the
+//! in the next. A poke from a leader other than the manager the session in flight went to
+//! abandons that session (it would wait on a dead leader until the request deadline). Nothing is kept between sessions but the task actors: what to report is the
 //! difference between each actor's status and what the last answer says the store holds, so a
 //! status lost on the way (a leader that changed, a failed write) is simply sent again.
 //!
@@ -68,8 +69,8 @@ pub enum AgentMsg {
     Store(Option<StoreHandle>),
     /// A task actor reported a status.
     Status(TaskId, TaskStatus),
-    /// A session ended: the answer and the address that gave it.
-    SessionDone(Result<(Vec<Assignment>, Option<SocketAddr>), String>),
+    /// A session ended: its number, the answer and the address that gave it.
+    SessionDone(u64, Result<(Vec<Assignment>, Option<SocketAddr>), String>),
     Logs {
         tasks: Vec<TaskId>,
         tail: usize,
@@ -125,6 +126,10 @@ pub struct AgentState {
     next_manager: usize,
     store: Option<StoreHandle>,
     in_flight: bool,
+    /// Where the session in flight went first, when it went over the network.
+    in_flight_to: Option<SocketAddr>,
+    /// Numbers sessions: the answer of an abandoned one is ignored.
+    session_seq: u64,
     again: bool,
     view: AgentView,
 }
@@ -197,6 +202,8 @@ impl Actor for AgentActor {
             next_manager: 0,
             store: None,
             in_flight: false,
+            in_flight_to: None,
+            session_seq: 0,
             again: false,
             view: AgentView::default(),
         })
@@ -213,6 +220,15 @@ impl Actor for AgentActor {
             AgentMsg::Poke(from) => {
                 if from.is_some() {
                     state.leader = from;
+                    // The leader that poked is alive. A session still waiting on another
+                    // manager (most often the old leader, dead, until the request deadline)
+                    // is abandoned: its answer will be ignored, and it ends by its own
+                    // timeout. One abandoned per poke from a new address at most.
+                    if state.in_flight && state.in_flight_to.is_some_and(|to| Some(to) != from) {
+                        debug!(to = ?state.in_flight_to, leader = ?from, "session abandoned for the leader that poked");
+                        state.in_flight = false;
+                        state.again = false;
+                    }
                 }
                 state.session(&myself);
             }
@@ -224,7 +240,8 @@ impl Actor for AgentActor {
                     state.session(&myself);
                 }
             }
-            AgentMsg::SessionDone(result) => {
+            AgentMsg::SessionDone(seq, _) if seq != state.session_seq => {}
+            AgentMsg::SessionDone(_, result) => {
                 state.in_flight = false;
                 match result {
                     Ok((assignments, from)) => {
@@ -309,6 +326,9 @@ impl AgentState {
             return; // nobody to ask yet; the next tick tries again
         }
         self.in_flight = true;
+        self.in_flight_to = target;
+        self.session_seq += 1;
+        let seq = self.session_seq;
         let report = self.report();
         let store = self.store.clone();
         let transport = self.transport.clone();
@@ -319,7 +339,7 @@ impl AgentState {
             let result = tokio::time::timeout(bound, open(store, transport, node, target, report))
                 .await
                 .unwrap_or_else(|_| Err("the session timed out".into()));
-            let _ = me.send_message(AgentMsg::SessionDone(result)); // the agent may be stopping
+            let _ = me.send_message(AgentMsg::SessionDone(seq, result)); // the agent may be stopping
         });
     }
 

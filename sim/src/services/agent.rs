@@ -3,7 +3,8 @@
 //!
 //! - a session opens every [`SESSION_INTERVAL_MS`], on a poke, and on a status change, one at a
 //!   time (a change during one asks for another after it); it goes to the last leader, or to
-//!   the managers in turn, follows one redirect, and fails after [`SESSION_TIMEOUT_MS`];
+//!   the managers in turn, follows one redirect, and fails after [`SESSION_TIMEOUT_MS`]; a poke
+//!   from a manager other than the one the session in flight went to abandons that session;
 //! - it reports every status that the last answer's store view would accept ([`accepts`]),
 //!   plus the statuses of tasks it lost (a restarted node's tasks: FAILED);
 //! - on an answer: a new task with desired Running gets a [`TaskMachine`] and `Start`; a known
@@ -52,6 +53,8 @@ pub struct Agent {
     leader: Option<usize>,
     next_manager: usize,
     in_flight: Option<u64>,
+    /// The manager the session in flight went to first.
+    in_flight_to: usize,
     seq: u64,
     again: bool,
 }
@@ -109,6 +112,7 @@ impl StoreWorld {
             leader: None,
             next_manager: i,
             in_flight: None,
+            in_flight_to: 0,
             seq: 0,
             again: false,
         });
@@ -135,6 +139,11 @@ impl StoreWorld {
             return;
         };
         a.leader = Some(leader);
+        // As the real agent: a session waiting on another manager is abandoned.
+        if a.in_flight.is_some() && a.in_flight_to != leader {
+            a.in_flight = None;
+            a.again = false;
+        }
         self.agent_session(at, node);
     }
 
@@ -153,6 +162,7 @@ impl StoreWorld {
         a.seq += 1;
         let (seq, boot) = (a.seq, a.boot);
         a.in_flight = Some(seq);
+        a.in_flight_to = to;
         let statuses = a.report();
         let n = statuses.len() as u64;
         self.svc_send_session(at, node, boot, seq, 0, to, statuses);
