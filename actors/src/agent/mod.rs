@@ -12,9 +12,10 @@
 //!
 //! Sessions run off the actor, one at a time; a status that changes while one is in flight goes
 //! in the next. A poke from a leader other than the manager the session in flight went to
-//! abandons that session (it would wait on a dead leader until the request deadline). Nothing is kept between sessions but the task actors: what to report is the
-//! difference between each actor's status and what the last answer says the store holds, so a
-//! status lost on the way (a leader that changed, a failed write) is simply sent again.
+//! abandons that session (it would wait on a dead leader until the request deadline). Nothing
+//! is kept between sessions but the task actors: what to report is the difference between each
+//! actor's status and what the last answer says the store holds, so a status lost on the way (a
+//! leader that changed, a failed write) is simply sent again.
 //!
 //! At start the agent cleans what a previous run of this node left behind (processes,
 //! containers) before its first session: a task the store still thinks runs here, but that
@@ -218,13 +219,13 @@ impl Actor for AgentActor {
         match msg {
             AgentMsg::Session => state.session(&myself),
             AgentMsg::Poke(from) => {
-                if from.is_some() {
-                    state.leader = from;
+                if let Some(from) = from {
+                    state.leader = Some(from);
                     // The leader that poked is alive. A session still waiting on another
                     // manager (most often the old leader, dead, until the request deadline)
                     // is abandoned: its answer will be ignored, and it ends by its own
                     // timeout. One abandoned per poke from a new address at most.
-                    if state.in_flight && state.in_flight_to.is_some_and(|to| Some(to) != from) {
+                    if state.in_flight && state.in_flight_to.is_some_and(|to| to != from) {
                         debug!(to = ?state.in_flight_to, leader = ?from, "session abandoned for the leader that poked");
                         state.in_flight = false;
                         state.again = false;

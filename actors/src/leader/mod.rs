@@ -287,10 +287,14 @@ impl LeaderState {
         let (mut ready, mut down) = (BTreeSet::new(), BTreeSet::new());
         for m in &members {
             match m.state {
-                NodeState::Ready => ready.insert(m.id),
-                NodeState::Down => down.insert(m.id),
-                NodeState::Unknown => false,
-            };
+                NodeState::Ready => {
+                    ready.insert(m.id);
+                }
+                NodeState::Down => {
+                    down.insert(m.id);
+                }
+                NodeState::Unknown => {}
+            }
         }
         let descriptions: BTreeMap<NodeId, NodeDescription> = members
             .into_iter()

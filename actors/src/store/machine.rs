@@ -569,7 +569,11 @@ impl<S: LogStorage> StoreMachine<S> {
     /// Hands raft the reads waiting for this leader's first commit in its term, once it has
     /// made it; whether it handed any.
     fn ask_reads(&mut self) -> bool {
-        if !self.is_leader() || !self.raw.raft.commit_to_current_term() {
+        // Cheapest first: this runs after every input, and the commit check reads the log.
+        if !self.reads.values().any(|r| !r.asked)
+            || !self.is_leader()
+            || !self.raw.raft.commit_to_current_term()
+        {
             return false;
         }
         let mut asked = false;

@@ -433,7 +433,7 @@ fn a_read_on_a_new_leader_waits_for_its_first_commit_instead_of_being_dropped() 
     eprintln!("phase: the leader is cut off; messages go one at a time until 2 or 3 leads");
     s.cut.insert(1);
     let mut new_leader = None;
-    for _ in 0..200 {
+    'elect: for _ in 0..200 {
         s.now_ms += TICK_MS;
         for id in [2, 3] {
             s.input(id, StoreInput::Tick);
@@ -445,11 +445,8 @@ fn a_read_on_a_new_leader_waits_for_its_first_commit_instead_of_being_dropped() 
             s.input(to, StoreInput::Message(msg));
             new_leader = [2, 3].into_iter().find(|id| s.nodes[id].is_leader());
             if new_leader.is_some() {
-                break;
+                break 'elect;
             }
-        }
-        if new_leader.is_some() {
-            break;
         }
     }
     let l = new_leader.expect("a new leader");
