@@ -1,0 +1,11 @@
+//! Security tests: a peer that holds a real certificate but lies, a peer with no certificate,
+//! a removed node and a local user, each playing one attack against real `swarm-node`
+//! processes on loopback. Every test says in its first log line which attack it plays, and
+//! checks that the attack changes nothing. Ports 25001-25999 are this binary's.
+//!
+//! The threat model these tests prove is written up in docs/security.md.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod peer;
