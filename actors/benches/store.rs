@@ -64,10 +64,10 @@ fn pump(mut rx: mpsc::Receiver<Inbound>, store: StoreHandle) {
         while let Some(msg) = rx.recv().await {
             match msg {
                 Inbound::OneWay {
-                    from: _,
+                    from,
                     remote,
                     msg: OneWay::Raft(chunk),
-                } => store.raft(chunk, remote),
+                } => store.raft(chunk, remote, from),
                 Inbound::Request {
                     from: Some(p),
                     req: Request::Store(op),
@@ -125,6 +125,7 @@ async fn manager(
         transport: transport.clone(),
         rng_seed: i,
         registry: None,
+        managers: Default::default(),
     };
     let (store, _) = spawn_store(args).await.unwrap();
     pump(rx, store.clone());
@@ -257,6 +258,7 @@ async fn main() {
         transport: m3.transport.clone(),
         rng_seed: 3,
         registry: None,
+        managers: Default::default(),
     };
     let (store, _) = spawn_store(args).await.unwrap();
     let opened = t.elapsed();

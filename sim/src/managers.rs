@@ -68,6 +68,8 @@ pub(crate) enum Ev {
     },
     Deliver {
         to: usize,
+        /// The sender's raft ID, as the transport would prove it.
+        from: u64,
         epoch: u64,
         msg: Vec<u8>,
     },
@@ -112,7 +114,8 @@ pub(crate) struct Manager {
     pub(crate) status: Status,
     epoch: u64,
     boot: u64,
-    held: Vec<(u64, Vec<u8>)>,
+    /// Messages held while paused: epoch, sender's raft ID, bytes.
+    held: Vec<(u64, u64, Vec<u8>)>,
     timer_rate: f64,
 }
 
@@ -294,7 +297,12 @@ impl StoreWorld {
                     self.input(at, m, StoreInput::Tick);
                 }
             }
-            Ev::Deliver { to, epoch, msg } => {
+            Ev::Deliver {
+                to,
+                from,
+                epoch,
+                msg,
+            } => {
                 let mgr = &mut self.ms[to];
                 if mgr.epoch != epoch {
                     return;
@@ -303,10 +311,10 @@ impl StoreWorld {
                     Status::Crashed => {}
                     Status::Paused => {
                         if mgr.held.len() < HELD_MESSAGES_MAX {
-                            mgr.held.push((epoch, msg));
+                            mgr.held.push((epoch, from, msg));
                         }
                     }
-                    Status::Alive => self.input(at, to, StoreInput::Message(msg)),
+                    Status::Alive => self.input(at, to, StoreInput::Message { from, bytes: msg }),
                 }
             }
             Ev::Fault(f) => self.strike(at, f),
@@ -538,8 +546,8 @@ impl StoreWorld {
     fn resume(&mut self, at: Millis, i: usize) {
         self.ms[i].status = Status::Alive;
         let held = std::mem::take(&mut self.ms[i].held);
-        for (_, msg) in held {
-            self.input(at, i, StoreInput::Message(msg));
+        for (_, from, bytes) in held {
+            self.input(at, i, StoreInput::Message { from, bytes });
         }
     }
 
@@ -574,7 +582,7 @@ impl StoreWorld {
     fn input(&mut self, at: Millis, i: usize, input: StoreInput) {
         let kind = match &input {
             StoreInput::Tick => 1,
-            StoreInput::Message(msg) => {
+            StoreInput::Message { bytes: msg, .. } => {
                 self.trace.event(at, i, 2);
                 self.trace.u64(msg.len() as u64);
                 self.trace
@@ -662,11 +670,13 @@ impl StoreWorld {
         let route = self.net.route(from, to);
         let epoch = self.ms[to].epoch;
         let now = self.q.now();
+        let from_raft = self.ms[from].raft_id;
         for delay in [route.first, route.dup].into_iter().flatten() {
             self.q.push(
                 now + delay,
                 Ev::Deliver {
                     to,
+                    from: from_raft,
                     epoch,
                     msg: msg.clone(),
                 },

@@ -58,7 +58,7 @@ impl SimNode {
 
     /// Holds an input while paused; returns false when the buffer is full and it is lost.
     pub fn hold(&mut self, at: Millis, input: MembershipInput) -> bool {
-        let is_datagram = matches!(input, MembershipInput::Datagram(_));
+        let is_datagram = matches!(input, MembershipInput::Datagram { .. });
         if is_datagram {
             if self.held_datagrams >= HELD_DATAGRAMS_MAX {
                 return false;
@@ -117,6 +117,15 @@ pub fn index_of_addr(addr: SocketAddr) -> Option<usize> {
     }
 }
 
+/// Node `i`'s role: managers are the first `managers` nodes.
+pub fn role(i: usize, managers: usize) -> Role {
+    if i < managers {
+        Role::Manager
+    } else {
+        Role::Worker
+    }
+}
+
 /// Node `i`'s description at `version`: managers are the first `managers` nodes; every node
 /// has the process runtime and an engine label `zone` (`z0`, `z1`, `z2` in turn).
 pub fn description(i: usize, managers: usize, version: u64) -> NodeDescription {
@@ -124,11 +133,7 @@ pub fn description(i: usize, managers: usize, version: u64) -> NodeDescription {
         id: node_id(i),
         hostname: format!("sim-{i}"),
         addr: addr(i),
-        role: if i < managers {
-            Role::Manager
-        } else {
-            Role::Worker
-        },
+        role: role(i, managers),
         resources: NodeResources {
             nano_cpus: 4_000_000_000,
             memory_bytes: 8 << 30,
@@ -144,7 +149,7 @@ pub fn description(i: usize, managers: usize, version: u64) -> NodeDescription {
 pub fn trace_kind(input: &MembershipInput) -> u8 {
     match input {
         MembershipInput::Start => 1,
-        MembershipInput::Datagram(_) => 2,
+        MembershipInput::Datagram { .. } => 2,
         MembershipInput::Timer(MembershipTimer::Foca(_)) => 3,
         MembershipInput::Timer(MembershipTimer::Rebroadcast) => 4,
         MembershipInput::Timer(MembershipTimer::Reannounce) => 5,

@@ -22,6 +22,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use swarm_actors::membership::{
     MemberId, Membership, MembershipConfig, MembershipEffect, MembershipEvent, MembershipInput,
+    Sender,
 };
 
 use crate::clock::{EventQueue, Millis};
@@ -494,7 +495,7 @@ impl World {
             return;
         }
         self.trace.event(at, i, node::trace_kind(&input));
-        if let MembershipInput::Datagram(data) = &input {
+        if let MembershipInput::Datagram { data, .. } = &input {
             self.trace.u64(data.len() as u64);
             self.trace
                 .bytes(&data[..data.len().min(DATAGRAM_PREFIX_BYTES)]);
@@ -515,8 +516,16 @@ impl World {
                     return;
                 };
                 let route = self.net.route(i, j);
+                // The transport proves the sender's certificate; here the sender is node `i`.
+                let from = Sender {
+                    id: node::node_id(i),
+                    role: node::role(i, self.cfg.managers),
+                };
                 for delay in [route.first, route.dup].into_iter().flatten() {
-                    let input = MembershipInput::Datagram(data.clone());
+                    let input = MembershipInput::Datagram {
+                        from,
+                        data: data.clone(),
+                    };
                     self.q.push(
                         at + delay,
                         Ev::Input {

@@ -136,6 +136,9 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     let registry = Registry::new();
     let node_id = creds.node_id;
     let role = creds.role;
+    // Who the store names as managers, as this node last learned it: shared by the store, the
+    // agent and the node actor, which check manager-only messages against it.
+    let managers = node::ManagerSet::default();
 
     let store = match (ident.bootstrap, node_file.raft_id) {
         (Some(bootstrap), Some(raft_id)) => {
@@ -155,6 +158,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
                 transport: transport.clone(),
                 rng_seed: rand::random(),
                 registry: Some(registry.clone()),
+                managers: managers.clone(),
             };
             let (handle, _done) = manager::spawn_store(store_args)
                 .await
@@ -174,7 +178,10 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         )?;
     }
 
-    let agent = start_agent(node_id, &data_dir, &runtimes, &transport, &registry).await?;
+    let agent = start_agent(
+        node_id, &data_dir, &runtimes, &transport, &registry, &managers,
+    )
+    .await?;
     let node_args = NodeArgs {
         data_dir: data_dir.clone(),
         creds,
@@ -188,6 +195,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         registry: registry.clone(),
         store_config: store_config(&args)?,
         agent: Some(agent.clone()),
+        managers,
     };
     let (handle, actor_done) = node::spawn_node(node_args, inbound, &registry)
         .await
@@ -479,6 +487,7 @@ async fn start_agent(
     advertised: &[String],
     transport: &Transport,
     registry: &Registry,
+    managers: &node::ManagerSet,
 ) -> anyhow::Result<swarm_actors::agent::AgentHandle> {
     use std::sync::Arc;
     use swarm_actors::runtime::{DockerConfig, DockerRuntime, ProcessRuntime, TaskRuntime};
@@ -497,6 +506,7 @@ async fn start_agent(
         runtimes,
         registry: Some(registry.clone()),
         register_tasks: true,
+        managers: managers.clone(),
     };
     let (agent, _done) = swarm_actors::agent::spawn_agent(args)
         .await

@@ -99,6 +99,9 @@ pub struct AgentArgs {
     pub registry: Option<Registry>,
     /// Register task actors in the registry (the admin shell reaches them as `task/<id>`).
     pub register_tasks: bool,
+    /// The managers the store names, shared with the node actor: an answer to a session is
+    /// taken only from one of them, and each answer renews the list.
+    pub managers: crate::node::ManagerSet,
 }
 
 struct Local {
@@ -133,6 +136,8 @@ pub struct AgentState {
     session_seq: u64,
     again: bool,
     view: AgentView,
+    /// The managers the store names (see `node::authz`), renewed by every answer.
+    confirmed: crate::node::ManagerSet,
 }
 
 impl Actor for AgentActor {
@@ -207,6 +212,7 @@ impl Actor for AgentActor {
             session_seq: 0,
             again: false,
             view: AgentView::default(),
+            confirmed: args.managers,
         })
     }
 
@@ -335,9 +341,11 @@ impl AgentState {
         let transport = self.transport.clone();
         let me = myself.clone();
         let node = self.me;
+        let confirmed = self.confirmed.clone();
         tokio::spawn(async move {
             let bound = Duration::from_millis(SESSION_TIMEOUT_MS);
-            let result = tokio::time::timeout(bound, open(store, transport, node, target, report))
+            let session = open(store, transport, &confirmed, node, target, report);
+            let result = tokio::time::timeout(bound, session)
                 .await
                 .unwrap_or_else(|_| Err("the session timed out".into()));
             let _ = me.send_message(AgentMsg::SessionDone(seq, result)); // the agent may be stopping
@@ -476,10 +484,13 @@ pub fn lost_status(state: TaskState, now: u64, msg: &str) -> TaskStatus {
 }
 
 /// One session: through the local store when this node is a manager, else over the network to
-/// `target`; a redirect to the leader is followed once.
+/// `target`; a redirect to the leader is followed once. Over the network only a manager (by
+/// its certificate and the store's last word, see `node::authz`) may answer: assignments from
+/// anyone else would make this node run what they chose.
 async fn open(
     store: Option<StoreHandle>,
     transport: Transport,
+    managers: &crate::node::ManagerSet,
     node: NodeId,
     target: Option<SocketAddr>,
     report: SessionReport,
@@ -487,7 +498,10 @@ async fn open(
     let mut addr = target;
     if let Some(store) = store {
         match store.session(node, report.clone()).await {
-            Response::Assignments(a) => return Ok((a, None)),
+            Response::Assignments { tasks, managers: m } => {
+                managers.learn(m);
+                return Ok((tasks, None));
+            }
             Response::NotLeader { leader: Some(l) } => addr = Some(l),
             Response::NotLeader { leader: None } => return Err("no leader".into()),
             other => return Err(answer_error(other)),
@@ -497,11 +511,20 @@ async fn open(
         let Some(to) = addr else {
             return Err("no manager known".into());
         };
-        match transport
-            .request(to, Request::Session(report.clone()))
-            .await
+        let answer = transport
+            .request_identified(to, Request::Session(report.clone()))
+            .await;
+        if let Ok((who, _)) = &answer
+            && !managers.may_command(who)
         {
-            Ok(Response::Assignments(a)) => return Ok((a, Some(to))),
+            warn!(%to, node = %who.node_id, role = %who.role, "session answered by a node that is no manager: refused");
+            return Err(format!("{to} is no manager: its answer was refused"));
+        }
+        match answer.map(|(_, resp)| resp) {
+            Ok(Response::Assignments { tasks, managers: m }) => {
+                managers.learn(m);
+                return Ok((tasks, Some(to)));
+            }
             Ok(Response::NotLeader { leader: Some(l) }) if l != to => addr = Some(l),
             Ok(Response::NotLeader { .. }) => return Err(format!("{to} knows no leader")),
             Ok(other) => return Err(answer_error(other)),

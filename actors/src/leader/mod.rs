@@ -274,7 +274,12 @@ impl Actor for LeaderActor {
                     state.soon(&myself, state.debounce_ms());
                 }
                 let mine = state.assignments.get(&from).cloned().unwrap_or_default();
-                let _ = reply.send(Response::Assignments(mine)); // the node may have gone
+                let managers = state.view.managers.clone();
+                let answer = Response::Assignments {
+                    tasks: mine,
+                    managers,
+                };
+                let _ = reply.send(answer); // the node may have gone
             }
         }
         Ok(())

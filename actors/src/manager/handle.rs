@@ -114,9 +114,18 @@ impl StoreHandle {
         rx.await.unwrap_or(Response::NotLeader { leader: None })
     }
 
-    pub fn raft(&self, chunk: super::chunks::RaftChunk, remote: SocketAddr) {
+    pub fn raft(
+        &self,
+        chunk: super::chunks::RaftChunk,
+        remote: SocketAddr,
+        from: crate::trust::PeerIdentity,
+    ) {
         // Raft retries what is lost, including while the actor stops.
-        let _ = self.actor.send_message(StoreMsg::Raft { chunk, remote });
+        let _ = self.actor.send_message(StoreMsg::Raft {
+            chunk,
+            remote,
+            from,
+        });
     }
 
     /// Membership's view: which nodes are Ready (for "no quorum" messages) and what each says

@@ -49,6 +49,9 @@ pub struct StoreArgs {
     pub rng_seed: u64,
     /// Where the leader actor registers while this manager leads.
     pub registry: Option<crate::registry::Registry>,
+    /// The managers the store last named, as the node learns them (see `node::authz`): raft
+    /// from a manager this store does not know yet (it is catching up) is taken only from one.
+    pub managers: crate::node::ManagerSet,
 }
 
 pub struct StoreActor;
@@ -98,6 +101,9 @@ pub struct StoreActorState {
     pending: BTreeMap<u64, Pending>,
     reads: BTreeMap<u64, PendingRead>,
     assembler: Assembler,
+    managers: crate::node::ManagerSet,
+    /// Raft chunks refused because their sender is no voter or spoke as another.
+    raft_refused: u64,
     next_message: u64,
     reachable: BTreeSet<NodeId>,
     /// Membership's last view, handed to a leader actor when it starts.
@@ -154,6 +160,8 @@ impl Actor for StoreActor {
             pending: BTreeMap::new(),
             reads: BTreeMap::new(),
             assembler: Assembler::default(),
+            managers: args.managers,
+            raft_refused: 0,
             next_message: 0,
             reachable: BTreeSet::new(),
             members: Vec::new(),
@@ -181,14 +189,33 @@ impl Actor for StoreActor {
                 state.machine.handle(now, StoreInput::Tick, &mut out);
                 state.expire(now);
             }
-            StoreMsg::Raft { chunk, remote } => {
+            StoreMsg::Raft {
+                chunk,
+                remote,
+                from,
+            } => {
+                if let Err(why) = raft_sender_allowed(
+                    state.machine.state().members(),
+                    &state.machine.voters(),
+                    &state.managers,
+                    &from,
+                    chunk.from,
+                ) {
+                    state.raft_refused += 1;
+                    debug!(node = %from.node_id, raft_id = chunk.from, "raft chunk refused: {why}");
+                    return Ok(());
+                }
                 state.learn(chunk.from, remote);
-                match state.assembler.take(chunk) {
-                    Ok(Some(bytes)) => {
-                        state
-                            .machine
-                            .handle(now, StoreInput::Message(bytes), &mut out)
-                    }
+                let sender = chunk.from;
+                match state.assembler.take(from.node_id, chunk) {
+                    Ok(Some(bytes)) => state.machine.handle(
+                        now,
+                        StoreInput::Message {
+                            from: sender,
+                            bytes,
+                        },
+                        &mut out,
+                    ),
                     Ok(None) => {}
                     Err(e) => debug!(error = %e, "raft chunk refused"),
                 }
@@ -866,4 +893,29 @@ pub async fn spawn_store(
 ) -> Result<(StoreHandle, tokio::task::JoinHandle<()>), ActorProcessingErr> {
     let (actor, join) = Actor::spawn(None, StoreActor, args).await?;
     Ok((StoreHandle::new(actor), join))
+}
+
+/// Whether a raft chunk that `from` sent under raft ID `raft_id` is taken.
+///
+/// A voter this store lists must send under its own raft ID and be a voter still. A raft ID the
+/// store does not list is a manager added while this replica was behind (or new): taken only if
+/// no listed member is that node under another ID, and the node is a manager by its certificate
+/// and by the store's last word to this node.
+pub(crate) fn raft_sender_allowed(
+    members: &BTreeMap<u64, crate::store::Member>,
+    voters: &[u64],
+    managers: &crate::node::ManagerSet,
+    from: &crate::trust::PeerIdentity,
+    raft_id: u64,
+) -> Result<(), &'static str> {
+    match members.get(&raft_id) {
+        Some(m) if m.node_id != from.node_id => Err("the raft ID is another node's"),
+        Some(_) if !voters.contains(&raft_id) => Err("the node is no voter"),
+        Some(_) => Ok(()),
+        None if members.values().any(|m| m.node_id == from.node_id) => {
+            Err("the node is a member under another raft ID")
+        }
+        None if managers.may_command(from) => Ok(()),
+        None => Err("not a manager"),
+    }
 }

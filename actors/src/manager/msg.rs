@@ -19,6 +19,9 @@ pub enum StoreMsg {
     Raft {
         chunk: RaftChunk,
         remote: SocketAddr,
+        /// Who sent it, as its certificate proves: raft is taken only from a current voter,
+        /// and only under that voter's own raft ID.
+        from: crate::trust::PeerIdentity,
     },
     /// Commit a command; the answer is the raft index it was applied at.
     Propose {

@@ -108,6 +108,11 @@ struct Book {
     newest: BTreeMap<NodeId, (u64, u64)>,
     /// Newer descriptions not yet taken by the machine.
     arrived: Vec<DescriptionItem>,
+    /// Who sent the packet foca is handling, as the transport proved it: a description is
+    /// taken only from its own node, in a role its certificate carries.
+    vouched: Option<super::Sender>,
+    /// Items refused since the machine last asked, for its stats.
+    refused: u64,
 }
 
 /// foca's broadcast handler for node descriptions; see the module docs.
@@ -124,6 +129,8 @@ impl NodeDescriptions {
                 item_bytes_max: item_bytes_max.min(DESCRIPTION_ITEM_BYTES_MAX),
                 newest: BTreeMap::new(),
                 arrived: Vec::new(),
+                vouched: None,
+                refused: 0,
             })),
         }
     }
@@ -156,6 +163,31 @@ impl NodeDescriptions {
         newer
     }
 
+    /// Names the sender of the packet about to be handled (`None` once it is done).
+    pub fn vouch(&self, sender: Option<super::Sender>) {
+        self.lock().vouched = sender;
+    }
+
+    /// Items refused since the last call because their sender was not their node.
+    pub fn take_refused(&self) -> u64 {
+        std::mem::take(&mut self.lock().refused)
+    }
+
+    /// Whether an item relayed in a packet from `sender` may be taken: only from the node it
+    /// describes, vouched for by the transport, in a role its certificate carries.
+    fn from_its_node(&self, item: &DescriptionItem, sender: &super::MemberId) -> bool {
+        let mut book = self.lock();
+        let ok = book.vouched.is_some_and(|v| {
+            v.id == sender.id
+                && sender.id == item.description.id
+                && super::role_allowed(v.role, item.description.role)
+        });
+        if !ok {
+            book.refused += 1;
+        }
+        ok
+    }
+
     /// Takes the descriptions that arrived since the last call, oldest first.
     pub fn take_arrived(&self) -> Vec<DescriptionItem> {
         std::mem::take(&mut self.lock().arrived)
@@ -184,10 +216,16 @@ impl foca::BroadcastHandler<super::MemberId> for NodeDescriptions {
             version: item.description.version,
         };
         // `sender` is None when the machine queues its own description: always send it.
-        if sender.is_none() || self.offer(&item) {
-            Ok(Some(key))
-        } else {
-            Ok(None)
+        // Another's is taken only from its own node, and never passed on: nobody would take
+        // it from us (see `vetting.rs`).
+        match sender {
+            None => Ok(Some(key)),
+            Some(s) => {
+                if self.from_its_node(&item, s) {
+                    self.offer(&item);
+                }
+                Ok(None)
+            }
         }
     }
 }
@@ -259,27 +297,59 @@ mod tests {
         assert!(map.is_empty());
     }
 
+    /// A description is taken only from its own node (as the transport vouched for the
+    /// packet's sender), only when newer, and never passed on.
     #[test]
-    fn only_newer_items_are_passed_on() {
-        let mut h = NodeDescriptions::new(NodeId(1), 4096);
-        let p = peer();
-        assert!(h.receive_item(&item(2, 0, 1), Some(&p)).unwrap().is_some());
-        assert!(h.receive_item(&item(2, 0, 1), Some(&p)).unwrap().is_none());
-        assert!(h.receive_item(&item(2, 0, 0), Some(&p)).unwrap().is_none());
-        assert!(h.receive_item(&item(2, 0, 2), Some(&p)).unwrap().is_some());
-        // A restart (higher bump) wins even with a lower version.
+    fn only_a_nodes_own_newer_items_are_taken() {
+        let h = NodeDescriptions::new(NodeId(1), 4096);
+        let mut h2 = h.clone();
+        let relayer = peer();
+        let owner = super::super::MemberId::new(NodeId(2), "10.0.0.2:1".parse().unwrap(), 0);
+        let vouch = |id: u128, role: Role| {
+            h.vouch(Some(super::super::Sender {
+                id: NodeId(id),
+                role,
+            }))
+        };
+
+        vouch(9, Role::Manager);
         assert!(
-            h.receive_item(&item(2, 1 << 32, 1), Some(&p))
+            h2.receive_item(&item(2, 0, 1), Some(&relayer))
                 .unwrap()
-                .is_some()
+                .is_none()
         );
+        assert!(h.take_arrived().is_empty(), "node 9 speaking for node 2");
+        assert_eq!(h.take_refused(), 1);
+
+        vouch(2, Role::Worker);
+        for (bump, version) in [(0, 1), (0, 1), (0, 0), (0, 2), (1 << 32, 1)] {
+            let relayed = h2
+                .receive_item(&item(2, bump, version), Some(&owner))
+                .unwrap();
+            assert!(relayed.is_none(), "never passed on");
+        }
         let arrived = h.take_arrived();
-        assert_eq!(arrived.len(), 3);
+        assert_eq!(arrived.len(), 3, "only newer ones, a restart winning");
         assert_eq!(arrived[2].rank(), (1 << 32, 1));
-        assert!(h.take_arrived().is_empty());
-        // Our own description from someone else is not taken; from ourselves it always is.
-        assert!(h.receive_item(&item(1, 0, 5), Some(&p)).unwrap().is_none());
-        assert!(h.receive_item(&item(1, 0, 5), None).unwrap().is_some());
+
+        let mut manager = desc(2, 9);
+        manager.role = Role::Manager;
+        let claim = DescriptionItem {
+            bump: 1 << 32,
+            description: manager,
+        }
+        .encode()
+        .unwrap();
+        assert!(h2.receive_item(&claim, Some(&owner)).unwrap().is_none());
+        assert!(
+            h.take_arrived().is_empty(),
+            "a worker certificate claiming manager"
+        );
+        assert_eq!(h.take_refused(), 1);
+
+        // Our own description is always sent.
+        h.vouch(None);
+        assert!(h2.receive_item(&item(1, 0, 5), None).unwrap().is_some());
     }
 
     #[test]

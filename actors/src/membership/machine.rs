@@ -30,6 +30,7 @@ use rand::rngs::StdRng;
 
 use super::broadcast::{DescriptionItem, retain_listed};
 use super::codec::bincode_config;
+use super::vetting::{Sender, Vet, address_free_for, role_allowed};
 use super::{BincodeCodec, MemberId, MembershipConfig, MembershipError, NodeDescriptions};
 use crate::model::{NodeDescription, NodeId, NodeState};
 
@@ -90,7 +91,11 @@ pub enum MembershipTimer {
 pub enum MembershipInput {
     /// Begin: set up our own periodic timers and queue our description.
     Start,
-    Datagram(Bytes),
+    /// A datagram, and who sent it as the transport proved it (see [`Sender`]).
+    Datagram {
+        from: Sender,
+        data: Bytes,
+    },
     Timer(MembershipTimer),
     /// Join through the node at this address (a seed, or any member we know of).
     Announce(SocketAddr),
@@ -147,6 +152,9 @@ pub struct MembershipStats {
     /// Errors from foca on timers and sends (foca's own bugs or our codec's).
     pub foca_errors: u64,
     pub descriptions_refused: u64,
+    /// Packets, updates and descriptions refused because their sender spoke for another node
+    /// (see `vetting.rs`); each changed nothing.
+    pub lies_refused: u64,
     pub rejoins: u64,
 }
 
@@ -371,7 +379,7 @@ impl Membership {
         }
         match input {
             MembershipInput::Start => self.start(out),
-            MembershipInput::Datagram(data) => self.datagram(&data, out),
+            MembershipInput::Datagram { from, data } => self.datagram(from, &data, out),
             MembershipInput::Timer(MembershipTimer::Foca(timer)) => {
                 let mut rt = Collect {
                     out,
@@ -480,18 +488,12 @@ impl Membership {
         }
     }
 
-    fn datagram(&mut self, data: &[u8], out: &mut Vec<MembershipEffect>) {
+    fn datagram(&mut self, from: Sender, data: &[u8], out: &mut Vec<MembershipEffect>) {
         self.stats.datagrams_in += 1;
         let ok = match data.split_first() {
             _ if data.len() > self.config.max_packet_bytes => false,
-            Some((&TAG_FOCA, packet)) => {
-                let mut rt = Collect {
-                    out,
-                    notes: &mut self.notes,
-                };
-                self.foca.handle_data(packet, &mut rt).is_ok()
-            }
-            Some((&TAG_DESCRIPTION, rest)) => self.direct_description(rest, out),
+            Some((&TAG_FOCA, packet)) => self.foca_packet(from, packet, out),
+            Some((&TAG_DESCRIPTION, rest)) => self.direct_description(from, rest, out),
             Some((&TAG_DIGEST, rest)) => self.digest(rest, out),
             Some((&TAG_DOWNS, rest)) => self.down_news(rest, out),
             _ => false,
@@ -501,7 +503,45 @@ impl Membership {
         }
     }
 
-    fn direct_description(&mut self, rest: &[u8], out: &mut Vec<MembershipEffect>) -> bool {
+    /// A foca packet, believed as far as [`Vet`] allows. When it made us refute a suspicion
+    /// (our incarnation grew), every member hears it from us at once: nobody relays a
+    /// refutation for us (see `vetting.rs`), and a member that suspected us and does not hear
+    /// from us before its suspicion runs out would declare us down.
+    fn foca_packet(
+        &mut self,
+        from: Sender,
+        packet: &[u8],
+        out: &mut Vec<MembershipEffect>,
+    ) -> bool {
+        let before = self.foca.incarnation();
+        let me = self.foca.identity().clone();
+        let mut vet = Vet {
+            from,
+            me: &me,
+            incarnation: before,
+            refused: 0,
+        };
+        self.handler.vouch(Some(from));
+        let mut rt = Collect {
+            out,
+            notes: &mut self.notes,
+        };
+        let handled = self.foca.handle_data_vetted(packet, &mut vet, &mut rt);
+        self.handler.vouch(None);
+        self.stats.lies_refused += vet.refused + self.handler.take_refused();
+        if self.foca.incarnation() > before {
+            let everyone = self.foca.num_members();
+            self.stats.foca_errors += u64::from(self.foca.gossip_to(everyone, &mut rt).is_err());
+        }
+        handled.is_ok()
+    }
+
+    fn direct_description(
+        &mut self,
+        from: Sender,
+        rest: &[u8],
+        out: &mut Vec<MembershipEffect>,
+    ) -> bool {
         let Ok((reply_to, used)) =
             bincode::serde::decode_from_slice::<Option<SocketAddr>, _>(rest, bincode_config())
         else {
@@ -510,6 +550,22 @@ impl Membership {
         let Ok(item) = DescriptionItem::decode(&rest[used..], self.handler.item_bytes_max()) else {
             return false;
         };
+        // Only a node itself describes itself, and only in a role its certificate carries.
+        if item.description.id != from.id || !role_allowed(from.role, item.description.role) {
+            self.stats.lies_refused += 1;
+            return false;
+        }
+        let sender = reply_to.unwrap_or(item.description.addr);
+        let id = MemberId {
+            id: item.description.id,
+            addr: sender,
+            bump: item.bump,
+        };
+        if !address_free_for(&id, self.foca.member_at(&sender)) {
+            // Another live node's address: not the sender's to take.
+            self.stats.lies_refused += 1;
+            return false;
+        }
         // Whether it was newer or not, it was well formed; `react` reports a newer one.
         self.handler.offer(&item);
         // A node pushes its description to members it has just seen come up, or asks for ours
@@ -519,13 +575,7 @@ impl Membership {
         // only from random feeds or when that member's probe round reaches it, which at 200
         // nodes takes longer than the 10 s a heal allows and at 1,000 nodes minutes. A node we
         // hold Down under that identity stays Down: foca never revives a Down identity.
-        let sender = reply_to.unwrap_or(item.description.addr);
         if sender != self.me().addr && !self.is_listed_at(sender, item.description.id, item.bump) {
-            let id = MemberId {
-                id: item.description.id,
-                addr: sender,
-                bump: item.bump,
-            };
             let mut rt = Collect {
                 out,
                 notes: &mut self.notes,
@@ -600,6 +650,12 @@ impl Membership {
         self.own = d;
         self.queue_own();
         self.gossip(out);
+        // Nobody relays a description for its node (see `vetting.rs`): every live member gets
+        // the change from us directly. Changes are rare (labels, role, resources).
+        let live: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
+        for to in live {
+            self.push_description(to, false, out);
+        }
     }
 
     fn rebroadcast(&mut self, out: &mut Vec<MembershipEffect>) {

@@ -35,12 +35,14 @@
 //! | `broadcast.rs` | [`NodeDescriptions`]: node descriptions as foca custom broadcasts |
 //! | `config.rs` | [`MembershipConfig`]: timings and bounds, checked once, turned into foca's config |
 //! | `machine.rs` | [`Membership`]: the state machine, its inputs, effects and events |
+//! | `vetting.rs` | [`Sender`] and what is believed of a datagram given who really sent it |
 
 mod broadcast;
 mod codec;
 mod config;
 mod identity;
 mod machine;
+mod vetting;
 
 #[cfg(test)]
 mod tests;
@@ -57,6 +59,7 @@ pub use machine::{
     MemberView, Membership, MembershipEffect, MembershipEvent, MembershipInput, MembershipStats,
     MembershipTimer, SEEDS_MAX, TAG_DESCRIPTION, TAG_DIGEST, TAG_DOWNS, TAG_FOCA,
 };
+pub use vetting::{RELAYED_BUMP_AHEAD_MAX, Sender, role_allowed};
 
 use crate::model::{NodeDescriptionError, NodeId};
 

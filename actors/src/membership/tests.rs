@@ -44,6 +44,21 @@ fn node_id(i: usize) -> NodeId {
     NodeId(1000 + i as u128)
 }
 
+/// Node `i` as the transport would prove it sent a datagram.
+fn sender(i: usize) -> Sender {
+    Sender {
+        id: node_id(i),
+        role: description(i).role,
+    }
+}
+
+fn datagram(from: usize, data: impl Into<Bytes>) -> MembershipInput {
+    MembershipInput::Datagram {
+        from: sender(from),
+        data: data.into(),
+    }
+}
+
 fn description(i: usize) -> NodeDescription {
     NodeDescription {
         id: node_id(i),
@@ -121,7 +136,7 @@ impl Cluster {
             match effect {
                 MembershipEffect::Send { to, data } => {
                     if let Some(&dst) = self.by_addr.get(&to) {
-                        self.push(self.now_ms + DELAY_MS, dst, MembershipInput::Datagram(data));
+                        self.push(self.now_ms + DELAY_MS, dst, datagram(node, data));
                     }
                 }
                 MembershipEffect::Schedule { after, timer } => {
@@ -171,11 +186,9 @@ impl Cluster {
 
     /// Hands `data` to node `at` outside the simulated network and returns the tags of the
     /// datagrams it sends to `to` in response (not delivered).
-    fn handle_directly(&mut self, at: usize, data: Bytes, to: SocketAddr) -> Vec<u8> {
+    fn handle_directly(&mut self, at: usize, from: usize, data: Bytes, to: SocketAddr) -> Vec<u8> {
         let mut out = Vec::new();
-        self.nodes[at]
-            .m
-            .handle(MembershipInput::Datagram(data), &mut out);
+        self.nodes[at].m.handle(datagram(from, data), &mut out);
         out.iter()
             .filter_map(|e| match e {
                 MembershipEffect::Send { to: t, data } if *t == to => Some(data[0]),
@@ -292,7 +305,7 @@ fn garbage_datagrams_are_counted_and_ignored() {
             if let Some(first) = junk.first_mut() {
                 *first = tag;
             }
-            c.input(0, MembershipInput::Datagram(Bytes::from(junk)));
+            c.input(0, datagram(1, junk));
             sent += 1;
         }
     }
@@ -408,9 +421,7 @@ fn a_digest_with_a_newer_version_makes_us_ask_its_owner() {
     let mut data = vec![TAG_DIGEST];
     data.extend(bincode::serde::encode_to_vec(&entries, config).unwrap());
     let mut out = Vec::new();
-    c.nodes[1]
-        .m
-        .handle(MembershipInput::Datagram(data.into()), &mut out);
+    c.nodes[1].m.handle(datagram(2, data), &mut out);
     let asked: Vec<SocketAddr> = out
         .iter()
         .filter_map(|e| match e {
@@ -428,13 +439,10 @@ fn a_digest_with_a_newer_version_makes_us_ask_its_owner() {
     let mut data = vec![TAG_DIGEST];
     data.extend(bincode::serde::encode_to_vec(&too_many, config).unwrap());
     let before = c.nodes[1].m.stats().datagrams_refused;
+    c.nodes[1].m.handle(datagram(2, data), &mut out);
     c.nodes[1]
         .m
-        .handle(MembershipInput::Datagram(data.into()), &mut out);
-    c.nodes[1].m.handle(
-        MembershipInput::Datagram(vec![TAG_DIGEST, 0xff].into()),
-        &mut out,
-    );
+        .handle(datagram(2, vec![TAG_DIGEST, 0xff]), &mut out);
     assert_eq!(c.nodes[1].m.stats().datagrams_refused - before, 2);
 }
 
@@ -454,7 +462,7 @@ fn a_description_from_a_node_we_do_not_list_makes_it_a_member() {
 
     // Node 3 pushes its description to node 1, as a member that saw node 1 come up does.
     let backlog = c.nodes[1].m.stats().updates_backlog;
-    let tags_to_3 = c.handle_directly(1, description_datagram(3, None), addr(3));
+    let tags_to_3 = c.handle_directly(1, 3, description_datagram(3, None), addr(3));
     // Node 1 lists node 3 at once (without gossiping it) and, as for any member that comes
     // up, sends it its description.
     assert_eq!(tags_to_3, vec![TAG_DESCRIPTION]);
@@ -467,7 +475,7 @@ fn a_description_from_a_node_we_do_not_list_makes_it_a_member() {
     assert_eq!(c.states(3).get(&node_id(1)), Some(&NodeState::Ready));
 
     // Asked for its description by a node it lists as live, node 1 only answers.
-    let tags_to_3 = c.handle_directly(1, description_datagram(3, Some(addr(3))), addr(3));
+    let tags_to_3 = c.handle_directly(1, 3, description_datagram(3, Some(addr(3))), addr(3));
     assert_eq!(tags_to_3, vec![TAG_DESCRIPTION]);
 }
 
@@ -488,7 +496,7 @@ fn news_of_a_death_reaches_a_member_that_still_lists_the_dead_node() {
     assert_eq!(c.states(1).get(&node_id(2)), Some(&NodeState::Ready));
     let older = MemberId::new(node_id(2), addr(2), 0);
     let backlog = c.nodes[1].m.stats().updates_backlog;
-    assert!(c.handle_directly(1, news(&[older]), addr(0)).is_empty());
+    assert!(c.handle_directly(1, 0, news(&[older]), addr(0)).is_empty());
     assert_eq!(c.states(1).get(&node_id(2)), Some(&NodeState::Ready));
     assert_eq!(c.nodes[1].m.stats().updates_backlog, backlog);
 
@@ -498,9 +506,7 @@ fn news_of_a_death_reaches_a_member_that_still_lists_the_dead_node() {
     );
     let mut out = Vec::new();
     let dead = MemberId::new(node_id(3), addr(3), 1);
-    c.nodes[1]
-        .m
-        .handle(MembershipInput::Datagram(news(&[dead])), &mut out);
+    c.nodes[1].m.handle(datagram(0, news(&[dead])), &mut out);
     assert_eq!(c.states(1).get(&node_id(3)), Some(&NodeState::Down));
     assert!(out.contains(&MembershipEffect::Event(MembershipEvent::Down(node_id(3)))));
     assert!(c.nodes[1].m.stats().updates_backlog > backlog);
@@ -546,8 +552,8 @@ fn news_of_a_death_reaches_a_member_that_still_lists_the_dead_node() {
         .map(|i| MemberId::new(node_id(100 + i), addr(100 + i), 0))
         .collect();
     let before = c.nodes[2].m.stats().datagrams_refused;
-    c.handle_directly(2, news(&too_many), addr(0));
-    c.handle_directly(2, Bytes::from_static(&[TAG_DOWNS, 0xff]), addr(0));
+    c.handle_directly(2, 0, news(&too_many), addr(0));
+    c.handle_directly(2, 0, Bytes::from_static(&[TAG_DOWNS, 0xff]), addr(0));
     assert_eq!(c.nodes[2].m.stats().datagrams_refused - before, 2);
     assert_eq!(c.states(2).get(&node_id(0)), Some(&NodeState::Ready));
 }

@@ -103,7 +103,7 @@ pub struct Placement {
 }
 
 /// What every task of a service runs.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct TaskSpec {
     pub runtime: RuntimeKind,
     pub image: String,

@@ -13,6 +13,7 @@
 
 pub mod admission;
 mod authority;
+pub mod authz;
 mod handle;
 pub mod host;
 mod msg;
@@ -30,6 +31,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
 pub use authority::{Authority, CERT_VALIDITY, CERT_VALIDITY_MIN};
+pub use authz::ManagerSet;
 pub use handle::{NodeError, NodeHandle};
 pub use msg::{InFlight, JoinTokensView, NodeAdmin, NodeMsg, NodeStats};
 pub use state_file::{NodeFile, NodeFileError, PEERS_MAX};
@@ -37,6 +39,7 @@ pub use state_file::{NodeFile, NodeFileError, PEERS_MAX};
 use crate::manager::StoreHandle;
 use crate::membership::{
     MemberId, Membership, MembershipConfig, MembershipEffect, MembershipEvent, MembershipInput,
+    Sender,
 };
 use crate::model::{NodeDescription, NodeId, NodeState, Role};
 use crate::registry::Registry;
@@ -75,6 +78,9 @@ pub struct NodeArgs {
     pub store_config: crate::store::StoreConfig,
     /// The node's agent, which runs its tasks; told about managers and the local store.
     pub agent: Option<crate::agent::AgentHandle>,
+    /// The managers the store last named, shared with the agent (which learns them from its
+    /// session answers) and the store: manager-only messages are checked against it.
+    pub managers: ManagerSet,
 }
 
 pub struct NodeActor;
@@ -92,6 +98,9 @@ pub struct NodeActorState {
     registry: Registry,
     store_config: crate::store::StoreConfig,
     agent: Option<crate::agent::AgentHandle>,
+    managers: ManagerSet,
+    /// The identity each peer address proved on its connection: the agent's session targets.
+    certified: authz::CertifiedPeers,
 }
 
 #[derive(Default)]
@@ -99,6 +108,8 @@ struct Counters {
     requests_served: u64,
     joins_admitted: u64,
     joins_refused: u64,
+    /// Manager-only messages refused: the sender is no manager by its certificate or the store.
+    refused_not_manager: u64,
 }
 
 impl Actor for NodeActor {
@@ -130,6 +141,8 @@ impl Actor for NodeActor {
             registry: args.registry,
             store_config: args.store_config,
             agent: args.agent,
+            managers: args.managers,
+            certified: authz::CertifiedPeers::default(),
         };
         state.tell_agent_store();
         // The leader learns this node's own description from here even when no other node
@@ -162,11 +175,19 @@ impl Actor for NodeActor {
         let mut out = Vec::new();
         match msg {
             NodeMsg::Datagram {
-                data, slot: _slot, ..
+                from,
+                remote,
+                data,
+                slot: _slot,
             } => {
+                state.saw(from, remote);
+                let from = Sender {
+                    id: from.node_id,
+                    role: from.role,
+                };
                 state
                     .membership
-                    .handle(MembershipInput::Datagram(data), &mut out);
+                    .handle(MembershipInput::Datagram { from, data }, &mut out);
             }
             NodeMsg::Timer(timer) => {
                 state
@@ -181,6 +202,9 @@ impl Actor for NodeActor {
                 slot: _slot,
             } => {
                 state.stats.requests_served += 1;
+                if let Some(p) = from {
+                    state.saw(p, remote);
+                }
                 state.answer(&myself, from, remote, req, reply);
             }
             NodeMsg::RenewCertificate => state.renew(&myself),
@@ -261,25 +285,29 @@ impl Actor for NodeActor {
                 remote,
                 msg,
                 slot: _slot,
-            } => match (msg, state.store.as_ref()) {
-                (OneWay::Raft(chunk), Some(store)) => store.raft(chunk, remote),
-                (OneWay::Raft(_), None) => debug!("raft message for a node that is no manager"),
-                (OneWay::Removed(id), _) => {
-                    if from.role == Role::Manager {
-                        state.deny(id);
-                    } else {
-                        warn!(from = %from.node_id, "a worker may not remove nodes; ignored");
+            } => {
+                state.saw(from, remote);
+                match (msg, state.store.as_ref()) {
+                    // The store checks the sender against its voters.
+                    (OneWay::Raft(chunk), Some(store)) => store.raft(chunk, remote, from),
+                    (OneWay::Raft(_), None) => {
+                        debug!("raft message for a node that is no manager")
                     }
-                }
-                (OneWay::Poke, _) => {
-                    if from.role == Role::Manager
-                        && let Some(agent) = &state.agent
-                    {
-                        agent.tell(crate::agent::AgentMsg::Poke(Some(remote)));
+                    (OneWay::Removed(id), _) => {
+                        if state.may_command(&from, "remove a node") {
+                            state.deny(id);
+                        }
                     }
+                    (OneWay::Poke, _) => {
+                        if state.may_command(&from, "poke the agent")
+                            && let Some(agent) = &state.agent
+                        {
+                            agent.tell(crate::agent::AgentMsg::Poke(Some(remote)));
+                        }
+                    }
+                    (OneWay::Nop, _) => {}
                 }
-                (OneWay::Nop, _) => {}
-            },
+            }
             NodeMsg::JoinTokens(port) => state.tokens_view(None, port),
             NodeMsg::RotateToken(role, port) => state.tokens_view(Some(role), port),
             NodeMsg::Stats(port) => {
@@ -355,6 +383,9 @@ impl NodeActorState {
 
     /// Keeps the addresses of live peers on disk so a restart finds the cluster again.
     fn remember_peers(&mut self) {
+        let listed: std::collections::BTreeSet<SocketAddr> =
+            self.membership.members().iter().map(|m| m.addr).collect();
+        self.certified.retain(|a| listed.contains(&a));
         let me = self.membership.me().addr;
         let live: Vec<SocketAddr> = self
             .membership
@@ -434,16 +465,36 @@ impl NodeActorState {
         });
     }
 
+    /// Ready members whose connection proved a manager certificate the store still backs:
+    /// where the agent opens its session. Never the role a description claims.
     fn manager_addrs(&self) -> Vec<SocketAddr> {
         self.membership
             .members()
             .into_iter()
             .filter(|m| {
                 m.state == NodeState::Ready
-                    && m.description.as_ref().map(|d| d.role) == Some(Role::Manager)
+                    && authz::is_certified_manager(&self.certified, &self.managers, m.id, m.addr)
             })
             .map(|m| m.addr)
             .collect()
+    }
+
+    /// Records the identity `remote` proved; a peer newly proven (or proven in a new role)
+    /// may change where the agent opens its session.
+    fn saw(&mut self, who: PeerIdentity, remote: SocketAddr) {
+        if self.certified.saw(remote, who) {
+            self.tell_agent_managers();
+        }
+    }
+
+    /// Whether `from` may send a manager-only message (`what`, for the log).
+    fn may_command(&mut self, from: &PeerIdentity, what: &str) -> bool {
+        let ok = self.managers.may_command(from);
+        if !ok {
+            self.stats.refused_not_manager += 1;
+            warn!(from = %from.node_id, role = %from.role, "refused: only a manager may {what}");
+        }
+        ok
     }
 
     /// Answers a peer's request, at once or from a task when the store is involved.
@@ -548,7 +599,7 @@ impl NodeActorState {
                 }
             }
             Request::Logs { tasks, tail } => match (&from, &self.agent) {
-                (Some(p), Some(agent)) if p.role == Role::Manager => {
+                (Some(p), Some(agent)) if self.managers.may_command(p) => {
                     let agent = agent.clone();
                     tokio::spawn(async move {
                         let _ = reply.send(agent.logs(tasks, tail).await);
@@ -561,7 +612,7 @@ impl NodeActorState {
                 }
             },
             Request::SetRole { raft_id } => {
-                if from.map(|p| p.role) != Some(Role::Manager) {
+                if !from.is_some_and(|p| self.may_command(&p, "change this node's role")) {
                     let _ = reply.send(Response::Failed(WireFailure::Unauthenticated));
                     return;
                 }
@@ -668,6 +719,7 @@ impl NodeActorState {
                     transport: self.transport.clone(),
                     rng_seed: self.rng.random(),
                     registry: Some(self.registry.clone()),
+                    managers: self.managers.clone(),
                 };
                 tokio::spawn(async move {
                     let resp = match crate::manager::spawn_store(args).await {
@@ -719,6 +771,12 @@ impl NodeActorState {
         if let Err(e) = self.transport.reload_credentials(&creds) {
             warn!(error = %e, "transport did not take the renewed certificate");
         }
+        if creds.role != self.creds.role {
+            // Peers judge what we may send by the certificate on the connection: open ones
+            // carry the old role, so they are replaced by connections with the new one.
+            info!(role = %creds.role, "certificate role changed: reconnecting to every peer");
+            self.transport.reconnect_all();
+        }
         info!(
             not_after_unix = unix_secs(creds.not_after),
             "certificate renewed"
@@ -754,8 +812,9 @@ async fn pump(mut inbound: mpsc::Receiver<Inbound>, actor: ActorRef<NodeMsg>) {
             Err(_) => return, // the semaphore is never closed
         };
         let node_msg = match msg {
-            Inbound::Datagram { from, data, .. } => NodeMsg::Datagram {
+            Inbound::Datagram { from, remote, data } => NodeMsg::Datagram {
                 from,
+                remote,
                 data,
                 slot: InFlight(Some(permit)),
             },

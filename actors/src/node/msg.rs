@@ -17,6 +17,7 @@ pub enum NodeMsg {
     /// Gossip from a peer.
     Datagram {
         from: PeerIdentity,
+        remote: SocketAddr,
         data: Bytes,
         slot: InFlight,
     },

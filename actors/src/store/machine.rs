@@ -53,7 +53,12 @@ pub enum Bootstrap {
 pub enum StoreInput {
     Tick,
     /// An encoded raft message from a peer.
-    Message(Vec<u8>),
+    /// A raft message, and the raft ID of the voter the transport proved sent it: a message
+    /// that claims another sender is refused.
+    Message {
+        from: u64,
+        bytes: Vec<u8>,
+    },
     Propose {
         req: u64,
         cmd: StoreCommand,
@@ -365,10 +370,11 @@ impl<S: LogStorage> StoreMachine<S> {
                 self.expire(out);
                 self.retry_snapshots();
             }
-            StoreInput::Message(bytes) => {
+            StoreInput::Message { from, bytes } => {
                 let ok = match decode_message(&bytes) {
                     Ok(msg)
                         if msg.to == self.id
+                            && msg.from == from
                             && !raft::raw_node::is_local_msg(msg.get_msg_type()) =>
                     {
                         self.raw.step(msg).is_ok()
@@ -809,6 +815,6 @@ fn request_of(input: &StoreInput) -> Option<u64> {
         | StoreInput::ReadIndex { req }
         | StoreInput::AddVoter { req, .. }
         | StoreInput::RemoveVoter { req, .. } => Some(*req),
-        StoreInput::Tick | StoreInput::Message(_) => None,
+        StoreInput::Tick | StoreInput::Message { .. } => None,
     }
 }

@@ -131,7 +131,7 @@ impl Shuttle {
             if self.cut.contains(&from) || self.cut.contains(&to) {
                 continue;
             }
-            self.input(to, StoreInput::Message(msg));
+            self.input(to, StoreInput::Message { from, bytes: msg });
         }
     }
 
@@ -237,7 +237,13 @@ fn three_elect_one_leader_and_a_write_commits_everywhere() {
         Some(StoreError::NotLeader { leader: Some(1) })
     );
     eprintln!("phase: garbage from a peer is refused and changes nothing");
-    s.input(2, StoreInput::Message(vec![0xff; 13]));
+    s.input(
+        2,
+        StoreInput::Message {
+            from: 1,
+            bytes: vec![0xff; 13],
+        },
+    );
     assert_eq!(s.nodes[&2].stats().messages_refused, 1);
 }
 
@@ -442,7 +448,7 @@ fn a_read_on_a_new_leader_waits_for_its_first_commit_instead_of_being_dropped() 
             if s.cut.contains(&from) || s.cut.contains(&to) {
                 continue;
             }
-            s.input(to, StoreInput::Message(msg));
+            s.input(to, StoreInput::Message { from, bytes: msg });
             new_leader = [2, 3].into_iter().find(|id| s.nodes[id].is_leader());
             if new_leader.is_some() {
                 break 'elect;

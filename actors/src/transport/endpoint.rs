@@ -622,6 +622,18 @@ impl Transport {
         }
     }
 
+    /// Closes every connection open now, so that the next exchange with each peer opens a new
+    /// one presenting the current certificate (after a renewal that changed this node's role:
+    /// peers judge a message by the certificate on its connection).
+    pub fn reconnect_all(&self) {
+        let slots = self.shared.slots.lock().expect("slots lock");
+        for slot in slots.values() {
+            if let Some(c) = slot.live() {
+                c.conn.close(CODE_SHUTDOWN, b"new certificate");
+            }
+        }
+    }
+
     /// The identity of the peer at `to`, if there is a live connection to it.
     pub fn peer_identity(&self, to: SocketAddr) -> Option<PeerIdentity> {
         self.shared.live(to).and_then(|c| c.identity)

@@ -122,8 +122,13 @@ pub enum Response {
     Description(NodeDescription),
     Pong,
     Store(StoreReply),
-    /// The node's assignments, complete: a task not listed is no longer this node's.
-    Assignments(Vec<Assignment>),
+    /// The node's assignments, complete: a task not listed is no longer this node's; and the
+    /// managers the store names now, so that the node stops obeying a demoted one
+    /// (`node::authz`).
+    Assignments {
+        tasks: Vec<Assignment>,
+        managers: Vec<NodeId>,
+    },
     /// This manager does not lead; the leader is there, when known.
     NotLeader {
         leader: Option<SocketAddr>,

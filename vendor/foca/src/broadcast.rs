@@ -305,7 +305,10 @@ mod tests {
         assert_eq!(300, piggyback.len());
         // With length prefixes, 11 bytes hold one entry (2 + 4) and not a second.
         let mut buf = Vec::new();
-        assert_eq!(1, piggyback.fill_with_len_prefix((&mut buf).limit(11), usize::MAX));
+        assert_eq!(
+            1,
+            piggyback.fill_with_len_prefix((&mut buf).limit(11), usize::MAX)
+        );
         // Draining: 600 transmissions in all, whatever the buffer sizes.
         let mut sent = 3;
         while !piggyback.is_empty() {

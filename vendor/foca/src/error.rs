@@ -60,6 +60,12 @@ pub enum Error {
     /// Doesn't affect Foca's state.
     MalformedPacket,
 
+    /// The caller's [`crate::Vetting`] refused the packet's sender (a
+    /// change of this copy of foca, see PATCHES.md).
+    ///
+    /// Doesn't affect Foca's state.
+    Untrusted,
+
     /// Wraps [`crate::Codec`]'s `encode_*` failures.
     /// Shouldn't happen under normal circumstances unless using a broken
     /// codec.
@@ -106,6 +112,7 @@ impl PartialEq for Error {
             (Self::DataFromOurselves, Self::DataFromOurselves) => true,
             (Self::IndirectForOurselves, Self::IndirectForOurselves) => true,
             (Self::MalformedPacket, Self::MalformedPacket) => true,
+            (Self::Untrusted, Self::Untrusted) => true,
             (Self::InvalidConfig, Self::InvalidConfig) => true,
 
             // Instead of a catch-all here, we explicitly enumerate our variants
@@ -122,6 +129,7 @@ impl PartialEq for Error {
             (Self::DataFromOurselves, _) => false,
             (Self::IndirectForOurselves, _) => false,
             (Self::MalformedPacket, _) => false,
+            (Self::Untrusted, _) => false,
             (Self::InvalidConfig, _) => false,
         }
     }
@@ -151,6 +159,7 @@ impl fmt::Display for Error {
                 "via indirect means"
             )),
             Self::MalformedPacket => formatter.write_str("Payload with more data than expected"),
+            Self::Untrusted => formatter.write_str("The packet's sender was refused by vetting"),
             Self::Encode(err) => err.fmt(formatter),
             Self::Decode(err) => err.fmt(formatter),
             Self::CustomBroadcast(err) => err.fmt(formatter),

@@ -376,6 +376,12 @@ where
         self.members.inner.iter()
     }
 
+    /// This instance's current incarnation (a change of this copy of
+    /// foca, see PATCHES.md): a caller sees a refutation as it grows.
+    pub fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
     /// The member listed at `addr`, whatever its state, found without
     /// visiting the others (a change of this copy of foca, see
     /// PATCHES.md).
@@ -868,7 +874,21 @@ where
     /// Data larger than the configured limit will be rejected. Errors are
     /// expected if you're receiving arbitrary data (which very likely if
     /// you are listening to a socket address).
-    pub fn handle_data(&mut self, mut data: &[u8], mut runtime: impl Runtime<T>) -> Result<()> {
+    pub fn handle_data(&mut self, data: &[u8], runtime: impl Runtime<T>) -> Result<()> {
+        self.handle_data_vetted(data, &mut TrustAll, runtime)
+    }
+
+    /// [`Foca::handle_data`], believing only what `vetting` accepts: a
+    /// packet whose sender it refuses is dropped whole
+    /// ([`Error::Untrusted`]), and each member update it refuses is
+    /// skipped while the rest of the packet is handled as usual (a
+    /// change of this copy of foca, see PATCHES.md).
+    pub fn handle_data_vetted(
+        &mut self,
+        mut data: &[u8],
+        vetting: &mut impl Vetting<T>,
+        mut runtime: impl Runtime<T>,
+    ) -> Result<()> {
         #[cfg(feature = "tracing")]
         let span = tracing::trace_span!(
             "handle_data",
@@ -897,6 +917,10 @@ where
             return Err(Error::DataFromOurselves);
         }
 
+        if !vetting.sender(&header.src, self.members.at(&header.src.addr())) {
+            return Err(Error::Untrusted);
+        }
+
         let remaining = data.remaining();
         // A single trailing byte or a Announce payload with _any_
         // data is bad
@@ -921,11 +945,14 @@ where
             span.record("num_updates", num_updates);
 
             for _i in 0..num_updates {
-                self.updates_buf.push(
-                    self.codec
-                        .decode_member(&mut data)
-                        .map_err(|e| Error::Decode(Box::new(e)))?,
-                );
+                let update = self
+                    .codec
+                    .decode_member(&mut data)
+                    .map_err(|e| Error::Decode(Box::new(e)))?;
+                let known = self.members.at(&update.id().addr());
+                if vetting.update(&header.src, &update, known) {
+                    self.updates_buf.push(update);
+                }
             }
         }
 
@@ -1724,10 +1751,6 @@ where
     B: BroadcastHandler<T>,
     B::Error: core::error::Error + Send,
 {
-    pub(crate) fn incarnation(&self) -> Incarnation {
-        self.incarnation
-    }
-
     pub(crate) fn probe(&self) -> &Probe<T> {
         &self.probe
     }
@@ -1742,6 +1765,34 @@ where
 
     pub(crate) fn apply(&mut self, member: Member<T>, mut runtime: impl Runtime<T>) -> Result<()> {
         self.apply_many(core::iter::once(member), true, &mut runtime)
+    }
+}
+
+/// Decides which parts of a packet to believe, for
+/// [`Foca::handle_data_vetted`] (a change of this copy of foca, see
+/// PATCHES.md). SWIM trusts every member; a caller that can tell who
+/// really sent a packet (an authenticated transport) uses this to refuse
+/// a member that speaks for another.
+pub trait Vetting<T: Identity> {
+    /// Whether to handle a packet whose header names `src` as its
+    /// sender; `known` is the member listed at `src`'s address, if any.
+    fn sender(&mut self, src: &T, known: Option<&Member<T>>) -> bool;
+
+    /// Whether to apply `update`, carried by a packet from `src`;
+    /// `known` is the member listed at the update's address, if any.
+    fn update(&mut self, src: &T, update: &Member<T>, known: Option<&Member<T>>) -> bool;
+}
+
+/// Believes everything: [`Foca::handle_data`]'s vetting.
+pub struct TrustAll;
+
+impl<T: Identity> Vetting<T> for TrustAll {
+    fn sender(&mut self, _src: &T, _known: Option<&Member<T>>) -> bool {
+        true
+    }
+
+    fn update(&mut self, _src: &T, _update: &Member<T>, _known: Option<&Member<T>>) -> bool {
+        true
     }
 }
 
@@ -4455,5 +4506,55 @@ mod tests {
         ));
 
         assert_eq!(Ok(()), foca.handle_data(&msg, AccumulatingRuntime::new()));
+    }
+
+    /// Vetting (PATCHES.md, 8): a refused sender drops the whole packet,
+    /// and a refused update is skipped while the others apply.
+    #[test]
+    fn vetting_refuses_senders_and_skips_updates() {
+        struct NotFrom2AndNeverAbout3;
+        impl Vetting<ID> for NotFrom2AndNeverAbout3 {
+            fn sender(&mut self, src: &ID, _known: Option<&Member<ID>>) -> bool {
+                *src != ID::new(2)
+            }
+            fn update(
+                &mut self,
+                _src: &ID,
+                update: &Member<ID>,
+                _known: Option<&Member<ID>>,
+            ) -> bool {
+                *update.id() != ID::new(3)
+            }
+        }
+
+        let id = ID::new(1);
+        let mut foca = Foca::new(id, config(), rng(), codec());
+        let packet = |src: u8| {
+            encode((
+                Header {
+                    src: ID::new(src),
+                    src_incarnation: Incarnation::default(),
+                    dst: id,
+                    message: Message::Gossip,
+                },
+                vec![Member::alive(ID::new(3)), Member::alive(ID::new(5))],
+            ))
+        };
+
+        let mut vet = NotFrom2AndNeverAbout3;
+        assert_eq!(
+            Err(Error::Untrusted),
+            foca.handle_data_vetted(&packet(2), &mut vet, AccumulatingRuntime::new())
+        );
+        assert_eq!(0, foca.num_members(), "a refused sender changes nothing");
+
+        assert_eq!(
+            Ok(()),
+            foca.handle_data_vetted(&packet(4), &mut vet, AccumulatingRuntime::new())
+        );
+        let mut ids: Vec<u8> = foca.iter_members().map(|m| m.id().addr()).collect();
+        ids.sort_unstable();
+        assert_eq!(vec![4, 5], ids, "the sender and the update not refused");
+        assert_eq!(0, foca.incarnation());
     }
 }
