@@ -71,6 +71,7 @@ fn spec(constrained: bool) -> TaskSpec {
         restart: RestartPolicy::default(),
         placement,
         stop_grace_period_ms: 10_000,
+        user: None,
     }
 }
 

@@ -73,8 +73,7 @@ struct Identity {
 pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     init_logging();
     trust::install_crypto_provider();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot make the data dir {}", data_dir.display()))?;
+    secure_data_dir(&data_dir)?;
     let advertise = args.advertise_addr.unwrap_or(args.listen);
     if advertise.ip().is_unspecified() {
         bail!(
@@ -202,14 +201,14 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("the node actor did not start: {e}"))?;
 
     let sock = data_dir.join("control.sock");
-    let listener = server::bind(&sock)
+    let control = server::bind(&sock)
         .with_context(|| format!("cannot open the control socket {}", sock.display()))?;
     let ctx = ControlContext {
         node: handle.clone(),
         registry: registry.clone(),
         agent: Some(agent),
     };
-    tokio::spawn(server::serve(listener, ctx));
+    tokio::spawn(server::serve(control, ctx));
 
     if fresh && ident.new_cluster.is_some() {
         let tokens = handle.join_tokens().await?;
@@ -239,6 +238,62 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     transport.shutdown().await;
     let _ = std::fs::remove_file(&sock); // a stale socket is replaced at the next start anyway
     info!("stopped");
+    Ok(())
+}
+
+/// Mode of the data dir: only the node's user may list it or reach into it.
+const DATA_DIR_MODE: u32 = 0o700;
+/// Mode of the files that hold keys or secrets.
+const SECRET_FILE_MODE: u32 = 0o600;
+/// The data dir's files that hold keys or secrets: the node's key and, on managers, the CA key,
+/// the join tokens and the store's data key. Their writers create them 0600; a looser mode
+/// found at start (a copy, a restore from backup) is tightened.
+const SECRET_FILES: [&str; 4] = ["node.key", "ca.key", "tokens.json", "raft.key"];
+
+/// Makes the data dir (mode 0700), or tightens an existing one and its secret files, saying so
+/// in the log. With the directory 0700 no other user reaches anything in it (keys, the sealed
+/// store, the control socket), whatever the files' own modes; the files' 0600 is a second wall.
+fn secure_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let cannot = || format!("cannot make the data dir {}", dir.display());
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(cannot)?;
+    }
+    // Created with its mode (the umask can only take bits away), so never readable by others.
+    match std::fs::DirBuilder::new().mode(DATA_DIR_MODE).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(cannot),
+    }
+    let tighten = |path: &std::path::Path, want: u32, what: &str| -> anyhow::Result<()> {
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("cannot read the mode of {}", path.display()))?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode != want {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(want))
+                .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+            warn!(
+                path = %path.display(),
+                was = format!("{mode:04o}"),
+                now = format!("{want:04o}"),
+                "{what} had a looser mode than it needs: tightened"
+            );
+        }
+        Ok(())
+    };
+    if !dir.is_dir() {
+        bail!("the data dir {} is not a directory", dir.display());
+    }
+    tighten(dir, DATA_DIR_MODE, "the data dir")?;
+    for name in SECRET_FILES {
+        let path = dir.join(name);
+        // Only regular files: a symlink here is not the node's own, and chmod would follow it.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            tighten(&path, SECRET_FILE_MODE, "a file holding a key")?;
+        }
+    }
     Ok(())
 }
 
@@ -512,4 +567,48 @@ async fn start_agent(
         .await
         .map_err(|e| anyhow::anyhow!("the node agent did not start: {e}"))?;
     Ok(agent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_data_dir_is_made_0700_and_a_loose_one_is_tightened() {
+        let root = tempfile::tempdir().unwrap();
+
+        eprintln!("phase: a new data dir (and its missing parent) is made; the dir itself 0700");
+        let fresh = root.path().join("a/b");
+        secure_data_dir(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+
+        eprintln!("phase: an existing 0755 dir is tightened, and so is a key file left 0644");
+        let loose = root.path().join("loose");
+        std::fs::create_dir(&loose).unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for (name, m) in [
+            ("node.key", 0o644),
+            ("tokens.json", 0o640),
+            ("node.crt", 0o644),
+        ] {
+            std::fs::write(loose.join(name), "x").unwrap();
+            std::fs::set_permissions(loose.join(name), std::fs::Permissions::from_mode(m)).unwrap();
+        }
+        secure_data_dir(&loose).unwrap();
+        assert_eq!(mode(&loose), 0o700);
+        assert_eq!(mode(&loose.join("node.key")), 0o600);
+        assert_eq!(mode(&loose.join("tokens.json")), 0o600);
+        // A certificate is public: left as it is.
+        assert_eq!(mode(&loose.join("node.crt")), 0o644);
+
+        eprintln!("phase: a file where the data dir should be is refused");
+        let file = root.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        assert!(secure_data_dir(&file).is_err());
+    }
 }

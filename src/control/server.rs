@@ -11,8 +11,9 @@ use swarm_actors::model::{Availability, NodeState, Role, validate_label};
 use swarm_actors::node::{NodeHandle, admission};
 use swarm_actors::registry::Registry;
 use swarm_actors::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
+use swarm_actors::wire::{FRAME_BYTES_MAX, read_frame, write_frame};
 use swarm_actors::wire::{Request, Response};
-use swarm_actors::wire::{read_frame, write_frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
@@ -41,21 +42,61 @@ impl ControlContext {
     }
 }
 
-/// Binds the socket (replacing a stale one) with mode 0600 and serves it until the task is
-/// dropped.
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::remove_file(path) {
+/// The control socket, bound, and who may use it.
+pub struct ControlSocket {
+    listener: UnixListener,
+    /// The uid the node runs as (the socket's owner): with root, the only callers served.
+    node_uid: u32,
+}
+
+/// Binds the control socket at `path` (replacing a stale one) so that it is never reachable by
+/// others, not even for an instant: it is bound inside a fresh directory of mode 0700 next to
+/// `path`, given mode 0600 there, and only then renamed to `path` (a rename keeps the bound
+/// socket and its mode; a chmod after binding in place would leave a window where the socket
+/// has the umask's mode). The staging directory is removed again.
+pub fn bind(path: &Path) -> std::io::Result<ControlSocket> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let staging = parent.join(format!(".control.{}.tmp", std::process::id()));
+    // A leftover of a crashed start with our PID holds nothing we need.
+    match std::fs::remove_dir_all(&staging) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
+    let staged = staging.join("s");
+    let result = (|| {
+        let listener = UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        let node_uid = std::fs::metadata(&staged)?.uid();
+        // Atomically replaces a stale socket of an earlier run.
+        std::fs::rename(&staged, path)?;
+        Ok(ControlSocket { listener, node_uid })
+    })();
+    // Empty after the rename; when something failed, what is left is ours and useless.
+    let _ = std::fs::remove_dir_all(&staging);
+    result
 }
 
-pub async fn serve(listener: UnixListener, ctx: ControlContext) {
+/// Whether a caller with `peer_uid` (from the kernel's peer credentials, not from anything it
+/// sent) may use the control socket of a node running as `node_uid`: root, or the node's user.
+pub fn caller_allowed(peer_uid: u32, node_uid: u32) -> bool {
+    peer_uid == 0 || peer_uid == node_uid
+}
+
+/// The answer a refused caller gets before the connection is closed.
+pub fn refusal(peer_uid: u32, node_uid: u32) -> String {
+    format!(
+        "permission denied: this node's control socket serves only root and uid {node_uid} (the user the node runs as), not uid {peer_uid}; nothing was done"
+    )
+}
+
+pub async fn serve(socket: ControlSocket, ctx: ControlContext) {
+    let ControlSocket { listener, node_uid } = socket;
     let slots = Arc::new(Semaphore::new(CONTROL_CONNECTIONS_MAX));
     loop {
         let permit = match slots.clone().acquire_owned().await {
@@ -73,15 +114,51 @@ pub async fn serve(listener: UnixListener, ctx: ControlContext) {
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let deadline = Duration::from_millis(CONTROL_DEADLINE_MS);
-            if tokio::time::timeout(deadline, serve_one(stream, &ctx))
-                .await
-                .is_err()
-            {
+            let served = async {
+                if let Some(stream) = admit(stream, node_uid).await {
+                    serve_one(stream, &ctx).await;
+                }
+            };
+            if tokio::time::timeout(deadline, served).await.is_err() {
                 debug!("control request hit its deadline");
             }
             drop(permit);
         });
     }
+}
+
+/// Checks the caller's uid through the kernel's peer credentials (SO_PEERCRED) before reading
+/// anything: a refused caller gets one error frame and the connection is closed, nothing read
+/// and nothing done.
+async fn admit(mut stream: UnixStream, node_uid: u32) -> Option<UnixStream> {
+    let peer = match stream.peer_cred() {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "control caller without peer credentials: refused");
+            return None;
+        }
+    };
+    if caller_allowed(peer.uid(), node_uid) {
+        return Some(stream);
+    }
+    warn!(
+        uid = peer.uid(),
+        pid = ?peer.pid(),
+        "control caller refused: neither root nor the node's user"
+    );
+    let resp = ControlResponse::Error(refusal(peer.uid(), node_uid));
+    // The caller may be gone already; it is refused either way.
+    let _ = write_frame(&mut stream, &resp).await;
+    // Its request is read and thrown away (at most one frame, within the connection's
+    // deadline) rather than left unread: closing first could fail the caller's write with
+    // EPIPE, and it would never see why it was refused.
+    let _ = stream.shutdown().await; // the answer is out; a failure only means it is gone
+    let _ = tokio::io::copy(
+        &mut (&mut stream).take(FRAME_BYTES_MAX as u64 + 4),
+        &mut tokio::io::sink(),
+    )
+    .await; // discarded either way
+    None
 }
 
 async fn serve_one(mut stream: UnixStream, ctx: &ControlContext) {
@@ -532,4 +609,51 @@ async fn node_role_once(
     } else {
         format!("Manager {id} demoted in the swarm.")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    #[test]
+    fn only_root_and_the_nodes_user_are_served() {
+        assert!(caller_allowed(0, 1000), "root is always served");
+        assert!(caller_allowed(1000, 1000), "the node's own user is served");
+        assert!(caller_allowed(0, 0));
+        assert!(!caller_allowed(1001, 1000));
+        assert!(!caller_allowed(65534, 0));
+        let text = refusal(65534, 0);
+        assert!(
+            text.contains("uid 65534") && text.contains("nothing was done"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_bound_with_mode_0600_and_replaces_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        std::fs::write(&path, "stale").unwrap();
+        let socket = bind(&path).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // The staging directory is gone; only the socket is left.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["control.sock"]);
+        // The socket answers at its final path.
+        let (client, accepted) = tokio::join!(UnixStream::connect(&path), socket.listener.accept());
+        let (server_side, _) = accepted.unwrap();
+        let peer = server_side.peer_cred().unwrap();
+        assert_eq!(
+            peer.uid(),
+            socket.node_uid,
+            "the caller is this test: the node's user"
+        );
+        drop(client);
+    }
 }

@@ -4,6 +4,7 @@
 
 use swarm_actors::model::{LABELS_MAX, RuntimeKind, ServiceMode, ServiceSpec, validate_label};
 use swarm_actors::orchestrator::restart::RESTART_HISTORY_KEPT_MAX;
+use swarm_actors::runtime::validate_user;
 use swarm_actors::scheduler::constraint::validate_placement;
 use swarm_actors::store::{COMMAND_BYTES_MAX, ObjectBody};
 
@@ -120,6 +121,9 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
             "invalid --restart-max-attempts {max}: at most {RESTART_HISTORY_KEPT_MAX}"
         ));
     }
+    if let Some(user) = &task.user {
+        validate_user(user).map_err(|e| e.to_string())?;
+    }
     if let Some(h) = &task.health {
         if h.cmd.trim().is_empty() {
             return Err("invalid --health-cmd: empty".into());
@@ -167,6 +171,7 @@ pub(crate) mod tests {
                 restart: RestartPolicy::default(),
                 placement: Placement::default(),
                 stop_grace_period_ms: 10_000,
+                user: None,
             },
             update: UpdateConfig::default(),
             rollback: UpdateConfig::default(),
@@ -238,6 +243,12 @@ pub(crate) mod tests {
             },
             "",
         );
+        check(&|s| s.task.user = Some("we b".into()), "invalid --user");
+        check(
+            &|s| s.task.user = Some("4294967295".into()),
+            "invalid --user",
+        );
+        check(&|s| s.task.user = Some(String::new()), "invalid --user");
     }
 
     #[test]
@@ -249,6 +260,7 @@ pub(crate) mod tests {
         s.task.restart.max_attempts = Some(RESTART_HISTORY_KEPT_MAX as u64);
         s.task.placement.constraints = vec!["node.labels.env==prod".into()];
         s.task.placement.preferences = vec!["spread=node.labels.zone".into()];
+        s.task.user = Some(format!("{}:{}", "u".repeat(32), "g".repeat(32)));
         assert_eq!(validate_spec(&s), Ok(()));
     }
 }

@@ -9,4 +9,5 @@
 mod common;
 
 mod lies;
+mod local;
 mod peer;

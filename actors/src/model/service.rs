@@ -117,6 +117,11 @@ pub struct TaskSpec {
     pub restart: RestartPolicy,
     pub placement: Placement,
     pub stop_grace_period_ms: u64,
+    /// `--user`: who the task runs as, Docker's `uid[:gid]` or `name[:group]`
+    /// (`runtime::UserSpec`). `None`: the process runtime runs the task as the node's own user
+    /// (root when the node runs as root, with everything root can reach, the data dir
+    /// included); docker as the image's user.
+    pub user: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]

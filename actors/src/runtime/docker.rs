@@ -168,6 +168,9 @@ impl DockerRuntime {
             ),
             labels: Some(labels),
             healthcheck,
+            // `--user` as Docker takes it; the engine resolves names in the image's
+            // /etc/passwd. None: the image's own user.
+            user: spec.user.clone(),
             host_config: Some(HostConfig {
                 nano_cpus: limit(spec.resources.limits.nano_cpus),
                 memory: limit(spec.resources.limits.memory_bytes),

@@ -31,6 +31,7 @@ fn ctx(node: NodeId, task: u128, image: &str, args: &[&str]) -> TaskContext {
             restart: RestartPolicy::default(),
             placement: Default::default(),
             stop_grace_period_ms: 0,
+            user: None,
         },
     }
 }
@@ -228,4 +229,16 @@ fn parses_engine_timestamps_and_image_tags() {
     );
     assert_eq!(split_tag("reg:5000/a/b"), ("reg:5000/a/b", "latest"));
     assert_eq!(split_tag("reg:5000/a/b:2"), ("reg:5000/a/b", "2"));
+}
+
+#[test]
+fn the_user_reaches_the_container_config() {
+    eprintln!("phase: --user goes to the engine as Docker's own User field, unset when not given");
+    let mut c = ctx(node(1), 1, "alpine", &[]);
+    assert_eq!(DockerRuntime::create_body(&c).user, None);
+    c.spec.user = Some("1000:50".into());
+    assert_eq!(
+        DockerRuntime::create_body(&c).user.as_deref(),
+        Some("1000:50")
+    );
 }

@@ -15,6 +15,7 @@ mod docker;
 mod logs;
 mod process;
 pub mod testimage;
+pub mod user;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -29,6 +30,7 @@ pub use logs::{
     LOG_BYTES_MAX, LOG_LINE_BYTES_MAX, LOG_LINES_MAX, LogBuffer, LogLine, LogStream, keep_newest,
 };
 pub use process::ProcessRuntime;
+pub use user::{Credentials, UserError, UserSpec, validate_user};
 
 use crate::model::{HealthCheck, NodeId, ServiceId, TaskId, TaskSpec};
 

@@ -14,6 +14,14 @@
 //! - Each task has a pid file in the directory the caller gives (`<data-dir>/tasks/`); a
 //!   restarted node calls [`TaskRuntime::adopt_or_clean`], which kills the groups it finds there
 //!   (checking the process start time first, so a reused PID is left alone).
+//!
+//! Who a task runs as: the spec's `--user` ([`user`](super::user)), set on the command with
+//! std's `CommandExt::uid`/`gid`, which also clears the supplementary groups. The shim runs as
+//! that user too (std changes the ids before the shim's code runs); having changed its ids, the
+//! kernel marks it not dumpable, so the task's user cannot read the copy of the node's memory
+//! the shim was forked with. Without `--user` the task runs as the node's user: root when the
+//! node runs as root, able to read the data dir (docs/operations.md, "What a process task can
+//! reach").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -27,6 +35,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, warn};
 
+use super::user::{Credentials, resolve_on_host};
 use super::{
     LOG_LINES_MAX, LogBuffer, LogLine, LogStream, Orphan, OrphanAction, RuntimeError,
     RuntimeFuture, TaskContext, TaskRuntime, exit_code, unix_now_ms,
@@ -108,8 +117,16 @@ impl ProcessRuntime {
     }
 
     /// Spawns on the spawner thread, in a process group of its own, behind a shim that takes the
-    /// group down with the node ([`supervise`]).
-    async fn spawn(&self, mut cmd: Command) -> Result<Child, RuntimeError> {
+    /// group down with the node ([`supervise`]), as `user` when given.
+    async fn spawn(
+        &self,
+        mut cmd: Command,
+        user: Option<Credentials>,
+    ) -> Result<Child, RuntimeError> {
+        if let Some(c) = user {
+            // Applied in the child before the shim's code: groups cleared, gid, then uid.
+            cmd.uid(c.uid).gid(c.gid);
+        }
         cmd.process_group(0);
         supervise(cmd.as_std_mut());
         let (tx, rx) = oneshot::channel();
@@ -121,6 +138,17 @@ impl ProcessRuntime {
             .map_err(|_| RuntimeError::Failed("the spawner thread is gone".into()))?
             .map_err(|e| RuntimeError::Failed(e.to_string()))
     }
+}
+
+/// The ids the task runs as: its spec's `--user` resolved on this host, or `None` (the node's
+/// own user).
+fn task_user(ctx: &TaskContext) -> Result<Option<Credentials>, RuntimeError> {
+    ctx.spec
+        .user
+        .as_deref()
+        .map(resolve_on_host)
+        .transpose()
+        .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))
 }
 
 /// Finds a program as `execvp` would: a name with a slash as it is, others along PATH.
@@ -155,6 +183,7 @@ impl TaskRuntime for ProcessRuntime {
             if ctx.spec.image.is_empty() {
                 return Err(RuntimeError::InvalidSpec("no program given".into()));
             }
+            task_user(ctx)?;
             match find_program(&ctx.spec.image) {
                 Some(_) => Ok(()),
                 None => Err(RuntimeError::NoSuchImage(ctx.spec.image.clone())),
@@ -168,13 +197,14 @@ impl TaskRuntime for ProcessRuntime {
             if self.get(task).is_some() {
                 return Err(RuntimeError::AlreadyStarted(task));
             }
+            let user = task_user(ctx)?;
             let mut cmd = Command::new(&ctx.spec.image);
             cmd.args(&ctx.spec.args)
                 .envs(ctx.env())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
-            let mut child = self.spawn(cmd).await.map_err(|e| match e {
+            let mut child = self.spawn(cmd, user).await.map_err(|e| match e {
                 RuntimeError::Failed(m) => {
                     RuntimeError::Failed(format!("starting {}: {m}", ctx.spec.image))
                 }
@@ -295,6 +325,8 @@ impl TaskRuntime for ProcessRuntime {
         check: &'a HealthCheck,
     ) -> RuntimeFuture<'a, Option<bool>> {
         Box::pin(async move {
+            // The check is the service's code too: it runs as the task does.
+            let user = task_user(ctx)?;
             let mut cmd = Command::new("sh");
             cmd.arg("-c")
                 .arg(&check.cmd)
@@ -303,7 +335,7 @@ impl TaskRuntime for ProcessRuntime {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true);
-            let mut child = self.spawn(cmd).await?;
+            let mut child = self.spawn(cmd, user).await?;
             let pid = child.id().and_then(|p| i32::try_from(p).ok());
             match tokio::time::timeout(Duration::from_millis(check.timeout_ms), child.wait()).await
             {

@@ -26,6 +26,7 @@ pub(crate) fn ctx(task: u128, image: &str, args: &[&str]) -> TaskContext {
             restart: RestartPolicy::default(),
             placement: Default::default(),
             stop_grace_period_ms: 0,
+            user: None,
         },
     }
 }
@@ -296,4 +297,156 @@ async fn tasks_die_with_their_runtime() {
     for p in pids {
         assert!(!alive(p), "pid {p} outlived its runtime");
     }
+}
+
+/// Whether this test process may change a child's user; outside CI a non-root run skips the
+/// tests that need it (with a line saying so), under CI=true it fails.
+fn can_switch_users(test: &str) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let root = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"));
+    if !root {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test} needs root to run a task as another user, and CI runs as root"
+        );
+        eprintln!("SKIPPED {test}: not root, so no task can run as another user");
+    }
+    root
+}
+
+/// The `Uid:` and `Gid:` lines' real ids of a live process.
+fn ids_of(pid: i32) -> (u32, u32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let id = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (id("Uid:"), id("Gid:"))
+}
+
+async fn log_lines(rt: &ProcessRuntime, task: u128, want: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for _ in 0..3_000 {
+        lines = rt.logs(TaskId(task), 100).await.unwrap();
+        if lines.len() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    lines.into_iter().map(|l| l.text).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_with_a_user_cannot_read_what_the_node_keeps_to_itself() {
+    if !can_switch_users("a_task_with_a_user_cannot_read_what_the_node_keeps_to_itself") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    // Laid out as the node lays out its data dir: the directory 0700, a key in it 0600.
+    let data = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let key = data.path().join("node.key");
+    std::fs::write(&key, "secret").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let rt = ProcessRuntime::new(data.path().join("tasks")).unwrap();
+    let script = format!(
+        "id -u; id -g; id -G; if cat {} >/dev/null 2>&1; then echo read; else echo denied; fi; sleep 1000",
+        key.display()
+    );
+
+    eprintln!(
+        "phase: --user 65534:65534 runs the task (and its shim) as that user, no groups kept"
+    );
+    let mut c = ctx(1, "sh", &["-c", &script]);
+    c.spec.user = Some("65534:65534".into());
+    rt.prepare(&c).await.unwrap();
+    rt.start(&c).await.unwrap();
+    assert_eq!(
+        log_lines(&rt, 1, 4).await,
+        ["65534", "65534", "65534", "denied"]
+    );
+    let shim = rt.get(TaskId(1)).unwrap().pid;
+    assert_eq!(ids_of(shim), (65534, 65534), "the shim changed its ids too");
+
+    eprintln!(
+        "phase: the same task without --user runs as the node's user (root) and reads the key"
+    );
+    let c = ctx(2, "sh", &["-c", &script]);
+    rt.start(&c).await.unwrap();
+    assert_eq!(log_lines(&rt, 2, 4).await[..2], ["0", "0"]);
+    assert_eq!(log_lines(&rt, 2, 4).await[3], "read");
+
+    eprintln!("phase: the health check runs as the task's user too");
+    let check = HealthCheck {
+        cmd: format!("cat {}", key.display()),
+        interval_ms: 1_000,
+        timeout_ms: 20_000,
+        retries: 1,
+        start_period_ms: 0,
+    };
+    let mut c = ctx(3, "sleep", &["1000"]);
+    assert_eq!(rt.health(&c, &check).await, Ok(Some(true)));
+    c.spec.user = Some("65534:65534".into());
+    assert_eq!(rt.health(&c, &check).await, Ok(Some(false)));
+
+    eprintln!("phase: a user this host does not know is refused before anything starts");
+    let mut c = ctx(4, "sleep", &["1000"]);
+    c.spec.user = Some("no-such-user-xyz".into());
+    assert!(matches!(
+        rt.prepare(&c).await,
+        Err(RuntimeError::InvalidSpec(m)) if m.contains("no such user")
+    ));
+    assert!(matches!(
+        rt.start(&c).await,
+        Err(RuntimeError::InvalidSpec(_))
+    ));
+    assert!(rt.get(TaskId(4)).is_none());
+
+    eprintln!("phase: a task run as another user still dies with its runtime");
+    let members = group_members(shim);
+    assert!(members.len() >= 3, "shim, sh and sleep: {members:?}");
+    drop(rt);
+    for _ in 0..3000 {
+        if group_members(shim).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        group_members(shim),
+        Vec::<i32>::new(),
+        "the group outlived its runtime"
+    );
+}
+
+/// The live (not zombie) processes of process group `pgid`.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command's closing parenthesis: state, ppid, pgrp.
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .collect();
+        if rest[2].parse::<i32>() == Ok(pgid) && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
 }

@@ -40,5 +40,6 @@ pub fn spec() -> TaskSpec {
         restart: RestartPolicy::default(),
         placement: Placement::default(),
         stop_grace_period_ms: 10_000,
+        user: None,
     }
 }

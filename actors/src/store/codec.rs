@@ -4,10 +4,10 @@
 //! Decoding never panics: garbage from a peer or a damaged record is a [`StoreError`].
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message};
+use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, MessageType};
 
 use super::StoreError;
-use super::state::{Member, StoreCommand};
+use super::state::{Member, StoreCommand, StoreState};
 
 /// Most bytes of one encoded command: a command is one log entry, and an entry must fit in a
 /// transport frame with room for the raft message around it.
@@ -32,6 +32,16 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, StoreError> {
         )));
     }
     Message::parse_from_bytes(bytes).map_err(|e| StoreError::Codec(e.to_string()))
+}
+
+/// Whether a peer's raft message may go to raft as far as a snapshot goes: one carrying a
+/// snapshot (`MsgSnapshot`) must hold data that restores into a store state (bounded by
+/// `SNAPSHOT_BYTES_MAX`), so garbage or an oversized state is dropped before raft, the log or
+/// the state sees it. The state is decoded again when raft hands the snapshot back; snapshots
+/// are rare, and this keeps raft from ever holding one that cannot be installed.
+pub fn snapshot_restores(msg: &Message) -> bool {
+    msg.get_msg_type() != MessageType::MsgSnapshot
+        || StoreState::restore(&msg.get_snapshot().data).is_ok()
 }
 
 pub fn encode_command(cmd: &StoreCommand) -> Result<Vec<u8>, StoreError> {
@@ -116,5 +126,28 @@ mod tests {
         e.set_entry_type(EntryType::EntryConfChange);
         e.data = vec![0xff, 0xff].into();
         assert!(decode_entry(&e).is_err());
+    }
+
+    #[test]
+    fn only_a_snapshot_that_restores_goes_to_raft() {
+        use raft::eraftpb::Snapshot;
+        let with_data = |data: Vec<u8>| {
+            let mut m = Message::default();
+            m.set_msg_type(MessageType::MsgSnapshot);
+            let mut snap = Snapshot::default();
+            snap.data = data.into();
+            m.set_snapshot(snap);
+            m
+        };
+        let state = StoreState::new().snapshot().unwrap();
+        assert!(snapshot_restores(&with_data(state)));
+        assert!(!snapshot_restores(&with_data(vec![0xff; 9])));
+        let mut claim = vec![1u8, 0, 253];
+        claim.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(!snapshot_restores(&with_data(claim)));
+        // Other messages carry no snapshot to check.
+        let mut append = Message::default();
+        append.set_msg_type(MessageType::MsgAppend);
+        assert!(snapshot_restores(&append));
     }
 }

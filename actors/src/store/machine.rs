@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{
     Decoded, decode_entry, decode_message, encode_command, encode_member, encode_message,
+    snapshot_restores,
 };
 use super::state::{Member, StoreCommand, StoreState, check_command};
 use super::{LogStorage, StoreConfig, StoreError};
@@ -375,7 +376,8 @@ impl<S: LogStorage> StoreMachine<S> {
                     Ok(msg)
                         if msg.to == self.id
                             && msg.from == from
-                            && !raft::raw_node::is_local_msg(msg.get_msg_type()) =>
+                            && !raft::raw_node::is_local_msg(msg.get_msg_type())
+                            && snapshot_restores(&msg) =>
                     {
                         self.raw.step(msg).is_ok()
                     }
@@ -609,8 +611,11 @@ impl<S: LogStorage> StoreMachine<S> {
             let mut wrote = false;
             if !rd.snapshot().is_empty() {
                 let snap = rd.snapshot().clone();
+                // Decoded before it is stored: a snapshot that does not restore never replaces
+                // the log.
+                let state = StoreState::restore(&snap.data)?;
                 self.raw.mut_store().apply_snapshot(&snap)?;
-                self.state = StoreState::restore(&snap.data)?;
+                self.state = state;
                 self.applied_since_snapshot = 0;
                 self.stats.snapshots_installed += 1;
                 let mut voters = snap.get_metadata().get_conf_state().voters.clone();

@@ -44,7 +44,8 @@ pub use machine::{Bootstrap, StoreEffect, StoreInput, StoreMachine, StoreStats};
 pub use redb::RedbStorage;
 pub use state::{
     ClusterObject, Expect, Kind, Member, NodeObject, NodeSpec, OBJECT_ID_BYTES_MAX,
-    OPS_PER_COMMAND_MAX, ObjectBody, Op, StoreCommand, StoreState, StoredObject, check_command,
+    OPS_PER_COMMAND_MAX, ObjectBody, Op, SNAPSHOT_BYTES_MAX, StoreCommand, StoreState,
+    StoredObject, check_command,
 };
 pub use storage::{LogStorage, MemStorage, force_new_cluster};
 
@@ -70,6 +71,10 @@ pub enum StoreError {
     Invalid(String),
     #[error("command too large (over {max} bytes): {detail}; nothing changed")]
     CommandTooLarge { detail: String, max: usize },
+    /// A snapshot (the whole store state) over [`SNAPSHOT_BYTES_MAX`], or one whose
+    /// length prefixes claim more: refused before anything is allocated for it or installed.
+    #[error("store snapshot too large (over {max} bytes): {detail}; nothing changed")]
+    SnapshotTooLarge { detail: String, max: usize },
     #[error("this manager is not the leader (leader: {leader:?}); nothing changed")]
     NotLeader { leader: Option<u64> },
     #[error(

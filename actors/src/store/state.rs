@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
+use super::codec::MESSAGE_BYTES_MAX;
 use crate::model::{Availability, NodeDescription, NodeId, Role, Service, Task};
 
 /// Most operations in one command.
@@ -161,8 +162,23 @@ pub struct StoreState {
     digest: u64,
 }
 
+/// Most bytes of an encoded store state: a raft snapshot's data. A snapshot reaches a new
+/// manager inside one raft message, so it fits in [`MESSAGE_BYTES_MAX`] with a mebibyte left
+/// for the message around it (metadata, voters). Decoding is bounded by the same figure: a
+/// length prefix claiming more is refused before anything is allocated for it.
+pub const SNAPSHOT_BYTES_MAX: usize = MESSAGE_BYTES_MAX - (1 << 20);
+
+/// Bounded: bincode counts every byte it claims (a string's claimed length before allocating
+/// it) against the limit.
 fn codec() -> impl bincode::config::Config {
-    bincode::config::standard()
+    bincode::config::standard().with_limit::<SNAPSHOT_BYTES_MAX>()
+}
+
+fn too_large(detail: String) -> StoreError {
+    StoreError::SnapshotTooLarge {
+        detail,
+        max: SNAPSHOT_BYTES_MAX,
+    }
 }
 
 impl StoreState {
@@ -302,14 +318,34 @@ impl StoreState {
         Ok(())
     }
 
-    /// The whole state as bytes, for a raft snapshot.
+    /// The whole state as bytes, for a raft snapshot. A state over [`SNAPSHOT_BYTES_MAX`] is
+    /// refused here, so no manager makes a snapshot that the others would refuse.
     pub fn snapshot(&self) -> Result<Vec<u8>, StoreError> {
-        bincode::serde::encode_to_vec(self, codec()).map_err(|e| StoreError::Codec(e.to_string()))
+        let bytes = bincode::serde::encode_to_vec(self, codec())
+            .map_err(|e| StoreError::Codec(e.to_string()))?;
+        if bytes.len() > SNAPSHOT_BYTES_MAX {
+            return Err(too_large(format!(
+                "the state encodes to {} bytes",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
     }
 
+    /// The state a snapshot's bytes hold. Garbage is an error, never a panic or an allocation
+    /// beyond [`SNAPSHOT_BYTES_MAX`]: the length is checked first, then every length prefix
+    /// inside as it is read.
     pub fn restore(bytes: &[u8]) -> Result<Self, StoreError> {
+        if bytes.len() > SNAPSHOT_BYTES_MAX {
+            return Err(too_large(format!("{} bytes given", bytes.len())));
+        }
         let (state, used): (StoreState, usize) = bincode::serde::decode_from_slice(bytes, codec())
-            .map_err(|e| StoreError::Codec(e.to_string()))?;
+            .map_err(|e| match e {
+                bincode::error::DecodeError::LimitExceeded => {
+                    too_large("a length inside claims more".into())
+                }
+                e => StoreError::Codec(e.to_string()),
+            })?;
         if used != bytes.len() {
             return Err(StoreError::Codec(format!(
                 "{} bytes left over after the snapshot",
@@ -515,5 +551,32 @@ mod tests {
         assert!(StoreState::restore(&extra).is_err());
         assert_eq!(s.list(Kind::Cluster).count(), 1);
         assert_eq!(s.list(Kind::Node).count(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_over_the_limit_is_refused_before_anything_is_allocated() {
+        let too_large = |r: Result<StoreState, StoreError>| matches!(r, Err(StoreError::SnapshotTooLarge { max, .. }) if max == SNAPSHOT_BYTES_MAX);
+        // One object whose ID claims 1 TiB: [objects: 1][kind: variant 0][u64 varint length].
+        let mut claim = vec![1u8, 0, 253];
+        claim.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(too_large(StoreState::restore(&claim)));
+        // A claim just over the limit is refused as well; one under it that the bytes do not
+        // hold is plain garbage.
+        let mut over = vec![1u8, 0, 253];
+        over.extend_from_slice(&(SNAPSHOT_BYTES_MAX as u64 + 1).to_le_bytes());
+        assert!(too_large(StoreState::restore(&over)));
+        let mut short = vec![1u8, 0, 253];
+        short.extend_from_slice(&1_000u64.to_le_bytes());
+        assert!(matches!(
+            StoreState::restore(&short),
+            Err(StoreError::Codec(_))
+        ));
+        // More bytes than the limit are refused before decoding starts.
+        assert!(too_large(StoreState::restore(&vec![
+            0u8;
+            SNAPSHOT_BYTES_MAX + 1
+        ])));
+        // A snapshot must fit in a raft message.
+        const _: () = assert!(SNAPSHOT_BYTES_MAX < MESSAGE_BYTES_MAX);
     }
 }

@@ -469,3 +469,44 @@ fn a_read_on_a_new_leader_waits_for_its_first_commit_instead_of_being_dropped() 
         s.seen[&l]
     );
 }
+
+/// A store state whose first object ID claims to be 1 TiB long: what a decoder without a bound
+/// would try to allocate.
+fn snapshot_claiming_a_tebibyte() -> Vec<u8> {
+    // One object; its key's kind (variant 0); then the ID's length as bincode's u64 varint.
+    let mut bytes = vec![1u8, 0, 253];
+    bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    bytes
+}
+
+#[test]
+fn a_snapshot_that_does_not_restore_is_dropped_before_raft_sees_it() {
+    use raft::eraftpb::{Message, MessageType, Snapshot};
+    eprintln!("phase: attack: a leader's snapshot whose data claims 1 TiB reaches a follower");
+    let mut s = Shuttle::cluster(3, small_cfg());
+    s.write(1, put("a", Expect::Absent, "1")).unwrap();
+    let before = s.nodes[&2].state().clone();
+    let refused = s.nodes[&2].stats().messages_refused;
+    let term = s.nodes[&2].term();
+    let mut snap = Snapshot::default();
+    snap.data = snapshot_claiming_a_tebibyte().into();
+    snap.mut_metadata().index = before.applied_index() + 1_000;
+    snap.mut_metadata().term = term;
+    snap.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+    let mut msg = Message::default();
+    msg.set_msg_type(MessageType::MsgSnapshot);
+    msg.from = 1;
+    msg.to = 2;
+    msg.term = term;
+    msg.set_snapshot(snap);
+    s.input(2, StoreInput::Message(encode_message(&msg).unwrap()));
+
+    eprintln!("phase: it is refused, the state is untouched and the follower keeps working");
+    assert_eq!(s.nodes[&2].stats().messages_refused, refused + 1);
+    assert_eq!(s.nodes[&2].state(), &before);
+    s.write(2, put("b", Expect::Absent, "1")).unwrap();
+    assert!(
+        s.version(2, "b").is_some(),
+        "the follower still applies writes"
+    );
+}

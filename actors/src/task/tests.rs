@@ -28,6 +28,7 @@ fn ctx(task: u128, image: &str, args: &[&str], health: Option<HealthCheck>) -> T
             restart: RestartPolicy::default(),
             placement: Default::default(),
             stop_grace_period_ms: 5_000,
+            user: None,
         },
     }
 }

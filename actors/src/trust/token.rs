@@ -9,6 +9,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use subtle::{Choice, ConstantTimeEq};
 
 use super::TrustError;
 use super::digest::{CaDigest, DIGEST_CHARS, decode_base36, encode_base36};
@@ -156,9 +157,9 @@ impl Tokens {
             return Err(TokenRefusal::WrongCa);
         }
         // Both comparisons always run, so the time does not say which role matched.
-        let is_worker = constant_time_eq(token.secret.as_bytes(), self.worker.secret.as_bytes());
-        let is_manager = constant_time_eq(token.secret.as_bytes(), self.manager.secret.as_bytes());
-        match (is_worker, is_manager) {
+        let is_worker = secrets_equal(&token.secret, &self.worker.secret);
+        let is_manager = secrets_equal(&token.secret, &self.manager.secret);
+        match (bool::from(is_worker), bool::from(is_manager)) {
             (_, true) => Ok(Role::Manager),
             (true, false) => Ok(Role::Worker),
             (false, false) => Err(TokenRefusal::BadToken),
@@ -202,10 +203,33 @@ impl Tokens {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // Lengths are public (always 25 for a parsed token); only the contents are secret.
-    if a.len() != b.len() {
-        return false;
+/// Compares two secrets in constant time with `subtle`, whose comparison the optimizer is kept
+/// from turning into an early exit (a hand-rolled fold carries no such guarantee). Lengths are
+/// public (always [`TOKEN_SECRET_CHARS`] for a parsed token); only the contents are secret.
+fn secrets_equal(a: &str, b: &str) -> Choice {
+    a.as_bytes().ct_eq(b.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_equal_only_when_every_byte_is() {
+        let secret = "0123456789abcdefghijklmno";
+        assert!(bool::from(secrets_equal(secret, secret)));
+        // A difference at either end, or in the middle, is caught.
+        for wrong in [
+            "x123456789abcdefghijklmno",
+            "0123456789abcxefghijklmno",
+            "0123456789abcdefghijklmnx",
+        ] {
+            assert!(!bool::from(secrets_equal(secret, wrong)), "{wrong}");
+        }
+        // A prefix, a longer text and the empty text are not equal.
+        assert!(!bool::from(secrets_equal(secret, &secret[..24])));
+        assert!(!bool::from(secrets_equal(secret, &format!("{secret}p"))));
+        assert!(!bool::from(secrets_equal(secret, "")));
+        assert!(bool::from(secrets_equal("", "")));
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

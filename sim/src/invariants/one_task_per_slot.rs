@@ -96,6 +96,7 @@ mod tests {
                 restart: RestartPolicy::default(),
                 placement: Placement::default(),
                 stop_grace_period_ms: 0,
+                user: None,
             },
             spec_version: 1,
             desired_state: desired,

@@ -74,6 +74,7 @@ mod tests {
                 preferences: Vec::new(),
             },
             stop_grace_period_ms: 0,
+            user: None,
         }
     }
 

@@ -213,6 +213,7 @@ fn new_service(rng: &mut StdRng) -> Service {
             preferences: Vec::new(),
         },
         stop_grace_period_ms: rng.random_range(1_000..=5_000),
+        user: None,
     };
     Service {
         id,

@@ -90,6 +90,11 @@ pub struct CreateArgs {
     /// Time a task has to stop before it is killed.
     #[arg(long, default_value = "10s")]
     pub stop_grace_period: String,
+    /// Who the tasks run as: uid[:gid] or name[:group] (Docker's form). Without it a process
+    /// task runs as the node's user (root when the node runs as root), a container as its
+    /// image's user.
+    #[arg(short, long)]
+    pub user: Option<String>,
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(short, long = "env")]
     pub env: Vec<String>,
@@ -193,6 +198,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
             preferences: a.preferences.clone(),
         },
         stop_grace_period_ms: flag("stop-grace-period", &a.stop_grace_period, parse_duration_ms)?,
+        user: a.user.clone(),
     };
     let spec = ServiceSpec {
         name: a.name.clone(),
@@ -236,6 +242,7 @@ mod tests {
         assert_eq!(s.task.stop_grace_period_ms, 10_000);
         assert_eq!(s.task.health, None);
         assert!(s.task.args.is_empty());
+        assert_eq!(s.task.user, None);
     }
 
     #[test]
@@ -246,7 +253,7 @@ mod tests {
              --reserve-cpu 0.5 --reserve-memory 64M --limit-cpu 2 --limit-memory 1G \
              --restart-condition on-failure --restart-delay 500ms --restart-max-attempts 4 \
              --restart-window 1m --health-cmd true --health-interval 2s --health-retries 5 \
-             --stop-grace-period 1s --env A=1 -e B=2 --label tier=front -d \
+             --stop-grace-period 1s --env A=1 -e B=2 --label tier=front -d --user nobody:nogroup \
              sleep 1000 -x",
         )
         .unwrap();
@@ -275,6 +282,15 @@ mod tests {
         assert_eq!(s.task.stop_grace_period_ms, 1_000);
         assert_eq!(s.task.env, ["A=1", "B=2"]);
         assert_eq!(s.labels.get("tier").map(String::as_str), Some("front"));
+        assert_eq!(s.task.user.as_deref(), Some("nobody:nogroup"));
+        assert_eq!(
+            parse("--name w -u 1000 nginx")
+                .unwrap()
+                .task
+                .user
+                .as_deref(),
+            Some("1000")
+        );
     }
 
     #[test]
@@ -298,5 +314,6 @@ mod tests {
         assert!(err("--name web --restart-max-attempts 1000 nginx").contains("at most"));
         assert!(err("--name web --health-retries 2 nginx").contains("health-cmd"));
         assert!(err("--name web --replicas 20000 nginx").contains("replicas"));
+        assert!(err("--name web --user a:b:c nginx").contains("--user"));
     }
 }

@@ -56,6 +56,10 @@ fn spec_json(s: &ServiceSpec) -> Value {
         "Env": t.env,
         "StopGracePeriod": ns(t.stop_grace_period_ms),
     });
+    // Docker's field, present when set; `--pretty` also says who runs the task when unset.
+    if let Some(user) = &t.user {
+        container["User"] = json!(user);
+    }
     if let Some(h) = &t.health {
         container["Healthcheck"] = json!({
             "Test": ["CMD-SHELL", h.cmd],
@@ -169,6 +173,17 @@ fn cpus(nano: u64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// Who a task of the spec runs as, in words.
+fn runs_as(t: &swarm_actors::model::TaskSpec) -> String {
+    match (&t.user, t.runtime) {
+        (Some(user), _) => user.clone(),
+        (None, RuntimeKind::Process) => {
+            "(not set: the node's own user, root when the node runs as root)".into()
+        }
+        (None, RuntimeKind::Docker) => "(not set: the image's user)".into(),
+    }
+}
+
 /// `--pretty`, after Docker's layout.
 pub fn pretty(d: &ServiceDoc) -> String {
     let s = &d.service.spec;
@@ -230,6 +245,7 @@ pub fn pretty(d: &ServiceDoc) -> String {
     if !t.env.is_empty() {
         o += &format!(" Env:\t\t{}\n", t.env.join(" "));
     }
+    o += &format!(" User:\t\t{}\n", runs_as(t));
     if let Some(h) = &t.health {
         o += &format!(
             " Healthcheck:\t{} (interval {}, timeout {}, retries {})\n",
@@ -321,5 +337,31 @@ mod tests {
             p.contains("ProcessSpec:\n Image:\t\tsleep\n Args:\t\t1000\n"),
             "{p}"
         );
+    }
+
+    #[test]
+    fn inspect_says_who_a_task_runs_as() {
+        let mut d = doc();
+        let p = pretty(&d);
+        assert!(
+            p.contains(
+                " User:\t\t(not set: the node's own user, root when the node runs as root)\n"
+            ),
+            "{p}"
+        );
+        assert!(
+            json_doc(&d)["Spec"]["TaskTemplate"]["ContainerSpec"]
+                .get("User")
+                .is_none()
+        );
+        d.service.spec.task.user = Some("nobody:nogroup".into());
+        assert!(pretty(&d).contains(" User:\t\tnobody:nogroup\n"));
+        assert_eq!(
+            json_doc(&d)["Spec"]["TaskTemplate"]["ContainerSpec"]["User"],
+            "nobody:nogroup"
+        );
+        d.service.spec.task.runtime = RuntimeKind::Docker;
+        d.service.spec.task.user = None;
+        assert!(pretty(&d).contains(" User:\t\t(not set: the image's user)\n"));
     }
 }
