@@ -684,6 +684,17 @@ impl Transport {
         }
     }
 
+    /// Puts `node` on the deny list without closing its connections: how a connection that
+    /// slipped past `deny`'s close looks, for the test of the per-stream check.
+    #[cfg(test)]
+    pub(crate) fn deny_list_only(&self, node: NodeId) {
+        self.shared
+            .denied
+            .write()
+            .expect("denied lock")
+            .insert(node);
+    }
+
     /// The identity of the peer at `to`, if there is a live connection to it.
     pub fn peer_identity(&self, to: SocketAddr) -> Option<PeerIdentity> {
         self.shared.live(to).and_then(|c| c.identity)

@@ -905,3 +905,41 @@ async fn a_denied_node_is_refused_both_ways() {
         t.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_node_is_refused_at_its_next_stream_on_a_connection_still_open() {
+    let ca = new_ca();
+    let ca_ = creds(&ca, 1, Role::Manager);
+    let cb = creds(&ca, 2, Role::Worker);
+    let (a, mut a_seen) = node(TransportConfig::new(local()), &ca_).await;
+    let (_ep, conn) = raw_connect(trust::client_config(&cb).unwrap(), a.local_addr()).await;
+    let conn = conn.unwrap();
+    let ping = encode_frame(&Request::Ping).unwrap();
+    let resp = raw_exchange(&conn, &ping).await.unwrap();
+    assert!(matches!(resp, Some(Response::Pong)), "{resp:?}");
+    assert_eq!(
+        next_seen(&mut a_seen).await,
+        Seen::Request(Some(ident(&cb)))
+    );
+
+    tracing::info!("phase: b is denied but its connection is left open, as if the close raced");
+    a.deny_list_only(NodeId(2));
+    assert!(conn.close_reason().is_none());
+
+    tracing::info!("phase: b's next stream is refused and its connection closed");
+    assert!(raw_exchange(&conn, &ping).await.is_err());
+    let closed = tokio::time::timeout(PATIENCE, conn.closed())
+        .await
+        .expect("closed at its next stream");
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(ref c) if c.error_code == conn::CODE_BAD_IDENTITY),
+        "{closed}"
+    );
+    a.request(a.local_addr(), Request::Ping).await.unwrap();
+    assert_eq!(
+        next_seen(&mut a_seen).await,
+        Seen::Request(Some(ident(&ca_))),
+        "the next thing a served is its own ping, not b's"
+    );
+    a.shutdown().await;
+}
