@@ -410,6 +410,15 @@ async fn join_with_retries(
             Err(TransportError::Timeout) if attempt < JOIN_ATTEMPTS => {
                 warn!(attempt, "join timed out; trying again");
             }
+            // Final: asking the same seed again gets the same certificate.
+            Err(e @ TransportError::SeedNotAManager { .. }) => {
+                return Err(anyhow::Error::new(e)).with_context(|| {
+                    format!(
+                        "cannot join the cluster through {seed}: give a manager's address as \
+                         --seed (`swarm-node node ls` on a manager lists them)"
+                    )
+                });
+            }
             Err(e) => {
                 return Err(anyhow::Error::new(e))
                     .with_context(|| format!("cannot join the cluster through {seed}"));

@@ -11,3 +11,4 @@ mod common;
 mod lies;
 mod local;
 mod peer;
+mod transport;

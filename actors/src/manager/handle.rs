@@ -1,6 +1,7 @@
 //! The typed handle to a manager's StoreActor.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 
 use ractor::{ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
@@ -10,16 +11,42 @@ use super::msg::{ReadResult, StoreFailure, StoreMsg, StoreStatus};
 use crate::ask::AskError;
 use crate::model::NodeId;
 use crate::store::{Kind, StoreCommand};
+use crate::trust::Tokens;
 use crate::wire::Response;
+
+/// The join tokens of the cluster object as this replica last applied it. The StoreActor
+/// replaces them whenever an applied entry or snapshot changes that object, before it answers
+/// the proposal that changed it, so a rotation is in force here once it is reported done.
+/// Joins check their token against this copy first: a peer without a certificate costs no
+/// message to the store actor and no parse of the CA key until it shows a valid token.
+#[derive(Clone, Default)]
+pub struct AppliedTokens(Arc<RwLock<Option<Tokens>>>);
+
+impl AppliedTokens {
+    pub(crate) fn get(&self) -> Option<Tokens> {
+        self.0.read().expect("tokens lock").clone()
+    }
+
+    pub(crate) fn set(&self, tokens: Option<Tokens>) {
+        *self.0.write().expect("tokens lock") = tokens;
+    }
+}
 
 #[derive(Clone)]
 pub struct StoreHandle {
     actor: ActorRef<StoreMsg>,
+    tokens: AppliedTokens,
 }
 
 impl StoreHandle {
-    pub(crate) fn new(actor: ActorRef<StoreMsg>) -> Self {
-        Self { actor }
+    pub(crate) fn new(actor: ActorRef<StoreMsg>, tokens: AppliedTokens) -> Self {
+        Self { actor, tokens }
+    }
+
+    /// The join tokens this replica holds now (see [`AppliedTokens`]); `None` before the
+    /// cluster object exists.
+    pub fn join_tokens(&self) -> Option<Tokens> {
+        self.tokens.get()
     }
 
     pub fn actor(&self) -> &ActorRef<StoreMsg> {

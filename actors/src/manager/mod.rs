@@ -23,12 +23,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
+use handle::AppliedTokens;
 pub use handle::StoreHandle;
 pub use msg::{ReadResult, StoreFailure, StoreMsg, StoreStatus};
 
 use crate::model::NodeId;
 use crate::store::{
-    Bootstrap, Kind, RedbStorage, StoreConfig, StoreEffect, StoreError, StoreInput, StoreMachine,
+    Bootstrap, Kind, ObjectBody, RedbStorage, StoreConfig, StoreEffect, StoreError, StoreInput,
+    StoreMachine,
 };
 use crate::transport::Transport;
 use crate::wire::{OneWay, Request, Response, StoreReply, StoreRequest};
@@ -123,6 +125,11 @@ pub struct StoreActorState {
     next_forward: u64,
     node_id: NodeId,
     rng_seed: u64,
+    /// Shared with every handle: the join tokens as last applied (see [`AppliedTokens`]).
+    tokens: AppliedTokens,
+    /// The applied index and cluster object version `tokens` were last brought up to.
+    tokens_checked_at: u64,
+    tokens_version: Option<u64>,
 }
 
 /// How long an operation waits before asking raft again when the leader raft names is Down.
@@ -134,12 +141,12 @@ pub const LEARNED_MAX: usize = 64;
 impl Actor for StoreActor {
     type Msg = StoreMsg;
     type State = StoreActorState;
-    type Arguments = StoreArgs;
+    type Arguments = (StoreArgs, AppliedTokens);
 
     async fn pre_start(
         &self,
         myself: ActorRef<StoreMsg>,
-        args: StoreArgs,
+        (args, tokens): (StoreArgs, AppliedTokens),
     ) -> Result<StoreActorState, ActorProcessingErr> {
         let storage = RedbStorage::open(&args.data_dir)?;
         let tick = Duration::from_millis(args.config.tick_ms);
@@ -152,7 +159,7 @@ impl Actor for StoreActor {
         )?;
         myself.send_interval(tick, || StoreMsg::Tick);
         info!(raft_id = args.raft_id, "store started");
-        Ok(StoreActorState {
+        let mut state = StoreActorState {
             machine,
             transport: args.transport,
             raft_id: args.raft_id,
@@ -173,7 +180,13 @@ impl Actor for StoreActor {
             next_forward: 0,
             node_id: args.node_id,
             rng_seed: args.rng_seed,
-        })
+            tokens,
+            tokens_checked_at: 0,
+            tokens_version: None,
+        };
+        // A restarted manager holds its cluster object already.
+        state.publish_tokens(true);
+        Ok(state)
     }
 
     async fn handle(
@@ -417,6 +430,8 @@ impl Actor for StoreActor {
                 }
             }
         }
+        // Before the effects answer anyone: a rotation is in force when it is reported done.
+        state.publish_tokens(false);
         state.apply(&myself, out);
         state.finish_reads();
         state.follow_leadership(&myself).await;
@@ -607,6 +622,35 @@ impl StoreActorState {
         }
     }
 
+    /// Brings the shared copy of the join tokens up to the applied cluster object, when an
+    /// entry or snapshot applied since the last look changed it. A map lookup per message that
+    /// applied something; the tokens are parsed only when the object's version moved.
+    fn publish_tokens(&mut self, force: bool) {
+        let state = self.machine.state();
+        let applied = state.applied_index();
+        if applied == self.tokens_checked_at && !force {
+            return;
+        }
+        self.tokens_checked_at = applied;
+        let obj = state.get(Kind::Cluster, crate::node::admission::CLUSTER_ID);
+        let version = obj.map(|o| o.version);
+        if version == self.tokens_version && !force {
+            return;
+        }
+        self.tokens_version = version;
+        let tokens = obj.and_then(|o| match &o.body {
+            ObjectBody::Cluster(c) => match crate::node::admission::tokens_of(c) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    warn!(error = %e, "the cluster object's join tokens do not parse: joins refused");
+                    None
+                }
+            },
+            _ => None,
+        });
+        self.tokens.set(tokens);
+    }
+
     fn apply(&mut self, myself: &ActorRef<StoreMsg>, effects: Vec<StoreEffect>) {
         for effect in effects {
             match effect {
@@ -654,7 +698,7 @@ impl StoreActorState {
         match (leads, self.leader_actor.take()) {
             (true, None) => {
                 let args = crate::leader::LeaderArgs {
-                    store: StoreHandle::new(myself.clone()),
+                    store: StoreHandle::new(myself.clone(), self.tokens.clone()),
                     term,
                     me: self.node_id,
                     members: self.members.clone(),
@@ -891,8 +935,9 @@ fn refusal(e: &StoreError) -> StoreFailure {
 pub async fn spawn_store(
     args: StoreArgs,
 ) -> Result<(StoreHandle, tokio::task::JoinHandle<()>), ActorProcessingErr> {
-    let (actor, join) = Actor::spawn(None, StoreActor, args).await?;
-    Ok((StoreHandle::new(actor), join))
+    let tokens = AppliedTokens::default();
+    let (actor, join) = Actor::spawn(None, StoreActor, (args, tokens.clone())).await?;
+    Ok((StoreHandle::new(actor, tokens), join))
 }
 
 /// Whether a raft chunk that `from` sent under raft ID `raft_id` is taken.

@@ -11,7 +11,7 @@ use crate::model::{Availability, NodeId, Role};
 use crate::store::{
     ClusterObject, Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreCommand, StoredObject,
 };
-use crate::trust::PeerIdentity;
+use crate::trust::{JoinToken, PeerIdentity, Tokens, TrustError};
 use crate::wire::{JoinRequest, JoinResponse, Response, WireFailure};
 
 /// The one cluster object's ID.
@@ -53,6 +53,23 @@ pub async fn nodes(
     Ok((nodes, stale))
 }
 
+/// The join tokens a cluster object holds.
+pub fn tokens_of(obj: &ClusterObject) -> Result<Tokens, TrustError> {
+    let worker: JoinToken = obj.worker_token.parse()?;
+    let manager: JoinToken = obj.manager_token.parse()?;
+    Ok(Tokens { worker, manager })
+}
+
+/// The first check of a join, before anything costs more than a comparison: the token
+/// against this replica's tokens in memory (see [`StoreHandle::join_tokens`]). A refusal here
+/// is final, and the peer made the node read nothing and parse no key.
+pub fn check_token(tokens: Option<&Tokens>, presented: &str) -> Result<Role, WireFailure> {
+    let tokens = tokens.ok_or_else(|| {
+        WireFailure::Invalid("the store holds no cluster object yet: try again".into())
+    })?;
+    tokens.check(presented).map_err(WireFailure::from)
+}
+
 pub async fn authority(store: &StoreHandle, validity: Duration) -> Result<Authority, WireFailure> {
     let (obj, _) = cluster(store).await.map_err(store_err)?;
     Authority::from_cluster(&obj, validity).map_err(|e| WireFailure::Invalid(e.to_string()))
@@ -78,6 +95,9 @@ async fn try_admit(
     peers: Vec<SocketAddr>,
     validity: Duration,
 ) -> Result<JoinResponse, WireFailure> {
+    check_token(store.join_tokens().as_ref(), &req.token)?;
+    // The token is good: now the CA key is worth reading. `auth.admit` checks the token again
+    // against the object it read, which is the same or newer.
     let auth = authority(store, validity).await?;
     let node_id = loop {
         let id = NodeId(rand::random());
@@ -170,4 +190,61 @@ pub async fn rotate(
         }],
     };
     store.propose(cmd).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::trust::CaDigest;
+
+    #[test]
+    fn the_token_is_checked_from_memory_before_anything_else() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let mut tokens = Tokens::generate(CaDigest([3; 32]), &mut rng);
+        let worker = tokens.worker.to_string();
+        let manager = tokens.manager.to_string();
+        assert_eq!(check_token(Some(&tokens), &worker), Ok(Role::Worker));
+        assert_eq!(check_token(Some(&tokens), &manager), Ok(Role::Manager));
+        assert!(matches!(
+            check_token(Some(&tokens), "SWMTKN-1-garbage"),
+            Err(WireFailure::Invalid(_))
+        ));
+        let other_ca = Tokens::generate(CaDigest([4; 32]), &mut rng);
+        assert_eq!(
+            check_token(Some(&tokens), &other_ca.worker.to_string()),
+            Err(WireFailure::WrongCa)
+        );
+        assert!(
+            matches!(check_token(None, &worker), Err(WireFailure::Invalid(_))),
+            "no cluster object yet: the joiner may try again"
+        );
+
+        // A rotation replaces the copy: the old text is refused at once.
+        tokens.rotate(Role::Worker, &mut rng);
+        assert_eq!(
+            check_token(Some(&tokens), &worker),
+            Err(WireFailure::BadToken)
+        );
+        assert_eq!(
+            check_token(Some(&tokens), &tokens.worker.to_string()),
+            Ok(Role::Worker)
+        );
+    }
+
+    #[test]
+    fn a_cluster_objects_tokens_parse_or_say_why() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        let tokens = Tokens::generate(CaDigest([5; 32]), &mut rng);
+        let mut obj = ClusterObject {
+            ca_cert_der: vec![],
+            ca_key_pem: String::new(),
+            worker_token: tokens.worker.to_string(),
+            manager_token: tokens.manager.to_string(),
+        };
+        assert_eq!(tokens_of(&obj).unwrap(), tokens);
+        obj.manager_token = "nonsense".into();
+        assert!(tokens_of(&obj).is_err());
+    }
 }

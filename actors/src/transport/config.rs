@@ -43,6 +43,11 @@ pub struct TransportConfig {
     pub peers_max: usize,
     /// Connections (open or in handshake) at once; further inbound ones are refused.
     pub connections_max: usize,
+    /// Connections from peers without a certificate (joining nodes) open at once, counted
+    /// apart from `connections_max` once their handshake is done, so that anonymous peers
+    /// cannot take the room members need. Each such connection carries one request and is
+    /// closed after its answer; further ones are refused.
+    pub unauthenticated_connections_max: usize,
 }
 
 impl TransportConfig {
@@ -60,6 +65,7 @@ impl TransportConfig {
             datagram_queue_max: 512,
             peers_max: 4096,
             connections_max: 4096,
+            unauthenticated_connections_max: 64,
         }
     }
 
@@ -94,6 +100,10 @@ impl TransportConfig {
             ("datagram_queue_max", self.datagram_queue_max),
             ("peers_max", self.peers_max),
             ("connections_max", self.connections_max),
+            (
+                "unauthenticated_connections_max",
+                self.unauthenticated_connections_max,
+            ),
         ] {
             if v == 0 || v > 1 << 20 {
                 return bad(format!("{name} must be between 1 and {}, got {v}", 1 << 20));

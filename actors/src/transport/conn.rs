@@ -23,10 +23,20 @@ pub(crate) const CODE_BAD_FRAME: VarInt = VarInt::from_u32(1);
 pub(crate) const CODE_TOO_SLOW: VarInt = VarInt::from_u32(2);
 /// The node did not answer the request.
 pub(crate) const CODE_NO_ANSWER: VarInt = VarInt::from_u32(3);
-/// The peer may not open this kind of stream without a certificate.
-pub(crate) const CODE_UNAUTHENTICATED: VarInt = VarInt::from_u32(4);
-/// The peer's certificate verified but carries no usable identity.
+// Code 4 meant "a one-way stream without a certificate"; such streams are now never
+// accepted (see `serve_one`), so it is no longer sent.
+/// The peer's certificate verified but carries no usable identity, or names a removed node.
 pub(crate) const CODE_BAD_IDENTITY: VarInt = VarInt::from_u32(5);
+/// The connection was refused at a bound on open connections.
+pub(crate) const CODE_BUSY: VarInt = VarInt::from_u32(6);
+/// A joining node closes a seed whose certificate does not say manager, token unsent.
+pub(crate) const CODE_NOT_A_MANAGER: VarInt = VarInt::from_u32(7);
+/// A connection without a certificate got its one answer.
+pub(crate) const CODE_ANSWERED: VarInt = VarInt::from_u32(8);
+
+/// How long a connection without a certificate stays open after its answer for the peer to
+/// read it and close first; then the node closes it.
+const ANSWERED_LINGER_MS: u64 = 1000;
 
 /// An established connection and the identity its certificate proved (`None`: the peer
 /// presented no certificate, which only a joining node may do).
@@ -77,37 +87,85 @@ impl PeerSlot {
     }
 }
 
-/// Serves one connection until it closes: every stream and datagram the peer opens.
-/// Concurrency is bounded by the connection's stream limits (`streams_per_connection_max`):
-/// the peer cannot open more streams than that at once, so at most that many handlers run.
+/// Serves one authenticated connection until it closes: every stream and datagram the peer
+/// opens. Concurrency is bounded by the connection's stream limits
+/// (`streams_per_connection_max`): the peer cannot open more streams than that at once, so at
+/// most that many handlers run.
+///
+/// The deny list is checked at every stream and datagram, not only at the handshake: a
+/// connection of a removed node that is still open (closing it raced with its handshake) is
+/// closed at its next use instead of being served.
 pub(crate) async fn serve(shared: Arc<Shared>, c: Connected, remote: SocketAddr) {
     let conn = c.conn.clone();
+    let from = c
+        .identity
+        .expect("only authenticated connections are served here; see serve_one");
     loop {
+        let removed = || {
+            let denied = shared.is_denied(&from);
+            if denied {
+                warn!(%remote, node = %from.node_id, "a removed node used a connection still open: closed");
+                conn.close(CODE_BAD_IDENTITY, b"removed");
+            }
+            denied
+        };
         tokio::select! {
             bi = conn.accept_bi() => match bi {
-                Ok((send, recv)) => {
-                    tokio::spawn(handle_bi(shared.clone(), c.identity, remote, send, recv));
+                Ok((mut send, mut recv)) => {
+                    if removed() {
+                        refuse_stream(&mut send, &mut recv, CODE_BAD_IDENTITY);
+                        break;
+                    }
+                    tokio::spawn(handle_bi(shared.clone(), Some(from), remote, send, recv));
                 }
                 Err(e) => { debug!(%remote, "connection ended: {e}"); break; }
             },
             uni = conn.accept_uni() => match uni {
-                Ok(mut recv) => match c.identity {
-                    Some(from) => { tokio::spawn(handle_uni(shared.clone(), from, remote, recv)); }
-                    None => {
-                        debug!(%remote, "one-way stream from an unauthenticated peer refused");
-                        // The stream is being discarded; an error means it is already gone.
-                        let _ = recv.stop(CODE_UNAUTHENTICATED);
+                Ok(mut recv) => {
+                    if removed() {
+                        // Refused; an error means the stream is already gone.
+                        let _ = recv.stop(CODE_BAD_IDENTITY);
+                        break;
                     }
-                },
+                    tokio::spawn(handle_uni(shared.clone(), from, remote, recv));
+                }
                 Err(e) => { debug!(%remote, "connection ended: {e}"); break; }
             },
             dg = conn.read_datagram() => match dg {
-                Ok(data) => handle_datagram(&shared, c.identity, remote, data),
+                Ok(data) => {
+                    if removed() {
+                        shared.counters.datagrams_refused.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    handle_datagram(&shared, Some(from), remote, data)
+                }
                 Err(e) => { debug!(%remote, "connection ended: {e}"); break; }
             },
         }
     }
-    shared.connection_closed(remote, &conn);
+    shared.connection_closed(remote, &c);
+}
+
+/// Serves a connection from a peer without a certificate: its first bidirectional stream and
+/// nothing else (one-way streams and datagrams are never read), then closes it once the peer
+/// has read the answer and closed, or after [`ANSWERED_LINGER_MS`]. The whole life is bounded
+/// by deadlines: the stream must open within `request_timeout_ms`, and `handle_bi` bounds the
+/// frame's read and the answer's write.
+pub(crate) async fn serve_one(shared: Arc<Shared>, conn: quinn::Connection, remote: SocketAddr) {
+    let deadline = Duration::from_millis(shared.config.request_timeout_ms);
+    match tokio::time::timeout(deadline, conn.accept_bi()).await {
+        Ok(Ok((send, recv))) => handle_bi(shared, None, remote, send, recv).await,
+        Ok(Err(e)) => debug!(%remote, "connection without a certificate ended: {e}"),
+        Err(_) => debug!(%remote, "connection without a certificate sent nothing in time"),
+    }
+    let linger = Duration::from_millis(ANSWERED_LINGER_MS);
+    // Either the peer closed (the join client does once it has its answer) or the linger ran
+    // out: closed either way below.
+    let _ = tokio::time::timeout(linger, conn.closed()).await;
+    conn.close(
+        CODE_ANSWERED,
+        b"one request per connection without a certificate",
+    );
 }
 
 fn refuse_stream(send: &mut SendStream, recv: &mut RecvStream, code: VarInt) {

@@ -12,12 +12,18 @@ use quinn::{Endpoint, IdleTimeout, VarInt};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::conn::{self, CODE_BAD_IDENTITY, CODE_SHUTDOWN, Connected, PeerSlot, identity_of};
+use super::conn::{
+    self, CODE_BAD_IDENTITY, CODE_BUSY, CODE_NOT_A_MANAGER, CODE_SHUTDOWN, Connected, PeerSlot,
+    identity_of,
+};
 use super::peer::{self, Outgoing, PeerSender};
+use super::registry::{Budget, Registry};
 use super::{DATAGRAM_BYTES_MAX, Inbound, TransportConfig, TransportError, TransportStats};
-use crate::model::NodeId;
-use crate::trust::{self, CaDigest, NodeCredentials, PeerIdentity, SERVER_NAME};
-use crate::wire::{JoinRequest, JoinResponse, Request, Response, encode_frame, read_frame};
+use crate::model::{NodeId, Role};
+use crate::trust::{self, CaDigest, NodeCredentials, PeerIdentity, SERVER_NAME, TrustError};
+use crate::wire::{
+    JoinRequest, JoinResponse, Request, Response, WireFailure, encode_frame, read_frame,
+};
 
 /// How long `shutdown` waits for connections to say goodbye.
 const SHUTDOWN_WAIT_MS: u64 = 1000;
@@ -37,6 +43,7 @@ pub(crate) struct Counters {
     pub frames_refused: AtomicU64,
     pub connections_open: AtomicU64,
     pub connections_refused: AtomicU64,
+    pub unauthenticated_refused: AtomicU64,
 }
 
 /// State shared by the handle, the accept loop, connection servers and peer tasks.
@@ -56,8 +63,12 @@ pub(crate) struct Shared {
     shutdown_tx: watch::Sender<bool>,
     runtime: tokio::runtime::Handle,
     /// Nodes removed from the cluster: their certificates may still be valid, so they are
-    /// refused by ID at every handshake, both ways.
+    /// refused by ID at every handshake, both ways, and at every stream and datagram.
     denied: RwLock<BTreeSet<NodeId>>,
+    /// Every authenticated connection, either direction, by node: what `deny` closes.
+    registry: Registry<quinn::Connection>,
+    /// Connections from peers without a certificate, counted apart from `connections_open`.
+    pub unauthenticated: Arc<Budget>,
 }
 
 fn quic_transport(cfg: &TransportConfig) -> Result<quinn::TransportConfig, TransportError> {
@@ -100,7 +111,7 @@ fn client_config(
 }
 
 impl Shared {
-    fn is_denied(&self, id: &PeerIdentity) -> bool {
+    pub fn is_denied(&self, id: &PeerIdentity) -> bool {
         self.denied
             .read()
             .expect("denied lock")
@@ -228,8 +239,24 @@ impl Shared {
                 });
             }
         };
+        if !self
+            .registry
+            .add(identity.node_id, conn.stable_id(), conn.clone())
+        {
+            conn.close(CODE_BUSY, b"too many connections");
+            return Err(TransportError::Connect {
+                addr,
+                reason: format!(
+                    "{} connections open, the most allowed",
+                    self.config.connections_max
+                ),
+            });
+        }
+        // Checked after registering, so a `deny` racing with this handshake either sees the
+        // connection in the registry or is seen here.
         if self.is_denied(&identity) {
             conn.close(CODE_BAD_IDENTITY, b"removed");
+            self.registry.remove(identity.node_id, conn.stable_id());
             return Err(TransportError::Connect {
                 addr,
                 reason: format!("node {} was removed from the cluster", identity.node_id),
@@ -248,11 +275,15 @@ impl Shared {
         Ok(c)
     }
 
-    /// Called by a connection's server when the connection is gone.
-    pub fn connection_closed(&self, addr: SocketAddr, conn: &quinn::Connection) {
+    /// Called by an authenticated connection's server when the connection is gone.
+    pub fn connection_closed(&self, addr: SocketAddr, c: &Connected) {
+        let conn = &c.conn;
         self.counters
             .connections_open
             .fetch_sub(1, Ordering::Relaxed);
+        if let Some(id) = c.identity {
+            self.registry.remove(id.node_id, conn.stable_id());
+        }
         {
             let slots = self.slots.lock().expect("slots lock");
             if let Some(slot) = slots.get(&addr) {
@@ -335,22 +366,51 @@ impl Shared {
                         return;
                     }
                 };
-                if let Some(id) = identity.as_ref()
-                    && shared.is_denied(id)
-                {
+                let Some(id) = identity else {
+                    shared.serve_unauthenticated(conn, remote).await;
+                    return;
+                };
+                if !shared.registry.add(id.node_id, conn.stable_id(), conn.clone()) {
+                    warn!(%remote, "connection refused: {} open, the most allowed", shared.config.connections_max);
+                    conn.close(CODE_BUSY, b"too many connections");
+                    shared.handshake_failed();
+                    return;
+                }
+                // After registering: see `connect`.
+                if shared.is_denied(&id) {
                     warn!(%remote, node = %id.node_id, "connection refused: the node was removed from the cluster");
                     conn.close(CODE_BAD_IDENTITY, b"removed");
+                    shared.registry.remove(id.node_id, conn.stable_id());
                     shared.handshake_failed();
                     return;
                 }
                 let c = Connected { conn, identity };
-                if identity.is_some() {
-                    shared.adopt(remote, &c);
-                }
+                shared.adopt(remote, &c);
                 conn::serve(shared, c, remote).await;
             });
         }
         debug!("endpoint closed: accept loop ends");
+    }
+
+    /// A connection from a peer without a certificate, handshake done: it leaves the count of
+    /// member connections for its own budget, and is served its one request or refused.
+    async fn serve_unauthenticated(self: Arc<Self>, conn: quinn::Connection, remote: SocketAddr) {
+        self.counters
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+        let Some(slot) = self.unauthenticated.try_take() else {
+            debug!(%remote, "connection without a certificate refused: {} open, the most allowed", self.config.unauthenticated_connections_max);
+            conn.close(CODE_BUSY, b"too many connections without a certificate");
+            self.counters
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .unauthenticated_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        conn::serve_one(self, conn, remote).await;
+        drop(slot);
     }
 
     /// Stops sends, peer tasks and the endpoint at once. Idempotent.
@@ -517,6 +577,8 @@ impl Transport {
             })?;
         let (tx, rx) = mpsc::channel(config.inbound_queue_max);
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let config_connections_max = config.connections_max;
+        let config_unauthenticated_max = config.unauthenticated_connections_max;
         let shared = Arc::new(Shared {
             config,
             endpoint,
@@ -532,6 +594,8 @@ impl Transport {
             shutdown_tx,
             runtime: tokio::runtime::Handle::current(),
             denied: RwLock::new(BTreeSet::new()),
+            registry: Registry::new(config_connections_max),
+            unauthenticated: Budget::new(config_unauthenticated_max),
         });
         tokio::spawn(shared.clone().accept_loop());
         info!(%local, node = %creds.node_id, "transport listening");
@@ -604,21 +668,19 @@ impl Transport {
         }
     }
 
-    /// Refuses `node` from now on, at every handshake in either direction, and closes the
-    /// connections open to it. For nodes removed from the cluster (`node rm`).
+    /// Refuses `node` from now on, at every handshake in either direction and at every stream
+    /// and datagram, and closes every connection open to it, however many (simultaneous dials
+    /// make two). For nodes removed from the cluster (`node rm`).
     pub fn deny(&self, node: NodeId) {
         self.shared
             .denied
             .write()
             .expect("denied lock")
             .insert(node);
-        let slots = self.shared.slots.lock().expect("slots lock");
-        for slot in slots.values() {
-            if let Some(c) = slot.live()
-                && c.identity.is_some_and(|id| id.node_id == node)
-            {
-                c.conn.close(CODE_BAD_IDENTITY, b"removed");
-            }
+        // Inserted first: a connection registered after this read is refused by its own
+        // check of the deny list (see `Shared::connect`).
+        for conn in self.shared.registry.of(node) {
+            conn.close(CODE_BAD_IDENTITY, b"removed");
         }
     }
 
@@ -626,12 +688,20 @@ impl Transport {
     /// one presenting the current certificate (after a renewal that changed this node's role:
     /// peers judge a message by the certificate on its connection).
     pub fn reconnect_all(&self) {
-        let slots = self.shared.slots.lock().expect("slots lock");
-        for slot in slots.values() {
-            if let Some(c) = slot.live() {
-                c.conn.close(CODE_SHUTDOWN, b"new certificate");
-            }
+        for conn in self.shared.registry.all() {
+            conn.close(CODE_SHUTDOWN, b"new certificate");
         }
+    }
+
+    /// Puts `node` on the deny list without closing its connections: how a connection that
+    /// slipped past `deny`'s close looks, for the test of the per-stream check.
+    #[cfg(test)]
+    pub(crate) fn deny_list_only(&self, node: NodeId) {
+        self.shared
+            .denied
+            .write()
+            .expect("denied lock")
+            .insert(node);
     }
 
     /// The identity of the peer at `to`, if there is a live connection to it.
@@ -678,14 +748,50 @@ impl Transport {
             frames_refused: get(&c.frames_refused),
             connections_open: get(&c.connections_open),
             connections_refused: get(&c.connections_refused),
+            unauthenticated_open: self.shared.unauthenticated.open() as u64,
+            unauthenticated_refused: get(&c.unauthenticated_refused),
         }
     }
 }
 
+/// Whether a seed may be given a join token: only a manager's certificate (the CA is already
+/// pinned by the handshake) says the seed can admit a node; anyone else holding a cluster
+/// certificate, a worker, could keep the token and join as whatever it grants. Nothing is sent
+/// before this says yes.
+pub(crate) fn seed_may_take_token(
+    seed: SocketAddr,
+    identity: Result<Option<PeerIdentity>, TrustError>,
+) -> Result<PeerIdentity, TransportError> {
+    match identity {
+        Ok(Some(id)) if id.role == Role::Manager => Ok(id),
+        Ok(Some(id)) => Err(TransportError::SeedNotAManager {
+            addr: seed,
+            node: id.node_id,
+            role: id.role,
+        }),
+        Ok(None) => Err(TransportError::Connect {
+            addr: seed,
+            reason: "the seed presented no certificate".into(),
+        }),
+        Err(e) => Err(TransportError::Connect {
+            addr: seed,
+            reason: format!("the seed's certificate names no node: {e}"),
+        }),
+    }
+}
+
+/// Whether the seed closed the connection at its bound on connections without a
+/// certificate: it is busy, not gone, and the joiner may try again.
+fn closed_busy(e: &quinn::ConnectionError) -> bool {
+    matches!(e, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == CODE_BUSY)
+}
+
 /// Asks the node at `seed` to let this node join, before this node has a certificate: a
 /// one-shot endpoint on an ephemeral port, the seed pinned by `ca_digest` (a seed of another
-/// cluster fails the handshake), `Request::Join`, and the answer. `Response::Failed(f)` comes
-/// back as [`TransportError::Refused`]; everything runs under `timeout`.
+/// cluster fails the handshake), its certificate checked to say manager (else
+/// [`TransportError::SeedNotAManager`], and the token is not sent), `Request::Join`, and the
+/// answer. `Response::Failed(f)` comes back as [`TransportError::Refused`]; everything runs
+/// under `timeout`.
 pub async fn join(
     seed: SocketAddr,
     ca_digest: &CaDigest,
@@ -713,19 +819,40 @@ pub async fn join(
                 reason: e.to_string(),
             })?
             .await
-            .map_err(|e| TransportError::Connect {
+            .map_err(|e| {
+                if closed_busy(&e) {
+                    TransportError::Refused(WireFailure::Busy)
+                } else {
+                    TransportError::Connect {
+                        addr: seed,
+                        reason: e.to_string(),
+                    }
+                }
+            })?;
+        if let Err(e) = seed_may_take_token(seed, identity_of(&conn)) {
+            conn.close(CODE_NOT_A_MANAGER, b"a join goes to a manager only");
+            return Err(e);
+        }
+        let lost = |e: &dyn std::fmt::Display| match conn.close_reason() {
+            Some(reason) if closed_busy(&reason) => TransportError::Refused(WireFailure::Busy),
+            _ => TransportError::Connection {
                 addr: seed,
                 reason: e.to_string(),
-            })?;
-        let lost = |e: &dyn std::fmt::Display| TransportError::Connection {
-            addr: seed,
-            reason: e.to_string(),
+            },
         };
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
         let frame = encode_frame(&Request::Join(req))?;
         send.write_all(&frame).await.map_err(|e| lost(&e))?;
         send.finish().map_err(|e| lost(&e))?;
-        let resp: Option<Response> = read_frame(&mut recv).await?;
+        let resp: Option<Response> =
+            read_frame(&mut recv)
+                .await
+                .map_err(|e| match conn.close_reason() {
+                    Some(reason) if closed_busy(&reason) => {
+                        TransportError::Refused(WireFailure::Busy)
+                    }
+                    _ => TransportError::Wire(e),
+                })?;
         conn.close(CODE_SHUTDOWN, b"joined");
         resp.ok_or_else(|| lost(&"the seed ended the stream without an answer"))
     };

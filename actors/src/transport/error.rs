@@ -22,6 +22,14 @@ pub enum TransportError {
     Tls(String),
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: SocketAddr, reason: String },
+    #[error(
+        "the seed {addr} is node {node}, a {role}: only a manager's certificate may receive a join token, so the token was not sent"
+    )]
+    SeedNotAManager {
+        addr: SocketAddr,
+        node: crate::model::NodeId,
+        role: crate::model::Role,
+    },
     #[error("connection to {addr} failed: {reason}")]
     Connection { addr: SocketAddr, reason: String },
     #[error("no answer within the deadline")]

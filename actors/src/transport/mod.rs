@@ -12,12 +12,20 @@
 //!
 //! Connections are symmetric: either side may open streams on a connection, whoever dialled,
 //! so a peer that connected to us is answered on its own connection. A peer without a
-//! certificate (a node that is joining) may send `Request::Join` and nothing else.
+//! certificate (a node that is joining) may send one `Request::Join` and nothing else: its
+//! connection counts against `unauthenticated_connections_max`, not `connections_max`, and is
+//! closed after the answer. A joining node sends its token only to a seed whose certificate
+//! says manager.
+//!
+//! Every authenticated connection is registered by node ID, so removing a node
+//! ([`Transport::deny`]) closes all of its connections, and the deny list is checked again at
+//! every stream and datagram.
 //!
 //! Bounds: the inbound channel (`inbound_queue_max`; a full channel answers `Busy` or drops
 //! the datagram), each peer's one-way and datagram queues, streams per connection,
-//! connections, peers with queues, and a deadline on every request and every stream read. A
-//! bad frame resets only its stream. Sends to a dead peer never block the caller: its task
+//! connections with and without a certificate, peers with queues, and a deadline on every
+//! request and every stream read. A frame's buffer grows with the bytes that arrive, never
+//! from its length prefix alone. A bad frame resets only its stream. Sends to a dead peer never block the caller: its task
 //! drops what it cannot deliver and backs off its reconnect attempts (at most one in flight).
 
 mod config;
@@ -25,6 +33,7 @@ mod conn;
 mod endpoint;
 mod error;
 mod peer;
+mod registry;
 
 #[cfg(test)]
 mod tests;
@@ -85,6 +94,11 @@ pub struct TransportStats {
     pub frames_refused: u64,
     /// Connections open now (either direction, handshakes included).
     pub connections_open: u64,
-    /// Inbound connections refused at the `connections_max` bound or in the handshake.
+    /// Inbound connections refused at the `connections_max` bound, the
+    /// `unauthenticated_connections_max` bound, or in the handshake.
     pub connections_refused: u64,
+    /// Connections from peers without a certificate open now (not in `connections_open`).
+    pub unauthenticated_open: u64,
+    /// Connections from peers without a certificate refused at their own bound.
+    pub unauthenticated_refused: u64,
 }

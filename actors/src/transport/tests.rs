@@ -335,12 +335,207 @@ async fn an_unauthenticated_peer_may_only_join() {
         "{resp:?}"
     );
 
-    tracing::info!("phase: a join on the same connection goes through");
+    tracing::info!("phase: the connection is closed after its one answer");
+    let closed = tokio::time::timeout(PATIENCE, conn.closed())
+        .await
+        .expect("closed after the answer");
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(ref c) if c.error_code == conn::CODE_ANSWERED),
+        "{closed}"
+    );
+
+    tracing::info!("phase: a join on a new connection goes through");
+    let (_ep, conn) = raw_connect(
+        trust::join_client_config(&ca.digest()).unwrap(),
+        b.local_addr(),
+    )
+    .await;
     let join = encode_frame(&Request::Join(join_request())).unwrap();
-    let resp = raw_exchange(&conn, &join).await.unwrap();
+    let resp = raw_exchange(&conn.unwrap(), &join).await.unwrap();
     assert!(matches!(resp, Some(Response::Joined(_))), "{resp:?}");
     assert_eq!(next_seen(&mut b_seen).await, Seen::Request(None));
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_without_a_certificate_have_their_own_budget() {
+    let ca = new_ca();
+    let cb = creds(&ca, 2, Role::Manager);
+    let cc = creds(&ca, 3, Role::Worker);
+    let mut config = TransportConfig::new(local());
+    config.unauthenticated_connections_max = 2;
+    config.connections_max = 4;
+    let (b, _b_seen) = node(config, &cb).await;
+
+    tracing::info!("phase: four anonymous peers send a 1 MiB length prefix and nothing more");
+    let prefix = (FRAME_BYTES_MAX as u32).to_be_bytes();
+    let mut held = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let (ep, conn) = raw_connect(
+            trust::join_client_config(&ca.digest()).unwrap(),
+            b.local_addr(),
+        )
+        .await;
+        if let Ok(conn) = &conn
+            && let Ok((mut send, recv)) = conn.open_bi().await
+        {
+            // A refused connection may be closed before this is written: fine.
+            let _ = send.write_all(&prefix).await;
+            streams.push((send, recv));
+        }
+        held.push((ep, conn));
+    }
+    let is_busy = |e: &quinn::ConnectionError| matches!(e, quinn::ConnectionError::ApplicationClosed(a) if a.error_code == conn::CODE_BUSY);
+    let refused = |held: &[(
+        quinn::Endpoint,
+        Result<quinn::Connection, quinn::ConnectionError>,
+    )]| {
+        held.iter()
+            .filter(|(_, c)| match c {
+                Ok(c) => c.close_reason().is_some_and(|e| is_busy(&e)),
+                Err(e) => is_busy(e),
+            })
+            .count()
+    };
+    let ok = tokio::time::timeout(PATIENCE, async {
+        while refused(&held) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "the two over the budget were not refused");
+    assert_eq!(b.stats().unauthenticated_refused, 2, "{:?}", b.stats());
+    assert_eq!(b.stats().unauthenticated_open, 2, "{:?}", b.stats());
+
+    tracing::info!("phase: members still connect: anonymous peers hold none of connections_max");
+    let (c, _c_seen) = node(TransportConfig::new(local()), &cc).await;
+    let resp = c.request(b.local_addr(), Request::Ping).await.unwrap();
+    assert!(matches!(resp, Response::Pong));
+
+    tracing::info!(
+        "phase: the stalled ones are cut at the read deadline, and the budget comes back"
+    );
+    let ok = tokio::time::timeout(PATIENCE, async {
+        while b.stats().unauthenticated_open > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "{:?}", b.stats());
+    drop((held, streams));
+    c.shutdown().await;
+    b.shutdown().await;
+}
+
+#[test]
+fn only_a_managers_certificate_may_take_a_join_token() {
+    let seed: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let manager = PeerIdentity {
+        node_id: NodeId(1),
+        role: Role::Manager,
+    };
+    let worker = PeerIdentity {
+        node_id: NodeId(2),
+        role: Role::Worker,
+    };
+    assert_eq!(
+        endpoint::seed_may_take_token(seed, Ok(Some(manager))).unwrap(),
+        manager
+    );
+    let err = endpoint::seed_may_take_token(seed, Ok(Some(worker))).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TransportError::SeedNotAManager {
+                node: NodeId(2),
+                role: Role::Worker,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not sent"), "{err}");
+    let err = endpoint::seed_may_take_token(seed, Ok(None)).unwrap_err();
+    assert!(matches!(err, TransportError::Connect { .. }), "{err}");
+    let bad = trust::TrustError::BadIdentity("no common name".into());
+    let err = endpoint::seed_may_take_token(seed, Err(bad)).unwrap_err();
+    assert!(matches!(err, TransportError::Connect { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_never_sends_its_token_to_a_worker() {
+    let ca = new_ca();
+    let cw = creds(&ca, 5, Role::Worker);
+    let (w, mut w_seen) = node(TransportConfig::new(local()), &cw).await;
+
+    tracing::info!("phase: a join through a worker fails before the request is written");
+    let err = join(
+        w.local_addr(),
+        &ca.digest(),
+        join_request(),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TransportError::SeedNotAManager {
+                node: NodeId(5),
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    tracing::info!("phase: the worker saw nothing; the next thing it sees is its own ping");
+    w.request(w.local_addr(), Request::Ping).await.unwrap();
+    assert_eq!(
+        next_seen(&mut w_seen).await,
+        Seen::Request(Some(ident(&cw)))
+    );
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_cuts_every_connection_of_the_node_from_one_address() {
+    let ca = new_ca();
+    let ca_ = creds(&ca, 1, Role::Manager);
+    let cb = creds(&ca, 2, Role::Worker);
+    let (a, _a_seen) = node(TransportConfig::new(local()), &ca_).await;
+
+    tracing::info!("phase: b dials a twice from one endpoint, as simultaneous dials do");
+    let endpoint = quinn::Endpoint::client(local()).unwrap();
+    let tls = trust::client_config(&cb).unwrap();
+    let cfg = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).unwrap()));
+    let mut conns = Vec::new();
+    for _ in 0..2 {
+        let conn = endpoint
+            .connect_with(cfg.clone(), a.local_addr(), SERVER_NAME)
+            .unwrap()
+            .await
+            .unwrap();
+        let ping = encode_frame(&Request::Ping).unwrap();
+        let resp = raw_exchange(&conn, &ping).await.unwrap();
+        assert!(matches!(resp, Some(Response::Pong)), "{resp:?}");
+        conns.push(conn);
+    }
+
+    tracing::info!("phase: a denies b: both connections close, neither is served");
+    a.deny(NodeId(2));
+    for conn in &conns {
+        let closed = tokio::time::timeout(PATIENCE, conn.closed())
+            .await
+            .expect("every connection of the removed node closes");
+        assert!(
+            matches!(closed, quinn::ConnectionError::ApplicationClosed(ref c) if c.error_code == conn::CODE_BAD_IDENTITY),
+            "{closed}"
+        );
+        let ping = encode_frame(&Request::Ping).unwrap();
+        assert!(raw_exchange(conn, &ping).await.is_err());
+    }
+    a.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -709,4 +904,42 @@ async fn a_denied_node_is_refused_both_ways() {
     for t in [a, b, c] {
         t.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_node_is_refused_at_its_next_stream_on_a_connection_still_open() {
+    let ca = new_ca();
+    let ca_ = creds(&ca, 1, Role::Manager);
+    let cb = creds(&ca, 2, Role::Worker);
+    let (a, mut a_seen) = node(TransportConfig::new(local()), &ca_).await;
+    let (_ep, conn) = raw_connect(trust::client_config(&cb).unwrap(), a.local_addr()).await;
+    let conn = conn.unwrap();
+    let ping = encode_frame(&Request::Ping).unwrap();
+    let resp = raw_exchange(&conn, &ping).await.unwrap();
+    assert!(matches!(resp, Some(Response::Pong)), "{resp:?}");
+    assert_eq!(
+        next_seen(&mut a_seen).await,
+        Seen::Request(Some(ident(&cb)))
+    );
+
+    tracing::info!("phase: b is denied but its connection is left open, as if the close raced");
+    a.deny_list_only(NodeId(2));
+    assert!(conn.close_reason().is_none());
+
+    tracing::info!("phase: b's next stream is refused and its connection closed");
+    assert!(raw_exchange(&conn, &ping).await.is_err());
+    let closed = tokio::time::timeout(PATIENCE, conn.closed())
+        .await
+        .expect("closed at its next stream");
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(ref c) if c.error_code == conn::CODE_BAD_IDENTITY),
+        "{closed}"
+    );
+    a.request(a.local_addr(), Request::Ping).await.unwrap();
+    assert_eq!(
+        next_seen(&mut a_seen).await,
+        Seen::Request(Some(ident(&ca_))),
+        "the next thing a served is its own ping, not b's"
+    );
+    a.shutdown().await;
 }

@@ -12,6 +12,10 @@ pub const FRAME_BYTES_MAX: usize = 1 << 20;
 
 const VERSION_BYTES: usize = 2;
 
+/// What a frame's body buffer starts at before bytes arrive: a frame's length prefix alone
+/// never reserves more than this.
+pub const READ_STEP_BYTES: usize = 16 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("frame of {len} bytes is over the limit of {max} bytes")]
@@ -99,12 +103,25 @@ where
             max: FRAME_BYTES_MAX,
         });
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => WireError::Truncated,
-        _ => WireError::Io(e),
-    })?;
+    let mut buf = Vec::new();
+    read_body(r, len, &mut buf).await?;
     decode_body(&buf).map(Some)
+}
+
+/// Reads the `len` bytes of a frame's body into `buf`, growing it as bytes arrive rather than
+/// allocating `len` up front: a peer that sends a length prefix of [`FRAME_BYTES_MAX`] and then
+/// nothing costs [`READ_STEP_BYTES`], not a megabyte, per stream. Vec growth at most doubles,
+/// so the buffer never holds more than twice what actually arrived (or one step).
+async fn read_body<R>(r: &mut R, len: usize, buf: &mut Vec<u8>) -> Result<(), WireError>
+where
+    R: AsyncRead + Unpin,
+{
+    buf.reserve(len.min(READ_STEP_BYTES));
+    let got = r.take(len as u64).read_to_end(buf).await?;
+    if got < len {
+        return Err(WireError::Truncated);
+    }
+    Ok(())
 }
 
 /// Writes one frame.
@@ -139,6 +156,46 @@ mod tests {
         buf.extend_from_slice(&[0u8; 16]);
         let err = read_frame::<u32, _>(&mut &buf[..]).await.unwrap_err();
         assert!(matches!(err, WireError::TooLarge { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_large_prefix_with_a_short_body_does_not_reserve_the_maximum() {
+        let mut buf = (FRAME_BYTES_MAX as u32).to_be_bytes().to_vec();
+        buf.extend_from_slice(&[7u8; 100]);
+        let err = read_frame::<Vec<u8>, _>(&mut &buf[..]).await.unwrap_err();
+        assert!(matches!(err, WireError::Truncated), "{err}");
+
+        // The body buffer itself, after the same 100 bytes and the end of the stream.
+        let mut body = Vec::new();
+        let err = read_body(&mut &[7u8; 100][..], FRAME_BYTES_MAX, &mut body)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, WireError::Truncated), "{err}");
+        assert_eq!(body.len(), 100);
+        assert!(
+            body.capacity() <= READ_STEP_BYTES,
+            "a 1 MiB prefix reserved {} bytes for 100 that came",
+            body.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_larger_than_a_step_grows_with_what_arrives() {
+        let len = READ_STEP_BYTES * 5 + 3;
+        let data = vec![1u8; len];
+        let mut body = Vec::new();
+        read_body(&mut &data[..], len, &mut body).await.unwrap();
+        assert_eq!(body, data);
+        assert!(body.capacity() <= 2 * len, "{}", body.capacity());
+
+        // Half of a large body, then the end: the buffer follows the half, not the whole.
+        let mut body = Vec::new();
+        let half = &data[..len / 2];
+        let err = read_body(&mut &half[..], FRAME_BYTES_MAX, &mut body)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, WireError::Truncated), "{err}");
+        assert!(body.capacity() <= 2 * half.len(), "{}", body.capacity());
     }
 
     #[tokio::test]
