@@ -83,6 +83,7 @@ fn running(nodes: &[NodeView]) -> Vec<TaskLoad> {
             service: ServiceId(10_000 + (i % 20) as u128),
             node: nodes[(i * 37) % nodes.len()].id,
             reservations: Default::default(),
+            bytes: 1_000,
         })
         .collect()
 }

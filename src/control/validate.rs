@@ -8,17 +8,21 @@ use swarm_actors::runtime::validate_user;
 use swarm_actors::scheduler::constraint::validate_placement;
 use swarm_actors::store::{COMMAND_BYTES_MAX, ObjectBody};
 
-/// Most replicas of one service: the leader writes every task of a service in one pass, and a
-/// node takes at most `wire::ASSIGNMENTS_MAX` tasks.
+/// Most replicas of one service: the leader writes every task of a service in one pass. A node
+/// takes at most `wire::ASSIGNMENTS_MAX` live tasks and what one session answer can carry (the
+/// scheduler leaves the rest pending, "node full").
 pub const REPLICAS_MAX: u64 = 10_000;
 
-/// Longest service name, as Docker allows (it becomes part of task and container names).
-pub const SERVICE_NAME_BYTES_MAX: usize = 63;
+/// Longest service name, as Docker allows (it becomes part of task and container names, and
+/// travels with every assignment: the session answer's size bound counts on it).
+pub const SERVICE_NAME_BYTES_MAX: usize = swarm_actors::leader::answer::SERVICE_NAME_BYTES_MAX;
 
 /// Most bytes of an encoded spec. Every task carries its spec, and the leader writes many
-/// tasks per store command and sends many per assignment frame, so a spec stays small; a
-/// stored service holds two specs (current and previous) well inside a store command.
-pub const SPEC_BYTES_MAX: usize = 16 * 1024;
+/// tasks per store command and sends every live task of a node in one session answer, so a
+/// spec stays small; a stored service holds two specs (current and previous) well inside a
+/// store command. The task spec is part of the service spec checked here, so it is smaller
+/// than the bound the session answer's arithmetic counts on (`leader::answer`).
+pub const SPEC_BYTES_MAX: usize = swarm_actors::leader::answer::TASK_SPEC_BYTES_MAX;
 
 /// Most `--env` entries, `--constraint`s plus `--placement-pref`s, and arguments.
 pub const ENV_MAX: usize = 256;
@@ -249,6 +253,22 @@ pub(crate) mod tests {
             "invalid --user",
         );
         check(&|s| s.task.user = Some(String::new()), "invalid --user");
+    }
+
+    #[test]
+    fn a_spec_at_the_limit_carries_a_task_spec_within_the_answer_bound() {
+        // The session answer counts every task's spec at most TASK_SPEC_BYTES_MAX encoded.
+        let mut s = spec("w".repeat(SERVICE_NAME_BYTES_MAX).as_str());
+        let mut n = 0;
+        while validate_spec(&s).is_ok() {
+            s.task.env.push(format!("V{n}={}", "v".repeat(100)));
+            n += 1;
+        }
+        s.task.env.pop();
+        assert_eq!(validate_spec(&s), Ok(()));
+        let task = bincode::serde::encode_to_vec(&s.task, bincode::config::standard()).unwrap();
+        assert!(task.len() <= swarm_actors::leader::answer::TASK_SPEC_BYTES_MAX);
+        assert!(task.len() > SPEC_BYTES_MAX - 256, "{}", task.len());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! ```text
 //!  StoreActor ── LeaderChanged(me) ──▶ spawn LeaderActor        (stopped when leadership moves)
 //!  StoreActor ── Changed / Ready(nodes) ──▶ LeaderActor ──▶ pass (debounced, longer when large)
-//!  node agent ── Session(statuses) ──▶ LeaderActor ──▶ Assignments (from the last pass)
+//!  node agent ── Session(statuses) ──▶ LeaderActor ──▶ Assignments (from the last pass,
+//!                                                     bounded in bytes: see `answer`)
 //!
 //!  pass: read nodes, services, tasks ─▶ plan::plan (pure) ─▶ propose ops (compare-and-set)
 //!                                                       └──▶ poke nodes whose assignments changed
@@ -17,6 +18,7 @@
 //! to stop everything). A status lost on the way is reported again, since the agent sends every
 //! status that differs from what its last assignments say.
 
+pub mod answer;
 pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,7 +40,7 @@ use crate::model::{NodeDescription, NodeId, NodeState, Service, Task, TaskId, Ta
 use crate::registry::{AdminError, AdminReply, AdminTarget, Registry};
 use crate::store::{Kind, NodeObject, OPS_PER_COMMAND_MAX, ObjectBody, Op, StoreCommand};
 use crate::transport::Transport;
-use crate::wire::{ASSIGNMENTS_MAX, Assignment, OneWay, Response, SessionReport, WireFailure};
+use crate::wire::{Assignment, OneWay, Response, SessionReport, WireFailure};
 
 use plan::{PlanInput, Unseen, VersionedTask};
 
@@ -478,18 +480,20 @@ impl LeaderState {
             .iter()
             .map(|s| (s.id, s.spec.name.clone()))
             .collect();
+        self.task_node = current
+            .values()
+            .filter_map(|t| t.node_id.map(|n| (t.id, n)))
+            .collect();
         self.assignments.clear();
-        self.task_node.clear();
-        for t in current.values() {
-            let Some(node) = t.node_id else { continue };
-            self.task_node.insert(t.id, node);
-            let list = self.assignments.entry(node).or_default();
-            if list.len() < ASSIGNMENTS_MAX {
-                list.push(Assignment {
-                    task: t.clone(),
-                    service_name: names.get(&t.service_id).cloned().unwrap_or_default(),
-                });
+        for (node, (list, cut)) in answer::answers(current.values(), &names) {
+            if cut.live_over {
+                // Listed anyway: leaving a live task out would stop it (see `answer`).
+                warn!(%node, tasks = list.len(), "the node's live tasks pass the answer's byte bound");
             }
+            if cut.history_left_out > 0 {
+                debug!(%node, left_out = cut.history_left_out, "old task history left out of the node's answer");
+            }
+            self.assignments.insert(node, list);
         }
         self.addrs = node_objects.iter().map(|n| (n.id, n.addr)).collect();
         if result.is_ok() {

@@ -8,7 +8,7 @@
 //! random number of its own, so the simulator drives the same code.
 //!
 //! ```text
-//!  reports ──▶ 1. accept status (forward only; a terminal status is final)
+//!  reports ──▶ 1. accept status (forward only; a terminal status is final; texts cut)
 //!  services ─▶ 2. tasks of removed services: shut down, then delete
 //!            3. orchestrator::reconcile per service ──▶ create / shutdown / orphan / trim
 //!            4. scheduler::schedule over unplaced tasks ──▶ assigned / pending with reason
@@ -173,11 +173,13 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
         .collect();
 
     // 1. What the nodes reported. Only the node a task is on reports it, and only forward.
+    // Its texts are cut first: a status travels in every answer to its node (see `answer`).
     for (id, reported) in input.reports {
+        let reported = super::answer::cut_status(reported);
         if let Some(w) = work.get_mut(id)
-            && accepts(&w.task.status, reported)
+            && accepts(&w.task.status, &reported)
         {
-            w.edit().status = reported.clone();
+            w.edit().status = reported.into_owned();
         }
     }
 
@@ -400,30 +402,45 @@ fn schedule(
     out: &mut Plan,
     now: u64,
 ) {
-    let mut running = Vec::new();
-    let mut waiting: Vec<TaskId> = Vec::new();
-    for w in work.values() {
-        let t = &w.task;
-        if w.delete || t.status.state.is_terminal() {
-            continue;
-        }
-        match t.node_id {
-            Some(node) => running.push(TaskLoad {
-                task: t.id,
-                service: t.service_id,
-                node,
-                reservations: t.spec.resources.reservations,
-            }),
-            None if t.desired_state <= TaskState::Running
-                && services.contains_key(&t.service_id) =>
-            {
-                waiting.push(t.id)
-            }
-            None => {}
-        }
-    }
+    let live = work
+        .values()
+        .filter(|w| !w.delete && !w.task.status.state.is_terminal());
+    let waiting: Vec<TaskId> = live
+        .clone()
+        .filter(|w| {
+            let t = &w.task;
+            t.node_id.is_none()
+                && t.desired_state <= TaskState::Running
+                && services.contains_key(&t.service_id)
+        })
+        .map(|w| w.task.id)
+        .collect();
     if waiting.is_empty() {
         return;
+    }
+    // A task's size counts against its node's answer (the "node full" filter). Tasks of one
+    // service and spec version share their spec, so each spec is measured once.
+    let mut sizes: BTreeMap<(ServiceId, u64), (&crate::model::TaskSpec, usize)> = BTreeMap::new();
+    let mut running = Vec::new();
+    for w in live {
+        let t = &*w.task;
+        let Some(node) = t.node_id else { continue };
+        let key = (t.service_id, t.spec_version);
+        let bytes = match sizes.get(&key) {
+            Some((spec, bytes)) if *spec == &t.spec => *bytes,
+            _ => {
+                let bytes = super::answer::assignment_bytes_max(&t.spec);
+                sizes.insert(key, (&t.spec, bytes));
+                bytes
+            }
+        };
+        running.push(TaskLoad {
+            task: t.id,
+            service: t.service_id,
+            node,
+            reservations: t.spec.resources.reservations,
+            bytes,
+        });
     }
     let decisions = {
         let pending: Vec<PendingTask<'_>> = waiting

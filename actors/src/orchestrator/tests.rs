@@ -645,6 +645,7 @@ fn reconcile_then_schedule_end_to_end() {
                     service: t.service_id,
                     node,
                     reservations: t.spec.resources.reservations,
+                    bytes: 0,
                 })
             })
             .collect();

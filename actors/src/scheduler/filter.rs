@@ -2,9 +2,12 @@
 //! a task gets when every node fails one.
 //!
 //! A node is counted once, under the first filter it fails: not available (not Ready, or not
-//! Active), without the task's runtime, not matching the constraints, insufficient resources.
+//! Active), without the task's runtime, not matching the constraints, full (see [`full`]),
+//! insufficient resources.
 
+use crate::leader::answer::NODE_LIVE_BYTES_MAX;
 use crate::model::{Availability, NodeResources, NodeState, ResourceAmounts, RuntimeKind};
+use crate::wire::ASSIGNMENTS_MAX;
 
 use super::NodeView;
 use super::constraint::{Constraint, all_match};
@@ -15,6 +18,7 @@ pub enum Rejection {
     NotAvailable,
     NoRuntime,
     Constraints,
+    Full,
     Resources,
 }
 
@@ -46,6 +50,15 @@ pub fn check_static(
     Ok(())
 }
 
+/// Whether a node that holds `tasks` live tasks weighing `bytes` (as
+/// `leader::answer::assignment_bytes_max` counts them) is full for a task weighing `want_bytes`:
+/// it holds [`ASSIGNMENTS_MAX`] tasks already, or the task would take its session answer past
+/// [`NODE_LIVE_BYTES_MAX`]. Its answer lists every live task, so a node is never given more
+/// than one answer can carry.
+pub fn full(tasks: u64, bytes: usize, want_bytes: usize) -> bool {
+    tasks >= ASSIGNMENTS_MAX as u64 || bytes.saturating_add(want_bytes) > NODE_LIVE_BYTES_MAX
+}
+
 /// Whether `want` fits on a node of `total` that already has `used` reserved. A dimension the
 /// task reserves nothing of always fits, even on a node that is over-committed in it.
 pub fn fits(total: &NodeResources, used: &ResourceAmounts, want: &ResourceAmounts) -> bool {
@@ -68,6 +81,7 @@ pub struct RejectionCounts {
     pub not_available: usize,
     pub no_runtime: usize,
     pub constraints: usize,
+    pub full: usize,
     pub resources: usize,
 }
 
@@ -77,12 +91,25 @@ impl RejectionCounts {
             Rejection::NotAvailable => self.not_available += 1,
             Rejection::NoRuntime => self.no_runtime += 1,
             Rejection::Constraints => self.constraints += 1,
+            Rejection::Full => self.full += 1,
             Rejection::Resources => self.resources += 1,
         }
     }
 
+    /// Both counts added up.
+    pub fn plus(&self, other: &RejectionCounts) -> RejectionCounts {
+        RejectionCounts {
+            not_available: self.not_available + other.not_available,
+            no_runtime: self.no_runtime + other.no_runtime,
+            constraints: self.constraints + other.constraints,
+            full: self.full + other.full,
+            resources: self.resources + other.resources,
+        }
+    }
+
     /// Docker's wording: `no suitable node (1 node not available, 2 nodes not matching
-    /// constraints, 1 node with insufficient resources)`; zero counts are left out.
+    /// constraints, 1 node full, 1 node with insufficient resources)`; zero counts are left out.
+    /// "full" is ours: Docker has no per-node task limit.
     pub fn reason(&self, runtime: RuntimeKind) -> String {
         let nodes = |n: usize| {
             if n == 1 {
@@ -108,6 +135,9 @@ impl RejectionCounts {
                 nodes(self.constraints)
             ));
         }
+        if self.full > 0 {
+            parts.push(format!("{} full", nodes(self.full)));
+        }
         if self.resources > 0 {
             parts.push(format!(
                 "{} with insufficient resources",
@@ -132,6 +162,7 @@ mod tests {
             not_available: 1,
             no_runtime: 0,
             constraints: 2,
+            full: 0,
             resources: 1,
         };
         assert_eq!(

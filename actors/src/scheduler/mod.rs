@@ -8,8 +8,13 @@
 //! pending tasks ──group by (service, spec)──▶ for each group:
 //!     filter.rs   Ready+Active → runtime → constraints        (once per group)
 //!     spread.rs   preferences → fewest of service → fewest overall → node ID
-//!     filter.rs   reservations fit?  no → drop the node for this group, pick again
+//!     filter.rs   node full?  reservations fit?  no → drop the node for this group, pick again
 //! ```
+//!
+//! A node is full when it holds `wire::ASSIGNMENTS_MAX` live tasks, or when the task would take
+//! its live tasks past the bytes one session answer may carry (`leader::answer`): its answer
+//! lists every live task, so a task that does not fit waits here, pending, rather than go
+//! missing from the node's list.
 //!
 //! Submodules: [`constraint`] parses `--constraint` and `--placement-pref`, [`filter`] holds the
 //! node filters and the "no suitable node" wording, `spread` the spread order.
@@ -52,13 +57,16 @@ pub struct NodeView<'a> {
     pub resources: NodeResources,
 }
 
-/// A task already placed and not terminal: it holds its reservations and counts for spread.
+/// A task already placed and not terminal: it holds its reservations, counts for spread, and
+/// takes one of its node's `wire::ASSIGNMENTS_MAX` places and `bytes` of its answer.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct TaskLoad {
     pub task: TaskId,
     pub service: ServiceId,
     pub node: NodeId,
     pub reservations: ResourceAmounts,
+    /// `leader::answer::assignment_bytes_max` of its spec.
+    pub bytes: usize,
 }
 
 /// A task waiting for a node.
@@ -115,11 +123,13 @@ pub fn schedule(
     let index: HashMap<NodeId, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
     let mut used = vec![ResourceAmounts::default(); nodes.len()];
     let mut total = vec![0u64; nodes.len()];
+    let mut bytes = vec![0usize; nodes.len()];
     let mut per_service: HashMap<(ServiceId, usize), u64> = HashMap::new();
     for load in running {
         if let Some(&i) = index.get(&load.node) {
             filter::add(&mut used[i], &load.reservations);
             total[i] += 1;
+            bytes[i] = bytes[i].saturating_add(load.bytes);
             *per_service.entry((load.service, i)).or_default() += 1;
         }
     }
@@ -166,14 +176,24 @@ pub fn schedule(
             (svc, total[i])
         });
         let want = g.spec.resources.reservations;
+        let want_bytes = crate::leader::answer::assignment_bytes_max(g.spec);
+        // Nodes dropped for the group by the filters that change as tasks are placed.
+        let mut dropped = RejectionCounts::default();
         for &m in &g.members {
             let placed = loop {
                 let Some(i) = tree.best() else { break None };
-                if filter::fits(&nodes[i].resources, &used[i], &want) {
-                    break Some(i);
-                }
-                // Every task of the group reserves the same and reservations only grow within
-                // a call, so this node can take none of the group's remaining tasks.
+                let refused = if filter::full(total[i], bytes[i], want_bytes) {
+                    Some(Rejection::Full)
+                } else if !filter::fits(&nodes[i].resources, &used[i], &want) {
+                    Some(Rejection::Resources)
+                } else {
+                    None
+                };
+                let Some(r) = refused else { break Some(i) };
+                // Every task of the group reserves and weighs the same, and a node's tasks
+                // and reservations only grow within a call, so this node can take none of the
+                // group's remaining tasks.
+                dropped.count(r);
                 tree.remove(nodes, i);
             };
             decisions[m] = Some(match placed {
@@ -181,6 +201,7 @@ pub fn schedule(
                     tree.placed(nodes, i);
                     filter::add(&mut used[i], &want);
                     total[i] += 1;
+                    bytes[i] = bytes[i].saturating_add(want_bytes);
                     *per_service.entry((g.service, i)).or_default() += 1;
                     Decision::Place {
                         task: pending[m].task,
@@ -188,12 +209,9 @@ pub fn schedule(
                     }
                 }
                 None => {
-                    // The tree is empty only once every eligible node was dropped for
-                    // resources.
-                    let mut c = counts;
-                    for _ in 0..eligible.len() {
-                        c.count(Rejection::Resources);
-                    }
+                    // The tree is empty only once every eligible node was dropped, for being
+                    // full or for resources.
+                    let c = counts.plus(&dropped);
                     let reason = match g.pin {
                         Some(pin) if c == RejectionCounts::default() => {
                             format!("no suitable node (node {pin} is not in the cluster)")

@@ -22,6 +22,7 @@ fn load(task: u128, service: u128, node: u128) -> TaskLoad {
         service: ServiceId(service),
         node: NodeId(node),
         reservations: ResourceAmounts::default(),
+        bytes: 0,
     }
 }
 
@@ -158,6 +159,86 @@ fn pinned_tasks_go_to_their_node_or_wait() {
     );
     assert!(
         matches!(&d[2], Decision::Pending { reason, .. } if reason.contains("is not in the cluster"))
+    );
+}
+
+#[test]
+fn a_node_holding_assignments_max_tasks_is_full() {
+    tracing::info!("phase: node 1 holds ASSIGNMENTS_MAX live tasks; a new task waits, saying why");
+    let max = crate::wire::ASSIGNMENTS_MAX as u128;
+    let nodes = vec![node(1)];
+    let running: Vec<TaskLoad> = (1..=max).map(|t| load(t, 2, 1)).collect();
+    let d = schedule(&nodes, &running, &[pend(100_000, 1, &spec())]);
+    assert_eq!(
+        d[0],
+        Decision::Pending {
+            task: TaskId(100_000),
+            reason: "no suitable node (1 node full)".into()
+        }
+    );
+
+    tracing::info!("phase: two nodes with room for one task each: two placed, the third waits");
+    let d = schedule(&nodes, &running[1..], &[pend(100_000, 1, &spec())]);
+    assert_eq!(placed_on(&d[0]), Some(NodeId(1)));
+    let nodes = vec![node(1), node(2)];
+    let mut running: Vec<TaskLoad> = running[1..].to_vec();
+    running.extend((1..max).map(|t| load(max + t, 2, 2)));
+    let s = spec();
+    let pending: Vec<_> = (0..3).map(|t| pend(100_000 + t, 1, &s)).collect();
+    let d = schedule(&nodes, &running, &pending);
+    let mut on: Vec<_> = d.iter().filter_map(placed_on).collect();
+    on.sort();
+    assert_eq!(on, [NodeId(1), NodeId(2)]);
+    assert_eq!(
+        d[2],
+        Decision::Pending {
+            task: TaskId(100_002),
+            reason: "no suitable node (2 nodes full)".into()
+        }
+    );
+}
+
+#[test]
+fn a_node_whose_answer_would_pass_its_bytes_is_full() {
+    use crate::leader::answer::{NODE_LIVE_BYTES_MAX, assignment_bytes_max};
+    tracing::info!("phase: node 1's live tasks weigh nearly a whole answer; a large task waits");
+    let mut big = spec();
+    big.env = vec![format!("A={}", "x".repeat(15_000))];
+    let want = assignment_bytes_max(&big);
+    let mut nodes = vec![node(1)];
+    let heavy = TaskLoad {
+        bytes: NODE_LIVE_BYTES_MAX - want + 1,
+        ..load(1, 2, 1)
+    };
+    let d = schedule(&nodes, &[heavy], &[pend(10, 1, &big), pend(11, 1, &big)]);
+    assert!(
+        d.iter()
+            .all(|d| matches!(d, Decision::Pending { reason, .. }
+            if reason == "no suitable node (1 node full)")),
+        "{d:?}"
+    );
+
+    tracing::info!("phase: with room for exactly one, one is placed and the next waits");
+    let room_for_one = TaskLoad {
+        bytes: NODE_LIVE_BYTES_MAX - want,
+        ..heavy
+    };
+    let d = schedule(
+        &nodes,
+        &[room_for_one],
+        &[pend(10, 1, &big), pend(11, 1, &big)],
+    );
+    assert_eq!(placed_on(&d[0]), Some(NodeId(1)));
+    assert!(placed_on(&d[1]).is_none());
+
+    tracing::info!("phase: the count of full nodes joins the other reasons");
+    nodes.push(node(2));
+    nodes[1].availability = Availability::Drain;
+    let d = schedule(&nodes, &[heavy], &[pend(10, 1, &big)]);
+    assert!(
+        matches!(&d[0], Decision::Pending { reason, .. }
+            if reason == "no suitable node (1 node not available, 1 node full)"),
+        "{d:?}"
     );
 }
 

@@ -11,8 +11,10 @@
 //!   tasks after an applied entry or a fresh status (one debounce timer at a time, which a pass
 //!   for another reason leaves running), at once when the Ready set changes unless that timer
 //!   is set, and at a restart delay's end (one wake timer per end);
-//! - sessions are answered from the assignments of the last pass; only the node a task is on
-//!   speaks for it; no answer (Busy) before the first pass. While a pass waits for its writes
+//! - sessions are answered from the assignments of the last pass, each node's list chosen by
+//!   the real [`answer::session_answer`] (every live task, then history newest first within
+//!   the answer's byte bound); only the node a task is on speaks for it; no answer (Busy)
+//!   before the first pass. While a pass waits for its writes
 //!   the real actor handles no message: sessions wait in a mailbox until it ends.
 //!
 //! A paused manager's actor does nothing until it resumes (its timers fire into nothing; the
@@ -24,14 +26,14 @@ use std::rc::Rc;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use swarm_actors::leader::answer;
 use swarm_actors::leader::plan::{self, PlanInput, Unseen, VersionedTask};
 use swarm_actors::leader::{
     DOWN_GRACE_MS, PASS_INTERVAL_MS, REPORTS_MAX, RETRY_MS, pass_debounce_ms, wake_fire_ms,
     wake_to_set,
 };
-use swarm_actors::model::{Service, Task, TaskId, TaskState, TaskStatus};
+use swarm_actors::model::{Service, ServiceId, Task, TaskId, TaskState, TaskStatus};
 use swarm_actors::store::{Kind, OPS_PER_COMMAND_MAX, ObjectBody, Op};
-use swarm_actors::wire::ASSIGNMENTS_MAX;
 
 use super::{Ev, MAILBOX_MAX, Reply, Waiter, index};
 use crate::clock::Millis;
@@ -55,6 +57,8 @@ struct InPass {
     next: usize,
     /// The tasks as they will be once the writes land.
     current: BTreeMap<TaskId, Rc<Task>>,
+    /// Each service's name, which the answer's size counts.
+    names: BTreeMap<ServiceId, String>,
     /// Nodes the pass saw.
     nodes: usize,
     poke: Vec<usize>,
@@ -293,6 +297,10 @@ impl StoreWorld {
             chunks,
             next: 0,
             current,
+            names: services
+                .iter()
+                .map(|s| (s.id, s.spec.name.clone()))
+                .collect(),
             nodes: views.len(),
             poke,
             wake_at: p.wake_at_ms,
@@ -371,12 +379,13 @@ impl StoreWorld {
                 continue;
             };
             l.task_node.insert(t.id, node);
-            let list = lists.entry(node).or_default();
-            if list.len() < ASSIGNMENTS_MAX {
-                list.push(t);
-            }
+            lists.entry(node).or_default().push(t);
         }
-        l.assignments = lists.into_iter().map(|(n, v)| (n, v.into())).collect();
+        let name = |t: &Task| p.names.get(&t.service_id).map_or("", String::as_str);
+        l.assignments = lists
+            .into_iter()
+            .map(|(n, v)| (n, answer::session_answer(v, name).0.into()))
+            .collect();
         l.passes += 1;
         let term = l.term;
         let again = std::mem::take(&mut l.again);

@@ -377,3 +377,51 @@ fn an_update_replaces_old_tasks_parallelism_at_a_time() {
         .count();
     assert_eq!(created, 3);
 }
+
+#[test]
+fn a_node_at_the_task_limit_leaves_a_new_task_pending_as_full() {
+    tracing::info!(
+        "phase: one node already runs ASSIGNMENTS_MAX tasks; the service wants one more"
+    );
+    let max = crate::wire::ASSIGNMENTS_MAX as u64;
+    let nodes = [node(1)];
+    let svc = service(ServiceMode::Replicated { replicas: max + 1 });
+    let tasks = versioned(
+        (1..=max)
+            .map(|slot| task(slot as u128, slot, Some(1)))
+            .collect(),
+    );
+    let p = run(&nodes, &[svc], &tasks, &BTreeMap::new());
+    assert_eq!((p.created, p.placed, p.pending), (1, 0, 1));
+    let put = puts(&p);
+    let (_, t) = put.values().next().expect("the new task is written");
+    assert_eq!(t.node_id, None);
+    assert_eq!(t.status.state, TaskState::Pending);
+    // The status message is what `service ps` shows after "Pending".
+    assert_eq!(t.status.message, "no suitable node (1 node full)");
+}
+
+#[test]
+fn a_reported_status_has_its_texts_cut() {
+    use crate::leader::answer::STATUS_TEXT_BYTES_MAX;
+    let nodes = [node(1)];
+    let svc = service(ServiceMode::Replicated { replicas: 1 });
+    let mut starting = task(1, 1, Some(1));
+    starting.status.state = TaskState::Starting;
+    let tasks = versioned(vec![starting]);
+    let mut failed = TaskStatus::new(TaskState::Failed, 5, "x".repeat(100_000));
+    failed.error = Some("y".repeat(100_000));
+    let p = run(
+        &nodes,
+        &[svc],
+        &tasks,
+        &BTreeMap::from([(TaskId(1), failed)]),
+    );
+    let (_, t) = &puts(&p)[&TaskId(1)];
+    assert_eq!(t.status.state, TaskState::Failed);
+    assert_eq!(t.status.message.len(), STATUS_TEXT_BYTES_MAX);
+    assert_eq!(
+        t.status.error.as_ref().map(String::len),
+        Some(STATUS_TEXT_BYTES_MAX)
+    );
+}
