@@ -38,12 +38,9 @@ impl Liar {
         let joined = transport::join(seed, &token.ca_digest, req, Duration::from_secs(10))
             .await
             .expect("the liar joins for real");
-        let creds = NodeCredentials::from_parts(
-            key,
-            joined.cert_der.clone(),
-            joined.ca_cert_der.clone(),
-        )
-        .expect("credentials from the join");
+        let creds =
+            NodeCredentials::from_parts(key, joined.cert_der.clone(), joined.ca_cert_der.clone())
+                .expect("credentials from the join");
         let (transport, inbound) = Transport::bind(TransportConfig::new(listen), &creds)
             .await
             .expect("the liar's endpoint binds");

@@ -44,7 +44,8 @@ pub use machine::{Bootstrap, StoreEffect, StoreInput, StoreMachine, StoreStats};
 pub use redb::RedbStorage;
 pub use state::{
     ClusterObject, Expect, Kind, Member, NodeObject, NodeSpec, OBJECT_ID_BYTES_MAX,
-    OPS_PER_COMMAND_MAX, ObjectBody, Op, StoreCommand, StoreState, StoredObject, check_command,
+    OPS_PER_COMMAND_MAX, ObjectBody, Op, RootRotation, RotationPhase, StoreCommand, StoreState,
+    StoredObject, check_command,
 };
 pub use storage::{LogStorage, MemStorage, force_new_cluster};
 
