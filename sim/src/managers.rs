@@ -241,6 +241,7 @@ fn obj_body(n: u64) -> ObjectBody {
         ca_key_pem: String::new(),
         worker_token: format!("w{n}"),
         manager_token: String::new(),
+        rotation: None,
     })
 }
 

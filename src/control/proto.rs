@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use swarm_actors::model::{Availability, Role, Service, ServiceSpec, TaskState};
-use swarm_actors::node::JoinTokensView;
+use swarm_actors::node::{CaView, JoinTokensView};
 use swarm_actors::runtime::LogStream;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -26,6 +26,10 @@ pub enum ControlRequest {
     },
     JoinToken {
         role: Role,
+        rotate: bool,
+    },
+    /// `swarm ca`: the root CA and its rotation's progress; `rotate` starts a rotation.
+    Ca {
         rotate: bool,
     },
     Actors,
@@ -81,6 +85,7 @@ pub enum ControlResponse {
     /// A write went through; the text says what changed.
     Done(String),
     Tokens(JoinTokensView),
+    Ca(CaView),
     Actors(Vec<(String, Vec<String>)>),
     /// An actor's answer, as JSON text.
     Reply(String),

@@ -212,6 +212,10 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
                 Err(e) => ControlResponse::Error(e.to_string()),
             }
         }
+        ControlRequest::Ca { rotate } => match ctx.node.ca(rotate).await {
+            Ok(v) => ControlResponse::Ca(v),
+            Err(e) => ControlResponse::Error(e.to_string()),
+        },
         ControlRequest::ServiceCreate { spec } => done(service::create(ctx, *spec).await),
         ControlRequest::ServiceLs => match service::list(ctx).await {
             Ok(rows) => ControlResponse::Services(rows),

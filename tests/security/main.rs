@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod ca;
 mod lies;
 mod local;
 mod peer;

@@ -144,7 +144,9 @@ async fn try_admit(
     })
 }
 
-/// Renews a peer's certificate in the role the store gives it now.
+/// Renews a peer's certificate in the role the store gives it now. During a root rotation the
+/// certificate comes from the new root, and the store counts the peer as renewed in the
+/// rotation's phase before the answer goes out (so a node told it is done is done).
 pub async fn renew(
     store: StoreHandle,
     peer: PeerIdentity,
@@ -161,11 +163,20 @@ pub async fn renew(
             .ok_or_else(|| {
                 WireFailure::Invalid(format!("node {} is not in the cluster", peer.node_id))
             })?;
-        auth.renew(peer.node_id, role, &csr_der, SystemTime::now())
+        let issued = auth.renew(peer.node_id, role, &csr_der, SystemTime::now())?;
+        if auth.rotation().is_some() {
+            super::rotation::record_renewal(&store, peer.node_id)
+                .await
+                .map_err(store_err)?;
+        }
+        Ok(issued)
     }
     .await;
     match result {
-        Ok(cert_der) => Response::Renewed { cert_der },
+        Ok((cert_der, intermediates)) => Response::Renewed {
+            cert_der,
+            intermediates,
+        },
         Err(f) => Response::Failed(f),
     }
 }

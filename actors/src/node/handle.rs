@@ -3,7 +3,7 @@
 use ractor::{ActorRef, RpcReplyPort};
 use serde_json::Value;
 
-use super::msg::{JoinTokensView, NodeAdmin, NodeMsg, NodeStats};
+use super::msg::{CaView, JoinTokensView, NodeAdmin, NodeMsg, NodeStats};
 use crate::membership::MemberView;
 use crate::model::{NodeDescription, NodeId, Role};
 use crate::registry::{AdminError, AdminReply, AdminTarget};
@@ -67,6 +67,13 @@ impl NodeHandle {
 
     pub async fn rotate_token(&self, role: Role) -> Result<JoinTokensView, NodeError> {
         self.call(|port| NodeMsg::RotateToken(role, port))
+            .await?
+            .map_err(NodeError::Refused)
+    }
+
+    /// The root CA and the progress of its rotation; `rotate` starts a rotation first.
+    pub async fn ca(&self, rotate: bool) -> Result<CaView, NodeError> {
+        self.call(|port| NodeMsg::Ca { rotate, port })
             .await?
             .map_err(NodeError::Refused)
     }

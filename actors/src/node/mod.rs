@@ -17,6 +17,7 @@ pub mod authz;
 mod handle;
 pub mod host;
 mod msg;
+pub mod rotation;
 mod state_file;
 
 use std::net::SocketAddr;
@@ -33,7 +34,7 @@ use tracing::{debug, info, warn};
 pub use authority::{Authority, CERT_VALIDITY, CERT_VALIDITY_MIN};
 pub use authz::ManagerSet;
 pub use handle::{NodeError, NodeHandle};
-pub use msg::{InFlight, JoinTokensView, NodeAdmin, NodeMsg, NodeStats};
+pub use msg::{CaView, InFlight, JoinTokensView, NodeAdmin, NodeMsg, NodeStats, RotationView};
 pub use state_file::{NodeFile, NodeFileError, PEERS_MAX};
 
 use crate::manager::StoreHandle;
@@ -101,6 +102,8 @@ pub struct NodeActorState {
     managers: ManagerSet,
     /// The identity each peer address proved on its connection: the agent's session targets.
     certified: authz::CertifiedPeers,
+    /// A renewal is in flight: the trust check does not start a second one.
+    renewing: bool,
 }
 
 #[derive(Default)]
@@ -143,6 +146,7 @@ impl Actor for NodeActor {
             agent: args.agent,
             managers: args.managers,
             certified: authz::CertifiedPeers::default(),
+            renewing: false,
         };
         state.tell_agent_store();
         // The leader learns this node's own description from here even when no other node
@@ -162,6 +166,7 @@ impl Actor for NodeActor {
         }
         state.apply(&myself, out);
         state.schedule_renewal(&myself);
+        myself.send_after(rotation::TRUST_CHECK_INTERVAL, || NodeMsg::TrustCheck);
         info!(node = %state.creds.node_id, role = %state.creds.role, "node started");
         Ok(state)
     }
@@ -208,13 +213,19 @@ impl Actor for NodeActor {
                 state.answer(&myself, from, remote, req, reply);
             }
             NodeMsg::RenewCertificate => state.renew(&myself),
-            NodeMsg::Renewed(result) => match result {
-                Ok(creds) => state.install_credentials(&myself, *creds),
-                Err(e) => {
-                    warn!(error = %e, retry_in_s = RENEW_RETRY.as_secs(), "certificate renewal failed");
-                    myself.send_after(RENEW_RETRY, || NodeMsg::RenewCertificate);
+            NodeMsg::TrustCheck => state.trust_check(&myself),
+            NodeMsg::TrustSeen(view) => state.trust_seen(&myself, view),
+            NodeMsg::Ca { rotate, port } => state.ca(&myself, rotate, port),
+            NodeMsg::Renewed(result) => {
+                state.renewing = false;
+                match result {
+                    Ok(creds) => state.install_credentials(&myself, *creds),
+                    Err(e) => {
+                        warn!(error = %e, retry_in_s = RENEW_RETRY.as_secs(), "certificate renewal failed");
+                        myself.send_after(RENEW_RETRY, || NodeMsg::RenewCertificate);
+                    }
                 }
-            },
+            }
             NodeMsg::Describe(port) => {
                 let me = state.creds.node_id;
                 let desc = state
@@ -579,6 +590,7 @@ impl NodeActorState {
                 };
                 let _ = reply.send(resp);
             }
+            Request::Trust => self.answer_trust(from, reply),
             Request::Ping => {
                 let _ = reply.send(Response::Pong);
             }
@@ -634,6 +646,7 @@ impl NodeActorState {
     }
 
     fn renew(&mut self, myself: &ActorRef<NodeMsg>) {
+        self.renewing = true;
         let key = match NodeKey::generate() {
             Ok(k) => k,
             Err(e) => {
@@ -665,8 +678,8 @@ impl NodeActorState {
         let myself = myself.clone();
         tokio::spawn(async move {
             // Hands the new certificate, with the key it was asked for, to the actor.
-            let done = |cert_der: Vec<u8>| {
-                let result = NodeCredentials::from_parts(key, cert_der, ca)
+            let done = |cert_der: Vec<u8>, intermediates: Vec<Vec<u8>>| {
+                let result = NodeCredentials::from_chain(key, cert_der, intermediates, ca)
                     .map(Box::new)
                     .map_err(|e| e.to_string());
                 let _ = myself.send_message(NodeMsg::Renewed(result)); // node may be stopping
@@ -676,7 +689,10 @@ impl NodeActorState {
             // still catching up), it asks the other managers like a worker does.
             if let Some(store) = store {
                 match admission::renew(store, me, csr.clone(), validity).await {
-                    Response::Renewed { cert_der } => return done(cert_der),
+                    Response::Renewed {
+                        cert_der,
+                        intermediates,
+                    } => return done(cert_der, intermediates),
                     other => last = format!("local store: {other:?}"),
                 }
             }
@@ -685,7 +701,10 @@ impl NodeActorState {
                     csr_der: csr.clone(),
                 });
                 match transport.request(addr, req).await {
-                    Ok(Response::Renewed { cert_der }) => return done(cert_der),
+                    Ok(Response::Renewed {
+                        cert_der,
+                        intermediates,
+                    }) => return done(cert_der, intermediates),
                     Ok(other) => last = format!("{addr} answered {other:?}"),
                     Err(e) => last = format!("{addr}: {e}"),
                 }

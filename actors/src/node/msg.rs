@@ -61,6 +61,15 @@ pub enum NodeMsg {
     Deny(crate::model::NodeId, RpcReplyPort<()>),
     /// Leave the cluster politely before shutting down.
     Leave(RpcReplyPort<()>),
+    /// Time to ask which root CA to trust and whether to renew now (root rotation).
+    TrustCheck,
+    /// The answer to a trust check, carried out off the actor.
+    TrustSeen(Result<crate::wire::TrustView, String>),
+    /// `swarm ca`: the root CA and the rotation's progress; `rotate` starts a rotation first.
+    Ca {
+        rotate: bool,
+        port: RpcReplyPort<Result<CaView, String>>,
+    },
 }
 
 /// A place in the bounded set of inbound messages waiting for the actor; the place is freed
@@ -73,6 +82,26 @@ pub struct JoinTokensView {
     pub worker: String,
     pub manager: String,
     pub addr: SocketAddr,
+}
+
+/// The cluster's root CA as `swarm ca` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaView {
+    /// The root certificate nodes trust, PEM.
+    pub root_pem: String,
+    /// The root rotation under way, if any.
+    pub rotation: Option<RotationView>,
+}
+
+/// How far a root rotation has come.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationView {
+    /// "certs": nodes are being re-issued certificates under the new root; "roots": nodes are
+    /// switching their trust to the new root.
+    pub phase: String,
+    /// Live nodes that have renewed in this phase, of `total` live nodes.
+    pub done: usize,
+    pub total: usize,
 }
 
 /// Counters for the admin shell and benchmarks.

@@ -70,6 +70,46 @@ pub struct ClusterObject {
     pub ca_key_pem: String,
     pub worker_token: String,
     pub manager_token: String,
+    /// A root rotation under way (`swarm ca --rotate`), or none.
+    pub rotation: Option<RootRotation>,
+}
+
+/// Where a root rotation stands. The cluster moves from the old root to a new one in two
+/// phases, each done when every live node in the store is in `done`:
+///
+/// 1. [`RotationPhase::Certs`]: `ca_cert_der` is still the old root. Managers issue every
+///    certificate under the new root, sent with `cross_der` (the new root cross-signed by the
+///    old), so nodes still trusting the old root accept it. Every node renews at once.
+/// 2. [`RotationPhase::Roots`]: `ca_cert_der` is the new root and the join tokens carry its
+///    digest. Every node switches its trust to the new root (refusing certificates of the old
+///    one from then on) and renews once more to say so. When all have, the rotation is over
+///    and certificates are issued without the cross-signed intermediate.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootRotation {
+    pub phase: RotationPhase,
+    /// The new root's certificate and key (the key sealed at rest like the CA's).
+    pub new_ca_cert_der: Vec<u8>,
+    pub new_ca_key_pem: String,
+    /// The new root's key and subject, signed by the old root.
+    pub cross_der: Vec<u8>,
+    /// Nodes that renewed under the new root in this phase.
+    pub done: std::collections::BTreeSet<NodeId>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum RotationPhase {
+    Certs,
+    Roots,
+}
+
+impl std::fmt::Debug for RootRotation {
+    // Keeps the new CA key out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootRotation")
+            .field("phase", &self.phase)
+            .field("done", &self.done.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for ClusterObject {
@@ -80,6 +120,7 @@ impl std::fmt::Debug for ClusterObject {
                 "ca_cert_der",
                 &format_args!("{} bytes", self.ca_cert_der.len()),
             )
+            .field("rotation", &self.rotation)
             .finish_non_exhaustive()
     }
 }
@@ -417,6 +458,7 @@ mod tests {
             ca_key_pem: format!("key-{tag}"),
             worker_token: format!("w-{tag}"),
             manager_token: format!("m-{tag}"),
+            rotation: None,
         })
     }
 

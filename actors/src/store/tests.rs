@@ -19,6 +19,7 @@ fn body(tag: &str) -> ObjectBody {
         ca_key_pem: format!("k-{tag}"),
         worker_token: format!("w-{tag}"),
         manager_token: format!("m-{tag}"),
+        rotation: None,
     })
 }
 

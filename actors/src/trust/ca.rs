@@ -139,6 +139,40 @@ impl ClusterCa {
         Ok(cert.der().to_vec())
     }
 
+    /// Cross-signs `next`, the root that replaces this one: a CA certificate with `next`'s
+    /// subject and public key, issued by this root. A node that still trusts only this root
+    /// accepts a certificate issued by `next` when the chain it is shown carries this
+    /// certificate as the intermediate (leaf ← cross-signed ← this root), which is what lets a
+    /// cluster move to a new root without a moment when two nodes cannot talk (SwarmKit's
+    /// root rotation does the same). Its validity is `next`'s own, so it lasts as long as the
+    /// root it stands in for.
+    pub fn cross_sign(&self, next: &ClusterCa) -> Result<Vec<u8>, TrustError> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(&next.cert_der)
+            .map_err(|e| TrustError::BadCert(format!("new CA: {e}")))?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, CA_COMMON_NAME);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = parsed.validity().not_before.to_datetime();
+        params.not_after = parsed.validity().not_after.to_datetime();
+        params.serial_number = Some(serial_for(&[
+            next.issuer.key().public_key_raw(),
+            self.issuer.key().public_key_raw(),
+            b"cross-signed",
+        ]));
+        let cert = params
+            .signed_by(next.issuer.key(), &self.issuer)
+            .map_err(gen_err)?;
+        Ok(cert.der().to_vec())
+    }
+
     /// Writes `ca.crt` (PEM) and `ca.key` (PEM, mode 0600), each atomically.
     pub fn save(&self, dir: &Path) -> Result<(), TrustError> {
         files::write_atomic(

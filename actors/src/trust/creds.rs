@@ -111,6 +111,10 @@ pub struct NodeCredentials {
     pub node_id: NodeId,
     pub role: Role,
     pub cert_der: Vec<u8>,
+    /// Certificates between `cert_der` and the root, sent with it in every handshake: the new
+    /// root cross-signed by the old one while the cluster's root is being rotated, else none.
+    pub intermediates: Vec<Vec<u8>>,
+    /// The root this node trusts: a peer's certificate must chain to it.
     pub ca_cert_der: Vec<u8>,
     pub not_before: SystemTime,
     pub not_after: SystemTime,
@@ -126,6 +130,20 @@ impl std::fmt::Debug for NodeCredentials {
             .field("not_after", &self.not_after)
             .finish_non_exhaustive()
     }
+}
+
+/// Checks that `cert` names `issuer` as its issuer and carries its signature.
+fn signed_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> Result<(), TrustError> {
+    cert.verify_signature(Some(issuer.public_key()))
+        .map_err(|e| TrustError::NotSignedByCa(e.to_string()))?;
+    if cert.issuer() != issuer.subject() {
+        return Err(TrustError::NotSignedByCa(format!(
+            "issued by {}, the CA is {}",
+            cert.issuer(),
+            issuer.subject()
+        )));
+    }
+    Ok(())
 }
 
 fn asn1_time(t: &x509_parser::time::ASN1Time) -> SystemTime {
@@ -146,18 +164,34 @@ impl NodeCredentials {
         cert_der: Vec<u8>,
         ca_cert_der: Vec<u8>,
     ) -> Result<NodeCredentials, TrustError> {
+        NodeCredentials::from_chain(key, cert_der, Vec::new(), ca_cert_der)
+    }
+
+    /// As [`NodeCredentials::from_parts`], for a certificate that may reach the trusted root
+    /// through one intermediate: during a root rotation, certificates are issued by the new
+    /// root and carry the new root cross-signed by the old one, so a node still trusting the
+    /// old root accepts them. The certificate must be signed by the root itself or by one of
+    /// `intermediates` that the root signed.
+    pub fn from_chain(
+        key: NodeKey,
+        cert_der: Vec<u8>,
+        intermediates: Vec<Vec<u8>>,
+        ca_cert_der: Vec<u8>,
+    ) -> Result<NodeCredentials, TrustError> {
         let (_, ca) = x509_parser::parse_x509_certificate(&ca_cert_der)
             .map_err(|e| TrustError::BadCert(format!("CA certificate: {e}")))?;
         let (_, cert) = x509_parser::parse_x509_certificate(&cert_der)
             .map_err(|e| TrustError::BadCert(e.to_string()))?;
-        cert.verify_signature(Some(ca.public_key()))
-            .map_err(|e| TrustError::NotSignedByCa(e.to_string()))?;
-        if cert.issuer() != ca.subject() {
-            return Err(TrustError::NotSignedByCa(format!(
-                "issued by {}, the CA is {}",
-                cert.issuer(),
-                ca.subject()
-            )));
+        if signed_by(&cert, &ca).is_err() {
+            let through = intermediates.iter().any(|der| {
+                x509_parser::parse_x509_certificate(der).is_ok_and(|(_, mid)| {
+                    signed_by(&mid, &ca).is_ok() && signed_by(&cert, &mid).is_ok()
+                })
+            });
+            if !through {
+                // Report the direct check's reason: it names what is wrong in the usual case.
+                signed_by(&cert, &ca)?;
+            }
         }
         if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(TrustError::KeyMismatch);
@@ -169,11 +203,34 @@ impl NodeCredentials {
             node_id: id.node_id,
             role: id.role,
             cert_der,
+            intermediates,
             ca_cert_der,
             not_before,
             not_after,
             key,
         })
+    }
+
+    /// The same certificate and key trusting `ca_cert_der` instead: what a node does when the
+    /// cluster's root rotation reaches the new root. Refused, changing nothing, unless the
+    /// certificate reaches the new root (directly or through its intermediate).
+    pub fn with_root(&self, ca_cert_der: Vec<u8>) -> Result<NodeCredentials, TrustError> {
+        NodeCredentials::from_chain(
+            self.key.clone(),
+            self.cert_der.clone(),
+            self.intermediates.clone(),
+            ca_cert_der,
+        )
+    }
+
+    /// Whether this node's certificate was signed by the CA whose certificate is `ca_cert_der`
+    /// (directly, not through an intermediate).
+    pub fn issued_by(&self, ca_cert_der: &[u8]) -> bool {
+        let Ok((_, ca)) = x509_parser::parse_x509_certificate(ca_cert_der) else {
+            return false;
+        };
+        x509_parser::parse_x509_certificate(&self.cert_der)
+            .is_ok_and(|(_, cert)| signed_by(&cert, &ca).is_ok())
     }
 
     /// The private key.
@@ -195,7 +252,7 @@ impl NodeCredentials {
         issued + validity.mul_f64(fraction.clamp(0.0, 1.0))
     }
 
-    /// Writes `node.key` (mode 0600), `node.crt` and `ca.crt`, each atomically. The key is
+    /// Writes `node.key` (mode 0600), `node.crt` (with its intermediates) and `ca.crt`, each atomically. The key is
     /// written first so that a crash never leaves a certificate for a key that is not on disk.
     pub fn save(&self, dir: &Path) -> Result<(), TrustError> {
         files::write_atomic(
@@ -204,12 +261,12 @@ impl NodeCredentials {
             self.key.pair.serialize_pem().as_bytes(),
             SECRET_MODE,
         )?;
-        files::write_atomic(
-            dir,
-            NODE_CERT_FILE,
-            files::pem_encode("CERTIFICATE", &self.cert_der).as_bytes(),
-            files::PUBLIC_MODE,
-        )?;
+        // The node certificate first, then its intermediates, as a TLS chain is ordered.
+        let mut chain = files::pem_encode("CERTIFICATE", &self.cert_der);
+        for der in &self.intermediates {
+            chain.push_str(&files::pem_encode("CERTIFICATE", der));
+        }
+        files::write_atomic(dir, NODE_CERT_FILE, chain.as_bytes(), files::PUBLIC_MODE)?;
         files::write_atomic(
             dir,
             CA_CERT_FILE,
@@ -229,13 +286,17 @@ impl NodeCredentials {
             .ok_or_else(|| files::bad_file(dir, NODE_KEY_FILE, "missing"))?;
         let ca_pem = files::read_optional(dir, CA_CERT_FILE)?
             .ok_or_else(|| files::bad_file(dir, CA_CERT_FILE, "missing"))?;
-        let cert_der = files::cert_from_pem(dir, NODE_CERT_FILE, &cert_pem)?;
+        let mut chain = files::certs_from_pem(dir, NODE_CERT_FILE, &cert_pem)?.into_iter();
+        let cert_der = chain
+            .next()
+            .ok_or_else(|| files::bad_file(dir, NODE_CERT_FILE, "no PEM certificate"))?;
+        let intermediates: Vec<Vec<u8>> = chain.collect();
         let ca_cert_der = files::cert_from_pem(dir, CA_CERT_FILE, &ca_pem)?;
         let key_pem = String::from_utf8(key_pem)
             .map_err(|_| files::bad_file(dir, NODE_KEY_FILE, "not UTF-8 PEM"))?;
         let key =
             NodeKey::from_pem(&key_pem).map_err(|e| files::bad_file(dir, NODE_KEY_FILE, e))?;
-        NodeCredentials::from_parts(key, cert_der, ca_cert_der)
+        NodeCredentials::from_chain(key, cert_der, intermediates, ca_cert_der)
             .map(Some)
             .map_err(|e| files::bad_file(dir, NODE_CERT_FILE, e))
     }

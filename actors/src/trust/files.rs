@@ -92,6 +92,22 @@ pub(crate) fn cert_from_pem(dir: &Path, name: &str, pem: &[u8]) -> Result<Vec<u8
         .map_err(|e| bad_file(dir, name, format!("no PEM certificate: {e}")))
 }
 
+/// Every certificate of a PEM file's contents, in order; an error when there is none.
+pub(crate) fn certs_from_pem(
+    dir: &Path,
+    name: &str,
+    pem: &[u8],
+) -> Result<Vec<Vec<u8>>, TrustError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad_file(dir, name, format!("no PEM certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad_file(dir, name, "no PEM certificate"));
+    }
+    Ok(certs)
+}
+
 fn base64(data: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);

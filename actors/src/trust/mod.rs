@@ -65,6 +65,11 @@ pub enum TrustError {
     BadFile { path: PathBuf, reason: String },
 }
 
+/// A certificate as one PEM block, as `swarm ca` prints the root.
+pub fn pem_certificate(der: &[u8]) -> String {
+    files::pem_encode("CERTIFICATE", der)
+}
+
 /// Installs rustls's ring provider as the process default. The configurations made here name
 /// their provider explicitly, so this only matters to code that uses rustls's defaults (quinn's
 /// helpers, tests). Calling it twice is harmless.
@@ -73,5 +78,7 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+#[cfg(test)]
+mod rotation_tests;
 #[cfg(test)]
 mod tests;

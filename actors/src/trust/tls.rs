@@ -28,21 +28,25 @@ fn tls_err(e: impl std::fmt::Display) -> TrustError {
     TrustError::Tls(e.to_string())
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(super) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn roots(ca_der: &[u8]) -> Result<Arc<RootCertStore>, rustls::Error> {
+pub(super) fn roots(ca_der: &[u8]) -> Result<Arc<RootCertStore>, rustls::Error> {
     let mut roots = RootCertStore::empty();
     roots.add(CertificateDer::from(ca_der.to_vec()))?;
     Ok(Arc::new(roots))
 }
 
-fn chain(creds: &NodeCredentials) -> Vec<CertificateDer<'static>> {
-    vec![
-        CertificateDer::from(creds.cert_der.clone()),
-        CertificateDer::from(creds.ca_cert_der.clone()),
-    ]
+/// What a node shows in every handshake: its certificate, the intermediates that lead from it
+/// to the root (the cross-signed new root during a root rotation, so that peers still trusting
+/// the old root accept it), then the root it trusts, which a joining node looks for by digest.
+pub(super) fn chain(creds: &NodeCredentials) -> Vec<CertificateDer<'static>> {
+    std::iter::once(&creds.cert_der)
+        .chain(&creds.intermediates)
+        .chain(std::iter::once(&creds.ca_cert_der))
+        .map(|der| CertificateDer::from(der.clone()))
+        .collect()
 }
 
 fn key(creds: &NodeCredentials) -> PrivateKeyDer<'static> {

@@ -18,5 +18,5 @@ pub use frame::{
 pub use msg::{
     ASSIGNMENTS_MAX, Assignment, JoinRequest, JoinResponse, LOG_REPLY_BYTES_MAX, LOG_TASKS_MAX,
     OneWay, RenewRequest, Request, Response, SESSION_STATUSES_MAX, SessionReport, StoreReply,
-    StoreRequest, WireFailure,
+    StoreRequest, TrustView, WireFailure,
 };

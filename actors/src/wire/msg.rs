@@ -37,6 +37,10 @@ pub enum Request {
         tasks: Vec<TaskId>,
         tail: usize,
     },
+    /// A node asks a manager which root to trust and whether to renew now (a root rotation
+    /// is under way and it has not renewed in the current phase). Sent every
+    /// `node::rotation::TRUST_CHECK_INTERVAL`.
+    Trust,
 }
 
 /// Most task statuses in one session report; more wait for the next one.
@@ -118,7 +122,11 @@ pub enum Response {
     Joined(JoinResponse),
     Renewed {
         cert_der: Vec<u8>,
+        /// Certificates between `cert_der` and the root: the new root cross-signed by the old
+        /// one during a root rotation, else none.
+        intermediates: Vec<Vec<u8>>,
     },
+    Trust(TrustView),
     Description(NodeDescription),
     Pong,
     Store(StoreReply),
@@ -136,6 +144,16 @@ pub enum Response {
     /// Lines per task, oldest first; tasks this node does not know are left out.
     Logs(Vec<(TaskId, Vec<LogLine>)>),
     Failed(WireFailure),
+}
+
+/// A manager's answer to [`Request::Trust`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustView {
+    /// The cluster's root certificate (DER): the node trusts it from now on if its own
+    /// certificate chains to it.
+    pub root_der: Vec<u8>,
+    /// Renew now: a root rotation is under way and this node has not renewed in its phase.
+    pub renew: bool,
 }
 
 /// Why a request was refused. Each says nothing changed on the answering node.

@@ -5,7 +5,7 @@
 mod create;
 mod inspect;
 mod logs;
-mod progress;
+pub(crate) mod progress;
 
 use anyhow::bail;
 use clap::Subcommand;

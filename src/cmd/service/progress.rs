@@ -38,7 +38,7 @@ pub const VERIFY_ENV: &str = "SWARM_NODE_VERIFY_MS";
 pub const SLOTS_SHOWN_MAX: usize = 100;
 
 /// Bar length in characters, Docker's.
-const BAR_CHARS: u64 = 50;
+pub(crate) const BAR_CHARS: u64 = 50;
 
 /// The lines one poll produces: the overall line, then one per slot (if shown) with how far
 /// its bar is filled (no bar when the line gives a reason instead of a state).
@@ -75,7 +75,7 @@ fn slot_line(s: &SlotProgress, total: usize, global: bool) -> (String, Option<u6
 }
 
 /// Docker's bar: `[=====>     ]`, [`BAR_CHARS`] wide plus the arrow head.
-fn bar(filled: u64) -> String {
+pub(crate) fn bar(filled: u64) -> String {
     let filled = filled.min(BAR_CHARS) as usize;
     format!(
         "[{}>{}]",
