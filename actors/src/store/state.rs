@@ -165,6 +165,12 @@ fn codec() -> impl bincode::config::Config {
     bincode::config::standard()
 }
 
+/// A snapshot reaches a follower as one raft message, so restoring one claims at most that many
+/// bytes: a length field that claims more is refused before anything is allocated for it.
+fn restore_codec() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ super::MESSAGE_BYTES_MAX }>()
+}
+
 impl StoreState {
     pub fn new() -> Self {
         Self::default()
@@ -308,8 +314,9 @@ impl StoreState {
     }
 
     pub fn restore(bytes: &[u8]) -> Result<Self, StoreError> {
-        let (state, used): (StoreState, usize) = bincode::serde::decode_from_slice(bytes, codec())
-            .map_err(|e| StoreError::Codec(e.to_string()))?;
+        let (state, used): (StoreState, usize) =
+            bincode::serde::decode_from_slice(bytes, restore_codec())
+                .map_err(|e| StoreError::Codec(e.to_string()))?;
         if used != bytes.len() {
             return Err(StoreError::Codec(format!(
                 "{} bytes left over after the snapshot",
@@ -515,5 +522,17 @@ mod tests {
         assert!(StoreState::restore(&extra).is_err());
         assert_eq!(s.list(Kind::Cluster).count(), 1);
         assert_eq!(s.list(Kind::Node).count(), 0);
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/store_codec.rs): a snapshot whose first object ID
+    /// claims a terabyte made the node allocate it, and abort.
+    #[test]
+    fn snapshot_with_a_lying_length_is_refused_before_allocating() {
+        // One object; its key: kind 0, then an ID whose length is 2^40 (varint 0xfd, u64 LE).
+        let mut bytes = vec![1, 0, 0xfd];
+        bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        bytes.extend_from_slice(b"abc");
+        let err = StoreState::restore(&bytes).unwrap_err();
+        assert!(matches!(err, StoreError::Codec(_)), "{err}");
     }
 }
