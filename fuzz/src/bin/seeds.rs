@@ -99,10 +99,12 @@ fn main() {
     };
     let command_bytes =
         bincode::serde::encode_to_vec(&command, bincode::config::standard()).expect("command");
-    let mut entry = Entry::default();
-    entry.index = 1;
-    entry.term = 1;
-    entry.data = command_bytes.clone().into();
+    let entry = Entry {
+        index: 1,
+        term: 1,
+        data: command_bytes.clone().into(),
+        ..Default::default()
+    };
     raft_msg.mut_entries().push(entry);
     let raft_bytes = encode_message(&raft_msg).expect("raft message");
     let mut state = StoreState::new();
