@@ -253,6 +253,7 @@ mod tests {
             ca_key_pem: String::new(),
             worker_token: tokens.worker.to_string(),
             manager_token: tokens.manager.to_string(),
+            rotation: None,
         };
         assert_eq!(tokens_of(&obj).unwrap(), tokens);
         obj.manager_token = "nonsense".into();

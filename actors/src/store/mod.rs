@@ -38,7 +38,9 @@ mod storage;
 #[cfg(test)]
 mod tests;
 
-pub use codec::{COMMAND_BYTES_MAX, MESSAGE_BYTES_MAX, decode_message, encode_message};
+pub use codec::{
+    COMMAND_BYTES_MAX, Decoded, MESSAGE_BYTES_MAX, decode_entry, decode_message, encode_message,
+};
 pub use config::StoreConfig;
 pub use machine::{Bootstrap, StoreEffect, StoreInput, StoreMachine, StoreStats};
 pub use redb::RedbStorage;

@@ -500,7 +500,13 @@ fn a_snapshot_that_does_not_restore_is_dropped_before_raft_sees_it() {
     msg.to = 2;
     msg.term = term;
     msg.set_snapshot(snap);
-    s.input(2, StoreInput::Message(encode_message(&msg).unwrap()));
+    s.input(
+        2,
+        StoreInput::Message {
+            from: 1,
+            bytes: encode_message(&msg).unwrap(),
+        },
+    );
 
     eprintln!("phase: it is refused, the state is untouched and the follower keeps working");
     assert_eq!(s.nodes[&2].stats().messages_refused, refused + 1);
