@@ -47,8 +47,7 @@ pub use redb::RedbStorage;
 pub use state::{
     ClusterObject, Expect, Kind, Member, NodeObject, NodeSpec, OBJECT_ID_BYTES_MAX,
     OPS_PER_COMMAND_MAX, ObjectBody, Op, RootRotation, RotationPhase, SNAPSHOT_BYTES_MAX,
-    StoreCommand, StoreState,
-    StoredObject, check_command,
+    StoreCommand, StoreState, StoredObject, check_command,
 };
 pub use storage::{LogStorage, MemStorage, force_new_cluster};
 

@@ -71,8 +71,11 @@ fn a_node_with_large_specs_and_long_history_gets_every_live_task_in_one_frame() 
         assert!(ids.contains(&t.id), "live task {} left out", t.id);
     }
     assert!(!cut.live_over);
-    let frame =
-        encode_frame(&Response::Assignments { tasks: list.clone(), managers: Vec::new() }).expect("the answer fits a frame");
+    let frame = encode_frame(&Response::Assignments {
+        tasks: list.clone(),
+        managers: Vec::new(),
+    })
+    .expect("the answer fits a frame");
     assert!(frame.len() <= FRAME_BYTES_MAX + 4, "{}", frame.len());
 
     tracing::info!("phase: history was left out, the oldest first");
@@ -107,7 +110,11 @@ fn live_tasks_beyond_the_count_bound_are_never_cut() {
         "small tasks: the history fits too"
     );
     assert_eq!(list.len(), tasks.len());
-    encode_frame(&Response::Assignments { tasks: list, managers: Vec::new() }).expect("fits a frame");
+    encode_frame(&Response::Assignments {
+        tasks: list,
+        managers: Vec::new(),
+    })
+    .expect("fits a frame");
 }
 
 #[test]
