@@ -377,25 +377,26 @@ fn garbage_on_the_wire_does_not_disturb_the_cluster() {
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
-        let conn = endpoint
-            .connect(n1.addr, swarm_actors::trust::SERVER_NAME)
-            .unwrap()
-            .await
-            .expect("handshake with a pinned CA");
         let frames: Vec<Vec<u8>> = vec![
             u32::MAX.to_be_bytes().to_vec(),                // claims 4 GiB
             vec![0, 0, 0, 50, 0, 1, 1, 2],                  // ends early
             vec![0, 0, 0, 6, 0, 1, 0xff, 0xff, 0xff, 0xff], // does not decode
             vec![0, 0, 0, 3, 0x7f, 0x7f, 0],                // another protocol version
         ];
+        // A peer without a certificate gets one request per connection: one connection each.
         for f in frames {
+            let conn = endpoint
+                .connect(n1.addr, swarm_actors::trust::SERVER_NAME)
+                .unwrap()
+                .await
+                .expect("handshake with a pinned CA");
             let (mut send, mut recv) = conn.open_bi().await.unwrap();
             send.write_all(&f).await.ok();
             send.finish().ok();
             // The node resets or closes the stream; either way it answers nothing useful.
             let _ = tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(1 << 16)).await;
+            conn.close(0u32.into(), b"done");
         }
-        conn.close(0u32.into(), b"done");
         endpoint.wait_idle().await;
     });
 

@@ -243,7 +243,9 @@ impl Actor for AgentActor {
             AgentMsg::Store(s) => state.store = s,
             AgentMsg::Status(task, status) => {
                 if let Some(l) = state.tasks.get_mut(&task) {
-                    l.status = status;
+                    // Cut as the leader stores it, or a long text would differ from the
+                    // stored one for ever and be reported again at every session.
+                    l.status = crate::leader::answer::cut_status(&status).into_owned();
                     state.session(&myself);
                 }
             }
