@@ -96,7 +96,7 @@ pub fn membership() -> Membership {
 pub fn deliver(m: &mut Membership, data: &[u8], out: &mut Vec<MembershipEffect>) {
     let from = swarm_actors::membership::Sender {
         id: NodeId(1000 + (data.len() % 3) as u128),
-        role: if data.len() % 2 == 0 {
+        role: if data.len().is_multiple_of(2) {
             Role::Manager
         } else {
             Role::Worker
@@ -143,6 +143,7 @@ pub fn spec_template() -> swarm_actors::model::ServiceSpec {
             restart: RestartPolicy::default(),
             placement: Placement::default(),
             stop_grace_period_ms: 10_000,
+            ..TaskSpec::default()
         },
         update: UpdateConfig::default(),
         rollback: UpdateConfig::default(),

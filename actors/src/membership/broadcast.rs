@@ -175,7 +175,7 @@ impl NodeDescriptions {
 
     /// Whether an item relayed in a packet from `sender` may be taken: only from the node it
     /// describes, vouched for by the transport, in a role its certificate carries.
-    fn from_its_node(&self, item: &DescriptionItem, sender: &super::MemberId) -> bool {
+    fn is_from_its_node(&self, item: &DescriptionItem, sender: &super::MemberId) -> bool {
         let mut book = self.lock();
         let ok = book.vouched.is_some_and(|v| {
             v.id == sender.id
@@ -221,7 +221,7 @@ impl foca::BroadcastHandler<super::MemberId> for NodeDescriptions {
         match sender {
             None => Ok(Some(key)),
             Some(s) => {
-                if self.from_its_node(&item, s) {
+                if self.is_from_its_node(&item, s) {
                     self.offer(&item);
                 }
                 Ok(None)

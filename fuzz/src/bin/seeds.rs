@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime};
 use raft::eraftpb::{Entry, Message, MessageType};
 use rand::SeedableRng;
 use swarm_actors::manager::chunks::{RaftChunk, split};
-use swarm_actors::membership::{Membership, MembershipConfig, MembershipEffect, MembershipInput};
+use swarm_actors::membership::{
+    Membership, MembershipConfig, MembershipEffect, MembershipInput, Sender,
+};
 use swarm_actors::model::{NodeId, Role};
 use swarm_actors::node::{Authority, CERT_VALIDITY};
 use swarm_actors::store::{Expect, Kind, ObjectBody, Op, StoreCommand, StoreState, encode_message};
@@ -50,12 +52,14 @@ fn datagrams() -> Vec<Vec<u8>> {
                 && to == member_addr(1)
             {
                 to_one.push(data.to_vec());
-                one.handle(MembershipInput::Datagram(data), &mut back);
+                let from = sender(2);
+                one.handle(MembershipInput::Datagram { from, data }, &mut back);
             }
         }
         for e in back {
             if let MembershipEffect::Send { data, .. } = e {
-                two.handle(MembershipInput::Datagram(data), &mut out);
+                let from = sender(1);
+                two.handle(MembershipInput::Datagram { from, data }, &mut out);
             }
         }
     }
@@ -68,7 +72,7 @@ fn main() {
     let authority = Authority::generate(now, CERT_VALIDITY, &mut rng).expect("a CA");
     let key = NodeKey::generate().expect("a key");
     let csr = key.csr_der().expect("a CSR");
-    let cert = authority
+    let (cert, _intermediates) = authority
         .renew(NodeId(7), Role::Worker, &csr, now)
         .expect("a certificate");
     let addr: SocketAddr = "10.0.0.9:2377".parse().expect("an address");
@@ -249,4 +253,13 @@ fn main() {
         ],
     );
     println!("seeds written under fuzz/seeds/");
+}
+
+/// Member `i` as the transport would prove it sent a datagram.
+fn sender(i: u8) -> Sender {
+    let d = description(i);
+    Sender {
+        id: d.id,
+        role: d.role,
+    }
 }
