@@ -292,7 +292,7 @@ fn gossip_cannot_speak_for_another_node() {
 /// Hole 2: raft traffic from a worker, and raft traffic that claims another sender.
 #[test]
 fn raft_from_a_worker_is_dropped() {
-    phase("attack: a worker sends raft messages that would depose the leader");
+    phase("attack: a worker sends raft heartbeats at a higher term that would depose the leader");
     let root = tempfile::tempdir().unwrap();
     let n1 = Node::bootstrap(root.path(), "n1", 25021);
     let token = n1.token("worker");
@@ -303,10 +303,10 @@ fn raft_from_a_worker_is_dropped() {
     rt.block_on(async {
         let liar = Liar::join(n1.addr, &token, loopback(25022), "liar").await;
         for (claimed, inner_from) in [(777, 777), (raft_id + 1, 777), (777, raft_id)] {
-            // A vote request at a far higher term: a follower (or a leader) that takes it
-            // steps down and the cluster holds an election.
+            // A heartbeat from a "leader" at a far higher term: a node that takes it steps
+            // down, follows the liar, and the term moves.
             let mut m = RaftMessage::default();
-            m.set_msg_type(MessageType::MsgRequestVote);
+            m.set_msg_type(MessageType::MsgHeartbeat);
             m.to = raft_id;
             m.from = inner_from;
             m.term = term_before + 1_000;
