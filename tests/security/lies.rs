@@ -141,22 +141,22 @@ fn evil_task(marker: &Path) -> Assignment {
     }
 }
 
-fn hostname_on(n: &Node, id: &NodeId) -> Option<String> {
+/// Column `key` of node `id`'s row in `n`'s `node ls`.
+fn node_column(n: &Node, id: &NodeId, key: &str) -> Option<String> {
     let id = id.to_string();
     n.node_ls().into_iter().find_map(|row| {
         let shown = row["ID"].as_str()?.trim_end_matches('*').trim();
         (id.starts_with(shown) || shown.starts_with(&id))
-            .then(|| row["Hostname"].as_str().unwrap_or_default().to_string())
+            .then(|| row[key].as_str().unwrap_or_default().to_string())
     })
 }
 
+fn hostname_on(n: &Node, id: &NodeId) -> Option<String> {
+    node_column(n, id, "Hostname")
+}
+
 fn status_on(n: &Node, id: &NodeId) -> Option<String> {
-    let id = id.to_string();
-    n.node_ls().into_iter().find_map(|row| {
-        let shown = row["ID"].as_str()?.trim_end_matches('*').trim();
-        (id.starts_with(shown) || shown.starts_with(&id))
-            .then(|| row["Status"].as_str().unwrap_or_default().to_string())
-    })
+    node_column(n, id, "Status")
 }
 
 /// Holes 1 and 3: a worker claims to be the only manager (its own description says manager,

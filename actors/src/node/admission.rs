@@ -191,16 +191,23 @@ pub async fn rotate(
     let auth = Authority::from_cluster(&obj, validity)
         .map_err(|e| StoreFailure::Refused(e.to_string()))?;
     let rotated = auth.rotated(role, &mut rand::rng());
-    let cmd = StoreCommand {
+    store
+        .propose(put_cluster(rotated, version))
+        .await
+        .map(|_| ())
+}
+
+/// The write that replaces the cluster object, if it is still at `version`.
+pub fn put_cluster(obj: ClusterObject, version: u64) -> StoreCommand {
+    StoreCommand {
         now_ms: now_ms(),
         ops: vec![Op::Put {
             kind: Kind::Cluster,
             id: CLUSTER_ID.to_string(),
             expect: Expect::Version(version),
-            body: ObjectBody::Cluster(rotated),
+            body: ObjectBody::Cluster(obj),
         }],
-    };
-    store.propose(cmd).await.map(|_| ())
+    }
 }
 
 #[cfg(test)]

@@ -20,14 +20,14 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use super::admission::{self, CLUSTER_ID, now_ms};
+use super::admission;
 use super::authority::{self, Authority};
 use ractor::ActorRef;
 
 use super::msg::{CaView, NodeMsg, RotationView};
 use crate::manager::{StoreFailure, StoreHandle};
 use crate::model::{NodeId, NodeState};
-use crate::store::{ClusterObject, Expect, Kind, ObjectBody, Op, RotationPhase, StoreCommand};
+use crate::store::{ClusterObject, RotationPhase};
 use crate::transport::Transport;
 use crate::wire::{Request, Response, TrustView, WireFailure};
 
@@ -56,16 +56,7 @@ async fn update_cluster(
         let Some(next) = step(&obj)? else {
             return Ok(false);
         };
-        let cmd = StoreCommand {
-            now_ms: now_ms(),
-            ops: vec![Op::Put {
-                kind: Kind::Cluster,
-                id: CLUSTER_ID.to_string(),
-                expect: Expect::Version(version),
-                body: ObjectBody::Cluster(next),
-            }],
-        };
-        match store.propose(cmd).await {
+        match store.propose(admission::put_cluster(next, version)).await {
             Ok(_) => return Ok(true),
             Err(StoreFailure::OutOfSequence(_)) if attempt < CLUSTER_WRITE_ATTEMPTS_MAX => {
                 tokio::time::sleep(CLUSTER_WRITE_BACKOFF * attempt).await;

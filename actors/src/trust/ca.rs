@@ -50,21 +50,29 @@ fn gen_err(e: rcgen::Error) -> TrustError {
     TrustError::Generate(e.to_string())
 }
 
+/// What every root certificate of a cluster says: its name, that it is a CA that signs node
+/// certificates only (no CA below it), and what its key may do. Validity and serial are the
+/// caller's.
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, CA_COMMON_NAME);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
 impl ClusterCa {
     /// Makes a new self-signed CA (ECDSA P-256), valid from a little before `now` for
     /// [`CA_VALIDITY`].
     pub fn generate(now: SystemTime) -> Result<ClusterCa, TrustError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, CA_COMMON_NAME);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let mut params = ca_params();
         params.not_before = backdated(now).into();
         params.not_after = (now + CA_VALIDITY).into();
         params.serial_number = Some(serial_for(&[key.public_key_raw(), &nanos(now)]));
@@ -149,16 +157,7 @@ impl ClusterCa {
     pub fn cross_sign(&self, next: &ClusterCa) -> Result<Vec<u8>, TrustError> {
         let (_, parsed) = x509_parser::parse_x509_certificate(&next.cert_der)
             .map_err(|e| TrustError::BadCert(format!("new CA: {e}")))?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, CA_COMMON_NAME);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let mut params = ca_params();
         params.use_authority_key_identifier_extension = true;
         params.not_before = parsed.validity().not_before.to_datetime();
         params.not_after = parsed.validity().not_after.to_datetime();
