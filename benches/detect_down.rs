@@ -4,6 +4,9 @@
 //! `cargo bench --bench detect_down` (options: `-- --kills N --nodes N`). Prints figures; asserts
 //! nothing about speed (these machines are shared and noisy).
 
+// Tests and benches run real processes in real time: they are shells, so clocks and sleeps
+// are theirs to use (clippy.toml refuses them to the deciding code).
+#![allow(clippy::disallowed_methods)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 

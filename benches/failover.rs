@@ -6,6 +6,9 @@
 //! so a slow attempt (one still waiting on the dead leader) never hides a faster one; the figure
 //! is the end of the first attempt that succeeds. Prints figures; asserts nothing about speed.
 
+// Tests and benches run real processes in real time: they are shells, so clocks and sleeps
+// are theirs to use (clippy.toml refuses them to the deciding code).
+#![allow(clippy::disallowed_methods)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -10,6 +10,9 @@
 //! The cluster is watched through `service ps --format json` on the manager every 50 ms, so each
 //! figure includes up to that much polling. Prints figures; asserts nothing about speed.
 
+// Tests and benches run real processes in real time: they are shells, so clocks and sleeps
+// are theirs to use (clippy.toml refuses them to the deciding code).
+#![allow(clippy::disallowed_methods)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -6,6 +6,9 @@
 //! per second (`thrpt`, elements = placements); a summary line per workload is printed too.
 //! Nothing is asserted about speed (the machines are shared and noisy).
 
+// Tests and benches run real processes in real time: they are shells, so clocks and sleeps
+// are theirs to use (clippy.toml refuses them to the deciding code).
+#![allow(clippy::disallowed_methods)]
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hint::black_box;

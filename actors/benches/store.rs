@@ -8,11 +8,14 @@
 //!
 //! Prints figures; asserts only that the work was done.
 
+// Tests and benches run real processes in real time: they are shells, so clocks and sleeps
+// are theirs to use (clippy.toml refuses them to the deciding code).
+#![allow(clippy::disallowed_methods)]
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use swarm_actors::manager::{StoreArgs, StoreHandle, spawn_store};
 use swarm_actors::model::{Availability, NodeId, Role};
+use swarm_actors::replica::{StoreArgs, StoreHandle, spawn_store};
 use swarm_actors::store::{
     Bootstrap, Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreCommand, StoreConfig,
 };
@@ -140,7 +143,7 @@ async fn manager(
 
 async fn retry_until_ok<
     T,
-    F: std::future::Future<Output = Result<T, swarm_actors::manager::StoreFailure>>,
+    F: std::future::Future<Output = Result<T, swarm_actors::replica::StoreFailure>>,
 >(
     mut f: impl FnMut() -> F,
 ) -> T {

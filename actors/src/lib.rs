@@ -14,7 +14,7 @@
 //! | [`task`] | the TaskMachine (one task's life, sans-IO) and the TaskActor that drives a runtime |
 //! | [`runtime`] | how a task runs: an OS process, or a container on the Docker Engine |
 //! | [`store`] | the raft-replicated cluster store (raft-rs over redb) as a sans-IO machine, and its state machine of objects |
-//! | [`manager`] | the StoreActor that hosts the store on a manager, carries raft traffic, forwards writes to the leader |
+//! | [`replica`] | the StoreActor that hosts this manager's replica of the store, carries raft traffic, forwards writes to the leader |
 //! | [`leader`] | the leader actor: lives only on the store's raft leader; orchestrators, scheduler and dispatcher in one pure pass (`leader::plan`) |
 //! | [`registry`] | the per-node registry of named actors that the admin shell talks to |
 //! | [`scheduler`] | placement as a pure function: filters (availability, runtime, constraints, resources) and spread |
@@ -32,12 +32,12 @@ pub mod agent;
 pub mod ask;
 pub mod clock;
 pub mod leader;
-pub mod manager;
 pub mod membership;
 pub mod model;
 pub mod node;
 pub mod orchestrator;
 pub mod registry;
+pub mod replica;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;

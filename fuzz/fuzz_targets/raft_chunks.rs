@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swarm_actors::manager::chunks::{Assembler, ChunkError, RaftChunk};
+use swarm_actors::replica::chunks::{Assembler, ChunkError, RaftChunk};
 use swarm_actors::store::decode_message;
 use swarm_actors::wire::{OneWay, decode_body};
 use swarm_node_fuzz::pieces;

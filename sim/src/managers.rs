@@ -35,7 +35,7 @@ use crate::net::Network;
 use crate::node::addr;
 use crate::services::{self, Services, ServicesReport};
 use crate::timeline::Batch;
-use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace};
+use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace, TraceKind};
 use crate::world::SimConfig;
 
 /// Raft messages a paused manager holds until it resumes; later ones are lost.
@@ -450,7 +450,7 @@ impl StoreWorld {
             return;
         }
         let n = self.ms.len();
-        self.trace.event(at, n, 200);
+        self.trace.event(at, n, TraceKind::Fault);
         match fault {
             Fault::Crash {
                 node,
@@ -582,20 +582,20 @@ impl StoreWorld {
 
     fn input(&mut self, at: Millis, i: usize, input: StoreInput) {
         let kind = match &input {
-            StoreInput::Tick => 1,
+            StoreInput::Tick => Some(TraceKind::StoreTick),
             StoreInput::Message { bytes: msg, .. } => {
-                self.trace.event(at, i, 2);
+                self.trace.event(at, i, TraceKind::RaftMessage);
                 self.trace.u64(msg.len() as u64);
                 self.trace
                     .bytes(&msg[..msg.len().min(DATAGRAM_PREFIX_BYTES)]);
-                0
+                None
             }
-            StoreInput::Propose { .. } => 3,
-            StoreInput::ReadIndex { .. } => 4,
-            StoreInput::AddVoter { .. } => 5,
-            StoreInput::RemoveVoter { .. } => 6,
+            StoreInput::Propose { .. } => Some(TraceKind::Propose),
+            StoreInput::ReadIndex { .. } => Some(TraceKind::ReadIndex),
+            StoreInput::AddVoter { .. } => Some(TraceKind::AddVoter),
+            StoreInput::RemoveVoter { .. } => Some(TraceKind::RemoveVoter),
         };
-        if kind != 0 {
+        if let Some(kind) = kind {
             self.trace.event(at, i, kind);
         }
         let Some(m) = self.ms[i].machine.as_mut() else {
@@ -631,7 +631,7 @@ impl StoreWorld {
                     result,
                     ..
                 } => {
-                    self.trace.event(at, i, 10);
+                    self.trace.event(at, i, TraceKind::Applied);
                     if result.is_ok() {
                         self.report.writes_committed += 1;
                     }
@@ -645,13 +645,13 @@ impl StoreWorld {
                     }
                 }
                 StoreEffect::Refused { error, .. } => {
-                    self.trace.event(at, i, 11);
+                    self.trace.event(at, i, TraceKind::Refused);
                     if !matches!(error, StoreError::NotLeader { .. }) {
                         self.report.writes_refused += 1;
                     }
                 }
                 StoreEffect::LeaderChanged { leader, term } => {
-                    self.trace.event(at, i, 12);
+                    self.trace.event(at, i, TraceKind::LeaderChanged);
                     self.trace.u64(leader.unwrap_or(0) ^ (term << 32));
                 }
                 StoreEffect::Applied { .. }

@@ -11,6 +11,7 @@ use swarm_actors::membership::{MembershipInput, MembershipTimer};
 use swarm_actors::model::{NodeDescription, NodeId, NodeResources, Role};
 
 use crate::clock::Millis;
+use crate::trace::TraceKind;
 
 /// Datagrams a paused node's socket buffer holds; later ones are lost.
 pub const HELD_DATAGRAMS_MAX: usize = 512;
@@ -146,17 +147,17 @@ pub fn description(i: usize, managers: usize, version: u64) -> NodeDescription {
 }
 
 /// The kind byte of an input in the trace.
-pub fn trace_kind(input: &MembershipInput) -> u8 {
+pub fn trace_kind(input: &MembershipInput) -> TraceKind {
     match input {
-        MembershipInput::Start => 1,
-        MembershipInput::Datagram { .. } => 2,
-        MembershipInput::Timer(MembershipTimer::Foca(_)) => 3,
-        MembershipInput::Timer(MembershipTimer::Rebroadcast) => 4,
-        MembershipInput::Timer(MembershipTimer::Reannounce) => 5,
-        MembershipInput::Timer(MembershipTimer::Gossip) => 9,
-        MembershipInput::Announce(_) => 6,
-        MembershipInput::Describe(_) => 7,
-        MembershipInput::Leave => 8,
+        MembershipInput::Start => TraceKind::Start,
+        MembershipInput::Datagram { .. } => TraceKind::Datagram,
+        MembershipInput::Timer(MembershipTimer::Foca(_)) => TraceKind::FocaTimer,
+        MembershipInput::Timer(MembershipTimer::Rebroadcast) => TraceKind::RebroadcastTimer,
+        MembershipInput::Timer(MembershipTimer::Reannounce) => TraceKind::ReannounceTimer,
+        MembershipInput::Timer(MembershipTimer::Gossip) => TraceKind::GossipTimer,
+        MembershipInput::Announce(_) => TraceKind::Announce,
+        MembershipInput::Describe(_) => TraceKind::Describe,
+        MembershipInput::Leave => TraceKind::Leave,
     }
 }
 

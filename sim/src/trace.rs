@@ -10,6 +10,80 @@ const PRIME: u64 = 0x0000_0100_0000_01b3;
 /// millions of them. The length always enters.
 pub const DATAGRAM_PREFIX_BYTES: usize = 64;
 
+/// What an event in the trace is. Each kind enters the hash as its code; the membership loop and
+/// the store loop keep separate traces, so their codes may repeat (and do: they were numbers
+/// before they had names, and keeping the numbers keeps every seed's trace hash).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceKind {
+    // Membership loop: a machine's inputs.
+    Start,
+    Datagram,
+    FocaTimer,
+    RebroadcastTimer,
+    ReannounceTimer,
+    Announce,
+    Describe,
+    Leave,
+    GossipTimer,
+    // Membership loop: what a machine observed.
+    Up,
+    Down,
+    Described,
+    Rejoined,
+    // Store loop: a store machine's inputs.
+    StoreTick,
+    RaftMessage,
+    Propose,
+    ReadIndex,
+    AddVoter,
+    RemoveVoter,
+    // Store loop: a store machine's effects.
+    Applied,
+    Refused,
+    LeaderChanged,
+    // Services: a leader's pass, an agent's life and sessions, a task's report.
+    Pass,
+    AgentStarted,
+    SessionSent,
+    SessionAnswered,
+    SessionFailed,
+    TaskReported,
+    // Either loop: a fault struck.
+    Fault,
+}
+
+impl TraceKind {
+    /// The code that enters the hash.
+    pub fn code(self) -> u8 {
+        use TraceKind::*;
+        match self {
+            Start | StoreTick => 1,
+            Datagram | RaftMessage => 2,
+            FocaTimer | Propose => 3,
+            RebroadcastTimer | ReadIndex => 4,
+            ReannounceTimer | AddVoter => 5,
+            Announce | RemoveVoter => 6,
+            Describe => 7,
+            Leave => 8,
+            GossipTimer => 9,
+            Applied => 10,
+            Refused => 11,
+            LeaderChanged => 12,
+            Pass => 60,
+            AgentStarted => 70,
+            SessionSent => 71,
+            SessionAnswered => 72,
+            SessionFailed => 73,
+            TaskReported => 74,
+            Up => 101,
+            Down => 102,
+            Described => 103,
+            Rejoined => 104,
+            Fault => 200,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Trace {
     hash: u64,
@@ -38,11 +112,11 @@ impl Trace {
     }
 
     /// Starts a new event: its time, node and kind.
-    pub fn event(&mut self, at: u64, node: usize, kind: u8) {
+    pub fn event(&mut self, at: u64, node: usize, kind: TraceKind) {
         self.events += 1;
         self.u64(at);
         self.u64(node as u64);
-        self.bytes(&[kind]);
+        self.bytes(&[kind.code()]);
     }
 
     pub fn hash(&self) -> u64 {

@@ -32,7 +32,7 @@ use crate::managers::StoreReport;
 use crate::net::{NetStats, Network};
 use crate::node::{self, SimNode, Status, addr, index_of, index_of_addr, node_id};
 use crate::timeline::{BATCH_MS, BATCHES_IN_FLIGHT_MAX, Batch, Change, Timeline};
-use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace};
+use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace, TraceKind};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimConfig {
@@ -384,7 +384,7 @@ impl World {
             return;
         }
         self.report.faults_struck += 1;
-        self.trace.event(at, n, 200);
+        self.trace.event(at, n, TraceKind::Fault);
         match fault {
             Fault::Crash {
                 node,
@@ -552,10 +552,10 @@ impl World {
 
     fn event(&mut self, at: Millis, observer: usize, e: MembershipEvent) {
         let (kind, subject) = match &e {
-            MembershipEvent::Up(id) => (101, index_of(*id)),
-            MembershipEvent::Down(id) => (102, index_of(*id)),
-            MembershipEvent::Described(d) => (103, index_of(d.id)),
-            MembershipEvent::Rejoined => (104, Some(observer)),
+            MembershipEvent::Up(id) => (TraceKind::Up, index_of(*id)),
+            MembershipEvent::Down(id) => (TraceKind::Down, index_of(*id)),
+            MembershipEvent::Described(d) => (TraceKind::Described, index_of(d.id)),
+            MembershipEvent::Rejoined => (TraceKind::Rejoined, Some(observer)),
         };
         self.trace.event(at, observer, kind);
         self.trace.u64(subject.map_or(u64::MAX, |s| s as u64));

@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use swarm_actors::manager::{self, StoreArgs, StoreHandle};
 use swarm_actors::membership::MembershipConfig;
 use swarm_actors::model::{Availability, NodeDescription, NodeId, Role, validate_label};
 use swarm_actors::node::{self, Authority, NodeArgs, NodeFile, admission, host};
 use swarm_actors::registry::Registry;
+use swarm_actors::replica::{self, StoreArgs, StoreHandle};
 use swarm_actors::store::{
     self, Bootstrap, Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreCommand, StoreConfig,
 };
@@ -159,7 +159,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
                 registry: Some(registry.clone()),
                 managers: managers.clone(),
             };
-            let (handle, _done) = manager::spawn_store(store_args)
+            let (handle, _done) = replica::spawn_store(store_args)
                 .await
                 .map_err(|e| anyhow::anyhow!("the store did not start: {e}"))?;
             Some(handle)

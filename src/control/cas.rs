@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use swarm_actors::manager::StoreFailure;
+use swarm_actors::replica::StoreFailure;
 use tracing::debug;
 
 /// Reads and compare-and-sets for one request before the conflict is the user's answer.

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use swarm_actors::agent::AgentHandle;
-use swarm_actors::manager::StoreHandle;
 use swarm_actors::membership::MemberView;
 use swarm_actors::model::{Availability, NodeState, Role, validate_label};
 use swarm_actors::node::{NodeHandle, admission};
 use swarm_actors::registry::Registry;
+use swarm_actors::replica::StoreHandle;
 use swarm_actors::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
 use swarm_actors::wire::{FRAME_BYTES_MAX, read_frame, write_frame};
 use swarm_actors::wire::{Request, Response};

@@ -6,13 +6,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use swarm_actors::leader::plan::{Unseen, node_views};
-use swarm_actors::manager::StoreHandle;
 use swarm_actors::model::{NodeId, NodeState, Service, ServiceId, ServiceMode, Task, TaskState};
 use swarm_actors::node::admission;
 use swarm_actors::orchestrator::task_name;
+use swarm_actors::replica::StoreHandle;
 use swarm_actors::scheduler::constraint::Constraint;
 use swarm_actors::scheduler::filter::check_static;
+use swarm_actors::scheduler::{Unseen, node_views};
 use swarm_actors::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
 
 use super::cas::{self, Failed};

@@ -18,6 +18,9 @@
 //! the checks read from them, `ledger.rs` the write workload and its check, `figures.rs` the
 //! timings and the seeded generator.
 
+// Tests and benches run real processes in real time: they are shells, so clocks and sleeps
+// are theirs to use (clippy.toml refuses them to the deciding code).
+#![allow(clippy::disallowed_methods)]
 #[path = "../common/mod.rs"]
 mod common;
 

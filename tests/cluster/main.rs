@@ -1,6 +1,9 @@
 //! End-to-end tests of the cluster foundation: real `swarm-node` processes on loopback.
 //! Each test uses its own port range so tests can run in parallel.
 
+// Tests and benches run real processes in real time: they are shells, so clocks and sleeps
+// are theirs to use (clippy.toml refuses them to the deciding code).
+#![allow(clippy::disallowed_methods)]
 #[path = "../common/mod.rs"]
 mod common;
 

@@ -11,7 +11,6 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use foca::{Codec, Header, Incarnation, Member, Message};
 use raft::eraftpb::{Message as RaftMessage, MessageType};
-use swarm_actors::manager::chunks::split;
 use swarm_actors::membership::{
     BincodeCodec, DescriptionItem, MemberId, TAG_DESCRIPTION, TAG_FOCA,
 };
@@ -19,6 +18,7 @@ use swarm_actors::model::{
     NodeDescription, NodeId, NodeResources, Role, RuntimeKind, Task, TaskId, TaskSpec, TaskState,
     TaskStatus,
 };
+use swarm_actors::replica::chunks::split;
 use swarm_actors::transport::Inbound;
 use swarm_actors::wire::{Assignment, OneWay, Response};
 

@@ -2,6 +2,9 @@
 //! leader and of everyone, refuse stale and minority writes, and recover with
 //! `--force-new-cluster`. Each test uses its own port range.
 
+// Tests and benches run real processes in real time: they are shells, so clocks and sleeps
+// are theirs to use (clippy.toml refuses them to the deciding code).
+#![allow(clippy::disallowed_methods)]
 #[path = "../common/mod.rs"]
 mod common;
 

@@ -32,9 +32,9 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::manager::StoreHandle;
 use crate::model::{NodeId, TaskId, TaskState, TaskStatus};
 use crate::registry::{AdminError, AdminReply, AdminTarget, Registry};
+use crate::replica::StoreHandle;
 use crate::runtime::{LogLine, TaskContext, TaskRuntime, keep_newest};
 use crate::task::{TaskArgs, TaskHandle, spawn_task};
 use crate::transport::Transport;
@@ -245,7 +245,7 @@ impl Actor for AgentActor {
                 if let Some(l) = state.tasks.get_mut(&task) {
                     // Cut as the leader stores it, or a long text would differ from the
                     // stored one for ever and be reported again at every session.
-                    l.status = crate::leader::answer::cut_status(&status).into_owned();
+                    l.status = status.cut().into_owned();
                     state.session(&myself);
                 }
             }
@@ -309,11 +309,7 @@ impl AgentState {
         let mut statuses: Vec<(TaskId, TaskStatus)> = self
             .tasks
             .iter()
-            .filter(|(id, l)| {
-                self.known
-                    .get(id)
-                    .is_none_or(|k| crate::leader::plan::accepts(k, &l.status))
-            })
+            .filter(|(id, l)| self.known.get(id).is_none_or(|k| k.accepts(&l.status)))
             .map(|(id, l)| (*id, l.status.clone()))
             .chain(self.lost.iter().map(|(id, s)| (*id, s.clone())))
             .collect();
@@ -359,11 +355,8 @@ impl AgentState {
             .iter()
             .map(|a| (a.task.id, a.task.status.clone()))
             .collect();
-        self.lost.retain(|id, s| {
-            self.known
-                .get(id)
-                .is_some_and(|k| crate::leader::plan::accepts(k, s))
-        });
+        self.lost
+            .retain(|id, s| self.known.get(id).is_some_and(|k| k.accepts(s)));
         let listed: BTreeSet<TaskId> = assignments.iter().map(|a| a.task.id).collect();
         let gone: Vec<TaskId> = self
             .tasks

@@ -19,7 +19,7 @@
 //! - a task's assignment encodes to at most `assignment_bytes_max(spec)`: its spec as encoded,
 //!   plus [`ASSIGNMENT_REST_BYTES_MAX`] for the IDs, numbers, the service name (at most
 //!   [`SERVICE_NAME_BYTES_MAX`], checked when a service is created) and the status, whose
-//!   texts the leader cuts to [`STATUS_TEXT_BYTES_MAX`] (`plan::cut_status`) whatever a node
+//!   texts the leader cuts to [`STATUS_TEXT_BYTES_MAX`] ([`TaskStatus::cut`]) whatever a node
 //!   reports;
 //! - the scheduler places a task on a node only when the node holds fewer than
 //!   `wire::ASSIGNMENTS_MAX` live tasks and the sum of their `assignment_bytes_max`, the new
@@ -35,12 +35,12 @@
 //! pass it; the answer lists them all anyway and the leader logs it, since leaving a live task
 //! out would stop it.
 
-use std::borrow::{Borrow, Cow};
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::model::{NodeId, ServiceId, Task, TaskSpec, TaskState, TaskStatus};
+use crate::model::{NodeId, ServiceId, Task, TaskSpec, TaskState};
 use crate::wire::{ASSIGNMENTS_MAX, Assignment, FRAME_BYTES_MAX};
 
 /// Bytes a frame needs around the list of assignments: the protocol version (2), the response's
@@ -55,7 +55,7 @@ pub const ANSWER_BYTES_MAX: usize = FRAME_BYTES_MAX - ANSWER_FRAMING_BYTES;
 pub const NODE_LIVE_BYTES_MAX: usize = ANSWER_BYTES_MAX;
 
 /// Most bytes of a task status's message, and of its error: a longer text a node reports is cut.
-pub const STATUS_TEXT_BYTES_MAX: usize = 512;
+pub use crate::model::STATUS_TEXT_BYTES_MAX;
 
 /// Longest service name, as Docker allows; it travels with each assignment.
 pub const SERVICE_NAME_BYTES_MAX: usize = 63;
@@ -97,27 +97,6 @@ pub fn assignment_bytes(task: &Task, service_name: &str) -> usize {
     // bincode writes a struct as its fields one after the other: an `Assignment` is its task
     // then its service name.
     encoded_len(task) + encoded_len(service_name)
-}
-
-/// `status` with its message and error cut to [`STATUS_TEXT_BYTES_MAX`] bytes (at a character
-/// boundary): what the leader accepts of a node's report. Borrowed when nothing needs cutting.
-pub fn cut_status(status: &TaskStatus) -> Cow<'_, TaskStatus> {
-    let long = |s: &str| s.len() > STATUS_TEXT_BYTES_MAX;
-    if !long(&status.message) && !status.error.as_deref().is_some_and(long) {
-        return Cow::Borrowed(status);
-    }
-    let cut = |s: &str| {
-        let mut end = STATUS_TEXT_BYTES_MAX.min(s.len());
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s[..end].to_string()
-    };
-    Cow::Owned(TaskStatus {
-        message: cut(&status.message),
-        error: status.error.as_deref().map(cut),
-        ..status.clone()
-    })
 }
 
 /// What [`session_answer`] left out.

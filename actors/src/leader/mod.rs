@@ -34,15 +34,16 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use crate::manager::{StoreFailure, StoreHandle};
 use crate::membership::MemberView;
 use crate::model::{NodeDescription, NodeId, NodeState, Service, Task, TaskId, TaskStatus};
 use crate::registry::{AdminError, AdminReply, AdminTarget, Registry};
+use crate::replica::{StoreFailure, StoreHandle};
 use crate::store::{Kind, NodeObject, OPS_PER_COMMAND_MAX, ObjectBody, Op, StoreCommand};
 use crate::transport::Transport;
 use crate::wire::{Assignment, OneWay, Response, SessionReport, WireFailure};
 
-use plan::{PlanInput, Unseen, VersionedTask};
+use crate::scheduler::{Unseen, node_views};
+use plan::{PlanInput, VersionedTask};
 
 /// The name the leader actor has in its node's registry.
 pub const LEADER_NAME: &str = "leader";
@@ -404,7 +405,7 @@ impl LeaderState {
         } else {
             Unseen::DownOnly(&self.down)
         };
-        let views = plan::node_views(&node_objects, &ready, unseen);
+        let views = node_views(&node_objects, &ready, unseen);
         let rng = &mut self.rng;
         let mut new_id = || TaskId(rng.random::<u128>());
         let plan = plan::plan(

@@ -18,12 +18,10 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{
-    NodeId, NodeResources, NodeState, Role, Service, ServiceId, Task, TaskId, TaskState, TaskStatus,
-};
+use crate::model::{NodeId, NodeState, Service, ServiceId, Task, TaskId, TaskState, TaskStatus};
 use crate::orchestrator::{self, Action};
 use crate::scheduler::{self, Decision, NodeView, PendingTask, TaskLoad};
-use crate::store::{Expect, Kind, NodeObject, ObjectBody, Op};
+use crate::store::{Expect, Kind, ObjectBody, Op};
 
 /// A task as read from the store: its version is what a write compares with. Borrowed when
 /// the caller keeps the store's objects (the simulator reads its store in place), owned when
@@ -37,7 +35,7 @@ pub struct VersionedTask<'a> {
 /// Everything one pass starts from.
 pub struct PlanInput<'a> {
     pub now_ms: u64,
-    /// Every node of the cluster, state included (see [`node_views`]).
+    /// Every node of the cluster, state included (see [`scheduler::node_views`]).
     pub nodes: &'a [NodeView<'a>],
     pub services: &'a [Service],
     pub tasks: &'a [VersionedTask<'a>],
@@ -78,81 +76,6 @@ impl Work<'_> {
     }
 }
 
-/// The empty labels of a node without a description.
-static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
-
-/// What a node membership does not see Ready is, to the leader.
-#[derive(Clone, Copy, Debug)]
-pub enum Unseen<'s> {
-    /// Down: membership has had time to hear from everyone.
-    Down,
-    /// Unknown, except these, which membership itself declared Down. A leader that just
-    /// started may not have heard from every node yet and must not orphan their tasks; a death
-    /// membership confirmed is the same news to it as to a leader of long standing.
-    DownOnly(&'s BTreeSet<NodeId>),
-}
-
-/// Builds the scheduler's view of every node from the store's node objects and the nodes
-/// membership sees Ready; a node it does not see is `Down` or `Unknown` as [`Unseen`] says.
-/// The views borrow the objects' strings and maps.
-pub fn node_views<'a>(
-    nodes: impl IntoIterator<Item = &'a NodeObject>,
-    ready: &BTreeSet<NodeId>,
-    unseen: Unseen<'_>,
-) -> Vec<NodeView<'a>> {
-    nodes
-        .into_iter()
-        .map(|n| {
-            let state = match unseen {
-                _ if ready.contains(&n.id) => NodeState::Ready,
-                Unseen::Down => NodeState::Down,
-                Unseen::DownOnly(down) if down.contains(&n.id) => NodeState::Down,
-                Unseen::DownOnly(_) => NodeState::Unknown,
-            };
-            let d = n.description.as_ref();
-            NodeView {
-                id: n.id,
-                hostname: Cow::Borrowed(d.map_or("", |d| d.hostname.as_str())),
-                role: if n.raft_id.is_some() {
-                    Role::Manager
-                } else {
-                    n.spec.role
-                },
-                availability: n.spec.availability,
-                // Without a description the node cannot be judged: it takes nothing new.
-                state: match (d, state) {
-                    (None, NodeState::Ready) => NodeState::Unknown,
-                    (_, s) => s,
-                },
-                labels: Cow::Borrowed(&n.spec.labels),
-                engine_labels: Cow::Borrowed(d.map_or(&NO_LABELS, |d| &d.labels)),
-                runtimes: Cow::Borrowed(d.map_or(&[], |d| d.runtimes.as_slice())),
-                resources: d.map(|d| d.resources.clone()).unwrap_or(NodeResources {
-                    nano_cpus: 0,
-                    memory_bytes: 0,
-                }),
-            }
-        })
-        .collect()
-}
-
-/// Whether a reported status may replace the stored one: states only move forward, a terminal
-/// state is final, and within one state only the health, message or error may change.
-pub fn accepts(stored: &TaskStatus, reported: &TaskStatus) -> bool {
-    if stored.state.is_terminal() {
-        return false;
-    }
-    match reported.state.cmp(&stored.state) {
-        std::cmp::Ordering::Greater => true,
-        std::cmp::Ordering::Less => false,
-        std::cmp::Ordering::Equal => {
-            reported.health != stored.health
-                || reported.message != stored.message
-                || reported.error != stored.error
-        }
-    }
-}
-
 /// One reconciliation pass. `new_id` makes the IDs of new tasks.
 pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
     let now = input.now_ms;
@@ -175,9 +98,9 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
     // 1. What the nodes reported. Only the node a task is on reports it, and only forward.
     // Its texts are cut first: a status travels in every answer to its node (see `answer`).
     for (id, reported) in input.reports {
-        let reported = super::answer::cut_status(reported);
+        let reported = reported.cut();
         if let Some(w) = work.get_mut(id)
-            && accepts(&w.task.status, &reported)
+            && w.task.status.accepts(&reported)
         {
             w.edit().status = reported.into_owned();
         }

@@ -17,4 +17,4 @@ pub use service::{
     RestartCondition, RestartPolicy, RuntimeKind, Service, ServiceMode, ServiceSpec, TaskSpec,
     UpdateConfig, UpdateOrder,
 };
-pub use task::{Health, Task, TaskState, TaskStatus};
+pub use task::{Health, STATUS_TEXT_BYTES_MAX, Task, TaskState, TaskStatus};

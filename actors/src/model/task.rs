@@ -1,10 +1,15 @@
 //! Tasks: one running instance of a service, on one node.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use super::{NodeId, ServiceId, TaskId, TaskSpec};
+
+/// Longest status message or error the store keeps, in bytes (see [`TaskStatus::cut`]): a
+/// node's report may carry any text, and every answer to that node repeats it.
+pub const STATUS_TEXT_BYTES_MAX: usize = 512;
 
 /// A task's life, in order. A task only moves forward; the last five (`Complete` onwards) are
 /// terminal.
@@ -72,6 +77,47 @@ pub struct TaskStatus {
 }
 
 impl TaskStatus {
+    /// This status with its message and error cut to [`STATUS_TEXT_BYTES_MAX`] bytes (at a
+    /// character boundary): what the leader accepts of a node's report, and what the agent
+    /// keeps so that a long text does not differ from the stored one for ever. Borrowed when
+    /// nothing needs cutting.
+    pub fn cut(&self) -> Cow<'_, TaskStatus> {
+        let long = |s: &str| s.len() > STATUS_TEXT_BYTES_MAX;
+        if !long(&self.message) && !self.error.as_deref().is_some_and(long) {
+            return Cow::Borrowed(self);
+        }
+        let cut = |s: &str| {
+            let mut end = STATUS_TEXT_BYTES_MAX.min(s.len());
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_string()
+        };
+        Cow::Owned(TaskStatus {
+            message: cut(&self.message),
+            error: self.error.as_deref().map(cut),
+            ..self.clone()
+        })
+    }
+
+    /// Whether a reported status may replace this stored one: states only move forward, a
+    /// terminal state is final, and within one state only the health, message or error may
+    /// change. The leader applies it to reports and the agent to what it sends.
+    pub fn accepts(&self, reported: &TaskStatus) -> bool {
+        if self.state.is_terminal() {
+            return false;
+        }
+        match reported.state.cmp(&self.state) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => {
+                reported.health != self.health
+                    || reported.message != self.message
+                    || reported.error != self.error
+            }
+        }
+    }
+
     /// A status entering `state` at `since_ms`, with no error, exit code or health yet.
     pub fn new(state: TaskState, since_ms: u64, message: impl Into<String>) -> Self {
         TaskStatus {

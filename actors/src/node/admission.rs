@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use super::authority::Authority;
-use crate::manager::{StoreFailure, StoreHandle};
 use crate::model::{Availability, NodeId, Role};
+use crate::replica::{StoreFailure, StoreHandle};
 use crate::store::{
     ClusterObject, Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreCommand, StoredObject,
 };
@@ -105,6 +105,7 @@ async fn try_admit(
             break id;
         }
     };
+    #[allow(clippy::disallowed_methods)] // a certificate is issued at the real time
     let (role, cert_der) = auth.admit(req, node_id, SystemTime::now())?;
     let raft_id = (role == Role::Manager).then(|| rand::random::<u64>().max(1));
     let node = NodeObject {
@@ -163,6 +164,7 @@ pub async fn renew(
             .ok_or_else(|| {
                 WireFailure::Invalid(format!("node {} is not in the cluster", peer.node_id))
             })?;
+        #[allow(clippy::disallowed_methods)] // a certificate is issued at the real time
         let issued = auth.renew(peer.node_id, role, &csr_der, SystemTime::now())?;
         if auth.rotation().is_some() {
             super::rotation::record_renewal(&store, peer.node_id)
@@ -190,6 +192,7 @@ pub async fn rotate(
     let (obj, version) = cluster(store).await?;
     let auth = Authority::from_cluster(&obj, validity)
         .map_err(|e| StoreFailure::Refused(e.to_string()))?;
+    #[allow(clippy::disallowed_methods)] // a join token's secret must be unpredictable
     let rotated = auth.rotated(role, &mut rand::rng());
     store
         .propose(put_cluster(rotated, version))

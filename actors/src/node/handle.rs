@@ -79,7 +79,7 @@ impl NodeHandle {
     }
 
     /// The store, when this node is a manager.
-    pub async fn store(&self) -> Result<Option<crate::manager::StoreHandle>, NodeError> {
+    pub async fn store(&self) -> Result<Option<crate::replica::StoreHandle>, NodeError> {
         self.call(NodeMsg::Store).await
     }
 

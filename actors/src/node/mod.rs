@@ -37,13 +37,13 @@ pub use handle::{NodeError, NodeHandle};
 pub use msg::{CaView, InFlight, JoinTokensView, NodeAdmin, NodeMsg, NodeStats, RotationView};
 pub use state_file::{NodeFile, NodeFileError, PEERS_MAX};
 
-use crate::manager::StoreHandle;
 use crate::membership::{
     MemberId, Membership, MembershipConfig, MembershipEffect, MembershipEvent, MembershipInput,
     Sender,
 };
 use crate::model::{NodeDescription, NodeId, NodeState, Role};
 use crate::registry::Registry;
+use crate::replica::StoreHandle;
 use crate::transport::{Inbound, Transport};
 use crate::trust::{NodeCredentials, NodeKey, PeerIdentity};
 use crate::wire::{OneWay, Request, Response, StoreReply, StoreRequest, WireFailure};
@@ -577,7 +577,7 @@ impl NodeActorState {
                 },
                 _ => {
                     let _ = reply.send(Response::Store(StoreReply::Failed(
-                        crate::manager::StoreFailure::Refused(
+                        crate::replica::StoreFailure::Refused(
                             "only managers forward store writes, and only to managers".into(),
                         ),
                     )));
@@ -638,6 +638,7 @@ impl NodeActorState {
     fn schedule_renewal(&mut self, myself: &ActorRef<NodeMsg>) {
         let fraction = self.rng.random_range(0.5..0.8);
         let at = self.creds.renewal_at(fraction);
+        #[allow(clippy::disallowed_methods)] // a certificate's expiry is wall-clock time
         let after = at
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
@@ -729,7 +730,7 @@ impl NodeActorState {
                     let _ = reply.send(Response::Failed(WireFailure::Invalid(e.to_string())));
                     return;
                 }
-                let args = crate::manager::StoreArgs {
+                let args = crate::replica::StoreArgs {
                     data_dir: self.data_dir.clone(),
                     raft_id,
                     node_id: self.creds.node_id,
@@ -741,7 +742,7 @@ impl NodeActorState {
                     managers: self.managers.clone(),
                 };
                 tokio::spawn(async move {
-                    let resp = match crate::manager::spawn_store(args).await {
+                    let resp = match crate::replica::spawn_store(args).await {
                         Ok((store, _)) => {
                             let _ = me.send_message(NodeMsg::StoreChanged(Some(store))); // node may be stopping
                             Response::Pong

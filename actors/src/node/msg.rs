@@ -48,7 +48,7 @@ pub enum NodeMsg {
     RotateToken(Role, RpcReplyPort<Result<JoinTokensView, String>>),
     Stats(RpcReplyPort<NodeStats>),
     /// The manager's store handle, if this node is a manager.
-    Store(RpcReplyPort<Option<crate::manager::StoreHandle>>),
+    Store(RpcReplyPort<Option<crate::replica::StoreHandle>>),
     /// Sends a request to a peer and hands back its answer (for the control API).
     Ask {
         addr: SocketAddr,
@@ -56,7 +56,7 @@ pub enum NodeMsg {
         reply: RpcReplyPort<Result<Response, String>>,
     },
     /// The store was started (promotion) or stopped (demotion) off the actor.
-    StoreChanged(Option<crate::manager::StoreHandle>),
+    StoreChanged(Option<crate::replica::StoreHandle>),
     /// Refuse a removed node from now on, here and (through one-way messages) on every member.
     Deny(crate::model::NodeId, RpcReplyPort<()>),
     /// Leave the cluster politely before shutting down.

@@ -25,8 +25,8 @@ use super::authority::{self, Authority};
 use ractor::ActorRef;
 
 use super::msg::{CaView, NodeMsg, RotationView};
-use crate::manager::{StoreFailure, StoreHandle};
 use crate::model::{NodeId, NodeState};
+use crate::replica::{StoreFailure, StoreHandle};
 use crate::store::{ClusterObject, RotationPhase};
 use crate::transport::Transport;
 use crate::wire::{Request, Response, TrustView, WireFailure};
@@ -59,6 +59,8 @@ async fn update_cluster(
         match store.propose(admission::put_cluster(next, version)).await {
             Ok(_) => return Ok(true),
             Err(StoreFailure::OutOfSequence(_)) if attempt < CLUSTER_WRITE_ATTEMPTS_MAX => {
+                #[allow(clippy::disallowed_methods)]
+                // a bounded backoff between compare-and-set attempts of an admin request
                 tokio::time::sleep(CLUSTER_WRITE_BACKOFF * attempt).await;
             }
             Err(e) => return Err(e),
@@ -78,6 +80,7 @@ pub async fn start(store: &StoreHandle, validity: Duration) -> Result<(), StoreF
     update_cluster(store, |obj| {
         let auth = Authority::from_cluster(obj, validity)
             .map_err(|e| StoreFailure::Refused(e.to_string()))?;
+        #[allow(clippy::disallowed_methods)] // a new root is issued at the real time
         auth.start_rotation(SystemTime::now())
             .map(Some)
             .map_err(|e| StoreFailure::Refused(e.to_string()))
@@ -104,6 +107,7 @@ pub async fn live_nodes(
 pub async fn advance(store: &StoreHandle, ready: &BTreeSet<NodeId>) -> Result<(), StoreFailure> {
     let live = live_nodes(store, ready).await?;
     let wrote = update_cluster(store, |obj| {
+        #[allow(clippy::disallowed_methods)] // new keys and token secrets must be unpredictable
         authority::advance(obj, &live, &mut rand::rng())
             .map_err(|e| StoreFailure::Refused(e.to_string()))
     })

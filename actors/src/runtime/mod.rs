@@ -170,11 +170,3 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         (None, None) => -1,
     }
 }
-
-/// Milliseconds since the Unix epoch, for log timestamps (I/O code: reading the clock is fine).
-fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

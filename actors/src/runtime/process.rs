@@ -38,7 +38,7 @@ use tracing::{debug, warn};
 use super::user::{Credentials, resolve_on_host};
 use super::{
     LOG_LINES_MAX, LogBuffer, LogLine, LogStream, Orphan, OrphanAction, RuntimeError,
-    RuntimeFuture, TaskContext, TaskRuntime, exit_code, unix_now_ms,
+    RuntimeFuture, TaskContext, TaskRuntime, exit_code,
 };
 use crate::model::{HealthCheck, NodeId, TaskId};
 
@@ -480,13 +480,16 @@ async fn pump_logs(
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => logs
-                .lock()
-                .expect("log lock")
-                .push_bytes(unix_now_ms(), stream, &buf[..n]),
+            Ok(n) => logs.lock().expect("log lock").push_bytes(
+                crate::clock::unix_ms(),
+                stream,
+                &buf[..n],
+            ),
         }
     }
-    logs.lock().expect("log lock").close(unix_now_ms(), stream);
+    logs.lock()
+        .expect("log lock")
+        .close(crate::clock::unix_ms(), stream);
 }
 
 /// The signal the kernel sends a task's shim when the node's spawner thread ends.

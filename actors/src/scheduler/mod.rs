@@ -22,6 +22,7 @@
 pub mod constraint;
 pub mod filter;
 mod spread;
+mod views;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +35,7 @@ use crate::model::{
 use constraint::{Constraint, Preference};
 use filter::{Rejection, RejectionCounts};
 use spread::SpreadTree;
+pub use views::{Unseen, node_views};
 
 /// A node as the scheduler and the orchestrators see it; the leader builds it from the store's
 /// node object and the membership view. Its strings and maps borrow from the node object: the

@@ -18,7 +18,7 @@ pub mod machine;
 mod msg;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::Value;
@@ -68,13 +68,6 @@ pub struct TaskActorState {
     registry: Option<Registry>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Actor for TaskActor {
     type Msg = TaskMsg;
     type State = TaskActorState;
@@ -95,7 +88,7 @@ impl Actor for TaskActor {
             args.ctx.spec.health.clone(),
             args.ctx.spec.stop_grace_period_ms,
             judge,
-            now_ms(),
+            crate::clock::unix_ms(),
         );
         Ok(TaskActorState {
             machine,
@@ -140,7 +133,9 @@ impl Actor for TaskActor {
             }
         };
         let mut out = Vec::new();
-        state.machine.handle(now_ms(), input, &mut out);
+        state
+            .machine
+            .handle(crate::clock::unix_ms(), input, &mut out);
         state.apply(&myself, out).await;
         Ok(())
     }

@@ -112,6 +112,8 @@ impl PeerTask {
         (sender, task)
     }
 
+    // The idle connection's timer: the transport is a shell, and its own sleep is its timer.
+    #[allow(clippy::disallowed_methods)]
     pub async fn run(mut self) {
         let idle = Duration::from_millis(self.shared.config.idle_timeout_ms);
         let mut shutdown = self.shared.shutdown.clone();

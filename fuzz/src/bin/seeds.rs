@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use raft::eraftpb::{Entry, Message, MessageType};
 use rand::SeedableRng;
-use swarm_actors::manager::chunks::{RaftChunk, split};
+use swarm_actors::replica::chunks::{RaftChunk, split};
 use swarm_actors::membership::{
     Membership, MembershipConfig, MembershipEffect, MembershipInput, Sender,
 };

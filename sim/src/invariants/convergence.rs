@@ -14,11 +14,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use swarm_actors::leader::plan::{Unseen, node_views};
 use swarm_actors::model::{Availability, NodeId, ServiceId, ServiceMode};
 use swarm_actors::scheduler::NodeView;
 use swarm_actors::scheduler::constraint::Constraint;
 use swarm_actors::scheduler::filter::check_static;
+use swarm_actors::scheduler::{Unseen, node_views};
 use swarm_actors::store::{Kind, ObjectBody, StoreState};
 
 use crate::clock::Millis;

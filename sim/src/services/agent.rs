@@ -5,7 +5,7 @@
 //!   time (a change during one asks for another after it); it goes to the last leader, or to
 //!   the managers in turn, follows one redirect, and fails after [`SESSION_TIMEOUT_MS`]; a poke
 //!   from a manager other than the one the session in flight went to abandons that session;
-//! - it reports every status that the last answer's store view would accept ([`accepts`]),
+//! - it reports every status that the last answer's store view would accept ([`TaskStatus::accepts`]),
 //!   plus the statuses of tasks it lost (a restarted node's tasks: FAILED);
 //! - on an answer: a new task with desired Running gets a [`TaskMachine`] and `Start`; a known
 //!   task whose desired state is past Running gets `Shutdown` once; a task no longer listed is
@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use swarm_actors::agent::{SESSION_INTERVAL_MS, SESSION_TIMEOUT_MS, lost_status};
-use swarm_actors::leader::plan::accepts;
+
 use swarm_actors::model::{ServiceId, Task, TaskId, TaskState, TaskStatus};
 use swarm_actors::task::{
     HealthJudge, RuntimeCmd, RuntimeEvent, TaskEffect, TaskInput, TaskMachine, TaskTimer,
@@ -30,6 +30,7 @@ use super::{Ev, Life, Reply};
 use crate::clock::Millis;
 use crate::invariants::one_task_per_slot;
 use crate::managers::{Ev as StoreEv, StoreWorld};
+use crate::trace::TraceKind;
 
 /// One task on the node.
 pub struct Local {
@@ -79,7 +80,7 @@ impl Agent {
             .filter(|(id, l)| {
                 self.known
                     .get(id)
-                    .is_none_or(|k| accepts(k, l.machine.status()))
+                    .is_none_or(|k| k.accepts(l.machine.status()))
             })
             .map(|(id, l)| (*id, l.machine.status().clone()))
             .chain(self.lost.iter().map(|(id, s)| (*id, s.clone())))
@@ -116,7 +117,7 @@ impl StoreWorld {
             seq: 0,
             again: false,
         });
-        self.svc_trace(at, i, 70, boot);
+        self.svc_trace(at, i, TraceKind::AgentStarted, boot);
         self.q.push(
             at + SESSION_INTERVAL_MS,
             StoreEv::Svc(Ev::AgentTick { node: i, boot }),
@@ -170,7 +171,7 @@ impl StoreWorld {
             at + SESSION_TIMEOUT_MS,
             StoreEv::Svc(Ev::SessionTimeout { node, boot, seq }),
         );
-        self.svc_trace(at, node, 71, n);
+        self.svc_trace(at, node, TraceKind::SessionSent, n);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -244,14 +245,14 @@ impl StoreWorld {
         match answer {
             Some(list) => {
                 svc.report.sessions_ok += 1;
-                self.svc_trace(at, node, 72, list.len() as u64);
+                self.svc_trace(at, node, TraceKind::SessionAnswered, list.len() as u64);
                 self.agent_apply(at, node, &list);
             }
             None => {
                 svc.report.sessions_failed += 1;
                 a.leader = None;
                 a.next_manager = a.next_manager.wrapping_add(1);
-                self.svc_trace(at, node, 73, 0);
+                self.svc_trace(at, node, TraceKind::SessionFailed, 0);
             }
         }
         let a = self.svc().agents[node].as_mut().expect("a live agent");
@@ -265,7 +266,7 @@ impl StoreWorld {
         a.known = list.iter().map(|t| (t.id, t.status.clone())).collect();
         let known = &a.known;
         a.lost
-            .retain(|id, s| known.get(id).is_some_and(|k| accepts(k, s)));
+            .retain(|id, s| known.get(id).is_some_and(|k| k.accepts(s)));
         let listed: BTreeSet<TaskId> = list.iter().map(|t| t.id).collect();
         // Dropping the machine ends its process: the real agent stops the task actor, which
         // removes what the runtime keeps of the task.
@@ -388,7 +389,7 @@ impl StoreWorld {
                     if matches!(status.state, TaskState::Failed | TaskState::Rejected) {
                         svc.report.tasks_failed += 1;
                     }
-                    self.trace.event(at, node, 74);
+                    self.trace.event(at, node, TraceKind::TaskReported);
                     self.trace.u64(task.0 as u64 ^ status.state as u64);
                 }
             }

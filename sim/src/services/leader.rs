@@ -27,12 +27,13 @@ use std::rc::Rc;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use swarm_actors::leader::answer;
-use swarm_actors::leader::plan::{self, PlanInput, Unseen, VersionedTask};
+use swarm_actors::leader::plan::{self, PlanInput, VersionedTask};
 use swarm_actors::leader::{
     DOWN_GRACE_MS, PASS_INTERVAL_MS, REPORTS_MAX, RETRY_MS, pass_debounce_ms, wake_fire_ms,
     wake_to_set,
 };
 use swarm_actors::model::{Service, ServiceId, Task, TaskId, TaskState, TaskStatus};
+use swarm_actors::scheduler::{Unseen, node_views};
 use swarm_actors::store::{Kind, OPS_PER_COMMAND_MAX, ObjectBody, Op};
 
 use super::{Ev, MAILBOX_MAX, Reply, Waiter, index};
@@ -40,6 +41,7 @@ use crate::clock::Millis;
 use crate::invariants::placement;
 use crate::managers::{Ev as StoreEv, Status as MgrStatus, StoreWorld};
 use crate::node::node_id;
+use crate::trace::TraceKind;
 
 /// A session waiting for the leader to finish its pass.
 struct Queued {
@@ -241,7 +243,7 @@ impl StoreWorld {
             ObjectBody::Node(n) => Some(n),
             _ => None,
         });
-        let views = plan::node_views(node_objects, &ready, unseen);
+        let views = node_views(node_objects, &ready, unseen);
         let rng = &mut l.rng;
         let mut new_id = || TaskId(rng.random::<u128>());
         let p = plan::plan(
@@ -307,7 +309,7 @@ impl StoreWorld {
             bad,
         });
         let ops_n = p.ops.len() as u64;
-        self.svc_trace(at, m, 60, ops_n);
+        self.svc_trace(at, m, TraceKind::Pass, ops_n);
         match first {
             Some(ops) => self.svc_propose(at, m, ops, Waiter::Pass { m, term }),
             None => self.leader_finish(at, m, true),

@@ -42,6 +42,7 @@ use crate::managers::{Ev as StoreEv, Status as MgrStatus, StoreWorld};
 use crate::net::Network;
 use crate::node::node_id;
 use crate::timeline::Change;
+use crate::trace::TraceKind;
 
 pub use agent::Agent;
 pub use leader::LeaderSim;
@@ -459,7 +460,7 @@ impl StoreWorld {
     }
 
     /// Hashes a services event into the trace.
-    fn svc_trace(&mut self, at: Millis, node: usize, kind: u8, v: u64) {
+    fn svc_trace(&mut self, at: Millis, node: usize, kind: TraceKind, v: u64) {
         self.trace.event(at, node, kind);
         self.trace.u64(v);
     }

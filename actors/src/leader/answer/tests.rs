@@ -174,7 +174,7 @@ fn an_assignment_stays_within_its_bound() {
     t.status.health = Some(crate::model::Health::Unhealthy);
     t.status.message = "é".repeat(STATUS_TEXT_BYTES_MAX);
     t.status.error = Some("x".repeat(STATUS_TEXT_BYTES_MAX * 4));
-    t.status = cut_status(&t.status).into_owned();
+    t.status = t.status.cut().into_owned();
     let name = "w".repeat(SERVICE_NAME_BYTES_MAX);
     let a = Assignment {
         task: t,
@@ -188,7 +188,7 @@ fn an_assignment_stays_within_its_bound() {
 fn status_texts_are_cut_at_a_character_boundary() {
     let mut s = TaskStatus::new(TaskState::Failed, 1, "é".repeat(STATUS_TEXT_BYTES_MAX));
     s.error = Some("x".repeat(STATUS_TEXT_BYTES_MAX + 1));
-    let cut = cut_status(&s);
+    let cut = s.cut();
     assert!(cut.message.len() <= STATUS_TEXT_BYTES_MAX);
     assert!(cut.message.len() > STATUS_TEXT_BYTES_MAX - 2);
     assert!(cut.message.chars().all(|c| c == 'é'));
@@ -197,5 +197,5 @@ fn status_texts_are_cut_at_a_character_boundary() {
         Some(STATUS_TEXT_BYTES_MAX)
     );
     let short = TaskStatus::new(TaskState::Running, 1, "running");
-    assert!(matches!(cut_status(&short), Cow::Borrowed(_)));
+    assert!(matches!(short.cut(), Cow::Borrowed(_)));
 }

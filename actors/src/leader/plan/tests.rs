@@ -6,6 +6,7 @@ use super::*;
 use crate::model::{Availability, ServiceMode, TaskState};
 use crate::orchestrator::tests_support::{service, task};
 use crate::scheduler::tests_support::node;
+use crate::scheduler::{Unseen, node_views};
 
 fn versioned(tasks: Vec<Task>) -> Vec<VersionedTask<'static>> {
     tasks
@@ -126,14 +127,14 @@ fn a_terminal_status_is_final() {
     orphaned.state = TaskState::Orphaned;
     let mut running = orphaned.clone();
     running.state = TaskState::Running;
-    assert!(!accepts(&orphaned, &running));
+    assert!(!orphaned.accepts(&running));
     let mut failed = orphaned.clone();
     failed.state = TaskState::Failed;
-    assert!(!accepts(&orphaned, &failed));
+    assert!(!orphaned.accepts(&failed));
     let mut healthy = running.clone();
     healthy.health = Some(crate::model::Health::Healthy);
-    assert!(accepts(&running, &healthy), "health changes within a state");
-    assert!(!accepts(&running, &running.clone()), "nothing new");
+    assert!(running.accepts(&healthy), "health changes within a state");
+    assert!(!running.accepts(&running.clone()), "nothing new");
 }
 
 #[test]

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use handle::AppliedTokens;
-pub use handle::StoreHandle;
+pub use handle::{Progress, StoreHandle};
 pub use msg::{ReadResult, StoreFailure, StoreMsg, StoreStatus};
 
 use crate::model::NodeId;
@@ -127,6 +127,8 @@ pub struct StoreActorState {
     rng_seed: u64,
     /// Shared with every handle: the join tokens as last applied (see [`AppliedTokens`]).
     tokens: AppliedTokens,
+    /// Shared with every handle: where this replica stands (see [`Progress`]).
+    progress: tokio::sync::watch::Sender<Progress>,
     /// The applied index and cluster object version `tokens` were last brought up to.
     tokens_checked_at: u64,
     tokens_version: Option<u64>,
@@ -141,12 +143,20 @@ pub const LEARNED_MAX: usize = 64;
 impl Actor for StoreActor {
     type Msg = StoreMsg;
     type State = StoreActorState;
-    type Arguments = (StoreArgs, AppliedTokens);
+    type Arguments = (
+        StoreArgs,
+        AppliedTokens,
+        tokio::sync::watch::Sender<Progress>,
+    );
 
     async fn pre_start(
         &self,
         myself: ActorRef<StoreMsg>,
-        (args, tokens): (StoreArgs, AppliedTokens),
+        (args, tokens, progress): (
+            StoreArgs,
+            AppliedTokens,
+            tokio::sync::watch::Sender<Progress>,
+        ),
     ) -> Result<StoreActorState, ActorProcessingErr> {
         let storage = RedbStorage::open(&args.data_dir)?;
         let tick = Duration::from_millis(args.config.tick_ms);
@@ -181,6 +191,7 @@ impl Actor for StoreActor {
             node_id: args.node_id,
             rng_seed: args.rng_seed,
             tokens,
+            progress,
             tokens_checked_at: 0,
             tokens_version: None,
         };
@@ -391,10 +402,7 @@ impl Actor for StoreActor {
                 }
                 None => {
                     let leader = state.machine.leader().filter(|l| *l != state.raft_id);
-                    let addr = leader.and_then(|l| {
-                        let known = state.machine.state().members().get(&l).map(|m| m.addr);
-                        known.or_else(|| state.learned.get(&l).copied())
-                    });
+                    let addr = leader.and_then(|l| state.addr_of(l));
                     let _ = reply.send(Response::NotLeader { leader: addr }); // as above
                 }
             },
@@ -436,6 +444,7 @@ impl Actor for StoreActor {
         state.finish_reads();
         state.follow_leadership(&myself).await;
         state.tell_leader_changed();
+        state.publish_progress();
         Ok(())
     }
 
@@ -677,6 +686,30 @@ impl StoreActorState {
         }
     }
 
+    /// Publishes where this replica stands, when that changed (see [`Progress`]).
+    fn publish_progress(&self) {
+        let leader = self.machine.leader();
+        let now = Progress {
+            term: self.machine.term(),
+            leading: self.machine.is_leader(),
+            leader_addr: leader
+                .filter(|l| *l != self.raft_id)
+                .and_then(|l| self.addr_of(l)),
+            applied_index: self.machine.state().applied_index(),
+        };
+        self.progress.send_if_modified(|p| {
+            let changed = *p != now;
+            *p = now;
+            changed
+        });
+    }
+
+    /// A raft peer's address: as the store lists it, or as learned from its traffic.
+    fn addr_of(&self, raft_id: u64) -> Option<SocketAddr> {
+        let known = self.machine.state().members().get(&raft_id).map(|m| m.addr);
+        known.or_else(|| self.learned.get(&raft_id).copied())
+    }
+
     /// Tells the leader actor the store applied new entries; it debounces.
     fn tell_leader_changed(&mut self) {
         let applied = self.machine.state().applied_index();
@@ -698,7 +731,11 @@ impl StoreActorState {
         match (leads, self.leader_actor.take()) {
             (true, None) => {
                 let args = crate::leader::LeaderArgs {
-                    store: StoreHandle::new(myself.clone(), self.tokens.clone()),
+                    store: StoreHandle::new(
+                        myself.clone(),
+                        self.tokens.clone(),
+                        self.progress.subscribe(),
+                    ),
                     term,
                     me: self.node_id,
                     members: self.members.clone(),
@@ -936,8 +973,9 @@ pub async fn spawn_store(
     args: StoreArgs,
 ) -> Result<(StoreHandle, tokio::task::JoinHandle<()>), ActorProcessingErr> {
     let tokens = AppliedTokens::default();
-    let (actor, join) = Actor::spawn(None, StoreActor, (args, tokens.clone())).await?;
-    Ok((StoreHandle::new(actor, tokens), join))
+    let (progress, watching) = tokio::sync::watch::channel(Progress::default());
+    let (actor, join) = Actor::spawn(None, StoreActor, (args, tokens.clone(), progress)).await?;
+    Ok((StoreHandle::new(actor, tokens, watching), join))
 }
 
 /// Whether a raft chunk that `from` sent under raft ID `raft_id` is taken.

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use ractor::{ActorRef, RpcReplyPort};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::OPERATION_TIMEOUT_MS;
 use super::msg::{ReadResult, StoreFailure, StoreMsg, StoreStatus};
@@ -32,15 +32,45 @@ impl AppliedTokens {
     }
 }
 
+/// Where this replica stands, as of the last message the StoreActor handled: what the node
+/// actor follows to start and stop the leader actor, and the leader actor to know the store
+/// applied something new. Published on a watch channel, so a reader sees the newest only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The raft term this replica knows.
+    pub term: u64,
+    /// This replica is the raft leader in `term`.
+    pub leading: bool,
+    /// The leader's address, when another manager leads and its address is known: where a
+    /// session that reached this manager is sent.
+    pub leader_addr: Option<SocketAddr>,
+    /// The last applied raft index.
+    pub applied_index: u64,
+}
+
 #[derive(Clone)]
 pub struct StoreHandle {
     actor: ActorRef<StoreMsg>,
     tokens: AppliedTokens,
+    progress: watch::Receiver<Progress>,
 }
 
 impl StoreHandle {
-    pub(crate) fn new(actor: ActorRef<StoreMsg>, tokens: AppliedTokens) -> Self {
-        Self { actor, tokens }
+    pub(crate) fn new(
+        actor: ActorRef<StoreMsg>,
+        tokens: AppliedTokens,
+        progress: watch::Receiver<Progress>,
+    ) -> Self {
+        Self {
+            actor,
+            tokens,
+            progress,
+        }
+    }
+
+    /// Where this replica stands now, and a receiver that learns of every change.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
     }
 
     /// The join tokens this replica holds now (see [`AppliedTokens`]); `None` before the
