@@ -14,6 +14,7 @@
 //! | module | responsibility |
 //! |---|---|
 //! | [`clock`] | virtual time and the event queue, ordered by (time, sequence) |
+//! | [`config`] | what a run is asked to do (`SimConfig`): a leaf that every layer reads |
 //! | [`net`] | the simulated network: delay, jitter (reordering), loss, duplication, partitions |
 //! | [`node`] | a simulated node: its membership machine, alive/crashed/paused, boot counter |
 //! | [`faults`] | the fault schedule drawn from the seed |
@@ -21,6 +22,7 @@
 //! | [`services`] | the services layer on the store: leader passes, node agents, task machines, operator |
 //! | [`timeline`] | what the membership loop did, recorded for the services layer to replay |
 //! | [`invariants`] | one file per invariant, checked after each step or at phase end |
+//! | [`observed`] | what the invariants read of the services layer (a trait it implements): a leaf |
 //! | [`trace`] | the running hash of everything delivered |
 //! | [`world`] | the run itself: phases, dispatch, figures, the report |
 //!
@@ -29,15 +31,18 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod config;
 pub mod faults;
 pub mod invariants;
 pub mod managers;
 pub mod net;
 pub mod node;
+pub mod observed;
 pub mod services;
 pub mod timeline;
 pub mod trace;
 pub mod world;
 
+pub use config::SimConfig;
 pub use faults::FaultKinds;
-pub use world::{SimConfig, SimReport, run};
+pub use world::{SimReport, run};

@@ -29,6 +29,7 @@ use swarm_actors::store::{
 };
 
 use crate::clock::{EventQueue, Millis};
+use crate::config::SimConfig;
 use crate::faults::{self, DUPLICATION_PCT, Fault};
 use crate::invariants::{committed_never_lost, one_leader_per_term, store_liveness};
 use crate::net::Network;
@@ -36,7 +37,6 @@ use crate::node::addr;
 use crate::services::{self, Services, ServicesReport};
 use crate::timeline::Batch;
 use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace, TraceKind};
-use crate::world::SimConfig;
 
 /// Raft messages a paused manager holds until it resumes; later ones are lost.
 pub const HELD_MESSAGES_MAX: usize = 4_096;

@@ -23,8 +23,8 @@ use swarm_actors::orchestrator::task_name;
 use swarm_actors::runtime::{LOG_LINES_MAX, LogLine};
 use swarm_actors::wire::{LOG_TASKS_MAX, Request, Response};
 
+use super::context::ControlContext;
 use super::proto::LogEntry;
-use super::server::ControlContext;
 use super::service::{find, manager_store, nodes, tasks};
 
 /// How long one node may take to answer a logs request.

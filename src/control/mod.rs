@@ -6,7 +6,9 @@
 
 mod cas;
 pub mod client;
+mod context;
 mod logs;
+mod nodes;
 pub mod proto;
 pub mod server;
 mod service;

@@ -16,10 +16,10 @@ use swarm_actors::scheduler::{Unseen, node_views};
 use swarm_actors::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
 
 use super::cas::{self, Failed};
+use super::context::ControlContext;
 use super::proto::{
     ProgressView, ServiceChange, ServiceDoc, ServiceInfo, SlotProgress, TASK_ROWS_MAX, TaskRow,
 };
-use super::server::ControlContext;
 use super::validate::{env_key, validate_env, validate_spec};
 
 /// Docker's answer when a worker is asked about cluster state.
@@ -412,7 +412,7 @@ pub async fn ps(ctx: &ControlContext, name: &str) -> Result<Vec<TaskRow>, String
 
 pub async fn node_ps(ctx: &ControlContext, node: &str) -> Result<Vec<TaskRow>, String> {
     let store = manager_store(ctx).await?;
-    let (list, _) = super::server::node_list(ctx, true).await?;
+    let (list, _) = super::nodes::node_list(ctx, true).await?;
     let node_id = super::proto::resolve(&list, node)?.id.clone();
     let found = services(&store).await?;
     let names = service_names(&found);

@@ -34,13 +34,17 @@
 //! | `codec.rs` | [`BincodeCodec`]: foca's headers and member updates in bincode |
 //! | `broadcast.rs` | [`NodeDescriptions`]: node descriptions as foca custom broadcasts |
 //! | `config.rs` | [`MembershipConfig`]: timings and bounds, checked once, turned into foca's config |
-//! | `machine.rs` | [`Membership`]: the state machine, its inputs, effects and events |
+//! | `interface.rs` | [`MembershipInput`], [`MembershipEffect`], [`MembershipEvent`], [`MembershipTimer`], [`MemberView`], [`MembershipStats`]: what goes in and comes out |
+//! | `machine/mod.rs` | [`Membership`]: the state machine, foca and its timers, datagram dispatch |
+//! | `machine/descriptions.rs` | descriptions pushed to new members, queued for gossip, checked |
+//! | `machine/news.rs` | the repair channels: digests of descriptions held, news of recent deaths |
 //! | `vetting.rs` | [`Sender`] and what is believed of a datagram given who really sent it |
 
 mod broadcast;
 mod codec;
 mod config;
 mod identity;
+mod interface;
 mod machine;
 mod vetting;
 
@@ -54,10 +58,13 @@ pub use broadcast::{
 pub use codec::{BincodeCodec, CODEC_BYTES_MAX, CodecError};
 pub use config::{DIGEST_FANOUT_MAX, DIGEST_FANOUT_SIZED_FOR, MembershipConfig};
 pub use identity::MemberId;
+pub use interface::{
+    MemberView, MembershipEffect, MembershipEvent, MembershipInput, MembershipStats,
+    MembershipTimer,
+};
 pub use machine::{
     DIGEST_ENTRIES_MAX, DOWN_NEWS_FANOUT, DOWN_NEWS_KEPT, DOWN_NEWS_MAX, DOWN_NEWS_TICKS,
-    MemberView, Membership, MembershipEffect, MembershipEvent, MembershipInput, MembershipStats,
-    MembershipTimer, SEEDS_MAX, TAG_DESCRIPTION, TAG_DIGEST, TAG_DOWNS, TAG_FOCA,
+    Membership, SEEDS_MAX, TAG_DESCRIPTION, TAG_DIGEST, TAG_DOWNS, TAG_FOCA,
 };
 pub use vetting::{RELAYED_BUMP_AHEAD_MAX, Sender, role_allowed};
 

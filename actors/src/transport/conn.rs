@@ -11,7 +11,7 @@ use rustls::pki_types::CertificateDer;
 use tracing::{debug, warn};
 
 use super::Inbound;
-use super::endpoint::Shared;
+use super::shared::Shared;
 use crate::trust::{PeerIdentity, peer_identity};
 use crate::wire::{OneWay, Request, Response, WireFailure, read_frame, write_frame};
 

@@ -27,13 +27,28 @@
 //! request and every stream read. A frame's buffer grows with the bytes that arrive, never
 //! from its length prefix alone. A bad frame resets only its stream. Sends to a dead peer never block the caller: its task
 //! drops what it cannot deliver and backs off its reconnect attempts (at most one in flight).
+//!
+//! # Layout
+//!
+//! | file | what |
+//! |---|---|
+//! | `endpoint.rs` | [`Transport`]: the handle the node holds; bind, send, deny, renew, shut down |
+//! | `shared.rs` | `Shared`: the state behind it, connections by address, the accept loop, requests |
+//! | `join.rs` | [`join`]: the one exchange of a node that has no certificate yet |
+//! | `conn.rs` | one connection: handshake identity, serving its streams and datagrams |
+//! | `peer.rs` | a peer's task and queues for one-way messages and datagrams |
+//! | `registry.rs` | connections by node (what `deny` closes) and connection budgets |
+//! | `config.rs`, `error.rs` | [`TransportConfig`], [`TransportError`] |
+//! | `tests/` | tests on real sockets; `tests/joining.rs` for joining |
 
 mod config;
 mod conn;
 mod endpoint;
 mod error;
+mod join;
 mod peer;
 mod registry;
+mod shared;
 
 #[cfg(test)]
 mod tests;
@@ -42,8 +57,9 @@ pub use config::{
     DATAGRAM_BYTES_MAX, RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS,
     STREAMS_PER_CONNECTION_LIMIT, TransportConfig,
 };
-pub use endpoint::{Transport, join};
+pub use endpoint::Transport;
 pub use error::TransportError;
+pub use join::join;
 
 use std::net::SocketAddr;
 

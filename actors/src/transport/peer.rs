@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::conn::Connected;
-use super::endpoint::Shared;
+use super::shared::Shared;
 use super::{RECONNECT_BACKOFF_MAX_MS, RECONNECT_BACKOFF_MIN_MS};
 use crate::wire::{OneWay, write_frame};
 

@@ -23,7 +23,7 @@ use swarm_actors::store::{Kind, ObjectBody, StoreState};
 
 use crate::clock::Millis;
 use crate::node::node_id;
-use crate::services::Agent;
+use crate::observed::RunningTasks;
 
 /// After heal, the time every service has to converge: membership heals (a few s), restarted
 /// nodes report their lost tasks, restart delays (up to 3 s) end, old tasks stop (grace up to
@@ -34,7 +34,7 @@ pub const BOUND_MS: Millis = 25_000;
 pub fn check(
     state: &StoreState,
     live: &BTreeSet<NodeId>,
-    agents: &[Option<Agent>],
+    agents: &[Option<impl RunningTasks>],
 ) -> Option<String> {
     let nodes = state.list(Kind::Node).filter_map(|o| match &o.body {
         ObjectBody::Node(n) => Some(n),

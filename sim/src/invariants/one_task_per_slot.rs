@@ -20,7 +20,7 @@ use swarm_actors::model::{ServiceId, TaskState};
 use swarm_actors::store::{Kind, ObjectBody, StoreState};
 
 use crate::clock::Millis;
-use crate::services::Agent;
+use crate::observed::RunningTasks;
 
 /// After heal, how long old tasks of cut-off nodes have to stop: a session (1 s) after
 /// membership sees the node again (a few s), then the longest stop grace the workload sets
@@ -52,7 +52,7 @@ pub fn check_store(at: Millis, manager: usize, state: &StoreState) -> Option<Str
 }
 
 /// (g2) over the task machines of every live node.
-pub fn check_machines(at: Millis, agents: &[Option<Agent>]) -> Option<String> {
+pub fn check_machines(at: Millis, agents: &[Option<impl RunningTasks>]) -> Option<String> {
     let mut seen: BTreeMap<(ServiceId, u64), usize> = BTreeMap::new();
     for (node, a) in agents.iter().enumerate() {
         let Some(a) = a else { continue };

@@ -60,6 +60,13 @@ pub struct Agent {
     again: bool,
 }
 
+// The invariants read an agent through this trait (crate::observed), not this module.
+impl crate::observed::RunningTasks for Agent {
+    fn running_tasks(&self) -> impl Iterator<Item = (TaskId, ServiceId, u64)> + '_ {
+        Agent::running_tasks(self)
+    }
+}
+
 impl Agent {
     /// Tasks whose machine is RUNNING: (task, service, slot).
     pub fn running_tasks(&self) -> impl Iterator<Item = (TaskId, ServiceId, u64)> + '_ {

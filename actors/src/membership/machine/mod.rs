@@ -30,9 +30,22 @@ use rand::rngs::StdRng;
 
 use super::broadcast::{DescriptionItem, retain_listed};
 use super::codec::bincode_config;
+use super::interface::{
+    MemberView, MembershipEffect, MembershipEvent, MembershipInput, MembershipStats,
+    MembershipTimer,
+};
 use super::vetting::{Sender, Vet, address_free_for, role_allowed};
 use super::{BincodeCodec, MemberId, MembershipConfig, MembershipError, NodeDescriptions};
 use crate::model::{NodeDescription, NodeId, NodeState};
+
+mod descriptions;
+mod news;
+
+use descriptions::check_description;
+pub use news::{
+    DIGEST_ENTRIES_MAX, DOWN_NEWS_FANOUT, DOWN_NEWS_KEPT, DOWN_NEWS_MAX, DOWN_NEWS_TICKS,
+    TAG_DIGEST, TAG_DOWNS,
+};
 
 /// First byte of a datagram that holds a foca packet.
 pub const TAG_FOCA: u8 = 0x46;
@@ -41,29 +54,6 @@ pub const TAG_FOCA: u8 = 0x46;
 pub const TAG_DESCRIPTION: u8 = 0x44;
 /// Most seed addresses remembered for re-announcing.
 pub const SEEDS_MAX: usize = 16;
-/// First byte of a datagram that holds a digest: `TAG_DIGEST | bincode Vec<(NodeId, bump,
-/// version)>`, at most [`DIGEST_ENTRIES_MAX`] entries.
-pub const TAG_DIGEST: u8 = 0x56;
-/// Most entries in one digest: 24 entries of at most 39 bytes fit any accepted packet.
-pub const DIGEST_ENTRIES_MAX: usize = 24;
-/// First byte of a datagram that holds news of deaths: `TAG_DOWNS | bincode Vec<MemberId>`, at
-/// most [`DOWN_NEWS_MAX`] identities the sender learned were Down in its last
-/// [`DOWN_NEWS_TICKS`] rebroadcast ticks, sent to [`DOWN_NEWS_FANOUT`] members each tick.
-pub const TAG_DOWNS: u8 = 0x58;
-/// Most identities in one news of deaths: 8 of at most 57 bytes (an IPv6 address) fit the
-/// smallest accepted packet.
-pub const DOWN_NEWS_MAX: usize = 8;
-/// Rebroadcast ticks a death is told for after we learned it (a minute at the LAN's 5 s).
-pub const DOWN_NEWS_TICKS: u64 = 12;
-/// Random live members told our news of deaths each rebroadcast tick, while we have some.
-pub const DOWN_NEWS_FANOUT: usize = 3;
-/// Most deaths kept to tell, newest first (about 50 KB); each datagram tells the next
-/// [`DOWN_NEWS_MAX`] of them in turn. Faults make many short-lived deaths: a split cluster
-/// declares the other side Down, and those come back under new identities (and leave the list)
-/// once it heals. A list shorter than half the cluster would lose real deaths to them.
-pub const DOWN_NEWS_KEPT: usize = 1024;
-/// Most owners asked for their description because of one digest.
-const DIGEST_PULLS_MAX: usize = 4;
 /// Most members asked for their description per rebroadcast tick.
 const PULLS_PER_TICK: usize = 8;
 /// Most Down members announced to per tick while we know no live member.
@@ -76,87 +66,6 @@ const DEFAULT_CLUSTER_SIZE_HINT: usize = 50;
 /// longer lists, looking for stale ones) when membership did not change; a change triggers
 /// one at the next tick. At 1,000 members a sweep costs about 0.2-0.5 ms.
 const SWEEP_EVERY_TICKS: u32 = 12;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MembershipTimer {
-    Foca(foca::Timer<MemberId>),
-    Rebroadcast,
-    Reannounce,
-    /// Gossip pending updates and broadcasts: set only while there are some (see
-    /// [`Membership::keep_gossiping`]).
-    Gossip,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MembershipInput {
-    /// Begin: set up our own periodic timers and queue our description.
-    Start,
-    /// A datagram, and who sent it as the transport proved it (see [`Sender`]).
-    Datagram {
-        from: Sender,
-        data: Bytes,
-    },
-    Timer(MembershipTimer),
-    /// Join through the node at this address (a seed, or any member we know of).
-    Announce(SocketAddr),
-    /// Our own description changed (labels, resources): its version grows and it is gossiped.
-    Describe(NodeDescription),
-    /// Leave the cluster: tell a few members we are going; the machine then ignores all input.
-    Leave,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MembershipEffect {
-    Send {
-        to: SocketAddr,
-        data: Bytes,
-    },
-    Schedule {
-        after: Duration,
-        timer: MembershipTimer,
-    },
-    Event(MembershipEvent),
-}
-
-/// What changed. Events are edges for reacting quickly; [`Membership::members`] is the state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MembershipEvent {
-    Up(NodeId),
-    Down(NodeId),
-    /// A newer description of another node arrived.
-    Described(NodeDescription),
-    /// The cluster declared us down; we took a new identity (bump + 1) and rejoined.
-    Rejoined,
-}
-
-/// One row of `node ls`, as this node sees the cluster.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MemberView {
-    pub id: NodeId,
-    pub addr: SocketAddr,
-    /// Ready (foca: alive or suspect) or Down.
-    pub state: NodeState,
-    pub description: Option<NodeDescription>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MembershipStats {
-    pub members_active: usize,
-    pub members_listed: usize,
-    pub descriptions: usize,
-    pub updates_backlog: usize,
-    pub broadcast_backlog: usize,
-    pub datagrams_in: u64,
-    /// Datagrams that did not decode or that foca refused; each changed nothing.
-    pub datagrams_refused: u64,
-    /// Errors from foca on timers and sends (foca's own bugs or our codec's).
-    pub foca_errors: u64,
-    pub descriptions_refused: u64,
-    /// Packets, updates and descriptions refused because their sender spoke for another node
-    /// (see `vetting.rs`); each changed nothing.
-    pub lies_refused: u64,
-    pub rejoins: u64,
-}
 
 /// Collects foca's calls into effects; notifications wait until foca returns, because
 /// reacting to them needs the machine.
@@ -536,128 +445,6 @@ impl Membership {
         handled.is_ok()
     }
 
-    fn direct_description(
-        &mut self,
-        from: Sender,
-        rest: &[u8],
-        out: &mut Vec<MembershipEffect>,
-    ) -> bool {
-        let Ok((reply_to, used)) =
-            bincode::serde::decode_from_slice::<Option<SocketAddr>, _>(rest, bincode_config())
-        else {
-            return false;
-        };
-        let Ok(item) = DescriptionItem::decode(&rest[used..], self.handler.item_bytes_max()) else {
-            return false;
-        };
-        // Only a node itself describes itself, and only in a role its certificate carries.
-        if item.description.id != from.id || !role_allowed(from.role, item.description.role) {
-            self.stats.lies_refused += 1;
-            return false;
-        }
-        let sender = reply_to.unwrap_or(item.description.addr);
-        let id = MemberId {
-            id: item.description.id,
-            addr: sender,
-            bump: item.bump,
-        };
-        if !address_free_for(&id, self.foca.member_at(&sender)) {
-            // Another live node's address: not the sender's to take.
-            self.stats.lies_refused += 1;
-            return false;
-        }
-        // Whether it was newer or not, it was well formed; `react` reports a newer one.
-        self.handler.offer(&item);
-        // A node pushes its description to members it has just seen come up, or asks for ours
-        // because it lists us: it is alive. If we do not list it as live under that identity,
-        // we take it as a member (without gossiping it: this is news to us, not to the cluster).
-        // Otherwise a node that joined or restarted into a large cluster learns a quiet member
-        // only from random feeds or when that member's probe round reaches it, which at 200
-        // nodes takes longer than the 10 s a heal allows and at 1,000 nodes minutes. A node we
-        // hold Down under that identity stays Down: foca never revives a Down identity.
-        if sender != self.me().addr && !self.is_listed_at(sender, item.description.id, item.bump) {
-            let mut rt = Collect {
-                out,
-                notes: &mut self.notes,
-            };
-            if self
-                .foca
-                .apply_many(std::iter::once(Member::alive(id)), false, &mut rt)
-                .is_err()
-            {
-                self.stats.foca_errors += 1;
-            }
-        }
-        if let Some(to) = reply_to
-            && to != self.me().addr
-        {
-            self.push_description(to, false, out);
-        }
-        true
-    }
-
-    /// Sends our description straight to `to`, asking for theirs in return if `want_reply`.
-    fn push_description(
-        &mut self,
-        to: SocketAddr,
-        want_reply: bool,
-        out: &mut Vec<MembershipEffect>,
-    ) {
-        let reply_to = want_reply.then_some(self.me().addr);
-        let head = bincode::serde::encode_to_vec(reply_to, bincode_config());
-        let item = self.own_item().encode();
-        match (head, item) {
-            (Ok(head), Ok(item)) => {
-                let mut data = Vec::with_capacity(1 + head.len() + item.len());
-                data.push(TAG_DESCRIPTION);
-                data.extend_from_slice(&head);
-                data.extend_from_slice(&item);
-                out.push(MembershipEffect::Send {
-                    to,
-                    data: data.into(),
-                });
-            }
-            // Our description was checked when it was set, so this is a bug worth counting.
-            _ => self.stats.foca_errors += 1,
-        }
-    }
-
-    fn own_item(&self) -> DescriptionItem {
-        DescriptionItem {
-            bump: self.me().bump,
-            description: self.own.clone(),
-        }
-    }
-
-    /// Puts our description (again) on foca's broadcast queue.
-    fn queue_own(&mut self) {
-        let queued = self
-            .own_item()
-            .encode()
-            .map_err(|_| ())
-            .and_then(|data| self.foca.add_broadcast(&data).map_err(|_| ()));
-        if queued.is_err() {
-            self.stats.foca_errors += 1;
-        }
-    }
-
-    fn describe(&mut self, mut d: NodeDescription, out: &mut Vec<MembershipEffect>) {
-        d.version = d.version.max(self.own.version.saturating_add(1));
-        if self.check_description(&d).is_err() {
-            self.stats.descriptions_refused += 1;
-            return;
-        }
-        self.own = d;
-        self.queue_own();
-        self.gossip(out);
-        // Nobody relays a description for its node (see `vetting.rs`): every live member gets
-        // the change from us directly. Changes are rare (labels, role, resources).
-        let live: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
-        for to in live {
-            self.push_description(to, false, out);
-        }
-    }
-
     fn rebroadcast(&mut self, out: &mut Vec<MembershipEffect>) {
         out.push(MembershipEffect::Schedule {
             after: Duration::from_millis(self.config.rebroadcast_period_ms),
@@ -723,164 +510,6 @@ impl Membership {
         }
         let pick = rand::RngExt::random_range(&mut self.rng, 0..active);
         self.foca.iter_members().nth(pick).map(|m| m.id().addr)
-    }
-
-    fn send_digest(&mut self, out: &mut Vec<MembershipEffect>) {
-        if self.foca.num_members() == 0 {
-            return;
-        }
-        let me = self.me();
-        let mut entries = vec![(me.id, me.bump, self.own.version)];
-        let rank = |id: &NodeId| {
-            let item = self.descriptions.get(id)?;
-            Some((*id, item.bump, item.description.version))
-        };
-        entries.extend(self.recent.iter().filter_map(rank));
-        let window: Vec<NodeId> = self
-            .descriptions
-            .range(self.digest_cursor..)
-            .map(|(id, _)| *id)
-            .chain(self.descriptions.keys().copied())
-            .take(DIGEST_ENTRIES_MAX)
-            .collect();
-        for id in window {
-            if entries.len() >= DIGEST_ENTRIES_MAX {
-                break;
-            }
-            if entries.iter().all(|e| e.0 != id)
-                && let Some(entry) = rank(&id)
-            {
-                entries.push(entry);
-            }
-            self.digest_cursor = NodeId(id.0.wrapping_add(1));
-        }
-        let Some(data) = self.tagged(TAG_DIGEST, &entries) else {
-            return;
-        };
-        for _ in 0..MembershipConfig::digest_fanout(self.size_hint) {
-            if let Some(to) = self.random_member() {
-                out.push(MembershipEffect::Send {
-                    to,
-                    data: data.clone(),
-                });
-            }
-        }
-    }
-
-    /// Tells [`DOWN_NEWS_FANOUT`] random live members the deaths we learned in the last
-    /// [`DOWN_NEWS_TICKS`], but for those whose node has come back (a live member at its
-    /// address, under a newer identity).
-    fn tell_deaths(&mut self, out: &mut Vec<MembershipEffect>) {
-        let (foca, now) = (&self.foca, self.ticks);
-        self.down_news.retain(|(id, learned)| {
-            now - learned <= DOWN_NEWS_TICKS
-                && foca
-                    .member_at(&id.addr)
-                    .is_none_or(|m| m.state() == State::Down)
-        });
-        if self.down_news.is_empty() || self.foca.num_members() == 0 {
-            return;
-        }
-        for _ in 0..DOWN_NEWS_FANOUT {
-            let kept = self.down_news.len();
-            let start = self.news_cursor % kept;
-            let dead: Vec<MemberId> = (0..kept.min(DOWN_NEWS_MAX))
-                .map(|k| self.down_news[(start + k) % kept].0.clone())
-                .collect();
-            self.news_cursor = start + dead.len();
-            if let Some(to) = self.random_member()
-                && let Some(data) = self.tagged(TAG_DOWNS, &dead)
-            {
-                out.push(MembershipEffect::Send { to, data });
-            }
-        }
-    }
-
-    /// `tag` then `body` in bincode; `None` (counted) if it does not encode.
-    fn tagged(&mut self, tag: u8, body: &impl serde::Serialize) -> Option<Bytes> {
-        match bincode::serde::encode_to_vec(body, bincode_config()) {
-            Ok(body) => {
-                let mut data = Vec::with_capacity(body.len() + 1);
-                data.push(tag);
-                data.extend_from_slice(&body);
-                Some(data.into())
-            }
-            Err(_) => {
-                self.stats.foca_errors += 1;
-                None
-            }
-        }
-    }
-
-    /// News of deaths: every identity in it is Down, as the sender learned, and so is any older
-    /// identity of that node that we still list as alive or suspect at that address. Down is
-    /// final for an identity: a node that comes back does so under a newer one, which a stale
-    /// death cannot touch. We gossip each death we take on.
-    fn down_news(&mut self, body: &[u8], out: &mut Vec<MembershipEffect>) -> bool {
-        let Some(dead) = decode_list::<MemberId>(body, DOWN_NEWS_MAX) else {
-            return false;
-        };
-        // An identity of the same node at the same address that is not newer is gone too: the
-        // dead one superseded it (we may have missed the rejoin in between).
-        let news: Vec<Member<MemberId>> = dead
-            .iter()
-            .filter_map(|id| {
-                self.foca.member_at(&id.addr).filter(|m| {
-                    m.state() != State::Down && m.id().id == id.id && m.id().bump <= id.bump
-                })
-            })
-            .map(|m| Member::down(m.id().clone()))
-            .collect();
-        if news.is_empty() {
-            return true;
-        }
-        let mut rt = Collect {
-            out,
-            notes: &mut self.notes,
-        };
-        if self
-            .foca
-            .apply_many(news.into_iter(), true, &mut rt)
-            .is_err()
-        {
-            self.stats.foca_errors += 1;
-        }
-        true
-    }
-
-    /// A digest: ask the owners of descriptions newer than ours for them.
-    fn digest(&mut self, body: &[u8], out: &mut Vec<MembershipEffect>) -> bool {
-        let Some(entries) = decode_list::<(NodeId, u64, u64)>(body, DIGEST_ENTRIES_MAX) else {
-            return false;
-        };
-        let me = self.me().id;
-        let wanted: BTreeSet<NodeId> = entries
-            .iter()
-            .filter(|(id, bump, version)| {
-                *id != me
-                    && *id != NodeId::UNKNOWN
-                    && self
-                        .descriptions
-                        .get(id)
-                        .is_none_or(|item| item.rank() < (*bump, *version))
-            })
-            .map(|(id, _, _)| *id)
-            .take(DIGEST_PULLS_MAX)
-            .collect();
-        if wanted.is_empty() {
-            return true;
-        }
-        let owners: Vec<SocketAddr> = self
-            .foca
-            .iter_members()
-            .map(|m| m.id())
-            .filter(|id| wanted.contains(&id.id))
-            .map(|id| id.addr)
-            .collect();
-        for addr in owners {
-            self.push_description(addr, true, out);
-        }
-        true
     }
 
     fn reannounce(&mut self, out: &mut Vec<MembershipEffect>) {
@@ -978,40 +607,4 @@ impl Membership {
             out.push(MembershipEffect::Event(MembershipEvent::Described(d)));
         }
     }
-}
-
-/// A bincode list that fills `body` exactly and holds at most `max` items (digests, news of
-/// deaths); `None` for anything else.
-fn decode_list<T: serde::de::DeserializeOwned>(body: &[u8], max: usize) -> Option<Vec<T>> {
-    let (items, used) =
-        bincode::serde::decode_from_slice::<Vec<T>, _>(body, bincode_config()).ok()?;
-    (used == body.len() && items.len() <= max).then_some(items)
-}
-
-fn check_description(
-    me: &MemberId,
-    d: &NodeDescription,
-    item_bytes_max: usize,
-) -> Result<(), MembershipError> {
-    d.validate()?;
-    if d.id != me.id {
-        return Err(MembershipError::DescriptionNotOurs {
-            expected: me.id,
-            got: d.id,
-        });
-    }
-    let bytes = DescriptionItem {
-        bump: me.bump,
-        description: d.clone(),
-    }
-    .encode()
-    .map_err(MembershipError::Encode)?
-    .len();
-    if bytes > item_bytes_max {
-        return Err(MembershipError::DescriptionTooLarge {
-            bytes,
-            max: item_bytes_max,
-        });
-    }
-    Ok(())
 }
