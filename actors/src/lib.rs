@@ -14,7 +14,7 @@
 //! | [`task`] | the TaskMachine (one task's life, sans-IO) and the TaskActor that drives a runtime |
 //! | [`runtime`] | how a task runs: an OS process, or a container on the Docker Engine |
 //! | [`store`] | the raft-replicated cluster store (raft-rs over redb) as a sans-IO machine, and its state machine of objects |
-//! | [`replica`] | the StoreActor that hosts this manager's replica of the store, carries raft traffic, forwards writes to the leader |
+//! | [`replica`] | the StoreActor that hosts this manager's replica of the store and carries raft traffic; its sans-IO `Router` decides where each request goes (raft here, one forward to the leader, retry while an election runs, quorum answers, expiry) |
 //! | [`leader`] | the leader actor: lives only on the store's raft leader; orchestrators, scheduler and dispatcher in one pure pass (`leader::plan`) |
 //! | [`registry`] | the per-node registry of named actors that the admin shell talks to |
 //! | [`scheduler`] | placement as a pure function: filters (availability, runtime, constraints, resources) and spread |

@@ -83,13 +83,23 @@ impl StoreHandle {
         &self.actor
     }
 
+    /// Asks the actor; `writes` says whether the request may write (then an answer that never
+    /// comes means the write may have committed).
     async fn call<T: Send + 'static>(
         &self,
+        writes: bool,
         msg: impl FnOnce(RpcReplyPort<Result<T, StoreFailure>>) -> StoreMsg,
     ) -> Result<T, StoreFailure> {
         // A little longer than the actor's own timeout, so its answer wins when it has one.
         match crate::ask::ask(&self.actor, msg, OPERATION_TIMEOUT_MS + 1_000).await {
             Ok(result) => result,
+            Err(AskError::Timeout | AskError::Dropped) if writes => {
+                Err(StoreFailure::MayHaveCommitted(
+                    "the store did not answer in time; the write may have committed: read \
+                     before retrying"
+                        .into(),
+                ))
+            }
             Err(AskError::Timeout | AskError::Dropped) => Err(StoreFailure::Timeout),
             Err(AskError::Gone(e)) => Err(StoreFailure::Refused(format!(
                 "the store is not running: {e}"
@@ -99,12 +109,13 @@ impl StoreHandle {
 
     /// Commits a command through raft; the raft index it was applied at.
     pub async fn propose(&self, cmd: StoreCommand) -> Result<u64, StoreFailure> {
-        self.call(|reply| StoreMsg::Propose { cmd, reply }).await
+        self.call(true, |reply| StoreMsg::Propose { cmd, reply })
+            .await
     }
 
     /// Objects of one kind, confirmed with the leader first when `linearizable`.
     pub async fn read(&self, kind: Kind, linearizable: bool) -> Result<ReadResult, StoreFailure> {
-        self.call(|reply| StoreMsg::Read {
+        self.call(false, |reply| StoreMsg::Read {
             kind,
             linearizable,
             reply,
@@ -118,7 +129,7 @@ impl StoreHandle {
         node_id: NodeId,
         addr: SocketAddr,
     ) -> Result<u64, StoreFailure> {
-        self.call(|reply| StoreMsg::AddVoter {
+        self.call(true, |reply| StoreMsg::AddVoter {
             raft_id,
             node_id,
             addr,
@@ -128,12 +139,12 @@ impl StoreHandle {
     }
 
     pub async fn remove_voter(&self, raft_id: u64) -> Result<u64, StoreFailure> {
-        self.call(|reply| StoreMsg::RemoveVoter { raft_id, reply })
+        self.call(true, |reply| StoreMsg::RemoveVoter { raft_id, reply })
             .await
     }
 
     pub async fn status(&self) -> Result<StoreStatus, StoreFailure> {
-        self.call(StoreMsg::Status).await
+        self.call(false, StoreMsg::Status).await
     }
 
     /// Hands an operation another manager forwarded to the actor; the answer goes to `reply`.

@@ -1,20 +1,24 @@
 //! The StoreActor: one per manager. It hosts the raft-replicated cluster store
 //! ([`crate::store::StoreMachine`] over redb), carries raft messages over the transport, and
-//! answers the node's reads and writes: proposals on a follower are forwarded to the leader once,
-//! linearizable reads wait for a read index, and without a leader writes fail fast with the count
-//! of reachable managers.
+//! answers the node's reads and writes. Where each request goes (to raft here, forwarded to
+//! the leader once, retried while an election runs, answered with quorum information) is
+//! decided by the sans-IO [`router::Router`]; this actor is the shell that carries out its
+//! effects: forwards over the transport, timers, answers.
 //!
 //! ```text
-//!  control API / NodeActor ──Propose/Read──▶ StoreActor ──▶ StoreMachine (sans-IO raft + state)
-//!  transport ──OneWay::Raft chunks──▶ Assembler ──┘   │ effects: Send / Applied / ReadReady / …
-//!  transport ◀── chunks ◀── Send ─────────────────────┘
+//!  control API / NodeActor ──Propose/Read──▶ StoreActor ──▶ Router ──▶ StoreMachine (sans-IO)
+//!  transport ──OneWay::Raft chunks──▶ Assembler ──┘   │ effects: Send / Forward / Answer / …
+//!  transport ◀── chunks / forwards ◀──────────────────┘
 //! ```
 
 pub mod chunks;
 mod handle;
 mod msg;
+pub mod router;
+#[cfg(test)]
+mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,20 +30,16 @@ use tracing::{debug, info, warn};
 use handle::AppliedTokens;
 pub use handle::{Progress, StoreHandle};
 pub use msg::{ReadResult, StoreFailure, StoreMsg, StoreStatus};
+pub use router::{LEADER_DOWN_RETRY_MS, OPERATION_TIMEOUT_MS, PENDING_MAX};
 
 use crate::model::NodeId;
 use crate::store::{
-    Bootstrap, Kind, ObjectBody, RedbStorage, StoreConfig, StoreEffect, StoreError, StoreInput,
-    StoreMachine,
+    Bootstrap, Kind, ObjectBody, RedbStorage, StoreConfig, StoreEffect, StoreMachine,
 };
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
 use crate::wire::{OneWay, Request, Response, StoreReply, StoreRequest};
 use chunks::Assembler;
-
-/// Operations waiting for raft at once; past it, new ones are refused `Busy`.
-pub const PENDING_MAX: usize = 1_024;
-/// How long an operation may wait for raft before it is answered `Timeout`.
-pub const OPERATION_TIMEOUT_MS: u64 = 5_000;
+use router::{Answer, Router, RouterEffect, RouterInput};
 
 pub struct StoreArgs {
     pub data_dir: PathBuf,
@@ -58,56 +58,31 @@ pub struct StoreArgs {
 
 pub struct StoreActor;
 
+/// Who waits for a request's answer (the router holds it, opaque).
 enum Waiter {
-    Local(RpcReplyPort<Result<u64, StoreFailure>>),
-    Remote(oneshot::Sender<Response>),
-}
-
-struct Pending {
-    waiter: Waiter,
-    /// Kept for forwarding to the leader when this manager is not it (local operations only:
-    /// a forwarded one is not forwarded again, so one hop bounds the chase).
-    op: Option<StoreRequest>,
-    since_ms: u64,
-    /// While the operation is forwarded: the leader's node and the forward's number. A forward
-    /// to a leader that membership then sees Down is abandoned (its late answer is ignored)
-    /// and the operation asks raft again.
-    forwarded: Option<(NodeId, u64)>,
-}
-
-/// Who waits for a read index: a local reader (answered with objects once applied), or a
-/// follower that asked us as the leader (answered with the index alone).
-enum ReadWaiter {
-    Local {
+    /// A write or voter change of this node: answered with the raft index.
+    Write(RpcReplyPort<Result<u64, StoreFailure>>),
+    /// A linearizable read of this node: answered with the objects once the read index is
+    /// applied here.
+    Read {
         kind: Kind,
         reply: RpcReplyPort<Result<ReadResult, StoreFailure>>,
     },
-    Remote(oneshot::Sender<Response>),
-}
-
-struct PendingRead {
-    waiter: ReadWaiter,
-    /// Set when the leader confirmed the read index.
-    index: Option<u64>,
-    since_ms: u64,
-    /// While the read index is asked of the leader: its node and the forward's number (see
-    /// `Pending::forwarded`).
-    forwarded: Option<(NodeId, u64)>,
+    /// Another manager that forwarded a request to us as the leader.
+    Peer(oneshot::Sender<Response>),
 }
 
 pub struct StoreActorState {
     machine: StoreMachine<RedbStorage>,
     transport: Transport,
     raft_id: u64,
-    next_req: u64,
-    pending: BTreeMap<u64, Pending>,
-    reads: BTreeMap<u64, PendingRead>,
+    /// Every request waiting for an answer, and where each goes (see [`router`]).
+    router: Router<Waiter>,
     assembler: Assembler,
     managers: crate::node::ManagerSet,
     /// Raft chunks refused because their sender is no voter or spoke as another.
     raft_refused: u64,
     next_message: u64,
-    reachable: BTreeSet<NodeId>,
     /// Membership's last view, handed to a leader actor when it starts.
     members: Vec<crate::membership::MemberView>,
     /// Where raft peers were last heard from. A manager that just joined does not know its
@@ -121,8 +96,6 @@ pub struct StoreActorState {
     leadership: Option<(Option<u64>, u64)>,
     /// The applied index the leader actor was last told about.
     leader_synced: u64,
-    /// Numbers forwards, so that the late answer of an abandoned one is recognised.
-    next_forward: u64,
     node_id: NodeId,
     rng_seed: u64,
     /// Shared with every handle: the join tokens as last applied (see [`AppliedTokens`]).
@@ -133,9 +106,6 @@ pub struct StoreActorState {
     tokens_checked_at: u64,
     tokens_version: Option<u64>,
 }
-
-/// How long an operation waits before asking raft again when the leader raft names is Down.
-pub const LEADER_DOWN_RETRY_MS: u64 = 50;
 
 /// Raft peers whose address is remembered from their traffic.
 pub const LEARNED_MAX: usize = 64;
@@ -173,21 +143,17 @@ impl Actor for StoreActor {
             machine,
             transport: args.transport,
             raft_id: args.raft_id,
-            next_req: 1,
-            pending: BTreeMap::new(),
-            reads: BTreeMap::new(),
+            router: Router::default(),
             assembler: Assembler::default(),
             managers: args.managers,
             raft_refused: 0,
             next_message: 0,
-            reachable: BTreeSet::new(),
             members: Vec::new(),
             learned: BTreeMap::new(),
             registry: args.registry,
             leader_actor: None,
             leadership: None,
             leader_synced: 0,
-            next_forward: 0,
             node_id: args.node_id,
             rng_seed: args.rng_seed,
             tokens,
@@ -207,91 +173,50 @@ impl Actor for StoreActor {
         state: &mut StoreActorState,
     ) -> Result<(), ActorProcessingErr> {
         let now = crate::clock::unix_ms();
-        let mut out = Vec::new();
-        match msg {
-            StoreMsg::Tick => {
-                state.machine.handle(now, StoreInput::Tick, &mut out);
-                state.expire(now);
-            }
+        let request = |op, waiter| RouterInput::Request {
+            op,
+            from_peer: false,
+            waiter,
+        };
+        let input = match msg {
+            StoreMsg::Tick => Some(RouterInput::Tick),
             StoreMsg::Raft {
                 chunk,
                 remote,
                 from,
-            } => {
-                if let Err(why) = raft_sender_allowed(
-                    state.machine.state().members(),
-                    &state.machine.voters(),
-                    &state.managers,
-                    &from,
-                    chunk.from,
-                ) {
-                    state.raft_refused += 1;
-                    debug!(node = %from.node_id, raft_id = chunk.from, "raft chunk refused: {why}");
-                    return Ok(());
-                }
-                state.learn(chunk.from, remote);
-                let sender = chunk.from;
-                match state.assembler.take(from.node_id, chunk) {
-                    Ok(Some(bytes)) => state.machine.handle(
-                        now,
-                        StoreInput::Message {
-                            from: sender,
-                            bytes,
-                        },
-                        &mut out,
-                    ),
-                    Ok(None) => {}
-                    Err(e) => debug!(error = %e, "raft chunk refused"),
-                }
-            }
+            } => state.raft_chunk(chunk, remote, from),
             StoreMsg::Propose { cmd, reply } => {
-                if let Some(req) = state.admit(
-                    Waiter::Local(reply),
-                    Some(StoreRequest::Propose(cmd.clone())),
-                    now,
-                ) {
-                    state
-                        .machine
-                        .handle(now, StoreInput::Propose { req, cmd }, &mut out);
-                }
+                Some(request(StoreRequest::Propose(cmd), Waiter::Write(reply)))
             }
-            StoreMsg::Forwarded { reply, from, .. } if !state.is_voter(from) => {
+            StoreMsg::Forwarded { reply, from, .. } | StoreMsg::ForwardedRead { reply, from }
+                if !state.is_voter(from) =>
+            {
                 let _ = reply.send(not_a_voter(from)); // the asker may have gone
+                None
             }
-            StoreMsg::ForwardedRead { reply, from } if !state.is_voter(from) => {
-                let _ = reply.send(not_a_voter(from)); // the asker may have gone
-            }
-            StoreMsg::Forwarded { op, reply, .. } => {
-                if let Some(req) = state.admit(Waiter::Remote(reply), None, now) {
-                    state.machine.handle(now, op_input(req, op), &mut out);
-                }
-            }
+            StoreMsg::Forwarded { op, reply, .. } => Some(RouterInput::Request {
+                op,
+                from_peer: true,
+                waiter: Waiter::Peer(reply),
+            }),
+            StoreMsg::ForwardedRead { reply, .. } => Some(RouterInput::Request {
+                op: StoreRequest::ReadIndex,
+                from_peer: true,
+                waiter: Waiter::Peer(reply),
+            }),
             StoreMsg::Read {
                 kind,
-                linearizable,
+                linearizable: false,
                 reply,
             } => {
-                if !linearizable {
-                    let result = state.read_now(kind, state.machine.leader().is_none());
-                    let _ = reply.send(Ok(result)); // the caller may have gone
-                } else if state.pending.len() + state.reads.len() >= PENDING_MAX {
-                    let _ = reply.send(Err(StoreFailure::Busy)); // as above
-                } else {
-                    let req = state.next_req();
-                    state.reads.insert(
-                        req,
-                        PendingRead {
-                            waiter: ReadWaiter::Local { kind, reply },
-                            index: None,
-                            since_ms: now,
-                            forwarded: None,
-                        },
-                    );
-                    state
-                        .machine
-                        .handle(now, StoreInput::ReadIndex { req }, &mut out);
-                }
+                let result = state.read_now(kind, state.machine.leader().is_none());
+                let _ = reply.send(Ok(result)); // the caller may have gone
+                None
             }
+            StoreMsg::Read { kind, reply, .. } => Some(request(
+                StoreRequest::ReadIndex,
+                Waiter::Read { kind, reply },
+            )),
             StoreMsg::AddVoter {
                 raft_id,
                 node_id,
@@ -303,145 +228,66 @@ impl Actor for StoreActor {
                     node_id,
                     addr,
                 };
-                if let Some(req) = state.admit(Waiter::Local(reply), Some(op), now) {
-                    let input = StoreInput::AddVoter {
-                        req,
-                        raft_id,
-                        node_id,
-                        addr,
-                    };
-                    state.machine.handle(now, input, &mut out);
-                }
+                Some(request(op, Waiter::Write(reply)))
             }
-            StoreMsg::RemoveVoter { raft_id, reply } => {
-                let op = StoreRequest::RemoveVoter { raft_id };
-                if let Some(req) = state.admit(Waiter::Local(reply), Some(op), now) {
-                    let input = StoreInput::RemoveVoter { req, raft_id };
-                    state.machine.handle(now, input, &mut out);
-                }
-            }
-            StoreMsg::ForwardedRead { reply, .. } => {
-                if state.pending.len() + state.reads.len() >= PENDING_MAX {
-                    let busy = Response::Store(StoreReply::Failed(StoreFailure::Busy));
-                    let _ = reply.send(busy); // the asker may have gone
-                } else {
-                    let req = state.next_req();
-                    state.reads.insert(
-                        req,
-                        PendingRead {
-                            waiter: ReadWaiter::Remote(reply),
-                            index: None,
-                            since_ms: now,
-                            forwarded: None,
-                        },
-                    );
-                    state
-                        .machine
-                        .handle(now, StoreInput::ReadIndex { req }, &mut out);
-                }
-            }
-            StoreMsg::ReadIndexDone {
-                req,
-                forward,
-                result,
-            } => {
-                let current = state
-                    .reads
-                    .get(&req)
-                    .is_some_and(|r| r.forwarded.is_some_and(|(_, f)| f == forward));
-                match result {
-                    Ok(index) if current => {
-                        if let Some(r) = state.reads.get_mut(&req) {
-                            r.index = Some(index);
-                            r.forwarded = None;
-                        }
-                    }
-                    Err(f) if current => {
-                        if let Some(r) = state.reads.remove(&req) {
-                            r.waiter.fail(f);
-                        }
-                    }
-                    // An abandoned forward: the read asked raft again.
-                    _ => {}
-                }
-            }
+            StoreMsg::RemoveVoter { raft_id, reply } => Some(request(
+                StoreRequest::RemoveVoter { raft_id },
+                Waiter::Write(reply),
+            )),
             StoreMsg::Status(reply) => {
                 let _ = reply.send(Ok(state.status())); // the caller may have gone
+                None
             }
             StoreMsg::Members(members) => {
-                state.reachable = members
-                    .iter()
-                    .filter(|m| m.state == crate::model::NodeState::Ready)
-                    .map(|m| m.id)
-                    .collect();
-                if let Some(actor) = &state.leader_actor {
-                    // A stopping leader actor needs no news.
-                    let _ = actor.send_message(crate::leader::LeaderMsg::Members(members.clone()));
-                }
+                let ids = |s| {
+                    members
+                        .iter()
+                        .filter(|m| m.state == s)
+                        .map(|m| m.id)
+                        .collect()
+                };
+                let input = RouterInput::Members {
+                    ready: ids(crate::model::NodeState::Ready),
+                    down: ids(crate::model::NodeState::Down),
+                };
+                state.tell_leader_members(&members);
                 state.members = members;
-                state.abandon_forwards_to_down(&myself);
+                Some(input)
             }
             StoreMsg::Session {
                 from,
                 report,
                 reply,
-            } => match &state.leader_actor {
-                Some(actor) => {
-                    let msg = crate::leader::LeaderMsg::Session {
-                        from,
-                        report,
-                        reply,
-                    };
-                    if let Err(ractor::MessagingErr::SendErr(crate::leader::LeaderMsg::Session {
-                        reply,
-                        ..
-                    })) = actor.send_message(msg)
-                    {
-                        let _ = reply.send(Response::NotLeader { leader: None });
-                    }
-                }
-                None => {
-                    let leader = state.machine.leader().filter(|l| *l != state.raft_id);
-                    let addr = leader.and_then(|l| state.addr_of(l));
-                    let _ = reply.send(Response::NotLeader { leader: addr }); // as above
-                }
-            },
-            StoreMsg::Retry { req } => {
-                let read_waits = state
-                    .reads
-                    .get(&req)
-                    .is_some_and(|r| r.forwarded.is_none() && r.index.is_none());
-                if read_waits {
-                    state
-                        .machine
-                        .handle(now, StoreInput::ReadIndex { req }, &mut out);
-                } else if let Some(op) = state
-                    .pending
-                    .get(&req)
-                    .filter(|p| p.forwarded.is_none())
-                    .and_then(|p| p.op.clone())
-                {
-                    state.machine.handle(now, op_input(req, op), &mut out);
-                }
+            } => {
+                state.session(from, report, reply);
+                None
             }
+            StoreMsg::Retry { req } => Some(RouterInput::Retry { req }),
             StoreMsg::ForwardDone {
                 req,
                 forward,
                 result,
-            } => {
-                let current = state
-                    .pending
-                    .get(&req)
-                    .is_some_and(|p| p.forwarded.is_some_and(|(_, f)| f == forward));
-                if current && let Some(p) = state.pending.remove(&req) {
-                    p.waiter.answer(result);
-                }
-            }
+            } => Some(RouterInput::ForwardDone {
+                req,
+                forward,
+                result,
+            }),
+        };
+        let (mut raft, mut routed) = (Vec::new(), Vec::new());
+        if let Some(input) = input {
+            router::step(
+                &mut state.machine,
+                &mut state.router,
+                now,
+                input,
+                &mut raft,
+                &mut routed,
+            );
         }
-        // Before the effects answer anyone: a rotation is in force when it is reported done.
+        // Before anyone is answered: a rotation is in force when it is reported done.
         state.publish_tokens(false);
-        state.apply(&myself, out);
-        state.finish_reads();
+        state.apply(raft);
+        state.carry_out(&myself, routed);
         state.follow_leadership(&myself).await;
         state.tell_leader_changed();
         state.publish_progress();
@@ -460,62 +306,72 @@ impl Actor for StoreActor {
     }
 }
 
-impl ReadWaiter {
-    fn fail(self, f: StoreFailure) {
+impl Waiter {
+    /// Sends `answer`; `state` serves a read of this node once its index is applied.
+    fn answer(self, answer: Answer, state: &StoreActorState) {
         // Whoever asked may have given up; nothing to do then.
-        match self {
-            ReadWaiter::Local { reply, .. } => {
+        match (self, answer) {
+            (Waiter::Write(port), Answer::Applied(index)) => {
+                let _ = port.send(Ok(index));
+            }
+            (Waiter::Write(port), Answer::Failed(f)) => {
+                let _ = port.send(Err(f));
+            }
+            (Waiter::Read { kind, reply }, Answer::ReadReady) => {
+                let _ = reply.send(Ok(state.read_now(kind, false)));
+            }
+            (Waiter::Read { reply, .. }, Answer::Failed(f)) => {
                 let _ = reply.send(Err(f));
             }
-            ReadWaiter::Remote(tx) => {
-                let _ = tx.send(Response::Store(StoreReply::Failed(f)));
-            }
-        }
-    }
-}
-
-impl Waiter {
-    fn answer(self, result: Result<u64, StoreFailure>) {
-        match self {
-            // The asker may have given up; nothing to do then.
-            Waiter::Local(port) => {
-                let _ = port.send(result);
-            }
-            Waiter::Remote(tx) => {
-                let reply = match result {
-                    Ok(index) => StoreReply::Applied { index },
-                    Err(f) => StoreReply::Failed(f),
+            (Waiter::Peer(tx), answer) => {
+                let reply = match answer {
+                    Answer::Applied(index) => StoreReply::Applied { index },
+                    Answer::ReadIndex(index) => StoreReply::ReadIndex { index },
+                    Answer::Failed(f) => StoreReply::Failed(f),
+                    Answer::ReadReady => unreachable!("a peer's read is answered with its index"),
                 };
                 let _ = tx.send(Response::Store(reply));
+            }
+            (Waiter::Write(_) | Waiter::Read { .. }, answer) => {
+                unreachable!("the router answered a local request with {answer:?}")
             }
         }
     }
 }
 
 impl StoreActorState {
-    fn next_req(&mut self) -> u64 {
-        let r = self.next_req;
-        self.next_req += 1;
-        r
-    }
-
-    /// Registers a waiting operation, or answers `Busy` when too many wait already.
-    fn admit(&mut self, waiter: Waiter, op: Option<StoreRequest>, now: u64) -> Option<u64> {
-        if self.pending.len() + self.reads.len() >= PENDING_MAX {
-            waiter.answer(Err(StoreFailure::Busy));
+    /// A raft chunk from a peer: refused unless the sender may speak raft here; the whole
+    /// message once its last chunk arrived.
+    fn raft_chunk(
+        &mut self,
+        chunk: chunks::RaftChunk,
+        remote: SocketAddr,
+        from: crate::trust::PeerIdentity,
+    ) -> Option<RouterInput<Waiter>> {
+        if let Err(why) = raft_sender_allowed(
+            self.machine.state().members(),
+            &self.machine.voters(),
+            &self.managers,
+            &from,
+            chunk.from,
+        ) {
+            self.raft_refused += 1;
+            debug!(node = %from.node_id, raft_id = chunk.from, "raft chunk refused: {why}");
             return None;
         }
-        let req = self.next_req();
-        self.pending.insert(
-            req,
-            Pending {
-                waiter,
-                op,
-                since_ms: now,
-                forwarded: None,
-            },
-        );
-        Some(req)
+        self.learn(chunk.from, remote);
+        let sender = chunk.from;
+        match self.assembler.take(from.node_id, chunk) {
+            Ok(Some(bytes)) => Some(RouterInput::Raft {
+                from: sender,
+                bytes,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                debug!(error = %e, "raft chunk refused");
+                None
+            }
+        }
     }
 
     fn read_now(&self, kind: Kind, stale: bool) -> ReadResult {
@@ -524,57 +380,6 @@ impl StoreActorState {
             objects: st.list(kind).cloned().collect(),
             stale,
             applied_index: st.applied_index(),
-        }
-    }
-
-    fn finish_reads(&mut self) {
-        let applied = self.machine.state().applied_index();
-        let ready: Vec<u64> = self
-            .reads
-            .iter()
-            .filter(|(_, r)| {
-                r.index
-                    .is_some_and(|i| i <= applied || matches!(r.waiter, ReadWaiter::Remote(_)))
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for req in ready {
-            let r = self.reads.remove(&req).expect("listed");
-            // Whoever asked may have given up; nothing to do then.
-            match r.waiter {
-                ReadWaiter::Local { kind, reply } => {
-                    let _ = reply.send(Ok(self.read_now(kind, false)));
-                }
-                ReadWaiter::Remote(tx) => {
-                    let index = r.index.expect("ready reads have an index");
-                    let _ = tx.send(Response::Store(StoreReply::ReadIndex { index }));
-                }
-            }
-        }
-    }
-
-    /// Answers `Timeout` to whatever waited longer than [`OPERATION_TIMEOUT_MS`].
-    fn expire(&mut self, now: u64) {
-        let old = |since: u64| now.saturating_sub(since) > OPERATION_TIMEOUT_MS;
-        let stale: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| old(p.since_ms))
-            .map(|(k, _)| *k)
-            .collect();
-        for req in stale {
-            let p = self.pending.remove(&req).expect("listed");
-            p.waiter.answer(Err(self.failure_without_leader()));
-        }
-        let stale: Vec<u64> = self
-            .reads
-            .iter()
-            .filter(|(_, r)| old(r.since_ms))
-            .map(|(k, _)| *k)
-            .collect();
-        for req in stale {
-            let r = self.reads.remove(&req).expect("listed");
-            r.waiter.fail(StoreFailure::Timeout);
         }
     }
 
@@ -605,32 +410,6 @@ impl StoreActorState {
     }
 
     /// What to tell a writer when there is no leader to take the write: with a majority of
-    /// voters reachable an election is under way (try again); without, there is no quorum.
-    fn failure_without_leader(&self) -> StoreFailure {
-        let members = self.machine.state().members();
-        let voters = self.machine.voters();
-        let reachable = voters
-            .iter()
-            .filter(|id| {
-                **id == self.raft_id
-                    || members
-                        .get(id)
-                        .is_some_and(|m| self.reachable.contains(&m.node_id))
-            })
-            .count();
-        debug!(?voters, reachable, known = ?self.reachable, "no leader");
-        if voters.is_empty() {
-            StoreFailure::Refused("this manager is not a voter of the store".into())
-        } else if reachable * 2 > voters.len() {
-            StoreFailure::Timeout
-        } else {
-            StoreFailure::NoQuorum {
-                reachable,
-                voters: voters.len(),
-            }
-        }
-    }
-
     /// Brings the shared copy of the join tokens up to the applied cluster object, when an
     /// entry or snapshot applied since the last look changed it. A map lookup per message that
     /// applied something; the tokens are parsed only when the object's version moved.
@@ -660,30 +439,84 @@ impl StoreActorState {
         self.tokens.set(tokens);
     }
 
-    fn apply(&mut self, myself: &ActorRef<StoreMsg>, effects: Vec<StoreEffect>) {
+    /// Carries out the machine's effects: raft messages out, leadership followed. The router
+    /// took those about requests already.
+    fn apply(&mut self, effects: Vec<StoreEffect>) {
         for effect in effects {
             match effect {
                 StoreEffect::Send { to, msg } => self.send_raft(to, &msg),
-                StoreEffect::Applied { req, index, result } => {
-                    let Some(req) = req else { continue };
-                    if let Some(p) = self.pending.remove(&req) {
-                        p.waiter
-                            .answer(result.map(|()| index).map_err(|e| refusal(&e)));
-                    }
-                }
-                StoreEffect::ReadReady { req, index } => {
-                    if let Some(r) = self.reads.get_mut(&req) {
-                        r.index = Some(index);
-                    }
-                }
-                StoreEffect::Refused { req, error } => self.refused(myself, req, error),
                 StoreEffect::LeaderChanged { leader, term } => {
                     info!(?leader, term, me = self.raft_id, "store leader changed");
                     self.leadership = Some((leader, term));
                 }
                 StoreEffect::VotersChanged(voters) => info!(?voters, "store voters changed"),
+                StoreEffect::Applied { .. }
+                | StoreEffect::ReadReady { .. }
+                | StoreEffect::Refused { .. } => {}
             }
         }
+    }
+
+    /// Carries out the router's effects: forwards, retry timers, answers.
+    fn carry_out(&mut self, myself: &ActorRef<StoreMsg>, effects: Vec<RouterEffect<Waiter>>) {
+        for effect in effects {
+            match effect {
+                RouterEffect::Answer { waiter, answer } => waiter.answer(answer, self),
+                RouterEffect::RetryAfter { req, after_ms } => {
+                    debug!(
+                        req,
+                        after_ms, "no leader to take the request yet; asking again"
+                    );
+                    myself.send_after(Duration::from_millis(after_ms), move || StoreMsg::Retry {
+                        req,
+                    });
+                }
+                RouterEffect::Forward {
+                    req,
+                    forward,
+                    to,
+                    addr,
+                    op,
+                } => {
+                    debug!(req, forward, leader = %to, "forwarding to the leader");
+                    self.forward(myself, req, forward, addr, op);
+                }
+                // `router::step` hands these to the machine itself.
+                RouterEffect::ToMachine(_) => unreachable!("step feeds the machine"),
+            }
+        }
+    }
+
+    /// Sends a request to the leader at `addr`; its outcome comes back as `ForwardDone`. The
+    /// transport's request deadline bounds it; the router may abandon it sooner.
+    fn forward(
+        &self,
+        myself: &ActorRef<StoreMsg>,
+        req: u64,
+        forward: u64,
+        addr: SocketAddr,
+        op: StoreRequest,
+    ) {
+        let read = matches!(op, StoreRequest::ReadIndex);
+        let transport = self.transport.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let result = match transport.request(addr, Request::Store(op)).await {
+                Ok(Response::Store(StoreReply::Applied { index })) if !read => Ok(index),
+                Ok(Response::Store(StoreReply::ReadIndex { index })) if read => Ok(index),
+                Ok(Response::Store(StoreReply::Failed(f))) => Err(f),
+                Ok(other) => Err(StoreFailure::Refused(format!(
+                    "the leader answered {other:?}"
+                ))),
+                Err(e) => Err(forward_failure(addr, &e, read)),
+            };
+            // The actor may be stopping; then nobody waits.
+            let _ = me.send_message(StoreMsg::ForwardDone {
+                req,
+                forward,
+                result,
+            });
+        });
     }
 
     /// Publishes where this replica stands, when that changed (see [`Progress`]).
@@ -754,162 +587,42 @@ impl StoreActorState {
     }
 
     /// Operations forwarded to a leader that membership now sees Down ask raft again at once
-    /// instead of waiting out the forward's deadline.
-    fn abandon_forwards_to_down(&mut self, myself: &ActorRef<StoreMsg>) {
-        let down: BTreeSet<NodeId> = self
-            .members
-            .iter()
-            .filter(|m| m.state == crate::model::NodeState::Down)
-            .map(|m| m.id)
-            .collect();
-        let forwards = self
-            .pending
-            .iter_mut()
-            .map(|(req, p)| (*req, &mut p.forwarded))
-            .chain(
-                self.reads
-                    .iter_mut()
-                    .map(|(req, r)| (*req, &mut r.forwarded)),
-            );
-        for (req, forwarded) in forwards {
-            if forwarded.is_some_and(|(node, _)| down.contains(&node)) {
-                *forwarded = None;
-                debug!(
-                    req,
-                    "the leader an operation was forwarded to is down; asking again"
-                );
-                let _ = myself.send_message(StoreMsg::Retry { req });
-            }
+    /// Hands the leader actor membership's view, while this manager leads.
+    fn tell_leader_members(&self, members: &[crate::membership::MemberView]) {
+        if let Some(actor) = &self.leader_actor {
+            // A stopping leader actor needs no news.
+            let _ = actor.send_message(crate::leader::LeaderMsg::Members(members.to_vec()));
         }
     }
 
-    /// Whether membership says the raft leader `l`'s node is Down: raft still names it until
-    /// the next election, and a request forwarded to it would wait out the whole deadline.
-    fn leader_is_down(&self, error: &StoreError) -> bool {
-        let StoreError::NotLeader { leader: Some(l) } = error else {
-            return false;
-        };
-        let Some(node) = self.machine.state().members().get(l).map(|m| m.node_id) else {
-            return false;
-        };
-        self.members
-            .iter()
-            .any(|m| m.id == node && m.state == crate::model::NodeState::Down)
-    }
-
-    fn refused(&mut self, myself: &ActorRef<StoreMsg>, req: u64, error: StoreError) {
-        if self.leader_is_down(&error)
-            && (self.reads.contains_key(&req)
-                || self.pending.get(&req).is_some_and(|p| p.op.is_some()))
-        {
-            // Ask raft again shortly: the election that replaces the dead leader is under
-            // way. `expire` still bounds the wait by the operation timeout.
-            debug!(req, "the leader is down; waiting for the next one");
-            myself.send_after(Duration::from_millis(LEADER_DOWN_RETRY_MS), move || {
-                StoreMsg::Retry { req }
-            });
-            return;
-        }
-        if let Some(r) = self.reads.remove(&req) {
-            let leader = match (&error, &r.waiter) {
-                (StoreError::NotLeader { leader: Some(l) }, ReadWaiter::Local { .. }) => {
-                    self.machine.state().members().get(l).copied()
-                }
-                _ => None,
-            };
-            let Some(leader) = leader else {
-                let f = match error {
-                    StoreError::NotLeader { leader: None } => self.failure_without_leader(),
-                    other => refusal(&other),
+    /// A node's session: handed to the leader actor when this manager leads, else answered
+    /// with where the leader is.
+    fn session(
+        &self,
+        from: NodeId,
+        report: crate::wire::SessionReport,
+        reply: oneshot::Sender<Response>,
+    ) {
+        match &self.leader_actor {
+            Some(actor) => {
+                let msg = crate::leader::LeaderMsg::Session {
+                    from,
+                    report,
+                    reply,
                 };
-                r.waiter.fail(f);
-                return;
-            };
-            // A follower asks the leader for the read index, then waits for its own replica
-            // to apply that far (raft's read-index read, served locally).
-            let addr = leader.addr;
-            self.next_forward += 1;
-            let forward = self.next_forward;
-            let mut r = r;
-            r.forwarded = Some((leader.node_id, forward));
-            self.reads.insert(req, r);
-            let transport = self.transport.clone();
-            let me = myself.clone();
-            tokio::spawn(async move {
-                let result = match transport
-                    .request(addr, Request::Store(StoreRequest::ReadIndex))
-                    .await
+                if let Err(ractor::MessagingErr::SendErr(crate::leader::LeaderMsg::Session {
+                    reply,
+                    ..
+                })) = actor.send_message(msg)
                 {
-                    Ok(Response::Store(StoreReply::ReadIndex { index })) => Ok(index),
-                    Ok(Response::Store(StoreReply::Failed(f))) => Err(f),
-                    Ok(other) => Err(StoreFailure::Refused(format!(
-                        "the leader answered {other:?}"
-                    ))),
-                    Err(e) => Err(StoreFailure::Refused(format!(
-                        "cannot reach the leader at {addr}: {e}"
-                    ))),
-                };
-                // The actor may be stopping; then nobody waits.
-                let _ = me.send_message(StoreMsg::ReadIndexDone {
-                    req,
-                    forward,
-                    result,
-                });
-            });
-            return;
-        }
-        let Some(mut p) = self.pending.remove(&req) else {
-            return;
-        };
-        match (&error, p.op.clone()) {
-            (StoreError::NotLeader { leader: Some(l) }, Some(op)) => {
-                let member = self.machine.state().members().get(l).copied();
-                let Some(member) = member else {
-                    p.waiter.answer(Err(self.failure_without_leader()));
-                    return;
-                };
-                let addr = member.addr;
-                // Keep the waiter; the forwarded outcome comes back as ForwardDone.
-                self.next_forward += 1;
-                let forward = self.next_forward;
-                p.forwarded = Some((member.node_id, forward));
-                self.pending.insert(req, p);
-                let transport = self.transport.clone();
-                let me = myself.clone();
-                tokio::spawn(async move {
-                    let result = match transport.request(addr, Request::Store(op)).await {
-                        Ok(Response::Store(StoreReply::Applied { index })) => Ok(index),
-                        Ok(Response::Store(StoreReply::Failed(f))) => Err(f),
-                        Ok(other) => Err(StoreFailure::Refused(format!(
-                            "the leader answered {other:?}"
-                        ))),
-                        Err(e) => Err(StoreFailure::Refused(format!(
-                            "cannot reach the leader at {addr}: {e}"
-                        ))),
-                    };
-                    // The actor may be stopping; then nobody waits.
-                    let _ = me.send_message(StoreMsg::ForwardDone {
-                        req,
-                        forward,
-                        result,
-                    });
-                });
+                    let _ = reply.send(Response::NotLeader { leader: None });
+                }
             }
-            (StoreError::NotLeader { leader: None }, Some(_))
-                if self.failure_without_leader() == StoreFailure::Timeout =>
-            {
-                // A majority is reachable: an election is under way. Ask again shortly;
-                // `expire` bounds the wait.
-                self.pending.insert(req, p);
-                myself.send_after(Duration::from_millis(LEADER_DOWN_RETRY_MS), move || {
-                    StoreMsg::Retry { req }
-                });
+            None => {
+                let leader = self.machine.leader().filter(|l| *l != self.raft_id);
+                let addr = leader.and_then(|l| self.addr_of(l));
+                let _ = reply.send(Response::NotLeader { leader: addr }); // as above
             }
-            (StoreError::NotLeader { .. }, _) => {
-                let f = self.failure_without_leader();
-                p.waiter.answer(Err(f));
-            }
-            (other, _) => p.waiter.answer(Err(refusal(other))),
         }
     }
 
@@ -935,36 +648,29 @@ impl StoreActorState {
     }
 }
 
-/// The machine's input for an operation with request number `req`.
-fn op_input(req: u64, op: StoreRequest) -> StoreInput {
-    match op {
-        StoreRequest::Propose(cmd) => StoreInput::Propose { req, cmd },
-        StoreRequest::AddVoter {
-            raft_id,
-            node_id,
-            addr,
-        } => StoreInput::AddVoter {
-            req,
-            raft_id,
-            node_id,
-            addr,
-        },
-        StoreRequest::RemoveVoter { raft_id } => StoreInput::RemoveVoter { req, raft_id },
-        StoreRequest::ReadIndex => StoreInput::ReadIndex { req },
-    }
-}
-
 fn not_a_voter(node: NodeId) -> Response {
     Response::Store(StoreReply::Failed(StoreFailure::Refused(format!(
         "node {node} is not a manager of this cluster's store"
     ))))
 }
 
-fn refusal(e: &StoreError) -> StoreFailure {
+/// What a forward that the transport could not complete is answered with. A request that
+/// never left (no connection, no queue) wrote nothing; one whose answer was lost (a deadline, a
+/// broken connection) may have reached the leader.
+fn forward_failure(addr: SocketAddr, e: &TransportError, read: bool) -> StoreFailure {
     match e {
-        StoreError::Busy => StoreFailure::Busy,
-        e @ StoreError::OutOfSequence { .. } => StoreFailure::OutOfSequence(e.to_string()),
-        other => StoreFailure::Refused(other.to_string()),
+        TransportError::Connect { .. }
+        | TransportError::QueueFull
+        | TransportError::TooManyPeers(_)
+        | TransportError::Refused(_)
+        | TransportError::ShutDown => StoreFailure::Refused(format!(
+            "cannot reach the leader at {addr}: {e}; nothing was written"
+        )),
+        _ if read => StoreFailure::Refused(format!("the leader at {addr} did not answer: {e}")),
+        _ => StoreFailure::MayHaveCommitted(format!(
+            "the leader at {addr} did not answer ({e}); the write may have committed: read \
+             before retrying"
+        )),
     }
 }
 

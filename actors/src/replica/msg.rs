@@ -57,13 +57,6 @@ pub enum StoreMsg {
         from: NodeId,
         reply: oneshot::Sender<Response>,
     },
-    /// The leader answered a read index this follower asked for.
-    ReadIndexDone {
-        req: u64,
-        /// Which forward of the read answered.
-        forward: u64,
-        result: Result<u64, StoreFailure>,
-    },
     Status(RpcReplyPort<Result<StoreStatus, StoreFailure>>),
     /// Membership's view of every node: who is Ready tells "no quorum: 1 of 3 managers
     /// reachable"; the leader actor gets it all for scheduling.
@@ -75,11 +68,13 @@ pub enum StoreMsg {
         report: crate::wire::SessionReport,
         reply: oneshot::Sender<Response>,
     },
-    /// Ask raft again for an operation that found its leader Down (see `LEADER_DOWN_RETRY_MS`).
+    /// Ask raft again for a request that found no leader, or its leader Down (see
+    /// `LEADER_DOWN_RETRY_MS`).
     Retry {
         req: u64,
     },
-    /// A forwarded proposal's outcome came back.
+    /// A forward's outcome came back: the raft index a write was applied at, or the read
+    /// index the leader gave.
     ForwardDone {
         req: u64,
         /// Which forward of the operation answered.
@@ -110,18 +105,36 @@ pub struct StoreStatus {
     pub applied_index: u64,
 }
 
-/// Why a store operation did not happen. Each says nothing changed.
+/// Why a store operation did not happen, and whether a write may have committed anyway: only
+/// [`StoreFailure::MayHaveCommitted`] says it may (see [`StoreFailure::may_have_committed`]);
+/// every other variant says nothing was written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum StoreFailure {
     #[error("no quorum: {reachable} of {voters} managers reachable; nothing was written")]
     NoQuorum { reachable: usize, voters: usize },
+    /// No leader, and a majority of managers reachable: one is being elected.
+    #[error("no store leader yet (an election is under way); nothing was written: try again")]
+    ElectionUnderWay,
+    /// Refused before it reached raft; the reason says why.
     #[error("{0}")]
     Refused(String),
     /// A compare-and-set lost to another write of the same object: read it again, then retry.
     #[error("{0}")]
     OutOfSequence(String),
-    #[error("the store is busy; try again")]
+    #[error("the store is busy; nothing was written: try again")]
     Busy,
-    #[error("the store did not answer in time")]
+    /// Not answered in time, and the request never reached a leader (or was a read).
+    #[error("the store did not answer in time; nothing was written")]
     Timeout,
+    /// The write reached a leader and then its answer was lost (a timeout, lost leadership, a
+    /// leader that stopped answering): it may still commit. Read before retrying.
+    #[error("{0}")]
+    MayHaveCommitted(String),
+}
+
+impl StoreFailure {
+    /// Whether the write this failure answers may have committed all the same.
+    pub fn may_have_committed(&self) -> bool {
+        matches!(self, StoreFailure::MayHaveCommitted(_))
+    }
 }

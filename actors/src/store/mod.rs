@@ -23,6 +23,7 @@
 //! | `storage.rs` | [`LogStorage`], the in-memory [`MemStorage`], forced recovery |
 //! | `redb.rs` | [`RedbStorage`]: the durable log in redb, sealed at rest |
 //! | `config.rs` | [`StoreConfig`]: timings and bounds, validated once |
+//! | `events.rs` | [`StoreInput`], [`StoreEffect`], [`Bootstrap`], [`StoreStats`]: what the machine takes and gives |
 //! | `machine.rs` | [`StoreMachine`]: the Ready loop, proposals, reads, voter changes |
 
 // raft-rs's protobuf types are built field by field, as its own examples do.
@@ -30,6 +31,7 @@
 
 mod codec;
 mod config;
+mod events;
 mod machine;
 mod redb;
 mod state;
@@ -42,7 +44,8 @@ pub use codec::{
     COMMAND_BYTES_MAX, Decoded, MESSAGE_BYTES_MAX, decode_entry, decode_message, encode_message,
 };
 pub use config::StoreConfig;
-pub use machine::{Bootstrap, StoreEffect, StoreInput, StoreMachine, StoreStats};
+pub use events::{Bootstrap, StoreEffect, StoreInput, StoreStats};
+pub use machine::StoreMachine;
 pub use redb::RedbStorage;
 pub use state::{
     ClusterObject, Expect, Kind, Member, NodeObject, NodeSpec, OBJECT_ID_BYTES_MAX,
