@@ -10,8 +10,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::model::NodeId;
 
 /// Bytes of one chunk: well under the transport's 1 MiB frame.
@@ -25,16 +23,7 @@ pub const ASSEMBLIES_PER_SENDER: usize = 4;
 /// healthy cluster; a chunk from one more sender is refused rather than evicting anyone.
 pub const SENDERS_MAX: usize = 16;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RaftChunk {
-    /// The sender's raft ID.
-    pub from: u64,
-    /// Numbers the sender's messages, so chunks of different messages do not mix.
-    pub message: u64,
-    pub index: u32,
-    pub total: u32,
-    pub bytes: Vec<u8>,
-}
+pub use crate::wire::RaftChunk;
 
 /// Cuts one encoded message into chunks.
 pub fn split(from: u64, message: u64, bytes: &[u8]) -> Vec<RaftChunk> {

@@ -10,6 +10,7 @@
 
 mod frame;
 mod msg;
+mod store;
 
 pub use frame::{
     FRAME_BYTES_MAX, PROTOCOL_VERSION, WireError, decode_body, encode_frame, read_frame,
@@ -20,3 +21,4 @@ pub use msg::{
     OneWay, RenewRequest, Request, Response, SESSION_STATUSES_MAX, SessionReport, StoreReply,
     StoreRequest, TrustView, WireFailure,
 };
+pub use store::{RaftChunk, StoreFailure};

@@ -86,7 +86,7 @@ pub enum StoreRequest {
 pub enum StoreReply {
     Applied { index: u64 },
     ReadIndex { index: u64 },
-    Failed(crate::replica::StoreFailure),
+    Failed(super::StoreFailure),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -179,7 +179,7 @@ pub enum OneWay {
     /// Keeps the connection's path warm; carries nothing.
     Nop,
     /// A piece of a raft message between managers.
-    Raft(crate::replica::chunks::RaftChunk),
+    Raft(super::RaftChunk),
     /// A manager tells every node that a node was removed: refuse it from now on.
     Removed(NodeId),
     /// The leader changed this node's assignments: open a session now.
