@@ -49,7 +49,8 @@ pub struct StoreArgs {
     pub config: StoreConfig,
     pub transport: Transport,
     pub rng_seed: u64,
-    /// Where the leader actor registers while this manager leads.
+    /// Where a session through the store handle finds this node's leader actor (which the
+    /// node actor runs while this replica leads).
     pub registry: Option<crate::registry::Registry>,
     /// The managers the store last named, as the node learns them (see `node::authz`): raft
     /// from a manager this store does not know yet (it is catching up) is taken only from one.
@@ -108,23 +109,14 @@ pub struct StoreActorState {
     raft_refused: u64,
     next_message: u64,
     reachable: BTreeSet<NodeId>,
-    /// Membership's last view, handed to a leader actor when it starts.
+    /// Membership's last view: forwards to a leader it sees Down are abandoned.
     members: Vec<crate::membership::MemberView>,
     /// Where raft peers were last heard from. A manager that just joined does not know its
     /// peers' addresses until the log or a snapshot tells it, but must answer the leader before
     /// that; bounded by [`LEARNED_MAX`].
     learned: BTreeMap<u64, SocketAddr>,
-    registry: Option<crate::registry::Registry>,
-    /// The leader actor, while this manager's store leads.
-    leader_actor: Option<ActorRef<crate::leader::LeaderMsg>>,
-    /// A leadership change seen while applying effects, acted on after them.
-    leadership: Option<(Option<u64>, u64)>,
-    /// The applied index the leader actor was last told about.
-    leader_synced: u64,
     /// Numbers forwards, so that the late answer of an abandoned one is recognised.
     next_forward: u64,
-    node_id: NodeId,
-    rng_seed: u64,
     /// Shared with every handle: the join tokens as last applied (see [`AppliedTokens`]).
     tokens: AppliedTokens,
     /// Shared with every handle: where this replica stands (see [`Progress`]).
@@ -183,13 +175,7 @@ impl Actor for StoreActor {
             reachable: BTreeSet::new(),
             members: Vec::new(),
             learned: BTreeMap::new(),
-            registry: args.registry,
-            leader_actor: None,
-            leadership: None,
-            leader_synced: 0,
             next_forward: 0,
-            node_id: args.node_id,
-            rng_seed: args.rng_seed,
             tokens,
             progress,
             tokens_checked_at: 0,
@@ -374,38 +360,9 @@ impl Actor for StoreActor {
                     .filter(|m| m.state == crate::model::NodeState::Ready)
                     .map(|m| m.id)
                     .collect();
-                if let Some(actor) = &state.leader_actor {
-                    // A stopping leader actor needs no news.
-                    let _ = actor.send_message(crate::leader::LeaderMsg::Members(members.clone()));
-                }
                 state.members = members;
                 state.abandon_forwards_to_down(&myself);
             }
-            StoreMsg::Session {
-                from,
-                report,
-                reply,
-            } => match &state.leader_actor {
-                Some(actor) => {
-                    let msg = crate::leader::LeaderMsg::Session {
-                        from,
-                        report,
-                        reply,
-                    };
-                    if let Err(ractor::MessagingErr::SendErr(crate::leader::LeaderMsg::Session {
-                        reply,
-                        ..
-                    })) = actor.send_message(msg)
-                    {
-                        let _ = reply.send(Response::NotLeader { leader: None });
-                    }
-                }
-                None => {
-                    let leader = state.machine.leader().filter(|l| *l != state.raft_id);
-                    let addr = leader.and_then(|l| state.addr_of(l));
-                    let _ = reply.send(Response::NotLeader { leader: addr }); // as above
-                }
-            },
             StoreMsg::Retry { req } => {
                 let read_waits = state
                     .reads
@@ -442,22 +399,10 @@ impl Actor for StoreActor {
         state.publish_tokens(false);
         state.apply(&myself, out);
         state.finish_reads();
-        state.follow_leadership(&myself).await;
-        state.tell_leader_changed();
         state.publish_progress();
         Ok(())
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<StoreMsg>,
-        state: &mut StoreActorState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(actor) = state.leader_actor.take() {
-            crate::leader::stop(actor, state.registry.as_ref());
-        }
-        Ok(())
-    }
 }
 
 impl ReadWaiter {
@@ -678,8 +623,8 @@ impl StoreActorState {
                 }
                 StoreEffect::Refused { req, error } => self.refused(myself, req, error),
                 StoreEffect::LeaderChanged { leader, term } => {
+                    // The node actor follows it on the progress watch (the leader actor).
                     info!(?leader, term, me = self.raft_id, "store leader changed");
-                    self.leadership = Some((leader, term));
                 }
                 StoreEffect::VotersChanged(voters) => info!(?voters, "store voters changed"),
             }
@@ -708,49 +653,6 @@ impl StoreActorState {
     fn addr_of(&self, raft_id: u64) -> Option<SocketAddr> {
         let known = self.machine.state().members().get(&raft_id).map(|m| m.addr);
         known.or_else(|| self.learned.get(&raft_id).copied())
-    }
-
-    /// Tells the leader actor the store applied new entries; it debounces.
-    fn tell_leader_changed(&mut self) {
-        let applied = self.machine.state().applied_index();
-        if let Some(actor) = &self.leader_actor
-            && applied > self.leader_synced
-        {
-            // A stopping leader actor needs no news.
-            let _ = actor.send_message(crate::leader::LeaderMsg::Changed);
-            self.leader_synced = applied;
-        }
-    }
-
-    /// Starts the leader actor when this manager became leader, stops it when it no longer is.
-    async fn follow_leadership(&mut self, myself: &ActorRef<StoreMsg>) {
-        let Some((leader, term)) = self.leadership.take() else {
-            return;
-        };
-        let leads = leader == Some(self.raft_id);
-        match (leads, self.leader_actor.take()) {
-            (true, None) => {
-                let args = crate::leader::LeaderArgs {
-                    store: StoreHandle::new(
-                        myself.clone(),
-                        self.tokens.clone(),
-                        self.progress.subscribe(),
-                    ),
-                    term,
-                    me: self.node_id,
-                    members: self.members.clone(),
-                    transport: self.transport.clone(),
-                    registry: self.registry.clone(),
-                    rng_seed: self.rng_seed ^ term,
-                };
-                match crate::leader::start(args).await {
-                    Ok(actor) => self.leader_actor = Some(actor),
-                    Err(e) => warn!(error = %e, "the leader actor did not start"),
-                }
-            }
-            (false, Some(actor)) => crate::leader::stop(actor, self.registry.as_ref()),
-            (_, kept) => self.leader_actor = kept,
-        }
     }
 
     /// Operations forwarded to a leader that membership now sees Down ask raft again at once
@@ -974,8 +876,9 @@ pub async fn spawn_store(
 ) -> Result<(StoreHandle, tokio::task::JoinHandle<()>), ActorProcessingErr> {
     let tokens = AppliedTokens::default();
     let (progress, watching) = tokio::sync::watch::channel(Progress::default());
+    let registry = args.registry.clone();
     let (actor, join) = Actor::spawn(None, StoreActor, (args, tokens.clone(), progress)).await?;
-    Ok((StoreHandle::new(actor, tokens, watching), join))
+    Ok((StoreHandle::new(actor, tokens, watching, registry), join))
 }
 
 /// Whether a raft chunk that `from` sent under raft ID `raft_id` is taken.
