@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::model::{NodeId, TaskId};
+use std::borrow::Cow;
+
+use crate::model::{NodeId, TaskId, TaskStatus};
 use crate::orchestrator::tests_support::task;
 use crate::wire::{Response, encode_frame};
 
