@@ -93,7 +93,10 @@ impl Registry {
 
     /// Set by the node actor while its leader actor runs, cleared when it stops.
     pub fn set_leader_sessions(&self, sink: Option<SessionSink>) {
-        *self.leader_sessions.write().expect("registry lock poisoned") = sink;
+        *self
+            .leader_sessions
+            .write()
+            .expect("registry lock poisoned") = sink;
     }
 
     /// Opens a session with this node's leader actor; `None` when this node does not lead.

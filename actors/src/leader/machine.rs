@@ -109,7 +109,9 @@ pub enum SessionAnswer {
 pub enum LeaderEffect {
     /// Read nodes, services and tasks, then feed [`LeaderInput::ReadDone`] or `ReadFailed`.
     /// `linearizable`: confirm with a read index first (the first pass of a term).
-    Read { linearizable: bool },
+    Read {
+        linearizable: bool,
+    },
     /// Propose this command, then feed [`LeaderInput::ProposeDone`]; one at a time.
     Propose(StoreCommand),
     /// Tell a node its assignments changed (best effort: agents ask every second anyway).
@@ -117,7 +119,10 @@ pub enum LeaderEffect {
         node: NodeId,
         addr: Option<SocketAddr>,
     },
-    SetTimer { after_ms: u64, timer: LeaderTimer },
+    SetTimer {
+        after_ms: u64,
+        timer: LeaderTimer,
+    },
     Answer {
         session: SessionToken,
         answer: SessionAnswer,
@@ -744,7 +749,8 @@ impl LeaderMachine {
         let mut before = std::mem::take(&mut self.answers);
         for (node, from) in by_node {
             let same = before.remove(&node).filter(|a| {
-                a.from.len() == from.len() && a.from.iter().zip(&from).all(|(a, b)| Arc::ptr_eq(a, b))
+                a.from.len() == from.len()
+                    && a.from.iter().zip(&from).all(|(a, b)| Arc::ptr_eq(a, b))
             });
             if let Some(a) = same {
                 self.answers.insert(node, a);

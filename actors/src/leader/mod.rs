@@ -42,7 +42,9 @@ use crate::store::Kind;
 use crate::transport::Transport;
 use crate::wire::{OneWay, Response, WireFailure};
 
-pub use machine::{LeaderEffect, LeaderInput, LeaderMachine, LeaderTimer, SessionAnswer, StoreRead};
+pub use machine::{
+    LeaderEffect, LeaderInput, LeaderMachine, LeaderTimer, SessionAnswer, StoreRead,
+};
 pub use msg::LeaderMsg;
 pub use rules::*;
 pub use view::{LeaderView, ServiceView};

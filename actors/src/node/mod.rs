@@ -671,7 +671,6 @@ impl NodeActorState {
             }
         }
     }
-
 }
 
 /// Starts a node's actor and the pump that feeds it from the transport, and registers it as

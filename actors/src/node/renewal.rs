@@ -94,7 +94,11 @@ impl NodeActorState {
         });
     }
 
-    pub(super) fn install_credentials(&mut self, myself: &ActorRef<NodeMsg>, creds: NodeCredentials) {
+    pub(super) fn install_credentials(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+        creds: NodeCredentials,
+    ) {
         if let Err(e) = creds.save(&self.data_dir) {
             warn!(error = %e, "cannot save the renewed certificate; keeping the old one");
             myself.send_after(RENEW_RETRY, || NodeMsg::RenewCertificate);

@@ -402,7 +402,6 @@ impl Actor for StoreActor {
         state.publish_progress();
         Ok(())
     }
-
 }
 
 impl ReadWaiter {

@@ -263,7 +263,10 @@ impl StoreWorld {
 
     fn agent_apply(&mut self, at: Millis, node: usize, list: &[Assignment]) {
         let a = self.svc().agents[node].as_mut().expect("a live agent");
-        a.known = list.iter().map(|a| (a.task.id, a.task.status.clone())).collect();
+        a.known = list
+            .iter()
+            .map(|a| (a.task.id, a.task.status.clone()))
+            .collect();
         let known = &a.known;
         a.lost
             .retain(|id, s| known.get(id).is_some_and(|k| k.accepts(s)));

@@ -19,30 +19,35 @@
 //! replays this manager's view changes; a node's description is its simulated one at the
 //! version of its latest start, so that the machine writes descriptions as the real leader does.
 //!
-//! Invariant (h) is judged here: each placement the machine plans is checked against the
-//! views that pass used (shown through `handle_audited`), and reported when its write commits.
+//! Invariants (h) and (j) are judged here: each placement the machine plans is checked against
+//! the views that pass used (shown through `handle_audited`), each orphan against this
+//! manager's membership and how long it had led; either is reported when its write commits.
 //!
 //! A paused manager's leader handles nothing until it resumes: its events wait.
 
 use std::collections::BTreeMap;
 
 use swarm_actors::leader::machine::{PassAudit, SessionToken};
-use swarm_actors::leader::{
-    LeaderEffect, LeaderInput, LeaderMachine, SessionAnswer, StoreRead,
-};
+use swarm_actors::leader::{LeaderEffect, LeaderInput, LeaderMachine, SessionAnswer, StoreRead};
 use swarm_actors::membership::MemberView;
 use swarm_actors::model::{NodeState, Task, TaskId, TaskState, TaskStatus};
 use swarm_actors::store::{Kind, ObjectBody, Op};
 
 use super::{Ev, Reply, Waiter, index};
 use crate::clock::Millis;
-use crate::invariants::placement;
+use crate::invariants::{orphans, placement};
 use crate::managers::{Ev as StoreEv, Status as MgrStatus, StoreWorld};
 use crate::node::{addr, description, node_id};
 use crate::trace::TraceKind;
 
 /// How often the events of a paused manager's leader look again whether it resumed.
 const PAUSED_RETRY_MS: Millis = 50;
+
+/// A wrong write of a pass, by the invariant it breaks.
+enum Bad {
+    Placed(String),
+    Orphaned(String),
+}
 
 /// Where a session's answer goes.
 struct Asked {
@@ -54,13 +59,16 @@ struct Asked {
 
 pub struct LeaderSim {
     term: u64,
+    /// When this leadership began, for invariant (j).
+    since_ms: Millis,
     machine: LeaderMachine,
     sessions: BTreeMap<SessionToken, Asked>,
     next_session: SessionToken,
-    /// Placements of the pass in flight that its views did not allow (invariant h).
-    bad: BTreeMap<TaskId, String>,
+    /// Placements (invariant h) and orphans (invariant j) of the pass in flight that were
+    /// wrong, as violations to be (the text without the time).
+    bad: BTreeMap<TaskId, Bad>,
     /// Those of them in the command in flight, reported if it commits.
-    proposed_bad: Vec<(Task, String)>,
+    proposed_bad: Vec<(Task, Bad)>,
 }
 
 impl StoreWorld {
@@ -90,6 +98,7 @@ impl StoreWorld {
         machine.handle(at, LeaderInput::Start, &mut out);
         let l = LeaderSim {
             term,
+            since_ms: at,
             machine,
             sessions: BTreeMap::new(),
             next_session: 0,
@@ -169,16 +178,15 @@ impl StoreWorld {
                 let l = self.svc().leaders.get_mut(&m).expect("checked");
                 let judged = std::mem::take(&mut l.proposed_bad);
                 if ok {
-                    for (t, why) in judged {
-                        let v = placement::violation(at, &t, why);
+                    for (t, bad) in judged {
+                        let v = match bad {
+                            Bad::Placed(why) => placement::violation(at, &t, why),
+                            Bad::Orphaned(why) => orphans::violation(at, &t, why),
+                        };
                         self.svc().violation(Some(v));
                     }
                 }
-                let result = if ok {
-                    Ok(())
-                } else {
-                    Err("refused".into())
-                };
+                let result = if ok { Ok(()) } else { Err("refused".into()) };
                 self.leader_feed(at, m, term, LeaderInput::ProposeDone(result));
             }
             _ => unreachable!("matched above"),
@@ -203,23 +211,43 @@ impl StoreWorld {
             tasks: state.list(Kind::Task).collect(),
         };
         let svc = self.svc.as_mut().expect("on");
+        let (views, downs, nodes_n) = (&svc.views[m], &svc.downs[m], svc.life.len());
         let l = svc.leaders.get_mut(&m).expect("checked");
+        let led_ms = at.saturating_sub(l.since_ms);
         let mut bad = BTreeMap::new();
         let mut figures = (0, 0, 0);
-        // Invariant (h): judge every placement against the views this pass used.
+        // Invariant (h): judge every placement against the views this pass used; (j) every
+        // orphan against this manager's membership.
         let mut audit = |a: &PassAudit| {
             figures = (a.plan.ops.len(), a.plan.created, a.plan.placed);
             for op in &a.plan.ops {
-                if let Op::Put {
+                let Op::Put {
                     body: ObjectBody::Task(t),
                     ..
                 } = op
-                    && let Some(n) = t.node_id
-                    && t.status.state == TaskState::Assigned
-                    && placed_now(state, t)
+                else {
+                    continue;
+                };
+                let Some(n) = t.node_id else { continue };
+                let old = stored_task(state, t);
+                if t.status.state == TaskState::Assigned
+                    && old.is_none_or(|old| old.node_id.is_none())
                     && let Some(why) = placement::judge(a.views, n, &t.spec)
                 {
-                    bad.insert(t.id, why);
+                    bad.insert(t.id, Bad::Placed(why));
+                }
+                if t.status.state == TaskState::Orphaned
+                    && old.is_some_and(|old| old.status.state != TaskState::Orphaned)
+                    && let Some(i) = index(n, nodes_n)
+                {
+                    let seen = orphans::Seen {
+                        up: i == m || views.contains(&i),
+                        declared_down: downs.contains(&i),
+                        led_ms,
+                    };
+                    if let Some(why) = orphans::judge(seen) {
+                        bad.insert(t.id, Bad::Orphaned(why));
+                    }
                 }
             }
         };
@@ -373,10 +401,10 @@ impl StoreWorld {
     }
 }
 
-/// Whether the plan places `t` in this pass: the store has it without a node, or not at all.
-fn placed_now(state: &swarm_actors::store::StoreState, t: &Task) -> bool {
+/// The task `t` as the store holds it, before the pass's write.
+fn stored_task<'s>(state: &'s swarm_actors::store::StoreState, t: &Task) -> Option<&'s Task> {
     match state.get(Kind::Task, &t.id.to_string()).map(|o| &o.body) {
-        Some(ObjectBody::Task(old)) => old.node_id.is_none(),
-        _ => true,
+        Some(ObjectBody::Task(old)) => Some(old),
+        _ => None,
     }
 }

@@ -128,7 +128,11 @@ fn answers(out: &[LeaderEffect]) -> Vec<(SessionToken, Option<usize>)> {
         .collect()
 }
 
-fn session(token: SessionToken, from: u128, statuses: Vec<(TaskId, Status)>) -> LeaderInput<'static> {
+fn session(
+    token: SessionToken,
+    from: u128,
+    statuses: Vec<(TaskId, Status)>,
+) -> LeaderInput<'static> {
     LeaderInput::Session {
         session: token,
         from: NodeId(from),
@@ -139,7 +143,11 @@ fn session(token: SessionToken, from: u128, statuses: Vec<(TaskId, Status)>) -> 
 #[test]
 fn the_first_pass_reads_linearizably_and_sessions_wait_for_it() {
     let mut m = LeaderMachine::new(ME, 1, 0, 7);
-    run(&mut m, 0, LeaderInput::Members(&[member(2, NodeState::Ready)]));
+    run(
+        &mut m,
+        0,
+        LeaderInput::Members(&[member(2, NodeState::Ready)]),
+    );
     let out = run(&mut m, 0, LeaderInput::Start);
     assert!(out.iter().any(|e| matches!(
         e,
@@ -148,7 +156,10 @@ fn the_first_pass_reads_linearizably_and_sessions_wait_for_it() {
             ..
         }
     )));
-    assert!(matches!(out.last(), Some(LeaderEffect::Read { linearizable: true })));
+    assert!(matches!(
+        out.last(),
+        Some(LeaderEffect::Read { linearizable: true })
+    ));
 
     // A session during the pass waits for it; one beyond the queue would be Busy.
     assert!(answers(&run(&mut m, 1, session(1, 2, vec![]))).is_empty());
@@ -159,14 +170,25 @@ fn the_first_pass_reads_linearizably_and_sessions_wait_for_it() {
     assert_eq!(cmds[0].ops.len(), 2);
     let out = run(&mut m, 3, LeaderInput::ProposeDone(Ok(())));
     assert_eq!(answers(&out), [(1, Some(1))], "answered with its new task");
-    assert!(out.iter().any(|e| matches!(e, LeaderEffect::Poke { node, .. } if *node == NodeId(2))));
-    assert!(out.iter().any(|e| matches!(e, LeaderEffect::ServicesChanged(n) if n == &["web"])));
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, LeaderEffect::Poke { node, .. } if *node == NodeId(2)))
+    );
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, LeaderEffect::ServicesChanged(n) if n == &["web"]))
+    );
     assert_eq!(m.view().passes, 1);
     assert_eq!(m.service("web").expect("known").desired.len(), 2);
 
     // Later passes read the leader's own replica.
     let out = run(&mut m, 1_000, LeaderInput::Timer(LeaderTimer::Interval));
-    assert!(matches!(out.last(), Some(LeaderEffect::Read { linearizable: false })));
+    assert!(matches!(
+        out.last(),
+        Some(LeaderEffect::Read {
+            linearizable: false
+        })
+    ));
 }
 
 #[test]
@@ -178,7 +200,10 @@ fn no_session_is_answered_before_the_first_pass_ends() {
     let out = run(&mut m, 1, LeaderInput::ReadFailed("no quorum".into()));
     assert!(out.iter().any(|e| matches!(
         e,
-        LeaderEffect::SetTimer { after_ms: RETRY_MS, timer: LeaderTimer::Due }
+        LeaderEffect::SetTimer {
+            after_ms: RETRY_MS,
+            timer: LeaderTimer::Due
+        }
     )));
     assert_eq!(answers(&run(&mut m, 2, session(2, 2, vec![]))), [(2, None)]);
 }
@@ -199,12 +224,26 @@ fn only_the_node_a_task_is_on_reports_it() {
     // Node 3 speaks for node 2's task: ignored, no pass asked for.
     let out = run(&mut m, 5, session(1, 3, vec![(TaskId(10), failed.clone())]));
     assert_eq!(answers(&out), [(1, Some(0))]);
-    assert!(!out.iter().any(|e| matches!(e, LeaderEffect::SetTimer { .. })));
+    assert!(
+        !out.iter()
+            .any(|e| matches!(e, LeaderEffect::SetTimer { .. }))
+    );
     // Node 2 does: a pass after the debounce, which writes the status.
     let out = run(&mut m, 6, session(2, 2, vec![(TaskId(10), failed)]));
-    assert!(out.iter().any(|e| matches!(e, LeaderEffect::SetTimer { timer: LeaderTimer::Due, .. })));
+    assert!(out.iter().any(|e| matches!(
+        e,
+        LeaderEffect::SetTimer {
+            timer: LeaderTimer::Due,
+            ..
+        }
+    )));
     let out = run(&mut m, 30, LeaderInput::Timer(LeaderTimer::Due));
-    assert!(matches!(out.last(), Some(LeaderEffect::Read { linearizable: false })));
+    assert!(matches!(
+        out.last(),
+        Some(LeaderEffect::Read {
+            linearizable: false
+        })
+    ));
     let out = run(&mut m, 31, store.read());
     let put_failed = proposals(&out)[0].ops.iter().any(|op| {
         matches!(op, Op::Put { body: ObjectBody::Task(t), .. } if t.status.state == TaskState::Failed)
@@ -223,15 +262,26 @@ fn unseen_nodes_are_unknown_during_the_down_grace_then_down() {
     let mut m = LeaderMachine::new(ME, 1, 0, 7);
     run(&mut m, 0, LeaderInput::Start);
     let out = run(&mut m, 1, store.read());
-    assert!(!orphans(&out), "within the grace node 2 is Unknown: {out:?}");
+    assert!(
+        !orphans(&out),
+        "within the grace node 2 is Unknown: {out:?}"
+    );
     run(&mut m, 2, LeaderInput::ProposeDone(Ok(())));
-    run(&mut m, DOWN_GRACE_MS, LeaderInput::Timer(LeaderTimer::Interval));
+    run(
+        &mut m,
+        DOWN_GRACE_MS,
+        LeaderInput::Timer(LeaderTimer::Interval),
+    );
     let out = run(&mut m, DOWN_GRACE_MS, store.read());
     assert!(orphans(&out), "after the grace it is Down");
 
     // Membership's own Down counts at once.
     let mut m = LeaderMachine::new(ME, 1, 0, 7);
-    run(&mut m, 0, LeaderInput::Members(&[member(2, NodeState::Down)]));
+    run(
+        &mut m,
+        0,
+        LeaderInput::Members(&[member(2, NodeState::Down)]),
+    );
     run(&mut m, 0, LeaderInput::Start);
     assert!(orphans(&run(&mut m, 1, store.read())));
 }
@@ -240,20 +290,37 @@ fn unseen_nodes_are_unknown_during_the_down_grace_then_down() {
 fn a_failed_write_ends_the_pass_without_pokes_and_retries() {
     let store = Store::new(&[1, 2], 2, vec![]);
     let mut m = LeaderMachine::new(ME, 1, 0, 7);
-    run(&mut m, 0, LeaderInput::Members(&[member(2, NodeState::Ready)]));
+    run(
+        &mut m,
+        0,
+        LeaderInput::Members(&[member(2, NodeState::Ready)]),
+    );
     run(&mut m, 0, LeaderInput::Start);
     run(&mut m, 1, store.read());
     run(&mut m, 1, LeaderInput::Timer(LeaderTimer::Due));
-    let out = run(&mut m, 2, LeaderInput::ProposeDone(Err("out of sequence".into())));
+    let out = run(
+        &mut m,
+        2,
+        LeaderInput::ProposeDone(Err("out of sequence".into())),
+    );
     assert!(!out.iter().any(|e| matches!(e, LeaderEffect::Poke { .. })));
     assert!(out.iter().any(|e| matches!(
         e,
-        LeaderEffect::SetTimer { after_ms: RETRY_MS, timer: LeaderTimer::Due }
+        LeaderEffect::SetTimer {
+            after_ms: RETRY_MS,
+            timer: LeaderTimer::Due
+        }
     )));
-    assert!(out.iter().any(|e| matches!(e, LeaderEffect::Passed(PassSummary { ok: false, .. }))));
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, LeaderEffect::Passed(PassSummary { ok: false, .. })))
+    );
     assert_eq!(m.view().last_error.as_deref(), Some("out of sequence"));
     // The tasks were not written: the answers do not list them.
-    assert_eq!(answers(&run(&mut m, 3, session(1, 2, vec![]))), [(1, Some(0))]);
+    assert_eq!(
+        answers(&run(&mut m, 3, session(1, 2, vec![]))),
+        [(1, Some(0))]
+    );
 }
 
 #[test]
@@ -268,11 +335,25 @@ fn the_store_keeps_the_newest_gossip_description_and_its_failure_spares_the_pass
     let first = proposals(&out)[0];
     assert!(matches!(
         &first.ops[..],
-        [Op::Put { kind: Kind::Node, expect: Expect::Version(5), .. }]
+        [Op::Put {
+            kind: Kind::Node,
+            expect: Expect::Version(5),
+            ..
+        }]
     ));
     // Its failure goes on to the task writes.
-    let out = run(&mut m, 2, LeaderInput::ProposeDone(Err("out of sequence".into())));
-    assert!(proposals(&out)[0].ops.iter().all(|op| matches!(op, Op::Put { kind: Kind::Task, .. })));
+    let out = run(
+        &mut m,
+        2,
+        LeaderInput::ProposeDone(Err("out of sequence".into())),
+    );
+    assert!(proposals(&out)[0].ops.iter().all(|op| matches!(
+        op,
+        Op::Put {
+            kind: Kind::Task,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -283,7 +364,15 @@ fn one_debounce_timer_at_a_time() {
     run(&mut m, 1, store.read());
     let timers = |out: &[LeaderEffect]| {
         out.iter()
-            .filter(|e| matches!(e, LeaderEffect::SetTimer { timer: LeaderTimer::Due, .. }))
+            .filter(|e| {
+                matches!(
+                    e,
+                    LeaderEffect::SetTimer {
+                        timer: LeaderTimer::Due,
+                        ..
+                    }
+                )
+            })
             .count()
     };
     assert_eq!(timers(&run(&mut m, 2, LeaderInput::StoreApplied)), 1);

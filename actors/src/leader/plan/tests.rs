@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::model::{Availability, Role, ServiceMode, TaskState};
-use crate::store::NodeObject;
 use crate::orchestrator::tests_support::{service, task};
 use crate::scheduler::tests_support::node;
 use crate::scheduler::{Unseen, node_views};
+use crate::store::NodeObject;
 
 fn versioned(tasks: Vec<Task>) -> Vec<VersionedTask<'static>> {
     tasks

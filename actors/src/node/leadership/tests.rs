@@ -62,7 +62,10 @@ impl Actor for Supervisor {
                 registry: &state.registry,
                 rng_seed: 7,
             };
-            state.leadership.follow(p, Some(ctx), myself.get_cell()).await;
+            state
+                .leadership
+                .follow(p, Some(ctx), myself.get_cell())
+                .await;
             state.seen.lock().unwrap().0 = state.leadership.actor().cloned();
         }
         Ok(())
@@ -75,7 +78,8 @@ impl Actor for Supervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         state.leadership.supervise(&event, &state.registry, &myself);
-        *state.seen.lock().unwrap() = (state.leadership.actor().cloned(), state.leadership.restarts);
+        *state.seen.lock().unwrap() =
+            (state.leadership.actor().cloned(), state.leadership.restarts);
         Ok(())
     }
 }
@@ -87,7 +91,13 @@ fn credentials() -> NodeCredentials {
     let key = NodeKey::generate().unwrap();
     let day = Duration::from_secs(24 * 3600);
     let cert = ca
-        .issue(&key.csr_der().unwrap(), NodeId(1), Role::Manager, SystemTime::now(), day)
+        .issue(
+            &key.csr_der().unwrap(),
+            NodeId(1),
+            Role::Manager,
+            SystemTime::now(),
+            day,
+        )
         .unwrap();
     NodeCredentials::from_parts(key, cert, ca.cert_der().to_vec()).unwrap()
 }
@@ -137,7 +147,10 @@ async fn a_panicking_leader_is_restarted_for_the_same_term() {
     until("a leader actor", || seen.lock().unwrap().0.is_some()).await;
     let first = seen.lock().unwrap().0.clone().unwrap();
     let term = store.progress().borrow().term;
-    until("the leader registered", || registry.get(LEADER_NAME_FOR_TEST).is_ok()).await;
+    until("the leader registered", || {
+        registry.get(LEADER_NAME_FOR_TEST).is_ok()
+    })
+    .await;
 
     tracing::info!("phase 2: a panic in the leader is logged and a new one starts, same term");
     first.send_message(LeaderMsg::PanicForTest).unwrap();
@@ -149,7 +162,10 @@ async fn a_panicking_leader_is_restarted_for_the_same_term() {
     let second = seen.lock().unwrap().0.clone().unwrap();
     let view = ractor::call_t!(second, LeaderMsg::Describe, 5_000).unwrap();
     assert_eq!(view.term, term, "restarted for the same term");
-    until("the new leader registered", || registry.get(LEADER_NAME_FOR_TEST).is_ok()).await;
+    until("the new leader registered", || {
+        registry.get(LEADER_NAME_FOR_TEST).is_ok()
+    })
+    .await;
 }
 
 const LEADER_NAME_FOR_TEST: &str = crate::leader::LEADER_NAME;
