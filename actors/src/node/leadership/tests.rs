@@ -103,6 +103,7 @@ fn credentials() -> NodeCredentials {
 }
 
 /// Waits up to 20 s for `f` to hold.
+#[allow(clippy::disallowed_methods)] // a test waits in real time for real actors
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..400 {
         if f() {
