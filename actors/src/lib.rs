@@ -10,12 +10,12 @@
 //! | [`trust`] | the cluster CA, node certificates, join tokens, TLS configurations |
 //! | [`transport`] | QUIC endpoint: one mutual-TLS connection per peer, requests, one-way messages, datagrams |
 //! | [`membership`] | SWIM membership (foca) as a sans-IO state machine, node descriptions on gossip |
-//! | [`node`] | the NodeActor that owns identity, membership and the node's view of the cluster |
+//! | [`node`] | the NodeActor that owns identity, membership and the node's view of the cluster; starts, stops and supervises the leader actor as the store's progress says (`node/leadership.rs`) |
 //! | [`task`] | the TaskMachine (one task's life, sans-IO) and the TaskActor that drives a runtime |
 //! | [`runtime`] | how a task runs: an OS process, or a container on the Docker Engine |
 //! | [`store`] | the raft-replicated cluster store (raft-rs over redb) as a sans-IO machine, and its state machine of objects |
 //! | [`replica`] | the StoreActor that hosts this manager's replica of the store and carries raft traffic; its sans-IO `Router` decides where each request goes (raft here, one forward to the leader, retry while an election runs, quorum answers, expiry) |
-//! | [`leader`] | the leader actor: lives only on the store's raft leader; orchestrators, scheduler and dispatcher in one pure pass (`leader::plan`) |
+//! | [`leader`] | the leader: lives only on the store's raft leader; `machine.rs` decides everything (sans-IO `LeaderMachine`, driven by the actor and the simulator), `plan.rs` is one pure pass (orchestrators, scheduler), `answer.rs` the session answers, `rules.rs` timings and batching, `view.rs` what `leader` and `service/<name>` show; `mod.rs` the actor shell, `msg.rs` its messages |
 //! | [`registry`] | the per-node registry of named actors that the admin shell talks to |
 //! | [`scheduler`] | placement as a pure function: filters (availability, runtime, constraints, resources) and spread |
 //! | [`orchestrator`] | reconciliation as a pure function: replicated and global services, restart policy, task history |

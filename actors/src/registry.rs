@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 /// The most actors one node registers. A node hosts one NodeActor, a handful of managers'
 /// actors, and one TaskActor per task; this bounds what a runaway workload can add.
@@ -50,14 +51,23 @@ pub trait AdminTarget: Send + Sync {
 
 /// Names to actors, for one node.
 ///
-/// Besides the names it carries the node's one in-process signal: the leader actor wakes the
-/// local agent through [`Registry::agent_poke`] when it changes this node's assignments, since a
-/// node does not send itself messages over the network.
+/// Besides the names it carries the node's in-process paths between its agent and its leader,
+/// since a node does not send itself messages over the network: the leader actor wakes the
+/// local agent through [`Registry::agent_poke`] when it changes this node's assignments, and
+/// the local agent's session reaches the leader actor through [`Registry::leader_session`].
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<RwLock<BTreeMap<String, Arc<dyn AdminTarget>>>>,
     agent_poke: Arc<tokio::sync::Notify>,
+    leader_sessions: Arc<RwLock<Option<SessionSink>>>,
 }
+
+/// Hands a session to this node's leader actor; its answer goes to the sender.
+pub type SessionSink = Arc<
+    dyn Fn(crate::model::NodeId, crate::wire::SessionReport, oneshot::Sender<crate::wire::Response>)
+        + Send
+        + Sync,
+>;
 
 impl Registry {
     pub fn new() -> Self {
@@ -79,6 +89,38 @@ impl Registry {
     /// The local agent waits on this; the leader notifies it.
     pub fn agent_poke(&self) -> Arc<tokio::sync::Notify> {
         self.agent_poke.clone()
+    }
+
+    /// Set by the node actor while its leader actor runs, cleared when it stops.
+    pub fn set_leader_sessions(&self, sink: Option<SessionSink>) {
+        *self
+            .leader_sessions
+            .write()
+            .expect("registry lock poisoned") = sink;
+    }
+
+    /// Opens a session with this node's leader actor; `None` when this node does not lead.
+    pub fn leader_session(
+        &self,
+        from: crate::model::NodeId,
+        report: crate::wire::SessionReport,
+    ) -> Option<oneshot::Receiver<crate::wire::Response>> {
+        let sink = self
+            .leader_sessions
+            .read()
+            .expect("registry lock poisoned")
+            .clone()?;
+        let (tx, rx) = oneshot::channel();
+        sink(from, report, tx);
+        Some(rx)
+    }
+
+    /// Removes every name that starts with `prefix` (a leader's `service/` entries).
+    pub fn unregister_prefix(&self, prefix: &str) {
+        self.inner
+            .write()
+            .expect("registry lock poisoned")
+            .retain(|k, _| !k.starts_with(prefix));
     }
 
     pub fn unregister(&self, name: &str) {

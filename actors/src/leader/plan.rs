@@ -12,7 +12,8 @@
 //!  services ─▶ 2. tasks of removed services: shut down, then delete
 //!            3. orchestrator::reconcile per service ──▶ create / shutdown / orphan / trim
 //!            4. scheduler::schedule over unplaced tasks ──▶ assigned / pending with reason
-//!            5. changed tasks ──▶ Put(expect version) / Delete(expect version)
+//!            5. postconditions asserted (one live task per slot, no move, no going back)
+//!            6. changed tasks ──▶ Put(expect version) / Delete(expect version)
 //! ```
 
 use std::borrow::Cow;
@@ -64,6 +65,8 @@ pub struct Plan {
 struct Work<'a> {
     version: Option<u64>,
     task: Cow<'a, Task>,
+    /// The task as read, for the postconditions (see [`check`]); `None` for a new one.
+    read: Option<&'a Task>,
     changed: bool,
     delete: bool,
 }
@@ -88,6 +91,7 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
             let w = Work {
                 version: Some(t.version),
                 task: Cow::Borrowed(&*t.task),
+                read: Some(&*t.task),
                 changed: false,
                 delete: false,
             };
@@ -150,7 +154,10 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
     // 4. The scheduler, over every task that waits for a node.
     schedule(input.nodes, &services, &mut work, &mut out, now);
 
-    // 5. The writes.
+    // 5. What must hold of any plan, checked on what it changed (panics: see `check`).
+    check(&work);
+
+    // 6. The writes.
     for (id, w) in work {
         let key = id.to_string();
         if w.delete {
@@ -175,6 +182,68 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
         }
     }
     out
+}
+
+/// Whether the orchestrator wants `t` live: not on its way out, not ended.
+fn wanted_live(t: &Task) -> bool {
+    t.desired_state <= TaskState::Running && !t.status.state.is_terminal()
+}
+
+/// The plan's postconditions, always on (a broken plan must stop the pass, not reach the
+/// store): no task moved from one node to another, no status moved backwards, and every task
+/// made in this pass is the only live one of its slot (replicated) or of its node (global).
+/// Costs O(changed tasks), plus one look at every task when the pass made any.
+fn check(work: &BTreeMap<TaskId, Work<'_>>) {
+    let mut made = BTreeSet::new();
+    for w in work.values().filter(|w| w.changed && !w.delete) {
+        let t = &*w.task;
+        match w.read {
+            Some(old) => {
+                assert!(
+                    old.node_id.is_none() || old.node_id == t.node_id,
+                    "plan moved task {} from node {:?} to {:?}",
+                    t.id,
+                    old.node_id,
+                    t.node_id
+                );
+                assert!(
+                    t.status.state >= old.status.state,
+                    "plan moved task {}'s status back from {} to {}",
+                    t.id,
+                    old.status.state,
+                    t.status.state
+                );
+            }
+            None if wanted_live(t) => {
+                made.insert(slot_of(t));
+            }
+            None => {}
+        }
+    }
+    if made.is_empty() {
+        return;
+    }
+    let mut live: BTreeMap<(ServiceId, u64, Option<NodeId>), usize> = BTreeMap::new();
+    for w in work.values().filter(|w| !w.delete && wanted_live(&w.task)) {
+        let key = slot_of(&w.task);
+        if made.contains(&key) {
+            let n = live.entry(key).or_default();
+            *n += 1;
+            assert!(
+                *n == 1,
+                "plan left two live tasks in slot {key:?}, task {} among them",
+                w.task.id
+            );
+        }
+    }
+}
+
+/// A task's slot: its number for a replicated service, its node for a global one (slot 0).
+fn slot_of(t: &Task) -> (ServiceId, u64, Option<NodeId>) {
+    match t.slot {
+        0 => (t.service_id, 0, t.node_id),
+        s => (t.service_id, s, None),
+    }
 }
 
 /// The rolling update, stop-first: while a service has live tasks made from an older spec
@@ -277,6 +346,7 @@ fn apply<'a>(
                 Work {
                     version: None,
                     task: Cow::Owned(task),
+                    read: None,
                     changed: true,
                     delete: false,
                 },

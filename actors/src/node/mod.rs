@@ -16,7 +16,10 @@ mod authority;
 pub mod authz;
 mod handle;
 pub mod host;
+mod leadership;
 mod msg;
+mod renewal;
+mod role;
 pub mod rotation;
 mod state_file;
 
@@ -45,7 +48,7 @@ use crate::model::{NodeDescription, NodeId, NodeState, Role};
 use crate::registry::Registry;
 use crate::replica::StoreHandle;
 use crate::transport::{Inbound, Transport};
-use crate::trust::{NodeCredentials, NodeKey, PeerIdentity};
+use crate::trust::{NodeCredentials, PeerIdentity};
 use crate::wire::{OneWay, Request, Response, StoreReply, StoreRequest, WireFailure};
 
 /// Messages from the transport that may wait in the actor's mailbox at once. The mailbox itself
@@ -104,6 +107,8 @@ pub struct NodeActorState {
     certified: authz::CertifiedPeers,
     /// A renewal is in flight: the trust check does not start a second one.
     renewing: bool,
+    /// The leader actor's lifecycle, following the store's progress.
+    leadership: leadership::Leadership,
 }
 
 #[derive(Default)]
@@ -147,7 +152,9 @@ impl Actor for NodeActor {
             managers: args.managers,
             certified: authz::CertifiedPeers::default(),
             renewing: false,
+            leadership: leadership::Leadership::default(),
         };
+        state.leadership.watch(state.store.as_ref(), &myself);
         state.tell_agent_store();
         // The leader learns this node's own description from here even when no other node
         // ever changes state (a one-node cluster).
@@ -266,6 +273,10 @@ impl Actor for NodeActor {
                 };
                 info!(%role, "this node's role changed");
                 state.store = store;
+                state.leadership.watch(state.store.as_ref(), &myself);
+                if state.store.is_none() {
+                    state.follow(&myself, Default::default()).await;
+                }
                 state.tell_agent_store();
                 // Our description carries the role; gossip the change.
                 if let Some(mut d) = state.membership.description(state.creds.node_id).cloned() {
@@ -319,6 +330,7 @@ impl Actor for NodeActor {
                     (OneWay::Nop, _) => {}
                 }
             }
+            NodeMsg::StoreProgress(progress) => state.follow(&myself, progress).await,
             NodeMsg::JoinTokens(port) => state.tokens_view(None, port),
             NodeMsg::RotateToken(role, port) => state.tokens_view(Some(role), port),
             NodeMsg::Stats(port) => {
@@ -338,6 +350,25 @@ impl Actor for NodeActor {
             }
         }
         state.apply(&myself, out);
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        event: ractor::SupervisionEvent,
+        state: &mut NodeActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.leadership.supervise(&event, &state.registry, &myself);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<NodeMsg>,
+        state: &mut NodeActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.leadership.stop(&state.registry);
         Ok(())
     }
 }
@@ -435,10 +466,27 @@ impl NodeActorState {
         }
     }
 
+    /// Hands membership's view to the store (who is reachable) and the leader actor.
     fn tell_store_reachable(&self) {
         if let Some(store) = &self.store {
             store.set_members(self.membership.members());
         }
+        self.leadership.members(self.membership.members());
+    }
+
+    /// Starts or stops the leader actor as the store's progress says.
+    async fn follow(&mut self, myself: &ActorRef<NodeMsg>, progress: crate::replica::Progress) {
+        let ctx = self.store.as_ref().map(|store| leadership::LeaderContext {
+            store,
+            me: self.creds.node_id,
+            members: self.membership.members(),
+            transport: &self.transport,
+            registry: &self.registry,
+            rng_seed: self.rng.random(),
+        });
+        self.leadership
+            .follow(progress, ctx, myself.get_cell())
+            .await;
     }
 
     /// Answers with the join tokens, rotating one role's first when asked; off the actor,
@@ -599,16 +647,7 @@ impl NodeActorState {
                     let _ = reply.send(Response::Failed(WireFailure::Unauthenticated));
                     return;
                 };
-                match self.store.clone() {
-                    Some(store) => {
-                        tokio::spawn(async move {
-                            let _ = reply.send(store.session(peer.node_id, report).await);
-                        });
-                    }
-                    None => {
-                        let _ = reply.send(Response::NotLeader { leader: None });
-                    }
-                }
+                self.leadership.session(peer.node_id, report, reply);
             }
             Request::Logs { tasks, tail } => match (&from, &self.agent) {
                 (Some(p), Some(agent)) if self.managers.may_command(p) => {
@@ -631,178 +670,6 @@ impl NodeActorState {
                 self.set_role(myself, raft_id, reply);
             }
         }
-    }
-
-    /// Schedules the next renewal at a random point between 50 % and 80 % of the certificate's
-    /// life, so that nodes issued together do not all renew at once.
-    fn schedule_renewal(&mut self, myself: &ActorRef<NodeMsg>) {
-        let fraction = self.rng.random_range(0.5..0.8);
-        let at = self.creds.renewal_at(fraction);
-        #[allow(clippy::disallowed_methods)] // a certificate's expiry is wall-clock time
-        let after = at
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        debug!(after_s = after.as_secs(), "certificate renewal scheduled");
-        myself.send_after(after, || NodeMsg::RenewCertificate);
-    }
-
-    fn renew(&mut self, myself: &ActorRef<NodeMsg>) {
-        self.renewing = true;
-        let key = match NodeKey::generate() {
-            Ok(k) => k,
-            Err(e) => {
-                let _ = myself.send_message(NodeMsg::Renewed(Err(e.to_string()))); // actor is alive: it is us
-                return;
-            }
-        };
-        let csr = match key.csr_der() {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = myself.send_message(NodeMsg::Renewed(Err(e.to_string()))); // as above
-                return;
-            }
-        };
-        let ca = self.creds.ca_cert_der.clone();
-        let me = PeerIdentity {
-            node_id: self.creds.node_id,
-            role: self.creds.role,
-        };
-        let store = self.store.clone();
-        let validity = self.cert_validity;
-        let self_addr = self.membership.me().addr;
-        let managers: Vec<SocketAddr> = self
-            .manager_addrs()
-            .into_iter()
-            .filter(|a| *a != self_addr)
-            .collect();
-        let transport = self.transport.clone();
-        let myself = myself.clone();
-        tokio::spawn(async move {
-            // Hands the new certificate, with the key it was asked for, to the actor.
-            let done = |cert_der: Vec<u8>, intermediates: Vec<Vec<u8>>| {
-                let result = NodeCredentials::from_chain(key, cert_der, intermediates, ca)
-                    .map(Box::new)
-                    .map_err(|e| e.to_string());
-                let _ = myself.send_message(NodeMsg::Renewed(result)); // node may be stopping
-            };
-            let mut last = "no manager is reachable".to_string();
-            // A manager first asks its own replica; when that cannot answer (a new manager
-            // still catching up), it asks the other managers like a worker does.
-            if let Some(store) = store {
-                match admission::renew(store, me, csr.clone(), validity).await {
-                    Response::Renewed {
-                        cert_der,
-                        intermediates,
-                    } => return done(cert_der, intermediates),
-                    other => last = format!("local store: {other:?}"),
-                }
-            }
-            for addr in managers {
-                let req = Request::Renew(crate::wire::RenewRequest {
-                    csr_der: csr.clone(),
-                });
-                match transport.request(addr, req).await {
-                    Ok(Response::Renewed {
-                        cert_der,
-                        intermediates,
-                    }) => return done(cert_der, intermediates),
-                    Ok(other) => last = format!("{addr} answered {other:?}"),
-                    Err(e) => last = format!("{addr}: {e}"),
-                }
-            }
-            let _ = myself.send_message(NodeMsg::Renewed(Err(last))); // node may be stopping
-        });
-    }
-
-    /// Takes on the role the store now gives this node: start a store that joins the voters
-    /// (promotion), or stop it and drop its data (demotion). Answers once that is under way.
-    fn set_role(
-        &mut self,
-        myself: &ActorRef<NodeMsg>,
-        raft_id: Option<u64>,
-        reply: tokio::sync::oneshot::Sender<Response>,
-    ) {
-        let me = myself.clone();
-        match (raft_id, self.store.clone()) {
-            (Some(raft_id), None) => {
-                self.node_file.raft_id = Some(raft_id);
-                if let Err(e) = self.node_file.save(&self.data_dir) {
-                    let _ = reply.send(Response::Failed(WireFailure::Invalid(e.to_string())));
-                    return;
-                }
-                let args = crate::replica::StoreArgs {
-                    data_dir: self.data_dir.clone(),
-                    raft_id,
-                    node_id: self.creds.node_id,
-                    bootstrap: crate::store::Bootstrap::Join,
-                    config: self.store_config.clone(),
-                    transport: self.transport.clone(),
-                    rng_seed: self.rng.random(),
-                    registry: Some(self.registry.clone()),
-                    managers: self.managers.clone(),
-                };
-                tokio::spawn(async move {
-                    let resp = match crate::replica::spawn_store(args).await {
-                        Ok((store, _)) => {
-                            let _ = me.send_message(NodeMsg::StoreChanged(Some(store))); // node may be stopping
-                            Response::Pong
-                        }
-                        Err(e) => Response::Failed(WireFailure::Invalid(format!(
-                            "the store did not start: {e}"
-                        ))),
-                    };
-                    let _ = reply.send(resp); // the asker may have gone
-                });
-            }
-            (None, Some(store)) => {
-                self.node_file.raft_id = None;
-                if let Err(e) = self.node_file.save(&self.data_dir) {
-                    let _ = reply.send(Response::Failed(WireFailure::Invalid(e.to_string())));
-                    return;
-                }
-                let dir = self.data_dir.clone();
-                tokio::spawn(async move {
-                    // Wait for the store to stop before its files go.
-                    let _ = store
-                        .actor()
-                        .stop_and_wait(None, Some(Duration::from_secs(5)))
-                        .await;
-                    for f in ["raft.redb", "raft.key"] {
-                        // Absent files are fine: nothing to remove.
-                        let _ = std::fs::remove_file(dir.join(f));
-                    }
-                    let _ = me.send_message(NodeMsg::StoreChanged(None)); // node may be stopping
-                    let _ = reply.send(Response::Pong); // the asker may have gone
-                });
-            }
-            // Already in that role: nothing to do.
-            _ => {
-                let _ = reply.send(Response::Pong);
-            }
-        }
-    }
-
-    fn install_credentials(&mut self, myself: &ActorRef<NodeMsg>, creds: NodeCredentials) {
-        if let Err(e) = creds.save(&self.data_dir) {
-            warn!(error = %e, "cannot save the renewed certificate; keeping the old one");
-            myself.send_after(RENEW_RETRY, || NodeMsg::RenewCertificate);
-            return;
-        }
-        if let Err(e) = self.transport.reload_credentials(&creds) {
-            warn!(error = %e, "transport did not take the renewed certificate");
-        }
-        if creds.role != self.creds.role {
-            // Peers judge what we may send by the certificate on the connection: open ones
-            // carry the old role, so they are replaced by connections with the new one.
-            info!(role = %creds.role, "certificate role changed: reconnecting to every peer");
-            self.transport.reconnect_all();
-        }
-        info!(
-            not_after_unix = unix_secs(creds.not_after),
-            "certificate renewed"
-        );
-        self.creds = creds;
-        self.schedule_renewal(myself);
     }
 }
 

@@ -55,6 +55,9 @@ pub enum NodeMsg {
         req: Request,
         reply: RpcReplyPort<Result<Response, String>>,
     },
+    /// Where the store stands changed (term, leading, leader's address): the leader actor is
+    /// started or stopped to match (see `leadership`).
+    StoreProgress(crate::replica::Progress),
     /// The store was started (promotion) or stopped (demotion) off the actor.
     StoreChanged(Option<crate::replica::StoreHandle>),
     /// Refuse a removed node from now on, here and (through one-way messages) on every member.

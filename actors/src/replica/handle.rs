@@ -53,6 +53,8 @@ pub struct StoreHandle {
     actor: ActorRef<StoreMsg>,
     tokens: AppliedTokens,
     progress: watch::Receiver<Progress>,
+    /// Where a session reaches this node's leader actor (see [`Self::session`]).
+    registry: Option<crate::registry::Registry>,
 }
 
 impl StoreHandle {
@@ -60,11 +62,13 @@ impl StoreHandle {
         actor: ActorRef<StoreMsg>,
         tokens: AppliedTokens,
         progress: watch::Receiver<Progress>,
+        registry: Option<crate::registry::Registry>,
     ) -> Self {
         Self {
             actor,
             tokens,
             progress,
+            registry,
         }
     }
 
@@ -169,17 +173,21 @@ impl StoreHandle {
             .send_message(StoreMsg::ForwardedRead { from, reply });
     }
 
-    /// A node's session with the dispatcher (see [`crate::agent`]): its assignments, or where
-    /// the leader is.
+    /// A node's session with the dispatcher (see [`crate::agent`]): its assignments from this
+    /// node's leader actor (which the node actor runs while this replica leads), or where the
+    /// leader is.
     pub async fn session(&self, from: NodeId, report: crate::wire::SessionReport) -> Response {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.actor.send_message(StoreMsg::Session {
-            from,
-            report,
-            reply,
-        });
-        // A store that stopped dropped the reply: no leader here then.
-        rx.await.unwrap_or(Response::NotLeader { leader: None })
+        let rx = self
+            .registry
+            .as_ref()
+            .and_then(|r| r.leader_session(from, report));
+        match rx {
+            // A leader that stopped dropped the reply: no leader here then.
+            Some(rx) => rx.await.unwrap_or(Response::NotLeader { leader: None }),
+            None => Response::NotLeader {
+                leader: self.progress.borrow().leader_addr,
+            },
+        }
     }
 
     pub fn raft(

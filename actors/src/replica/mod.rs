@@ -49,7 +49,8 @@ pub struct StoreArgs {
     pub config: StoreConfig,
     pub transport: Transport,
     pub rng_seed: u64,
-    /// Where the leader actor registers while this manager leads.
+    /// Where a session through the store handle finds this node's leader actor (which the
+    /// node actor runs while this replica leads).
     pub registry: Option<crate::registry::Registry>,
     /// The managers the store last named, as the node learns them (see `node::authz`): raft
     /// from a manager this store does not know yet (it is catching up) is taken only from one.
@@ -83,21 +84,12 @@ pub struct StoreActorState {
     /// Raft chunks refused because their sender is no voter or spoke as another.
     raft_refused: u64,
     next_message: u64,
-    /// Membership's last view, handed to a leader actor when it starts.
+    /// Membership's last view.
     members: Vec<crate::membership::MemberView>,
     /// Where raft peers were last heard from. A manager that just joined does not know its
     /// peers' addresses until the log or a snapshot tells it, but must answer the leader before
     /// that; bounded by [`LEARNED_MAX`].
     learned: BTreeMap<u64, SocketAddr>,
-    registry: Option<crate::registry::Registry>,
-    /// The leader actor, while this manager's store leads.
-    leader_actor: Option<ActorRef<crate::leader::LeaderMsg>>,
-    /// A leadership change seen while applying effects, acted on after them.
-    leadership: Option<(Option<u64>, u64)>,
-    /// The applied index the leader actor was last told about.
-    leader_synced: u64,
-    node_id: NodeId,
-    rng_seed: u64,
     /// Shared with every handle: the join tokens as last applied (see [`AppliedTokens`]).
     tokens: AppliedTokens,
     /// Shared with every handle: where this replica stands (see [`Progress`]).
@@ -150,12 +142,6 @@ impl Actor for StoreActor {
             next_message: 0,
             members: Vec::new(),
             learned: BTreeMap::new(),
-            registry: args.registry,
-            leader_actor: None,
-            leadership: None,
-            leader_synced: 0,
-            node_id: args.node_id,
-            rng_seed: args.rng_seed,
             tokens,
             progress,
             tokens_checked_at: 0,
@@ -250,17 +236,8 @@ impl Actor for StoreActor {
                     ready: ids(crate::model::NodeState::Ready),
                     down: ids(crate::model::NodeState::Down),
                 };
-                state.tell_leader_members(&members);
                 state.members = members;
                 Some(input)
-            }
-            StoreMsg::Session {
-                from,
-                report,
-                reply,
-            } => {
-                state.session(from, report, reply);
-                None
             }
             StoreMsg::Retry { req } => Some(RouterInput::Retry { req }),
             StoreMsg::ForwardDone {
@@ -288,20 +265,7 @@ impl Actor for StoreActor {
         state.publish_tokens(false);
         state.apply(raft);
         state.carry_out(&myself, routed);
-        state.follow_leadership(&myself).await;
-        state.tell_leader_changed();
         state.publish_progress();
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<StoreMsg>,
-        state: &mut StoreActorState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(actor) = state.leader_actor.take() {
-            crate::leader::stop(actor, state.registry.as_ref());
-        }
         Ok(())
     }
 }
@@ -446,8 +410,8 @@ impl StoreActorState {
             match effect {
                 StoreEffect::Send { to, msg } => self.send_raft(to, &msg),
                 StoreEffect::LeaderChanged { leader, term } => {
+                    // The node actor follows it on the progress watch (the leader actor).
                     info!(?leader, term, me = self.raft_id, "store leader changed");
-                    self.leadership = Some((leader, term));
                 }
                 StoreEffect::VotersChanged(voters) => info!(?voters, "store voters changed"),
                 StoreEffect::Applied { .. }
@@ -543,89 +507,6 @@ impl StoreActorState {
         known.or_else(|| self.learned.get(&raft_id).copied())
     }
 
-    /// Tells the leader actor the store applied new entries; it debounces.
-    fn tell_leader_changed(&mut self) {
-        let applied = self.machine.state().applied_index();
-        if let Some(actor) = &self.leader_actor
-            && applied > self.leader_synced
-        {
-            // A stopping leader actor needs no news.
-            let _ = actor.send_message(crate::leader::LeaderMsg::Changed);
-            self.leader_synced = applied;
-        }
-    }
-
-    /// Starts the leader actor when this manager became leader, stops it when it no longer is.
-    async fn follow_leadership(&mut self, myself: &ActorRef<StoreMsg>) {
-        let Some((leader, term)) = self.leadership.take() else {
-            return;
-        };
-        let leads = leader == Some(self.raft_id);
-        match (leads, self.leader_actor.take()) {
-            (true, None) => {
-                let args = crate::leader::LeaderArgs {
-                    store: StoreHandle::new(
-                        myself.clone(),
-                        self.tokens.clone(),
-                        self.progress.subscribe(),
-                    ),
-                    term,
-                    me: self.node_id,
-                    members: self.members.clone(),
-                    transport: self.transport.clone(),
-                    registry: self.registry.clone(),
-                    rng_seed: self.rng_seed ^ term,
-                };
-                match crate::leader::start(args).await {
-                    Ok(actor) => self.leader_actor = Some(actor),
-                    Err(e) => warn!(error = %e, "the leader actor did not start"),
-                }
-            }
-            (false, Some(actor)) => crate::leader::stop(actor, self.registry.as_ref()),
-            (_, kept) => self.leader_actor = kept,
-        }
-    }
-
-    /// Operations forwarded to a leader that membership now sees Down ask raft again at once
-    /// Hands the leader actor membership's view, while this manager leads.
-    fn tell_leader_members(&self, members: &[crate::membership::MemberView]) {
-        if let Some(actor) = &self.leader_actor {
-            // A stopping leader actor needs no news.
-            let _ = actor.send_message(crate::leader::LeaderMsg::Members(members.to_vec()));
-        }
-    }
-
-    /// A node's session: handed to the leader actor when this manager leads, else answered
-    /// with where the leader is.
-    fn session(
-        &self,
-        from: NodeId,
-        report: crate::wire::SessionReport,
-        reply: oneshot::Sender<Response>,
-    ) {
-        match &self.leader_actor {
-            Some(actor) => {
-                let msg = crate::leader::LeaderMsg::Session {
-                    from,
-                    report,
-                    reply,
-                };
-                if let Err(ractor::MessagingErr::SendErr(crate::leader::LeaderMsg::Session {
-                    reply,
-                    ..
-                })) = actor.send_message(msg)
-                {
-                    let _ = reply.send(Response::NotLeader { leader: None });
-                }
-            }
-            None => {
-                let leader = self.machine.leader().filter(|l| *l != self.raft_id);
-                let addr = leader.and_then(|l| self.addr_of(l));
-                let _ = reply.send(Response::NotLeader { leader: addr }); // as above
-            }
-        }
-    }
-
     fn learn(&mut self, from: u64, remote: SocketAddr) {
         if self.learned.len() >= LEARNED_MAX && !self.learned.contains_key(&from) {
             // Forget the smallest ID; it is heard from again if it is still a peer.
@@ -680,8 +561,9 @@ pub async fn spawn_store(
 ) -> Result<(StoreHandle, tokio::task::JoinHandle<()>), ActorProcessingErr> {
     let tokens = AppliedTokens::default();
     let (progress, watching) = tokio::sync::watch::channel(Progress::default());
+    let registry = args.registry.clone();
     let (actor, join) = Actor::spawn(None, StoreActor, (args, tokens.clone(), progress)).await?;
-    Ok((StoreHandle::new(actor, tokens, watching), join))
+    Ok((StoreHandle::new(actor, tokens, watching, registry), join))
 }
 
 /// Whether a raft chunk that `from` sent under raft ID `raft_id` is taken.

@@ -60,15 +60,8 @@ pub enum StoreMsg {
     },
     Status(RpcReplyPort<Result<StoreStatus, StoreFailure>>),
     /// Membership's view of every node: who is Ready tells "no quorum: 1 of 3 managers
-    /// reachable"; the leader actor gets it all for scheduling.
+    /// reachable", and who is Down which forwards to abandon.
     Members(Vec<crate::membership::MemberView>),
-    /// A node's session with the dispatcher: handed to the leader actor when this manager
-    /// leads, else answered with where the leader is.
-    Session {
-        from: NodeId,
-        report: crate::wire::SessionReport,
-        reply: oneshot::Sender<Response>,
-    },
     /// Ask raft again for a request that found no leader, or its leader Down (see
     /// `LEADER_DOWN_RETRY_MS`).
     Retry {

@@ -10,6 +10,7 @@
 //! | `store_liveness.rs` | (f) after heal a store write commits within a bound | first write after heal, end |
 //! | `one_task_per_slot.rs` | (g1) no slot has two wanted RUNNING tasks in any store; (g2) after heal and a settle time, no slot runs on two nodes | (g1) after every applied entry; (g2) when a task starts running, every 500 ms |
 //! | `placement.rs` | (h) no task placed on a node drained, paused, not Ready, or not matching, in the placing pass's view | when the placement commits |
+//! | `orphans.rs` | (j) no task orphaned on a node its leader's membership sees Up, or has only not seen yet within the grace after leadership began | when the orphaning write commits |
 //! | `convergence.rs` | (i) after heal every service converges within a bound and stays so | every 500 ms after heal, end |
 //!
 //! A check returns what it found wrong, as sentences; an empty list is a pass. Lists are cut
@@ -22,6 +23,7 @@ pub mod descriptions;
 pub mod no_false_down;
 pub mod one_leader_per_term;
 pub mod one_task_per_slot;
+pub mod orphans;
 pub mod placement;
 pub mod store_liveness;
 

@@ -15,15 +15,15 @@
 //! way); their runtime commands come back as events from `runtime.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use swarm_actors::agent::{SESSION_INTERVAL_MS, SESSION_TIMEOUT_MS, lost_status};
 
-use swarm_actors::model::{ServiceId, Task, TaskId, TaskState, TaskStatus};
+use swarm_actors::model::{ServiceId, TaskId, TaskState, TaskStatus};
 use swarm_actors::task::{
     HealthJudge, RuntimeCmd, RuntimeEvent, TaskEffect, TaskInput, TaskMachine, TaskTimer,
 };
-use swarm_actors::wire::SESSION_STATUSES_MAX;
+use swarm_actors::wire::{Assignment, SESSION_STATUSES_MAX};
 
 use super::runtime::{self, Fate};
 use super::{Ev, Life, Reply};
@@ -245,7 +245,7 @@ impl StoreWorld {
         }
     }
 
-    fn agent_done(&mut self, at: Millis, node: usize, answer: Option<Rc<[Rc<Task>]>>) {
+    fn agent_done(&mut self, at: Millis, node: usize, answer: Option<Arc<[Assignment]>>) {
         let svc = self.svc.as_mut().expect("on");
         let a = svc.agents[node].as_mut().expect("a live agent");
         a.in_flight = None;
@@ -268,17 +268,20 @@ impl StoreWorld {
         }
     }
 
-    fn agent_apply(&mut self, at: Millis, node: usize, list: &[Rc<Task>]) {
+    fn agent_apply(&mut self, at: Millis, node: usize, list: &[Assignment]) {
         let a = self.svc().agents[node].as_mut().expect("a live agent");
-        a.known = list.iter().map(|t| (t.id, t.status.clone())).collect();
+        a.known = list
+            .iter()
+            .map(|a| (a.task.id, a.task.status.clone()))
+            .collect();
         let known = &a.known;
         a.lost
             .retain(|id, s| known.get(id).is_some_and(|k| k.accepts(s)));
-        let listed: BTreeSet<TaskId> = list.iter().map(|t| t.id).collect();
+        let listed: BTreeSet<TaskId> = list.iter().map(|a| a.task.id).collect();
         // Dropping the machine ends its process: the real agent stops the task actor, which
         // removes what the runtime keeps of the task.
         a.tasks.retain(|id, _| listed.contains(id));
-        for t in list {
+        for t in list.iter().map(|a| &a.task) {
             let wanted = t.desired_state <= TaskState::Running;
             let a = self.svc().agents[node].as_mut().expect("a live agent");
             if let Some(l) = a.tasks.get_mut(&t.id) {

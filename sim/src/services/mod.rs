@@ -5,10 +5,9 @@
 //!  membership loop ── Timeline (views, worker crashes/pauses, network) ──┐ replayed
 //!                                                                        ▼
 //!  operator (workload.rs) ── Propose(service/node writes) ──▶ raft leader (managers.rs)
-//!  leader actor (leader.rs), on the raft leader manager:
-//!     every PASS_INTERVAL_MS, on Applied (debounced by size), on a Ready change, at wake_at:
-//!     read its local store ─▶ plan::plan (the real one) ─▶ Propose ops (chunked, CAS)
-//!                                                       └▶ Poke nodes over the network
+//!  leader (leader.rs), on the raft leader manager: the real LeaderMachine, its effects as
+//!     events: Read ─▶ its local store lent in place; Propose ─▶ the store (chunked, CAS);
+//!     Poke / Answer ─▶ over the network; SetTimer ─▶ a LeaderTimer event
 //!  agent (agent.rs), on every worker:
 //!     every SESSION_INTERVAL_MS, on a poke, on a status change:
 //!     Session(statuses the store lacks) ─ network ─▶ manager ─▶ leader / NotLeader / Busy
@@ -16,9 +15,10 @@
 //!  runtime (runtime.rs): the machines' runtime commands come back as events after delays
 //! ```
 //!
-//! Everything mirrors the real leader actor (`actors/src/leader/mod.rs`) and node agent
-//! (`actors/src/agent/mod.rs`) with the same pure pieces: `plan`, `node_views`, `accepts`,
-//! `TaskMachine`. Where the sim simplifies, the file says so.
+//! The leader's decisions are the real `LeaderMachine`'s (`actors/src/leader/machine.rs`);
+//! `leader.rs` only wires its effects to simulated events. The node agent
+//! (`actors/src/agent/mod.rs`) is run with the same pure pieces: `accepts`, `TaskMachine`.
+//! Where the sim simplifies, the file says so.
 //!
 //! Invariants (g) one task per slot, (h) placement, (i) convergence are in
 //! `crate::invariants`; this module feeds them.
@@ -29,7 +29,7 @@ mod runtime;
 mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -47,9 +47,6 @@ use crate::trace::TraceKind;
 pub use agent::Agent;
 pub use leader::LeaderSim;
 
-/// Most session requests a leader busy with a pass queues (the real actor's mailbox holds them
-/// until the pass ends); later ones are answered Busy.
-pub const MAILBOX_MAX: usize = 1_024;
 /// Agent events a paused node holds until it resumes; later ones are lost.
 pub const HELD_EVENTS_MAX: usize = 4_096;
 /// How often convergence is looked at in the liveness phase.
@@ -80,8 +77,9 @@ pub struct ServicesReport {
 /// An answer to a session, as the transport would carry it.
 #[derive(Clone, Debug)]
 pub enum Reply {
-    /// A node's list, shared with the leader's copy: a reply (and its duplicate) is not a copy.
-    Assignments(Rc<[Rc<swarm_actors::model::Task>]>),
+    /// A node's list, shared with the leader machine's copy: a reply (and its duplicate) is
+    /// not a copy.
+    Assignments(Arc<[swarm_actors::wire::Assignment]>),
     NotLeader(Option<usize>),
     Busy,
 }
@@ -90,23 +88,19 @@ pub enum Reply {
 #[derive(Clone, Debug)]
 pub enum Ev {
     Timeline(Change),
-    /// The leader actor's interval timer.
-    LeaderTick {
+    /// A timer manager `m`'s leader machine set came due.
+    LeaderTimer {
         m: usize,
         term: u64,
+        timer: swarm_actors::leader::LeaderTimer,
     },
-    /// A pass asked for (wake, rebuild, again after a pass in flight).
-    Pass {
-        m: usize,
-        term: u64,
-    },
-    /// The debounce (or retry) timer fired.
-    Due {
+    /// The read a pass of manager `m`'s leader asked for.
+    LeaderRead {
         m: usize,
         term: u64,
     },
     /// A proposal of a pass came back (deferred so that the store is not re-entered).
-    PassResult {
+    LeaderProposed {
         m: usize,
         term: u64,
         ok: bool,
@@ -256,10 +250,9 @@ impl StoreWorld {
         }
         match ev {
             Ev::Timeline(c) => self.svc_timeline(at, c),
-            Ev::LeaderTick { m, term } => self.leader_tick(at, m, term),
-            Ev::Pass { m, term } => self.leader_pass(at, m, term),
-            Ev::Due { m, term } => self.leader_due(at, m, term),
-            Ev::PassResult { m, term, ok } => self.leader_pass_result(at, m, term, ok),
+            ev @ (Ev::LeaderTimer { .. } | Ev::LeaderRead { .. } | Ev::LeaderProposed { .. }) => {
+                self.leader_event(at, ev)
+            }
             Ev::SessionArrive {
                 to,
                 from,
@@ -312,7 +305,7 @@ impl StoreWorld {
                     views.remove(&subject) | downs.insert(subject)
                 };
                 if changed {
-                    self.leader_ready_changed(at, observer);
+                    self.leader_member_changed(at, observer, subject);
                 }
             }
             // Managers' crashes and pauses are the store loop's; the timeline has none.
@@ -354,7 +347,7 @@ impl StoreWorld {
             match w {
                 Waiter::Pass { m, term } => {
                     self.q
-                        .push(at, StoreEv::Svc(Ev::PassResult { m, term, ok }));
+                        .push(at, StoreEv::Svc(Ev::LeaderProposed { m, term, ok }));
                 }
                 Waiter::Operator => {
                     let r = &mut self.svc().report;

@@ -1,0 +1,388 @@
+//! The leader machine driven directly: inputs in, effects checked, no actor and no clock.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::model::{
+    Availability, NodeResources, Role, ServiceMode, TaskState, TaskStatus as Status,
+};
+use crate::orchestrator::tests_support::{service, task};
+use crate::store::NodeSpec;
+
+const ME: NodeId = NodeId(1);
+
+fn description(id: u128, version: u64) -> NodeDescription {
+    NodeDescription {
+        id: NodeId(id),
+        hostname: format!("host-{id}"),
+        addr: format!("127.0.0.1:{}", 7000 + id).parse().unwrap(),
+        role: Role::Worker,
+        resources: NodeResources {
+            nano_cpus: 4_000_000_000,
+            memory_bytes: 8 << 30,
+        },
+        labels: BTreeMap::new(),
+        runtimes: vec!["process".into()],
+        engine_version: String::new(),
+        version,
+    }
+}
+
+fn stored(kind: Kind, id: String, version: u64, body: ObjectBody) -> StoredObject {
+    StoredObject {
+        kind,
+        id,
+        version,
+        created_ms: 0,
+        updated_ms: 0,
+        body,
+    }
+}
+
+fn node(id: u128, described: bool) -> StoredObject {
+    let n = NodeObject {
+        id: NodeId(id),
+        spec: NodeSpec {
+            role: Role::Worker,
+            availability: Availability::Active,
+            labels: BTreeMap::new(),
+        },
+        description: described.then(|| description(id, 1)),
+        raft_id: (id == 1).then_some(1),
+        addr: description(id, 1).addr,
+    };
+    stored(Kind::Node, NodeId(id).to_string(), 5, ObjectBody::Node(n))
+}
+
+fn member(id: u128, state: NodeState) -> MemberView {
+    MemberView {
+        id: NodeId(id),
+        addr: description(id, 1).addr,
+        state,
+        description: Some(description(id, 1)),
+    }
+}
+
+/// The store as a pass reads it.
+struct Store {
+    nodes: Vec<StoredObject>,
+    services: Vec<StoredObject>,
+    tasks: Vec<StoredObject>,
+}
+
+impl Store {
+    fn new(nodes: &[u128], replicas: u64, tasks: Vec<Task>) -> Self {
+        let svc = service(ServiceMode::Replicated { replicas });
+        Store {
+            nodes: nodes.iter().map(|&n| node(n, true)).collect(),
+            services: vec![stored(
+                Kind::Service,
+                "1".into(),
+                3,
+                ObjectBody::Service(svc),
+            )],
+            tasks: tasks
+                .into_iter()
+                .map(|t| stored(Kind::Task, t.id.to_string(), 4, ObjectBody::Task(t)))
+                .collect(),
+        }
+    }
+
+    fn read(&self) -> LeaderInput<'_> {
+        LeaderInput::ReadDone(StoreRead {
+            applied_index: 9,
+            nodes: self.nodes.iter().collect(),
+            services: self.services.iter().collect(),
+            tasks: self.tasks.iter().collect(),
+        })
+    }
+}
+
+fn run(m: &mut LeaderMachine, now: u64, input: LeaderInput<'_>) -> Vec<LeaderEffect> {
+    let mut out = Vec::new();
+    m.handle(now, input, &mut out);
+    out
+}
+
+fn proposals(out: &[LeaderEffect]) -> Vec<&StoreCommand> {
+    out.iter()
+        .filter_map(|e| match e {
+            LeaderEffect::Propose(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn answers(out: &[LeaderEffect]) -> Vec<(SessionToken, Option<usize>)> {
+    out.iter()
+        .filter_map(|e| match e {
+            LeaderEffect::Answer { session, answer } => Some((
+                *session,
+                match answer {
+                    SessionAnswer::Busy => None,
+                    SessionAnswer::Assignments { tasks, .. } => Some(tasks.len()),
+                },
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn session(
+    token: SessionToken,
+    from: u128,
+    statuses: Vec<(TaskId, Status)>,
+) -> LeaderInput<'static> {
+    LeaderInput::Session {
+        session: token,
+        from: NodeId(from),
+        statuses,
+    }
+}
+
+#[test]
+fn the_first_pass_reads_linearizably_and_sessions_wait_for_it() {
+    let mut m = LeaderMachine::new(ME, 1, 0, 7);
+    run(
+        &mut m,
+        0,
+        LeaderInput::Members(&[member(2, NodeState::Ready)]),
+    );
+    let out = run(&mut m, 0, LeaderInput::Start);
+    assert!(out.iter().any(|e| matches!(
+        e,
+        LeaderEffect::SetTimer {
+            timer: LeaderTimer::Interval,
+            ..
+        }
+    )));
+    assert!(matches!(
+        out.last(),
+        Some(LeaderEffect::Read { linearizable: true })
+    ));
+
+    // A session during the pass waits for it; one beyond the queue would be Busy.
+    assert!(answers(&run(&mut m, 1, session(1, 2, vec![]))).is_empty());
+    let store = Store::new(&[1, 2], 2, vec![]);
+    let out = run(&mut m, 2, store.read());
+    let cmds = proposals(&out);
+    assert_eq!(cmds.len(), 1, "the two new tasks in one command");
+    assert_eq!(cmds[0].ops.len(), 2);
+    let out = run(&mut m, 3, LeaderInput::ProposeDone(Ok(())));
+    assert_eq!(answers(&out), [(1, Some(1))], "answered with its new task");
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, LeaderEffect::Poke { node, .. } if *node == NodeId(2)))
+    );
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, LeaderEffect::ServicesChanged(n) if n == &["web"]))
+    );
+    assert_eq!(m.view().passes, 1);
+    assert_eq!(m.service("web").expect("known").desired.len(), 2);
+
+    // Later passes read the leader's own replica.
+    let out = run(&mut m, 1_000, LeaderInput::Timer(LeaderTimer::Interval));
+    assert!(matches!(
+        out.last(),
+        Some(LeaderEffect::Read {
+            linearizable: false
+        })
+    ));
+}
+
+#[test]
+fn no_session_is_answered_before_the_first_pass_ends() {
+    let mut m = LeaderMachine::new(ME, 1, 0, 7);
+    // Before any pass is asked for (the shell feeds Start first), and after a failed read.
+    assert_eq!(answers(&run(&mut m, 0, session(1, 2, vec![]))), [(1, None)]);
+    run(&mut m, 0, LeaderInput::Start);
+    let out = run(&mut m, 1, LeaderInput::ReadFailed("no quorum".into()));
+    assert!(out.iter().any(|e| matches!(
+        e,
+        LeaderEffect::SetTimer {
+            after_ms: RETRY_MS,
+            timer: LeaderTimer::Due
+        }
+    )));
+    assert_eq!(answers(&run(&mut m, 2, session(2, 2, vec![]))), [(2, None)]);
+}
+
+#[test]
+fn only_the_node_a_task_is_on_reports_it() {
+    let running = task(10, 1, Some(2));
+    let store = Store::new(&[1, 2, 3], 1, vec![running]);
+    let mut m = LeaderMachine::new(ME, 1, 0, 7);
+    let members = [member(2, NodeState::Ready), member(3, NodeState::Ready)];
+    run(&mut m, 0, LeaderInput::Members(&members));
+    run(&mut m, 0, LeaderInput::Start);
+    let out = run(&mut m, 1, store.read());
+    assert!(proposals(&out).is_empty(), "{out:?}");
+    // The debounce timer the members asked for fires into a pass already done.
+    assert!(run(&mut m, 1, LeaderInput::Timer(LeaderTimer::Due)).is_empty());
+    let failed = Status::new(TaskState::Failed, 5, "exit 1");
+    // Node 3 speaks for node 2's task: ignored, no pass asked for.
+    let out = run(&mut m, 5, session(1, 3, vec![(TaskId(10), failed.clone())]));
+    assert_eq!(answers(&out), [(1, Some(0))]);
+    assert!(
+        !out.iter()
+            .any(|e| matches!(e, LeaderEffect::SetTimer { .. }))
+    );
+    // Node 2 does: a pass after the debounce, which writes the status.
+    let out = run(&mut m, 6, session(2, 2, vec![(TaskId(10), failed)]));
+    assert!(out.iter().any(|e| matches!(
+        e,
+        LeaderEffect::SetTimer {
+            timer: LeaderTimer::Due,
+            ..
+        }
+    )));
+    let out = run(&mut m, 30, LeaderInput::Timer(LeaderTimer::Due));
+    assert!(matches!(
+        out.last(),
+        Some(LeaderEffect::Read {
+            linearizable: false
+        })
+    ));
+    let out = run(&mut m, 31, store.read());
+    let put_failed = proposals(&out)[0].ops.iter().any(|op| {
+        matches!(op, Op::Put { body: ObjectBody::Task(t), .. } if t.status.state == TaskState::Failed)
+    });
+    assert!(put_failed);
+}
+
+#[test]
+fn unseen_nodes_are_unknown_during_the_down_grace_then_down() {
+    let store = Store::new(&[1, 2], 1, vec![task(10, 1, Some(2))]);
+    let orphans = |out: &[LeaderEffect]| {
+        proposals(out).iter().flat_map(|c| &c.ops).any(|op| {
+            matches!(op, Op::Put { body: ObjectBody::Task(t), .. } if t.status.state == TaskState::Orphaned)
+        })
+    };
+    let mut m = LeaderMachine::new(ME, 1, 0, 7);
+    run(&mut m, 0, LeaderInput::Start);
+    let out = run(&mut m, 1, store.read());
+    assert!(
+        !orphans(&out),
+        "within the grace node 2 is Unknown: {out:?}"
+    );
+    run(&mut m, 2, LeaderInput::ProposeDone(Ok(())));
+    run(
+        &mut m,
+        DOWN_GRACE_MS,
+        LeaderInput::Timer(LeaderTimer::Interval),
+    );
+    let out = run(&mut m, DOWN_GRACE_MS, store.read());
+    assert!(orphans(&out), "after the grace it is Down");
+
+    // Membership's own Down counts at once.
+    let mut m = LeaderMachine::new(ME, 1, 0, 7);
+    run(
+        &mut m,
+        0,
+        LeaderInput::Members(&[member(2, NodeState::Down)]),
+    );
+    run(&mut m, 0, LeaderInput::Start);
+    assert!(orphans(&run(&mut m, 1, store.read())));
+}
+
+#[test]
+fn a_failed_write_ends_the_pass_without_pokes_and_retries() {
+    let store = Store::new(&[1, 2], 2, vec![]);
+    let mut m = LeaderMachine::new(ME, 1, 0, 7);
+    run(
+        &mut m,
+        0,
+        LeaderInput::Members(&[member(2, NodeState::Ready)]),
+    );
+    run(&mut m, 0, LeaderInput::Start);
+    run(&mut m, 1, store.read());
+    run(&mut m, 1, LeaderInput::Timer(LeaderTimer::Due));
+    let out = run(
+        &mut m,
+        2,
+        LeaderInput::ProposeDone(Err("out of sequence".into())),
+    );
+    assert!(!out.iter().any(|e| matches!(e, LeaderEffect::Poke { .. })));
+    assert!(out.iter().any(|e| matches!(
+        e,
+        LeaderEffect::SetTimer {
+            after_ms: RETRY_MS,
+            timer: LeaderTimer::Due
+        }
+    )));
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, LeaderEffect::Passed(PassSummary { ok: false, .. })))
+    );
+    assert_eq!(m.view().last_error.as_deref(), Some("out of sequence"));
+    // The tasks were not written: the answers do not list them.
+    assert_eq!(
+        answers(&run(&mut m, 3, session(1, 2, vec![]))),
+        [(1, Some(0))]
+    );
+}
+
+#[test]
+fn the_store_keeps_the_newest_gossip_description_and_its_failure_spares_the_pass() {
+    let mut store = Store::new(&[1, 2], 1, vec![]);
+    store.nodes[1] = node(2, false);
+    let mut m = LeaderMachine::new(ME, 1, 0, 7);
+    let members = [member(1, NodeState::Ready), member(2, NodeState::Ready)];
+    run(&mut m, 0, LeaderInput::Members(&members));
+    run(&mut m, 0, LeaderInput::Start);
+    let out = run(&mut m, 1, store.read());
+    let first = proposals(&out)[0];
+    assert!(matches!(
+        &first.ops[..],
+        [Op::Put {
+            kind: Kind::Node,
+            expect: Expect::Version(5),
+            ..
+        }]
+    ));
+    // Its failure goes on to the task writes.
+    let out = run(
+        &mut m,
+        2,
+        LeaderInput::ProposeDone(Err("out of sequence".into())),
+    );
+    assert!(proposals(&out)[0].ops.iter().all(|op| matches!(
+        op,
+        Op::Put {
+            kind: Kind::Task,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn one_debounce_timer_at_a_time() {
+    let store = Store::new(&[1], 0, vec![]);
+    let mut m = LeaderMachine::new(ME, 1, 0, 7);
+    run(&mut m, 0, LeaderInput::Start);
+    run(&mut m, 1, store.read());
+    let timers = |out: &[LeaderEffect]| {
+        out.iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    LeaderEffect::SetTimer {
+                        timer: LeaderTimer::Due,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    assert_eq!(timers(&run(&mut m, 2, LeaderInput::StoreApplied)), 1);
+    assert_eq!(timers(&run(&mut m, 3, LeaderInput::StoreApplied)), 0);
+    // A pass for another reason leaves it set.
+    run(&mut m, 4, LeaderInput::Rebuild);
+    run(&mut m, 5, store.read());
+    assert_eq!(timers(&run(&mut m, 6, LeaderInput::StoreApplied)), 0);
+    // Its firing clears it; the pass in between cleared `dirty` but the applied entry at 6
+    // set it again.
+    let out = run(&mut m, 22, LeaderInput::Timer(LeaderTimer::Due));
+    assert!(matches!(out.last(), Some(LeaderEffect::Read { .. })));
+}
