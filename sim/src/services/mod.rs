@@ -9,10 +9,10 @@
 //!     every PASS_INTERVAL_MS, on Applied (debounced by size), on a Ready change, at wake_at:
 //!     read its local store ─▶ plan::plan (the real one) ─▶ Propose ops (chunked, CAS)
 //!                                                       └▶ Poke nodes over the network
-//!  agent (agent.rs), on every worker:
+//!  agent (agent.rs), on every worker: the real AgentMachine, its effects as events:
 //!     every SESSION_INTERVAL_MS, on a poke, on a status change:
-//!     Session(statuses the store lacks) ─ network ─▶ manager ─▶ leader / NotLeader / Busy
-//!     ◀─ Assignments ── start a TaskMachine per new task, Shutdown, drop unlisted
+//!     OpenSession(statuses the store lacks) ─ network ─▶ manager ─▶ leader / NotLeader / Busy
+//!     ◀─ outcome to the machine ─▶ StartTask: a TaskMachine, ShutdownTask, StopTask: drop it
 //!  runtime (runtime.rs): the machines' runtime commands come back as events after delays
 //! ```
 //!
