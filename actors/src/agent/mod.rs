@@ -189,7 +189,10 @@ impl Actor for AgentActor {
                 AgentInput::SessionDone { seq, hop, outcome }
             }
             AgentMsg::SessionTimedOut { seq } => AgentInput::SessionTimedOut { seq },
-            AgentMsg::Logs { tasks, tail, reply } => return Ok(state.logs(tasks, tail, reply)),
+            AgentMsg::Logs { tasks, tail, reply } => {
+                state.logs(tasks, tail, reply);
+                return Ok(());
+            }
             AgentMsg::Describe(port) => {
                 let _ = port.send(state.machine.view()); // the caller may have timed out
                 return Ok(());
