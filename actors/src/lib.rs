@@ -4,7 +4,7 @@
 //!
 //! | module | responsibility |
 //! |---|---|
-//! | [`agent`] | the node agent: its session with the leader's dispatcher, one TaskActor per assigned task |
+//! | [`agent`] | the node agent: its decisions (sessions with the leader's dispatcher, what to report, which tasks start or stop) in the sans-IO `AgentMachine`, the AgentActor that carries them out with one TaskActor per assigned task |
 //! | [`model`] | identifiers, roles, node descriptions: plain data |
 //! | [`wire`] | frames and the node-to-node messages |
 //! | [`trust`] | the cluster CA, node certificates, join tokens, TLS configurations |

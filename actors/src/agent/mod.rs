@@ -3,44 +3,53 @@
 //!
 //! ```text
 //!  every SESSION_INTERVAL_MS, on a poke, on a status change:
-//!    agent ── Session(statuses that differ from the last assignments) ──▶ leader (any manager
-//!          ◀── Assignments (complete list) ──────────────────────────────  redirects to it)
+//!    agent ── Session(statuses the store does not hold yet) ──▶ leader (any manager
+//!          ◀── Assignments (complete list) ────────────────────  redirects to it)
 //!    new task, desired Running  ──▶ spawn TaskActor, Start
 //!    known task, desired Shutdown ──▶ TaskHandle::shutdown
 //!    task no longer listed        ──▶ stop its actor (its runtime leftovers go with it)
 //! ```
 //!
-//! Sessions run off the actor, one at a time; a status that changes while one is in flight goes
-//! in the next. A poke from a leader other than the manager the session in flight went to
-//! abandons that session (it would wait on a dead leader until the request deadline). Nothing
-//! is kept between sessions but the task actors: what to report is the difference between each
-//! actor's status and what the last answer says the store holds, so a status lost on the way (a
-//! leader that changed, a failed write) is simply sent again.
+//! Every decision is the [`AgentMachine`]'s (`machine.rs`, sans-IO, which the simulator drives
+//! too): when a session opens and where it goes, what it reports, which answer counts, when a
+//! poke abandons the session in flight, which tasks start, shut down or stop, and which are
+//! reported lost. This actor is its shell: it feeds the machine its timer, the node actor's
+//! news (pokes, the Ready managers, this node's store), its task actors' statuses and the
+//! outcomes of session requests, and carries out the effects — task actors spawned, told or
+//! stopped, and each session request sent off the actor (through this node's store, or over
+//! the network to a manager whose certificate says it is one) within [`SESSION_TIMEOUT_MS`].
 //!
 //! At start the agent cleans what a previous run of this node left behind (processes,
 //! containers) before its first session: a task the store still thinks runs here, but that
 //! this run never started, is reported failed ("lost when the node restarted") and replaced.
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod machine;
+mod msg;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde::{Deserialize, Serialize};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::model::{NodeId, TaskId, TaskState, TaskStatus};
+pub use machine::{
+    AgentEffect, AgentInput, AgentMachine, AssignedTask, SESSION_NETWORK_REQUESTS_MAX,
+    SessionOutcome, Target, lost_status,
+};
+pub use msg::{AgentMsg, AgentView};
+
+use crate::model::{NodeId, TaskId, TaskStatus};
 use crate::registry::{AdminError, AdminReply, AdminTarget, Registry};
 use crate::replica::StoreHandle;
 use crate::runtime::{LogLine, TaskContext, TaskRuntime, keep_newest};
 use crate::task::{TaskArgs, TaskHandle, spawn_task};
 use crate::transport::Transport;
 use crate::wire::{
-    Assignment, LOG_REPLY_BYTES_MAX, LOG_TASKS_MAX, Request, Response, SESSION_STATUSES_MAX,
-    SessionReport, WireFailure,
+    Assignment, LOG_REPLY_BYTES_MAX, LOG_TASKS_MAX, Request, Response, SessionReport, WireFailure,
 };
 
 /// The name the agent has in its node's registry.
@@ -49,7 +58,7 @@ pub const AGENT_NAME: &str = "agent";
 /// A session opens at least this often.
 pub const SESSION_INTERVAL_MS: u64 = 1_000;
 
-/// How long one session may take before it counts as failed.
+/// How long one session (its redirect included) may take before it counts as failed.
 pub const SESSION_TIMEOUT_MS: u64 = 5_000;
 
 /// Status reports from task actors waiting for the agent; a full channel makes the task actors
@@ -58,39 +67,6 @@ pub const STATUS_QUEUE_MAX: usize = 256;
 
 /// How long cleaning a previous run's leftovers may take at start, per runtime.
 pub const CLEAN_TIMEOUT_MS: u64 = 30_000;
-
-pub enum AgentMsg {
-    /// Open a session now (a poke from the leader, a timer, a status change).
-    Session,
-    /// A poke from a leader at this address: ask it first.
-    Poke(Option<SocketAddr>),
-    /// The managers membership sees Ready, to find the leader through.
-    Managers(Vec<SocketAddr>),
-    /// This node's store, while it is a manager (a session goes to it without the network).
-    Store(Option<StoreHandle>),
-    /// A task actor reported a status.
-    Status(TaskId, TaskStatus),
-    /// A session ended: its number, the answer and the address that gave it.
-    SessionDone(u64, Result<(Vec<Assignment>, Option<SocketAddr>), String>),
-    Logs {
-        tasks: Vec<TaskId>,
-        tail: usize,
-        reply: oneshot::Sender<Response>,
-    },
-    Describe(RpcReplyPort<AgentView>),
-}
-
-/// What the agent runs, for the admin shell.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentView {
-    pub leader: Option<SocketAddr>,
-    pub managers: Vec<SocketAddr>,
-    pub sessions_ok: u64,
-    pub sessions_failed: u64,
-    pub last_error: Option<String>,
-    /// Task, state, desired state.
-    pub tasks: Vec<(TaskId, TaskState, TaskState)>,
-}
 
 pub struct AgentArgs {
     pub node_id: NodeId,
@@ -104,13 +80,6 @@ pub struct AgentArgs {
     pub managers: crate::node::ManagerSet,
 }
 
-struct Local {
-    handle: TaskHandle,
-    status: TaskStatus,
-    desired: TaskState,
-    shutdown_sent: bool,
-}
-
 pub struct AgentActor;
 
 pub struct AgentState {
@@ -120,22 +89,13 @@ pub struct AgentState {
     registry: Option<Registry>,
     register_tasks: bool,
     reporter: mpsc::Sender<(TaskId, TaskStatus)>,
-    tasks: BTreeMap<TaskId, Local>,
-    /// What the last answer said the store holds, per task.
-    known: BTreeMap<TaskId, TaskStatus>,
-    /// Tasks that were running here before this run and are gone: reported failed.
-    lost: BTreeMap<TaskId, TaskStatus>,
-    leader: Option<SocketAddr>,
-    managers: Vec<SocketAddr>,
-    next_manager: usize,
+    machine: AgentMachine,
+    /// The task actors the machine asked for, until it stops them.
+    actors: BTreeMap<TaskId, TaskHandle>,
     store: Option<StoreHandle>,
-    in_flight: bool,
-    /// Where the session in flight went first, when it went over the network.
-    in_flight_to: Option<SocketAddr>,
-    /// Numbers sessions: the answer of an abandoned one is ignored.
-    session_seq: u64,
-    again: bool,
-    view: AgentView,
+    /// When the session in flight must end, by its number: a redirect's request gets what
+    /// is left.
+    deadline: Option<(u64, tokio::time::Instant)>,
     /// The managers the store names (see `node::authz`), renewed by every answer.
     confirmed: crate::node::ManagerSet,
 }
@@ -173,7 +133,7 @@ impl Actor for AgentActor {
         let me = myself.clone();
         tokio::spawn(async move {
             while let Some((task, status)) = reports.recv().await {
-                if me.send_message(AgentMsg::Status(task, status)).is_err() {
+                if me.send_message(AgentMsg::TaskStatus(task, status)).is_err() {
                     return;
                 }
             }
@@ -191,27 +151,20 @@ impl Actor for AgentActor {
             });
         }
         myself.send_interval(Duration::from_millis(SESSION_INTERVAL_MS), || {
-            AgentMsg::Session
+            AgentMsg::Tick
         });
+        let names = args.runtimes.iter().map(|r| r.name().to_string());
         Ok(AgentState {
             me: args.node_id,
             transport: args.transport,
+            machine: AgentMachine::new(names, 0),
             runtimes: args.runtimes.into_iter().map(|r| (r.name(), r)).collect(),
             registry: args.registry,
             register_tasks: args.register_tasks,
             reporter,
-            tasks: BTreeMap::new(),
-            known: BTreeMap::new(),
-            lost: BTreeMap::new(),
-            leader: None,
-            managers: Vec::new(),
-            next_manager: 0,
+            actors: BTreeMap::new(),
             store: None,
-            in_flight: false,
-            in_flight_to: None,
-            session_seq: 0,
-            again: false,
-            view: AgentView::default(),
+            deadline: None,
             confirmed: args.managers,
         })
     }
@@ -222,70 +175,30 @@ impl Actor for AgentActor {
         msg: AgentMsg,
         state: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            AgentMsg::Session => state.session(&myself),
-            AgentMsg::Poke(from) => {
-                if let Some(from) = from {
-                    state.leader = Some(from);
-                    // The leader that poked is alive. A session still waiting on another
-                    // manager (most often the old leader, dead, until the request deadline)
-                    // is abandoned: its answer will be ignored, and it ends by its own
-                    // timeout. One abandoned per poke from a new address at most.
-                    if state.in_flight && state.in_flight_to.is_some_and(|to| to != from) {
-                        debug!(to = ?state.in_flight_to, leader = ?from, "session abandoned for the leader that poked");
-                        state.in_flight = false;
-                        state.again = false;
-                    }
-                }
-                state.session(&myself);
+        let input = match msg {
+            AgentMsg::Tick => AgentInput::Tick,
+            AgentMsg::Poke(from) => AgentInput::Poke { from },
+            AgentMsg::ManagersReady(m) => AgentInput::ManagersChanged(m),
+            AgentMsg::LocalStore(s) => {
+                let available = s.is_some();
+                state.store = s;
+                AgentInput::LocalStore { available }
             }
-            AgentMsg::Managers(m) => state.managers = m,
-            AgentMsg::Store(s) => state.store = s,
-            AgentMsg::Status(task, status) => {
-                if let Some(l) = state.tasks.get_mut(&task) {
-                    // Cut as the leader stores it, or a long text would differ from the
-                    // stored one for ever and be reported again at every session.
-                    l.status = status.cut().into_owned();
-                    state.session(&myself);
-                }
+            AgentMsg::TaskStatus(task, status) => AgentInput::TaskStatus { task, status },
+            AgentMsg::SessionDone { seq, hop, outcome } => {
+                AgentInput::SessionDone { seq, hop, outcome }
             }
-            AgentMsg::SessionDone(seq, _) if seq != state.session_seq => {}
-            AgentMsg::SessionDone(_, result) => {
-                state.in_flight = false;
-                match result {
-                    Ok((assignments, from)) => {
-                        state.view.sessions_ok += 1;
-                        state.view.last_error = None;
-                        if from.is_some() {
-                            state.leader = from;
-                        }
-                        state.apply(assignments).await;
-                    }
-                    Err(e) => {
-                        state.view.sessions_failed += 1;
-                        debug!(error = %e, "session failed");
-                        state.view.last_error = Some(e);
-                        state.leader = None;
-                        state.next_manager = state.next_manager.wrapping_add(1);
-                    }
-                }
-                if std::mem::take(&mut state.again) {
-                    state.session(&myself);
-                }
+            AgentMsg::SessionTimedOut { seq } => AgentInput::SessionTimedOut { seq },
+            AgentMsg::Logs { tasks, tail, reply } => {
+                state.logs(tasks, tail, reply);
+                return Ok(());
             }
-            AgentMsg::Logs { tasks, tail, reply } => state.logs(tasks, tail, reply),
             AgentMsg::Describe(port) => {
-                let mut view = state.view.clone();
-                view.leader = state.leader;
-                view.managers = state.managers.clone();
-                view.tasks = state
-                    .tasks
-                    .iter()
-                    .map(|(id, l)| (*id, l.status.state, l.desired))
-                    .collect();
-                let _ = port.send(view); // the caller may have timed out
+                let _ = port.send(state.machine.view()); // the caller may have timed out
+                return Ok(());
             }
-        }
+        };
+        state.feed(&myself, input).await;
         Ok(())
     }
 
@@ -296,121 +209,110 @@ impl Actor for AgentActor {
     ) -> Result<(), ActorProcessingErr> {
         // The node is stopping: its tasks stop with it (the process runtime's children die
         // with the node anyway; containers are removed by the next run's clean-up otherwise).
-        for l in state.tasks.values() {
-            let _ = l.handle.node_shutdown();
+        for h in state.actors.values() {
+            let _ = h.node_shutdown();
         }
         Ok(())
     }
 }
 
 impl AgentState {
-    /// The statuses the store does not have yet.
-    fn report(&self) -> SessionReport {
-        let mut statuses: Vec<(TaskId, TaskStatus)> = self
-            .tasks
-            .iter()
-            .filter(|(id, l)| self.known.get(id).is_none_or(|k| k.accepts(&l.status)))
-            .map(|(id, l)| (*id, l.status.clone()))
-            .chain(self.lost.iter().map(|(id, s)| (*id, s.clone())))
-            .collect();
-        statuses.truncate(SESSION_STATUSES_MAX);
-        SessionReport { statuses }
+    /// Feeds the machine one input and carries out its effects; a task actor that fails to
+    /// start goes back in as an input.
+    async fn feed(
+        &mut self,
+        myself: &ActorRef<AgentMsg>,
+        input: AgentInput<SocketAddr, Assignment>,
+    ) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            let mut out = Vec::new();
+            self.machine
+                .handle(crate::clock::unix_ms(), input, &mut out);
+            for effect in out {
+                match effect {
+                    AgentEffect::OpenSession {
+                        seq,
+                        hop,
+                        to,
+                        report,
+                    } => self.open(myself, seq, hop, to, SessionReport { statuses: report }),
+                    AgentEffect::StartTask(a) => {
+                        let task = a.task.id;
+                        if let Err(error) = self.start(a).await {
+                            inputs.push_back(AgentInput::TaskStartFailed { task, error });
+                        }
+                    }
+                    AgentEffect::ShutdownTask(id) => {
+                        if let Some(h) = self.actors.get(&id) {
+                            let _ = h.shutdown(); // an actor that stopped has nothing to stop
+                        }
+                    }
+                    AgentEffect::StopTask(id) => {
+                        if let Some(h) = self.actors.remove(&id) {
+                            // Stopping the actor removes what the runtime keeps of the task.
+                            h.actor().stop(Some("no longer assigned".into()));
+                        }
+                    }
+                    AgentEffect::SessionEnded { result: Err(e), .. } => {
+                        debug!(error = %e, "session failed")
+                    }
+                    AgentEffect::SessionEnded { result: Ok(_), .. } => {}
+                    AgentEffect::SessionAbandoned { asked, leader, .. } => {
+                        debug!(to = %asked, %leader, "session abandoned for the leader that poked")
+                    }
+                }
+            }
+        }
     }
 
-    /// Opens a session unless one is in flight (then another follows it).
-    fn session(&mut self, myself: &ActorRef<AgentMsg>) {
-        if self.in_flight {
-            self.again = true;
-            return;
-        }
-        let target = self.leader.or_else(|| {
-            (!self.managers.is_empty())
-                .then(|| self.managers[self.next_manager % self.managers.len()])
-        });
-        if target.is_none() && self.store.is_none() {
-            return; // nobody to ask yet; the next tick tries again
-        }
-        self.in_flight = true;
-        self.in_flight_to = target;
-        self.session_seq += 1;
-        let seq = self.session_seq;
-        let report = self.report();
+    /// Sends request `hop` of session `seq` off the actor; its outcome, or the session's
+    /// timeout, comes back as a message.
+    fn open(
+        &mut self,
+        myself: &ActorRef<AgentMsg>,
+        seq: u64,
+        hop: u8,
+        to: Target<SocketAddr>,
+        report: SessionReport,
+    ) {
+        let deadline = match self.deadline {
+            Some((s, d)) if s == seq && hop > 0 => d,
+            _ => tokio::time::Instant::now() + Duration::from_millis(SESSION_TIMEOUT_MS),
+        };
+        self.deadline = Some((seq, deadline));
         let store = self.store.clone();
         let transport = self.transport.clone();
-        let me = myself.clone();
-        let node = self.me;
         let confirmed = self.confirmed.clone();
+        let node = self.me;
+        let me = myself.clone();
         tokio::spawn(async move {
-            let bound = Duration::from_millis(SESSION_TIMEOUT_MS);
-            let session = open(store, transport, &confirmed, node, target, report);
-            let result = tokio::time::timeout(bound, session)
-                .await
-                .unwrap_or_else(|_| Err("the session timed out".into()));
-            let _ = me.send_message(AgentMsg::SessionDone(seq, result)); // the agent may be stopping
+            let request = async {
+                match to {
+                    Target::Local => local_session(store, &confirmed, node, report).await,
+                    Target::Remote(addr) => {
+                        remote_session(&transport, &confirmed, addr, report).await
+                    }
+                }
+            };
+            let msg = match tokio::time::timeout_at(deadline, request).await {
+                Ok(outcome) => AgentMsg::SessionDone { seq, hop, outcome },
+                Err(_) => AgentMsg::SessionTimedOut { seq },
+            };
+            let _ = me.send_message(msg); // the agent may be stopping
         });
     }
 
-    async fn apply(&mut self, assignments: Vec<Assignment>) {
-        self.known = assignments
-            .iter()
-            .map(|a| (a.task.id, a.task.status.clone()))
-            .collect();
-        self.lost
-            .retain(|id, s| self.known.get(id).is_some_and(|k| k.accepts(s)));
-        let listed: BTreeSet<TaskId> = assignments.iter().map(|a| a.task.id).collect();
-        let gone: Vec<TaskId> = self
-            .tasks
-            .keys()
-            .filter(|id| !listed.contains(id))
-            .copied()
-            .collect();
-        for id in gone {
-            if let Some(l) = self.tasks.remove(&id) {
-                // Stopping the actor removes what the runtime keeps of the task.
-                l.handle.actor().stop(Some("no longer assigned".into()));
-            }
-        }
-        for a in assignments {
-            let t = &a.task;
-            let wanted = t.desired_state <= TaskState::Running;
-            if let Some(l) = self.tasks.get_mut(&t.id) {
-                l.desired = t.desired_state;
-                if !wanted && !l.shutdown_sent {
-                    l.shutdown_sent = true;
-                    let _ = l.handle.shutdown();
-                }
-                continue;
-            }
-            if t.status.state.is_terminal() {
-                continue; // history from before this run
-            }
-            let now = crate::clock::unix_ms();
-            if !wanted {
-                self.lost.insert(
-                    t.id,
-                    lost_status(TaskState::Shutdown, now, "shut down before it started here"),
-                );
-            } else if t.status.state > TaskState::Assigned {
-                self.lost.insert(
-                    t.id,
-                    lost_status(TaskState::Failed, now, "task lost when the node restarted"),
-                );
-            } else {
-                self.start(a).await;
-            }
-        }
-    }
-
-    async fn start(&mut self, a: Assignment) {
+    /// Spawns the task actor for `a` and tells it Start.
+    async fn start(&mut self, a: Assignment) -> Result<(), String> {
         let t = a.task;
         let name = t.spec.runtime.as_str();
-        let now = crate::clock::unix_ms();
-        let Some(runtime) = self.runtimes.get(name).cloned() else {
-            let msg = format!("runtime {name} is not available on this node");
-            self.lost
-                .insert(t.id, lost_status(TaskState::Rejected, now, &msg));
-            return;
-        };
+        let runtime = self
+            .runtimes
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("runtime {name} is not available on this node"))?;
+        let id = t.id;
         let ctx = TaskContext {
             task_id: t.id,
             service_id: t.service_id,
@@ -425,33 +327,17 @@ impl AgentState {
             reporter: self.reporter.clone(),
             registry: self.registry.clone().filter(|_| self.register_tasks),
         };
-        match spawn_task(args).await {
-            Ok((handle, _)) => {
-                let _ = handle.start();
-                let status = TaskStatus::new(TaskState::Assigned, now, "assigned");
-                self.tasks.insert(
-                    t.id,
-                    Local {
-                        handle,
-                        status,
-                        desired: t.desired_state,
-                        shutdown_sent: false,
-                    },
-                );
-            }
-            Err(e) => {
-                let msg = format!("the task actor did not start: {e}");
-                self.lost
-                    .insert(t.id, lost_status(TaskState::Rejected, now, &msg));
-            }
-        }
+        let (handle, _) = spawn_task(args).await.map_err(|e| e.to_string())?;
+        let _ = handle.start(); // an actor that stopped at once reports nothing more
+        self.actors.insert(id, handle);
+        Ok(())
     }
 
     fn logs(&self, tasks: Vec<TaskId>, tail: usize, reply: oneshot::Sender<Response>) {
         let handles: Vec<TaskHandle> = tasks
             .iter()
             .take(LOG_TASKS_MAX)
-            .filter_map(|id| self.tasks.get(id).map(|l| l.handle.clone()))
+            .filter_map(|id| self.actors.get(id).cloned())
             .collect();
         tokio::spawn(async move {
             let mut out: Vec<(TaskId, Vec<LogLine>)> = Vec::new();
@@ -469,71 +355,60 @@ impl AgentState {
     }
 }
 
-/// The status an agent reports for a task it never ran (or lost): `msg` is also the error,
-/// unless the task was merely shut down.
-pub fn lost_status(state: TaskState, now: u64, msg: &str) -> TaskStatus {
-    TaskStatus {
-        error: (state != TaskState::Shutdown).then(|| msg.to_string()),
-        ..TaskStatus::new(state, now, msg)
-    }
-}
-
-/// One session: through the local store when this node is a manager, else over the network to
-/// `target`; a redirect to the leader is followed once. Over the network only a manager (by
-/// its certificate and the store's last word, see `node::authz`) may answer: assignments from
-/// anyone else would make this node run what they chose.
-async fn open(
+/// A session request to this node's own store (the node is a manager): its leader answers, or
+/// it names the leader. The one place the agent reaches the local store, kept small because
+/// the way to it may move (the node actor owns the leader's lifecycle).
+async fn local_session(
     store: Option<StoreHandle>,
-    transport: Transport,
     managers: &crate::node::ManagerSet,
     node: NodeId,
-    target: Option<SocketAddr>,
     report: SessionReport,
-) -> Result<(Vec<Assignment>, Option<SocketAddr>), String> {
-    let mut addr = target;
-    if let Some(store) = store {
-        match store.session(node, report.clone()).await {
-            Response::Assignments { tasks, managers: m } => {
-                managers.learn(m);
-                return Ok((tasks, None));
-            }
-            Response::NotLeader { leader: Some(l) } => addr = Some(l),
-            Response::NotLeader { leader: None } => return Err("no leader".into()),
-            other => return Err(answer_error(other)),
-        }
+) -> SessionOutcome<SocketAddr, Assignment> {
+    match store {
+        Some(store) => outcome(store.session(node, report).await, managers),
+        None => SessionOutcome::NotLeader(None), // the store stopped: no leader here then
     }
-    for _ in 0..2 {
-        let Some(to) = addr else {
-            return Err("no manager known".into());
-        };
-        let answer = transport
-            .request_identified(to, Request::Session(report.clone()))
-            .await;
-        if let Ok((who, _)) = &answer
-            && !managers.may_command(who)
-        {
-            warn!(%to, node = %who.node_id, role = %who.role, "session answered by a node that is no manager: refused");
-            return Err(format!("{to} is no manager: its answer was refused"));
-        }
-        match answer.map(|(_, resp)| resp) {
-            Ok(Response::Assignments { tasks, managers: m }) => {
-                managers.learn(m);
-                return Ok((tasks, Some(to)));
-            }
-            Ok(Response::NotLeader { leader: Some(l) }) if l != to => addr = Some(l),
-            Ok(Response::NotLeader { .. }) => return Err(format!("{to} knows no leader")),
-            Ok(other) => return Err(answer_error(other)),
-            Err(e) => return Err(format!("cannot reach {to}: {e}")),
-        }
-    }
-    Err("redirected twice".into())
 }
 
-fn answer_error(r: Response) -> String {
+/// A session request over the network to `to`. Only a manager (by its certificate and the
+/// store's last word, see `node::authz`) may answer: assignments from anyone else would make
+/// this node run what they chose.
+async fn remote_session(
+    transport: &Transport,
+    managers: &crate::node::ManagerSet,
+    to: SocketAddr,
+    report: SessionReport,
+) -> SessionOutcome<SocketAddr, Assignment> {
+    match transport
+        .request_identified(to, Request::Session(report))
+        .await
+    {
+        Ok((who, _)) if !managers.may_command(&who) => {
+            warn!(%to, node = %who.node_id, role = %who.role, "session answered by a node that is no manager: refused");
+            SessionOutcome::Failed(format!("{to} is no manager: its answer was refused"))
+        }
+        Ok((_, resp)) => outcome(resp, managers),
+        Err(e) => SessionOutcome::Failed(format!("cannot reach {to}: {e}")),
+    }
+}
+
+/// What an answer means to the machine; an answer with assignments also renews the managers
+/// the store names.
+fn outcome(
+    r: Response,
+    managers: &crate::node::ManagerSet,
+) -> SessionOutcome<SocketAddr, Assignment> {
     match r {
-        Response::Failed(WireFailure::Busy) => "the leader is not ready yet".into(),
-        Response::Failed(f) => f.to_string(),
-        other => format!("unexpected answer {other:?}"),
+        Response::Assignments { tasks, managers: m } => {
+            managers.learn(m);
+            SessionOutcome::Assignments(tasks)
+        }
+        Response::NotLeader { leader } => SessionOutcome::NotLeader(leader),
+        Response::Failed(WireFailure::Busy) => {
+            SessionOutcome::Failed("the leader is not ready yet".into())
+        }
+        Response::Failed(f) => SessionOutcome::Failed(f.to_string()),
+        other => SessionOutcome::Failed(format!("unexpected answer {other:?}")),
     }
 }
 

@@ -456,13 +456,13 @@ impl NodeActorState {
 
     fn tell_agent_managers(&self) {
         if let Some(agent) = &self.agent {
-            agent.tell(crate::agent::AgentMsg::Managers(self.manager_addrs()));
+            agent.tell(crate::agent::AgentMsg::ManagersReady(self.manager_addrs()));
         }
     }
 
     fn tell_agent_store(&self) {
         if let Some(agent) = &self.agent {
-            agent.tell(crate::agent::AgentMsg::Store(self.store.clone()));
+            agent.tell(crate::agent::AgentMsg::LocalStore(self.store.clone()));
         }
     }
 

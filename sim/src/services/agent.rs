@@ -1,29 +1,32 @@
 //! The node agent, simulated: one per live worker, made fresh at every start of the node. It
-//! mirrors `actors/src/agent/mod.rs`:
+//! drives the real [`AgentMachine`] (`actors/src/agent/machine.rs`), which makes every decision
+//! of the agent; this file only carries out its effects as simulated events:
 //!
-//! - a session opens every [`SESSION_INTERVAL_MS`], on a poke, and on a status change, one at a
-//!   time (a change during one asks for another after it); it goes to the last leader, or to
-//!   the managers in turn, follows one redirect, and fails after [`SESSION_TIMEOUT_MS`]; a poke
-//!   from a manager other than the one the session in flight went to abandons that session;
-//! - it reports every status that the last answer's store view would accept ([`TaskStatus::accepts`]),
-//!   plus the statuses of tasks it lost (a restarted node's tasks: FAILED);
-//! - on an answer: a new task with desired Running gets a [`TaskMachine`] and `Start`; a known
-//!   task whose desired state is past Running gets `Shutdown` once; a task no longer listed is
-//!   dropped (its process with it).
+//! - inputs: a tick every [`SESSION_INTERVAL_MS`], the leader's pokes, the answers of session
+//!   requests (or the session's timeout, [`SESSION_TIMEOUT_MS`] after its first request), and
+//!   each status a task machine reports;
+//! - `OpenSession` ─▶ a request over the simulated network to the manager it names (a worker
+//!   has no store of its own, so never `Local`); the first request of a session starts its
+//!   timeout;
+//! - `StartTask` ─▶ a fresh [`TaskMachine`] told `Start`; `ShutdownTask` ─▶ `Shutdown`;
+//!   `StopTask` ─▶ the machine dropped (its process with it, as stopping the task actor
+//!   removes what the runtime keeps);
+//! - `SessionEnded` ─▶ counted and traced.
 //!
 //! The task machines judge health themselves ([`HealthJudge::Machine`], the process runtime's
 //! way); their runtime commands come back as events from `runtime.rs`.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
-use swarm_actors::agent::{SESSION_INTERVAL_MS, SESSION_TIMEOUT_MS, lost_status};
-
-use swarm_actors::model::{ServiceId, TaskId, TaskState, TaskStatus};
+use swarm_actors::agent::{
+    AgentEffect, AgentInput, AgentMachine, SESSION_INTERVAL_MS, SESSION_TIMEOUT_MS, SessionOutcome,
+    Target,
+};
+use swarm_actors::model::{ServiceId, Task, TaskId, TaskState, TaskStatus};
 use swarm_actors::task::{
     HealthJudge, RuntimeCmd, RuntimeEvent, TaskEffect, TaskInput, TaskMachine, TaskTimer,
 };
-use swarm_actors::wire::{Assignment, SESSION_STATUSES_MAX};
+use swarm_actors::wire::Assignment;
 
 use super::runtime::{self, Fate};
 use super::{Ev, Life, Reply};
@@ -32,10 +35,17 @@ use crate::invariants::one_task_per_slot;
 use crate::managers::{Ev as StoreEv, StoreWorld};
 use crate::trace::TraceKind;
 
-/// One task on the node.
+/// The agent's machine as the simulator runs it: managers by index, answers sharing the
+/// leader's tasks.
+type Machine = AgentMachine<usize, Assignment>;
+type Input = AgentInput<usize, Assignment>;
+
+/// The runtime every simulated node describes (`crate::node`).
+const RUNTIME: &str = "process";
+
+/// One task on the node: its machine, and what the simulation needs of its spec.
 pub struct Local {
     machine: TaskMachine,
-    shutdown_sent: bool,
     pub service: ServiceId,
     pub slot: u64,
     /// The spec has a health check (the machine does not say so before the task runs).
@@ -46,18 +56,9 @@ pub struct Local {
 
 pub struct Agent {
     boot: u64,
+    machine: Machine,
+    /// The task machines the agent machine asked for, until it stops them.
     tasks: BTreeMap<TaskId, Local>,
-    /// What the last answer said the store holds, per task.
-    known: BTreeMap<TaskId, TaskStatus>,
-    /// Tasks listed here that this life of the node never ran: reported failed or shut down.
-    lost: BTreeMap<TaskId, TaskStatus>,
-    leader: Option<usize>,
-    next_manager: usize,
-    in_flight: Option<u64>,
-    /// The manager the session in flight went to first.
-    in_flight_to: usize,
-    seq: u64,
-    again: bool,
 }
 
 // The invariants read an agent through this trait (crate::observed), not this module.
@@ -79,22 +80,6 @@ impl Agent {
     pub fn running(&self) -> usize {
         self.running_tasks().count()
     }
-
-    fn report(&self) -> Vec<(TaskId, TaskStatus)> {
-        let mut statuses: Vec<(TaskId, TaskStatus)> = self
-            .tasks
-            .iter()
-            .filter(|(id, l)| {
-                self.known
-                    .get(id)
-                    .is_none_or(|k| k.accepts(l.machine.status()))
-            })
-            .map(|(id, l)| (*id, l.machine.status().clone()))
-            .chain(self.lost.iter().map(|(id, s)| (*id, s.clone())))
-            .collect();
-        statuses.truncate(SESSION_STATUSES_MAX);
-        statuses
-    }
 }
 
 impl StoreWorld {
@@ -107,23 +92,20 @@ impl StoreWorld {
     }
 
     pub(super) fn agent_boot(&mut self, at: Millis, i: usize) {
+        let managers = self.ms.len();
         let svc = self.svc();
         svc.boots[i] += 1;
         let boot = svc.boots[i];
         svc.life[i] = Life::Alive;
         svc.held[i].clear();
+        // Agents start at different managers, so that the first sessions spread.
+        let machine = Machine::new([RUNTIME.to_string()], i);
         svc.agents[i] = Some(Agent {
             boot,
+            machine,
             tasks: BTreeMap::new(),
-            known: BTreeMap::new(),
-            lost: BTreeMap::new(),
-            leader: None,
-            next_manager: i,
-            in_flight: None,
-            in_flight_to: 0,
-            seq: 0,
-            again: false,
         });
+        self.agent_input(at, i, Input::ManagersChanged((0..managers).collect()));
         self.svc_trace(at, i, TraceKind::AgentStarted, boot);
         self.q.push(
             at + SESSION_INTERVAL_MS,
@@ -139,46 +121,93 @@ impl StoreWorld {
             at + SESSION_INTERVAL_MS,
             StoreEv::Svc(Ev::AgentTick { node, boot }),
         );
-        self.agent_session(at, node);
+        self.agent_input(at, node, Input::Tick);
     }
 
     pub(super) fn agent_poke(&mut self, at: Millis, node: usize, boot: u64, leader: usize) {
-        let Some(a) = self.agent(node, boot) else {
-            return;
-        };
-        a.leader = Some(leader);
-        // As the real agent: a session waiting on another manager is abandoned.
-        if a.in_flight.is_some() && a.in_flight_to != leader {
-            a.in_flight = None;
-            a.again = false;
+        if self.agent(node, boot).is_some() {
+            self.agent_input(at, node, Input::Poke { from: Some(leader) });
         }
-        self.agent_session(at, node);
     }
 
-    /// Opens a session unless one is in flight (then another follows it).
-    fn agent_session(&mut self, at: Millis, node: usize) {
-        let managers = self.ms.len();
-        let svc = self.svc.as_mut().expect("on");
-        let Some(a) = svc.agents[node].as_mut() else {
-            return;
-        };
-        if a.in_flight.is_some() {
-            a.again = true;
+    /// An answer to request `hop` of session `seq`, from the manager it went to.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn agent_reply(
+        &mut self,
+        at: Millis,
+        node: usize,
+        boot: u64,
+        seq: u64,
+        hop: u8,
+        _from: usize,
+        reply: Reply,
+    ) {
+        if self.agent(node, boot).is_none() {
             return;
         }
-        let to = a.leader.unwrap_or(a.next_manager % managers);
-        a.seq += 1;
-        let (seq, boot) = (a.seq, a.boot);
-        a.in_flight = Some(seq);
-        a.in_flight_to = to;
-        let statuses = a.report();
-        let n = statuses.len() as u64;
-        self.svc_send_session(at, node, boot, seq, 0, to, statuses);
-        self.q.push(
-            at + SESSION_TIMEOUT_MS,
-            StoreEv::Svc(Ev::SessionTimeout { node, boot, seq }),
-        );
-        self.svc_trace(at, node, TraceKind::SessionSent, n);
+        let outcome = match reply {
+            Reply::Assignments(list) => SessionOutcome::Assignments(list.to_vec()),
+            Reply::NotLeader(l) => SessionOutcome::NotLeader(l),
+            Reply::Busy => SessionOutcome::Failed("the leader is not ready yet".into()),
+        };
+        self.agent_input(at, node, Input::SessionDone { seq, hop, outcome });
+    }
+
+    pub(super) fn agent_timeout(&mut self, at: Millis, node: usize, boot: u64, seq: u64) {
+        if self.agent(node, boot).is_some() {
+            self.agent_input(at, node, Input::SessionTimedOut { seq });
+        }
+    }
+
+    /// Feeds one input to the node's agent machine and carries out its effects.
+    fn agent_input(&mut self, at: Millis, node: usize, input: Input) {
+        let Some(a) = self.svc().agents[node].as_mut() else {
+            return;
+        };
+        let boot = a.boot;
+        let mut out = Vec::new();
+        a.machine.handle(at, input, &mut out);
+        for effect in out {
+            match effect {
+                AgentEffect::OpenSession {
+                    seq,
+                    hop,
+                    to,
+                    report,
+                } => {
+                    let Target::Remote(to) = to else {
+                        unreachable!("a worker has no store of its own");
+                    };
+                    if hop == 0 {
+                        self.svc_trace(at, node, TraceKind::SessionSent, report.len() as u64);
+                        let ev = Ev::SessionTimeout { node, boot, seq };
+                        self.q.push(at + SESSION_TIMEOUT_MS, StoreEv::Svc(ev));
+                    }
+                    self.svc_send_session(at, node, boot, seq, hop, to, report);
+                }
+                AgentEffect::StartTask(a) => self.agent_start(at, node, &a.task),
+                AgentEffect::ShutdownTask(id) => self.task_input(at, node, id, TaskInput::Shutdown),
+                AgentEffect::StopTask(id) => {
+                    if let Some(a) = self.svc().agents[node].as_mut() {
+                        a.tasks.remove(&id);
+                    }
+                }
+                AgentEffect::SessionEnded { result, .. } => {
+                    let r = &mut self.svc().report;
+                    match result {
+                        Ok(n) => {
+                            r.sessions_ok += 1;
+                            self.svc_trace(at, node, TraceKind::SessionAnswered, n as u64);
+                        }
+                        Err(_) => {
+                            r.sessions_failed += 1;
+                            self.svc_trace(at, node, TraceKind::SessionFailed, 0);
+                        }
+                    }
+                }
+                AgentEffect::SessionAbandoned { .. } => {}
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -206,122 +235,27 @@ impl StoreWorld {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn agent_reply(
-        &mut self,
-        at: Millis,
-        node: usize,
-        boot: u64,
-        seq: u64,
-        hop: u8,
-        from: usize,
-        reply: Reply,
-    ) {
-        let Some(a) = self.agent(node, boot) else {
+    /// A task the agent machine starts: a fresh task machine, told `Start`.
+    fn agent_start(&mut self, at: Millis, node: usize, t: &Task) {
+        let Some(a) = self.svc().agents[node].as_mut() else {
             return;
         };
-        if a.in_flight != Some(seq) {
-            return; // an answer to a session that timed out, or a duplicate
-        }
-        match reply {
-            Reply::Assignments(list) => {
-                a.leader = Some(from);
-                self.agent_done(at, node, Some(list));
-            }
-            Reply::NotLeader(Some(l)) if l != from && hop == 0 => {
-                let statuses = a.report();
-                self.svc_send_session(at, node, boot, seq, 1, l, statuses);
-            }
-            Reply::NotLeader(_) | Reply::Busy => self.agent_done(at, node, None),
-        }
-    }
-
-    pub(super) fn agent_timeout(&mut self, at: Millis, node: usize, boot: u64, seq: u64) {
-        if self
-            .agent(node, boot)
-            .is_some_and(|a| a.in_flight == Some(seq))
-        {
-            self.agent_done(at, node, None);
-        }
-    }
-
-    fn agent_done(&mut self, at: Millis, node: usize, answer: Option<Arc<[Assignment]>>) {
-        let svc = self.svc.as_mut().expect("on");
-        let a = svc.agents[node].as_mut().expect("a live agent");
-        a.in_flight = None;
-        match answer {
-            Some(list) => {
-                svc.report.sessions_ok += 1;
-                self.svc_trace(at, node, TraceKind::SessionAnswered, list.len() as u64);
-                self.agent_apply(at, node, &list);
-            }
-            None => {
-                svc.report.sessions_failed += 1;
-                a.leader = None;
-                a.next_manager = a.next_manager.wrapping_add(1);
-                self.svc_trace(at, node, TraceKind::SessionFailed, 0);
-            }
-        }
-        let a = self.svc().agents[node].as_mut().expect("a live agent");
-        if std::mem::take(&mut a.again) {
-            self.agent_session(at, node);
-        }
-    }
-
-    fn agent_apply(&mut self, at: Millis, node: usize, list: &[Assignment]) {
-        let a = self.svc().agents[node].as_mut().expect("a live agent");
-        a.known = list
-            .iter()
-            .map(|a| (a.task.id, a.task.status.clone()))
-            .collect();
-        let known = &a.known;
-        a.lost
-            .retain(|id, s| known.get(id).is_some_and(|k| k.accepts(s)));
-        let listed: BTreeSet<TaskId> = list.iter().map(|a| a.task.id).collect();
-        // Dropping the machine ends its process: the real agent stops the task actor, which
-        // removes what the runtime keeps of the task.
-        a.tasks.retain(|id, _| listed.contains(id));
-        for t in list.iter().map(|a| &a.task) {
-            let wanted = t.desired_state <= TaskState::Running;
-            let a = self.svc().agents[node].as_mut().expect("a live agent");
-            if let Some(l) = a.tasks.get_mut(&t.id) {
-                if !wanted && !l.shutdown_sent {
-                    l.shutdown_sent = true;
-                    self.task_input(at, node, t.id, TaskInput::Shutdown);
-                }
-                continue;
-            }
-            if t.status.state.is_terminal() {
-                continue; // history from before this life
-            }
-            if !wanted {
-                let s = lost_status(TaskState::Shutdown, at, "shut down before it started here");
-                a.lost.insert(t.id, s);
-            } else if t.status.state > TaskState::Assigned {
-                let s = lost_status(TaskState::Failed, at, "task lost when the node restarted");
-                a.lost.insert(t.id, s);
-            } else {
-                let machine = TaskMachine::new(
-                    t.id,
-                    t.spec.health.clone(),
-                    t.spec.stop_grace_period_ms,
-                    HealthJudge::Machine,
-                    at,
-                );
-                a.tasks.insert(
-                    t.id,
-                    Local {
-                        machine,
-                        shutdown_sent: false,
-                        service: t.service_id,
-                        slot: t.slot,
-                        has_health: t.spec.health.is_some(),
-                        fate: Fate::default(),
-                    },
-                );
-                self.task_input(at, node, t.id, TaskInput::Start);
-            }
-        }
+        let machine = TaskMachine::new(
+            t.id,
+            t.spec.health.clone(),
+            t.spec.stop_grace_period_ms,
+            HealthJudge::Machine,
+            at,
+        );
+        let local = Local {
+            machine,
+            service: t.service_id,
+            slot: t.slot,
+            has_health: t.spec.health.is_some(),
+            fate: Fate::default(),
+        };
+        a.tasks.insert(t.id, local);
+        self.task_input(at, node, t.id, TaskInput::Start);
     }
 
     pub(super) fn agent_runtime(
@@ -350,7 +284,8 @@ impl StoreWorld {
         }
     }
 
-    /// Feeds one input to a task's machine and carries out its effects.
+    /// Feeds one input to a task's machine and carries out its effects; the statuses it
+    /// reports go to the agent machine, in order, as the task actor's would.
     fn task_input(&mut self, at: Millis, node: usize, task: TaskId, input: TaskInput) {
         let heal_ms = self.cfg.duration_ms;
         let svc = self.svc.as_mut().expect("on");
@@ -366,7 +301,7 @@ impl StoreWorld {
         l.machine.handle(at, input, &mut out);
         let entered_running =
             before != TaskState::Running && l.machine.state() == TaskState::Running;
-        let mut reported = false;
+        let mut reports = Vec::new();
         for e in out {
             match e {
                 TaskEffect::Runtime(cmd) => {
@@ -395,12 +330,12 @@ impl StoreWorld {
                     self.q.push(at + after_ms, StoreEv::Svc(ev));
                 }
                 TaskEffect::Report(status) => {
-                    reported = true;
                     if matches!(status.state, TaskState::Failed | TaskState::Rejected) {
                         svc.report.tasks_failed += 1;
                     }
                     self.trace.event(at, node, TraceKind::TaskReported);
                     self.trace.u64(task.0 as u64 ^ status.state as u64);
+                    reports.push(status);
                 }
             }
         }
@@ -412,8 +347,8 @@ impl StoreWorld {
                 svc.violation(v);
             }
         }
-        if reported {
-            self.agent_session(at, node);
+        for status in reports {
+            self.agent_input(at, node, Input::TaskStatus { task, status });
         }
     }
 }

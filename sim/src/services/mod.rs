@@ -8,10 +8,10 @@
 //!  leader (leader.rs), on the raft leader manager: the real LeaderMachine, its effects as
 //!     events: Read ─▶ its local store lent in place; Propose ─▶ the store (chunked, CAS);
 //!     Poke / Answer ─▶ over the network; SetTimer ─▶ a LeaderTimer event
-//!  agent (agent.rs), on every worker:
+//!  agent (agent.rs), on every worker: the real AgentMachine, its effects as events:
 //!     every SESSION_INTERVAL_MS, on a poke, on a status change:
-//!     Session(statuses the store lacks) ─ network ─▶ manager ─▶ leader / NotLeader / Busy
-//!     ◀─ Assignments ── start a TaskMachine per new task, Shutdown, drop unlisted
+//!     OpenSession(statuses the store lacks) ─ network ─▶ manager ─▶ leader / NotLeader / Busy
+//!     ◀─ outcome to the machine ─▶ StartTask: a TaskMachine, ShutdownTask, StopTask: drop it
 //!  runtime (runtime.rs): the machines' runtime commands come back as events after delays
 //! ```
 //!

@@ -1,0 +1,469 @@
+//! The AgentMachine: every decision of the node agent, as a sans-IO state machine.
+//!
+//! ```text
+//!  Tick / Poke / TaskStatus ──▶ session(): one in flight, else `again`
+//!                                 └▶ OpenSession { seq, hop 0, Local | Remote(leader or a manager in turn), report }
+//!  SessionDone { seq, hop, .. } (an abandoned or stale one is ignored)
+//!     Assignments ─▶ SessionEnded(Ok) ─▶ apply: StopTask (unlisted), ShutdownTask (desired past
+//!                    Running, once), StartTask (new, desired Running), lost statuses (the rest)
+//!     NotLeader(l) ─▶ OpenSession { seq, hop + 1, Remote(l), report } while the redirect limit allows
+//!     Failed / SessionTimedOut ─▶ SessionEnded(Err): forget the leader, next manager
+//!  then, if something asked for a session meanwhile (`again`), the next one opens
+//! ```
+//!
+//! The machine holds what the agent knows: each task's last status as its task actor reported
+//! it (cut as the leader stores it), what the last answer says the store holds (`known`), the
+//! statuses of tasks this run never ran (`lost`), the leader and the managers, and the session in
+//! flight. It reads no clock and does no IO: `now_ms` (Unix ms) comes with every input, and the
+//! effects are carried out by a shell — the [`AgentActor`](super::AgentActor) with task actors
+//! and the transport, or the simulator with task machines and a simulated network. Task actors
+//! (or machines) live in the shell; the machine only orders them started, shut down or stopped.
+//!
+//! It is generic over the address of a manager `A` (a socket address in production, an index in
+//! the simulator) and over the assignment `T` that an answer carries (see [`AssignedTask`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use crate::model::{Task, TaskId, TaskState, TaskStatus};
+use crate::wire::{Assignment, SESSION_STATUSES_MAX};
+
+use super::AgentView;
+
+/// Requests over the network one session may make: the first, and one redirect to the leader
+/// that the first manager named. A session through this node's store may follow its redirect
+/// and one more.
+pub const SESSION_NETWORK_REQUESTS_MAX: u8 = 2;
+
+/// One task of an answer, as the machine reads it: production answers carry [`Assignment`]s,
+/// the simulator shares the leader's `Rc<Task>`s.
+pub trait AssignedTask {
+    fn task(&self) -> &Task;
+}
+
+impl AssignedTask for Assignment {
+    fn task(&self) -> &Task {
+        &self.task
+    }
+}
+
+impl AssignedTask for Rc<Task> {
+    fn task(&self) -> &Task {
+        self
+    }
+}
+
+/// Where one request of a session goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target<A> {
+    /// This node's own store (the node is a manager): no network.
+    Local,
+    Remote(A),
+}
+
+/// How one request of a session ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SessionOutcome<A, T> {
+    /// The leader's answer: this node's complete list.
+    Assignments(Vec<T>),
+    /// The manager asked is not the leader; it names the one it knows, if any.
+    NotLeader(Option<A>),
+    /// Anything else: unreachable, busy, refused, a bad answer.
+    Failed(String),
+}
+
+/// What the machine is told.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AgentInput<A, T> {
+    /// The session interval's timer.
+    Tick,
+    /// A poke from the leader at `from` (none: the leader on this node, without the network).
+    Poke { from: Option<A> },
+    /// The managers membership sees Ready, asked in turn while no leader is known.
+    ManagersChanged(Vec<A>),
+    /// Whether this node has a store of its own (it is a manager): sessions go through it.
+    LocalStore { available: bool },
+    /// A task actor reported a status.
+    TaskStatus { task: TaskId, status: TaskStatus },
+    /// The shell could not start the task a [`AgentEffect::StartTask`] asked for.
+    TaskStartFailed { task: TaskId, error: String },
+    /// Request `hop` of session `seq` ended.
+    SessionDone {
+        seq: u64,
+        hop: u8,
+        outcome: SessionOutcome<A, T>,
+    },
+    /// Session `seq` ran out of time (the shell's [`SESSION_TIMEOUT_MS`](super::SESSION_TIMEOUT_MS)).
+    SessionTimedOut { seq: u64 },
+}
+
+/// What the machine wants done.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AgentEffect<A, T> {
+    /// Send request `hop` of session `seq`. Hop 0 starts the session's timeout; a later hop (a
+    /// redirect) runs within what is left of it.
+    OpenSession {
+        seq: u64,
+        hop: u8,
+        to: Target<A>,
+        /// The statuses to report (a [`SessionReport`](crate::wire::SessionReport)'s).
+        report: Vec<(TaskId, TaskStatus)>,
+    },
+    /// Start a task actor for this assignment and tell it Start.
+    StartTask(T),
+    /// The task's desired state moved past Running: tell its actor Shutdown.
+    ShutdownTask(TaskId),
+    /// The task is no longer listed: stop its actor, which removes what the runtime keeps of it.
+    StopTask(TaskId),
+    /// Session `seq` ended: the number of tasks in its answer, or why it failed. For logs and
+    /// counts; the machine already acted on it.
+    SessionEnded {
+        seq: u64,
+        result: Result<usize, String>,
+    },
+    /// Session `seq`, gone to `asked`, was abandoned for the leader that poked.
+    SessionAbandoned { seq: u64, asked: A, leader: A },
+}
+
+/// One task this run started.
+#[derive(Clone, Debug, PartialEq)]
+struct Local {
+    /// As the task actor last reported it, cut as the leader stores it.
+    status: TaskStatus,
+    desired: TaskState,
+    shutdown_sent: bool,
+}
+
+/// The session in flight.
+#[derive(Clone, Copy, Debug)]
+struct InFlight<A> {
+    seq: u64,
+    /// The request of the session waited for: answers to an earlier one are stale.
+    hop: u8,
+    to: Target<A>,
+    /// The manager this agent meant to ask when the session opened (the leader it knew, or a
+    /// manager in turn): a poke from another leader abandons the session.
+    asked: Option<A>,
+    network_requests: u8,
+}
+
+pub struct AgentMachine<A = SocketAddr, T = Assignment> {
+    /// The runtimes this node has, by name: a task for another is rejected.
+    runtimes: BTreeSet<String>,
+    tasks: BTreeMap<TaskId, Local>,
+    /// What the last answer said the store holds, per task.
+    known: BTreeMap<TaskId, TaskStatus>,
+    /// Tasks listed here that this run never ran: reported failed, rejected or shut down until
+    /// the store holds that.
+    lost: BTreeMap<TaskId, TaskStatus>,
+    leader: Option<A>,
+    managers: Vec<A>,
+    /// Which manager to ask while no leader is known; moves on after each failure.
+    next_manager: usize,
+    local: bool,
+    in_flight: Option<InFlight<A>>,
+    /// Numbers sessions: the answer of an abandoned one is ignored.
+    seq: u64,
+    /// Something asked for a session while one was in flight: another follows it.
+    again: bool,
+    sessions_ok: u64,
+    sessions_failed: u64,
+    last_error: Option<String>,
+    _assignment: std::marker::PhantomData<fn(T)>,
+}
+
+impl<A, T> AgentMachine<A, T>
+where
+    A: Copy + Eq + Display,
+    T: AssignedTask,
+{
+    /// `runtimes`: the names of the runtimes this node has. `first_manager`: which of the
+    /// managers to ask first (the simulator spreads its agents; a node starts at 0).
+    pub fn new(runtimes: impl IntoIterator<Item = String>, first_manager: usize) -> Self {
+        AgentMachine {
+            runtimes: runtimes.into_iter().collect(),
+            tasks: BTreeMap::new(),
+            known: BTreeMap::new(),
+            lost: BTreeMap::new(),
+            leader: None,
+            managers: Vec::new(),
+            next_manager: first_manager,
+            local: false,
+            in_flight: None,
+            seq: 0,
+            again: false,
+            sessions_ok: 0,
+            sessions_failed: 0,
+            last_error: None,
+            _assignment: std::marker::PhantomData,
+        }
+    }
+
+    pub fn handle(
+        &mut self,
+        now_ms: u64,
+        input: AgentInput<A, T>,
+        out: &mut Vec<AgentEffect<A, T>>,
+    ) {
+        match input {
+            AgentInput::Tick | AgentInput::Poke { from: None } => self.session(out),
+            AgentInput::Poke { from: Some(from) } => {
+                self.leader = Some(from);
+                // The leader that poked is alive. A session still waiting on another manager
+                // (most often the old leader, dead, until the request deadline) is abandoned:
+                // its answer will be ignored, and it ends by its own timeout.
+                if let Some(f) = self.in_flight
+                    && let Some(asked) = f.asked.filter(|a| *a != from)
+                {
+                    self.in_flight = None;
+                    self.again = false;
+                    out.push(AgentEffect::SessionAbandoned {
+                        seq: f.seq,
+                        asked,
+                        leader: from,
+                    });
+                }
+                self.session(out);
+            }
+            AgentInput::ManagersChanged(m) => self.managers = m,
+            AgentInput::LocalStore { available } => self.local = available,
+            AgentInput::TaskStatus { task, status } => {
+                if let Some(l) = self.tasks.get_mut(&task) {
+                    // Cut as the leader stores it, or a long text would differ from the
+                    // stored one for ever and be reported again at every session.
+                    l.status = status.cut().into_owned();
+                    self.session(out);
+                }
+            }
+            AgentInput::TaskStartFailed { task, error } => {
+                self.tasks.remove(&task);
+                let msg = format!("the task actor did not start: {error}");
+                self.lost
+                    .insert(task, lost_status(TaskState::Rejected, now_ms, &msg));
+            }
+            AgentInput::SessionDone { seq, hop, outcome } => {
+                let Some(f) = self.in_flight.filter(|f| f.seq == seq && f.hop == hop) else {
+                    return; // abandoned, timed out, or an earlier request's (duplicate) answer
+                };
+                match outcome {
+                    SessionOutcome::Assignments(list) => {
+                        if let Target::Remote(a) = f.to {
+                            self.leader = Some(a);
+                        }
+                        self.in_flight = None;
+                        self.sessions_ok += 1;
+                        self.last_error = None;
+                        out.push(AgentEffect::SessionEnded {
+                            seq,
+                            result: Ok(list.len()),
+                        });
+                        self.apply(now_ms, list, out);
+                        self.then(out);
+                    }
+                    SessionOutcome::NotLeader(Some(l))
+                        if f.to != Target::Remote(l)
+                            && f.network_requests < SESSION_NETWORK_REQUESTS_MAX =>
+                    {
+                        let next = InFlight {
+                            hop: f.hop + 1,
+                            to: Target::Remote(l),
+                            network_requests: f.network_requests + 1,
+                            ..f
+                        };
+                        self.in_flight = Some(next);
+                        out.push(AgentEffect::OpenSession {
+                            seq,
+                            hop: next.hop,
+                            to: next.to,
+                            report: self.report(),
+                        });
+                    }
+                    SessionOutcome::NotLeader(l) => {
+                        let why = match (f.to, l) {
+                            (Target::Local, _) => "no leader".to_string(),
+                            (Target::Remote(to), Some(l)) if l != to => "redirected twice".into(),
+                            (Target::Remote(to), _) => format!("{to} knows no leader"),
+                        };
+                        self.failed(seq, why, out);
+                    }
+                    SessionOutcome::Failed(why) => self.failed(seq, why, out),
+                }
+            }
+            AgentInput::SessionTimedOut { seq } => {
+                if self.in_flight.is_some_and(|f| f.seq == seq) {
+                    self.failed(seq, "the session timed out".into(), out);
+                }
+            }
+        }
+    }
+
+    /// What the admin shell shows.
+    pub fn view(&self) -> AgentView<A> {
+        AgentView {
+            leader: self.leader,
+            managers: self.managers.clone(),
+            sessions_ok: self.sessions_ok,
+            sessions_failed: self.sessions_failed,
+            last_error: self.last_error.clone(),
+            tasks: self
+                .tasks
+                .iter()
+                .map(|(id, l)| (*id, l.status.state, l.desired))
+                .collect(),
+        }
+    }
+
+    /// The tasks this run started and has not stopped.
+    pub fn tasks(&self) -> impl Iterator<Item = TaskId> + '_ {
+        self.tasks.keys().copied()
+    }
+
+    /// The number of the session in flight.
+    pub fn in_flight(&self) -> Option<u64> {
+        self.in_flight.map(|f| f.seq)
+    }
+
+    /// The statuses the store does not have yet: every task status the last answer's store
+    /// view accepts, then the lost ones, at most [`SESSION_STATUSES_MAX`] (the rest wait).
+    pub fn report(&self) -> Vec<(TaskId, TaskStatus)> {
+        let mut statuses: Vec<(TaskId, TaskStatus)> = self
+            .tasks
+            .iter()
+            .filter(|(id, l)| self.known.get(id).is_none_or(|k| k.accepts(&l.status)))
+            .map(|(id, l)| (*id, l.status.clone()))
+            .chain(self.lost.iter().map(|(id, s)| (*id, s.clone())))
+            .collect();
+        statuses.truncate(SESSION_STATUSES_MAX);
+        statuses
+    }
+
+    /// Opens a session unless one is in flight (then another follows it).
+    fn session(&mut self, out: &mut Vec<AgentEffect<A, T>>) {
+        if self.in_flight.is_some() {
+            self.again = true;
+            return;
+        }
+        let asked = self.leader.or_else(|| {
+            (!self.managers.is_empty())
+                .then(|| self.managers[self.next_manager % self.managers.len()])
+        });
+        // Through this node's store when there is one: it answers, or names the leader.
+        let to = match (self.local, asked) {
+            (true, _) => Target::Local,
+            (false, Some(a)) => Target::Remote(a),
+            (false, None) => return, // nobody to ask yet; the next tick tries again
+        };
+        self.seq += 1;
+        self.in_flight = Some(InFlight {
+            seq: self.seq,
+            hop: 0,
+            to,
+            asked,
+            network_requests: u8::from(!self.local),
+        });
+        out.push(AgentEffect::OpenSession {
+            seq: self.seq,
+            hop: 0,
+            to,
+            report: self.report(),
+        });
+    }
+
+    fn failed(&mut self, seq: u64, why: String, out: &mut Vec<AgentEffect<A, T>>) {
+        self.in_flight = None;
+        self.sessions_failed += 1;
+        self.last_error = Some(why.clone());
+        self.leader = None;
+        self.next_manager = self.next_manager.wrapping_add(1);
+        out.push(AgentEffect::SessionEnded {
+            seq,
+            result: Err(why),
+        });
+        self.then(out);
+    }
+
+    /// After a session: the one asked for meanwhile.
+    fn then(&mut self, out: &mut Vec<AgentEffect<A, T>>) {
+        if std::mem::take(&mut self.again) {
+            self.session(out);
+        }
+    }
+
+    /// An answer: the complete list of this node's tasks as the store holds them.
+    fn apply(&mut self, now_ms: u64, list: Vec<T>, out: &mut Vec<AgentEffect<A, T>>) {
+        self.known = list
+            .iter()
+            .map(|a| (a.task().id, a.task().status.clone()))
+            .collect();
+        let known = &self.known;
+        self.lost
+            .retain(|id, s| known.get(id).is_some_and(|k| k.accepts(s)));
+        let gone: Vec<TaskId> = self
+            .tasks
+            .keys()
+            .filter(|id| !known.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.tasks.remove(&id);
+            out.push(AgentEffect::StopTask(id));
+        }
+        for a in list {
+            let t = a.task();
+            let wanted = t.desired_state <= TaskState::Running;
+            if let Some(l) = self.tasks.get_mut(&t.id) {
+                l.desired = t.desired_state;
+                if !wanted && !l.shutdown_sent {
+                    l.shutdown_sent = true;
+                    out.push(AgentEffect::ShutdownTask(t.id));
+                }
+                continue;
+            }
+            if t.status.state.is_terminal() {
+                continue; // history from before this run
+            }
+            let runtime = t.spec.runtime.as_str();
+            let lost = if !wanted {
+                lost_status(
+                    TaskState::Shutdown,
+                    now_ms,
+                    "shut down before it started here",
+                )
+            } else if t.status.state > TaskState::Assigned {
+                lost_status(
+                    TaskState::Failed,
+                    now_ms,
+                    "task lost when the node restarted",
+                )
+            } else if !self.runtimes.contains(runtime) {
+                let msg = format!("runtime {runtime} is not available on this node");
+                lost_status(TaskState::Rejected, now_ms, &msg)
+            } else {
+                let local = Local {
+                    status: TaskStatus::new(TaskState::Assigned, now_ms, "assigned"),
+                    desired: t.desired_state,
+                    shutdown_sent: false,
+                };
+                self.tasks.insert(t.id, local);
+                out.push(AgentEffect::StartTask(a));
+                continue;
+            };
+            self.lost.insert(t.id, lost);
+        }
+    }
+}
+
+/// The status an agent reports for a task it never ran (or lost): `msg` is also the error,
+/// unless the task was merely shut down.
+pub fn lost_status(state: TaskState, now: u64, msg: &str) -> TaskStatus {
+    TaskStatus {
+        error: (state != TaskState::Shutdown).then(|| msg.to_string()),
+        ..TaskStatus::new(state, now, msg)
+    }
+}
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;
