@@ -137,7 +137,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     let role = creds.role;
     // Who the store names as managers, as this node last learned it: shared by the store, the
     // agent and the node actor, which check manager-only messages against it.
-    let managers = node::ManagerSet::default();
+    let managers = trust::ManagerSet::default();
 
     let store = match (ident.bootstrap, node_file.raft_id) {
         (Some(bootstrap), Some(raft_id)) => {
@@ -551,7 +551,7 @@ async fn start_agent(
     advertised: &[String],
     transport: &Transport,
     registry: &Registry,
-    managers: &node::ManagerSet,
+    managers: &trust::ManagerSet,
 ) -> anyhow::Result<swarm_actors::agent::AgentHandle> {
     use std::sync::Arc;
     use swarm_actors::runtime::{DockerConfig, DockerRuntime, ProcessRuntime, TaskRuntime};

@@ -15,14 +15,14 @@ pub const REPLICAS_MAX: u64 = 10_000;
 
 /// Longest service name, as Docker allows (it becomes part of task and container names, and
 /// travels with every assignment: the session answer's size bound counts on it).
-pub const SERVICE_NAME_BYTES_MAX: usize = swarm_actors::leader::answer::SERVICE_NAME_BYTES_MAX;
+pub const SERVICE_NAME_BYTES_MAX: usize = swarm_actors::wire::answer::SERVICE_NAME_BYTES_MAX;
 
 /// Most bytes of an encoded spec. Every task carries its spec, and the leader writes many
 /// tasks per store command and sends every live task of a node in one session answer, so a
 /// spec stays small; a stored service holds two specs (current and previous) well inside a
 /// store command. The task spec is part of the service spec checked here, so it is smaller
-/// than the bound the session answer's arithmetic counts on (`leader::answer`).
-pub const SPEC_BYTES_MAX: usize = swarm_actors::leader::answer::TASK_SPEC_BYTES_MAX;
+/// than the bound the session answer's arithmetic counts on (`wire::answer`).
+pub const SPEC_BYTES_MAX: usize = swarm_actors::wire::answer::TASK_SPEC_BYTES_MAX;
 
 /// Most `--env` entries, `--constraint`s plus `--placement-pref`s, and arguments.
 pub const ENV_MAX: usize = 256;
@@ -267,7 +267,7 @@ pub(crate) mod tests {
         s.task.env.pop();
         assert_eq!(validate_spec(&s), Ok(()));
         let task = bincode::serde::encode_to_vec(&s.task, bincode::config::standard()).unwrap();
-        assert!(task.len() <= swarm_actors::leader::answer::TASK_SPEC_BYTES_MAX);
+        assert!(task.len() <= swarm_actors::wire::answer::TASK_SPEC_BYTES_MAX);
         assert!(task.len() > SPEC_BYTES_MAX - 256, "{}", task.len());
     }
 

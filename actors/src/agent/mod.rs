@@ -77,7 +77,7 @@ pub struct AgentArgs {
     pub register_tasks: bool,
     /// The managers the store names, shared with the node actor: an answer to a session is
     /// taken only from one of them, and each answer renews the list.
-    pub managers: crate::node::ManagerSet,
+    pub managers: crate::trust::ManagerSet,
 }
 
 pub struct AgentActor;
@@ -96,8 +96,8 @@ pub struct AgentState {
     /// When the session in flight must end, by its number: a redirect's request gets what
     /// is left.
     deadline: Option<(u64, tokio::time::Instant)>,
-    /// The managers the store names (see `node::authz`), renewed by every answer.
-    confirmed: crate::node::ManagerSet,
+    /// The managers the store names (see `trust::authz`), renewed by every answer.
+    confirmed: crate::trust::ManagerSet,
 }
 
 impl Actor for AgentActor {
@@ -360,7 +360,7 @@ impl AgentState {
 /// the way to it may move (the node actor owns the leader's lifecycle).
 async fn local_session(
     store: Option<StoreHandle>,
-    managers: &crate::node::ManagerSet,
+    managers: &crate::trust::ManagerSet,
     node: NodeId,
     report: SessionReport,
 ) -> SessionOutcome<SocketAddr, Assignment> {
@@ -371,11 +371,11 @@ async fn local_session(
 }
 
 /// A session request over the network to `to`. Only a manager (by its certificate and the
-/// store's last word, see `node::authz`) may answer: assignments from anyone else would make
+/// store's last word, see `trust::authz`) may answer: assignments from anyone else would make
 /// this node run what they chose.
 async fn remote_session(
     transport: &Transport,
-    managers: &crate::node::ManagerSet,
+    managers: &crate::trust::ManagerSet,
     to: SocketAddr,
     report: SessionReport,
 ) -> SessionOutcome<SocketAddr, Assignment> {
@@ -396,7 +396,7 @@ async fn remote_session(
 /// the store names.
 fn outcome(
     r: Response,
-    managers: &crate::node::ManagerSet,
+    managers: &crate::trust::ManagerSet,
 ) -> SessionOutcome<SocketAddr, Assignment> {
     match r {
         Response::Assignments { tasks, managers: m } => {

@@ -28,7 +28,6 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tracing::{debug, warn};
 
-use super::answer;
 use super::plan::{self, Plan, PlanInput, VersionedTask};
 use super::rules::{
     DOWN_GRACE_MS, PASS_INTERVAL_MS, REPORTS_MAX, RETRY_MS, SESSIONS_QUEUED_MAX, batches,
@@ -42,6 +41,7 @@ use crate::model::{
 use crate::scheduler::{NodeView, Unseen, node_views};
 use crate::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
 use crate::wire::Assignment;
+use crate::wire::answer;
 
 /// Names a session for the shell, which keeps where its answer goes.
 pub type SessionToken = u64;

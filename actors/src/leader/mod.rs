@@ -18,7 +18,6 @@
 //! through the registry (this node's agent) or the transport, timers are `send_after`. Each
 //! service is addressable from the admin shell as `service/<name>` while this node leads.
 
-pub mod answer;
 pub mod machine;
 pub mod msg;
 pub mod plan;

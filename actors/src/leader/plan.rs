@@ -422,7 +422,7 @@ fn schedule(
         let bytes = match sizes.get(&key) {
             Some((spec, bytes)) if *spec == &t.spec => *bytes,
             _ => {
-                let bytes = super::answer::assignment_bytes_max(&t.spec);
+                let bytes = crate::wire::answer::assignment_bytes_max(&t.spec);
                 sizes.insert(key, (&t.spec, bytes));
                 bytes
             }

@@ -81,7 +81,7 @@ pub fn batches(ops: &[Op]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, op) in ops.iter().enumerate() {
-        let size = super::answer::encoded_len(op);
+        let size = crate::wire::answer::encoded_len(op);
         if i > start && (i - start == OPS_PER_COMMAND_MAX || bytes + size > BATCH_BYTES_MAX) {
             out.push(start..i);
             (start, bytes) = (i, 0);

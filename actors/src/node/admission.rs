@@ -11,11 +11,10 @@ use crate::replica::{StoreFailure, StoreHandle};
 use crate::store::{
     ClusterObject, Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreCommand, StoredObject,
 };
-use crate::trust::{JoinToken, PeerIdentity, Tokens, TrustError};
+use crate::trust::{PeerIdentity, Tokens, TrustError};
 use crate::wire::{JoinRequest, JoinResponse, Response, WireFailure};
 
-/// The one cluster object's ID.
-pub const CLUSTER_ID: &str = "cluster";
+pub use crate::store::CLUSTER_ID;
 
 pub use crate::clock::unix_ms as now_ms;
 
@@ -55,9 +54,7 @@ pub async fn nodes(
 
 /// The join tokens a cluster object holds.
 pub fn tokens_of(obj: &ClusterObject) -> Result<Tokens, TrustError> {
-    let worker: JoinToken = obj.worker_token.parse()?;
-    let manager: JoinToken = obj.manager_token.parse()?;
-    Ok(Tokens { worker, manager })
+    Tokens::parse(&obj.worker_token, &obj.manager_token)
 }
 
 /// The first check of a join, before anything costs more than a comparison: the token

@@ -13,7 +13,6 @@
 
 pub mod admission;
 mod authority;
-pub mod authz;
 mod handle;
 pub mod host;
 mod leadership;
@@ -34,8 +33,8 @@ use rand::{RngExt, SeedableRng};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
+use crate::trust::{ManagerSet, authz};
 pub use authority::{Authority, CERT_VALIDITY, CERT_VALIDITY_MIN};
-pub use authz::ManagerSet;
 pub use handle::{NodeError, NodeHandle};
 pub use msg::{CaView, InFlight, JoinTokensView, NodeAdmin, NodeMsg, NodeStats, RotationView};
 pub use state_file::{NodeFile, NodeFileError, PEERS_MAX};

@@ -52,9 +52,9 @@ pub struct StoreArgs {
     /// Where a session through the store handle finds this node's leader actor (which the
     /// node actor runs while this replica leads).
     pub registry: Option<crate::registry::Registry>,
-    /// The managers the store last named, as the node learns them (see `node::authz`): raft
+    /// The managers the store last named, as the node learns them (see `trust::authz`): raft
     /// from a manager this store does not know yet (it is catching up) is taken only from one.
-    pub managers: crate::node::ManagerSet,
+    pub managers: crate::trust::ManagerSet,
 }
 
 pub struct StoreActor;
@@ -80,7 +80,7 @@ pub struct StoreActorState {
     /// Every request waiting for an answer, and where each goes (see [`router`]).
     router: Router<Waiter>,
     assembler: Assembler,
-    managers: crate::node::ManagerSet,
+    managers: crate::trust::ManagerSet,
     /// Raft chunks refused because their sender is no voter or spoke as another.
     raft_refused: u64,
     next_message: u64,
@@ -384,14 +384,14 @@ impl StoreActorState {
             return;
         }
         self.tokens_checked_at = applied;
-        let obj = state.get(Kind::Cluster, crate::node::admission::CLUSTER_ID);
+        let obj = state.get(Kind::Cluster, crate::store::CLUSTER_ID);
         let version = obj.map(|o| o.version);
         if version == self.tokens_version && !force {
             return;
         }
         self.tokens_version = version;
         let tokens = obj.and_then(|o| match &o.body {
-            ObjectBody::Cluster(c) => match crate::node::admission::tokens_of(c) {
+            ObjectBody::Cluster(c) => match crate::trust::Tokens::parse(&c.worker_token, &c.manager_token) {
                 Ok(t) => Some(t),
                 Err(e) => {
                     warn!(error = %e, "the cluster object's join tokens do not parse: joins refused");
@@ -575,7 +575,7 @@ pub async fn spawn_store(
 pub(crate) fn raft_sender_allowed(
     members: &BTreeMap<u64, crate::store::Member>,
     voters: &[u64],
-    managers: &crate::node::ManagerSet,
+    managers: &crate::trust::ManagerSet,
     from: &crate::trust::PeerIdentity,
     raft_id: u64,
 ) -> Result<(), &'static str> {

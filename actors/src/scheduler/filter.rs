@@ -5,9 +5,9 @@
 //! Active), without the task's runtime, not matching the constraints, full (see [`full`]),
 //! insufficient resources.
 
-use crate::leader::answer::NODE_LIVE_BYTES_MAX;
 use crate::model::{Availability, NodeResources, NodeState, ResourceAmounts, RuntimeKind};
 use crate::wire::ASSIGNMENTS_MAX;
+use crate::wire::answer::NODE_LIVE_BYTES_MAX;
 
 use super::NodeView;
 use super::constraint::{Constraint, all_match};
@@ -51,7 +51,7 @@ pub fn check_static(
 }
 
 /// Whether a node that holds `tasks` live tasks weighing `bytes` (as
-/// `leader::answer::assignment_bytes_max` counts them) is full for a task weighing `want_bytes`:
+/// `wire::answer::assignment_bytes_max` counts them) is full for a task weighing `want_bytes`:
 /// it holds [`ASSIGNMENTS_MAX`] tasks already, or the task would take its session answer past
 /// [`NODE_LIVE_BYTES_MAX`]. Its answer lists every live task, so a node is never given more
 /// than one answer can carry.

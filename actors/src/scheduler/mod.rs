@@ -12,7 +12,7 @@
 //! ```
 //!
 //! A node is full when it holds `wire::ASSIGNMENTS_MAX` live tasks, or when the task would take
-//! its live tasks past the bytes one session answer may carry (`leader::answer`): its answer
+//! its live tasks past the bytes one session answer may carry (`wire::answer`): its answer
 //! lists every live task, so a task that does not fit waits here, pending, rather than go
 //! missing from the node's list.
 //!
@@ -67,7 +67,7 @@ pub struct TaskLoad {
     pub service: ServiceId,
     pub node: NodeId,
     pub reservations: ResourceAmounts,
-    /// `leader::answer::assignment_bytes_max` of its spec.
+    /// `wire::answer::assignment_bytes_max` of its spec.
     pub bytes: usize,
 }
 
@@ -178,7 +178,7 @@ pub fn schedule(
             (svc, total[i])
         });
         let want = g.spec.resources.reservations;
-        let want_bytes = crate::leader::answer::assignment_bytes_max(g.spec);
+        let want_bytes = crate::wire::answer::assignment_bytes_max(g.spec);
         // Nodes dropped for the group by the filters that change as tasks are placed.
         let mut dropped = RejectionCounts::default();
         for &m in &g.members {

@@ -200,7 +200,7 @@ fn a_node_holding_assignments_max_tasks_is_full() {
 
 #[test]
 fn a_node_whose_answer_would_pass_its_bytes_is_full() {
-    use crate::leader::answer::{NODE_LIVE_BYTES_MAX, assignment_bytes_max};
+    use crate::wire::answer::{NODE_LIVE_BYTES_MAX, assignment_bytes_max};
     tracing::info!("phase: node 1's live tasks weigh nearly a whole answer; a large task waits");
     let mut big = spec();
     big.env = vec![format!("A={}", "x".repeat(15_000))];

@@ -48,7 +48,7 @@ pub use events::{Bootstrap, StoreEffect, StoreInput, StoreStats};
 pub use machine::StoreMachine;
 pub use redb::RedbStorage;
 pub use state::{
-    ClusterObject, Expect, Kind, Member, NodeObject, NodeSpec, OBJECT_ID_BYTES_MAX,
+    CLUSTER_ID, ClusterObject, Expect, Kind, Member, NodeObject, NodeSpec, OBJECT_ID_BYTES_MAX,
     OPS_PER_COMMAND_MAX, ObjectBody, Op, RootRotation, RotationPhase, SNAPSHOT_BYTES_MAX,
     StoreCommand, StoreState, StoredObject, check_command,
 };

@@ -63,6 +63,9 @@ pub struct NodeObject {
     pub addr: SocketAddr,
 }
 
+/// The one cluster object's ID.
+pub const CLUSTER_ID: &str = "cluster";
+
 /// Cluster-wide secrets, replicated so that every manager can admit joins.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterObject {

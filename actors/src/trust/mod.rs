@@ -17,6 +17,7 @@
 //! function that needs the time takes it as an argument. Key generation draws from the
 //! operating system's RNG through ring, which is the one source of randomness fit for keys.
 
+pub mod authz;
 mod ca;
 mod creds;
 mod digest;
@@ -24,6 +25,7 @@ mod files;
 mod tls;
 mod token;
 
+pub use authz::ManagerSet;
 pub use ca::{CA_COMMON_NAME, CA_VALIDITY, CERT_BACKDATE, ClusterCa, NODE_CERT_ORG};
 pub use creds::{NodeCredentials, NodeKey, PeerIdentity, peer_identity};
 pub use digest::CaDigest;

@@ -122,6 +122,14 @@ struct TokensFile {
 }
 
 impl Tokens {
+    /// The tokens as the cluster object stores them (their text forms).
+    pub fn parse(worker: &str, manager: &str) -> Result<Tokens, TrustError> {
+        Ok(Tokens {
+            worker: worker.parse()?,
+            manager: manager.parse()?,
+        })
+    }
+
     pub fn generate(ca_digest: CaDigest, rng: &mut impl rand::Rng) -> Tokens {
         Tokens {
             worker: JoinToken::generate(ca_digest, rng),

@@ -8,6 +8,7 @@
 //! version, or one whose body does not decode is refused with a [`WireError`]; the caller closes
 //! that stream and nothing else.
 
+pub mod answer;
 mod frame;
 mod msg;
 mod store;

@@ -132,7 +132,7 @@ pub enum Response {
     Store(StoreReply),
     /// The node's assignments, complete: a task not listed is no longer this node's; and the
     /// managers the store names now, so that the node stops obeying a demoted one
-    /// (`node::authz`).
+    /// (`trust::authz`).
     Assignments {
         tasks: Vec<Assignment>,
         managers: Vec<NodeId>,

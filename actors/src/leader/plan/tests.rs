@@ -405,7 +405,7 @@ fn a_node_at_the_task_limit_leaves_a_new_task_pending_as_full() {
 
 #[test]
 fn a_reported_status_has_its_texts_cut() {
-    use crate::leader::answer::STATUS_TEXT_BYTES_MAX;
+    use crate::wire::answer::STATUS_TEXT_BYTES_MAX;
     let nodes = [node(1)];
     let svc = service(ServiceMode::Replicated { replicas: 1 });
     let mut starting = task(1, 1, Some(1));

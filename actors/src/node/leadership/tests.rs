@@ -136,7 +136,7 @@ async fn a_panicking_leader_is_restarted_for_the_same_term() {
         transport: transport.clone(),
         rng_seed: 7,
         registry: Some(registry.clone()),
-        managers: crate::node::ManagerSet::default(),
+        managers: crate::trust::ManagerSet::default(),
     })
     .await
     .unwrap();
