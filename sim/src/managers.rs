@@ -12,6 +12,10 @@
 //!                                             liveness: (f) a write commits in bound ─┘
 //! ```
 //!
+//! Every write goes through the runtime's request router of a manager, as in production
+//! (`crate::routing`): the operator's through a manager drawn from the run's stream, forwarded to
+//! the leader over the simulated network.
+//!
 //! A manager crashed with its disk restarts from what it synced; one crashed without its disk
 //! comes back empty under a new raft ID (reusing the old one would let it vote twice), and the
 //! sim's membership driver, playing the integrator, removes the old ID and adds the new one.

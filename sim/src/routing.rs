@@ -3,11 +3,10 @@
 //!
 //! ```text
 //!   operator / services / voter driver ── Request ──▶ Router(m) ──▶ StoreMachine(m)
-//!                                                      │ Forward ── Network (route, delay,
-//!                                                      │            loss, partition) ──▶ Router(leader)
-//!                                                      │ ◀── ForwardDone ── Network ◀── Answer(Peer)
-//!                                                      │ RetryAfter ──▶ queued Retry
-//!                                                      └ Answer ──▶ the waiter; (j) checks its wait
+//!     Router(m) ── Forward ── Network (delay, loss, partition) ──▶ Router(leader)
+//!     Router(m) ◀── ForwardDone ── Network ◀── Answer(Peer) ── Router(leader)
+//!     Router(m) ── RetryAfter ──▶ a queued Retry
+//!     Router(m) ── Answer ──▶ the waiter; invariant (j) checks how long it waited
 //! ```
 //!
 //! What the transport does in production is played here: a forward travels over the same
