@@ -223,10 +223,10 @@ impl StoreWorld {
             })
             .map(node_id)
             .collect();
-        let now = Some((ready, down));
-        if self.routing.members[m] != now {
-            self.routing.members[m] = now.clone();
-            let (ready, down) = now.expect("set above");
+        let now = (ready, down);
+        if self.routing.members[m].as_ref() != Some(&now) {
+            self.routing.members[m] = Some(now.clone());
+            let (ready, down) = now;
             self.route(at, m, RouterInput::Members { ready, down });
         }
     }
