@@ -22,6 +22,7 @@
 //! | [`services`] | the services layer on the store: leader passes, node agents, task machines, operator |
 //! | [`timeline`] | what the membership loop did, recorded for the services layer to replay |
 //! | [`invariants`] | one file per invariant, checked after each step or at phase end |
+//! | `routing` | the store loop's request routing: a router per manager, forwards over the network, (j) |
 //! | [`observed`] | what the invariants read of the services layer (a trait it implements): a leaf |
 //! | [`trace`] | the running hash of everything delivered |
 //! | [`world`] | the run itself: phases, dispatch, figures, the report |
@@ -38,6 +39,7 @@ pub mod managers;
 pub mod net;
 pub mod node;
 pub mod observed;
+mod routing;
 pub mod services;
 pub mod timeline;
 pub mod trace;

@@ -225,6 +225,7 @@ fn main() -> anyhow::Result<ExitCode> {
             let jobs = jobs
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1);
+            #[allow(clippy::disallowed_methods)] // the sweep's wall time, for its summary line
             let started = Instant::now();
             let next = AtomicU64::new(range.start);
             let failures: Mutex<Vec<SimReport>> = Mutex::new(Vec::new());

@@ -12,6 +12,10 @@
 //!                                             liveness: (f) a write commits in bound ─┘
 //! ```
 //!
+//! Every write goes through the runtime's request router of a manager, as in production
+//! (`crate::routing`): the operator's through a manager drawn from the run's stream, forwarded to
+//! the leader over the simulated network.
+//!
 //! A manager crashed with its disk restarts from what it synced; one crashed without its disk
 //! comes back empty under a new raft ID (reusing the old one would let it vote twice), and the
 //! sim's membership driver, playing the integrator, removes the old ID and adds the new one.
@@ -23,10 +27,12 @@ use std::sync::mpsc::Receiver;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use swarm_actors::model::NodeId;
+use swarm_actors::replica::router::{Router, RouterInput};
 use swarm_actors::store::{
     Bootstrap, ClusterObject, Expect, Kind, MemStorage, ObjectBody, Op, StoreCommand, StoreConfig,
-    StoreEffect, StoreError, StoreInput, StoreMachine,
+    StoreMachine,
 };
+use swarm_actors::wire::StoreRequest;
 
 use crate::clock::{EventQueue, Millis};
 use crate::config::SimConfig;
@@ -34,11 +40,13 @@ use crate::faults::{self, DUPLICATION_PCT, Fault};
 use crate::invariants::{committed_never_lost, one_leader_per_term, store_liveness};
 use crate::net::Network;
 use crate::node::addr;
+use crate::routing::{Routing, Waiter};
 use crate::services::{self, Services, ServicesReport};
 use crate::timeline::Batch;
-use crate::trace::{DATAGRAM_PREFIX_BYTES, Trace, TraceKind};
+use crate::trace::{Trace, TraceKind};
 
-/// Raft messages a paused manager holds until it resumes; later ones are lost.
+/// Inputs (raft messages, forwards, retries) a paused manager holds until it resumes; later
+/// ones are lost.
 pub const HELD_MESSAGES_MAX: usize = 4_096;
 /// How often the membership driver adds or removes one voter.
 const DRIVER_PERIOD_MS: Millis = 200;
@@ -57,6 +65,15 @@ pub struct StoreReport {
     pub max_term: u64,
     /// Time from heal to the first committed write of the liveness phase.
     pub heal_write_ms: Option<Millis>,
+    /// Requests local clients routed (the operator's writes, the services layer's, the voter
+    /// driver's), those answered with a failure, and the longest wait for an answer (paused
+    /// time left out; invariant (k) bounds it).
+    pub routed: u64,
+    pub routed_failed: u64,
+    pub routed_max_wait_ms: Millis,
+    /// Forwards to the leader, and retries while an election ran or the leader was Down.
+    pub forwards: u64,
+    pub retries: u64,
     /// The services layer's figures (default when it is off).
     pub services: ServicesReport,
 }
@@ -66,12 +83,12 @@ pub(crate) enum Ev {
         m: usize,
         epoch: u64,
     },
-    Deliver {
-        to: usize,
-        /// The sender's raft ID, as the transport would prove it.
-        from: u64,
+    /// An input for manager `m`'s router in its life `epoch`: a raft message, a request (a
+    /// local client's, or a forward from another manager), a forward's answer, a retry.
+    Route {
+        m: usize,
         epoch: u64,
-        msg: Vec<u8>,
+        input: RouterInput<Waiter>,
     },
     Fault(Fault),
     Restart {
@@ -110,12 +127,14 @@ pub(crate) enum Status {
 
 pub(crate) struct Manager {
     pub(crate) machine: Option<StoreMachine<MemStorage>>,
+    /// The runtime's request router beside the machine; a new one at every boot.
+    pub(crate) router: Router<Waiter>,
     pub(crate) raft_id: u64,
     pub(crate) status: Status,
-    epoch: u64,
+    pub(crate) epoch: u64,
     boot: u64,
-    /// Messages held while paused: epoch, sender's raft ID, bytes.
-    held: Vec<(u64, u64, Vec<u8>)>,
+    /// Router inputs held while paused.
+    pub(crate) held: Vec<RouterInput<Waiter>>,
     timer_rate: f64,
 }
 
@@ -123,23 +142,24 @@ pub(crate) struct StoreWorld {
     pub(crate) cfg: SimConfig,
     store_cfg: StoreConfig,
     pub(crate) q: EventQueue<Ev>,
-    net: Network,
+    pub(crate) net: Network,
     pub(crate) ms: Vec<Manager>,
     /// What each crashed manager's disk holds until it restarts (`None`: lost).
     disks: BTreeMap<usize, Option<MemStorage>>,
     pub(crate) trace: Trace,
     rng: StdRng,
-    liveness: bool,
+    pub(crate) liveness: bool,
     generation: u64,
     next_raft_id: u64,
     pub(crate) next_req: u64,
     next_obj: u64,
-    leaders: one_leader_per_term::Leaders,
-    committed: committed_never_lost::Committed,
+    pub(crate) leaders: one_leader_per_term::Leaders,
+    pub(crate) committed: committed_never_lost::Committed,
     /// When the leader was crashed, waiting for the next committed write.
-    leader_crashed_at: Option<Millis>,
-    heal_at: Millis,
-    report: StoreReport,
+    pub(crate) leader_crashed_at: Option<Millis>,
+    pub(crate) heal_at: Millis,
+    pub(crate) report: StoreReport,
+    pub(crate) routing: Routing,
     /// The services layer, when the run has one.
     pub(crate) svc: Option<Services>,
 }
@@ -157,6 +177,7 @@ pub fn run(cfg: &SimConfig, timeline: Option<Receiver<Batch>>) -> StoreReport {
         snapshot_every_entries: 200,
         ..StoreConfig::default()
     };
+    let tick_ms = store_cfg.tick_ms;
     let mut w = StoreWorld {
         cfg: cfg.clone(),
         store_cfg,
@@ -165,6 +186,7 @@ pub fn run(cfg: &SimConfig, timeline: Option<Receiver<Batch>>) -> StoreReport {
         ms: (0..m)
             .map(|i| Manager {
                 machine: None,
+                router: Router::default(),
                 raft_id: i as u64 + 1,
                 status: Status::Crashed,
                 epoch: 0,
@@ -186,6 +208,7 @@ pub fn run(cfg: &SimConfig, timeline: Option<Receiver<Batch>>) -> StoreReport {
         leader_crashed_at: None,
         heal_at: cfg.duration_ms,
         report: StoreReport::default(),
+        routing: Routing::new(m, tick_ms),
         svc: timeline
             .as_ref()
             .map(|_| Services::new(cfg.seed, cfg.nodes, m)),
@@ -225,6 +248,7 @@ pub fn run(cfg: &SimConfig, timeline: Option<Receiver<Batch>>) -> StoreReport {
     if w.report.heal_write_ms.is_none() {
         w.violation(store_liveness::no_write(w.heal_at, end));
     }
+    w.route_finish(end);
     if w.svc.is_some() {
         for v in w.svc_finish(end) {
             w.violation(Some(v));
@@ -277,12 +301,14 @@ impl StoreWorld {
         let machine = StoreMachine::new(mgr.raft_id, disk, self.store_cfg.clone(), seed, how)
             .expect("the simulator's store config is valid");
         mgr.machine = Some(machine);
+        mgr.router = Router::default();
         mgr.status = Status::Alive;
         let epoch = mgr.epoch;
         // Ticks start at a random phase, as real processes do.
         let phase = self.rng.random_range(0..self.store_cfg.tick_ms);
         let now = self.q.now();
         self.q.push(now + phase, Ev::Tick { m: i, epoch });
+        self.route_boot(i);
     }
 
     fn step(&mut self, at: Millis, ev: Ev) {
@@ -295,29 +321,10 @@ impl StoreWorld {
                     (self.store_cfg.tick_ms as f64 * self.ms[m].timer_rate).round() as Millis;
                 self.q.push(at + next.max(1), Ev::Tick { m, epoch });
                 if self.ms[m].status == Status::Alive {
-                    self.input(at, m, StoreInput::Tick);
+                    self.route(at, m, RouterInput::Tick);
                 }
             }
-            Ev::Deliver {
-                to,
-                from,
-                epoch,
-                msg,
-            } => {
-                let mgr = &mut self.ms[to];
-                if mgr.epoch != epoch {
-                    return;
-                }
-                match mgr.status {
-                    Status::Crashed => {}
-                    Status::Paused => {
-                        if mgr.held.len() < HELD_MESSAGES_MAX {
-                            mgr.held.push((epoch, from, msg));
-                        }
-                    }
-                    Status::Alive => self.input(at, to, StoreInput::Message { from, bytes: msg }),
-                }
-            }
+            Ev::Route { m, epoch, input } => self.route_arrive(at, m, epoch, input),
             Ev::Fault(f) => self.strike(at, f),
             Ev::Restart { m, epoch } => {
                 if self.ms[m].status == Status::Crashed && self.ms[m].epoch == epoch {
@@ -349,12 +356,10 @@ impl StoreWorld {
                 self.drive_voters(at);
             }
             Ev::EndSafety => self.end_safety(at),
+            // Through the manager's router: a pass of a leader that lost its leadership is
+            // forwarded to the new one, as the real leader actor's StoreHandle does.
             Ev::Propose { m, req, cmd } => {
-                if self.ms[m].machine.is_some() && self.ms[m].status != Status::Crashed {
-                    self.input(at, m, StoreInput::Propose { req, cmd });
-                } else {
-                    self.svc_store_effect(at, m, Some(req), false, false);
-                }
+                self.route_request(at, m, StoreRequest::Propose(cmd), Some(req))
             }
             Ev::Svc(e) => self.svc_step(at, e),
         }
@@ -372,16 +377,25 @@ impl StoreWorld {
             .map(|(_, i)| i)
     }
 
+    /// The operator writes through a manager drawn from the run's stream, not always the
+    /// leader: its router forwards the write, or retries it while an election runs.
     fn workload(&mut self, at: Millis) {
-        let Some(l) = self.leader() else {
+        let up: Vec<usize> = (0..self.ms.len())
+            .filter(|&i| self.ms[i].status != Status::Crashed && self.ms[i].machine.is_some())
+            .collect();
+        if up.is_empty() {
             return;
-        };
+        }
+        let l = up[self.rng.random_range(0..up.len())];
         let req = self.next_req;
         self.next_req += 1;
-        let m = self.ms[l].machine.as_ref().expect("leader has a machine");
+        let m = self.ms[l]
+            .machine
+            .as_ref()
+            .expect("a live manager has a machine");
         let existing = m.state().list(Kind::Cluster).count() as u64;
         let op = if existing > 0 && self.rng.random_range(0..2) == 0 {
-            // A compare-and-set update from the leader's (possibly stale) view.
+            // A compare-and-set update from that manager's (possibly stale) view.
             let pick = self.rng.random_range(0..existing) as usize;
             let o = m
                 .state()
@@ -407,7 +421,7 @@ impl StoreWorld {
             now_ms: at,
             ops: vec![op],
         };
-        self.input(at, l, StoreInput::Propose { req, cmd });
+        self.route_request(at, l, StoreRequest::Propose(cmd), None);
     }
 
     /// Plays the integrator: keeps the voters equal to the managers' current raft IDs, one
@@ -422,26 +436,17 @@ impl StoreWorld {
             .map(|m| m.voters())
             .unwrap_or_default();
         let current: Vec<u64> = self.ms.iter().map(|m| m.raft_id).collect();
-        let req = self.next_req;
-        self.next_req += 1;
         if let Some(&stale) = voters.iter().find(|v| !current.contains(v)) {
-            self.input(
-                at,
-                l,
-                StoreInput::RemoveVoter {
-                    req,
-                    raft_id: stale,
-                },
-            );
+            let op = StoreRequest::RemoveVoter { raft_id: stale };
+            self.route_request(at, l, op, None);
         } else if let Some(i) = (0..self.ms.len()).find(|&i| !voters.contains(&self.ms[i].raft_id))
         {
-            let input = StoreInput::AddVoter {
-                req,
+            let op = StoreRequest::AddVoter {
                 raft_id: self.ms[i].raft_id,
                 node_id: NodeId(i as u128 + 1),
                 addr: manager_addr(i),
             };
-            self.input(at, l, input);
+            self.route_request(at, l, op, None);
         }
     }
 
@@ -483,6 +488,7 @@ impl StoreWorld {
                     return;
                 }
                 self.ms[node].status = Status::Paused;
+                self.routing.paused(at, node);
                 let epoch = self.ms[node].epoch;
                 self.q.push(at + for_ms, Ev::Resume { m: node, epoch });
             }
@@ -516,7 +522,7 @@ impl StoreWorld {
     }
 
     /// The disk a crashed manager keeps: what it synced, or nothing.
-    fn crash(&mut self, _at: Millis, i: usize, keep_disk: bool) {
+    fn crash(&mut self, at: Millis, i: usize, keep_disk: bool) {
         let mgr = &mut self.ms[i];
         let disk = mgr
             .machine
@@ -531,6 +537,7 @@ impl StoreWorld {
             self.next_raft_id += 1;
         }
         self.disks.insert(i, disk.filter(|_| keep_disk));
+        self.route_crash(at, i);
         if self.svc.is_some() {
             self.leader_changed(self.q.now(), i);
         }
@@ -546,9 +553,10 @@ impl StoreWorld {
 
     fn resume(&mut self, at: Millis, i: usize) {
         self.ms[i].status = Status::Alive;
+        self.routing.resumed(at, i);
         let held = std::mem::take(&mut self.ms[i].held);
-        for (_, from, bytes) in held {
-            self.input(at, i, StoreInput::Message { from, bytes });
+        for input in held {
+            self.route(at, i, input);
         }
     }
 
@@ -572,116 +580,11 @@ impl StoreWorld {
         }
     }
 
-    fn violation(&mut self, v: Option<String>) {
+    pub(crate) fn violation(&mut self, v: Option<String>) {
         if let Some(v) = v
             && self.report.violations.len() < crate::invariants::REPORT_MAX
         {
             self.report.violations.push(v);
-        }
-    }
-
-    fn input(&mut self, at: Millis, i: usize, input: StoreInput) {
-        let kind = match &input {
-            StoreInput::Tick => Some(TraceKind::StoreTick),
-            StoreInput::Message { bytes: msg, .. } => {
-                self.trace.event(at, i, TraceKind::RaftMessage);
-                self.trace.u64(msg.len() as u64);
-                self.trace
-                    .bytes(&msg[..msg.len().min(DATAGRAM_PREFIX_BYTES)]);
-                None
-            }
-            StoreInput::Propose { .. } => Some(TraceKind::Propose),
-            StoreInput::ReadIndex { .. } => Some(TraceKind::ReadIndex),
-            StoreInput::AddVoter { .. } => Some(TraceKind::AddVoter),
-            StoreInput::RemoveVoter { .. } => Some(TraceKind::RemoveVoter),
-        };
-        if let Some(kind) = kind {
-            self.trace.event(at, i, kind);
-        }
-        let Some(m) = self.ms[i].machine.as_mut() else {
-            return;
-        };
-        let mut out = Vec::new();
-        m.handle(at, input, &mut out);
-        let (raft_id, term, leading) = (m.raft_id(), m.term(), m.is_leader());
-        let (applied, digest) = (m.state().applied_index(), m.state().digest());
-        self.report.max_term = self.report.max_term.max(term);
-        if leading {
-            let v = self.leaders.observe(at, term, raft_id);
-            self.violation(v);
-        }
-        let v = self.committed.observe(at, raft_id, applied, digest);
-        self.violation(v);
-        let epoch = self.ms[i].epoch;
-        for e in out {
-            let hook = match &e {
-                StoreEffect::Applied { req, result, .. } => Some((*req, result.is_ok(), true)),
-                StoreEffect::Refused { req, .. } => Some((Some(*req), false, false)),
-                _ => None,
-            };
-            if let Some((req, ok, applied)) = hook
-                && self.svc.is_some()
-            {
-                self.svc_store_effect(at, i, req, ok, applied);
-            }
-            match e {
-                StoreEffect::Send { to, msg } => self.send(at, i, to, msg, epoch),
-                StoreEffect::Applied {
-                    req: Some(_),
-                    result,
-                    ..
-                } => {
-                    self.trace.event(at, i, TraceKind::Applied);
-                    if result.is_ok() {
-                        self.report.writes_committed += 1;
-                    }
-                    if let Some(t0) = self.leader_crashed_at.take() {
-                        self.report.failover_ms.push(at - t0);
-                    }
-                    if self.liveness && self.report.heal_write_ms.is_none() {
-                        self.report.heal_write_ms = Some(at - self.heal_at);
-                        let v = store_liveness::check(at - self.heal_at, HEAL_WRITE_BOUND_MS);
-                        self.violation(v);
-                    }
-                }
-                StoreEffect::Refused { error, .. } => {
-                    self.trace.event(at, i, TraceKind::Refused);
-                    if !matches!(error, StoreError::NotLeader { .. }) {
-                        self.report.writes_refused += 1;
-                    }
-                }
-                StoreEffect::LeaderChanged { leader, term } => {
-                    self.trace.event(at, i, TraceKind::LeaderChanged);
-                    self.trace.u64(leader.unwrap_or(0) ^ (term << 32));
-                }
-                StoreEffect::Applied { .. }
-                | StoreEffect::ReadReady { .. }
-                | StoreEffect::VotersChanged(_) => {}
-            }
-        }
-        if self.svc.is_some() {
-            self.leader_changed(at, i);
-        }
-    }
-
-    fn send(&mut self, _at: Millis, from: usize, to_raft: u64, msg: Vec<u8>, _epoch: u64) {
-        let Some(to) = self.ms.iter().position(|m| m.raft_id == to_raft) else {
-            return;
-        };
-        let route = self.net.route(from, to);
-        let epoch = self.ms[to].epoch;
-        let now = self.q.now();
-        let from_raft = self.ms[from].raft_id;
-        for delay in [route.first, route.dup].into_iter().flatten() {
-            self.q.push(
-                now + delay,
-                Ev::Deliver {
-                    to,
-                    from: from_raft,
-                    epoch,
-                    msg: msg.clone(),
-                },
-            );
         }
     }
 }

@@ -41,6 +41,11 @@ pub enum TraceKind {
     Applied,
     Refused,
     LeaderChanged,
+    // Store loop: a router's inputs and effects beside its machine's.
+    Forward,
+    ForwardDone,
+    Retry,
+    Answered,
     // Services: a leader's pass, an agent's life and sessions, a task's report.
     Pass,
     AgentStarted,
@@ -69,6 +74,10 @@ impl TraceKind {
             Applied => 10,
             Refused => 11,
             LeaderChanged => 12,
+            Forward => 13,
+            ForwardDone => 14,
+            Retry => 15,
+            Answered => 16,
             Pass => 60,
             AgentStarted => 70,
             SessionSent => 71,

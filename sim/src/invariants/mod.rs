@@ -12,6 +12,7 @@
 //! | `placement.rs` | (h) no task placed on a node drained, paused, not Ready, or not matching, in the placing pass's view | when the placement commits |
 //! | `orphans.rs` | (j) no task orphaned on a node its leader's membership sees Up, or has only not seen yet within the grace after leadership began | when the orphaning write commits |
 //! | `convergence.rs` | (i) after heal every service converges within a bound and stays so | every 500 ms after heal, end |
+//! | `../routing.rs` | (k) every write a client routed through a manager's router is answered within the router's bound (5 s + two ticks), paused time left out | when the answer reaches the waiter, and at the end |
 //!
 //! A check returns what it found wrong, as sentences; an empty list is a pass. Lists are cut
 //! at [`REPORT_MAX`] so a broken run stays readable.

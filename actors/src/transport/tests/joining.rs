@@ -1,6 +1,9 @@
 //! Joining: what a node without a certificate may do, how a seed is pinned and checked, and the
 //! join itself, on real sockets like the other transport tests.
 
+// Tests of the shells run in real time: they wait with sleeps, which clippy.toml refuses only
+// to the deciding code.
+#![allow(clippy::disallowed_methods)]
 use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
