@@ -18,11 +18,9 @@
 //! | [`net`] | the simulated network: delay, jitter (reordering), loss, duplication, partitions |
 //! | [`node`] | a simulated node: its membership machine, alive/crashed/paused, boot counter |
 //! | [`faults`] | the fault schedule drawn from the seed |
-//! | [`managers`] | the store layer: M managers running the store machine, workload, figures |
-//! | [`services`] | the services layer on the store: leader passes, node agents, task machines, operator |
+//! | [`managers`] | the store loop: M managers running the store machine, workload, figures; its `routing` (a router per manager, forwards over the network, (k)) and its [`managers::services`] layer (leader passes, node agents, task machines, operator) are its submodules, since they extend the same loop |
 //! | [`timeline`] | what the membership loop did, recorded for the services layer to replay |
 //! | [`invariants`] | one file per invariant, checked after each step or at phase end |
-//! | `routing` | the store loop's request routing: a router per manager, forwards over the network, (j) |
 //! | [`observed`] | what the invariants read of the services layer (a trait it implements): a leaf |
 //! | [`trace`] | the running hash of everything delivered |
 //! | [`world`] | the run itself: phases, dispatch, figures, the report |
@@ -39,8 +37,6 @@ pub mod managers;
 pub mod net;
 pub mod node;
 pub mod observed;
-mod routing;
-pub mod services;
 pub mod timeline;
 pub mod trace;
 pub mod world;

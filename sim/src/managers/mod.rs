@@ -13,12 +13,15 @@
 //! ```
 //!
 //! Every write goes through the runtime's request router of a manager, as in production
-//! (`crate::routing`): the operator's through a manager drawn from the run's stream, forwarded to
+//! (`routing`): the operator's through a manager drawn from the run's stream, forwarded to
 //! the leader over the simulated network.
 //!
 //! A manager crashed with its disk restarts from what it synced; one crashed without its disk
 //! comes back empty under a new raft ID (reusing the old one would let it vote twice), and the
 //! sim's membership driver, playing the integrator, removes the old ID and adds the new one.
+
+mod routing;
+pub mod services;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,10 +43,10 @@ use crate::faults::{self, DUPLICATION_PCT, Fault};
 use crate::invariants::{committed_never_lost, one_leader_per_term, store_liveness};
 use crate::net::Network;
 use crate::node::addr;
-use crate::routing::{Routing, Waiter};
-use crate::services::{self, Services, ServicesReport};
 use crate::timeline::Batch;
 use crate::trace::{Trace, TraceKind};
+use routing::{Routing, Waiter};
+use services::{Services, ServicesReport};
 
 /// Inputs (raft messages, forwards, retries) a paused manager holds until it resumes; later
 /// ones are lost.
