@@ -4,7 +4,7 @@
 //! ```text
 //!  membership loop ── Timeline (views, worker crashes/pauses, network) ──┐ replayed
 //!                                                                        ▼
-//!  operator (workload.rs) ── Propose(service/node writes) ──▶ raft leader (managers.rs)
+//!  operator (workload.rs) ── Propose(service/node writes) ──▶ a manager's router (routing.rs)
 //!  leader (leader.rs), on the raft leader manager: the real LeaderMachine, its effects as
 //!     events: Read ─▶ its local store lent in place; Propose ─▶ the store (chunked, CAS);
 //!     Poke / Answer ─▶ over the network; SetTimer ─▶ a LeaderTimer event
@@ -15,12 +15,12 @@
 //!  runtime (runtime.rs): the machines' runtime commands come back as events after delays
 //! ```
 //!
-//! The leader's decisions are the real `LeaderMachine`'s (`actors/src/leader/machine.rs`);
-//! `leader.rs` only wires its effects to simulated events. The node agent
-//! (`actors/src/agent/mod.rs`) is run with the same pure pieces: `accepts`, `TaskMachine`.
-//! Where the sim simplifies, the file says so.
+//! The leader's decisions are the real `LeaderMachine`'s (`actors/src/leader/machine.rs`) and
+//! the agents' the real `AgentMachine`'s (`actors/src/agent/machine.rs`); `leader.rs` and
+//! `agent.rs` only wire their effects to simulated events, and each task runs the real
+//! `TaskMachine`. Where the wiring simplifies, the file says so.
 //!
-//! Invariants (g) one task per slot, (h) placement, (i) convergence are in
+//! Invariants (g) one task per slot, (h) placement, (i) convergence, (j) orphans are in
 //! `crate::invariants`; this module feeds them.
 
 mod agent;
