@@ -1,9 +1,7 @@
 //! Unit tests of the AgentMachine: fixed inputs, the effects they must give.
 
 use super::*;
-use crate::model::{
-    Placement, Resources, RestartPolicy, RuntimeKind, ServiceId, TaskSpec, TaskStatus,
-};
+use crate::model::{RuntimeKind, ServiceId, TaskSpec, TaskStatus};
 
 const T0: u64 = 1_000_000;
 
@@ -36,14 +34,7 @@ fn task_on(id: u128, state: TaskState, desired: TaskState, runtime: RuntimeKind)
         spec: TaskSpec {
             runtime,
             image: "sleep".into(),
-            args: Vec::new(),
-            env: Vec::new(),
-            health: None,
-            resources: Resources::default(),
-            restart: RestartPolicy::default(),
-            placement: Placement::default(),
-            stop_grace_period_ms: 0,
-            user: None,
+            ..TaskSpec::default()
         },
         status: TaskStatus::new(state, 1, "x"),
         spec_version: 1,

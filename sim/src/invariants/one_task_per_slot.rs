@@ -75,9 +75,7 @@ pub fn check_machines(at: Millis, agents: &[Option<impl RunningTasks>]) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarm_actors::model::{
-        Placement, Resources, RestartPolicy, RuntimeKind, Task, TaskId, TaskSpec, TaskStatus,
-    };
+    use swarm_actors::model::{RuntimeKind, Task, TaskId, TaskSpec, TaskStatus};
     use swarm_actors::store::{Expect, Op, StoreCommand};
 
     fn task(id: u128, slot: u64, desired: TaskState, state: TaskState) -> Op {
@@ -89,14 +87,7 @@ mod tests {
             spec: TaskSpec {
                 runtime: RuntimeKind::Process,
                 image: "sim".into(),
-                args: Vec::new(),
-                env: Vec::new(),
-                health: None,
-                resources: Resources::default(),
-                restart: RestartPolicy::default(),
-                placement: Placement::default(),
-                stop_grace_period_ms: 0,
-                user: None,
+                ..TaskSpec::default()
             },
             spec_version: 1,
             desired_state: desired,
