@@ -75,6 +75,8 @@ fn spec(constrained: bool) -> TaskSpec {
         placement,
         stop_grace_period_ms: 10_000,
         user: None,
+        container_labels: Default::default(),
+        force_update: 0,
     }
 }
 

@@ -144,6 +144,8 @@ pub async fn create(
                 id,
                 spec,
                 previous_spec: None,
+                previous_spec_version: None,
+                update_status: None,
                 spec_version: 1,
             }),
         }],
@@ -217,13 +219,7 @@ async fn update_once(
     let spec = apply_change(&found.service, change)?;
     validate_spec(&spec)?;
     let old = found.service;
-    let task_changed = spec.task != old.spec.task;
-    let service = Service {
-        id: old.id,
-        spec_version: old.spec_version + u64::from(task_changed),
-        previous_spec: Some(old.spec.clone()),
-        spec,
-    };
+    let service = old.updated(spec, false);
     let cmd = StoreCommand {
         now_ms: admission::now_ms(),
         ops: vec![Op::Put {
@@ -499,6 +495,8 @@ mod tests {
             id: ServiceId(id),
             spec: spec(name),
             previous_spec: None,
+            previous_spec_version: None,
+            update_status: None,
             spec_version: 1,
         };
         Found {

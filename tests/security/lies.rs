@@ -136,6 +136,7 @@ fn evil_task(marker: &Path) -> Assignment {
             desired_state: TaskState::Running,
             status: TaskStatus::new(TaskState::Assigned, 0, "assigned"),
             created_ms: 0,
+            running_ms: None,
         },
         service_name: "evil".into(),
     }

@@ -40,6 +40,7 @@ fn task_on(id: u128, state: TaskState, desired: TaskState, runtime: RuntimeKind)
         spec_version: 1,
         desired_state: desired,
         created_ms: 1,
+        running_ms: None,
     })
 }
 

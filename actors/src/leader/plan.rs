@@ -339,6 +339,7 @@ fn apply<'a>(
                 desired_state: TaskState::Running,
                 status: st,
                 created_ms: now,
+                running_ms: None,
             };
             out.created += 1;
             work.insert(

@@ -15,6 +15,6 @@ pub use node::{
 pub use service::{
     FailureAction, HealthCheck, Placement, PortConfig, ResourceAmounts, Resources,
     RestartCondition, RestartPolicy, RuntimeKind, Service, ServiceMode, ServiceSpec, TaskSpec,
-    UpdateConfig, UpdateOrder,
+    UpdateConfig, UpdateOrder, UpdateState, UpdateStatus, no_previous_spec,
 };
 pub use task::{Health, STATUS_TEXT_BYTES_MAX, Task, TaskState, TaskStatus};

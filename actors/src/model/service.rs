@@ -122,6 +122,11 @@ pub struct TaskSpec {
     /// (root when the node runs as root, with everything root can reach, the data dir
     /// included); docker as the image's user.
     pub user: Option<String>,
+    /// `--container-label-add`: labels the Docker runtime puts on each task's container.
+    pub container_labels: BTreeMap<String, String>,
+    /// Docker's `ForceUpdate`: `service update --force` raises it, so that every task counts
+    /// as made from an older spec and is replaced although nothing else changed.
+    pub force_update: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
@@ -184,6 +189,63 @@ pub struct ServiceSpec {
     pub ports: Vec<PortConfig>,
 }
 
+/// Where a rolling update (or rollback) stands, Docker's `UpdateStatus.State`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum UpdateState {
+    Updating,
+    Paused,
+    Completed,
+    RollbackStarted,
+    RollbackPaused,
+    RollbackCompleted,
+}
+
+impl UpdateState {
+    /// Docker's spelling (`service inspect`'s `UpdateStatus.State`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateState::Updating => "updating",
+            UpdateState::Paused => "paused",
+            UpdateState::Completed => "completed",
+            UpdateState::RollbackStarted => "rollback_started",
+            UpdateState::RollbackPaused => "rollback_paused",
+            UpdateState::RollbackCompleted => "rollback_completed",
+        }
+    }
+
+    /// A rollback's states: the rollout uses the service's rollback config, and a failure
+    /// pauses it rather than rolling back again.
+    pub fn is_rollback(self) -> bool {
+        matches!(
+            self,
+            UpdateState::RollbackStarted
+                | UpdateState::RollbackPaused
+                | UpdateState::RollbackCompleted
+        )
+    }
+
+    /// The updater replaces tasks only in these states.
+    pub fn is_rolling(self) -> bool {
+        matches!(self, UpdateState::Updating | UpdateState::RollbackStarted)
+    }
+
+    pub fn is_paused(self) -> bool {
+        matches!(self, UpdateState::Paused | UpdateState::RollbackPaused)
+    }
+}
+
+/// Docker's `UpdateStatus`: kept in the store with the service, so that a new leader carries
+/// on an update, a pause or a rollback where the old one left it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    pub state: UpdateState,
+    /// When this update (or rollback) started, milliseconds since the Unix epoch: tasks made
+    /// since then are the ones it watches.
+    pub started_ms: u64,
+    pub completed_ms: Option<u64>,
+    pub message: String,
+}
+
 /// A service as the store keeps it.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct Service {
@@ -191,6 +253,102 @@ pub struct Service {
     pub spec: ServiceSpec,
     /// The spec before the last update, for `service rollback`.
     pub previous_spec: Option<ServiceSpec>,
-    /// Grows with every spec change; tasks record the one they were made from.
+    /// The spec version tasks made from `spec` carry. A new task spec gets a version above
+    /// both this and `previous_spec_version`; a rollback swaps the two, so tasks already made
+    /// from the spec rolled back to are not replaced again.
     pub spec_version: u64,
+    /// `spec_version` of `previous_spec`.
+    pub previous_spec_version: Option<u64>,
+    /// The last rolling update's progress; `None` until one starts (and again after each
+    /// `service update`, which starts afresh).
+    pub update_status: Option<UpdateStatus>,
+}
+
+/// Docker's message when a rollback is asked for and there is nothing to go back to.
+pub fn no_previous_spec(name: &str) -> String {
+    format!("service {name} does not have a previous spec")
+}
+
+impl Service {
+    /// A new service at spec version 1.
+    pub fn new(id: ServiceId, spec: ServiceSpec) -> Service {
+        Service {
+            id,
+            spec,
+            previous_spec: None,
+            spec_version: 1,
+            previous_spec_version: None,
+            update_status: None,
+        }
+    }
+
+    /// The service after `service update` set `spec`. The current spec becomes the previous
+    /// one; a changed task spec gets a new version (so every task is replaced); the update
+    /// status is cleared, so a paused update starts afresh and the leader starts the rollout.
+    /// `force` (`--force`) raises `force_update`: every task is replaced even if nothing else
+    /// changed.
+    pub fn updated(&self, mut spec: ServiceSpec, force: bool) -> Service {
+        if force {
+            spec.task.force_update = self.spec.task.force_update.wrapping_add(1);
+        }
+        let task_changed = spec.task != self.spec.task;
+        let spec_version = if task_changed {
+            self.spec_version
+                .max(self.previous_spec_version.unwrap_or(0))
+                .saturating_add(1)
+        } else {
+            self.spec_version
+        };
+        Service {
+            id: self.id,
+            spec,
+            previous_spec: Some(self.spec.clone()),
+            spec_version,
+            previous_spec_version: Some(self.spec_version),
+            update_status: None,
+        }
+    }
+
+    /// The service with its spec and previous spec swapped (versions too): `service rollback`,
+    /// and the leader's rollback after a failed update. `status` is the rollback's
+    /// `RollbackStarted` status. Fails when there is no previous spec.
+    pub fn rolled_back(&self, status: UpdateStatus) -> Result<Service, String> {
+        let previous = self
+            .previous_spec
+            .clone()
+            .ok_or_else(|| no_previous_spec(&self.spec.name))?;
+        let version = match self.previous_spec_version {
+            Some(v) => v,
+            // Stored before versions were kept with the previous spec: a fresh one.
+            None if previous.task == self.spec.task => self.spec_version,
+            None => self.spec_version.saturating_add(1),
+        };
+        Ok(Service {
+            id: self.id,
+            spec: previous,
+            previous_spec: Some(self.spec.clone()),
+            spec_version: version,
+            previous_spec_version: Some(self.spec_version),
+            update_status: Some(status),
+        })
+    }
+
+    /// `service rollback` (and `service update --rollback`): back to the previous spec, rolled
+    /// out with the rollback config.
+    pub fn manual_rollback(&self, now_ms: u64) -> Result<Service, String> {
+        self.rolled_back(UpdateStatus {
+            state: UpdateState::RollbackStarted,
+            started_ms: now_ms,
+            completed_ms: None,
+            message: "manually requested rollback".to_string(),
+        })
+    }
+
+    /// The config the current rollout uses: the rollback config during a rollback.
+    pub fn rollout_config(&self) -> &UpdateConfig {
+        match &self.update_status {
+            Some(u) if u.state.is_rollback() => &self.spec.rollback,
+            _ => &self.spec.update,
+        }
+    }
 }

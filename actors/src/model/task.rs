@@ -147,4 +147,7 @@ pub struct Task {
     pub desired_state: TaskState,
     pub status: TaskStatus,
     pub created_ms: u64,
+    /// When the task was first reported `Running` (the node's time), for the rolling
+    /// updater's monitor window; `None` while it has not run.
+    pub running_ms: Option<u64>,
 }

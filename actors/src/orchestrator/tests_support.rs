@@ -27,6 +27,7 @@ pub fn task(id: u128, slot: u64, node: Option<u128>) -> Task {
             health: None,
         },
         created_ms: id as u64,
+        running_ms: Some(id as u64),
     }
 }
 
@@ -44,6 +45,8 @@ pub fn service(mode: ServiceMode) -> Service {
             ports: Vec::new(),
         },
         previous_spec: None,
+        previous_spec_version: None,
+        update_status: None,
         spec_version: 1,
     }
 }

@@ -35,6 +35,8 @@ fn ctx(node: NodeId, task: u128, image: &str, args: &[&str]) -> TaskContext {
             placement: Default::default(),
             stop_grace_period_ms: 0,
             user: None,
+            container_labels: Default::default(),
+            force_update: 0,
         },
     }
 }

@@ -41,5 +41,7 @@ pub fn spec() -> TaskSpec {
         placement: Placement::default(),
         stop_grace_period_ms: 10_000,
         user: None,
+        container_labels: Default::default(),
+        force_update: 0,
     }
 }

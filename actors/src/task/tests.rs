@@ -32,6 +32,8 @@ fn ctx(task: u128, image: &str, args: &[&str], health: Option<HealthCheck>) -> T
             placement: Default::default(),
             stop_grace_period_ms: 5_000,
             user: None,
+            container_labels: Default::default(),
+            force_update: 0,
         },
     }
 }

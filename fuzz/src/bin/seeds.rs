@@ -97,6 +97,8 @@ fn main() {
                 id: swarm_actors::model::ServiceId(1),
                 spec: spec_template(),
                 previous_spec: None,
+                previous_spec_version: None,
+                update_status: None,
                 spec_version: 1,
             }),
         }],

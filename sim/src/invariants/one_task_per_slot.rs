@@ -100,6 +100,7 @@ mod tests {
                 health: None,
             },
             created_ms: 0,
+            running_ms: None,
         };
         Op::Put {
             kind: Kind::Task,

@@ -75,6 +75,8 @@ mod tests {
             },
             stop_grace_period_ms: 0,
             user: None,
+            container_labels: Default::default(),
+            force_update: 0,
         }
     }
 

@@ -199,6 +199,8 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         },
         stop_grace_period_ms: flag("stop-grace-period", &a.stop_grace_period, parse_duration_ms)?,
         user: a.user.clone(),
+        container_labels: Default::default(),
+        force_update: 0,
     };
     let spec = ServiceSpec {
         name: a.name.clone(),

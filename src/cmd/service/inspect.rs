@@ -298,6 +298,8 @@ mod tests {
                 id: ServiceId(42),
                 spec: s,
                 previous_spec: None,
+                previous_spec_version: None,
+                update_status: None,
                 spec_version: 1,
             },
         }

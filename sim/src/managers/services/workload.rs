@@ -214,6 +214,8 @@ fn new_service(rng: &mut StdRng) -> Service {
         },
         stop_grace_period_ms: rng.random_range(1_000..=5_000),
         user: None,
+        container_labels: Default::default(),
+        force_update: 0,
     };
     Service {
         id,
@@ -227,6 +229,8 @@ fn new_service(rng: &mut StdRng) -> Service {
             ports: Vec::new(),
         },
         previous_spec: None,
+        previous_spec_version: None,
+        update_status: None,
         spec_version: 1,
     }
 }
