@@ -141,7 +141,9 @@ fn running(rows: &[Value]) -> usize {
 /// Whether `rows` show exactly `replicas` wanted tasks, all running `image`.
 fn all_on(rows: &[Value], replicas: usize, image: &str) -> bool {
     let l = live(rows);
-    l.len() == replicas && l.iter().all(|r| state(r) == "Running" && r["Image"] == image)
+    l.len() == replicas
+        && l.iter()
+            .all(|r| state(r) == "Running" && r["Image"] == image)
 }
 
 /// Waits until the service runs exactly `replicas` tasks, all of `image`; returns the rows.
@@ -426,7 +428,10 @@ fn failing_update_rolls_back(n: &Node, replicas: usize, old: &str, bad: &str) {
 
     phase("service ps keeps the failed tasks, from no more slots than one batch");
     let failed: Vec<&Value> = rows.iter().filter(|r| r["Image"] == bad).collect();
-    assert!(!failed.is_empty(), "the failed tasks stay listed: {rows:#?}");
+    assert!(
+        !failed.is_empty(),
+        "the failed tasks stay listed: {rows:#?}"
+    );
     for r in &failed {
         assert_eq!(r["DesiredState"], "Shutdown", "{r:#}");
         assert!(
@@ -553,7 +558,7 @@ fn start_first_never_drops_below_the_replica_count() {
     while !done && t0.elapsed() < CONVERGE {
         let rows = watch.poll(n1, "web");
         // Inspect less often than ps: the probe is what must be dense.
-        if watch.polls % 5 == 0 {
+        if watch.polls.is_multiple_of(5) {
             done = all_on(&rows, REPLICAS, NEW)
                 && n1
                     .service_inspect("web")
@@ -705,7 +710,11 @@ fn force_replaces_every_task_of_an_unchanged_spec() {
     });
     assert!(replaced, "every task replaced: {before:?} vs {rows:#?}");
     let doc = wait_status(n1, "web", "completed");
-    assert_eq!(image_of(&doc["Spec"]), OLD, "the spec is unchanged: {doc:#}");
+    assert_eq!(
+        image_of(&doc["Spec"]),
+        OLD,
+        "the spec is unchanged: {doc:#}"
+    );
     let history: BTreeSet<&str> = rows
         .iter()
         .filter(|r| r["DesiredState"] == "Shutdown")
