@@ -427,16 +427,17 @@ fn failing_update_rolls_back(n: &Node, replicas: usize, old: &str, bad: &str) {
     let rows = settled(n, "web", replicas, old);
 
     phase("service ps keeps the failed tasks, from no more slots than one batch");
-    let failed: Vec<&Value> = rows.iter().filter(|r| r["Image"] == bad).collect();
+    let bad_rows: Vec<&Value> = rows.iter().filter(|r| r["Image"] == bad).collect();
     assert!(
-        !failed.is_empty(),
+        bad_rows
+            .iter()
+            .any(|r| matches!(state(r), "Failed" | "Rejected")),
         "the failed tasks stay listed: {rows:#?}"
     );
-    for r in &failed {
-        assert_eq!(r["DesiredState"], "Shutdown", "{r:#}");
-        assert!(
-            matches!(state(r), "Failed" | "Rejected"),
-            "a task of the failing spec ended in failure: {r:#}"
+    for r in &bad_rows {
+        assert_eq!(
+            r["DesiredState"], "Shutdown",
+            "no task of the bad spec is wanted: {r:#}"
         );
     }
     let touched = slots_with(&rows, bad);
@@ -739,6 +740,10 @@ mod docker {
         TEST_IMAGE, TEST_IMAGE_2, docker_available, ensure_test_image,
     };
 
+    /// busybox's `sleep` runs as the container's PID 1, which ignores SIGTERM: each stop would
+    /// wait the default 10 s grace period.
+    const GRACE: [&str; 2] = ["--stop-grace-period", "1s"];
+
     /// An image no registry has: its pull fails, so the task is rejected.
     const MISSING_IMAGE: &str = "swarm-test/no-such-image:1";
 
@@ -792,7 +797,7 @@ mod docker {
             &nodes[0],
             "web",
             6,
-            &[TEST_IMAGE, "sleep", "100000"],
+            &[GRACE[0], GRACE[1], TEST_IMAGE, "sleep", "100000"],
             TEST_IMAGE,
         );
         tutorial_update(&nodes[0], TEST_IMAGE, TEST_IMAGE_2);
@@ -810,7 +815,7 @@ mod docker {
             &nodes[0],
             "web",
             4,
-            &[TEST_IMAGE, "sleep", "100000"],
+            &[GRACE[0], GRACE[1], TEST_IMAGE, "sleep", "100000"],
             TEST_IMAGE,
         );
         failing_update_rolls_back(&nodes[0], 4, TEST_IMAGE, MISSING_IMAGE);
