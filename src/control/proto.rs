@@ -48,7 +48,7 @@ pub enum ControlRequest {
     /// `service update` (and `service scale`, which changes only the replicas).
     ServiceUpdate {
         service: String,
-        change: ServiceChange,
+        change: Box<ServiceChange>,
     },
     /// `service rollback` and `service update --rollback`: the previous spec becomes the
     /// current one again, rolled out with the rollback config.

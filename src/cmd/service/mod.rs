@@ -202,10 +202,10 @@ pub async fn run(
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let mut failed = Vec::new();
             for (service, replicas) in parsed {
-                let change = ServiceChange {
+                let change = Box::new(ServiceChange {
                     replicas: Some(replicas),
                     ..Default::default()
-                };
+                });
                 let req = ControlRequest::ServiceUpdate {
                     service: service.clone(),
                     change,

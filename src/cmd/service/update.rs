@@ -270,7 +270,7 @@ pub struct UpdateArgs {
 /// What `service update` sends: the change, or (with `--rollback`) a rollback.
 #[derive(Debug, PartialEq)]
 pub enum Request {
-    Update(ServiceChange),
+    Update(Box<ServiceChange>),
     Rollback,
 }
 
@@ -335,7 +335,7 @@ pub fn build(a: &UpdateArgs) -> anyhow::Result<Request> {
         }
         return Ok(Request::Rollback);
     }
-    Ok(Request::Update(change))
+    Ok(Request::Update(Box::new(change)))
 }
 
 /// `service update`: the change (or rollback) is stored, then, unless `--detach`, the
@@ -403,7 +403,7 @@ mod tests {
 
     fn change(args: &str) -> ServiceChange {
         match parse(args).unwrap() {
-            Request::Update(c) => c,
+            Request::Update(c) => *c,
             Request::Rollback => panic!("{args}: a rollback"),
         }
     }
@@ -501,6 +501,7 @@ mod tests {
         let Request::Update(c) = parse_argv(&argv).unwrap() else {
             panic!("not an update")
         };
+        let c = *c;
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let kv = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
         assert_eq!(c.image.as_deref(), Some("busybox:2"));
