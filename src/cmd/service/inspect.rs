@@ -27,10 +27,13 @@ fn update_json(u: &UpdateConfig) -> Value {
     })
 }
 
-/// The ratio as its shortest decimal (0.2, not the f32's 0.20000000298023224 widened to f64),
-/// which is what Docker prints.
-fn ratio(r: f32) -> f64 {
-    r.to_string().parse().unwrap_or(f64::from(r))
+/// The ratio as Docker prints it: its shortest decimal (0.2, not the f32's
+/// 0.20000000298023224 widened to f64), and a whole number without a fraction (0, not 0.0).
+fn ratio(r: f32) -> Value {
+    if r.fract() == 0.0 && r >= 0.0 {
+        return json!(r as u64);
+    }
+    json!(r.to_string().parse::<f64>().unwrap_or(f64::from(r)))
 }
 
 /// Docker's `UpdateStatus`; `CompletedAt` only once the update or rollback completed.
@@ -475,6 +478,8 @@ mod tests {
         assert_eq!(j["Spec"]["RollbackConfig"]["Order"], "stop-first");
         assert_eq!(j["Spec"]["RollbackConfig"]["FailureAction"], "pause");
         assert_eq!(j["Spec"]["RollbackConfig"]["Monitor"], 0);
+        let text = serde_json::to_string(&j["Spec"]["RollbackConfig"]).unwrap();
+        assert!(text.contains("\"MaxFailureRatio\":0,"), "{text}");
         let task = &j["Spec"]["TaskTemplate"];
         assert_eq!(task["ContainerSpec"]["Labels"], json!({ "tier": "web" }));
         assert_eq!(task["ForceUpdate"], 2);
