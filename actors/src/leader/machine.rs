@@ -522,7 +522,7 @@ impl LeaderMachine {
         let views = node_views(nodes.iter().map(|(_, n)| *n), &ready, unseen);
         let rng = &mut self.rng;
         let mut new_id = || TaskId(rng.random::<u128>());
-        let mut p = plan::plan(
+        let p = plan::plan(
             &PlanInput {
                 now_ms: now,
                 nodes: &views,
@@ -533,27 +533,6 @@ impl LeaderMachine {
             },
             &mut new_id,
         );
-        // The plan names a service by its ID; the store keys it as it was first written (the
-        // control API writes a service under its name): a status write goes to that key.
-        let service_keys: BTreeMap<String, &str> = read
-            .services
-            .iter()
-            .filter_map(|o| match &o.body {
-                ObjectBody::Service(s) => Some((s.id.to_string(), o.id.as_str())),
-                _ => None,
-            })
-            .collect();
-        for op in &mut p.ops {
-            if let Op::Put {
-                kind: Kind::Service,
-                id,
-                ..
-            } = op
-                && let Some(key) = service_keys.get(id.as_str())
-            {
-                *id = (*key).to_string();
-            }
-        }
         audit(&PassAudit {
             views: &views,
             plan: &p,
