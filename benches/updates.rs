@@ -234,7 +234,10 @@ fn swarm_node(root: &Path, replicas: usize, parallelism: usize, rounds: usize) -
             round + 1,
             converged.map_or("(line not printed)".into(), |d| format!("{:.0}", ms(d))),
             ms(ended),
-            span.map_or("(not shown)".into(), |s| format!("{s:.0} ms")),
+            span.map_or("(not shown)".into(), |s| format!(
+                "{s:.0} ms, (span − monitor) / {batches} batches = {:.0} ms per batch",
+                (s - ms(MONITOR)) / batches as f64
+            )),
         ));
     }
     let med = median(walls);
@@ -395,7 +398,10 @@ fn docker_variant(
             round + 1,
             converged.map_or("(line not printed)".into(), |d| format!("{:.0}", ms(d))),
             ms(ended),
-            span.map_or("(not shown)".into(), |s| format!("{s:.0} ms")),
+            span.map_or("(not shown)".into(), |s| format!(
+                "{s:.0} ms, (span − monitor) / {batches} batches = {:.0} ms per batch",
+                (s - ms(MONITOR)) / batches as f64
+            )),
         ));
     }
     let (_, version) = docker(&["version", "--format", "{{.Server.Version}}"]);
