@@ -424,6 +424,10 @@ where
             if t.status.state.is_terminal() {
                 continue; // history from before this run
             }
+            if t.desired_state < TaskState::Running {
+                // Held (a stop-first update's new task): started once the leader releases it.
+                continue;
+            }
             let runtime = t.spec.runtime.as_str();
             let lost = if !wanted {
                 lost_status(

@@ -163,7 +163,12 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
             .values()
             .filter(|w| w.task.service_id == service.id && !w.delete)
             .map(|w| &*w.task);
-        let rollout = update::rollout(service, tasks, now);
+        let available = |n: NodeId| {
+            node_state
+                .get(&n)
+                .is_some_and(|n| scheduler::filter::available(n))
+        };
+        let rollout = update::rollout(service, tasks, &available, now);
         if let Some(at) = rollout.wake_at_ms {
             out.wake_at_ms = Some(out.wake_at_ms.map_or(at, |w| w.min(at)));
         }
@@ -292,7 +297,33 @@ fn apply<'a>(
     now: u64,
     new_id: &mut dyn FnMut() -> TaskId,
 ) {
+    let (action, desired) = match action {
+        Action::CreateHeld {
+            slot,
+            node,
+            spec_version,
+        } => (
+            Action::Create {
+                slot,
+                node,
+                spec_version,
+            },
+            orchestrator::HELD,
+        ),
+        a => (a, TaskState::Running),
+    };
     match action {
+        Action::CreateHeld { .. } => unreachable!("made a Create above"),
+        Action::Release { task } => {
+            if let Some(w) = work.get_mut(&task)
+                && w.task.desired_state < TaskState::Running
+            {
+                w.edit().desired_state = TaskState::Running;
+                if let Some(n) = w.task.node_id {
+                    out.poke.insert(n);
+                }
+            }
+        }
         Action::Create {
             slot,
             node,
@@ -319,7 +350,7 @@ fn apply<'a>(
                 node_id,
                 spec: service.spec.task.clone(),
                 spec_version,
-                desired_state: TaskState::Running,
+                desired_state: desired,
                 status: st,
                 created_ms: now,
                 running_ms: None,

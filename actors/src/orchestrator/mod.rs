@@ -42,6 +42,16 @@ pub enum Action {
         node: Option<NodeId>,
         spec_version: u64,
     },
+    /// Like `Create`, but held: desired state [`HELD`], so that its node does not start it yet.
+    /// A stop-first update makes its new task this way and releases it once the slot's old
+    /// task has stopped.
+    CreateHeld {
+        slot: u64,
+        node: Option<NodeId>,
+        spec_version: u64,
+    },
+    /// A held task may start: desired state `Running`.
+    Release { task: TaskId },
     /// Set the task's desired state to `Shutdown`; the node stops it.
     Shutdown { task: TaskId, reason: String },
     /// The task's node is down or gone: set its state to `Orphaned` and its desired state to
@@ -77,6 +87,10 @@ pub fn reconcile<'t>(
     }
     out
 }
+
+/// The desired state of a task made but not to be started yet (Docker's `READY`): placed and
+/// handed to its node, which waits until its desired state is `Running`.
+pub const HELD: TaskState = TaskState::Assigned;
 
 /// The name `service ps` shows: `web.1` for a replicated slot, `web.<node id>` for a global task.
 pub fn task_name(service_name: &str, slot: u64, node: Option<NodeId>) -> String {

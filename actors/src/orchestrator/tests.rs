@@ -87,6 +87,9 @@ fn apply(tasks: &mut Vec<Task>, actions: &[Action], next_id: &mut u128, now: u64
                 tasks.remove(i);
             }
             Action::RestartLater { .. } => {}
+            Action::CreateHeld { .. } | Action::Release { .. } => {
+                panic!("only the rolling updater holds tasks: {a:?}")
+            }
         }
     }
 }

@@ -20,7 +20,8 @@
 //! ```
 //!
 //! Per pass, for one service:
-//! 1. A start-first slot whose new task runs has its old task shut down (in any state).
+//! 1. A start-first slot whose new task runs has its old task shut down, and a stop-first
+//!    slot's held new task is let start once its old task stopped (in any state).
 //! 2. With no update under way (no status, or completed) and a slot running an older version,
 //!    the update starts: status `updating`. Nothing else is done for the service in that pass:
 //!    each status change is written alone, and the next pass works from it.
@@ -30,7 +31,9 @@
 //!    failure action.
 //! 4. Otherwise slots still on an older version are replaced, at most `parallelism` in flight
 //!    (0: all at once). A slot is in flight while its new task has not run, or has run for less
-//!    than `delay`.
+//!    than `delay`. Stop-first: the old task is told to stop and the new one is made held
+//!    (desired [`HELD`](crate::orchestrator::HELD)); step 1 of a later pass lets it start once
+//!    the old one has stopped, as SwarmKit's restart supervisor does.
 //! 5. No older version left, nothing in flight, and `monitor` past since the last new task ran:
 //!    `completed` (or `rollback_completed`).
 
@@ -41,6 +44,10 @@ use crate::model::{
     UpdateStatus,
 };
 use crate::orchestrator::Action;
+
+/// A stop-first update's new task waits for the old one's stop at most its stop grace period
+/// plus this: a node that is gone without being Down yet does not hold the slot for ever.
+pub const HOLD_MARGIN_MS: u64 = 5_000;
 
 /// What the updater decided for one service in one pass.
 #[derive(Debug, Default)]
@@ -94,9 +101,15 @@ fn set_status(service: &Service, status: UpdateStatus) -> Service {
 
 /// The updater's decisions for `service`, whose tasks (every one not deleted in this pass) are
 /// `tasks`, at `now`.
+///
+/// `available` says whether a node takes new tasks (Ready and Active). A global service's slot
+/// is its node: one on a node that takes nothing new is left as it is (the global orchestrator
+/// starts nothing there either) and does not hold the update up; it is replaced when the node
+/// is back, by a later update or by the orchestrator.
 pub(super) fn rollout<'a>(
     service: &Service,
     tasks: impl Iterator<Item = &'a Task>,
+    available: &dyn Fn(NodeId) -> bool,
     now: u64,
 ) -> Rollout {
     let mut out = Rollout::default();
@@ -117,7 +130,37 @@ pub(super) fn rollout<'a>(
         }
     }
 
-    // 1. Start-first overlap: the new task runs, so the old one goes.
+    // 1. Start-first overlap: the new task runs, so the old one goes. Stop-first: a held new
+    // task starts once the old one has stopped (or after its grace period and a margin, so
+    // that a node that never reports cannot hold the slot for ever).
+    for (k, slot) in &slots {
+        for t in slot
+            .new
+            .iter()
+            .filter(|t| t.desired_state < TaskState::Running)
+        {
+            let stopping = all.iter().filter(|o| {
+                key(o) == *k
+                    && o.spec_version != version
+                    && o.desired_state > TaskState::Running
+                    && !o.status.state.is_terminal()
+                    && o.node_id.is_some()
+            });
+            let mut release_at = now;
+            for o in stopping {
+                let limit = t
+                    .created_ms
+                    .saturating_add(o.spec.stop_grace_period_ms)
+                    .saturating_add(HOLD_MARGIN_MS);
+                release_at = release_at.max(limit);
+            }
+            if release_at <= now {
+                out.actions.push(Action::Release { task: t.id });
+            } else {
+                wake(&mut out, release_at);
+            }
+        }
+    }
     for slot in slots.values() {
         if slot
             .new
@@ -132,8 +175,11 @@ pub(super) fn rollout<'a>(
             }
         }
     }
-    let has_old = |s: &Slot| !s.old.is_empty();
-    let outdated = slots.values().any(has_old);
+    let global = matches!(service.spec.mode, ServiceMode::Global);
+    let replaceable = |k: &SlotKey, s: &Slot| {
+        !s.old.is_empty() && !(global && k.1.is_some_and(|n| !available(n)))
+    };
+    let outdated = slots.iter().any(|(k, s)| replaceable(k, s));
 
     // 2. Whether an update is under way, or starts now.
     let status = match &service.update_status {
@@ -246,12 +292,11 @@ pub(super) fn rollout<'a>(
             break;
         }
         // Slots whose new task exists are in flight or finishing (step 1).
-        if slot.old.is_empty() || !slot.new.is_empty() {
+        if !replaceable(k, slot) || !slot.new.is_empty() {
             continue;
         }
         budget -= 1;
         let node = k.1;
-        let global = matches!(service.spec.mode, ServiceMode::Global);
         // A global task replaced on a node the new spec may no longer fit is not recreated
         // here: the orchestrator's next pass creates it if the node is eligible.
         let create = !global
@@ -268,11 +313,27 @@ pub(super) fn rollout<'a>(
                 });
             }
         }
-        if create {
+        if create && start_first {
             out.actions.push(Action::Create {
                 slot: k.0,
                 node,
                 spec_version: version,
+            });
+        } else if create {
+            // Held until the old task has stopped (step 1 of a later pass releases it).
+            let stopping = slot.old.iter().any(|t| live(t) && t.node_id.is_some());
+            out.actions.push(if stopping {
+                Action::CreateHeld {
+                    slot: k.0,
+                    node,
+                    spec_version: version,
+                }
+            } else {
+                Action::Create {
+                    slot: k.0,
+                    node,
+                    spec_version: version,
+                }
             });
         }
     }

@@ -124,7 +124,10 @@ impl World {
             let mut moved = true;
             if t.desired_state > TaskState::Running && !t.status.state.is_terminal() {
                 t.status = TaskStatus::new(TaskState::Shutdown, now, "shut down");
-            } else if t.node_id.is_some() && t.status.state < TaskState::Running {
+            } else if t.node_id.is_some()
+                && t.status.state < TaskState::Running
+                && t.desired_state == TaskState::Running
+            {
                 if fails(t) {
                     t.status = TaskStatus::new(TaskState::Failed, now, "failed");
                 } else {
@@ -137,6 +140,15 @@ impl World {
             if moved {
                 *v += 1;
             }
+        }
+    }
+
+    /// Nodes act, the leader passes, twice: a stop-first task is released only in the pass
+    /// after its old task stopped.
+    fn round(&mut self, fails: impl Fn(&Task) -> bool) {
+        for _ in 0..2 {
+            self.nodes_act(&fails);
+            self.settle();
         }
     }
 
@@ -240,9 +252,8 @@ fn completion_waits_for_the_monitor_period_after_the_last_task_ran() {
     let mut w = World::new(1, config(1, 0, 5_000));
     w.update(|t| t.image = "v2".into());
     w.settle();
-    w.nodes_act(|_| false);
+    w.round(|_| false);
     let ran = w.now;
-    w.settle();
     assert_eq!(w.state(), Some(UpdateState::Updating));
     w.now = ran + 4_999;
     let p = w.pass();
@@ -266,8 +277,7 @@ fn a_failure_pauses_the_update_by_default_and_it_stays_paused() {
     let mut w = World::new(4, config(1, 0, 1_000));
     w.update(|t| t.image = "bad".into());
     w.settle();
-    w.nodes_act(|t| t.spec.image == "bad");
-    w.settle();
+    w.round(|t| t.spec.image == "bad");
     assert_eq!(w.state(), Some(UpdateState::Paused));
     let failed = w
         .tasks
@@ -284,8 +294,7 @@ fn a_failure_pauses_the_update_by_default_and_it_stays_paused() {
     let old = w.running(1);
     for _ in 0..10 {
         w.now += 10_000;
-        w.nodes_act(|t| t.spec.image == "bad");
-        w.settle();
+        w.round(|t| t.spec.image == "bad");
     }
     assert_eq!(w.state(), Some(UpdateState::Paused));
     assert_eq!(w.running(1), old, "no further old task replaced");
@@ -301,8 +310,7 @@ fn a_failure_within_the_monitor_period_counts_and_one_after_does_not() {
         let mut w = World::new(1, config(1, 0, 1_000));
         w.update(|t| t.image = "v2".into());
         w.settle();
-        w.nodes_act(|_| false);
-        w.settle();
+        w.round(|_| false);
         w.now += fail_after;
         let (v, t) = w
             .tasks
@@ -328,8 +336,7 @@ fn failure_action_rollback_restores_the_previous_spec_with_the_rollback_config()
     w.service.spec.rollback = config(0, 0, 500);
     w.update(|t| t.image = "bad".into());
     w.settle();
-    w.nodes_act(|t| t.spec.image == "bad");
-    w.settle();
+    w.round(|t| t.spec.image == "bad");
     assert_eq!(w.state(), Some(UpdateState::RollbackStarted));
     let status = w.service.update_status.clone().unwrap();
     assert!(
@@ -342,8 +349,7 @@ fn failure_action_rollback_restores_the_previous_spec_with_the_rollback_config()
     assert_eq!(w.service.spec.task.image, "sleep", "the previous spec");
     assert_eq!(w.service.spec_version, 1, "and its version");
     for _ in 0..10 {
-        w.nodes_act(|t| t.spec.image == "bad");
-        w.settle();
+        w.round(|t| t.spec.image == "bad");
         w.now += 300;
     }
     assert_eq!(w.state(), Some(UpdateState::RollbackCompleted));
@@ -360,8 +366,7 @@ fn a_failing_rollback_pauses_rather_than_rolling_back_again() {
     w.update(|t| t.image = "v2".into());
     w.settle();
     for _ in 0..6 {
-        w.nodes_act(|_| false);
-        w.settle();
+        w.round(|_| false);
         w.now += 1_000;
     }
     assert_eq!(w.state(), Some(UpdateState::Completed));
@@ -371,8 +376,7 @@ fn a_failing_rollback_pauses_rather_than_rolling_back_again() {
     w.service_version += 1;
     assert_eq!(w.state(), Some(UpdateState::RollbackStarted));
     w.settle();
-    w.nodes_act(|t| t.spec.image == "sleep");
-    w.settle();
+    w.round(|t| t.spec.image == "sleep");
     assert_eq!(w.state(), Some(UpdateState::RollbackPaused));
     assert!(
         w.service
@@ -415,8 +419,7 @@ fn max_failure_ratio_tolerates_that_share_of_slots() {
     w.update(|t| t.image = "v2".into());
     w.settle();
     // One slot of four fails: 0.25 is not above the ratio.
-    w.nodes_act(|t| t.spec_version == 2 && t.slot == 1);
-    w.settle();
+    w.round(|t| t.spec_version == 2 && t.slot == 1);
     assert_eq!(w.state(), Some(UpdateState::Updating));
     // A second one: 0.5 is.
     let (v, t) = w
@@ -515,4 +518,56 @@ fn a_status_write_compares_with_the_stored_service() {
     });
     assert_eq!(expect, Some(Expect::Version(stored)));
     assert_eq!(p.services_changed, 1);
+}
+
+#[test]
+fn stop_first_starts_the_new_task_only_once_the_old_one_stopped() {
+    let mut w = World::new(1, config(1, 0, 100));
+    w.tasks
+        .get_mut(&TaskId(1))
+        .unwrap()
+        .1
+        .spec
+        .stop_grace_period_ms = 10_000;
+    w.update(|t| t.image = "v2".into());
+    w.settle();
+    let new = |w: &World| {
+        w.tasks
+            .values()
+            .map(|(_, t)| t.clone())
+            .find(|t| t.spec_version == 2)
+            .expect("the new task is made at once")
+    };
+    assert_eq!(new(&w).desired_state, crate::orchestrator::HELD, "held");
+    assert!(new(&w).node_id.is_some(), "but placed");
+    // The old task takes its time to stop: the new one waits.
+    w.now += 3_000;
+    let p = w.pass();
+    assert_eq!(new(&w).desired_state, crate::orchestrator::HELD);
+    assert_eq!(
+        p.wake_at_ms,
+        Some(new(&w).created_ms + 10_000 + super::update::HOLD_MARGIN_MS),
+        "at most the grace period and a margin"
+    );
+    // It stopped: the new task is released, and its node poked.
+    let (v, old) = w.tasks.get_mut(&TaskId(1)).unwrap();
+    old.status = TaskStatus::new(TaskState::Shutdown, w.now, "stopped");
+    *v += 1;
+    let p = w.pass();
+    assert_eq!(new(&w).desired_state, TaskState::Running);
+    assert!(p.poke.contains(&new(&w).node_id.unwrap()));
+
+    // A node that never says the old task stopped holds the slot no longer than that.
+    let mut w = World::new(1, config(1, 0, 100));
+    w.tasks
+        .get_mut(&TaskId(1))
+        .unwrap()
+        .1
+        .spec
+        .stop_grace_period_ms = 1_000;
+    w.update(|t| t.image = "v2".into());
+    w.settle();
+    w.now += 1_000 + super::update::HOLD_MARGIN_MS;
+    w.settle();
+    assert_eq!(new(&w).desired_state, TaskState::Running);
 }
