@@ -1,5 +1,5 @@
 //! Durations, sizes and CPU amounts as Docker's flags take them: `500ms`, `1m30s`, `64M`,
-//! `1.5G`, `0.5` CPUs.
+//! `1.5G`, `0.5` CPUs; and a command line split into words as `--args` takes it.
 
 /// Parses a Go-style duration (`300ms`, `5s`, `1m30s`, `1.5h`, `0`) into milliseconds. Units:
 /// `ns`, `us` (`µs`), `ms`, `s`, `m`, `h`; below a millisecond rounds down.
@@ -143,6 +143,72 @@ pub fn format_duration_ms(ms: u64) -> String {
     }
 }
 
+/// Splits `text` into words the way a POSIX shell does (Docker's `--args`, a shell-words
+/// string): blanks separate words; single quotes keep everything; double quotes keep all but
+/// `\\`, `\"`, `\$` and `` \` ``, which a backslash escapes; outside quotes a backslash keeps
+/// the next character. No expansion of any kind.
+pub fn split_words(text: &str) -> Result<Vec<String>, String> {
+    let bad = |why: &str| format!("invalid command line {text:?}: {why}");
+    let mut words = Vec::new();
+    let mut word = String::new();
+    // A word exists once anything (even an empty pair of quotes) began it.
+    let mut started = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            '\\' => {
+                started = true;
+                match chars.next() {
+                    Some(n) => word.push(n),
+                    None => return Err(bad("ends in a backslash")),
+                }
+            }
+            '\'' => {
+                started = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(n) => word.push(n),
+                        None => return Err(bad("unterminated single quote")),
+                    }
+                }
+            }
+            '"' => {
+                started = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(n @ ('\\' | '"' | '$' | '`')) => word.push(n),
+                            Some(n) => {
+                                word.push('\\');
+                                word.push(n);
+                            }
+                            None => return Err(bad("unterminated double quote")),
+                        },
+                        Some(n) => word.push(n),
+                        None => return Err(bad("unterminated double quote")),
+                    }
+                }
+            }
+            c => {
+                started = true;
+                word.push(c);
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    Ok(words)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +273,22 @@ mod tests {
         assert_eq!(human_duration(3_700_000), "About an hour");
         assert_eq!(human_duration(5 * 3_600_000), "5 hours");
         assert_eq!(human_duration(3 * 24 * 3_600_000), "3 days");
+    }
+
+    #[test]
+    fn words_split_like_a_shell() {
+        let w = |t: &str| split_words(t).unwrap();
+        assert_eq!(w("sleep 1000"), ["sleep", "1000"]);
+        assert_eq!(w("  -c   'sleep 2; exit 1' "), ["-c", "sleep 2; exit 1"]);
+        assert_eq!(w(r#"a "b \"c\" \$d \x" e"#), ["a", r#"b "c" $d \x"#, "e"]);
+        assert_eq!(w(r"a\ b c"), ["a b", "c"]);
+        assert_eq!(w("'' x"), ["", "x"]);
+        assert_eq!(w(r#"x"y"'z'"#), ["xyz"]);
+        assert!(w("").is_empty());
+        assert!(w("   ").is_empty());
+        for bad in ["'open", "\"open", "end\\"] {
+            assert!(split_words(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

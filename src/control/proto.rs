@@ -1,7 +1,10 @@
 //! Control requests and responses.
 
 use serde::{Deserialize, Serialize};
-use swarm_actors::model::{Availability, Role, Service, ServiceSpec, TaskState};
+use swarm_actors::model::{
+    Availability, FailureAction, HealthCheck, RestartCondition, Role, Service, ServiceSpec,
+    TaskState, UpdateConfig, UpdateOrder,
+};
 use swarm_actors::node::{CaView, JoinTokensView};
 use swarm_actors::runtime::LogStream;
 
@@ -45,7 +48,12 @@ pub enum ControlRequest {
     /// `service update` (and `service scale`, which changes only the replicas).
     ServiceUpdate {
         service: String,
-        change: ServiceChange,
+        change: Box<ServiceChange>,
+    },
+    /// `service rollback` and `service update --rollback`: the previous spec becomes the
+    /// current one again, rolled out with the rollback config.
+    ServiceRollback {
+        service: String,
     },
     ServiceRm {
         service: String,
@@ -105,17 +113,113 @@ pub enum ControlResponse {
 /// Most task rows in one answer, so that it fits a control frame; the newest are kept.
 pub const TASK_ROWS_MAX: usize = 2_000;
 
-/// What `service update` changes; every field left empty keeps the stored value.
+/// What `service update` changes; every field left empty keeps the stored value. The client
+/// parses the flags into it; the node applies it to the stored spec and checks the result.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceChange {
     pub replicas: Option<u64>,
     pub image: Option<String>,
+    /// `--args`: the command's arguments, all of them replaced.
+    pub args: Option<Vec<String>>,
     pub constraint_add: Vec<String>,
     pub constraint_rm: Vec<String>,
+    pub placement_pref_add: Vec<String>,
+    pub placement_pref_rm: Vec<String>,
     /// `KEY=VALUE`: replaces an entry with the same key.
     pub env_add: Vec<String>,
     /// Keys whose entries go.
     pub env_rm: Vec<String>,
+    /// Service labels set (an existing key's value replaced).
+    pub label_add: Vec<(String, String)>,
+    /// Service label keys that go.
+    pub label_rm: Vec<String>,
+    /// Labels put on each task's container (docker runtime).
+    pub container_label_add: Vec<(String, String)>,
+    pub container_label_rm: Vec<String>,
+    pub reserve_nano_cpus: Option<u64>,
+    pub reserve_memory_bytes: Option<u64>,
+    pub limit_nano_cpus: Option<u64>,
+    pub limit_memory_bytes: Option<u64>,
+    pub health: HealthChange,
+    pub restart: RestartChange,
+    pub stop_grace_period_ms: Option<u64>,
+    /// `--update-*`.
+    pub update: RolloutChange,
+    /// `--rollback-*`.
+    pub rollback: RolloutChange,
+    /// `--force`: every task is replaced even if the task spec did not change.
+    pub force: bool,
+}
+
+/// `--health-*` and `--no-healthcheck` of `service update`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthChange {
+    pub cmd: Option<String>,
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<u32>,
+    pub start_period_ms: Option<u64>,
+    /// `--no-healthcheck`: the service loses its health check.
+    pub none: bool,
+}
+
+impl HealthChange {
+    /// A check running `cmd` with Docker's defaults: every 30 s, 30 s to answer, unhealthy
+    /// after 3 failures, no start period.
+    pub fn check(cmd: String) -> HealthCheck {
+        HealthCheck {
+            cmd,
+            interval_ms: 30_000,
+            timeout_ms: 30_000,
+            retries: 3,
+            start_period_ms: 0,
+        }
+    }
+}
+
+/// `--restart-*` of `service update`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestartChange {
+    pub condition: Option<RestartCondition>,
+    pub delay_ms: Option<u64>,
+    pub max_attempts: Option<u64>,
+    pub window_ms: Option<u64>,
+}
+
+/// The six `--update-*` (or `--rollback-*`) flags: how tasks are replaced. `service create`
+/// applies them to Docker's defaults, `service update` to the stored config.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RolloutChange {
+    pub parallelism: Option<u64>,
+    pub delay_ms: Option<u64>,
+    pub monitor_ms: Option<u64>,
+    pub failure_action: Option<FailureAction>,
+    pub max_failure_ratio: Option<f32>,
+    pub order: Option<UpdateOrder>,
+}
+
+impl RolloutChange {
+    /// Sets what was given; the rest of `config` stays.
+    pub fn apply(&self, config: &mut UpdateConfig) {
+        if let Some(v) = self.parallelism {
+            config.parallelism = v;
+        }
+        if let Some(v) = self.delay_ms {
+            config.delay_ms = v;
+        }
+        if let Some(v) = self.monitor_ms {
+            config.monitor_ms = v;
+        }
+        if let Some(v) = self.failure_action {
+            config.failure_action = v;
+        }
+        if let Some(v) = self.max_failure_ratio {
+            config.max_failure_ratio = v;
+        }
+        if let Some(v) = self.order {
+            config.order = v;
+        }
+    }
 }
 
 /// One row of `service ls`.

@@ -214,6 +214,7 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
         ControlRequest::ServiceUpdate { service, change } => {
             done(service::update(ctx, &service, &change).await)
         }
+        ControlRequest::ServiceRollback { service } => done(service::rollback(ctx, &service).await),
         ControlRequest::ServiceRm { service } => done(service::remove(ctx, &service).await),
         ControlRequest::ServicePs { service } => tasks(service::ps(ctx, &service).await),
         ControlRequest::NodePs { node } => tasks(service::node_ps(ctx, &node).await),

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use swarm_actors::model::{NodeId, NodeState, Service, ServiceId, ServiceMode, Task, TaskState};
+use swarm_actors::model::{
+    NodeId, NodeState, Service, ServiceId, ServiceMode, ServiceSpec, Task, TaskState,
+};
 use swarm_actors::node::admission;
 use swarm_actors::orchestrator::task_name;
 use swarm_actors::replica::StoreHandle;
@@ -15,12 +17,16 @@ use swarm_actors::scheduler::filter::check_static;
 use swarm_actors::scheduler::{Unseen, node_views};
 use swarm_actors::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
 
+mod change;
+
+use change::{rollback_write, update_write};
+
 use super::cas::{self, Failed};
 use super::context::ControlContext;
 use super::proto::{
     ProgressView, ServiceChange, ServiceDoc, ServiceInfo, SlotProgress, TASK_ROWS_MAX, TaskRow,
 };
-use super::validate::{env_key, validate_env, validate_spec};
+use super::validate::validate_spec;
 
 /// Docker's answer when a worker is asked about cluster state.
 pub const NOT_A_MANAGER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
@@ -113,10 +119,7 @@ pub async fn find(store: &StoreHandle, name: &str) -> Result<Found, String> {
     resolve(services(store).await?, name)
 }
 
-pub async fn create(
-    ctx: &ControlContext,
-    spec: swarm_actors::model::ServiceSpec,
-) -> Result<String, String> {
+pub async fn create(ctx: &ControlContext, spec: ServiceSpec) -> Result<String, String> {
     let store = manager_store(ctx).await?;
     validate_spec(&spec)?;
     let exists = || format!("service {} already exists", spec.name);
@@ -140,14 +143,7 @@ pub async fn create(
             kind: Kind::Service,
             id: name.clone(),
             expect: Expect::Absent,
-            body: ObjectBody::Service(Service {
-                id,
-                spec,
-                previous_spec: None,
-                previous_spec_version: None,
-                update_status: None,
-                spec_version: 1,
-            }),
+            body: ObjectBody::Service(Service::new(id, spec)),
         }],
     };
     if let Err(e) = store.propose(cmd).await {
@@ -158,47 +154,6 @@ pub async fn create(
         };
     }
     Ok(id.to_string())
-}
-
-/// Applies `change` to a copy of the stored spec: the new spec, or why it cannot be applied.
-pub fn apply_change(
-    service: &Service,
-    change: &ServiceChange,
-) -> Result<swarm_actors::model::ServiceSpec, String> {
-    let mut spec = service.spec.clone();
-    if let Some(replicas) = change.replicas {
-        match &mut spec.mode {
-            ServiceMode::Replicated { replicas: r } => *r = replicas,
-            ServiceMode::Global => {
-                return Err(format!(
-                    "{}: scale can only be used with replicated mode",
-                    spec.name
-                ));
-            }
-        }
-    }
-    if let Some(image) = &change.image {
-        spec.task.image = image.clone();
-    }
-    let placement = &mut spec.task.placement;
-    for c in &change.constraint_rm {
-        placement.constraints.retain(|x| x != c);
-    }
-    for c in &change.constraint_add {
-        if !placement.constraints.contains(c) {
-            placement.constraints.push(c.clone());
-        }
-    }
-    let env = &mut spec.task.env;
-    for k in &change.env_rm {
-        env.retain(|e| env_key(e) != k);
-    }
-    for e in &change.env_add {
-        validate_env(e)?;
-        env.retain(|x| env_key(x) != env_key(e));
-        env.push(e.clone());
-    }
-    Ok(spec)
 }
 
 pub async fn update(
@@ -216,21 +171,23 @@ async fn update_once(
     change: &ServiceChange,
 ) -> Result<String, Failed> {
     let found = find(store, name).await?;
-    let spec = apply_change(&found.service, change)?;
-    validate_spec(&spec)?;
-    let old = found.service;
-    let service = old.updated(spec, false);
-    let cmd = StoreCommand {
-        now_ms: admission::now_ms(),
-        ops: vec![Op::Put {
-            kind: Kind::Service,
-            id: found.obj.id.clone(),
-            expect: Expect::Version(found.obj.version),
-            body: ObjectBody::Service(service),
-        }],
-    };
+    let (id, cmd) = update_write(&found, change, admission::now_ms())?;
     cas::proposed(store.propose(cmd).await)?;
-    Ok(old.id.to_string())
+    Ok(id)
+}
+
+/// `service rollback`: the previous spec back, rolled out by the leader with the rollback
+/// config; a second rollback goes forward again (the two specs swap).
+pub async fn rollback(ctx: &ControlContext, name: &str) -> Result<String, String> {
+    let store = manager_store(ctx).await?;
+    cas::retrying(|| rollback_once(&store, name)).await
+}
+
+async fn rollback_once(store: &StoreHandle, name: &str) -> Result<String, Failed> {
+    let found = find(store, name).await?;
+    let (id, cmd) = rollback_write(&found, admission::now_ms())?;
+    cas::proposed(store.propose(cmd).await)?;
+    Ok(id)
 }
 
 pub async fn remove(ctx: &ControlContext, name: &str) -> Result<String, String> {
@@ -487,6 +444,7 @@ pub async fn progress(ctx: &ControlContext, name: &str) -> Result<ProgressView, 
 
 #[cfg(test)]
 mod tests {
+    use super::change::apply_change;
     use super::*;
     use crate::control::validate::tests::spec;
 
@@ -524,40 +482,7 @@ mod tests {
         assert!(resolve(all(), "nope").err().unwrap().contains("not found"));
     }
 
-    #[test]
-    fn update_changes_only_what_was_asked() {
-        let mut s = stored("web", 7).service;
-        s.spec.task.env = vec!["A=1".into(), "B=2".into()];
-        s.spec.task.placement.constraints = vec!["node.role==worker".into()];
-        let change = ServiceChange {
-            replicas: Some(5),
-            image: Some("true".into()),
-            constraint_add: vec!["node.labels.env==prod".into()],
-            constraint_rm: vec!["node.role==worker".into()],
-            env_add: vec!["A=9".into()],
-            env_rm: vec!["B".into()],
-        };
-        let new = apply_change(&s, &change).unwrap();
-        assert_eq!(new.mode, ServiceMode::Replicated { replicas: 5 });
-        assert_eq!(new.task.image, "true");
-        assert_eq!(new.task.env, vec!["A=9".to_string()]);
-        assert_eq!(
-            new.task.placement.constraints,
-            vec!["node.labels.env==prod".to_string()]
-        );
-        assert_eq!(new.task.args, s.spec.task.args);
-        assert!(
-            apply_change(
-                &s,
-                &ServiceChange {
-                    env_add: vec!["bad".into()],
-                    ..Default::default()
-                }
-            )
-            .is_err()
-        );
-    }
-
+    /// The service a `put` writes.
     #[test]
     fn scale_refuses_global_services() {
         let mut s = stored("agent", 7).service;

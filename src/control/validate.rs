@@ -2,9 +2,11 @@
 //! these checks (the client's own parsing is a convenience): whatever a client sends, a bad spec
 //! is refused with a clear reason and nothing is written.
 
-use swarm_actors::model::{LABELS_MAX, RuntimeKind, ServiceMode, ServiceSpec, validate_label};
+use swarm_actors::model::{
+    LABELS_MAX, RuntimeKind, ServiceMode, ServiceSpec, UpdateConfig, validate_label,
+};
 use swarm_actors::orchestrator::restart::RESTART_HISTORY_KEPT_MAX;
-use swarm_actors::runtime::validate_user;
+use swarm_actors::runtime::{LABEL_PREFIX, validate_user};
 use swarm_actors::scheduler::constraint::validate_placement;
 use swarm_actors::store::{COMMAND_BYTES_MAX, ObjectBody};
 
@@ -72,6 +74,37 @@ pub fn env_key(entry: &str) -> &str {
     entry.split_once('=').map_or(entry, |(k, _)| k)
 }
 
+/// `--update-max-failure-ratio` (or `--rollback-…`, as `flag` names it): a fraction of the
+/// tasks, 0 to 1, as Docker takes it.
+pub fn validate_failure_ratio(flag: &str, ratio: f32) -> Result<(), String> {
+    if ratio.is_finite() && (0.0..=1.0).contains(&ratio) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid argument \"{ratio}\" for --{flag}: a ratio between 0 and 1"
+        ))
+    }
+}
+
+fn validate_rollout(prefix: &str, config: &UpdateConfig) -> Result<(), String> {
+    validate_failure_ratio(
+        &format!("{prefix}-max-failure-ratio"),
+        config.max_failure_ratio,
+    )
+}
+
+/// A container label: a label's key and size rules, outside the runtime's own namespace (the
+/// runtime finds its containers by those labels, so a user's may not imitate them).
+pub fn validate_container_label(key: &str, value: &str) -> Result<(), String> {
+    validate_label(key, value).map_err(|e| format!("invalid container label: {e}"))?;
+    if key.starts_with(LABEL_PREFIX) {
+        return Err(format!(
+            "invalid container label {key:?}: keys starting with {LABEL_PREFIX:?} are the runtime's own"
+        ));
+    }
+    Ok(())
+}
+
 /// Every check `service create` and `service update` make, in the order a user fixes them.
 pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
     validate_name(&spec.name)?;
@@ -111,6 +144,14 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
     for (k, v) in &spec.labels {
         validate_label(k, v).map_err(|e| e.to_string())?;
     }
+    if task.container_labels.len() > LABELS_MAX {
+        return Err(format!(
+            "a service may carry at most {LABELS_MAX} container labels"
+        ));
+    }
+    for (k, v) in &task.container_labels {
+        validate_container_label(k, v)?;
+    }
     let placement = &task.placement;
     if placement.constraints.len() + placement.preferences.len() > PLACEMENT_MAX {
         return Err(format!(
@@ -136,6 +177,8 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
             return Err("--health-interval and --health-timeout must be at least 1ms".into());
         }
     }
+    validate_rollout("update", &spec.update)?;
+    validate_rollout("rollback", &spec.rollback)?;
     let encoded = bincode::serde::encode_to_vec(
         ObjectBody::Service(swarm_actors::model::Service {
             id: swarm_actors::model::ServiceId::UNKNOWN,
@@ -257,6 +300,44 @@ pub(crate) mod tests {
             "invalid --user",
         );
         check(&|s| s.task.user = Some(String::new()), "invalid --user");
+        check(
+            &|s| s.update.max_failure_ratio = 1.5,
+            "for --update-max-failure-ratio",
+        );
+        check(
+            &|s| s.update.max_failure_ratio = -0.1,
+            "for --update-max-failure-ratio",
+        );
+        check(
+            &|s| s.rollback.max_failure_ratio = f32::NAN,
+            "for --rollback-max-failure-ratio",
+        );
+        check(
+            &|s| s.update.max_failure_ratio = f32::INFINITY,
+            "for --update-max-failure-ratio",
+        );
+        check(
+            &|s| {
+                s.task
+                    .container_labels
+                    .insert("com.swarm-node.task.id".into(), "x".into());
+            },
+            "the runtime's own",
+        );
+        check(
+            &|s| {
+                s.task.container_labels.insert("a b".into(), "x".into());
+            },
+            "invalid container label",
+        );
+        check(
+            &|s| {
+                s.task.container_labels = (0..=LABELS_MAX)
+                    .map(|i| (format!("k{i}"), String::new()))
+                    .collect();
+            },
+            "container labels",
+        );
     }
 
     #[test]
@@ -285,6 +366,12 @@ pub(crate) mod tests {
         s.task.placement.constraints = vec!["node.labels.env==prod".into()];
         s.task.placement.preferences = vec!["spread=node.labels.zone".into()];
         s.task.user = Some(format!("{}:{}", "u".repeat(32), "g".repeat(32)));
+        s.update.max_failure_ratio = 1.0;
+        s.update.parallelism = u64::MAX;
+        s.rollback.max_failure_ratio = 0.0;
+        s.task
+            .container_labels
+            .insert("com.example.tier".into(), "front".into());
         assert_eq!(validate_spec(&s), Ok(()));
     }
 }

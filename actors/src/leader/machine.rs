@@ -486,6 +486,14 @@ impl LeaderMachine {
                 _ => None,
             })
             .collect();
+        let service_versions: BTreeMap<ServiceId, u64> = read
+            .services
+            .iter()
+            .filter_map(|o| match &o.body {
+                ObjectBody::Service(s) => Some((s.id, o.version)),
+                _ => None,
+            })
+            .collect();
         let tasks: Vec<VersionedTask> = read
             .tasks
             .iter()
@@ -519,6 +527,7 @@ impl LeaderMachine {
                 now_ms: now,
                 nodes: &views,
                 services: &services,
+                service_versions: &service_versions,
                 tasks: &tasks,
                 reports: &self.reports,
             },

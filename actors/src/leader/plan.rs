@@ -11,6 +11,7 @@
 //!  reports ──▶ 1. accept status (forward only; a terminal status is final; texts cut)
 //!  services ─▶ 2. tasks of removed services: shut down, then delete
 //!            3. orchestrator::reconcile per service ──▶ create / shutdown / orphan / trim
+//!           3b. update::rollout per service ──▶ replace outdated slots / update status
 //!            4. scheduler::schedule over unplaced tasks ──▶ assigned / pending with reason
 //!            5. postconditions asserted (one live task per slot, no move, no going back)
 //!            6. changed tasks ──▶ Put(expect version) / Delete(expect version)
@@ -39,6 +40,8 @@ pub struct PlanInput<'a> {
     /// Every node of the cluster, state included (see [`scheduler::node_views`]).
     pub nodes: &'a [NodeView<'a>],
     pub services: &'a [Service],
+    /// Each service's version in the store: what the updater's status writes compare with.
+    pub service_versions: &'a BTreeMap<ServiceId, u64>,
     pub tasks: &'a [VersionedTask<'a>],
     /// The latest status each node reported per task since the last pass.
     pub reports: &'a BTreeMap<TaskId, TaskStatus>,
@@ -57,6 +60,8 @@ pub struct Plan {
     pub created: usize,
     pub placed: usize,
     pub pending: usize,
+    /// Services whose update status (or spec, for a rollback) this pass writes.
+    pub services_changed: usize,
 }
 
 /// A task being worked on: its stored version (`None` for a new one) and whether it changed.
@@ -106,7 +111,12 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
         if let Some(w) = work.get_mut(id)
             && w.task.status.accepts(&reported)
         {
-            w.edit().status = reported.into_owned();
+            let t = w.edit();
+            // When it first ran: the rolling updater watches a new task for `monitor` from then.
+            if reported.state == TaskState::Running && t.running_ms.is_none() {
+                t.running_ms = Some(reported.since_ms);
+            }
+            t.status = reported.into_owned();
         }
     }
 
@@ -144,10 +154,31 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
         }
     }
 
-    // 3b. Updates: tasks made from an older spec are replaced, `parallelism` at a time.
+    // 3b. Rolling updates (see `update`): tasks made from another spec version are replaced,
+    // a few slots at a time; the service's update status is written when it changes.
+    let mut service_ops = Vec::new();
     for service in input.services {
-        for action in update(service, &work) {
+        let tasks = work
+            .values()
+            .filter(|w| w.task.service_id == service.id && !w.delete)
+            .map(|w| &*w.task);
+        let rollout = update::rollout(service, tasks, now);
+        if let Some(at) = rollout.wake_at_ms {
+            out.wake_at_ms = Some(out.wake_at_ms.map_or(at, |w| w.min(at)));
+        }
+        for action in rollout.actions {
             apply(action, service, &mut work, &mut out, now, new_id);
+        }
+        if let (Some(changed), Some(&version)) =
+            (rollout.service, input.service_versions.get(&service.id))
+        {
+            out.services_changed += 1;
+            service_ops.push(Op::Put {
+                kind: Kind::Service,
+                id: service.id.to_string(),
+                expect: Expect::Version(version),
+                body: ObjectBody::Service(changed),
+            });
         }
     }
 
@@ -157,7 +188,9 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
     // 5. What must hold of any plan, checked on what it changed (panics: see `check`).
     check(&work);
 
-    // 6. The writes.
+    // 6. The writes: services first (a status change is written alone per service, and a
+    // write refused because the user changed the service meanwhile is simply redone).
+    out.ops = service_ops;
     for (id, w) in work {
         let key = id.to_string();
         if w.delete {
@@ -191,8 +224,10 @@ fn wanted_live(t: &Task) -> bool {
 
 /// The plan's postconditions, always on (a broken plan must stop the pass, not reach the
 /// store): no task moved from one node to another, no status moved backwards, and every task
-/// made in this pass is the only live one of its slot (replicated) or of its node (global).
-/// Costs O(changed tasks), plus one look at every task when the pass made any.
+/// made in this pass is the only live one of its slot (replicated) or of its node (global)
+/// made from its spec version: a start-first update keeps the slot's old task, of an older
+/// version, until the new one runs. Costs O(changed tasks), plus one look at every task when
+/// the pass made any.
 fn check(work: &BTreeMap<TaskId, Work<'_>>) {
     let mut made = BTreeSet::new();
     for w in work.values().filter(|w| w.changed && !w.delete) {
@@ -215,7 +250,7 @@ fn check(work: &BTreeMap<TaskId, Work<'_>>) {
                 );
             }
             None if wanted_live(t) => {
-                made.insert(slot_of(t));
+                made.insert((slot_of(t), t.spec_version));
             }
             None => {}
         }
@@ -223,15 +258,17 @@ fn check(work: &BTreeMap<TaskId, Work<'_>>) {
     if made.is_empty() {
         return;
     }
-    let mut live: BTreeMap<(ServiceId, u64, Option<NodeId>), usize> = BTreeMap::new();
+    let mut live: BTreeMap<_, usize> = BTreeMap::new();
     for w in work.values().filter(|w| !w.delete && wanted_live(&w.task)) {
-        let key = slot_of(&w.task);
+        let key = (slot_of(&w.task), w.task.spec_version);
         if made.contains(&key) {
             let n = live.entry(key).or_default();
             *n += 1;
             assert!(
                 *n == 1,
-                "plan left two live tasks in slot {key:?}, task {} among them",
+                "plan left two live tasks in slot {:?} of version {}, task {} among them",
+                key.0,
+                key.1,
                 w.task.id
             );
         }
@@ -244,61 +281,6 @@ fn slot_of(t: &Task) -> (ServiceId, u64, Option<NodeId>) {
         0 => (t.service_id, 0, t.node_id),
         s => (t.service_id, s, None),
     }
-}
-
-/// The rolling update, stop-first: while a service has live tasks made from an older spec
-/// version, replace up to `update.parallelism` of them (0: all at once) whenever fewer than that
-/// many replacements are still on their way to Running. An old task whose node is not Ready is
-/// left to the orchestrator (it is orphaned and replaced there). Failure actions, the monitor
-/// period and the delay between batches are not applied yet.
-fn update(service: &Service, work: &BTreeMap<TaskId, Work>) -> Vec<Action> {
-    let live: Vec<&Task> = work
-        .values()
-        .filter(|w| !w.delete && w.task.service_id == service.id)
-        .map(|w| &*w.task)
-        .filter(|t| t.desired_state <= TaskState::Running && !t.status.state.is_terminal())
-        .collect();
-    let mut old: Vec<&Task> = live
-        .iter()
-        .copied()
-        .filter(|t| t.spec_version < service.spec_version)
-        .collect();
-    if old.is_empty() {
-        return Vec::new();
-    }
-    let starting = live
-        .iter()
-        .filter(|t| t.spec_version == service.spec_version && t.status.state < TaskState::Running)
-        .count() as u64;
-    let parallelism = match service.spec.update.parallelism {
-        0 => u64::MAX,
-        p => p,
-    };
-    old.sort_by_key(|t| (t.slot, t.node_id, t.id));
-    let mut out = Vec::new();
-    for t in old
-        .into_iter()
-        .take(parallelism.saturating_sub(starting) as usize)
-    {
-        out.push(Action::Shutdown {
-            task: t.id,
-            reason: "replaced by a service update".to_string(),
-        });
-        let node = match service.spec.mode {
-            crate::model::ServiceMode::Global => t.node_id,
-            crate::model::ServiceMode::Replicated { .. } => None,
-        };
-        // A global task replaced on a node the spec no longer fits is simply not recreated
-        // by the orchestrator's next pass; creating it here would skip that check.
-        if node.is_none() || service.spec.task.placement == t.spec.placement {
-            out.push(Action::Create {
-                slot: t.slot,
-                node,
-                spec_version: service.spec_version,
-            });
-        }
-    }
-    out
 }
 
 fn apply<'a>(
@@ -478,5 +460,9 @@ fn schedule(
     }
 }
 
+mod update;
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod update_tests;

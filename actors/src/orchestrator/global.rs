@@ -55,7 +55,25 @@ pub(super) fn reconcile(
         let n = rest.iter().take_while(|t| t.node_id == Some(id)).count();
         let (here, after) = rest.split_at(n);
         rest = after;
-        let keep = dedupe(here, out);
+        let (keep, overlap) = dedupe(here, service.spec_version, out);
+        // A start-first update's old task on this node: it goes with its node, or when the
+        // node no longer fits; otherwise it stays until its replacement runs.
+        for t in overlap {
+            match nodes.get(&id) {
+                Some(n) if n.state != NodeState::Down => {
+                    let fits = n.availability != Availability::Drain
+                        && has_runtime(n, spec.runtime)
+                        && all_match(&constraints, n);
+                    if !fits {
+                        out.push(Action::Shutdown {
+                            task: t.id,
+                            reason: "node no longer fits the service".to_string(),
+                        });
+                    }
+                }
+                _ => out.push(Action::MarkOrphaned { task: t.id }),
+            }
+        }
         let running = keep.filter(|t| !t.status.state.is_terminal());
         let create = Action::Create {
             slot: 0,

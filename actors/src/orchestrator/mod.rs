@@ -104,19 +104,37 @@ fn keeper<'a>(live: impl Iterator<Item = &'a Task>) -> Option<&'a Task> {
     })
 }
 
-/// Shuts down every live task of `slot_tasks` but the keeper, and returns the keeper.
-fn dedupe<'a>(slot_tasks: &[&'a Task], out: &mut Vec<Action>) -> Option<&'a Task> {
+/// Shuts down every live task of `slot_tasks` but the keeper, and returns the keeper, with the
+/// slot's *overlap*: during a start-first update a slot holds its old task (an older spec
+/// version, not ended) next to the new one until the new one runs. When the slot has a live
+/// task of `spec_version`, the keeper is chosen among those, and the old ones that have not
+/// ended are left to the rolling updater (returned, so the caller can still orphan them with
+/// their node).
+fn dedupe<'a>(
+    slot_tasks: &[&'a Task],
+    spec_version: u64,
+    out: &mut Vec<Action>,
+) -> (Option<&'a Task>, Vec<&'a Task>) {
     let live = || slot_tasks.iter().copied().filter(|t| is_live(t));
-    let keep = keeper(live())?;
+    let has_current = live().any(|t| t.spec_version == spec_version);
+    let overlapping =
+        |t: &Task| has_current && t.spec_version != spec_version && !t.status.state.is_terminal();
+    let candidate = |t: &Task| !has_current || t.spec_version == spec_version;
+    let Some(keep) = keeper(live().filter(|t| candidate(t))) else {
+        return (None, Vec::new());
+    };
+    let mut overlap = Vec::new();
     for t in live() {
-        if t.id != keep.id {
+        if overlapping(t) {
+            overlap.push(t);
+        } else if t.id != keep.id {
             out.push(Action::Shutdown {
                 task: t.id,
                 reason: "duplicate task for the slot".to_string(),
             });
         }
     }
-    Some(keep)
+    (Some(keep), overlap)
 }
 
 #[cfg(test)]

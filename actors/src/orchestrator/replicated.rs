@@ -44,7 +44,25 @@ pub(super) fn reconcile(
                 });
             }
         } else {
-            match dedupe(here, out) {
+            let (keep, overlap) = dedupe(here, service.spec_version, out);
+            // A start-first update's old task stays until its replacement runs, unless its
+            // node is gone or drained.
+            for t in overlap {
+                match t.node_id.map(|id| nodes.get(&id)) {
+                    Some(None) => out.push(Action::MarkOrphaned { task: t.id }),
+                    Some(Some(n)) if n.state == NodeState::Down => {
+                        out.push(Action::MarkOrphaned { task: t.id })
+                    }
+                    Some(Some(n)) if n.availability == Availability::Drain => {
+                        out.push(Action::Shutdown {
+                            task: t.id,
+                            reason: "node is drained".to_string(),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            match keep {
                 None => out.push(create(slot)),
                 Some(t) if !t.status.state.is_terminal() => {
                     let node = t.node_id.map(|id| nodes.get(&id));

@@ -1,10 +1,11 @@
 //! The docker runtime: a task is one container on the node's Docker Engine (bollard).
 //!
 //! The container is named `<service>.<slot>.<task id>` and labelled with the service, task and
-//! node, so a restarted node finds its containers again (`adopt_or_clean`). Resource limits and
-//! the health check go to the engine, which runs the checks itself; the TaskMachine only polls
-//! the engine's verdict ([`TaskRuntime::judges_health`] is true). Logs are read from the engine,
-//! bounded by the tail asked for and by [`LogBuffer`].
+//! node, so a restarted node finds its containers again (`adopt_or_clean`); the service's
+//! container labels go on it too, never over those four. Resource limits and the health check
+//! go to the engine, which runs the checks itself; the TaskMachine only polls the engine's
+//! verdict ([`TaskRuntime::judges_health`] is true). Logs are read from the engine, bounded by
+//! the tail asked for and by [`LogBuffer`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -26,6 +27,9 @@ use super::{
 };
 use crate::model::{HealthCheck, NodeId, TaskId};
 
+/// The namespace of the runtime's own labels. The control API refuses container labels in it,
+/// and [`DockerRuntime::create_body`] lets the runtime's win over any that got through.
+pub const LABEL_PREFIX: &str = "com.swarm-node.";
 pub const LABEL_SERVICE: &str = "com.swarm-node.service.id";
 pub const LABEL_TASK: &str = "com.swarm-node.task.id";
 pub const LABEL_NODE: &str = "com.swarm-node.node.id";
@@ -140,7 +144,14 @@ impl DockerRuntime {
 
     fn create_body(ctx: &TaskContext) -> ContainerCreateBody {
         let spec = &ctx.spec;
-        let labels = HashMap::from([
+        // The user's labels first, so that the runtime's own (which `adopt_or_clean` and
+        // `container_of` find containers by) overwrite any with the same key.
+        let mut labels: HashMap<String, String> = spec
+            .container_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.extend([
             (LABEL_SERVICE.to_string(), ctx.service_id.to_string()),
             (LABEL_TASK.to_string(), ctx.task_id.to_string()),
             (LABEL_NODE.to_string(), ctx.node_id.to_string()),

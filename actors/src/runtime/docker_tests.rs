@@ -247,3 +247,21 @@ fn the_user_reaches_the_container_config() {
         Some("1000:50")
     );
 }
+
+#[test]
+fn container_labels_reach_the_container_under_the_runtimes_own() {
+    eprintln!("phase: the service's container labels go on the container; the runtime's own win");
+    let mut c = ctx(node(1), 1, "alpine", &[]);
+    c.spec.container_labels = [
+        ("tier".to_string(), "front".to_string()),
+        (LABEL_TASK.to_string(), "forged".to_string()),
+    ]
+    .into();
+    let labels = DockerRuntime::create_body(&c).labels.unwrap();
+    assert_eq!(labels["tier"], "front");
+    assert_eq!(labels[LABEL_TASK], c.task_id.to_string());
+    assert_eq!(labels[LABEL_SERVICE_NAME], "dockertest");
+    for key in [LABEL_SERVICE, LABEL_TASK, LABEL_NODE, LABEL_SERVICE_NAME] {
+        assert!(key.starts_with(LABEL_PREFIX), "{key}");
+    }
+}

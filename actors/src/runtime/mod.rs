@@ -24,7 +24,8 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 
 pub use docker::{
-    DockerConfig, DockerRuntime, LABEL_NODE, LABEL_SERVICE, LABEL_SERVICE_NAME, LABEL_TASK,
+    DockerConfig, DockerRuntime, LABEL_NODE, LABEL_PREFIX, LABEL_SERVICE, LABEL_SERVICE_NAME,
+    LABEL_TASK,
 };
 pub use logs::{
     LOG_BYTES_MAX, LOG_LINE_BYTES_MAX, LOG_LINES_MAX, LogBuffer, LogLine, LogStream, keep_newest,

@@ -209,10 +209,10 @@ fn main() {
                 "update",
                 body(&ControlRequest::ServiceUpdate {
                     service: "web".into(),
-                    change: ServiceChange {
+                    change: Box::new(ServiceChange {
                         replicas: Some(3),
                         ..Default::default()
-                    },
+                    }),
                 }),
             ),
             (

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 use clap::Args;
 use swarm_actors::model::{
-    HealthCheck, Placement, ResourceAmounts, Resources, RestartCondition, RestartPolicy,
-    RuntimeKind, ServiceMode, ServiceSpec, TaskSpec, UpdateConfig,
+    HealthCheck, Placement, ResourceAmounts, Resources, RestartPolicy, RuntimeKind, ServiceMode,
+    ServiceSpec, TaskSpec, UpdateConfig,
 };
 
+use super::update::{RollbackConfigArgs, UpdateConfigArgs, condition, flag, parse_label};
 use crate::cmd::units::{parse_duration_ms, parse_nano_cpus, parse_size_bytes};
 use crate::control::validate::{validate_env, validate_spec};
 
@@ -101,6 +102,13 @@ pub struct CreateArgs {
     /// Service label key=value (repeatable).
     #[arg(short, long = "label")]
     pub labels: Vec<String>,
+    /// Label key=value put on each task's container (repeatable).
+    #[arg(long = "container-label")]
+    pub container_labels: Vec<String>,
+    #[command(flatten)]
+    pub update: UpdateConfigArgs,
+    #[command(flatten)]
+    pub rollback: RollbackConfigArgs,
     /// Return after printing the ID, without waiting for the tasks.
     #[arg(short, long)]
     pub detach: bool,
@@ -109,10 +117,6 @@ pub struct CreateArgs {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
-}
-
-fn flag<T>(name: &str, value: &str, parse: fn(&str) -> Result<T, String>) -> anyhow::Result<T> {
-    parse(value).map_err(|e| anyhow::anyhow!("invalid argument for --{name}: {e}"))
 }
 
 fn opt<T: Default>(
@@ -137,11 +141,12 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
     for e in &a.env {
         validate_env(e).map_err(anyhow::Error::msg)?;
     }
-    let mut labels = BTreeMap::new();
-    for l in &a.labels {
-        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-        labels.insert(k.to_string(), v.to_string());
-    }
+    let labels: BTreeMap<String, String> = a.labels.iter().map(|l| parse_label(l)).collect();
+    // Docker's defaults, then what the flags say.
+    let mut update = UpdateConfig::default();
+    a.update.change()?.apply(&mut update);
+    let mut rollback = UpdateConfig::default();
+    a.rollback.change()?.apply(&mut rollback);
     let health = match &a.health_cmd {
         None => None,
         Some(cmd) => Some(HealthCheck {
@@ -184,11 +189,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
             },
         },
         restart: RestartPolicy {
-            condition: match a.restart_condition {
-                ConditionArg::Any => RestartCondition::Any,
-                ConditionArg::OnFailure => RestartCondition::OnFailure,
-                ConditionArg::None => RestartCondition::None,
-            },
+            condition: condition(a.restart_condition),
             delay_ms: flag("restart-delay", &a.restart_delay, parse_duration_ms)?,
             max_attempts: a.restart_max_attempts,
             window_ms: flag("restart-window", &a.restart_window, parse_duration_ms)?,
@@ -199,7 +200,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         },
         stop_grace_period_ms: flag("stop-grace-period", &a.stop_grace_period, parse_duration_ms)?,
         user: a.user.clone(),
-        container_labels: Default::default(),
+        container_labels: a.container_labels.iter().map(|l| parse_label(l)).collect(),
         force_update: 0,
     };
     let spec = ServiceSpec {
@@ -207,8 +208,8 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         labels,
         mode,
         task,
-        update: UpdateConfig::default(),
-        rollback: UpdateConfig::default(),
+        update,
+        rollback,
         ports: Vec::new(),
     };
     if let Err(e) = validate_spec(&spec) {
@@ -221,6 +222,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use swarm_actors::model::{FailureAction, RestartCondition, UpdateOrder};
 
     #[derive(Parser)]
     struct T {
@@ -245,6 +247,15 @@ mod tests {
         assert_eq!(s.task.health, None);
         assert!(s.task.args.is_empty());
         assert_eq!(s.task.user, None);
+        assert!(s.task.container_labels.is_empty());
+        for c in [s.update, s.rollback] {
+            assert_eq!(c.parallelism, 1);
+            assert_eq!(c.delay_ms, 0);
+            assert_eq!(c.failure_action, FailureAction::Pause);
+            assert_eq!(c.monitor_ms, 5_000);
+            assert_eq!(c.max_failure_ratio, 0.0);
+            assert_eq!(c.order, UpdateOrder::StopFirst);
+        }
     }
 
     #[test]
@@ -256,6 +267,12 @@ mod tests {
              --restart-condition on-failure --restart-delay 500ms --restart-max-attempts 4 \
              --restart-window 1m --health-cmd true --health-interval 2s --health-retries 5 \
              --stop-grace-period 1s --env A=1 -e B=2 --label tier=front -d --user nobody:nogroup \
+             --container-label com.example.a=1 --container-label flag \
+             --update-parallelism 2 --update-delay 1m30s --update-monitor 10s \
+             --update-failure-action rollback --update-max-failure-ratio 0.5 \
+             --update-order start-first --rollback-parallelism 0 --rollback-delay 1s \
+             --rollback-monitor 2s --rollback-failure-action continue \
+             --rollback-max-failure-ratio 1 --rollback-order start-first \
              sleep 1000 -x",
         )
         .unwrap();
@@ -285,6 +302,36 @@ mod tests {
         assert_eq!(s.task.env, ["A=1", "B=2"]);
         assert_eq!(s.labels.get("tier").map(String::as_str), Some("front"));
         assert_eq!(s.task.user.as_deref(), Some("nobody:nogroup"));
+        let labels: Vec<_> = s.task.container_labels.iter().collect();
+        assert_eq!(
+            labels,
+            [
+                (&"com.example.a".to_string(), &"1".to_string()),
+                (&"flag".to_string(), &String::new())
+            ]
+        );
+        assert_eq!(
+            s.update,
+            UpdateConfig {
+                parallelism: 2,
+                delay_ms: 90_000,
+                failure_action: FailureAction::Rollback,
+                monitor_ms: 10_000,
+                max_failure_ratio: 0.5,
+                order: UpdateOrder::StartFirst,
+            }
+        );
+        assert_eq!(
+            s.rollback,
+            UpdateConfig {
+                parallelism: 0,
+                delay_ms: 1_000,
+                failure_action: FailureAction::Continue,
+                monitor_ms: 2_000,
+                max_failure_ratio: 1.0,
+                order: UpdateOrder::StartFirst,
+            }
+        );
         assert_eq!(
             parse("--name w -u 1000 nginx")
                 .unwrap()
@@ -317,5 +364,27 @@ mod tests {
         assert!(err("--name web --health-retries 2 nginx").contains("health-cmd"));
         assert!(err("--name web --replicas 20000 nginx").contains("replicas"));
         assert!(err("--name web --user a:b:c nginx").contains("--user"));
+        for (args, flag) in [
+            ("--update-failure-action explode", "--update-failure-action"),
+            ("--update-order sideways", "--update-order"),
+            ("--update-delay -1s", "--update-delay"),
+            ("--rollback-monitor 5", "--rollback-monitor"),
+            (
+                "--update-max-failure-ratio 1.01",
+                "--update-max-failure-ratio",
+            ),
+            (
+                "--rollback-max-failure-ratio -1",
+                "--rollback-max-failure-ratio",
+            ),
+            ("--update-parallelism -2", "--update-parallelism"),
+            (
+                "--container-label com.swarm-node.task.id=x",
+                "the runtime's own",
+            ),
+        ] {
+            let e = err(&format!("--name web {args} nginx"));
+            assert!(e.contains(flag), "{args}: {e:?} does not name {flag}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! `swarm-node service create | ls | ps | inspect | scale | update | rm | logs`, with Docker's
+//! `swarm-node service create | ls | ps | inspect | scale | update | rollback | rm | logs`, with Docker's
 //! verbs, flags and output. Every command asks the node's control socket; the node refuses
 //! them on a worker, as Docker does.
 
@@ -6,6 +6,7 @@ mod create;
 mod inspect;
 mod logs;
 pub(crate) mod progress;
+mod update;
 
 use anyhow::bail;
 use clap::Subcommand;
@@ -50,29 +51,14 @@ pub enum ServiceCmd {
         #[arg(short, long)]
         detach: bool,
     },
-    /// Change a service.
-    Update {
-        #[arg(long)]
-        replicas: Option<u64>,
-        /// New image (docker) or program (process).
-        #[arg(long)]
-        image: Option<String>,
-        /// Add a placement constraint (repeatable).
-        #[arg(long = "constraint-add")]
-        constraint_add: Vec<String>,
-        /// Remove a placement constraint (repeatable).
-        #[arg(long = "constraint-rm")]
-        constraint_rm: Vec<String>,
-        /// Add or replace an environment variable KEY=VALUE (repeatable).
-        #[arg(long = "env-add")]
-        env_add: Vec<String>,
-        /// Remove an environment variable by key (repeatable).
-        #[arg(long = "env-rm")]
-        env_rm: Vec<String>,
+    /// Change a service; every flag left out keeps the stored value.
+    Update(Box<update::UpdateArgs>),
+    /// Go back to the service's previous spec (a second rollback goes forward again).
+    Rollback {
+        service: String,
         /// Do not wait for the tasks.
         #[arg(short, long)]
         detach: bool,
-        service: String,
     },
     /// Remove services.
     Rm {
@@ -216,10 +202,10 @@ pub async fn run(
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let mut failed = Vec::new();
             for (service, replicas) in parsed {
-                let change = ServiceChange {
+                let change = Box::new(ServiceChange {
                     replicas: Some(replicas),
                     ..Default::default()
-                };
+                });
                 let req = ControlRequest::ServiceUpdate {
                     service: service.clone(),
                     change,
@@ -238,33 +224,9 @@ pub async fn run(
                 bail!("{}", failed.join("\n"));
             }
         }
-        ServiceCmd::Update {
-            replicas,
-            image,
-            constraint_add,
-            constraint_rm,
-            env_add,
-            env_rm,
-            detach,
-            service,
-        } => {
-            let change = ServiceChange {
-                replicas,
-                image,
-                constraint_add,
-                constraint_rm,
-                env_add,
-                env_rm,
-            };
-            let req = ControlRequest::ServiceUpdate {
-                service: service.clone(),
-                change,
-            };
-            done(client, req).await?;
-            writeln!(out, "{service}")?;
-            if !detach {
-                progress::wait(client, &service, out).await?;
-            }
+        ServiceCmd::Update(args) => update::run(&args, client, out).await?,
+        ServiceCmd::Rollback { service, detach } => {
+            update::rollback(&service, detach, client, out).await?
         }
         ServiceCmd::Rm { services } => {
             let mut failed = Vec::new();

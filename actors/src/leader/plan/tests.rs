@@ -32,11 +32,13 @@ fn run(
         next += 1;
         TaskId(next)
     };
+    let versions = services.iter().map(|s| (s.id, 1)).collect();
     plan(
         &PlanInput {
             now_ms: 1_000_000,
             nodes,
             services,
+            service_versions: &versions,
             tasks,
             reports,
         },
@@ -322,6 +324,12 @@ fn an_update_replaces_old_tasks_parallelism_at_a_time() {
     let mut svc = service(ServiceMode::Replicated { replicas: 3 });
     svc.spec_version = 2;
     svc.spec.task.image = "sleep-v2".into();
+    svc.update_status = Some(crate::model::UpdateStatus {
+        state: crate::model::UpdateState::Updating,
+        started_ms: 0,
+        completed_ms: None,
+        message: "update in progress".into(),
+    });
     let tasks = versioned(vec![
         task(1, 1, Some(1)),
         task(2, 2, Some(2)),
