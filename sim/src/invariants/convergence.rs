@@ -169,6 +169,7 @@ pub fn check(
         if let Some(why) = wrong {
             first = not("i", why);
         } else if judged == Judged::Current
+            && placeable
             && let Some(why) = update_converges::check(s, here.values().flatten())
         {
             first = not("o", why);

@@ -1,6 +1,10 @@
-//! Invariant (m): an update whose failure action is rollback and whose new spec fails at start
-//! (`SIM_FAIL=start`) ends, once the cluster has healed, rolled back: every live task of the
-//! service on the previous spec and the status `rollback_completed`.
+//! Invariant (m): an update whose failure action is rollback and whose new spec fails — at
+//! start (`SIM_FAIL=start`), or after RUNNING well within the update's monitor period
+//! (`SIM_FAIL=after:<ms>` with `ms` + [`REPORT_MARGIN_MS`] ≤ `monitor`) — ends, once the
+//! cluster has healed, rolled back: every live task of the service on the previous spec and
+//! the status `rollback_completed`.
+//!
+//! Likewise, such an update whose failure action is pause ends `paused`.
 //!
 //! Checked at the end of the run on the leader's committed store. The operator writes a
 //! failing spec only over a good one (`updates.rs`), so the spec rolled back to runs. Cases:
@@ -22,10 +26,24 @@ use swarm_actors::store::{Kind, ObjectBody, StoreState};
 
 use crate::failing::{SpecFail, spec_fail};
 
-/// A spec that fails at start and asks for its failed update to be rolled back.
+/// How much earlier than the end of the monitor period a task must fail for (m) to expect the
+/// leader to see it in time: its status reaches the leader with the agent's next session (at
+/// once, or within a session interval when the first try is lost).
+pub const REPORT_MARGIN_MS: u64 = 1_000;
+
+/// Whether the tasks of `spec` fail within its update's monitor period.
+fn fails_within_monitor(spec: &ServiceSpec) -> bool {
+    match spec_fail(&spec.task) {
+        Some(SpecFail::Start) => true,
+        Some(SpecFail::After(ms)) => ms + REPORT_MARGIN_MS <= spec.update.monitor_ms,
+        None => false,
+    }
+}
+
+/// A spec whose tasks fail within the monitor period and that asks for its failed update to be
+/// rolled back.
 fn fails_with_rollback(spec: &ServiceSpec) -> bool {
-    spec_fail(&spec.task) == Some(SpecFail::Start)
-        && spec.update.failure_action == FailureAction::Rollback
+    fails_within_monitor(spec) && spec.update.failure_action == FailureAction::Rollback
 }
 
 /// What is wrong with service `s` at the end, or `None`. `placeable`: some live node is
@@ -40,6 +58,20 @@ pub fn check(state: &StoreState, s: &Service, placeable: bool) -> Option<String>
     let name = &s.spec.name;
     let current_good = spec_fail(&s.spec.task).is_none();
     let previous_good = spec_fail(&previous.task).is_none();
+    // Likewise, failure action pause: the update ends paused.
+    if fails_within_monitor(&s.spec)
+        && s.spec.update.failure_action == FailureAction::Pause
+        && previous_good
+        && !status.state.is_rollback()
+        && status.state != swarm_actors::model::UpdateState::Paused
+    {
+        return Some(format!(
+            "(m) at the end service {name}'s update to a failing spec with failure action \
+             pause is not paused: {} ({})",
+            status.state.as_str(),
+            status.message
+        ));
+    }
     if fails_with_rollback(&s.spec) && previous_good && !status.state.is_rollback() {
         return Some(format!(
             "(m) at the end service {name}'s update to a failing spec with failure action \

@@ -3,8 +3,9 @@
 //!
 //! A pass is read as the store it started from (its manager's local store, which the
 //! simulator lends it), the node views it computed, and the operations it wrote. Only
-//! services whose update status, before or after the pass, is rolling or paused are looked at,
-//! so a pass of a quiet cluster costs one look at its services.
+//! services whose update status, before or after the pass, is rolling or paused, and that the
+//! pass wrote or made a task for, are looked at, so a pass that makes no task and writes no
+//! service costs one look at its operations.
 //!
 //! A *slot* is a replicated service's slot number, or a global service's node. A pass *starts
 //! replacing* a slot when it creates a task of the service's current spec version there while
@@ -15,9 +16,11 @@
 //! - leaves it live: the start-first pattern.
 //!
 //! The orchestrator makes the same stop-and-create write when it moves a task off a drained
-//! node; a slot whose old task is on a node the pass saw drained or Down is not counted. Its
-//! other creations (a restart after a task ended, a replacement for an orphan, a new slot after
-//! a scale up) have no old task that has not ended, so they are never counted.
+//! node; a slot whose old task is on a node the pass saw drained or Down is not counted. It
+//! also restarts a new task that ended while the old one still runs (start-first): a slot where
+//! the pass shut down an ended task of the current version is not counted. Its other creations
+//! (a restart after the old task ended, a replacement for an orphan, a new slot after a scale
+//! up) have no old task that has not ended, so they are never counted.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -68,14 +71,28 @@ fn watched(s: &Service) -> bool {
 /// The services under a rolling or paused update that the pass read or wrote, as it left them.
 pub fn changes<'a>(read: &'a StoreState, views: &[NodeView], ops: &'a [Op]) -> Vec<Change<'a>> {
     let mut written: BTreeMap<ServiceId, &'a Service> = BTreeMap::new();
+    // Services the pass made a task for: only those can have a slot started.
+    let mut making: BTreeSet<ServiceId> = BTreeSet::new();
     for op in ops {
-        if let Op::Put {
-            body: ObjectBody::Service(s),
-            ..
-        } = op
-        {
-            written.insert(s.id, s);
+        match op {
+            Op::Put {
+                body: ObjectBody::Service(s),
+                ..
+            } => {
+                written.insert(s.id, s);
+            }
+            Op::Put {
+                body: ObjectBody::Task(t),
+                expect: Expect::Absent,
+                ..
+            } => {
+                making.insert(t.service_id);
+            }
+            _ => {}
         }
+    }
+    if written.is_empty() && making.is_empty() {
+        return Vec::new();
     }
     let mut out: Vec<Change<'a>> = Vec::new();
     for o in read.list(Kind::Service) {
@@ -84,6 +101,9 @@ pub fn changes<'a>(read: &'a StoreState, views: &[NodeView], ops: &'a [Op]) -> V
         };
         let after = written.get(&before.id).copied();
         if !watched(before) && !after.is_some_and(watched) {
+            continue;
+        }
+        if after.is_none() && !making.contains(&before.id) {
             continue;
         }
         out.push(Change {
@@ -158,12 +178,29 @@ pub fn changes<'a>(read: &'a StoreState, views: &[NodeView], ops: &'a [Op]) -> V
         .filter(|v| v.availability == Availability::Drain || v.state == NodeState::Down)
         .map(|v| v.id)
         .collect();
+    // Slots where the pass shut down a task of the current version that had ended: the
+    // orchestrator restarting it (its replacement is the restart, not the updater's).
+    let mut restarted: BTreeSet<(ServiceId, Slot)> = BTreeSet::new();
+    for (id, t) in &after {
+        let Some(was) = before.get(id) else { continue };
+        let current = out[index[&t.service_id]].after.spec_version;
+        if was.spec_version == current
+            && was.status.state.is_terminal()
+            && was.desired_state <= TaskState::Running
+            && t.desired_state > TaskState::Running
+        {
+            restarted.insert((t.service_id, slot_of(t)));
+        }
+    }
     for t in made {
         let c = &mut out[index[&t.service_id]];
         if t.spec_version != c.after.spec_version || !live(t) {
             continue;
         }
         let slot = slot_of(t);
+        if restarted.contains(&(t.service_id, slot)) {
+            continue;
+        }
         let Some(olds) = old.get(&(t.service_id, slot)) else {
             continue;
         };

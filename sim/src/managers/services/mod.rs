@@ -4,7 +4,8 @@
 //! ```text
 //!  membership loop ── Timeline (views, worker crashes/pauses, network) ──┐ replayed
 //!                                                                        ▼
-//!  operator (workload.rs) ── Propose(service/node writes) ──▶ a manager's router (routing.rs)
+//!  operator (workload.rs; updates.rs: service update, rollback, --force) ── Propose(service/
+//!     node writes) ──▶ a manager's router (routing.rs)
 //!  leader (leader.rs), on the raft leader manager: the real LeaderMachine, its effects as
 //!     events: Read ─▶ its local store lent in place; Propose ─▶ the store (chunked, CAS);
 //!     Poke / Answer ─▶ over the network; SetTimer ─▶ a LeaderTimer event
@@ -20,8 +21,9 @@
 //! `agent.rs` only wire their effects to simulated events, and each task runs the real
 //! `TaskMachine`. Where the wiring simplifies, the file says so.
 //!
-//! Invariants (g) one task per slot, (h) placement, (i) convergence, (j) orphans are in
-//! `crate::invariants`; this module feeds them.
+//! Invariants (g) one task per slot, (h) placement, (i) convergence, (j) orphans, and the
+//! rolling updates' (l) parallelism, (m) failed update rolled back, (n) pause holds, (o)
+//! convergence to the current spec are in `crate::invariants`; this module feeds them.
 
 mod agent;
 mod leader;

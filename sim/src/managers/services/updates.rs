@@ -106,18 +106,28 @@ pub fn update(
                 spec.task.image = format!("sim:{n}");
             }
             if kind == UpdateKind::Failing {
-                let fail = if rng.random_range(0..3) < 2 {
-                    SpecFail::Start
-                } else {
-                    SpecFail::After(rng.random_range(3..=25) * 100)
+                // At start; within the monitor period, late enough that RUNNING has been
+                // reported first and a second before the period ends (the monitor is
+                // lengthened if need be); or late, after most monitor periods.
+                let fail = match rng.random_range(0..5) {
+                    0 | 1 => SpecFail::Start,
+                    2 | 3 => {
+                        let ms = rng.random_range(15..=20) * 100;
+                        spec.update.monitor_ms = spec.update.monitor_ms.max(ms + 1_000);
+                        SpecFail::After(ms)
+                    }
+                    _ => SpecFail::After(rng.random_range(20..=40) * 100),
                 };
                 spec.task.env.push(match fail {
                     SpecFail::Start => format!("{SIM_FAIL}=start"),
                     SpecFail::After(ms) => format!("{SIM_FAIL}=after:{ms}"),
                 });
-                // Half of the failing updates ask to be rolled back, so that (m) is exercised.
-                if rng.random_range(0..2) == 0 {
-                    spec.update.failure_action = FailureAction::Rollback;
+                // Half the failing updates ask to be rolled back and a quarter to pause, so
+                // that (m) is exercised; the rest keep the drawn action.
+                match rng.random_range(0..4) {
+                    0 | 1 => spec.update.failure_action = FailureAction::Rollback,
+                    2 => spec.update.failure_action = FailureAction::Pause,
+                    _ => {}
                 }
             }
             s.updated(spec, false)

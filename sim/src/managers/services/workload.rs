@@ -174,8 +174,8 @@ fn operator_change(
             return (vec![op], None);
         }
         let kind = match rng.random_range(0..100) {
-            0..40 => UpdateKind::Good,
-            40..65 => UpdateKind::Failing,
+            0..35 => UpdateKind::Good,
+            35..65 => UpdateKind::Failing,
             65..80 => UpdateKind::Rollback,
             _ => UpdateKind::Force,
         };
