@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use swarm_actors::model::{
-    Availability, NodeId, NodeState, Service, ServiceId, Task, TaskId, TaskState,
+    Availability, NodeId, NodeState, Service, ServiceId, Task, TaskId, TaskState, UpdateOrder,
 };
 use swarm_actors::scheduler::NodeView;
 use swarm_actors::store::{Expect, Kind, ObjectBody, Op, StoreState};
@@ -57,8 +57,10 @@ pub struct Change<'a> {
     pub stop_first: Vec<(Slot, TaskId)>,
     /// Slots the pass started replacing, start-first, with the task it created.
     pub start_first: Vec<(Slot, TaskId)>,
-    /// The service's tasks after the pass, by slot.
-    pub slots: BTreeMap<Slot, Vec<&'a Task>>,
+    /// Every task of the service after the pass, when (l) may judge it: the service rolls
+    /// stop-first with a parallelism and the pass made a task for it. Empty otherwise, so that
+    /// a pass costs no copy of every task.
+    pub tasks: Vec<&'a Task>,
 }
 
 /// Whether a service's update status makes it one to look at.
@@ -68,11 +70,22 @@ fn watched(s: &Service) -> bool {
         .is_some_and(|u| u.state.is_rolling() || u.state.is_paused())
 }
 
+/// Whether (l) may judge `s` after a pass: rolling, stop-first, with a parallelism.
+fn parallel_stop_first(s: &Service) -> bool {
+    let config = s.rollout_config();
+    s.update_status
+        .as_ref()
+        .is_some_and(|u| u.state.is_rolling())
+        && config.order == UpdateOrder::StopFirst
+        && config.parallelism > 0
+}
+
 /// The services under a rolling or paused update that the pass read or wrote, as it left them.
 pub fn changes<'a>(read: &'a StoreState, views: &[NodeView], ops: &'a [Op]) -> Vec<Change<'a>> {
     let mut written: BTreeMap<ServiceId, &'a Service> = BTreeMap::new();
-    // Services the pass made a task for: only those can have a slot started.
-    let mut making: BTreeSet<ServiceId> = BTreeSet::new();
+    // Tasks the pass made, and those it changed or deleted, by ID.
+    let mut made: Vec<&'a Task> = Vec::new();
+    let mut changed: BTreeMap<String, Option<&'a Task>> = BTreeMap::new();
     for op in ops {
         match op {
             Op::Put {
@@ -85,15 +98,28 @@ pub fn changes<'a>(read: &'a StoreState, views: &[NodeView], ops: &'a [Op]) -> V
                 body: ObjectBody::Task(t),
                 expect: Expect::Absent,
                 ..
+            } => made.push(t),
+            Op::Put {
+                id,
+                body: ObjectBody::Task(t),
+                ..
             } => {
-                making.insert(t.service_id);
+                changed.insert(id.clone(), Some(t));
+            }
+            Op::Delete {
+                kind: Kind::Task,
+                id,
+                ..
+            } => {
+                changed.insert(id.clone(), None);
             }
             _ => {}
         }
     }
-    if written.is_empty() && making.is_empty() {
+    if written.is_empty() && made.is_empty() {
         return Vec::new();
     }
+    let making: BTreeSet<ServiceId> = made.iter().map(|t| t.service_id).collect();
     let mut out: Vec<Change<'a>> = Vec::new();
     for o in read.list(Kind::Service) {
         let ObjectBody::Service(before) = &o.body else {
@@ -112,7 +138,7 @@ pub fn changes<'a>(read: &'a StoreState, views: &[NodeView], ops: &'a [Op]) -> V
             written: after.is_some(),
             stop_first: Vec::new(),
             start_first: Vec::new(),
-            slots: BTreeMap::new(),
+            tasks: Vec::new(),
         });
     }
     if out.is_empty() {
@@ -123,54 +149,42 @@ pub fn changes<'a>(read: &'a StoreState, views: &[NodeView], ops: &'a [Op]) -> V
         .enumerate()
         .map(|(i, c)| (c.before.id, i))
         .collect();
-    // The tasks as read, then as the pass left them.
-    let mut before: BTreeMap<TaskId, &'a Task> = BTreeMap::new();
+    // The slots the pass made a task in, with their tasks as read and as left.
+    let mut slots: BTreeMap<(ServiceId, Slot), Vec<(&'a Task, Option<&'a Task>)>> = made
+        .iter()
+        .filter(|t| index.contains_key(&t.service_id))
+        .map(|t| ((t.service_id, slot_of(t)), Vec::new()))
+        .collect();
+    let whole: BTreeSet<ServiceId> = out
+        .iter()
+        .filter(|c| making.contains(&c.before.id) && parallel_stop_first(c.after))
+        .map(|c| c.before.id)
+        .collect();
     for o in read.list(Kind::Task) {
-        if let ObjectBody::Task(t) = &o.body
-            && index.contains_key(&t.service_id)
+        let ObjectBody::Task(t) = &o.body else {
+            continue;
+        };
+        let Some(&i) = index.get(&t.service_id) else {
+            continue;
+        };
+        let now = match changed.get(&o.id) {
+            Some(now) => *now,
+            None => Some(t),
+        };
+        if let Some(v) = slots.get_mut(&(t.service_id, slot_of(t))) {
+            v.push((t, now));
+        }
+        if whole.contains(&t.service_id)
+            && let Some(n) = now
         {
-            before.insert(t.id, t);
+            out[i].tasks.push(n);
         }
     }
-    let mut after = before.clone();
-    let mut made: Vec<&'a Task> = Vec::new();
-    for op in ops {
-        match op {
-            Op::Put {
-                body: ObjectBody::Task(t),
-                expect,
-                ..
-            } if index.contains_key(&t.service_id) => {
-                after.insert(t.id, t);
-                if *expect == Expect::Absent {
-                    made.push(t);
-                }
-            }
-            Op::Delete {
-                kind: Kind::Task,
-                id,
-                ..
-            } => {
-                if let Some(t) = read.get(Kind::Task, id).and_then(|o| match &o.body {
-                    ObjectBody::Task(t) => Some(t),
-                    _ => None,
-                }) {
-                    after.remove(&t.id);
-                }
-            }
-            _ => {}
-        }
-    }
-    for t in after.values() {
-        let c = &mut out[index[&t.service_id]];
-        c.slots.entry(slot_of(t)).or_default().push(t);
-    }
-    // Old tasks as read, by slot.
-    let mut old: BTreeMap<(ServiceId, Slot), Vec<&'a Task>> = BTreeMap::new();
-    for t in before.values() {
-        let current = out[index[&t.service_id]].after.spec_version;
-        if t.spec_version != current && live(t) {
-            old.entry((t.service_id, slot_of(t))).or_default().push(t);
+    for t in &made {
+        if let Some(&i) = index.get(&t.service_id)
+            && whole.contains(&t.service_id)
+        {
+            out[i].tasks.push(t);
         }
     }
     let moved_off: BTreeSet<NodeId> = views
@@ -178,37 +192,34 @@ pub fn changes<'a>(read: &'a StoreState, views: &[NodeView], ops: &'a [Op]) -> V
         .filter(|v| v.availability == Availability::Drain || v.state == NodeState::Down)
         .map(|v| v.id)
         .collect();
-    // Slots where the pass shut down a task of the current version that had ended: the
-    // orchestrator restarting it (its replacement is the restart, not the updater's).
-    let mut restarted: BTreeSet<(ServiceId, Slot)> = BTreeSet::new();
-    for (id, t) in &after {
-        let Some(was) = before.get(id) else { continue };
-        let current = out[index[&t.service_id]].after.spec_version;
-        if was.spec_version == current
-            && was.status.state.is_terminal()
-            && was.desired_state <= TaskState::Running
-            && t.desired_state > TaskState::Running
-        {
-            restarted.insert((t.service_id, slot_of(t)));
-        }
-    }
     for t in made {
-        let c = &mut out[index[&t.service_id]];
-        if t.spec_version != c.after.spec_version || !live(t) {
+        let Some(&i) = index.get(&t.service_id) else {
+            continue;
+        };
+        let c = &mut out[i];
+        let current = c.after.spec_version;
+        if t.spec_version != current || !live(t) {
             continue;
         }
         let slot = slot_of(t);
-        if restarted.contains(&(t.service_id, slot)) {
+        let here = &slots[&(t.service_id, slot)];
+        // The orchestrator restarting a new task that ended: it shuts that one down.
+        let restarted = here.iter().any(|(was, now)| {
+            was.spec_version == current
+                && was.status.state.is_terminal()
+                && was.desired_state <= TaskState::Running
+                && now.is_some_and(|n| n.desired_state > TaskState::Running)
+        });
+        if restarted {
             continue;
         }
-        let Some(olds) = old.get(&(t.service_id, slot)) else {
-            continue;
-        };
-        for o in olds {
+        for (o, now) in here {
+            if o.spec_version == current || !live(o) {
+                continue;
+            }
             if o.node_id.is_some_and(|n| moved_off.contains(&n)) {
                 continue;
             }
-            let now = after.get(&o.id).copied();
             match now {
                 Some(n) if live(n) => c.start_first.push((slot, t.id)),
                 Some(n) if !n.status.state.is_terminal() => c.stop_first.push((slot, t.id)),

@@ -11,9 +11,11 @@
 //! update) are left out, as are new slots after a scale up (no old task). Reported when the
 //! pass's write commits.
 
+use std::collections::BTreeMap;
+
 use swarm_actors::model::{TaskState, UpdateOrder};
 
-use super::rollout::{Change, Slot, live, slot_name};
+use super::rollout::{Change, Slot, live, slot_name, slot_of};
 
 /// Why the pass `c` broke (l), or `None`.
 pub fn judge(c: &Change) -> Option<String> {
@@ -29,24 +31,23 @@ pub fn judge(c: &Change) -> Option<String> {
     }
     let current = s.spec_version;
     let since = status.started_ms;
-    let new = |t: &&&swarm_actors::model::Task| t.spec_version == current && t.created_ms >= since;
-    let replacing: Vec<&Slot> = c
-        .slots
+    // Per slot: it has an old task; a new one on its way; a new one that failed.
+    let mut slots: BTreeMap<Slot, (bool, bool, bool)> = BTreeMap::new();
+    for t in &c.tasks {
+        let f = slots.entry(slot_of(t)).or_default();
+        if t.spec_version != current {
+            f.0 = true;
+        } else if t.created_ms >= since {
+            f.1 |= live(t) && t.status.state < TaskState::Running;
+            f.2 |= matches!(
+                t.status.state,
+                TaskState::Failed | TaskState::Rejected | TaskState::Complete
+            );
+        }
+    }
+    let replacing: Vec<&Slot> = slots
         .iter()
-        .filter(|(_, tasks)| {
-            let has_old = tasks.iter().any(|t| t.spec_version != current);
-            let failed = tasks.iter().filter(new).any(|t| {
-                matches!(
-                    t.status.state,
-                    TaskState::Failed | TaskState::Rejected | TaskState::Complete
-                )
-            });
-            let starting = tasks
-                .iter()
-                .filter(new)
-                .any(|t| live(t) && t.status.state < TaskState::Running);
-            has_old && starting && !failed
-        })
+        .filter(|(_, (old, starting, failed))| *old && *starting && !*failed)
         .map(|(slot, _)| slot)
         .collect();
     (replacing.len() as u64 > config.parallelism).then(|| {
