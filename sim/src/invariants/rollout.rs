@@ -63,6 +63,9 @@ pub struct Change<'a> {
     pub tasks: Vec<&'a Task>,
 }
 
+/// A task as the pass read it, and as it left it (`None`: deleted).
+type Seen<'a> = (&'a Task, Option<&'a Task>);
+
 /// Whether a service's update status makes it one to look at.
 fn watched(s: &Service) -> bool {
     s.update_status
@@ -150,7 +153,7 @@ pub fn changes<'a>(read: &'a StoreState, views: &[NodeView], ops: &'a [Op]) -> V
         .map(|(i, c)| (c.before.id, i))
         .collect();
     // The slots the pass made a task in, with their tasks as read and as left.
-    let mut slots: BTreeMap<(ServiceId, Slot), Vec<(&'a Task, Option<&'a Task>)>> = made
+    let mut slots: BTreeMap<(ServiceId, Slot), Vec<Seen<'a>>> = made
         .iter()
         .filter(|t| index.contains_key(&t.service_id))
         .map(|t| ((t.service_id, slot_of(t)), Vec::new()))
