@@ -48,6 +48,8 @@ pub fn live(t: &Task) -> bool {
 
 /// One service as a pass left it.
 pub struct Change<'a> {
+    /// The service's key in the store (its name, as the control API writes it).
+    pub key: &'a str,
     pub before: &'a Service,
     /// The service the pass wrote, or `before`.
     pub after: &'a Service,
@@ -136,6 +138,7 @@ pub fn changes<'a>(read: &'a StoreState, views: &[NodeView], ops: &'a [Op]) -> V
             continue;
         }
         out.push(Change {
+            key: &o.id,
             before,
             after: after.unwrap_or(before),
             written: after.is_some(),

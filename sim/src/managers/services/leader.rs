@@ -267,7 +267,7 @@ impl StoreWorld {
                     .chain(&c.start_first)
                     .map(|(_, t)| t.to_string())
                     .next()
-                    .unwrap_or_else(|| c.before.id.to_string());
+                    .unwrap_or_else(|| c.key.to_string());
                 if let Some(why) = update_parallelism::judge(&c) {
                     bad.entry(key.clone())
                         .or_default()

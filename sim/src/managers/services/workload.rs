@@ -127,10 +127,11 @@ fn operator_change(
     shape: &Shape,
 ) -> (Vec<Op>, Option<UpdateKind>) {
     let (managers, nodes) = (shape.managers, shape.nodes);
-    let services: Vec<(u64, Service)> = state
+    // Keyed by name, as the control API keys them.
+    let services: Vec<(String, u64, Service)> = state
         .list(Kind::Service)
         .filter_map(|o| match &o.body {
-            ObjectBody::Service(s) => Some((o.version, s.clone())),
+            ObjectBody::Service(s) => Some((o.id.clone(), o.version, s.clone())),
             _ => None,
         })
         .collect();
@@ -139,15 +140,14 @@ fn operator_change(
         let s = new_service(rng);
         let op = Op::Put {
             kind: Kind::Service,
-            id: s.id.to_string(),
+            id: s.spec.name.clone(),
             expect: Expect::Absent,
             body: ObjectBody::Service(s),
         };
         return (vec![op], None);
     }
     if roll < 70 {
-        let (version, s) = services[rng.random_range(0..services.len())].clone();
-        let id = s.id.to_string();
+        let (id, version, s) = services[rng.random_range(0..services.len())].clone();
         let put = |body: Service| Op::Put {
             kind: Kind::Service,
             id: id.clone(),
