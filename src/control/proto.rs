@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use swarm_actors::model::{
     Availability, FailureAction, HealthCheck, RestartCondition, Role, Service, ServiceSpec,
-    TaskState, UpdateConfig, UpdateOrder,
+    TaskState, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
 };
 use swarm_actors::node::{CaView, JoinTokensView};
 use swarm_actors::runtime::LogStream;
@@ -265,7 +265,8 @@ pub struct TaskRow {
     pub created_ms: u64,
 }
 
-/// Where a service's tasks stand, for the progress bars of `create`, `update` and `scale`.
+/// Where a service's tasks and its rolling update stand, for the progress display of
+/// `create`, `update`, `scale` and `rollback`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProgressView {
     pub id: String,
@@ -275,6 +276,15 @@ pub struct ProgressView {
     /// service counts as converged.
     pub monitor_ms: u64,
     pub slots: Vec<SlotProgress>,
+    /// The service's update status as the leader last wrote it; `None` for a service that no
+    /// update touched since its last `create` or `update` (a create or a scale).
+    #[serde(default)]
+    pub update_status: Option<UpdateStatus>,
+    /// Live tasks (desired and observed at most Running, on a Ready node or not yet placed)
+    /// made from an older spec version: a start-first update overlaps old and new tasks, and
+    /// the service has not converged while an old one is still up.
+    #[serde(default)]
+    pub old_live: u64,
 }
 
 /// One slot (replicated) or one eligible node (global).
@@ -289,11 +299,24 @@ pub struct SlotProgress {
 }
 
 impl ProgressView {
-    /// Every slot has a task of the current spec, running.
+    /// Every slot has a task of the current spec, running, and no task of an older spec is
+    /// still live.
     pub fn converged(&self) -> bool {
-        self.slots
-            .iter()
-            .all(|s| s.state == Some(TaskState::Running))
+        self.old_live == 0
+            && self
+                .slots
+                .iter()
+                .all(|s| s.state == Some(TaskState::Running))
+    }
+
+    /// The update status's state, if the service has one.
+    pub fn update_state(&self) -> Option<UpdateState> {
+        self.update_status.as_ref().map(|u| u.state)
+    }
+
+    /// A rollback (automatic or asked for) is what the tasks are heading for.
+    pub fn rolling_back(&self) -> bool {
+        self.update_state().is_some_and(UpdateState::is_rollback)
     }
 
     pub fn running(&self) -> usize {

@@ -414,6 +414,7 @@ pub async fn progress(ctx: &ControlContext, name: &str) -> Result<ProgressView, 
             })
             .unwrap_or_default(),
     };
+    let ready = ready_nodes(ctx).await?;
     let (global, slots) = match s.spec.mode {
         ServiceMode::Replicated { replicas } => (
             false,
@@ -423,7 +424,6 @@ pub async fn progress(ctx: &ControlContext, name: &str) -> Result<ProgressView, 
         ),
         ServiceMode::Global => {
             let nodes = nodes(&store).await?;
-            let ready = ready_nodes(ctx).await?;
             (
                 true,
                 eligible(s, &nodes, &ready)
@@ -439,7 +439,24 @@ pub async fn progress(ctx: &ControlContext, name: &str) -> Result<ProgressView, 
         spec_version: s.spec_version,
         monitor_ms: s.spec.update.monitor_ms,
         slots,
+        update_status: s.update_status.clone(),
+        old_live: old_live(s, &tasks, &ready),
     })
+}
+
+/// Tasks of `s` made from an older spec that are still up (start-first keeps the old task of
+/// a slot running until its replacement runs). A task on a node that is not Ready is left
+/// out: nobody can stop it until the node comes back, and the progress display would wait
+/// for it forever.
+fn old_live(s: &Service, tasks: &[Task], ready: &BTreeSet<NodeId>) -> u64 {
+    let live = |t: &&Task| {
+        t.service_id == s.id
+            && t.spec_version != s.spec_version
+            && t.desired_state <= TaskState::Running
+            && !t.status.state.is_terminal()
+            && t.node_id.is_none_or(|n| ready.contains(&n))
+    };
+    tasks.iter().filter(live).count() as u64
 }
 
 #[cfg(test)]
@@ -468,6 +485,45 @@ mod tests {
             },
             service,
         }
+    }
+
+    #[test]
+    fn old_live_counts_up_tasks_of_an_older_spec_on_ready_nodes() {
+        use swarm_actors::model::{TaskId, TaskStatus};
+        let mut s = stored("web", 7).service;
+        s.spec_version = 2;
+        let (up, down) = (NodeId(1), NodeId(2));
+        let task = |id: u128, version: u64, desired, state, node| Task {
+            id: TaskId(id),
+            service_id: s.id,
+            slot: 1,
+            node_id: node,
+            spec: s.spec.task.clone(),
+            spec_version: version,
+            desired_state: desired,
+            status: TaskStatus {
+                state,
+                since_ms: 0,
+                message: String::new(),
+                error: None,
+                exit_code: None,
+                health: None,
+            },
+            created_ms: 0,
+            running_ms: None,
+        };
+        use TaskState::{Failed, Pending, Running, Shutdown};
+        let tasks = vec![
+            task(1, 1, Running, Running, Some(up)),
+            task(2, 1, Running, Pending, None),
+            task(3, 2, Running, Running, Some(up)),
+            task(4, 1, Shutdown, Running, Some(up)),
+            task(5, 1, Running, Failed, Some(up)),
+            task(6, 1, Running, Running, Some(down)),
+        ];
+        let ready = BTreeSet::from([up]);
+        assert_eq!(old_live(&s, &tasks, &ready), 2);
+        assert_eq!(old_live(&s, &tasks[2..], &ready), 0);
     }
 
     #[test]

@@ -189,6 +189,28 @@ impl Node {
         cli_within(&self.dir, limit, args)
     }
 
+    /// Runs the CLI with more environment variables (e.g. `SWARM_NODE_VERIFY_MS`) and a
+    /// deadline; see [`cli_within`].
+    pub fn cli_env_within(
+        &self,
+        limit: Duration,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Option<Output> {
+        cli_env_within(&self.dir, limit, env, args)
+    }
+
+    /// `service inspect SERVICE` as JSON: the one document of the array docker prints; `None`
+    /// when the command fails (e.g. during an election).
+    pub fn service_inspect(&self, svc: &str) -> Option<Value> {
+        let out = self.cli(&["service", "inspect", svc]);
+        if !out.status.success() {
+            return None;
+        }
+        let docs: Value = serde_json::from_slice(&out.stdout).ok()?;
+        docs.get(0).cloned()
+    }
+
     /// The rows a `--format json` command prints (one object per line, as docker prints
     /// them); none when the command fails.
     pub fn json_lines(&self, args: &[&str]) -> Vec<Value> {
@@ -268,27 +290,57 @@ impl Drop for Node {
 /// stopped with SIGSTOP accepts the connection but never answers). `None` when it ran out of
 /// time.
 pub fn cli_within(dir: &Path, limit: Duration, args: &[&str]) -> Option<Output> {
+    cli_env_within(dir, limit, &[], args)
+}
+
+/// As [`cli_within`], with more environment variables for the CLI.
+pub fn cli_env_within(
+    dir: &Path,
+    limit: Duration,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Option<Output> {
     let mut child = Command::new(BIN)
         .arg("--data-dir")
         .arg(dir)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("swarm-node CLI runs");
+    // Readers drain the pipes while the CLI runs: a command that waits (progress lines) may
+    // print more than a pipe holds.
+    use std::io::Read as _;
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                p.read_to_end(&mut buf).ok(); // a short read only shortens the output shown
+            }
+            buf
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let start = Instant::now();
-    // The CLI's output is small (well under a pipe's buffer), so waiting before reading cannot
-    // block it.
-    while child.try_wait().expect("wait for the CLI").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the CLI") {
+            break status;
+        }
         if start.elapsed() > limit {
             child.kill().ok(); // it may have exited just now
             child.wait().ok();
             return None;
         }
         std::thread::sleep(Duration::from_millis(5));
-    }
-    Some(child.wait_with_output().expect("CLI output"))
+    };
+    Some(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
 
 /// A benchmark's numeric option `name VALUE` from the command line, or `default`.

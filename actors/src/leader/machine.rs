@@ -486,11 +486,11 @@ impl LeaderMachine {
                 _ => None,
             })
             .collect();
-        let service_versions: BTreeMap<ServiceId, u64> = read
+        let service_keys: BTreeMap<ServiceId, (&str, u64)> = read
             .services
             .iter()
             .filter_map(|o| match &o.body {
-                ObjectBody::Service(s) => Some((s.id, o.version)),
+                ObjectBody::Service(s) => Some((s.id, (o.id.as_str(), o.version))),
                 _ => None,
             })
             .collect();
@@ -527,7 +527,7 @@ impl LeaderMachine {
                 now_ms: now,
                 nodes: &views,
                 services: &services,
-                service_versions: &service_versions,
+                service_keys: &service_keys,
                 tasks: &tasks,
                 reports: &self.reports,
             },

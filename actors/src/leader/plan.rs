@@ -40,8 +40,9 @@ pub struct PlanInput<'a> {
     /// Every node of the cluster, state included (see [`scheduler::node_views`]).
     pub nodes: &'a [NodeView<'a>],
     pub services: &'a [Service],
-    /// Each service's version in the store: what the updater's status writes compare with.
-    pub service_versions: &'a BTreeMap<ServiceId, u64>,
+    /// Each service's key and version in the store: where the updater's status writes go and
+    /// what they compare with.
+    pub service_keys: &'a BTreeMap<ServiceId, (&'a str, u64)>,
     pub tasks: &'a [VersionedTask<'a>],
     /// The latest status each node reported per task since the last pass.
     pub reports: &'a BTreeMap<TaskId, TaskStatus>,
@@ -169,13 +170,13 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
         for action in rollout.actions {
             apply(action, service, &mut work, &mut out, now, new_id);
         }
-        if let (Some(changed), Some(&version)) =
-            (rollout.service, input.service_versions.get(&service.id))
+        if let (Some(changed), Some(&(key, version))) =
+            (rollout.service, input.service_keys.get(&service.id))
         {
             out.services_changed += 1;
             service_ops.push(Op::Put {
                 kind: Kind::Service,
-                id: service.id.to_string(),
+                id: key.to_string(),
                 expect: Expect::Version(version),
                 body: ObjectBody::Service(changed),
             });

@@ -1,12 +1,14 @@
-//! `service inspect`: Docker's JSON shape (an array of services), or `--pretty` text.
+//! `service inspect`: Docker's JSON shape (an array of services), or `--pretty` text. Both
+//! carry the update status the leader keeps with the service, and the update and rollback
+//! configs with Docker's keys and layout.
 
 use serde_json::{Value, json};
 use swarm_actors::model::{
     FailureAction, RestartCondition, RuntimeKind, ServiceMode, ServiceSpec, UpdateConfig,
-    UpdateOrder,
+    UpdateOrder, UpdateStatus,
 };
 
-use crate::cmd::units::format_duration_ms;
+use crate::cmd::units::{format_duration_ms, human_duration};
 use crate::control::proto::ServiceDoc;
 
 /// Docker gives durations in nanoseconds.
@@ -20,9 +22,31 @@ fn update_json(u: &UpdateConfig) -> Value {
         "Delay": ns(u.delay_ms),
         "FailureAction": failure_action(u.failure_action),
         "Monitor": ns(u.monitor_ms),
-        "MaxFailureRatio": u.max_failure_ratio,
+        "MaxFailureRatio": ratio(u.max_failure_ratio),
         "Order": order(u.order),
     })
+}
+
+/// The ratio as Docker prints it: its shortest decimal (0.2, not the f32's
+/// 0.20000000298023224 widened to f64), and a whole number without a fraction (0, not 0.0).
+fn ratio(r: f32) -> Value {
+    if r.fract() == 0.0 && r >= 0.0 {
+        return json!(r as u64);
+    }
+    json!(r.to_string().parse::<f64>().unwrap_or(f64::from(r)))
+}
+
+/// Docker's `UpdateStatus`; `CompletedAt` only once the update or rollback completed.
+fn update_status_json(u: &UpdateStatus) -> Value {
+    let mut status = json!({
+        "State": u.state.as_str(),
+        "StartedAt": rfc3339(u.started_ms),
+    });
+    if let Some(done) = u.completed_ms {
+        status["CompletedAt"] = json!(rfc3339(done));
+    }
+    status["Message"] = json!(u.message);
+    status
 }
 
 fn failure_action(a: FailureAction) -> &'static str {
@@ -56,7 +80,10 @@ fn spec_json(s: &ServiceSpec) -> Value {
         "Env": t.env,
         "StopGracePeriod": ns(t.stop_grace_period_ms),
     });
-    // Docker's field, present when set; `--pretty` also says who runs the task when unset.
+    // Docker's fields, present when set; `--pretty` also says who runs the task when unset.
+    if !t.container_labels.is_empty() {
+        container["Labels"] = json!(t.container_labels);
+    }
     if let Some(user) = &t.user {
         container["User"] = json!(user);
     }
@@ -104,6 +131,7 @@ fn spec_json(s: &ServiceSpec) -> Value {
                 "Window": ns(t.restart.window_ms),
             },
             "Placement": { "Constraints": t.placement.constraints, "Preferences": prefs },
+            "ForceUpdate": t.force_update,
             "Runtime": t.runtime.as_str(),
         },
         "Mode": mode,
@@ -154,6 +182,9 @@ pub fn json_doc(d: &ServiceDoc) -> Value {
     if let Some(prev) = &d.service.previous_spec {
         doc["PreviousSpec"] = spec_json(prev);
     }
+    if let Some(u) = &d.service.update_status {
+        doc["UpdateStatus"] = update_status_json(u);
+    }
     doc
 }
 
@@ -184,8 +215,43 @@ fn runs_as(t: &swarm_actors::model::TaskSpec) -> String {
     }
 }
 
-/// `--pretty`, after Docker's layout.
+/// `--pretty`, after Docker's layout, with times ("Started: 5 seconds ago") against now.
 pub fn pretty(d: &ServiceDoc) -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    pretty_at(d, now_ms)
+}
+
+/// Docker's "UpdateStatus:" block.
+fn update_status_text(u: &UpdateStatus, now_ms: u64) -> String {
+    let ago = |ms: u64| format!("{} ago", human_duration(now_ms.saturating_sub(ms)));
+    let mut o = format!("UpdateStatus:\n State:\t\t{}\n", u.state.as_str());
+    o += &format!(" Started:\t{}\n", ago(u.started_ms));
+    if let Some(done) = u.completed_ms {
+        o += &format!(" Completed:\t{}\n", ago(done));
+    }
+    o += &format!(" Message:\t{}\n", u.message);
+    o
+}
+
+/// Docker's "UpdateConfig:" and "RollbackConfig:" blocks: delay and monitoring period only
+/// when non-zero.
+fn rollout_config_text(title: &str, order_title: &str, u: &UpdateConfig) -> String {
+    let mut o = format!("{title}:\n Parallelism:\t{}\n", u.parallelism);
+    if u.delay_ms > 0 {
+        o += &format!(" Delay:\t\t{}\n", format_duration_ms(u.delay_ms));
+    }
+    o += &format!(" On failure:\t{}\n", failure_action(u.failure_action));
+    if u.monitor_ms > 0 {
+        o += &format!(" Monitoring Period: {}\n", format_duration_ms(u.monitor_ms));
+    }
+    o += &format!(" Max failure ratio: {}\n", u.max_failure_ratio);
+    o += &format!(" {order_title}{}\n", order(u.order));
+    o
+}
+
+pub fn pretty_at(d: &ServiceDoc, now_ms: u64) -> String {
     let s = &d.service.spec;
     let t = &s.task;
     let mut o = String::new();
@@ -203,6 +269,9 @@ pub fn pretty(d: &ServiceDoc) -> String {
         }
         ServiceMode::Global => o += "Service Mode:\tGlobal\n",
     }
+    if let Some(u) = &d.service.update_status {
+        o += &update_status_text(u, now_ms);
+    }
     if !t.placement.constraints.is_empty() || !t.placement.preferences.is_empty() {
         o += "Placement:\n";
         if !t.placement.constraints.is_empty() {
@@ -212,17 +281,8 @@ pub fn pretty(d: &ServiceDoc) -> String {
             o += &format!(" Preferences:\t[{}]\n", t.placement.preferences.join(" "));
         }
     }
-    for (title, u) in [("UpdateConfig", &s.update), ("RollbackConfig", &s.rollback)] {
-        o += &format!("{title}:\n");
-        o += &format!(" Parallelism:\t{}\n", u.parallelism);
-        if u.delay_ms > 0 {
-            o += &format!(" Delay:\t\t{}\n", format_duration_ms(u.delay_ms));
-        }
-        o += &format!(" On failure:\t{}\n", failure_action(u.failure_action));
-        o += &format!(" Monitoring Period: {}\n", format_duration_ms(u.monitor_ms));
-        o += &format!(" Max failure ratio: {}\n", u.max_failure_ratio);
-        o += &format!(" Update order:      {}\n", order(u.order));
-    }
+    o += &rollout_config_text("UpdateConfig", "Update order:      ", &s.update);
+    o += &rollout_config_text("RollbackConfig", "Rollback order:    ", &s.rollback);
     o += &format!(
         "RestartPolicy:\n Condition:\t{}\n Delay:\t\t{}\n",
         condition(t.restart.condition),
@@ -283,7 +343,7 @@ pub fn pretty(d: &ServiceDoc) -> String {
 mod tests {
     use super::*;
     use crate::control::validate::tests::spec;
-    use swarm_actors::model::{Service, ServiceId};
+    use swarm_actors::model::{Service, ServiceId, UpdateState};
 
     fn doc() -> ServiceDoc {
         let mut s = spec("web");
@@ -365,5 +425,107 @@ mod tests {
         d.service.spec.task.runtime = RuntimeKind::Docker;
         d.service.spec.task.user = None;
         assert!(pretty(&d).contains(" User:\t\t(not set: the image's user)\n"));
+    }
+
+    /// The service after an update to `sleep 2000` that failed and rolled back.
+    fn rolled_back() -> ServiceDoc {
+        let mut d = doc();
+        let mut next = d.service.spec.clone();
+        next.task.args = vec!["2000".into()];
+        next.task.container_labels = [("tier".to_string(), "web".to_string())].into();
+        next.task.force_update = 2;
+        next.update.parallelism = 2;
+        next.update.delay_ms = 90_000;
+        next.update.failure_action = FailureAction::Rollback;
+        next.update.monitor_ms = 1_500;
+        next.update.max_failure_ratio = 0.2;
+        next.update.order = UpdateOrder::StartFirst;
+        next.rollback.monitor_ms = 0;
+        d.service.previous_spec = Some(d.service.spec.clone());
+        d.service.spec = next;
+        d.service.update_status = Some(UpdateStatus {
+            state: UpdateState::RollbackCompleted,
+            started_ms: 1_700_000_000_000,
+            completed_ms: Some(1_700_000_010_000),
+            message: "rollback completed".into(),
+        });
+        d
+    }
+
+    #[test]
+    fn json_shows_the_update_status_and_configs_with_dockers_keys() {
+        let j = json_doc(&rolled_back());
+        assert_eq!(
+            j["UpdateStatus"],
+            json!({
+                "State": "rollback_completed",
+                "StartedAt": "2023-11-14T22:13:20.000Z",
+                "CompletedAt": "2023-11-14T22:13:30.000Z",
+                "Message": "rollback completed",
+            })
+        );
+        assert_eq!(
+            j["Spec"]["UpdateConfig"],
+            json!({
+                "Parallelism": 2,
+                "Delay": 90_000_000_000u64,
+                "FailureAction": "rollback",
+                "Monitor": 1_500_000_000u64,
+                "MaxFailureRatio": 0.2,
+                "Order": "start-first",
+            })
+        );
+        assert_eq!(j["Spec"]["RollbackConfig"]["Order"], "stop-first");
+        assert_eq!(j["Spec"]["RollbackConfig"]["FailureAction"], "pause");
+        assert_eq!(j["Spec"]["RollbackConfig"]["Monitor"], 0);
+        let text = serde_json::to_string(&j["Spec"]["RollbackConfig"]).unwrap();
+        assert!(text.contains("\"MaxFailureRatio\":0,"), "{text}");
+        let task = &j["Spec"]["TaskTemplate"];
+        assert_eq!(task["ContainerSpec"]["Labels"], json!({ "tier": "web" }));
+        assert_eq!(task["ForceUpdate"], 2);
+        let prev = &j["PreviousSpec"]["TaskTemplate"];
+        assert_eq!(prev["ContainerSpec"]["Args"], json!(["1000"]));
+        assert!(prev["ContainerSpec"].get("Labels").is_none());
+        assert_eq!(prev["ForceUpdate"], 0);
+        // A status without a completion time has no CompletedAt; none at all, no UpdateStatus.
+        let mut d = rolled_back();
+        if let Some(u) = d.service.update_status.as_mut() {
+            u.state = UpdateState::Updating;
+            u.completed_ms = None;
+        }
+        assert!(json_doc(&d)["UpdateStatus"].get("CompletedAt").is_none());
+        assert!(json_doc(&doc()).get("UpdateStatus").is_none());
+    }
+
+    #[test]
+    fn pretty_shows_update_status_and_config_blocks_as_docker_does() {
+        let d = rolled_back();
+        let p = pretty_at(&d, 1_700_000_015_000);
+        assert!(
+            p.contains(
+                "Replicas:\t1\nUpdateStatus:\n State:\t\trollback_completed\n \
+                 Started:\t15 seconds ago\n Completed:\t5 seconds ago\n \
+                 Message:\trollback completed\n"
+            ),
+            "{p}"
+        );
+        assert!(
+            p.contains(
+                "UpdateConfig:\n Parallelism:\t2\n Delay:\t\t1m30s\n On failure:\trollback\n \
+                 Monitoring Period: 1.5s\n Max failure ratio: 0.2\n \
+                 Update order:      start-first\n"
+            ),
+            "{p}"
+        );
+        assert!(
+            p.contains(
+                "RollbackConfig:\n Parallelism:\t1\n On failure:\tpause\n \
+                 Max failure ratio: 0\n Rollback order:    stop-first\n"
+            ),
+            "{p}"
+        );
+        let p = pretty_at(&doc(), 1_700_000_015_000);
+        assert!(!p.contains("UpdateStatus:"), "{p}");
+        assert!(p.contains(" Monitoring Period: 5s\n"), "{p}");
     }
 }

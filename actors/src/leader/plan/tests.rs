@@ -32,13 +32,13 @@ fn run(
         next += 1;
         TaskId(next)
     };
-    let versions = services.iter().map(|s| (s.id, 1)).collect();
+    let versions = services.iter().map(|s| (s.id, ("web", 1))).collect();
     plan(
         &PlanInput {
             now_ms: 1_000_000,
             nodes,
             services,
-            service_versions: &versions,
+            service_keys: &versions,
             tasks,
             reports,
         },

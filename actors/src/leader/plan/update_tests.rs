@@ -51,7 +51,7 @@ impl World {
     /// One leader pass; its writes applied. Returns the plan.
     fn pass(&mut self) -> Plan {
         let services = [self.service.clone()];
-        let versions = [(self.service.id, self.service_version)].into();
+        let versions = [(self.service.id, ("web", self.service_version))].into();
         let tasks: Vec<VersionedTask> = self
             .tasks
             .values()
@@ -70,7 +70,7 @@ impl World {
                 now_ms: self.now,
                 nodes: &self.nodes,
                 services: &services,
-                service_versions: &versions,
+                service_keys: &versions,
                 tasks: &tasks,
                 reports: &BTreeMap::new(),
             },
@@ -89,8 +89,10 @@ impl World {
                 Op::Put {
                     body: ObjectBody::Service(s),
                     expect,
+                    id,
                     ..
                 } => {
+                    assert_eq!(id, "web", "the service's key in the store");
                     assert_eq!(*expect, Expect::Version(self.service_version));
                     self.service = s.clone();
                     self.service_version += 1;
