@@ -17,8 +17,9 @@
 //!
 //! The orchestrator makes the same stop-and-create write when it moves a task off a drained
 //! node; a slot whose old task is on a node the pass saw drained or Down is not counted. It
-//! also restarts a new task that ended while the old one still runs (start-first): a slot where
-//! the pass shut down an ended task of the current version is not counted. Its other creations
+//! also replaces a new task while the old one still runs (start-first): it restarts it after it
+//! ended, or orphans it with its node; a slot where the pass took a task of the current version
+//! out is not counted. Its other creations
 //! (a restart after the old task ended, a replacement for an orphan, a new slot after a scale
 //! up) have no old task that has not ended, so they are never counted.
 
@@ -209,10 +210,10 @@ pub fn changes<'a>(read: &'a StoreState, views: &[NodeView], ops: &'a [Op]) -> V
         }
         let slot = slot_of(t);
         let here = &slots[&(t.service_id, slot)];
-        // The orchestrator restarting a new task that ended: it shuts that one down.
+        // The orchestrator replacing a new task (restarting it after it ended, or moving it
+        // off a node that is Down or drained): it takes that one out in the same write.
         let restarted = here.iter().any(|(was, now)| {
             was.spec_version == current
-                && was.status.state.is_terminal()
                 && was.desired_state <= TaskState::Running
                 && now.is_some_and(|n| n.desired_state > TaskState::Running)
         });
