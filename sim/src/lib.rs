@@ -15,6 +15,7 @@
 //! |---|---|
 //! | [`clock`] | virtual time and the event queue, ordered by (time, sequence) |
 //! | [`config`] | what a run is asked to do (`SimConfig`): a leaf that every layer reads |
+//! | [`failing`] | the convention for specs that fail on purpose (`SIM_FAIL`): a leaf |
 //! | [`net`] | the simulated network: delay, jitter (reordering), loss, duplication, partitions |
 //! | [`node`] | a simulated node: its membership machine, alive/crashed/paused, boot counter |
 //! | [`faults`] | the fault schedule drawn from the seed |
@@ -31,6 +32,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod failing;
 pub mod faults;
 pub mod invariants;
 pub mod managers;

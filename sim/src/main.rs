@@ -198,6 +198,21 @@ fn print_report(r: &SimReport) {
             sv.converged_ms
                 .map_or("never".to_string(), |t| format!("{t} ms"))
         );
+        let u = &sv.updates;
+        println!(
+            "updates {} good, {} failing, {} rollbacks, {} forced; at the end {} completed, \
+             {} paused, {} rollback completed, {} rollback paused, {} rolling, {} never updated",
+            u.good,
+            u.failing,
+            u.rollbacks,
+            u.forced,
+            u.completed,
+            u.paused,
+            u.rollback_completed,
+            u.rollback_paused,
+            u.rolling,
+            u.none
+        );
     } else {
         println!("services off");
     }

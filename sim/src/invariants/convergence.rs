@@ -11,6 +11,11 @@
 //!
 //! Eligible: the node object is Active, the node is live (not crashed for good), and it has
 //! the runtime and matches the constraints.
+//!
+//! Rolling updates (`update_converges`, invariant (o), judged here with (i)): a service must
+//! also run only tasks of its current spec version, its update ended; a paused one keeps its
+//! mix of versions (a slot may run an old task beside a new one, one per version); one whose
+//! spec fails on purpose is not judged. Invariant (m) reads the same eligibility at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,34 +26,50 @@ use swarm_actors::scheduler::filter::check_static;
 use swarm_actors::scheduler::{Unseen, node_views};
 use swarm_actors::store::{Kind, ObjectBody, StoreState};
 
+use super::failed_update_rolls_back;
+use super::update_converges::{self, Judged};
 use crate::clock::Millis;
 use crate::node::node_id;
-use crate::observed::RunningTasks;
+use crate::observed::{Running, RunningTasks};
 
 /// After heal, the time every service has to converge: membership heals (a few s), restarted
 /// nodes report their lost tasks, restart delays (up to 3 s) end, old tasks stop (grace up to
 /// 5 s plus the 5 s kill margin), replacements start.
 pub const BOUND_MS: Millis = 25_000;
 
-/// What keeps the services from being converged, or `None`.
+/// Why the services are not converged: the invariant's letter, (i) or (o), and the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotConverged {
+    pub letter: &'static str,
+    pub why: String,
+}
+
+fn not(letter: &'static str, why: String) -> Option<NotConverged> {
+    Some(NotConverged { letter, why })
+}
+
+/// What keeps the services from being converged, or `None`. With `at_end`, also checks (m)
+/// on every service and returns those violations in `ended`.
 pub fn check(
     state: &StoreState,
     live: &BTreeSet<NodeId>,
     agents: &[Option<impl RunningTasks>],
-) -> Option<String> {
+    mut ended: Option<&mut Vec<String>>,
+) -> Option<NotConverged> {
     let nodes = state.list(Kind::Node).filter_map(|o| match &o.body {
         ObjectBody::Node(n) => Some(n),
         _ => None,
     });
     let views = node_views(nodes, live, Unseen::Down);
-    // Service → node → RUNNING tasks there (slots).
-    let mut running: BTreeMap<ServiceId, BTreeMap<NodeId, Vec<u64>>> = BTreeMap::new();
+    // Service → node → RUNNING tasks there.
+    let mut running: BTreeMap<ServiceId, BTreeMap<NodeId, Vec<Running>>> = BTreeMap::new();
     for (i, a) in agents.iter().enumerate() {
-        for (_, service, slot) in a.iter().flat_map(|a| a.running_tasks()) {
-            let per = running.entry(service).or_default();
-            per.entry(node_id(i)).or_default().push(slot);
+        for r in a.iter().flat_map(|a| a.running_tasks()) {
+            let per = running.entry(r.service).or_default();
+            per.entry(node_id(i)).or_default().push(r);
         }
     }
+    let mut first: Option<NotConverged> = None;
     for o in state.list(Kind::Service) {
         let ObjectBody::Service(s) = &o.body else {
             continue;
@@ -56,7 +77,10 @@ pub fn check(
         let spec = &s.spec.task;
         let name = &s.spec.name;
         let Ok(constraints) = Constraint::parse_all(&spec.placement.constraints) else {
-            return Some(format!("the constraints of service {name} do not parse"));
+            return not(
+                "i",
+                format!("the constraints of service {name} do not parse"),
+            );
         };
         let eligible: BTreeSet<NodeId> = views
             .iter()
@@ -77,40 +101,91 @@ pub fn check(
             .map(|v| v.id)
             .collect();
         let here = running.remove(&s.id).unwrap_or_default();
-        match s.spec.mode {
+        let placeable = match s.spec.mode {
+            ServiceMode::Replicated { .. } => !eligible.is_empty(),
+            ServiceMode::Global => true,
+        };
+        if let Some(ended) = ended.as_deref_mut()
+            && let Some(v) = failed_update_rolls_back::check(state, s, placeable)
+        {
+            ended.push(v);
+        }
+        if first.is_some() {
+            continue;
+        }
+        let judged = update_converges::judged(s);
+        if judged == Judged::Failing {
+            continue;
+        }
+        // A paused update may keep an old task beside its replacement: one per version.
+        let once = |tasks: &mut Vec<(u64, u64)>| {
+            tasks.sort_unstable();
+            let before = tasks.len();
+            if judged == Judged::Paused {
+                tasks.dedup();
+            } else {
+                tasks.dedup_by_key(|(slot, _)| *slot);
+            }
+            before == tasks.len()
+        };
+        let wrong = match s.spec.mode {
             ServiceMode::Replicated { replicas } => {
-                let mut slots: Vec<u64> = here.values().flatten().copied().collect();
-                slots.sort_unstable();
+                let mut runs: Vec<(u64, u64)> = here
+                    .values()
+                    .flatten()
+                    .map(|r| (r.slot, r.spec_version))
+                    .collect();
+                let unique = once(&mut runs);
+                let mut slots: Vec<u64> = runs.iter().map(|(slot, _)| *slot).collect();
+                slots.dedup();
                 let want: Vec<u64> = (1..=replicas).collect();
-                if !eligible.is_empty() && slots != want {
-                    return Some(format!(
-                        "service {name} wants slots 1..={replicas}, runs {slots:?}"
-                    ));
-                }
+                (placeable && (slots != want || !unique)).then(|| {
+                    format!(
+                        "service {name} wants slots 1..={replicas}, runs {slots:?}{}",
+                        if unique { "" } else { ", some twice" }
+                    )
+                })
             }
             ServiceMode::Global => {
                 let on: BTreeSet<NodeId> = here.keys().copied().collect();
-                let twice = here.values().any(|v| v.len() > 1);
+                let twice = here.values().any(|v| {
+                    let mut runs: Vec<(u64, u64)> = v.iter().map(|r| (0, r.spec_version)).collect();
+                    !once(&mut runs)
+                });
                 let missing = !eligible.is_subset(&on);
                 let extra = on
                     .iter()
                     .any(|n| !eligible.contains(n) && !paused.contains(n));
-                if missing || extra || twice {
-                    return Some(format!(
+                (missing || extra || twice).then(|| {
+                    format!(
                         "global service {name} runs on {} nodes ({}), {} eligible",
                         on.len(),
                         if twice { "some twice" } else { "once each" },
                         eligible.len()
-                    ));
-                }
+                    )
+                })
             }
+        };
+        if let Some(why) = wrong {
+            first = not("i", why);
+        } else if judged == Judged::Current
+            && placeable
+            && let Some(why) = update_converges::check(s, here.values().flatten())
+        {
+            first = not("o", why);
         }
     }
-    running.into_iter().next().map(|(service, on)| {
-        format!(
-            "{} tasks of removed service {} still run",
-            on.values().map(Vec::len).sum::<usize>(),
-            service.0 as u16
+    if first.is_some() {
+        return first;
+    }
+    running.into_iter().next().and_then(|(service, on)| {
+        not(
+            "i",
+            format!(
+                "{} tasks of removed service {} still run",
+                on.values().map(Vec::len).sum::<usize>(),
+                service.0 as u16
+            ),
         )
     })
 }
@@ -121,11 +196,12 @@ pub fn verdict(
     end: Millis,
     bound: Millis,
     converged_ms: Option<Millis>,
-    now_wrong: Option<String>,
+    now_wrong: Option<NotConverged>,
 ) -> Option<String> {
     if let Some(w) = now_wrong {
         return Some(format!(
-            "(i) at the end ({end} ms) the services are not converged: {w}"
+            "({}) at the end ({end} ms) the services are not converged: {}",
+            w.letter, w.why
         ));
     }
     let took = converged_ms.unwrap_or(end - heal);
@@ -142,6 +218,11 @@ mod tests {
     fn verdicts() {
         assert_eq!(verdict(0, 30_000, 25_000, Some(3_000), None), None);
         assert!(verdict(0, 30_000, 25_000, Some(26_000), None).is_some());
-        assert!(verdict(0, 30_000, 25_000, Some(1), Some("x".into())).is_some());
+        let wrong = not("o", "x".into());
+        assert!(
+            verdict(0, 30_000, 25_000, Some(1), wrong)
+                .unwrap()
+                .starts_with("(o)")
+        );
     }
 }

@@ -12,6 +12,10 @@
 //! | `placement.rs` | (h) no task placed on a node drained, paused, not Ready, or not matching, in the placing pass's view | when the placement commits |
 //! | `orphans.rs` | (j) no task orphaned on a node its leader's membership sees Up, or has only not seen yet within the grace after leadership began | when the orphaning write commits |
 //! | `convergence.rs` | (i) after heal every service converges within a bound and stays so | every 500 ms after heal, end |
+//! | `update_parallelism.rs` | (l) a stop-first update with parallelism p > 0 has at most p slots being replaced at once, failures aside | when a pass that starts replacing slots commits (`rollout.rs` reads the pass) |
+//! | `failed_update_rolls_back.rs` | (m) an update to a spec failing at start, with failure action rollback, ends rolled back: every live task on the previous spec, `rollback_completed` | end |
+//! | `pause_holds.rs` | (n) a paused update stays paused, and replaces nothing, until the operator writes the service again | when the pass's write commits |
+//! | `update_converges.rs` | (o) after heal every service also converges to its current spec, its update ended (paused ones keep their mix); judged with (i) | with (i) |
 //! | `../routing.rs` | (k) every write a client routed through a manager's router is answered within the router's bound (5 s + two ticks), paused time left out | when the answer reaches the waiter, and at the end |
 //!
 //! A check returns what it found wrong, as sentences; an empty list is a pass. Lists are cut
@@ -21,12 +25,17 @@ pub mod all_ready;
 pub mod committed_never_lost;
 pub mod convergence;
 pub mod descriptions;
+pub mod failed_update_rolls_back;
 pub mod no_false_down;
 pub mod one_leader_per_term;
 pub mod one_task_per_slot;
 pub mod orphans;
+pub mod pause_holds;
 pub mod placement;
+pub mod rollout;
 pub mod store_liveness;
+pub mod update_converges;
+pub mod update_parallelism;
 
 /// Most violations one check reports.
 pub const REPORT_MAX: usize = 20;

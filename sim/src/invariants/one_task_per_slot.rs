@@ -12,7 +12,9 @@
 //! - (g2) once the cluster healed and [`SETTLE_MS`] passed (sessions resumed, old tasks
 //!   stopped within their grace and the kill margin), no slot has two task machines RUNNING on
 //!   live nodes (every live node is reachable then). Checked whenever a machine enters RUNNING
-//!   and at every convergence check.
+//!   and at every convergence check. Two tasks of different spec versions are a rolling
+//!   update's old task and its replacement: the old one stops in its grace (stop-first) or
+//!   once the new one runs (start-first), and is not counted here.
 
 use std::collections::BTreeMap;
 
@@ -53,14 +55,17 @@ pub fn check_store(at: Millis, manager: usize, state: &StoreState) -> Option<Str
 
 /// (g2) over the task machines of every live node.
 pub fn check_machines(at: Millis, agents: &[Option<impl RunningTasks>]) -> Option<String> {
-    let mut seen: BTreeMap<(ServiceId, u64), usize> = BTreeMap::new();
+    let mut seen: BTreeMap<(ServiceId, u64, u64), usize> = BTreeMap::new();
     for (node, a) in agents.iter().enumerate() {
         let Some(a) = a else { continue };
-        for (_, service, slot) in a.running_tasks() {
+        for r in a.running_tasks() {
+            let (service, slot) = (r.service, r.slot);
             if slot == 0 {
                 continue;
             }
-            if let Some(other) = seen.insert((service, slot), node) {
+            // A rolling update replaces a slot's task with one of another version; the old
+            // one stops in its own time (stop-first) or once the new one runs (start-first).
+            if let Some(other) = seen.insert((service, slot, r.spec_version), node) {
                 return Some(format!(
                     "(g2) at {at} ms, after heal, nodes {other} and {node} both run slot {slot} \
                      of service {}",

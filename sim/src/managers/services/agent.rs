@@ -48,6 +48,10 @@ pub struct Local {
     machine: TaskMachine,
     pub service: ServiceId,
     pub slot: u64,
+    /// The service's spec version the task was made from.
+    pub spec_version: u64,
+    /// How its spec fails on purpose (`crate::failing`), read once when it starts.
+    spec_fail: Option<crate::failing::SpecFail>,
     /// The spec has a health check (the machine does not say so before the task runs).
     has_health: bool,
     /// What the simulated process will do, drawn when it starts.
@@ -63,18 +67,23 @@ pub struct Agent {
 
 // The invariants read an agent through this trait (crate::observed), not this module.
 impl crate::observed::RunningTasks for Agent {
-    fn running_tasks(&self) -> impl Iterator<Item = (TaskId, ServiceId, u64)> + '_ {
+    fn running_tasks(&self) -> impl Iterator<Item = crate::observed::Running> + '_ {
         Agent::running_tasks(self)
     }
 }
 
 impl Agent {
-    /// Tasks whose machine is RUNNING: (task, service, slot).
-    pub fn running_tasks(&self) -> impl Iterator<Item = (TaskId, ServiceId, u64)> + '_ {
+    /// Tasks whose machine is RUNNING.
+    pub fn running_tasks(&self) -> impl Iterator<Item = crate::observed::Running> + '_ {
         self.tasks
             .iter()
             .filter(|(_, l)| l.machine.state() == TaskState::Running)
-            .map(|(id, l)| (*id, l.service, l.slot))
+            .map(|(id, l)| crate::observed::Running {
+                task: *id,
+                service: l.service,
+                slot: l.slot,
+                spec_version: l.spec_version,
+            })
     }
 
     pub fn running(&self) -> usize {
@@ -251,6 +260,8 @@ impl StoreWorld {
             machine,
             service: t.service_id,
             slot: t.slot,
+            spec_version: t.spec_version,
+            spec_fail: crate::failing::spec_fail(&t.spec),
             has_health: t.spec.health.is_some(),
             fate: Fate::default(),
         };
@@ -307,6 +318,7 @@ impl StoreWorld {
                 TaskEffect::Runtime(cmd) => {
                     if cmd == RuntimeCmd::Start {
                         l.fate = runtime::fate(&mut svc.runtime_rng, at, heal_ms, l.has_health);
+                        l.fate.spec_fail = l.spec_fail;
                     }
                     for (after, event) in
                         runtime::respond(&cmd, &mut svc.runtime_rng, at, heal_ms, &l.fate)

@@ -22,6 +22,8 @@
 //! Invariants (h) and (j) are judged here: each placement the machine plans is checked against
 //! the views that pass used (shown through `handle_audited`), each orphan against this
 //! manager's membership and how long it had led; either is reported when its write commits.
+//! So are the rolling update's (l) parallelism and (n) pause, on what the pass did to the
+//! slots of services under an update (`invariants::rollout`).
 //!
 //! A paused manager's leader handles nothing until it resumes: its events wait.
 
@@ -35,7 +37,7 @@ use swarm_actors::store::{Kind, ObjectBody, Op};
 
 use super::{Ev, Reply, Waiter, index};
 use crate::clock::Millis;
-use crate::invariants::{orphans, placement};
+use crate::invariants::{orphans, pause_holds, placement, rollout, update_parallelism};
 use crate::managers::{Ev as StoreEv, Status as MgrStatus, StoreWorld};
 use crate::node::{addr, description, node_id};
 use crate::trace::TraceKind;
@@ -45,8 +47,10 @@ const PAUSED_RETRY_MS: Millis = 50;
 
 /// A wrong write of a pass, by the invariant it breaks.
 enum Bad {
-    Placed(String),
-    Orphaned(String),
+    Placed(Task, String),
+    Orphaned(Task, String),
+    /// (l) or (n), with its letter.
+    Update(&'static str, String),
 }
 
 /// Where a session's answer goes.
@@ -64,11 +68,12 @@ pub struct LeaderSim {
     machine: LeaderMachine,
     sessions: BTreeMap<SessionToken, Asked>,
     next_session: SessionToken,
-    /// Placements (invariant h) and orphans (invariant j) of the pass in flight that were
-    /// wrong, as violations to be (the text without the time).
-    bad: BTreeMap<TaskId, Bad>,
+    /// Placements (invariant h), orphans (j) and update steps (l, n) of the pass in flight
+    /// that were wrong, as violations to be (the text without the time), by the store ID of
+    /// the object whose write carries them.
+    bad: BTreeMap<String, Vec<Bad>>,
     /// Those of them in the command in flight, reported if it commits.
-    proposed_bad: Vec<(Task, Bad)>,
+    proposed_bad: Vec<Bad>,
 }
 
 impl StoreWorld {
@@ -178,10 +183,11 @@ impl StoreWorld {
                 let l = self.svc().leaders.get_mut(&m).expect("checked");
                 let judged = std::mem::take(&mut l.proposed_bad);
                 if ok {
-                    for (t, bad) in judged {
+                    for bad in judged {
                         let v = match bad {
-                            Bad::Placed(why) => placement::violation(at, &t, why),
-                            Bad::Orphaned(why) => orphans::violation(at, &t, why),
+                            Bad::Placed(t, why) => placement::violation(at, &t, why),
+                            Bad::Orphaned(t, why) => orphans::violation(at, &t, why),
+                            Bad::Update(letter, why) => format!("({letter}) at {at} ms {why}"),
                         };
                         self.svc().violation(Some(v));
                     }
@@ -214,7 +220,7 @@ impl StoreWorld {
         let (views, downs, nodes_n) = (&svc.views[m], &svc.downs[m], svc.life.len());
         let l = svc.leaders.get_mut(&m).expect("checked");
         let led_ms = at.saturating_sub(l.since_ms);
-        let mut bad = BTreeMap::new();
+        let mut bad: BTreeMap<String, Vec<Bad>> = BTreeMap::new();
         let mut figures = (0, 0, 0);
         // Invariant (h): judge every placement against the views this pass used; (j) every
         // orphan against this manager's membership.
@@ -234,7 +240,8 @@ impl StoreWorld {
                     && old.is_none_or(|old| old.node_id.is_none())
                     && let Some(why) = placement::judge(a.views, n, &t.spec)
                 {
-                    bad.insert(t.id, Bad::Placed(why));
+                    let b = Bad::Placed(t.clone(), why);
+                    bad.entry(t.id.to_string()).or_default().push(b);
                 }
                 if t.status.state == TaskState::Orphaned
                     && old.is_some_and(|old| old.status.state != TaskState::Orphaned)
@@ -246,8 +253,28 @@ impl StoreWorld {
                         led_ms,
                     };
                     if let Some(why) = orphans::judge(seen) {
-                        bad.insert(t.id, Bad::Orphaned(why));
+                        let b = Bad::Orphaned(t.clone(), why);
+                        bad.entry(t.id.to_string()).or_default().push(b);
                     }
+                }
+            }
+            // (l) and (n): what the pass did to services under an update.
+            for c in rollout::changes(state, a.views, &a.plan.ops) {
+                // Carried by the write of the first task it made, or of the service.
+                let key = c
+                    .stop_first
+                    .iter()
+                    .chain(&c.start_first)
+                    .map(|(_, t)| t.to_string())
+                    .next()
+                    .unwrap_or_else(|| c.key.to_string());
+                if let Some(why) = update_parallelism::judge(&c) {
+                    bad.entry(key.clone())
+                        .or_default()
+                        .push(Bad::Update("l", why));
+                }
+                if let Some(why) = pause_holds::judge(&c) {
+                    bad.entry(key).or_default().push(Bad::Update("n", why));
                 }
             }
         };
@@ -271,14 +298,14 @@ impl StoreWorld {
                 }
                 LeaderEffect::Propose(cmd) => {
                     let l = self.svc().leaders.get_mut(&m).expect("a live leader");
-                    for op in &cmd.ops {
-                        if let Op::Put {
-                            body: ObjectBody::Task(t),
-                            ..
-                        } = op
-                            && let Some(why) = l.bad.remove(&t.id)
-                        {
-                            l.proposed_bad.push((t.clone(), why));
+                    if !l.bad.is_empty() {
+                        for op in &cmd.ops {
+                            let id = match op {
+                                Op::Put { id, .. } | Op::Delete { id, .. } => id,
+                            };
+                            if let Some(bad) = l.bad.remove(id) {
+                                l.proposed_bad.extend(bad);
+                            }
                         }
                     }
                     self.svc_propose(at, m, cmd.ops, Waiter::Pass { m, term });

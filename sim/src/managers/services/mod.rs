@@ -4,7 +4,8 @@
 //! ```text
 //!  membership loop ── Timeline (views, worker crashes/pauses, network) ──┐ replayed
 //!                                                                        ▼
-//!  operator (workload.rs) ── Propose(service/node writes) ──▶ a manager's router (routing.rs)
+//!  operator (workload.rs; updates.rs: service update, rollback, --force) ── Propose(service/
+//!     node writes) ──▶ a manager's router (routing.rs)
 //!  leader (leader.rs), on the raft leader manager: the real LeaderMachine, its effects as
 //!     events: Read ─▶ its local store lent in place; Propose ─▶ the store (chunked, CAS);
 //!     Poke / Answer ─▶ over the network; SetTimer ─▶ a LeaderTimer event
@@ -20,12 +21,14 @@
 //! `agent.rs` only wire their effects to simulated events, and each task runs the real
 //! `TaskMachine`. Where the wiring simplifies, the file says so.
 //!
-//! Invariants (g) one task per slot, (h) placement, (i) convergence, (j) orphans are in
-//! `crate::invariants`; this module feeds them.
+//! Invariants (g) one task per slot, (h) placement, (i) convergence, (j) orphans, and the
+//! rolling updates' (l) parallelism, (m) failed update rolled back, (n) pause holds, (o)
+//! convergence to the current spec are in `crate::invariants`; this module feeds them.
 
 mod agent;
 mod leader;
 mod runtime;
+mod updates;
 mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,6 +75,24 @@ pub struct ServicesReport {
     pub running_at_end: usize,
     /// Time from heal until every service was converged (invariant i).
     pub converged_ms: Option<Millis>,
+    pub updates: UpdatesReport,
+}
+
+/// The operator's updates (committed, as the operator was told) and where they stood at the end.
+#[derive(Clone, Debug, Default)]
+pub struct UpdatesReport {
+    pub good: u64,
+    pub failing: u64,
+    pub rollbacks: u64,
+    pub forced: u64,
+    /// Services at the end by update state: completed, paused, rollback completed, rollback
+    /// paused, still rolling (updating or rollback started), never updated.
+    pub completed: usize,
+    pub paused: usize,
+    pub rollback_completed: usize,
+    pub rollback_paused: usize,
+    pub rolling: usize,
+    pub none: usize,
 }
 
 /// An answer to a session, as the transport would carry it.
@@ -154,8 +175,12 @@ pub enum Ev {
 
 /// Who waits for a proposal.
 enum Waiter {
-    Pass { m: usize, term: u64 },
-    Operator,
+    Pass {
+        m: usize,
+        term: u64,
+    },
+    /// The operator, and which update the write is when it is one.
+    Operator(Option<updates::UpdateKind>),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -349,10 +374,18 @@ impl StoreWorld {
                     self.q
                         .push(at, StoreEv::Svc(Ev::LeaderProposed { m, term, ok }));
                 }
-                Waiter::Operator => {
+                Waiter::Operator(kind) => {
                     let r = &mut self.svc().report;
                     if ok {
                         r.operator_writes += 1;
+                        let u = &mut r.updates;
+                        match kind {
+                            Some(updates::UpdateKind::Good) => u.good += 1,
+                            Some(updates::UpdateKind::Failing) => u.failing += 1,
+                            Some(updates::UpdateKind::Rollback) => u.rollbacks += 1,
+                            Some(updates::UpdateKind::Force) => u.forced += 1,
+                            None => {}
+                        }
                     } else {
                         r.operator_refused += 1;
                     }
@@ -402,34 +435,43 @@ impl StoreWorld {
             let v = one_task_per_slot::check_machines(at, &self.svc().agents);
             self.svc().violation(v);
         }
-        if self.svc().report.converged_ms.is_none() && self.svc_converged().is_none() {
+        if self.svc().report.converged_ms.is_none() && self.svc_converged(None).is_none() {
             let heal = self.svc().heal_at;
             self.svc().report.converged_ms = Some(at - heal);
         }
     }
 
-    /// What keeps the services from being converged now, or `None`.
-    fn svc_converged(&self) -> Option<String> {
+    /// What keeps the services from being converged now, or `None`; with `ended`, the
+    /// end-of-run checks ((m)) add their violations to it.
+    fn svc_converged(&self, ended: Option<&mut Vec<String>>) -> Option<convergence::NotConverged> {
         let svc = self.svc.as_ref().expect("on");
         let Some(l) = self.leader() else {
-            return Some("no leader".into());
+            return Some(convergence::NotConverged {
+                letter: "i",
+                why: "no leader".into(),
+            });
         };
         let state = self.ms[l].machine.as_ref().expect("leader").state();
         let live: BTreeSet<NodeId> = (0..svc.life.len())
             .filter(|i| svc.life[*i] != Life::Down && !svc.gone_for_good.contains(i))
             .map(node_id)
             .collect();
-        convergence::check(state, &live, &svc.agents)
+        convergence::check(state, &live, &svc.agents, ended)
     }
 
     /// Ends the layer: the last checks and figures. Returns its violations.
     pub(crate) fn svc_finish(&mut self, end: Millis) -> Vec<String> {
         let bound = convergence::BOUND_MS;
         let heal = self.svc().heal_at;
-        let now_wrong = self.svc_converged();
+        let mut ended = Vec::new();
+        let now_wrong = self.svc_converged(Some(&mut ended));
+        self.svc_update_figures();
         let svc = self.svc();
         let v = convergence::verdict(heal, end, bound, svc.report.converged_ms, now_wrong);
         svc.violation(v);
+        for v in ended {
+            svc.violation(Some(v));
+        }
         svc.report.running_at_end = svc
             .agents
             .iter()
@@ -438,9 +480,9 @@ impl StoreWorld {
             .sum::<usize>();
         // The services' end state enters the trace: which task runs where.
         for (i, a) in self.svc.as_ref().expect("on").agents.iter().enumerate() {
-            for (task, _, _) in a.iter().flat_map(|a| a.running_tasks()) {
+            for r in a.iter().flat_map(|a| a.running_tasks()) {
                 self.trace.u64(i as u64);
-                self.trace.u64(task.0 as u64);
+                self.trace.u64(r.task.0 as u64);
             }
         }
         let services = self.leader().map_or(0, |l| {
@@ -450,6 +492,30 @@ impl StoreWorld {
         let svc = self.svc();
         svc.report.services_at_end = services;
         std::mem::take(&mut svc.violations)
+    }
+
+    /// Counts the services by update state at the end.
+    fn svc_update_figures(&mut self) {
+        let Some(l) = self.leader() else {
+            return;
+        };
+        let state = self.ms[l].machine.as_ref().expect("leader").state();
+        let mut u = self.svc.as_ref().expect("on").report.updates.clone();
+        for o in state.list(swarm_actors::store::Kind::Service) {
+            let swarm_actors::store::ObjectBody::Service(s) = &o.body else {
+                continue;
+            };
+            use swarm_actors::model::UpdateState as U;
+            match s.update_status.as_ref().map(|u| u.state) {
+                None => u.none += 1,
+                Some(U::Completed) => u.completed += 1,
+                Some(U::Paused) => u.paused += 1,
+                Some(U::RollbackCompleted) => u.rollback_completed += 1,
+                Some(U::RollbackPaused) => u.rollback_paused += 1,
+                Some(U::Updating | U::RollbackStarted) => u.rolling += 1,
+            }
+        }
+        self.svc().report.updates = u;
     }
 
     /// Hashes a services event into the trace.

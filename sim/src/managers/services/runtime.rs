@@ -6,12 +6,18 @@
 //! when it ignores SIGTERM, at the end of its grace period. Faults of the tasks themselves
 //! (failures, exits, unhealthy) happen only before heal, so that the liveness phase can ask the
 //! services to converge and stay so.
+//!
+//! A spec can also fail on purpose, by the convention of the simulator's updates
+//! (`crate::failing`): `SIM_FAIL=start` in its env fails every start (the task never reaches
+//! RUNNING), `SIM_FAIL=after:<ms>` makes the process exit with code 1 that long after it started.
+//! These belong to the spec, so they hold after heal too.
 
 use rand::RngExt;
 use rand::rngs::StdRng;
 use swarm_actors::task::{RuntimeCmd, RuntimeEvent};
 
 use crate::clock::Millis;
+use crate::failing::SpecFail;
 
 /// Percent of prepares and of starts that fail (before heal).
 pub const FAIL_PCT: u32 = 2;
@@ -25,6 +31,8 @@ pub const IGNORE_TERM_PCT: u32 = 10;
 /// What one process will do, drawn when it is started.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fate {
+    /// Its spec fails on purpose (set from the spec, not drawn).
+    pub spec_fail: Option<SpecFail>,
     /// It exits by itself this long after it started, with this code.
     pub exit_after: Option<(Millis, i32)>,
     /// From this time on its health checks fail.
@@ -66,13 +74,26 @@ pub fn respond(
             vec![(rng.random_range(20..=400), ev)]
         }
         RuntimeCmd::Start => {
+            if fate.spec_fail == Some(SpecFail::Start) {
+                let ev = RuntimeEvent::StartFailed("simulated: SIM_FAIL=start".into());
+                return vec![(rng.random_range(20..=300), ev)];
+            }
             if fails() {
                 let ev = RuntimeEvent::StartFailed("simulated: start failed".into());
                 return vec![(rng.random_range(20..=300), ev)];
             }
             let d = rng.random_range(20..=300);
             let mut out = vec![(d, RuntimeEvent::Started)];
-            if let Some((after, code)) = fate.exit_after {
+            let on_purpose = match fate.spec_fail {
+                Some(SpecFail::After(ms)) => Some((ms, 1)),
+                _ => None,
+            };
+            // The earlier of the spec's own failure and the drawn exit ends the process.
+            let exit = match (on_purpose, fate.exit_after) {
+                (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+                (a, b) => a.or(b),
+            };
+            if let Some((after, code)) = exit {
                 out.push((d + after, RuntimeEvent::Exited { code }));
             }
             out

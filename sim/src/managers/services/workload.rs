@@ -1,6 +1,9 @@
 //! The operator: node registration, then service and node changes drawn from the seed, each a
-//! compare-and-set write proposed to the current raft leader, as `service create/scale/rm` and
-//! `node update` do. A refused write is counted, not retried (the operator would look again).
+//! compare-and-set write proposed to the current raft leader, as `service create/scale/rm`,
+//! `service update` (good and failing specs, `--force`), `service rollback` and `node update`
+//! do. A refused write is counted, not retried (the operator would look again). Scales and
+//! updates go through the model's `Service::updated` and rollbacks `Service::manual_rollback`,
+//! as the control API does; `updates.rs` draws them.
 //!
 //! Managers are registered Drained (they run no tasks), workers Active. The changes stop at
 //! heal: the liveness phase asks the services to converge on what was last written.
@@ -12,10 +15,10 @@ use rand::rngs::StdRng;
 use swarm_actors::model::{
     Availability, HealthCheck, Placement, ResourceAmounts, Resources, RestartCondition,
     RestartPolicy, Role, RuntimeKind, Service, ServiceId, ServiceMode, ServiceSpec, TaskSpec,
-    UpdateConfig,
 };
 use swarm_actors::store::{Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreState};
 
+use super::updates::{self, UpdateKind};
 use super::{Ev, Waiter};
 use crate::clock::Millis;
 use crate::managers::{Ev as StoreEv, StoreWorld};
@@ -53,18 +56,25 @@ impl StoreWorld {
             return;
         };
         let (managers, nodes) = (self.ms.len(), self.cfg.nodes);
+        let heal_ms = self.cfg.duration_ms;
         let svc = self.svc.as_mut().expect("on");
         let state = self.ms[l].machine.as_ref().expect("leader").state();
-        let ops = if registered {
-            operator_change(&mut svc.workload_rng, state, managers, nodes)
+        let (ops, change) = if registered {
+            let shape = Shape {
+                managers,
+                nodes,
+                now: at,
+                heal_ms,
+            };
+            operator_change(&mut svc.workload_rng, state, &shape)
         } else {
             let raft_ids: Vec<u64> = self.ms.iter().map(|m| m.raft_id).collect();
             let ops = registrations(state, &raft_ids, nodes);
             svc.registered = ops.is_empty();
-            ops
+            (ops, None)
         };
         if !ops.is_empty() {
-            self.svc_propose(at, l, ops, Waiter::Operator);
+            self.svc_propose(at, l, ops, Waiter::Operator(change));
         }
     }
 }
@@ -101,57 +111,89 @@ fn registrations(state: &StoreState, raft_ids: &[u64], nodes: usize) -> Vec<Op> 
         .collect()
 }
 
-/// One change, chosen by the seed, as compare-and-set writes on what the leader holds.
-fn operator_change(rng: &mut StdRng, state: &StoreState, managers: usize, nodes: usize) -> Vec<Op> {
-    let services: Vec<(u64, Service)> = state
+/// What an operator change needs to know of the run.
+struct Shape {
+    managers: usize,
+    nodes: usize,
+    now: Millis,
+    heal_ms: Millis,
+}
+
+/// One change, chosen by the seed, as compare-and-set writes on what the leader holds, and
+/// which update it is when it is one.
+fn operator_change(
+    rng: &mut StdRng,
+    state: &StoreState,
+    shape: &Shape,
+) -> (Vec<Op>, Option<UpdateKind>) {
+    let (managers, nodes) = (shape.managers, shape.nodes);
+    // Keyed by name, as the control API keys them.
+    let services: Vec<(String, u64, Service)> = state
         .list(Kind::Service)
         .filter_map(|o| match &o.body {
-            ObjectBody::Service(s) => Some((o.version, s.clone())),
+            ObjectBody::Service(s) => Some((o.id.clone(), o.version, s.clone())),
             _ => None,
         })
         .collect();
     let roll = rng.random_range(0..100);
-    if services.len() < 2 || (roll < 30 && services.len() < SERVICES_MAX) {
+    if services.len() < 2 || (roll < 25 && services.len() < SERVICES_MAX) {
         let s = new_service(rng);
-        return vec![Op::Put {
+        let op = Op::Put {
             kind: Kind::Service,
-            id: s.id.to_string(),
+            id: s.spec.name.clone(),
             expect: Expect::Absent,
             body: ObjectBody::Service(s),
-        }];
+        };
+        return (vec![op], None);
     }
-    if roll < 60 {
-        let (version, mut s) = services[rng.random_range(0..services.len())].clone();
-        let id = s.id.to_string();
-        if roll < 52 {
+    if roll < 70 {
+        let (id, version, s) = services[rng.random_range(0..services.len())].clone();
+        let put = |body: Service| Op::Put {
+            kind: Kind::Service,
+            id: id.clone(),
+            expect: Expect::Version(version),
+            body: ObjectBody::Service(body),
+        };
+        if roll < 35 {
+            // `service scale`: an update of the replicas alone, as the control API writes it.
             let ServiceMode::Replicated { .. } = s.spec.mode else {
-                return Vec::new();
+                return (Vec::new(), None);
             };
-            s.spec.mode = ServiceMode::Replicated {
+            let mut spec = s.spec.clone();
+            spec.mode = ServiceMode::Replicated {
                 replicas: rng.random_range(0..=REPLICAS_MAX),
             };
-            return vec![Op::Put {
+            return (vec![put(s.updated(spec, false))], None);
+        }
+        if roll < 40 {
+            let op = Op::Delete {
                 kind: Kind::Service,
                 id,
                 expect: Expect::Version(version),
-                body: ObjectBody::Service(s),
-            }];
+            };
+            return (vec![op], None);
         }
-        return vec![Op::Delete {
-            kind: Kind::Service,
-            id,
-            expect: Expect::Version(version),
-        }];
+        let kind = match rng.random_range(0..100) {
+            0..35 => UpdateKind::Good,
+            35..65 => UpdateKind::Failing,
+            65..80 => UpdateKind::Rollback,
+            _ => UpdateKind::Force,
+        };
+        let slots = updates::slots_max(&s, nodes - managers);
+        let Some(new) = updates::update(rng, kind, &s, shape.now, shape.heal_ms, slots) else {
+            return (Vec::new(), None);
+        };
+        return (vec![put(new)], Some(kind));
     }
     // A worker's availability or labels.
     let i = rng.random_range(managers..nodes);
     let Some(o) = state.get(Kind::Node, &node_id(i).to_string()) else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
     let ObjectBody::Node(mut n) = o.body.clone() else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
-    if roll < 80 {
+    if roll < 85 {
         n.spec.availability = match rng.random_range(0..10) {
             0..5 => Availability::Active,
             5..8 => Availability::Drain,
@@ -164,12 +206,13 @@ fn operator_change(rng: &mut StdRng, state: &StoreState, managers: usize, nodes:
             _ => n.spec.labels.insert("tier".into(), "b".into()),
         };
     }
-    vec![Op::Put {
+    let op = Op::Put {
         kind: Kind::Node,
         id: o.id.clone(),
         expect: Expect::Version(o.version),
         body: ObjectBody::Node(n),
-    }]
+    };
+    (vec![op], None)
 }
 
 fn new_service(rng: &mut StdRng) -> Service {
@@ -217,20 +260,14 @@ fn new_service(rng: &mut StdRng) -> Service {
         container_labels: Default::default(),
         force_update: 0,
     };
-    Service {
-        id,
-        spec: ServiceSpec {
-            name: format!("s{:x}", id.0 as u16),
-            labels: BTreeMap::new(),
-            mode,
-            task,
-            update: UpdateConfig::default(),
-            rollback: UpdateConfig::default(),
-            ports: Vec::new(),
-        },
-        previous_spec: None,
-        previous_spec_version: None,
-        update_status: None,
-        spec_version: 1,
-    }
+    let spec = ServiceSpec {
+        name: format!("s{:x}", id.0 as u16),
+        labels: BTreeMap::new(),
+        mode,
+        task,
+        update: updates::draw_config(rng),
+        rollback: updates::draw_config(rng),
+        ports: Vec::new(),
+    };
+    Service::new(id, spec)
 }
