@@ -163,12 +163,8 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
             .values()
             .filter(|w| w.task.service_id == service.id && !w.delete)
             .map(|w| &*w.task);
-        let available = |n: NodeId| {
-            node_state
-                .get(&n)
-                .is_some_and(|n| scheduler::filter::available(n))
-        };
-        let rollout = update::rollout(service, tasks, &available, now);
+        let node = |n: NodeId| node_state.get(&n).map(|n| (n.state, n.availability));
+        let rollout = update::rollout(service, tasks, &node, now);
         if let Some(at) = rollout.wake_at_ms {
             out.wake_at_ms = Some(out.wake_at_ms.map_or(at, |w| w.min(at)));
         }

@@ -170,7 +170,15 @@ pub fn check(
             first = not("i", why);
         } else if judged == Judged::Current
             && placeable
-            && let Some(why) = update_converges::check(s, here.values().flatten())
+            && let Some(why) = update_converges::check(
+                s,
+                // A global service's update leaves a paused node's task as it is.
+                here.iter()
+                    .filter(|(n, _)| {
+                        !(matches!(s.spec.mode, ServiceMode::Global) && paused.contains(*n))
+                    })
+                    .flat_map(|(_, v)| v),
+            )
         {
             first = not("o", why);
         }

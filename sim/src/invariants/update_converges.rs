@@ -9,6 +9,8 @@
 //! - a paused update (`paused`, `rollback_paused`) keeps its mix of versions: its slots must
 //!   run (i), each at most once per version (start-first keeps an old task beside its
 //!   replacement when it pauses between the two), and its versions may differ;
+//! - a global service's task on a paused node keeps its version: the updater starts nothing
+//!   on a node that takes no new task (as the global orchestrator);
 //! - a service whose current spec fails on purpose (`crate::failing`) never converges: it is
 //!   left out of (i) and (o) both.
 //!

@@ -40,8 +40,8 @@
 use std::collections::BTreeMap;
 
 use crate::model::{
-    FailureAction, NodeId, Service, ServiceMode, Task, TaskId, TaskState, UpdateOrder, UpdateState,
-    UpdateStatus,
+    Availability, FailureAction, NodeId, NodeState, Service, ServiceMode, Task, TaskId, TaskState,
+    UpdateOrder, UpdateState, UpdateStatus,
 };
 use crate::orchestrator::Action;
 
@@ -102,14 +102,15 @@ fn set_status(service: &Service, status: UpdateStatus) -> Service {
 /// The updater's decisions for `service`, whose tasks (every one not deleted in this pass) are
 /// `tasks`, at `now`.
 ///
-/// `available` says whether a node takes new tasks (Ready and Active). A global service's slot
-/// is its node: one on a node that takes nothing new is left as it is (the global orchestrator
-/// starts nothing there either) and does not hold the update up; it is replaced when the node
-/// is back, by a later update or by the orchestrator.
+/// `node` tells a node's state and availability. A global service's slot is its node: one on a
+/// node that takes no new task (not Ready, or not Active) is not replaced now (the global
+/// orchestrator starts nothing there either). One on a Ready node the operator paused does not
+/// hold the update up (it keeps its task until a later update); one on a node that is not
+/// Ready does (the node comes back, or is Down and its task orphaned).
 pub(super) fn rollout<'a>(
     service: &Service,
     tasks: impl Iterator<Item = &'a Task>,
-    available: &dyn Fn(NodeId) -> bool,
+    node: &dyn Fn(NodeId) -> Option<(NodeState, Availability)>,
     now: u64,
 ) -> Rollout {
     let mut out = Rollout::default();
@@ -176,10 +177,16 @@ pub(super) fn rollout<'a>(
         }
     }
     let global = matches!(service.spec.mode, ServiceMode::Global);
+    let on = |k: &SlotKey| k.1.and_then(node);
     let replaceable = |k: &SlotKey, s: &Slot| {
-        !s.old.is_empty() && !(global && k.1.is_some_and(|n| !available(n)))
+        !s.old.is_empty() && (!global || on(k) == Some((NodeState::Ready, Availability::Active)))
     };
-    let outdated = slots.iter().any(|(k, s)| replaceable(k, s));
+    let paused_node = |k: &SlotKey| {
+        global && matches!(on(k), Some((NodeState::Ready, a)) if a != Availability::Active)
+    };
+    let outdated = slots
+        .iter()
+        .any(|(k, s)| !s.old.is_empty() && !paused_node(k));
 
     // 2. Whether an update is under way, or starts now.
     let status = match &service.update_status {
@@ -347,10 +354,15 @@ pub(super) fn rollout<'a>(
         if !live(t) {
             continue;
         }
+        // A new task still on its way, or on a node not heard from: not done (its failure
+        // may not have reached the leader yet).
+        let heard = t
+            .node_id
+            .and_then(node)
+            .is_some_and(|(state, _)| state == NodeState::Ready);
         match t.running_ms {
-            // A new task still on its way: not done.
-            None => return out,
-            Some(ran) => last_ran = last_ran.max(ran),
+            Some(ran) if heard => last_ran = last_ran.max(ran),
+            _ => return out,
         }
     }
     let done_at = last_ran.saturating_add(config.monitor_ms);
