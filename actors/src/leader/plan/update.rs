@@ -103,10 +103,9 @@ fn set_status(service: &Service, status: UpdateStatus) -> Service {
 /// `tasks`, at `now`.
 ///
 /// `node` tells a node's state and availability. A global service's slot is its node: one on a
-/// node that takes no new task (not Ready, or not Active) is not replaced now (the global
-/// orchestrator starts nothing there either). One on a Ready node the operator paused does not
-/// hold the update up (it keeps its task until a later update); one on a node that is not
-/// Ready does (the node comes back, or is Down and its task orphaned).
+/// node that takes no new task (not Ready, or not Active) is left as it is (the global
+/// orchestrator starts nothing there either) and does not hold the update up; it is replaced
+/// by a later update, or by the orchestrator when the node is Down.
 pub(super) fn rollout<'a>(
     service: &Service,
     tasks: impl Iterator<Item = &'a Task>,
@@ -181,12 +180,7 @@ pub(super) fn rollout<'a>(
     let replaceable = |k: &SlotKey, s: &Slot| {
         !s.old.is_empty() && (!global || on(k) == Some((NodeState::Ready, Availability::Active)))
     };
-    let paused_node = |k: &SlotKey| {
-        global && matches!(on(k), Some((NodeState::Ready, a)) if a != Availability::Active)
-    };
-    let outdated = slots
-        .iter()
-        .any(|(k, s)| !s.old.is_empty() && !paused_node(k));
+    let outdated = slots.iter().any(|(k, s)| replaceable(k, s));
 
     // 2. Whether an update is under way, or starts now.
     let status = match &service.update_status {
@@ -354,15 +348,10 @@ pub(super) fn rollout<'a>(
         if !live(t) {
             continue;
         }
-        // A new task still on its way, or on a node not heard from: not done (its failure
-        // may not have reached the leader yet).
-        let heard = t
-            .node_id
-            .and_then(node)
-            .is_some_and(|(state, _)| state == NodeState::Ready);
         match t.running_ms {
-            Some(ran) if heard => last_ran = last_ran.max(ran),
-            _ => return out,
+            // A new task still on its way: not done.
+            None => return out,
+            Some(ran) => last_ran = last_ran.max(ran),
         }
     }
     let done_at = last_ran.saturating_add(config.monitor_ms);
