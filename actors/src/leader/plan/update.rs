@@ -162,6 +162,18 @@ pub(super) fn rollout<'a>(
         }
     }
     for slot in slots.values() {
+        // A held task of another version (an update rolled back, or replaced by a newer one,
+        // before it started) will never be released: it goes, and its slot is refilled.
+        for t in slot
+            .old
+            .iter()
+            .filter(|t| t.desired_state < TaskState::Running)
+        {
+            out.actions.push(Action::Shutdown {
+                task: t.id,
+                reason: "replaced by a service update before it started".to_string(),
+            });
+        }
         if slot
             .new
             .iter()

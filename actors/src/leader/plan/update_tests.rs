@@ -571,3 +571,28 @@ fn stop_first_starts_the_new_task_only_once_the_old_one_stopped() {
     w.settle();
     assert_eq!(new(&w).desired_state, TaskState::Running);
 }
+
+#[test]
+fn a_held_task_of_a_rolled_back_version_goes_and_its_slot_is_refilled() {
+    let mut w = World::new(1, config(1, 0, 100));
+    w.update(|t| t.image = "v2".into());
+    w.settle();
+    let held = w
+        .tasks
+        .values()
+        .map(|(_, t)| t.clone())
+        .find(|t| t.spec_version == 2)
+        .unwrap();
+    assert_eq!(held.desired_state, crate::orchestrator::HELD);
+    // Rolled back (and paused) before the old task stopped: the held task is of the old
+    // version now, and would never be released.
+    w.service = w.service.manual_rollback(w.now).unwrap();
+    w.service.update_status.as_mut().unwrap().state = UpdateState::RollbackPaused;
+    w.service_version += 1;
+    w.round(|_| false);
+    assert!(
+        w.tasks[&held.id].1.desired_state > TaskState::Running,
+        "it goes"
+    );
+    assert_eq!(w.running(1), 1, "the slot runs the spec rolled back to");
+}
