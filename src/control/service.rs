@@ -460,12 +460,13 @@ fn old_live(s: &Service, tasks: &[Task], ready: &BTreeSet<NodeId>) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::change::apply_change;
     use super::*;
     use crate::control::validate::tests::spec;
 
-    fn stored(name: &str, id: u128) -> Found {
+    /// Service `name` with ID `id`, as the store holds it (version 3).
+    pub(crate) fn stored(name: &str, id: u128) -> Found {
         let service = Service {
             id: ServiceId(id),
             spec: spec(name),

@@ -398,3 +398,19 @@ pub fn status_of(rows: &[Value], id: &str) -> Option<String> {
 pub fn all_ready(rows: &[Value], n: usize) -> bool {
     rows.len() == n && rows.iter().all(|r| r["Status"] == "Ready")
 }
+
+/// Whether the Docker Engine answers, with the test image imported: `false` (the reason
+/// printed, the test skipped) when it does not, and a failure under `CI=true`, where it must.
+pub fn docker_engine() -> bool {
+    use swarm_actors::runtime::testimage::{docker_available, ensure_test_image};
+    if let Err(why) = docker_available() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must have a reachable Docker Engine: {why}"
+        );
+        eprintln!("skipped: {why}");
+        return false;
+    }
+    ensure_test_image().expect("the test image");
+    true
+}

@@ -384,7 +384,7 @@ mod docker {
     //! The same lifecycle on the Docker runtime, with an image made by `docker import`.
 
     use super::*;
-    use swarm_actors::runtime::testimage::{TEST_IMAGE, docker_available, ensure_test_image};
+    use swarm_actors::runtime::testimage::TEST_IMAGE;
 
     /// Containers labelled as tasks of node `id`.
     fn containers_of(id: &str) -> usize {
@@ -400,22 +400,9 @@ mod docker {
         String::from_utf8_lossy(&out.stdout).lines().count()
     }
 
-    fn engine() -> bool {
-        if let Err(why) = docker_available() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI must have a reachable Docker Engine: {why}"
-            );
-            eprintln!("skipped: {why}");
-            return false;
-        }
-        ensure_test_image().expect("the test image");
-        true
-    }
-
     #[test]
     fn containers_run_get_replaced_when_unhealthy_and_are_cleaned_after_a_restart() {
-        if !engine() {
+        if !common::docker_engine() {
             return;
         }
         let root = tempfile::tempdir().unwrap();
@@ -489,7 +476,7 @@ mod docker {
 
     #[test]
     fn a_missing_image_is_a_task_error() {
-        if !engine() {
+        if !common::docker_engine() {
             return;
         }
         let root = tempfile::tempdir().unwrap();

@@ -2,9 +2,7 @@
 //! image imported as `swarm-test/busybox:1` and re-tagged `:2`.
 
 use super::*;
-use swarm_actors::runtime::testimage::{
-    TEST_IMAGE, TEST_IMAGE_2, docker_available, ensure_test_image,
-};
+use swarm_actors::runtime::testimage::{TEST_IMAGE, TEST_IMAGE_2};
 
 /// busybox's `sleep` runs as the container's PID 1, which ignores SIGTERM: each stop would
 /// wait the default 10 s grace period.
@@ -12,19 +10,6 @@ const GRACE: [&str; 2] = ["--stop-grace-period", "1s"];
 
 /// An image no registry has: its pull fails, so the task is rejected.
 const MISSING_IMAGE: &str = "swarm-test/no-such-image:1";
-
-fn engine() -> bool {
-    if let Err(why) = docker_available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must have a reachable Docker Engine: {why}"
-        );
-        eprintln!("skipped: {why}");
-        return false;
-    }
-    ensure_test_image().expect("the test image");
-    true
-}
 
 /// Containers labelled as tasks of node `id`.
 fn containers_of(id: &str) -> usize {
@@ -53,7 +38,7 @@ fn remove(nodes: &[Node], svc: &str) {
 
 #[test]
 fn the_tutorials_update_from_1_to_2_on_docker() {
-    if !engine() {
+    if !common::docker_engine() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -72,7 +57,7 @@ fn the_tutorials_update_from_1_to_2_on_docker() {
 
 #[test]
 fn a_missing_image_rolls_back_to_1_on_docker() {
-    if !engine() {
+    if !common::docker_engine() {
         return;
     }
     let root = tempfile::tempdir().unwrap();

@@ -189,35 +189,12 @@ fn put(found: &Found, service: Service, now_ms: u64) -> (String, StoreCommand) {
 mod tests {
     use super::*;
     use crate::control::proto::{RestartChange, RolloutChange};
+    use crate::control::service::tests::stored;
     use crate::control::validate::REPLICAS_MAX;
-    use crate::control::validate::tests::spec;
     use swarm_actors::model::{
         FailureAction, RestartCondition, ServiceId, UpdateConfig, UpdateOrder, UpdateState,
     };
     use swarm_actors::runtime::LABEL_TASK;
-    use swarm_actors::store::StoredObject;
-
-    fn stored(name: &str, id: u128) -> Found {
-        let service = Service {
-            id: ServiceId(id),
-            spec: spec(name),
-            previous_spec: None,
-            previous_spec_version: None,
-            update_status: None,
-            spec_version: 1,
-        };
-        Found {
-            obj: StoredObject {
-                kind: Kind::Service,
-                id: name.into(),
-                version: 3,
-                created_ms: 0,
-                updated_ms: 0,
-                body: ObjectBody::Service(service.clone()),
-            },
-            service,
-        }
-    }
 
     fn written(cmd: &StoreCommand) -> (&str, Expect, &Service) {
         match &cmd.ops[..] {
