@@ -116,9 +116,16 @@ pub(super) fn rollout<'a>(
     let version = service.spec_version;
     let mut slots: BTreeMap<SlotKey, Slot> = BTreeMap::new();
     let mut all: Vec<&Task> = Vec::new();
+    // Per slot, the longest stop grace period among its old tasks still stopping: what a
+    // stop-first slot's held new task waits for (step 1).
+    let mut stopping: BTreeMap<SlotKey, u64> = BTreeMap::new();
     for t in tasks {
         all.push(t);
         if t.desired_state > TaskState::Running {
+            if t.spec_version != version && !t.status.state.is_terminal() && t.node_id.is_some() {
+                let grace = stopping.entry(key(t)).or_default();
+                *grace = (*grace).max(t.spec.stop_grace_period_ms);
+            }
             continue;
         }
         // An old task that ended but still holds its slot (its restart is due later) is
@@ -139,21 +146,14 @@ pub(super) fn rollout<'a>(
             .iter()
             .filter(|t| t.desired_state < TaskState::Running)
         {
-            let stopping = all.iter().filter(|o| {
-                key(o) == *k
-                    && o.spec_version != version
-                    && o.desired_state > TaskState::Running
-                    && !o.status.state.is_terminal()
-                    && o.node_id.is_some()
-            });
-            let mut release_at = now;
-            for o in stopping {
-                let limit = t
-                    .created_ms
-                    .saturating_add(o.spec.stop_grace_period_ms)
-                    .saturating_add(HOLD_MARGIN_MS);
-                release_at = release_at.max(limit);
-            }
+            let release_at = match stopping.get(k) {
+                Some(grace) => now.max(
+                    t.created_ms
+                        .saturating_add(*grace)
+                        .saturating_add(HOLD_MARGIN_MS),
+                ),
+                None => now,
+            };
             if release_at <= now {
                 out.actions.push(Action::Release { task: t.id });
             } else {
