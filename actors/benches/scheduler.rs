@@ -77,6 +77,8 @@ fn spec(constrained: bool) -> TaskSpec {
         user: None,
         container_labels: Default::default(),
         force_update: 0,
+        secrets: Vec::new(),
+        configs: Vec::new(),
     }
 }
 

@@ -223,6 +223,8 @@ pub(crate) mod tests {
                 user: None,
                 container_labels: Default::default(),
                 force_update: 0,
+                secrets: Vec::new(),
+                configs: Vec::new(),
             },
             update: UpdateConfig::default(),
             rollback: UpdateConfig::default(),

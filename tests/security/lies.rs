@@ -51,6 +51,7 @@ fn answer_everything(liar: &mut Liar, work: Vec<Assignment>) -> Arc<AtomicU64> {
                         Response::Assignments {
                             tasks: work.clone(),
                             managers: vec![me],
+                            files: Vec::new(),
                         }
                     }
                     _ => Response::Pong,

@@ -27,7 +27,7 @@ use std::fmt::Display;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use crate::model::{Task, TaskId, TaskState, TaskStatus};
+use crate::model::{FileKey, FileMaterial, Task, TaskId, TaskState, TaskStatus};
 use crate::wire::{Assignment, SESSION_STATUSES_MAX};
 
 use super::AgentView;
@@ -66,8 +66,12 @@ pub enum Target<A> {
 /// How one request of a session ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SessionOutcome<A, T> {
-    /// The leader's answer: this node's complete list.
-    Assignments(Vec<T>),
+    /// The leader's answer: this node's complete list, and the data of the secrets and
+    /// configs its tasks need that the report said the node lacks.
+    Assignments {
+        tasks: Vec<T>,
+        files: Vec<FileMaterial>,
+    },
     /// The manager asked is not the leader; it names the one it knows, if any.
     NotLeader(Option<A>),
     /// Anything else: unreachable, busy, refused, a bad answer.
@@ -110,7 +114,14 @@ pub enum AgentEffect<A, T> {
         to: Target<A>,
         /// The statuses to report (a [`SessionReport`](crate::wire::SessionReport)'s).
         report: Vec<(TaskId, TaskStatus)>,
+        /// The secrets and configs this node holds (the report's `held`).
+        held: Vec<FileKey>,
     },
+    /// Keep the data of these secrets and configs (the node's SecretVault holds it) for the
+    /// tasks that need them.
+    HoldFiles(Vec<FileMaterial>),
+    /// No task of this node needs these any more: forget them.
+    DropFiles(Vec<FileKey>),
     /// Start a task actor for this assignment and tell it Start.
     StartTask(T),
     /// The task's desired state moved past Running: tell its actor Shutdown.
@@ -248,7 +259,10 @@ where
                     return; // abandoned, timed out, or an earlier request's (duplicate) answer
                 };
                 match outcome {
-                    SessionOutcome::Assignments(list) => {
+                    SessionOutcome::Assignments {
+                        tasks: list,
+                        files: _,
+                    } => {
                         if let Target::Remote(a) = f.to {
                             self.leader = Some(a);
                         }
@@ -278,6 +292,7 @@ where
                             hop: next.hop,
                             to: next.to,
                             report: self.report(),
+                            held: Vec::new(),
                         });
                     }
                     SessionOutcome::NotLeader(l) => {
@@ -368,6 +383,7 @@ where
             hop: 0,
             to,
             report: self.report(),
+            held: Vec::new(),
         });
     }
 

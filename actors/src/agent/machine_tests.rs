@@ -53,6 +53,7 @@ fn opened(out: &[E]) -> Vec<(u64, u8, Target<u32>, Vec<TaskId>)> {
                 hop,
                 to,
                 report,
+                ..
             } => Some((*seq, *hop, *to, report.iter().map(|(id, _)| *id).collect())),
             _ => None,
         })
@@ -63,7 +64,10 @@ fn answer(seq: u64, hop: u8, list: Vec<Rc<Task>>) -> I {
     I::SessionDone {
         seq,
         hop,
-        outcome: SessionOutcome::Assignments(list),
+        outcome: SessionOutcome::Assignments {
+            tasks: list,
+            files: Vec::new(),
+        },
     }
 }
 

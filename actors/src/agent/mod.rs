@@ -236,7 +236,19 @@ impl AgentState {
                         hop,
                         to,
                         report,
-                    } => self.open(myself, seq, hop, to, SessionReport { statuses: report }),
+                        held,
+                    } => self.open(
+                        myself,
+                        seq,
+                        hop,
+                        to,
+                        SessionReport {
+                            statuses: report,
+                            held,
+                        },
+                    ),
+                    // The node's SecretVault keeps the data (wired in with the vault).
+                    AgentEffect::HoldFiles(_) | AgentEffect::DropFiles(_) => {}
                     AgentEffect::StartTask(a) => {
                         let task = a.task.id;
                         if let Err(error) = self.start(a).await {
@@ -399,9 +411,13 @@ fn outcome(
     managers: &crate::trust::ManagerSet,
 ) -> SessionOutcome<SocketAddr, Assignment> {
     match r {
-        Response::Assignments { tasks, managers: m } => {
+        Response::Assignments {
+            tasks,
+            managers: m,
+            files,
+        } => {
             managers.learn(m);
-            SessionOutcome::Assignments(tasks)
+            SessionOutcome::Assignments { tasks, files }
         }
         Response::NotLeader { leader } => SessionOutcome::NotLeader(leader),
         Response::Failed(WireFailure::Busy) => {

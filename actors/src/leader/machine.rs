@@ -36,7 +36,8 @@ use super::rules::{
 use super::view::{LeaderView, ServiceView};
 use crate::membership::MemberView;
 use crate::model::{
-    NodeDescription, NodeId, NodeState, Service, ServiceId, Task, TaskId, TaskStatus,
+    FileKey, FileMaterial, NodeDescription, NodeId, NodeState, Service, ServiceId, Task, TaskId,
+    TaskStatus,
 };
 use crate::scheduler::{NodeView, Unseen, node_views};
 use crate::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
@@ -65,6 +66,8 @@ pub struct StoreRead<'a> {
     pub nodes: Vec<&'a StoredObject>,
     pub services: Vec<&'a StoredObject>,
     pub tasks: Vec<&'a StoredObject>,
+    /// Secrets and configs (their data goes to a node with the tasks that need it).
+    pub secrets: Vec<&'a StoredObject>,
 }
 
 pub enum LeaderInput<'a> {
@@ -81,6 +84,8 @@ pub enum LeaderInput<'a> {
         session: SessionToken,
         from: NodeId,
         statuses: Vec<(TaskId, TaskStatus)>,
+        /// The secrets and configs the node says it holds.
+        held: Vec<FileKey>,
     },
     /// A pass now (the admin shell's `Rebuild`).
     Rebuild,
@@ -102,6 +107,9 @@ pub enum SessionAnswer {
     Assignments {
         tasks: Arc<[Assignment]>,
         managers: Arc<[NodeId]>,
+        /// The data of secrets and configs the node's tasks need and it lacks, within
+        /// `answer::FILES_ANSWER_BYTES_MAX`.
+        files: Vec<FileMaterial>,
     },
 }
 
@@ -299,6 +307,7 @@ impl LeaderMachine {
                 session,
                 from,
                 statuses,
+                held: _,
             } => self.session(session, from, statuses, out),
             LeaderInput::Rebuild | LeaderInput::Timer(LeaderTimer::Wake) => self.pass(out),
             LeaderInput::Timer(LeaderTimer::Interval) => {
@@ -458,7 +467,11 @@ impl LeaderMachine {
             None => Arc::from([]),
         };
         let managers = Arc::clone(&self.managers);
-        let answer = SessionAnswer::Assignments { tasks, managers };
+        let answer = SessionAnswer::Assignments {
+            tasks,
+            managers,
+            files: Vec::new(),
+        };
         out.push(LeaderEffect::Answer { session, answer });
     }
 

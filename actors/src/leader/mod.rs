@@ -149,22 +149,23 @@ impl Actor for LeaderActor {
                 let session = state.next_session;
                 state.next_session += 1;
                 state.sessions.insert(session, reply);
-                let statuses = report.statuses;
                 let input = LeaderInput::Session {
                     session,
                     from,
-                    statuses,
+                    statuses: report.statuses,
+                    held: report.held,
                 };
                 state.feed(&myself, input);
             }
             LeaderMsg::TimerFired(timer) => state.feed(&myself, LeaderInput::Timer(timer)),
             LeaderMsg::StoreRead(Ok(read)) => {
-                let [nodes, services, tasks] = &*read;
+                let [nodes, services, tasks, secrets, configs] = &*read;
                 let input = LeaderInput::ReadDone(StoreRead {
                     applied_index: nodes.applied_index,
                     nodes: nodes.objects.iter().collect(),
                     services: services.objects.iter().collect(),
                     tasks: tasks.objects.iter().collect(),
+                    secrets: secrets.objects.iter().chain(&configs.objects).collect(),
                 });
                 state.feed(&myself, input);
             }
@@ -213,7 +214,9 @@ impl LeaderState {
                         let nodes = store.read(Kind::Node, linearizable).await?;
                         let services = store.read(Kind::Service, false).await?;
                         let tasks = store.read(Kind::Task, false).await?;
-                        Ok(Box::new([nodes, services, tasks]))
+                        let secrets = store.read(Kind::Secret, false).await?;
+                        let configs = store.read(Kind::Config, false).await?;
+                        Ok(Box::new([nodes, services, tasks, secrets, configs]))
                     };
                     // A stopped actor needs no answer.
                     let _ = me.send_message(LeaderMsg::StoreRead(read.await));
@@ -248,9 +251,14 @@ impl LeaderState {
                 };
                 let response = match answer {
                     SessionAnswer::Busy => Response::Failed(WireFailure::Busy),
-                    SessionAnswer::Assignments { tasks, managers } => Response::Assignments {
+                    SessionAnswer::Assignments {
+                        tasks,
+                        managers,
+                        files,
+                    } => Response::Assignments {
                         tasks: tasks.to_vec(),
                         managers: managers.to_vec(),
+                        files,
                     },
                 };
                 let _ = reply.send(response); // the node may have gone

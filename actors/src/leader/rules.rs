@@ -37,9 +37,10 @@ pub const REPORTS_MAX: usize = 100_000;
 /// sessions waited there). Later ones are answered Busy and the agent asks again.
 pub const SESSIONS_QUEUED_MAX: usize = 1_024;
 
-/// Bytes of operations the leader puts in one command: half the store's bound leaves room for
-/// the command's own framing.
-pub const BATCH_BYTES_MAX: usize = crate::store::COMMAND_BYTES_MAX / 2;
+/// Bytes of operations the leader puts in one command: well under the store's bound, which
+/// leaves room for the command's own framing and keeps each entry small.
+pub const BATCH_BYTES_MAX: usize = 384 * 1024;
+const _: () = assert!(2 * BATCH_BYTES_MAX <= crate::store::COMMAND_BYTES_MAX);
 
 /// How long a change waits for its pass in a cluster of `objects` nodes and tasks (as of the
 /// last pass): [`PASS_DEBOUNCE_MS`] up to 200 objects, then 1 ms per [`PASS_OBJECTS_PER_MS`]

@@ -94,6 +94,13 @@ impl_id!(ServiceId);
 pub struct TaskId(pub u128);
 impl_id!(TaskId);
 
+/// A secret's or config's identity, assigned by the manager that creates it. A secret removed
+/// and created again under the same name gets a new one, so a node never mistakes the new data
+/// for what it holds of the old.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SecretId(pub u128);
+impl_id!(SecretId);
+
 fn render(mut v: u128) -> String {
     let mut buf = [b'0'; NODE_ID_CHARS];
     for slot in buf.iter_mut().rev() {

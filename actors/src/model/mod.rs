@@ -1,16 +1,22 @@
-//! The cluster's object model: identifiers, nodes, services and tasks.
+//! The cluster's object model: identifiers, nodes, services, tasks, secrets and configs.
 //!
 //! Plain data, shared by every layer above it. Nothing here does I/O.
 
 mod id;
 mod node;
+mod secret;
 mod service;
 mod task;
 
-pub use id::{IdParseError, NODE_ID_CHARS, NodeId, ServiceId, TaskId};
+pub use id::{IdParseError, NODE_ID_CHARS, NodeId, SecretId, ServiceId, TaskId};
 pub use node::{
     Availability, HOSTNAME_BYTES_MAX, LABEL_BYTES_MAX, LABELS_MAX, NodeDescription,
     NodeDescriptionError, NodeResources, NodeState, Role, validate_label,
+};
+pub use secret::{
+    CONFIG_BYTES_MAX, FILE_REFS_MAX, FileKey, FileKind, FileMaterial, FileRef, SECRET_BYTES_MAX,
+    SECRET_NAME_CHARS_MAX, SECRETS_DIR, Secret, SecretBytes, validate_secret_data,
+    validate_secret_name,
 };
 pub use service::{
     FailureAction, HealthCheck, Placement, PortConfig, ResourceAmounts, Resources,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ServiceId;
+use super::{FileKey, FileKind, FileRef, ServiceId};
 
 /// How many tasks a service wants.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -127,6 +127,21 @@ pub struct TaskSpec {
     /// Docker's `ForceUpdate`: `service update --force` raises it, so that every task counts
     /// as made from an older spec and is replaced although nothing else changed.
     pub force_update: u64,
+    /// `--secret`: secrets the task reads as files (data sent to its node with it).
+    pub secrets: Vec<FileRef>,
+    /// `--config`: configs the task reads as files.
+    pub configs: Vec<FileRef>,
+}
+
+impl TaskSpec {
+    /// Every secret and config the task reads, with its kind.
+    pub fn files(&self) -> impl Iterator<Item = (FileKey, &FileRef)> {
+        fn keyed(kind: FileKind) -> impl Fn(&FileRef) -> (FileKey, &FileRef) {
+            move |r| (FileKey { kind, id: r.id }, r)
+        }
+        (self.secrets.iter().map(keyed(FileKind::Secret)))
+            .chain(self.configs.iter().map(keyed(FileKind::Config)))
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]

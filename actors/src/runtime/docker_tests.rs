@@ -37,6 +37,8 @@ fn ctx(node: NodeId, task: u128, image: &str, args: &[&str]) -> TaskContext {
             user: None,
             container_labels: Default::default(),
             force_update: 0,
+            secrets: Vec::new(),
+            configs: Vec::new(),
         },
     }
 }

@@ -32,6 +32,8 @@ pub(crate) fn ctx(task: u128, image: &str, args: &[&str]) -> TaskContext {
             user: None,
             container_labels: Default::default(),
             force_update: 0,
+            secrets: Vec::new(),
+            configs: Vec::new(),
         },
     }
 }

@@ -43,5 +43,7 @@ pub fn spec() -> TaskSpec {
         user: None,
         container_labels: Default::default(),
         force_update: 0,
+        secrets: Vec::new(),
+        configs: Vec::new(),
     }
 }

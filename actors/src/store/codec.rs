@@ -9,9 +9,10 @@ use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, Messa
 use super::StoreError;
 use super::state::{Member, StoreCommand, StoreState};
 
-/// Most bytes of one encoded command: a command is one log entry, and an entry must fit in a
-/// transport frame with room for the raft message around it.
-pub const COMMAND_BYTES_MAX: usize = 768 * 1024;
+/// Most bytes of one encoded command (one log entry): room for a config at its bound
+/// (`model::CONFIG_BYTES_MAX`, under 1000 KiB) and the object around it. Raft messages travel
+/// in chunks (`replica::chunks`), so an entry need not fit one transport frame.
+pub const COMMAND_BYTES_MAX: usize = 1536 * 1024;
 /// Most bytes of one raft message accepted from a peer (a snapshot travels as one message).
 pub const MESSAGE_BYTES_MAX: usize = 64 << 20;
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::codec::MESSAGE_BYTES_MAX;
-use crate::model::{Availability, NodeDescription, NodeId, Role, Service, Task};
+use crate::model::{Availability, FileKind, NodeDescription, NodeId, Role, Secret, Service, Task};
 
 /// Most operations in one command.
 pub const OPS_PER_COMMAND_MAX: usize = 1_000;
@@ -136,6 +136,8 @@ pub enum ObjectBody {
     Node(NodeObject),
     Service(Service),
     Task(Task),
+    /// A secret (under [`Kind::Secret`]) or a config (under [`Kind::Config`]), by its kind.
+    Secret(Secret),
     Cluster(ClusterObject),
 }
 
@@ -146,6 +148,10 @@ impl ObjectBody {
             ObjectBody::Node(_) => Kind::Node,
             ObjectBody::Service(_) => Kind::Service,
             ObjectBody::Task(_) => Kind::Task,
+            ObjectBody::Secret(s) => match s.kind {
+                FileKind::Secret => Kind::Secret,
+                FileKind::Config => Kind::Config,
+            },
             ObjectBody::Cluster(_) => Kind::Cluster,
         }
     }

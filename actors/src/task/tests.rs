@@ -34,6 +34,8 @@ fn ctx(task: u128, image: &str, args: &[&str], health: Option<HealthCheck>) -> T
             user: None,
             container_labels: Default::default(),
             force_update: 0,
+            secrets: Vec::new(),
+            configs: Vec::new(),
         },
     }
 }

@@ -48,7 +48,14 @@ use crate::wire::{ASSIGNMENTS_MAX, Assignment, FRAME_BYTES_MAX};
 pub const ANSWER_FRAMING_BYTES: usize = 64 * 1024;
 
 /// Most bytes of assignments in one session answer.
-pub const ANSWER_BYTES_MAX: usize = FRAME_BYTES_MAX - ANSWER_FRAMING_BYTES;
+pub const ANSWER_BYTES_MAX: usize = (1 << 20) - ANSWER_FRAMING_BYTES;
+
+/// Most bytes of secrets and configs in one session answer: the largest config always fits
+/// alone; files past the bound wait for the next answer.
+pub const FILES_ANSWER_BYTES_MAX: usize = 2 << 20;
+
+/// Bytes one file takes in an answer beyond its data: its key, name and length prefixes.
+pub const FILE_REST_BYTES_MAX: usize = 256;
 
 /// Most bytes of the live tasks' assignments on one node, as the scheduler counts them
 /// ([`assignment_bytes_max`] each): a node whose live tasks would pass it is full.
@@ -74,7 +81,10 @@ pub const ASSIGNMENT_REST_BYTES_MAX: usize =
 // node's live tasks at their bound fit one frame with its framing.
 const _: () = assert!(TASK_SPEC_BYTES_MAX + ASSIGNMENT_REST_BYTES_MAX <= NODE_LIVE_BYTES_MAX);
 const _: () = assert!(NODE_LIVE_BYTES_MAX <= ANSWER_BYTES_MAX);
-const _: () = assert!(ANSWER_BYTES_MAX + ANSWER_FRAMING_BYTES <= FRAME_BYTES_MAX);
+const _: () =
+    assert!(ANSWER_BYTES_MAX + FILES_ANSWER_BYTES_MAX + ANSWER_FRAMING_BYTES <= FRAME_BYTES_MAX);
+const _: () =
+    assert!(crate::model::CONFIG_BYTES_MAX + FILE_REST_BYTES_MAX <= FILES_ANSWER_BYTES_MAX);
 
 /// Bytes `value` takes encoded as the wire encodes it (bincode, variable-length integers).
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {

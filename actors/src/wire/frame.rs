@@ -3,12 +3,15 @@
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// The protocol version every frame carries. A peer speaking another is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version every frame carries. A peer speaking another is refused. Version 2:
+/// sessions carry secrets and configs.
+pub const PROTOCOL_VERSION: u16 = 2;
 
-/// The largest frame, version and body included. Big enough for a 500 KB secret with room to
-/// spare; anything larger is refused before it is read.
-pub const FRAME_BYTES_MAX: usize = 1 << 20;
+/// The largest frame, version and body included: a session answer (its tasks, and the secrets
+/// and configs they need, each part bounded in `wire::answer`) or a `config create` of the
+/// largest config. Anything larger is refused before it is read; a frame's buffer grows as
+/// bytes arrive, never from the length prefix alone.
+pub const FRAME_BYTES_MAX: usize = 4 << 20;
 
 const VERSION_BYTES: usize = 2;
 

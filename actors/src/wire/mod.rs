@@ -19,7 +19,7 @@ pub use frame::{
 };
 pub use msg::{
     ASSIGNMENTS_MAX, Assignment, JoinRequest, JoinResponse, LOG_REPLY_BYTES_MAX, LOG_TASKS_MAX,
-    OneWay, RenewRequest, Request, Response, SESSION_STATUSES_MAX, SessionReport, StoreReply,
-    StoreRequest, TrustView, WireFailure,
+    OneWay, RenewRequest, Request, Response, SESSION_HELD_MAX, SESSION_STATUSES_MAX, SessionReport,
+    StoreReply, StoreRequest, TrustView, WireFailure,
 };
 pub use store::{RaftChunk, StoreFailure};

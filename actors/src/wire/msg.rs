@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{NodeDescription, NodeId, Role, Task, TaskId, TaskStatus};
+use crate::model::{
+    FileKey, FileMaterial, NodeDescription, NodeId, Role, Task, TaskId, TaskStatus,
+};
 use crate::runtime::LogLine;
 
 /// A request from one node to another. Every variant but [`Request::Join`] needs a mutual-TLS
@@ -55,9 +57,16 @@ pub const LOG_TASKS_MAX: usize = 256;
 /// Most bytes of log text in one answer, so that it fits a frame with room to spare.
 pub const LOG_REPLY_BYTES_MAX: usize = 512 * 1024;
 
+/// Most secrets and configs a node says it holds in one report (the leader sends again what
+/// it does not list).
+pub const SESSION_HELD_MAX: usize = 4_096;
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SessionReport {
     pub statuses: Vec<(TaskId, TaskStatus)>,
+    /// The secrets and configs the node holds, at most [`SESSION_HELD_MAX`]: the leader sends
+    /// only the ones its tasks need and it lacks.
+    pub held: Vec<FileKey>,
 }
 
 /// One task the leader wants a node to run (or stop: see `task.desired_state`).
@@ -136,6 +145,9 @@ pub enum Response {
     Assignments {
         tasks: Vec<Assignment>,
         managers: Vec<NodeId>,
+        /// The data of secrets and configs the listed tasks need and the node said it lacks,
+        /// at most `answer::FILES_ANSWER_BYTES_MAX` (the rest come with the next answers).
+        files: Vec<FileMaterial>,
     },
     /// This manager does not lead; the leader is there, when known.
     NotLeader {

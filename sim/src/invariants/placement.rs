@@ -77,6 +77,8 @@ mod tests {
             user: None,
             container_labels: Default::default(),
             force_update: 0,
+            secrets: Vec::new(),
+            configs: Vec::new(),
         }
     }
 

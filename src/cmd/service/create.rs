@@ -202,6 +202,8 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         user: a.user.clone(),
         container_labels: a.container_labels.iter().map(|l| parse_label(l)).collect(),
         force_update: 0,
+        secrets: Vec::new(),
+        configs: Vec::new(),
     };
     let spec = ServiceSpec {
         name: a.name.clone(),

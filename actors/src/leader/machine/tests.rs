@@ -94,6 +94,7 @@ impl Store {
             nodes: self.nodes.iter().collect(),
             services: self.services.iter().collect(),
             tasks: self.tasks.iter().collect(),
+            secrets: Vec::new(),
         })
     }
 }
@@ -137,6 +138,7 @@ fn session(
         session: token,
         from: NodeId(from),
         statuses,
+        held: Vec::new(),
     }
 }
 

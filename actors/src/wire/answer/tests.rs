@@ -76,6 +76,7 @@ fn a_node_with_large_specs_and_long_history_gets_every_live_task_in_one_frame() 
     let frame = encode_frame(&Response::Assignments {
         tasks: list.clone(),
         managers: Vec::new(),
+        files: Vec::new(),
     })
     .expect("the answer fits a frame");
     assert!(frame.len() <= FRAME_BYTES_MAX + 4, "{}", frame.len());
@@ -115,6 +116,7 @@ fn live_tasks_beyond_the_count_bound_are_never_cut() {
     encode_frame(&Response::Assignments {
         tasks: list,
         managers: Vec::new(),
+        files: Vec::new(),
     })
     .expect("fits a frame");
 }

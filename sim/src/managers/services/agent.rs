@@ -155,7 +155,10 @@ impl StoreWorld {
             return;
         }
         let outcome = match reply {
-            Reply::Assignments(list) => SessionOutcome::Assignments(list.to_vec()),
+            Reply::Assignments(list) => SessionOutcome::Assignments {
+                tasks: list.to_vec(),
+                files: Vec::new(),
+            },
             Reply::NotLeader(l) => SessionOutcome::NotLeader(l),
             Reply::Busy => SessionOutcome::Failed("the leader is not ready yet".into()),
         };
@@ -183,6 +186,7 @@ impl StoreWorld {
                     hop,
                     to,
                     report,
+                    held: _,
                 } => {
                     let Target::Remote(to) = to else {
                         unreachable!("a worker has no store of its own");
@@ -195,6 +199,7 @@ impl StoreWorld {
                     self.svc_send_session(at, node, boot, seq, hop, to, report);
                 }
                 AgentEffect::StartTask(a) => self.agent_start(at, node, &a.task),
+                AgentEffect::HoldFiles(_) | AgentEffect::DropFiles(_) => {}
                 AgentEffect::ShutdownTask(id) => self.task_input(at, node, id, TaskInput::Shutdown),
                 AgentEffect::StopTask(id) => {
                     if let Some(a) = self.svc().agents[node].as_mut() {

@@ -215,6 +215,9 @@ impl StoreWorld {
             nodes: state.list(Kind::Node).collect(),
             services: state.list(Kind::Service).collect(),
             tasks: state.list(Kind::Task).collect(),
+            secrets: (state.list(Kind::Secret))
+                .chain(state.list(Kind::Config))
+                .collect(),
         };
         let svc = self.svc.as_mut().expect("on");
         let (views, downs, nodes_n) = (&svc.views[m], &svc.downs[m], svc.life.len());
@@ -390,6 +393,7 @@ impl StoreWorld {
                     session,
                     from: node_id(from),
                     statuses,
+                    held: Vec::new(),
                 };
                 self.leader_feed(at, to, term, input);
                 return;

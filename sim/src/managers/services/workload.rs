@@ -259,6 +259,8 @@ fn new_service(rng: &mut StdRng) -> Service {
         user: None,
         container_labels: Default::default(),
         force_update: 0,
+        secrets: Vec::new(),
+        configs: Vec::new(),
     };
     let spec = ServiceSpec {
         name: format!("s{:x}", id.0 as u16),
