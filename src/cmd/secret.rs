@@ -21,6 +21,9 @@ use crate::output::table;
 pub enum FileCmd {
     /// Create one from a file, or from standard input with `-`.
     Create {
+        /// Letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit (a
+        /// name starting with `-` is taken as a name, and refused as one).
+        #[arg(allow_hyphen_values = true)]
         name: String,
         /// The file holding the data, or `-` for standard input.
         file: String,
@@ -312,7 +315,10 @@ mod tests {
             lines[0].starts_with("ID ") && lines[0].contains(" NAME "),
             "{t}"
         );
-        assert!(lines[0].ends_with("CREATED          UPDATED"), "{t}");
+        assert!(
+            lines[0].contains(" CREATED ") && lines[0].ends_with(" UPDATED"),
+            "{t}"
+        );
         assert!(lines[1].contains("site.conf") && lines[1].contains("5 seconds ago"));
         let j: Value = serde_json::from_str(listing(&[d], 0, true).trim()).unwrap();
         assert_eq!(j["Name"], "site.conf");

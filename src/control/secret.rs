@@ -40,7 +40,7 @@ use super::service::{manager_store, services};
 /// Most secrets and configs in the store, together.
 pub const FILES_MAX: usize = 1_000;
 /// Most bytes of data of all secrets and configs together. The snapshot holds them all; 32 MiB
-/// leaves half of `SNAPSHOT_BYTES_MAX` to everything else. Creates on one node are serialized,
+/// leaves 31 MiB of `SNAPSHOT_BYTES_MAX` (63 MiB) to everything else. Creates on one node are serialized,
 /// so the bound can be passed only by creates on several managers at the same instant, by at
 /// most one object's data each.
 pub const FILES_BYTES_MAX: usize = 32 << 20;
@@ -396,5 +396,220 @@ impl FileIndex {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::proto::{
+        ControlResponse, LogEntry, NodeInfo, ProgressView, ServiceDoc, ServiceInfo, TaskRow,
+    };
+    use crate::control::service::tests::stored as stored_service;
+
+    const MARKER: &[u8] = b"MARKER-5ec4e7-do-not-leak";
+
+    fn stored(kind: FileKind, name: &str, id: u128, data: &[u8]) -> Found {
+        let secret = Secret {
+            id: SecretId(id),
+            kind,
+            name: name.into(),
+            labels: [("env".to_string(), "prod".to_string())].into(),
+            data: SecretBytes::new(data.to_vec()),
+        };
+        Found {
+            obj: StoredObject {
+                kind: store_kind(kind),
+                id: name.into(),
+                version: 4,
+                created_ms: 10,
+                updated_ms: 20,
+                body: ObjectBody::Secret(secret.clone()),
+            },
+            secret,
+        }
+    }
+
+    fn file_ref(id: u128, name: &str, target: &str) -> FileRef {
+        FileRef {
+            id: SecretId(id),
+            name: name.into(),
+            target: target.into(),
+            uid: 0,
+            gid: 0,
+            mode: FileRef::DEFAULT_MODE,
+        }
+    }
+
+    /// Every answer the control API has, built around one secret whose data is `data`, and
+    /// encoded as the control socket sends them (bincode) and as JSON.
+    fn encoded_answers(kind: FileKind, data: &[u8]) -> Vec<Vec<u8>> {
+        let f = stored(kind, "pw", 9, data);
+        let mut service = stored_service("db", 7).service;
+        service.spec.task.secrets = vec![file_ref(9, "pw", "/run/secrets/pw")];
+        service.spec.task.configs = vec![file_ref(9, "pw", "/pw")];
+        let answers = vec![
+            ControlResponse::Secrets(vec![doc(&f, false), doc(&f, true)]),
+            ControlResponse::ServiceDocs(vec![ServiceDoc {
+                version: 1,
+                created_ms: 0,
+                updated_ms: 0,
+                service,
+            }]),
+            ControlResponse::Done(f.secret.id.to_string()),
+            ControlResponse::Error(format!(
+                "{} '{}' is in use by the following service(s): db",
+                kind.as_str(),
+                f.secret.name
+            )),
+            ControlResponse::Nodes {
+                nodes: Vec::<NodeInfo>::new(),
+                stale: false,
+            },
+            ControlResponse::Services(Vec::<ServiceInfo>::new()),
+            ControlResponse::Tasks(Vec::<TaskRow>::new()),
+            ControlResponse::Progress(ProgressView {
+                id: String::new(),
+                global: false,
+                spec_version: 1,
+                monitor_ms: 0,
+                slots: Vec::new(),
+                update_status: None,
+                old_live: 0,
+            }),
+            ControlResponse::Logs {
+                lines: Vec::<LogEntry>::new(),
+                unreachable: Vec::new(),
+            },
+            ControlResponse::Actors(Vec::new()),
+            ControlResponse::Reply(String::new()),
+        ];
+        let mut out = Vec::new();
+        for a in answers {
+            out.push(bincode::serde::encode_to_vec(&a, bincode::config::standard()).unwrap());
+            out.push(serde_json::to_vec(&a).unwrap());
+            out.push(format!("{a:?}").into_bytes());
+        }
+        out
+    }
+
+    fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn no_answer_carries_a_secrets_data() {
+        for bytes in encoded_answers(FileKind::Secret, MARKER) {
+            assert!(
+                !holds(&bytes, MARKER),
+                "a control answer carries a secret's data: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        // The check can fail: a config's data is in `config inspect`'s answer.
+        let config = encoded_answers(FileKind::Config, MARKER);
+        assert!(config.iter().any(|b| holds(b, MARKER)));
+    }
+
+    #[test]
+    fn resolves_by_name_id_and_unique_prefix() {
+        let k = FileKind::Secret;
+        let all = || {
+            vec![
+                stored(k, "a", 1 << 100, b"x"),
+                stored(k, "b", (1 << 100) + 1, b"y"),
+            ]
+        };
+        let id = SecretId(1 << 100).to_string();
+        assert_eq!(resolve(k, all(), "a").unwrap().secret.name, "a");
+        assert_eq!(resolve(k, all(), &id).unwrap().secret.name, "a");
+        let e = resolve(k, all(), &id[..id.len() - 1]).err().unwrap();
+        assert!(e.contains("ambiguous"), "{e}");
+        let e = resolve(k, all(), "c").err().unwrap();
+        assert_eq!(e, "secret c not found");
+        let e = resolve(FileKind::Config, Vec::new(), "c").err().unwrap();
+        assert_eq!(e, "config c not found");
+    }
+
+    #[test]
+    fn users_are_the_services_whose_current_spec_names_it() {
+        let mut a = stored_service("web", 1).service.spec;
+        let mut b = stored_service("api", 2).service.spec;
+        let c = stored_service("idle", 3).service.spec;
+        a.task.secrets = vec![file_ref(9, "pw", "/run/secrets/pw")];
+        b.task.secrets = vec![file_ref(9, "pw", "/run/secrets/other")];
+        b.task.configs = vec![file_ref(8, "conf", "/conf")];
+        let specs = vec![
+            ("web".to_string(), &a),
+            ("api".to_string(), &b),
+            ("idle".to_string(), &c),
+        ];
+        assert_eq!(users(FileKind::Secret, SecretId(9), &specs), ["api", "web"]);
+        assert_eq!(users(FileKind::Config, SecretId(8), &specs), ["api"]);
+        assert!(users(FileKind::Config, SecretId(9), &specs).is_empty());
+        assert!(users(FileKind::Secret, SecretId(7), &specs).is_empty());
+    }
+
+    #[test]
+    fn refs_resolve_to_ids_and_targets_or_are_refused() {
+        let index = FileIndex::new([
+            (FileKind::Secret, "pw".to_string(), SecretId(9)),
+            (FileKind::Config, "conf".to_string(), SecretId(8)),
+        ]);
+        let mut refs = vec![file_ref(0, "pw", ""), file_ref(0, "pw", "db_password")];
+        index.resolve_refs(FileKind::Secret, &mut refs).unwrap();
+        assert!(refs.iter().all(|r| r.id == SecretId(9)));
+        assert_eq!(refs[0].target, "/run/secrets/pw");
+        assert_eq!(refs[1].target, "/run/secrets/db_password");
+        let mut refs = vec![file_ref(0, "conf", "")];
+        index.resolve_refs(FileKind::Config, &mut refs).unwrap();
+        assert_eq!(
+            (refs[0].id, refs[0].target.as_str()),
+            (SecretId(8), "/conf")
+        );
+        // A config's name is not a secret's.
+        let mut refs = vec![file_ref(0, "conf", "")];
+        let e = index.resolve_refs(FileKind::Secret, &mut refs).unwrap_err();
+        assert!(e.starts_with("secret conf not found"), "{e}");
+
+        let mut spec = stored_service("db", 1).service.spec;
+        spec.task.secrets = vec![file_ref(9, "pw", "/run/secrets/pw")];
+        assert_eq!(index.check_exist(&spec), Ok(()));
+        spec.task.configs = vec![file_ref(9, "pw", "/pw")];
+        let e = index.check_exist(&spec).unwrap_err();
+        assert!(e.starts_with("config pw (ID"), "{e}");
+    }
+
+    #[test]
+    fn creates_check_name_labels_and_size() {
+        let k = FileKind::Secret;
+        let label = |i: usize| (format!("k{i}"), "v".to_string());
+        assert!(validate_create(k, "pw", &[label(1)], b"x").is_ok());
+        let e = validate_create(k, "-pw", &[], b"x").unwrap_err();
+        assert!(e.contains("invalid secret name"), "{e}");
+        let many: Vec<_> = (0..=SECRET_LABELS_MAX).map(label).collect();
+        let e = validate_create(k, "pw", &many, b"x").unwrap_err();
+        assert!(e.contains("at most"), "{e}");
+        let e = validate_create(k, "pw", &[("a b".into(), "v".into())], b"x").unwrap_err();
+        assert!(e.contains("label key"), "{e}");
+        let e = validate_create(k, "pw", &[], b"").unwrap_err();
+        assert!(e.contains("must not be empty"), "{e}");
+        let big = vec![0; k.bytes_max() + 1];
+        assert!(validate_create(k, "pw", &[], &big).is_err());
+        assert!(validate_create(FileKind::Config, "pw", &[], &big).is_ok());
+    }
+
+    #[test]
+    fn every_object_and_the_total_fit_a_snapshot_and_an_ls_answer() {
+        use swarm_actors::model::{CONFIG_BYTES_MAX, LABEL_BYTES_MAX};
+        use swarm_actors::store::{COMMAND_BYTES_MAX, SNAPSHOT_BYTES_MAX};
+        use swarm_actors::wire::FRAME_BYTES_MAX;
+        // 31 MiB of the snapshot left for everything else, with room for concurrent creates.
+        assert!(FILES_BYTES_MAX + (30 << 20) < SNAPSHOT_BYTES_MAX);
+        assert!(CONFIG_BYTES_MAX + 4096 < COMMAND_BYTES_MAX);
+        assert!(INSPECT_DATA_BYTES_MAX + CONFIG_BYTES_MAX < FRAME_BYTES_MAX);
+        // An `ls` row: ID, kind, name, labels, three numbers, no data.
+        let row = 25 + 1 + 64 + SECRET_LABELS_MAX * (LABEL_BYTES_MAX + 4) + 3 * 10 + 1;
+        assert!(FILES_MAX * row < FRAME_BYTES_MAX, "{}", FILES_MAX * row);
     }
 }
