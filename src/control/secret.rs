@@ -24,12 +24,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use swarm_actors::model::{
-    FileKind, FileRef, LABELS_MAX, Secret, SecretBytes, SecretId, ServiceSpec, validate_label,
-    validate_secret_data, validate_secret_name,
+    CONFIG_BYTES_MAX, FileKind, FileRef, LABELS_MAX, Secret, SecretBytes, SecretId, ServiceSpec,
+    validate_label, validate_secret_data, validate_secret_name,
 };
 use swarm_actors::node::admission;
 use swarm_actors::replica::StoreHandle;
-use swarm_actors::store::{Expect, Kind, ObjectBody, Op, StoreCommand, StoredObject};
+use swarm_actors::store::{
+    COMMAND_BYTES_MAX, Expect, Kind, ObjectBody, Op, SNAPSHOT_BYTES_MAX, StoreCommand, StoredObject,
+};
+use swarm_actors::wire::FRAME_BYTES_MAX;
 use tokio::sync::Mutex;
 
 use super::cas::{self, Failed};
@@ -52,6 +55,11 @@ pub const SECRET_LABELS_MAX: usize = 8;
 pub const INSPECT_DATA_BYTES_MAX: usize = 3 << 20;
 
 const _: () = assert!(SECRET_LABELS_MAX <= LABELS_MAX);
+// 31 MiB of the snapshot left for everything else, with room for concurrent creates.
+const _: () = assert!(FILES_BYTES_MAX + (30 << 20) < SNAPSHOT_BYTES_MAX);
+// The largest object is one store command; the largest inspect answer one control frame.
+const _: () = assert!(CONFIG_BYTES_MAX + 4096 < COMMAND_BYTES_MAX);
+const _: () = assert!(INSPECT_DATA_BYTES_MAX + CONFIG_BYTES_MAX < FRAME_BYTES_MAX);
 
 /// Serializes this node's creates, so that the total bound is checked against a store that no
 /// other create of this node is about to change.
@@ -600,14 +608,9 @@ mod tests {
     }
 
     #[test]
-    fn every_object_and_the_total_fit_a_snapshot_and_an_ls_answer() {
-        use swarm_actors::model::{CONFIG_BYTES_MAX, LABEL_BYTES_MAX};
-        use swarm_actors::store::{COMMAND_BYTES_MAX, SNAPSHOT_BYTES_MAX};
+    fn a_list_of_every_secret_fits_an_ls_answer() {
+        use swarm_actors::model::LABEL_BYTES_MAX;
         use swarm_actors::wire::FRAME_BYTES_MAX;
-        // 31 MiB of the snapshot left for everything else, with room for concurrent creates.
-        assert!(FILES_BYTES_MAX + (30 << 20) < SNAPSHOT_BYTES_MAX);
-        assert!(CONFIG_BYTES_MAX + 4096 < COMMAND_BYTES_MAX);
-        assert!(INSPECT_DATA_BYTES_MAX + CONFIG_BYTES_MAX < FRAME_BYTES_MAX);
         // An `ls` row: ID, kind, name, labels, three numbers, no data.
         let row = 25 + 1 + 64 + SECRET_LABELS_MAX * (LABEL_BYTES_MAX + 4) + 3 * 10 + 1;
         assert!(FILES_MAX * row < FRAME_BYTES_MAX, "{}", FILES_MAX * row);
