@@ -51,7 +51,8 @@ pub const FILES_BYTES_MAX: usize = 32 << 20;
 /// labels (each at most `LABEL_BYTES_MAX`, 256 bytes) in one control frame.
 pub const SECRET_LABELS_MAX: usize = 8;
 /// Most bytes of config data in one `config inspect` answer, so that it fits a control frame
-/// (4 MiB); asking for more at once is refused with a hint to ask for fewer.
+/// (4 MiB); asking for more at once is refused with a hint to ask for fewer. An inspect names
+/// at most [`FILES_MAX`], so that its metadata fits as `ls`'s does.
 pub const INSPECT_DATA_BYTES_MAX: usize = 3 << 20;
 
 const _: () = assert!(SECRET_LABELS_MAX <= LABELS_MAX);
@@ -254,6 +255,12 @@ pub async fn inspect(
     kind: FileKind,
     names: &[String],
 ) -> Result<Vec<SecretDoc>, String> {
+    if names.len() > FILES_MAX {
+        return Err(format!(
+            "at most {FILES_MAX} {}s in one inspect (there are never more)",
+            kind.as_str()
+        ));
+    }
     let store = manager_store(ctx).await?;
     let all = files(&store, kind).await?;
     let mut out = Vec::new();
