@@ -49,6 +49,17 @@ pub enum FileCmd {
         #[arg(long)]
         pretty: bool,
     },
+    /// Change labels; nothing else can change (a new value is a new one, rotated in with
+    /// `service update --secret-rm OLD --secret-add source=NEW,target=…`).
+    Update {
+        /// Add or replace a label key=value (repeatable).
+        #[arg(long)]
+        label_add: Vec<String>,
+        /// Remove a label by key (repeatable).
+        #[arg(long)]
+        label_rm: Vec<String>,
+        name: String,
+    },
     /// Remove them; refused for one a service uses.
     Rm {
         #[arg(required = true)]
@@ -236,6 +247,22 @@ pub async fn run(
             } else {
                 let json: Vec<Value> = docs.iter().map(json_doc).collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
+            }
+        }
+        FileCmd::Update {
+            label_add,
+            label_rm,
+            name,
+        } => {
+            let req = ControlRequest::SecretUpdate {
+                kind,
+                name,
+                label_add: label_add.iter().map(|l| parse_label(l)).collect(),
+                label_rm,
+            };
+            match client.call(req).await? {
+                ControlResponse::Done(id) => writeln!(out, "{id}")?,
+                other => bail!("unexpected answer from the node: {other:?}"),
             }
         }
         FileCmd::Rm { names } => {

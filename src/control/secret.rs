@@ -340,6 +340,70 @@ async fn remove_once(store: &StoreHandle, kind: FileKind, name: &str) -> Result<
     Ok(name.to_string())
 }
 
+/// `secret update` / `config update`: the additions, then the removals (a removed key that
+/// is not there is an error); the data never changes (Docker's rule: a new value is a new
+/// secret, rolled in with `--secret-rm` and `--secret-add`).
+pub async fn update_labels(
+    ctx: &ControlContext,
+    kind: FileKind,
+    name: &str,
+    label_add: &[(String, String)],
+    label_rm: &[String],
+) -> Result<String, String> {
+    let store = manager_store(ctx).await?;
+    cas::retrying(|| update_labels_once(&store, kind, name, label_add, label_rm)).await
+}
+
+/// The labels `labels` become with `add` then `rm`, checked as a create checks them.
+pub fn changed_labels(
+    kind: FileKind,
+    labels: &BTreeMap<String, String>,
+    add: &[(String, String)],
+    rm: &[String],
+) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = labels.clone();
+    for (k, v) in add {
+        validate_label(k, v).map_err(|e| e.to_string())?;
+        labels.insert(k.clone(), v.clone());
+    }
+    for k in rm {
+        if labels.remove(k).is_none() {
+            return Err(format!("label {k} does not exist on the {}", kind.as_str()));
+        }
+    }
+    if labels.len() > SECRET_LABELS_MAX {
+        return Err(format!(
+            "a {} may carry at most {SECRET_LABELS_MAX} labels",
+            kind.as_str()
+        ));
+    }
+    Ok(labels)
+}
+
+async fn update_labels_once(
+    store: &StoreHandle,
+    kind: FileKind,
+    name: &str,
+    add: &[(String, String)],
+    rm: &[String],
+) -> Result<String, Failed> {
+    let found = resolve(kind, files(store, kind).await?, name)?;
+    let mut secret = found.secret;
+    secret.labels = changed_labels(kind, &secret.labels, add, rm)?;
+    let id = secret.id.to_string();
+    let cmd = StoreCommand {
+        now_ms: admission::now_ms(),
+        ops: vec![Op::Put {
+            kind: store_kind(kind),
+            id: found.obj.id.clone(),
+            expect: Expect::Version(found.obj.version),
+            body: ObjectBody::Secret(secret),
+        }],
+    };
+    cas::proposed(store.propose(cmd).await)?;
+    Ok(id)
+}
+
 /// The names and IDs of every secret and config: what refs are resolved against.
 #[derive(Clone, Debug, Default)]
 pub struct FileIndex {
@@ -593,6 +657,26 @@ mod tests {
         spec.task.configs = vec![file_ref(9, "pw", "/pw")];
         let e = index.check_exist(&spec).unwrap_err();
         assert!(e.starts_with("config pw (ID"), "{e}");
+    }
+
+    #[test]
+    fn updates_change_labels_only_within_the_rules() {
+        let k = FileKind::Secret;
+        let labels: BTreeMap<String, String> = [("a".to_string(), "1".to_string())].into();
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let new = changed_labels(k, &labels, &[kv("b", "2"), kv("a", "9")], &[]).unwrap();
+        assert_eq!(new, [kv("a", "9"), kv("b", "2")].into());
+        let new = changed_labels(k, &labels, &[], &["a".into()]).unwrap();
+        assert!(new.is_empty());
+        let e = changed_labels(k, &labels, &[], &["zz".into()]).unwrap_err();
+        assert_eq!(e, "label zz does not exist on the secret");
+        let e = changed_labels(k, &labels, &[kv("a b", "")], &[]).unwrap_err();
+        assert!(e.contains("label key"), "{e}");
+        let many: Vec<_> = (0..SECRET_LABELS_MAX)
+            .map(|i| kv(&format!("k{i}"), ""))
+            .collect();
+        let e = changed_labels(k, &labels, &many, &[]).unwrap_err();
+        assert!(e.contains("at most"), "{e}");
     }
 
     #[test]

@@ -50,11 +50,23 @@ fn refused(node: &Node, args: &[&str]) -> String {
     stderr(&out)
 }
 
-/// `KIND ls --format json` rows, sorted by name, as a comparable snapshot.
+/// `KIND ls --format json` rows, sorted by name, as a comparable snapshot: without the
+/// relative times ("5 seconds ago"), which change as the test runs.
 fn listed(node: &Node, kind: &str) -> Vec<Value> {
     let out = node.ok(&[kind, "ls", "--format", "json"]);
     out.lines()
-        .map(|l| serde_json::from_str(l).expect("ls --format json prints JSON lines"))
+        .map(|l| {
+            let mut row: Value =
+                serde_json::from_str(l).expect("ls --format json prints JSON lines");
+            for time in ["CreatedAt", "UpdatedAt"] {
+                assert!(
+                    row[time].as_str().is_some_and(|t| t.ends_with(" ago")),
+                    "{row}"
+                );
+                row.as_object_mut().map(|o| o.remove(time));
+            }
+            row
+        })
         .collect()
 }
 
@@ -141,6 +153,28 @@ fn secrets_and_configs_are_created_listed_used_rotated_and_removed() {
         listed(&n1, "secret"),
         before,
         "a refusal changed the secrets"
+    );
+
+    phase("update changes labels only; a bad label change changes nothing");
+    n1.ok(&[
+        "secret",
+        "update",
+        "--label-add",
+        "env=prod",
+        "--label-rm",
+        "tier",
+        "new_pw",
+    ]);
+    let rows = listed(&n1, "secret");
+    assert_eq!(rows[1]["Labels"], "env=prod");
+    let e = refused(&n1, &["secret", "update", "--label-rm", "nope", "new_pw"]);
+    assert!(e.contains("label nope does not exist"), "{e}");
+    let e = refused(&n1, &["secret", "update", "--label-add", "a b=c", "new_pw"]);
+    assert!(e.contains("label key"), "{e}");
+    assert_eq!(
+        listed(&n1, "secret"),
+        rows,
+        "a refused update changed the secrets"
     );
 
     phase("configs: the larger bound, and their data can be read back");
