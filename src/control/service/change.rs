@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use swarm_actors::model::{HealthCheck, Service, ServiceMode, ServiceSpec};
+use swarm_actors::model::{FileKind, FileRef, HealthCheck, Service, ServiceMode, ServiceSpec};
 use swarm_actors::store::{Expect, Kind, ObjectBody, Op, StoreCommand};
 
 use super::Found;
@@ -77,9 +77,47 @@ pub fn apply_change(service: &Service, change: &ServiceChange) -> Result<Service
     }
     set(&mut restart.window_ms, change.restart.window_ms);
     set(&mut task.stop_grace_period_ms, change.stop_grace_period_ms);
+    let name = &spec.name;
+    apply_refs(
+        name,
+        FileKind::Secret,
+        &mut task.secrets,
+        &change.secret_rm,
+        &change.secret_add,
+    )?;
+    apply_refs(
+        name,
+        FileKind::Config,
+        &mut task.configs,
+        &change.config_rm,
+        &change.config_add,
+    )?;
     change.update.apply(&mut spec.update);
     change.rollback.apply(&mut spec.rollback);
     Ok(spec)
+}
+
+/// `--secret-rm` (a name or ID the service uses, else an error), then `--secret-add` (refs
+/// the caller resolved); duplicate targets are [`validate_spec`]'s to refuse.
+fn apply_refs(
+    service: &str,
+    kind: FileKind,
+    refs: &mut Vec<FileRef>,
+    rm: &[String],
+    add: &[FileRef],
+) -> Result<(), String> {
+    for name in rm {
+        let before = refs.len();
+        refs.retain(|r| r.name != *name && r.id.to_string() != *name);
+        if refs.len() == before {
+            return Err(format!(
+                "service {service} does not use {} {name}",
+                kind.as_str()
+            ));
+        }
+    }
+    refs.extend(add.iter().cloned());
+    Ok(())
 }
 
 fn set<T>(field: &mut T, value: Option<T>) {
@@ -277,6 +315,7 @@ mod tests {
                 ..Default::default()
             },
             force: false,
+            ..Default::default()
         };
         let new = apply_change(&s, &change).unwrap();
         let strings = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -353,6 +392,67 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn secret_refs_are_removed_then_added() {
+        use swarm_actors::model::{FileRef, SecretId};
+        let r = |id, name: &str, target: &str| FileRef {
+            id: SecretId(id),
+            name: name.into(),
+            target: target.into(),
+            uid: 0,
+            gid: 0,
+            mode: FileRef::DEFAULT_MODE,
+        };
+        let mut found = stored("web", 7);
+        found.service.spec.task.secrets = vec![
+            r(1, "old_pw", "/run/secrets/db_password"),
+            r(2, "tls", "/run/secrets/tls"),
+        ];
+        found.service.spec.task.configs = vec![r(3, "conf", "/conf")];
+        // Rotation: the old secret out, the new one in at the same target.
+        let rotate = ServiceChange {
+            secret_rm: vec!["old_pw".into()],
+            secret_add: vec![r(4, "new_pw", "/run/secrets/db_password")],
+            config_rm: vec![SecretId(3).to_string()],
+            ..Default::default()
+        };
+        let (_, cmd) = update_write(&found, &rotate, 5).unwrap();
+        let (_, _, s) = written(&cmd);
+        let names: Vec<_> = s
+            .spec
+            .task
+            .secrets
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, ["tls", "new_pw"]);
+        assert!(s.spec.task.configs.is_empty(), "removed by ID");
+        assert_eq!(
+            s.spec_version, 2,
+            "new refs are a new task spec: tasks roll"
+        );
+        // Adding at a target already used is refused; so is removing one not used.
+        let clash = ServiceChange {
+            secret_add: vec![r(4, "new_pw", "/run/secrets/db_password")],
+            ..Default::default()
+        };
+        let e = update_write(&found, &clash, 5).unwrap_err();
+        assert!(
+            e.contains("duplicate target /run/secrets/db_password"),
+            "{e}"
+        );
+        let e = update_write(
+            &found,
+            &ServiceChange {
+                config_rm: vec!["tls".into()],
+                ..Default::default()
+            },
+            5,
+        )
+        .unwrap_err();
+        assert_eq!(e, "service web does not use config tls");
     }
 
     #[test]
