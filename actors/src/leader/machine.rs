@@ -43,7 +43,6 @@ use crate::scheduler::{NodeView, Unseen, node_views};
 use crate::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
 use crate::wire::Assignment;
 use crate::wire::SESSION_HELD_MAX;
-use crate::wire::answer;
 
 /// Names a session for the shell, which keeps where its answer goes.
 pub type SessionToken = u64;
@@ -164,14 +163,6 @@ struct Queued {
     from: NodeId,
     statuses: Vec<(TaskId, TaskStatus)>,
     held: BTreeSet<FileKey>,
-}
-
-/// One node's answer, kept with the tasks it was made from: the next pass reuses it when its
-/// node's tasks are the same objects (copying every answer on every pass cost more than the
-/// plan at 1,000 nodes).
-struct NodeAnswer {
-    from: Vec<Arc<Task>>,
-    list: Arc<[Assignment]>,
 }
 
 /// A pass whose writes are in flight.
@@ -768,52 +759,6 @@ impl LeaderMachine {
         self.after_pass(out);
     }
 
-    /// Each node's answer from the tasks as they are, reusing the last one where its node's
-    /// tasks are the same objects.
-    fn rebuild_answers(&mut self, current: &BTreeMap<TaskId, Arc<Task>>) {
-        let mut by_node: BTreeMap<NodeId, Vec<Arc<Task>>> = BTreeMap::new();
-        self.task_node.clear();
-        for t in current.values() {
-            if let Some(node) = t.node_id {
-                self.task_node.insert(t.id, node);
-                by_node.entry(node).or_default().push(Arc::clone(t));
-            }
-        }
-        let names: BTreeMap<ServiceId, &str> = self
-            .services
-            .iter()
-            .map(|s| (s.id, s.spec.name.as_str()))
-            .collect();
-        let name = |t: &Task| names.get(&t.service_id).copied().unwrap_or("");
-        let mut before = std::mem::take(&mut self.answers);
-        for (node, from) in by_node {
-            let same = before.remove(&node).filter(|a| {
-                a.from.len() == from.len()
-                    && a.from.iter().zip(&from).all(|(a, b)| Arc::ptr_eq(a, b))
-            });
-            if let Some(a) = same {
-                self.answers.insert(node, a);
-                continue;
-            }
-            let (listed, cut) = answer::session_answer(from.clone(), name);
-            if cut.live_over {
-                // Listed anyway: leaving a live task out would stop it (see `answer`).
-                warn!(%node, tasks = listed.len(), "the node's live tasks pass the answer's byte bound");
-            }
-            if cut.history_left_out > 0 {
-                debug!(%node, left_out = cut.history_left_out, "old task history left out of the node's answer");
-            }
-            let list = listed
-                .iter()
-                .map(|t| Assignment {
-                    task: (**t).clone(),
-                    service_name: name(t).to_string(),
-                })
-                .collect();
-            self.answers.insert(node, NodeAnswer { from, list });
-        }
-    }
-
     /// After a pass (or its failed read): the sessions that waited, then the pass asked for
     /// meanwhile.
     fn after_pass(&mut self, out: &mut Vec<LeaderEffect>) {
@@ -828,7 +773,9 @@ impl LeaderMachine {
     }
 }
 
+mod answers;
 mod files;
+use answers::NodeAnswer;
 pub use files::needs_files;
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //!   not terminal, or one the node's last answer listed that waits to start (not started here,
 //!   status at most Assigned, desired at most Running).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use swarm_actors::model::{FileKey, FileMaterial, NodeId, TaskState};
 use swarm_actors::store::{Kind, ObjectBody, StoreState};
@@ -83,17 +83,18 @@ pub fn may_start(state: TaskState, desired: TaskState) -> bool {
 }
 
 /// Why what node `node` holds breaks (p2), or `None`. `shell`: the keys its vault holds;
-/// `machine`: the agent machine's `held()`; `holders`: its task machines and the tasks its
+/// `machine`: the agent machine's `held()`, with names; `holders`: its task machines and the tasks its
 /// last answer listed that were not started.
 pub fn check_node<'a>(
     at: Millis,
     node: NodeId,
     shell: impl Iterator<Item = &'a FileKey>,
-    machine: impl Iterator<Item = &'a FileKey>,
+    machine: impl Iterator<Item = (&'a FileKey, &'a String)>,
     holders: impl Iterator<Item = Holder>,
 ) -> Option<String> {
     let shell: BTreeSet<FileKey> = shell.copied().collect();
-    let machine: BTreeSet<FileKey> = machine.copied().collect();
+    let names: BTreeMap<FileKey, &str> = machine.map(|(k, n)| (*k, n.as_str())).collect();
+    let machine: BTreeSet<FileKey> = names.keys().copied().collect();
     if shell != machine {
         return Some(format!(
             "(p) at {at} ms node {node} holds {} files, its agent machine says {}",
@@ -111,7 +112,7 @@ pub fn check_node<'a>(
     let stray: Vec<String> = shell
         .iter()
         .filter(|k| !named.contains(k))
-        .map(|k| format!("{} {}", k.kind.as_str(), k.id))
+        .map(|k| format!("{} {}", k.kind.as_str(), names[k]))
         .collect();
     (!stray.is_empty()).then(|| {
         format!(
@@ -137,6 +138,10 @@ mod tests {
     fn a_file_no_live_task_of_the_node_names_is_a_violation() {
         let node = NodeId(2);
         let k1 = [key(1)];
+        let named = |keys: &[FileKey]| -> BTreeMap<FileKey, String> {
+            keys.iter().map(|k| (*k, format!("f{}", k.id))).collect()
+        };
+        let (n1, nboth) = (named(&k1), named(&[key(1), key(2)]));
         let holders = || {
             [
                 Holder {
@@ -152,18 +157,18 @@ mod tests {
             ]
             .into_iter()
         };
-        assert!(check_node(1, node, k1.iter(), k1.iter(), holders()).is_none());
+        assert!(check_node(1, node, k1.iter(), n1.iter(), holders()).is_none());
         let both = [key(1), key(2)];
-        let v = check_node(1, node, both.iter(), both.iter(), holders()).expect("stray");
+        let v = check_node(1, node, both.iter(), nboth.iter(), holders()).expect("stray");
         assert!(v.starts_with("(p) at 1 ms node"), "{v}");
         // The shell and the machine disagree.
-        assert!(check_node(1, node, both.iter(), k1.iter(), holders()).is_some());
+        assert!(check_node(1, node, both.iter(), n1.iter(), holders()).is_some());
         // Another node's task does not count.
         let other = [Holder {
             node: Some(NodeId(3)),
             ended: false,
             files: vec![key(1)],
         }];
-        assert!(check_node(1, node, k1.iter(), k1.iter(), other.into_iter()).is_some());
+        assert!(check_node(1, node, k1.iter(), n1.iter(), other.into_iter()).is_some());
     }
 }

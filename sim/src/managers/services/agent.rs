@@ -310,7 +310,7 @@ impl StoreWorld {
             at,
             node_id(node),
             a.vault.keys(),
-            a.machine.held().keys(),
+            a.machine.held().iter(),
             running.chain(waiting),
         );
         svc.violation(v);
