@@ -12,8 +12,12 @@
 //!           ─▶ plan::plan ─▶ Propose(descriptions…, ops…) one command at a time
 //!           ─▶ ProposeDone(ok) … ─▶ answers rebuilt; Poke(nodes) if every write committed;
 //!              SetTimer(Wake) at a restart delay's end; SetTimer(Due, RETRY_MS) on failure
-//!  Session ─▶ Answer{Busy | Assignments} now, or when the pass in flight ends (queued)
+//!  Session{statuses, held} ─▶ Answer{Busy | Assignments{tasks, managers, files}} now, or
+//!           when the pass in flight ends (queued, with its held files)
 //! ```
+//!
+//! An answer's `files` are the secrets and configs the node's listed tasks need and it did not
+//! say it holds, from the last pass's read (`files.rs`).
 //!
 //! The machine keeps nothing the store does not have: a new leader reads everything again
 //! and carries on. It answers no session before its first pass (an empty answer would tell a
