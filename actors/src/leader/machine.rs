@@ -12,8 +12,12 @@
 //!           ─▶ plan::plan ─▶ Propose(descriptions…, ops…) one command at a time
 //!           ─▶ ProposeDone(ok) … ─▶ answers rebuilt; Poke(nodes) if every write committed;
 //!              SetTimer(Wake) at a restart delay's end; SetTimer(Due, RETRY_MS) on failure
-//!  Session ─▶ Answer{Busy | Assignments} now, or when the pass in flight ends (queued)
+//!  Session{statuses, held} ─▶ Answer{Busy | Assignments{tasks, managers, files}} now, or
+//!           when the pass in flight ends (queued, with its held files)
 //! ```
+//!
+//! An answer's `files` are the secrets and configs the node's listed tasks need and it did not
+//! say it holds, from the last pass's read (`files.rs`).
 //!
 //! The machine keeps nothing the store does not have: a new leader reads everything again
 //! and carries on. It answers no session before its first pass (an empty answer would tell a
@@ -42,7 +46,7 @@ use crate::model::{
 use crate::scheduler::{NodeView, Unseen, node_views};
 use crate::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
 use crate::wire::Assignment;
-use crate::wire::answer;
+use crate::wire::SESSION_HELD_MAX;
 
 /// Names a session for the shell, which keeps where its answer goes.
 pub type SessionToken = u64;
@@ -162,14 +166,7 @@ struct Queued {
     session: SessionToken,
     from: NodeId,
     statuses: Vec<(TaskId, TaskStatus)>,
-}
-
-/// One node's answer, kept with the tasks it was made from: the next pass reuses it when its
-/// node's tasks are the same objects (copying every answer on every pass cost more than the
-/// plan at 1,000 nodes).
-struct NodeAnswer {
-    from: Vec<Arc<Task>>,
-    list: Arc<[Assignment]>,
+    held: BTreeSet<FileKey>,
 }
 
 /// A pass whose writes are in flight.
@@ -183,6 +180,8 @@ struct InPass {
     /// The tasks as they will be once the writes land, for the answers until the next read.
     current: BTreeMap<TaskId, Arc<Task>>,
     services: Vec<Service>,
+    /// The secrets and configs the pass read, for the answers until the next pass.
+    files: BTreeMap<FileKey, FileMaterial>,
     poke: BTreeSet<NodeId>,
     wake_at: Option<u64>,
     summary: PassSummary,
@@ -213,6 +212,8 @@ pub struct LeaderMachine {
     managers: Arc<[NodeId]>,
     services: Vec<Service>,
     tasks: BTreeMap<TaskId, Arc<Task>>,
+    /// The secrets and configs the last pass read, by key: what answers carry (`files`).
+    files: BTreeMap<FileKey, FileMaterial>,
     /// The tasks the last read returned, by store version: the next read copies only those
     /// whose version changed.
     read: BTreeMap<TaskId, (u64, Arc<Task>)>,
@@ -251,6 +252,7 @@ impl LeaderMachine {
             managers: Arc::from([]),
             services: Vec::new(),
             tasks: BTreeMap::new(),
+            files: BTreeMap::new(),
             read: BTreeMap::new(),
             scheduled: false,
             dirty: false,
@@ -307,8 +309,13 @@ impl LeaderMachine {
                 session,
                 from,
                 statuses,
-                held: _,
-            } => self.session(session, from, statuses, out),
+                held,
+            } => {
+                // The wire bounds the list; a longer one from elsewhere is cut the same way
+                // (the leader sends again what is not listed, which costs bytes, not safety).
+                let held = held.into_iter().take(SESSION_HELD_MAX).collect();
+                self.session(session, from, statuses, held, out)
+            }
             LeaderInput::Rebuild | LeaderInput::Timer(LeaderTimer::Wake) => self.pass(out),
             LeaderInput::Timer(LeaderTimer::Interval) => {
                 out.push(LeaderEffect::SetTimer {
@@ -426,6 +433,7 @@ impl LeaderMachine {
         session: SessionToken,
         from: NodeId,
         statuses: Vec<(TaskId, TaskStatus)>,
+        held: BTreeSet<FileKey>,
         out: &mut Vec<LeaderEffect>,
     ) {
         if !matches!(self.phase, Phase::Idle) {
@@ -434,6 +442,7 @@ impl LeaderMachine {
                     session,
                     from,
                     statuses,
+                    held,
                 });
             } else {
                 let answer = SessionAnswer::Busy;
@@ -467,10 +476,11 @@ impl LeaderMachine {
             None => Arc::from([]),
         };
         let managers = Arc::clone(&self.managers);
+        let files = files::answer_files(from, &tasks, &held, &self.files);
         let answer = SessionAnswer::Assignments {
             tasks,
             managers,
-            files: Vec::new(),
+            files,
         };
         out.push(LeaderEffect::Answer { session, answer });
     }
@@ -599,6 +609,7 @@ impl LeaderMachine {
             next: 0,
             current,
             services,
+            files: files::by_key(&read.secrets),
             poke: p.poke,
             wake_at: p.wake_at_ms,
             summary,
@@ -721,6 +732,7 @@ impl LeaderMachine {
             self.answers.clear();
         }
         self.services = p.services;
+        self.files = p.files;
         self.rebuild_answers(&p.current);
         self.tasks = p.current;
         self.managers = self.view.managers.iter().copied().collect();
@@ -751,65 +763,24 @@ impl LeaderMachine {
         self.after_pass(out);
     }
 
-    /// Each node's answer from the tasks as they are, reusing the last one where its node's
-    /// tasks are the same objects.
-    fn rebuild_answers(&mut self, current: &BTreeMap<TaskId, Arc<Task>>) {
-        let mut by_node: BTreeMap<NodeId, Vec<Arc<Task>>> = BTreeMap::new();
-        self.task_node.clear();
-        for t in current.values() {
-            if let Some(node) = t.node_id {
-                self.task_node.insert(t.id, node);
-                by_node.entry(node).or_default().push(Arc::clone(t));
-            }
-        }
-        let names: BTreeMap<ServiceId, &str> = self
-            .services
-            .iter()
-            .map(|s| (s.id, s.spec.name.as_str()))
-            .collect();
-        let name = |t: &Task| names.get(&t.service_id).copied().unwrap_or("");
-        let mut before = std::mem::take(&mut self.answers);
-        for (node, from) in by_node {
-            let same = before.remove(&node).filter(|a| {
-                a.from.len() == from.len()
-                    && a.from.iter().zip(&from).all(|(a, b)| Arc::ptr_eq(a, b))
-            });
-            if let Some(a) = same {
-                self.answers.insert(node, a);
-                continue;
-            }
-            let (listed, cut) = answer::session_answer(from.clone(), name);
-            if cut.live_over {
-                // Listed anyway: leaving a live task out would stop it (see `answer`).
-                warn!(%node, tasks = listed.len(), "the node's live tasks pass the answer's byte bound");
-            }
-            if cut.history_left_out > 0 {
-                debug!(%node, left_out = cut.history_left_out, "old task history left out of the node's answer");
-            }
-            let list = listed
-                .iter()
-                .map(|t| Assignment {
-                    task: (**t).clone(),
-                    service_name: name(t).to_string(),
-                })
-                .collect();
-            self.answers.insert(node, NodeAnswer { from, list });
-        }
-    }
-
     /// After a pass (or its failed read): the sessions that waited, then the pass asked for
     /// meanwhile.
     fn after_pass(&mut self, out: &mut Vec<LeaderEffect>) {
         while matches!(self.phase, Phase::Idle)
             && let Some(q) = self.queued.pop_front()
         {
-            self.session(q.session, q.from, q.statuses, out);
+            self.session(q.session, q.from, q.statuses, q.held, out);
         }
         if std::mem::take(&mut self.again) {
             self.pass(out);
         }
     }
 }
+
+mod answers;
+mod files;
+use answers::NodeAnswer;
+pub use files::needs_files;
 
 #[cfg(test)]
 mod tests;
