@@ -81,6 +81,19 @@ pub enum ControlRequest {
         msg: String,
         args: String,
     },
+    // Autolock
+    /// `swarm update`: `autolock` turns autolock on (a new unlock key) or off.
+    SwarmUpdate {
+        autolock: Option<bool>,
+    },
+    /// `swarm unlock-key`: the cluster's unlock key; `rotate` replaces it first.
+    UnlockKey {
+        rotate: bool,
+    },
+    /// `swarm unlock`: the key that opens a locked manager's store (`SWMKEY-1-…`).
+    Unlock {
+        key: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -108,6 +121,13 @@ pub enum ControlResponse {
         unreachable: Vec<String>,
     },
     Error(String),
+    // Autolock
+    /// The cluster's unlock key as text (`None`: autolock is off), and whether the request
+    /// changed the setting or the key.
+    UnlockKey {
+        key: Option<String>,
+        changed: bool,
+    },
 }
 
 /// Most task rows in one answer, so that it fits a control frame; the newest are kept.
