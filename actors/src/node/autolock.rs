@@ -22,15 +22,16 @@ use tracing::{info, warn};
 use super::NodeHandle;
 use super::admission;
 use super::rotation::update_cluster;
-use crate::replica::StoreHandle;
+use crate::replica::{StoreFailure, StoreHandle};
 use crate::store::lock::{self, UnlockKey};
 
 /// How often a manager compares its key file's sealing with the cluster object.
 pub const LOCK_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Keeps `data_dir`'s key file sealed as the cluster object says, while the node runs. Reads
-/// only the local replica, so it needs no quorum; a node that is no manager (now) does
-/// nothing. Ends when the node actor is gone.
+/// the cluster object confirmed with the leader, so a manager cut off from the quorum keeps
+/// its sealing until it is back; a node that is no manager (now) does nothing. Ends when the
+/// node actor is gone.
 pub async fn watch(node: NodeHandle, data_dir: PathBuf) {
     let mut tick = tokio::time::interval(LOCK_CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -42,6 +43,11 @@ pub async fn watch(node: NodeHandle, data_dir: PathBuf) {
         let Ok(Some(store)) = node.store().await else {
             continue;
         };
+        // Current, not what a replica that just restarted has applied so far: sealing under a
+        // key the cluster has already replaced would make a restart need the wrong key.
+        if catch_up(&store).await.is_err() {
+            continue; // no quorum or no leader now: the sealing stays as it is
+        }
         let Ok((obj, _)) = admission::cluster(&store).await else {
             continue; // no cluster object in this replica yet
         };
@@ -67,9 +73,37 @@ pub struct AutolockChange {
     pub changed: bool,
 }
 
+/// Makes the local replica current: a linearizable read waits until it has applied every
+/// write committed before it. The decisions below read the local replica (through
+/// [`update_cluster`]); right after a restart it may not have applied the last change of the
+/// setting yet, and "already on" read from it would be wrong.
+/// An election under way (a manager just restarted) is waited out, up to
+/// [`CATCH_UP_ATTEMPTS_MAX`] reads [`CATCH_UP_PAUSE`] apart, well within a control request's
+/// deadline.
+async fn catch_up(store: &StoreHandle) -> Result<(), String> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match store.read(crate::store::Kind::Cluster, true).await {
+            Ok(_) => return Ok(()),
+            Err(StoreFailure::ElectionUnderWay) if attempt < CATCH_UP_ATTEMPTS_MAX => {
+                #[allow(clippy::disallowed_methods)]
+                // a bounded pause between reads of an admin request, not a decision's timer
+                tokio::time::sleep(CATCH_UP_PAUSE).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Reads tried while an election is under way.
+pub const CATCH_UP_ATTEMPTS_MAX: u32 = 10;
+const CATCH_UP_PAUSE: Duration = Duration::from_millis(300);
+
 /// Turns autolock on (a new unlock key, when it is off) or off, through raft.
 pub async fn set_autolock(store: &StoreHandle, on: bool) -> Result<AutolockChange, String> {
     let fresh = UnlockKey::generate().map_err(|e| e.to_string())?;
+    catch_up(store).await?;
     let changed = update_cluster(store, |obj| {
         Ok(match (on, &obj.unlock_key) {
             (true, Some(_)) | (false, None) => None,
@@ -95,6 +129,7 @@ pub async fn set_autolock(store: &StoreHandle, on: bool) -> Result<AutolockChang
 
 /// The cluster's unlock key, `None` when autolock is off.
 pub async fn unlock_key(store: &StoreHandle) -> Result<Option<UnlockKey>, String> {
+    catch_up(store).await?;
     let (obj, _) = admission::cluster(store).await.map_err(|e| e.to_string())?;
     Ok(obj.unlock_key)
 }
@@ -103,6 +138,7 @@ pub async fn unlock_key(store: &StoreHandle) -> Result<Option<UnlockKey>, String
 /// key within [`LOCK_CHECK_INTERVAL`] or so; until then the old key still unlocks it.
 pub async fn rotate_unlock_key(store: &StoreHandle) -> Result<UnlockKey, String> {
     let fresh = UnlockKey::generate().map_err(|e| e.to_string())?;
+    catch_up(store).await?;
     let wrote = update_cluster(store, |obj| {
         Ok(obj
             .unlock_key
