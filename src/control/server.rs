@@ -491,53 +491,6 @@ async fn node_role_once(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-
-    #[test]
-    fn only_root_and_the_nodes_user_are_served() {
-        assert!(caller_allowed(0, 1000), "root is always served");
-        assert!(caller_allowed(1000, 1000), "the node's own user is served");
-        assert!(caller_allowed(0, 0));
-        assert!(!caller_allowed(1001, 1000));
-        assert!(!caller_allowed(65534, 0));
-        let text = refusal(65534, 0);
-        assert!(
-            text.contains("uid 65534") && text.contains("nothing was done"),
-            "{text}"
-        );
-    }
-
-    #[tokio::test]
-    async fn the_socket_is_bound_with_mode_0600_and_replaces_a_stale_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("control.sock");
-        std::fs::write(&path, "stale").unwrap();
-        let socket = bind(&path).unwrap();
-        let meta = std::fs::symlink_metadata(&path).unwrap();
-        assert!(meta.file_type().is_socket());
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        // The staging directory is gone; only the socket is left.
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["control.sock"]);
-        // The socket answers at its final path.
-        let (client, accepted) = tokio::join!(UnixStream::connect(&path), socket.listener.accept());
-        let (server_side, _) = accepted.unwrap();
-        let peer = server_side.peer_cred().unwrap();
-        assert_eq!(
-            peer.uid(),
-            socket.node_uid,
-            "the caller is this test: the node's user"
-        );
-        drop(client);
-    }
-}
-
 // Autolock
 
 /// Every answer of a locked node but a successful unlock (Docker: "Swarm is encrypted and
@@ -618,5 +571,52 @@ pub async fn serve_locked(socket: &ControlSocket, data_dir: &Path) {
             Ok(_) => {}
             Err(_) => debug!("control request hit its deadline"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    #[test]
+    fn only_root_and_the_nodes_user_are_served() {
+        assert!(caller_allowed(0, 1000), "root is always served");
+        assert!(caller_allowed(1000, 1000), "the node's own user is served");
+        assert!(caller_allowed(0, 0));
+        assert!(!caller_allowed(1001, 1000));
+        assert!(!caller_allowed(65534, 0));
+        let text = refusal(65534, 0);
+        assert!(
+            text.contains("uid 65534") && text.contains("nothing was done"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_bound_with_mode_0600_and_replaces_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        std::fs::write(&path, "stale").unwrap();
+        let socket = bind(&path).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // The staging directory is gone; only the socket is left.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["control.sock"]);
+        // The socket answers at its final path.
+        let (client, accepted) = tokio::join!(UnixStream::connect(&path), socket.listener.accept());
+        let (server_side, _) = accepted.unwrap();
+        let peer = server_side.peer_cred().unwrap();
+        assert_eq!(
+            peer.uid(),
+            socket.node_uid,
+            "the caller is this test: the node's user"
+        );
+        drop(client);
     }
 }
