@@ -69,6 +69,18 @@ fn a_restarted_manager_is_locked_until_the_right_key_and_rotation_and_off_work()
     assert!(text(&m.cli(&["node", "ls"])).contains(LOCKED));
     assert!(sealed(&m.dir));
 
+    phase("a locked node stops cleanly on SIGTERM, and is locked again at its next start");
+    let pid = m.pid().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = m.child.as_mut().unwrap().wait().unwrap();
+    assert!(exited.success(), "{exited}: {}", m.logs());
+    m.child = None;
+    restart_locked(&mut m);
+
     phase("the right key unlocks: the node runs and its store answers");
     let out = unlock(&m, &format!("{key}\n"));
     assert!(out.status.success(), "{}", text(&out));
