@@ -14,7 +14,9 @@ use swarm_actors::node::{self, Authority, NodeArgs, NodeFile, admission, host};
 use swarm_actors::registry::Registry;
 use swarm_actors::replica::{self, StoreArgs, StoreHandle};
 use swarm_actors::store::{
-    self, Bootstrap, Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreCommand, StoreConfig,
+    self, Bootstrap, ClusterObject, Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op,
+    StoreCommand, StoreConfig,
+    lock::{self, UnlockKey},
 };
 use swarm_actors::transport::{self, Transport, TransportConfig};
 use swarm_actors::trust::{self, JoinToken, NodeCredentials, NodeKey};
@@ -22,7 +24,7 @@ use swarm_actors::trust::{self, JoinToken, NodeCredentials, NodeKey};
 use swarm_actors::wire::JoinRequest;
 use tracing::{info, warn};
 
-use crate::cmd::swarm::join_instructions;
+use crate::cmd::swarm::{join_instructions, unlock_instructions};
 use crate::control::server::{self, ControlContext};
 
 /// How long a join may take, handshake and admission included.
@@ -59,6 +61,10 @@ pub struct StartArgs {
     /// Managers: take a store snapshot (and compact the raft log) every this many entries.
     #[arg(long, default_value_t = StoreConfig::default().snapshot_every_entries)]
     snapshot_every_entries: u64,
+    /// A new cluster with autolock on: each manager's store key is sealed under an unlock key,
+    /// printed once, which a restarted manager needs (`swarm unlock`) before it runs.
+    #[arg(long, conflicts_with = "seed")]
+    autolock: bool,
 }
 
 /// Who this node is, and how its store (if it is a manager) starts.
@@ -104,6 +110,26 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         validity,
     )
     .await?;
+    // A manager whose store key is sealed waits here for `swarm unlock`, before it joins
+    // membership or runs anything: only its control socket answers, and says it is locked.
+    let early_control = if ident.bootstrap.is_some() && lock::is_locked(&data_dir)? {
+        if args.autolock {
+            warn!(
+                "--autolock is for a new cluster: this one's setting is `swarm update --autolock`"
+            );
+        }
+        match wait_unlocked(&data_dir).await? {
+            Some(socket) => Some(socket),
+            None => return Ok(()),
+        }
+    } else {
+        if args.autolock && !fresh_cluster(&ident) {
+            warn!(
+                "--autolock is for a new cluster: this one's setting is `swarm update --autolock`"
+            );
+        }
+        None
+    };
     node_file.boots += 1;
     node_file.save(&data_dir)?;
     let creds = ident.creds;
@@ -167,8 +193,19 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         (None, _) => None,
         (Some(_), None) => bail!("this node is a manager but its data dir holds no raft ID"),
     };
+    // A new cluster with --autolock: the key goes into the first cluster object, and this
+    // manager seals its store key at once rather than at the watcher's first look.
+    let unlock_key = match (args.autolock, &ident.new_cluster) {
+        (true, Some(_)) => Some(UnlockKey::generate()?),
+        _ => None,
+    };
     if let (Some(store), Some(auth)) = (&store, &ident.new_cluster) {
-        seed_new_cluster(store, auth, node_id, advertise, node_file.raft_id).await?;
+        let mut cluster = auth.to_cluster();
+        cluster.unlock_key = unlock_key.clone();
+        seed_new_cluster(store, cluster, node_id, advertise, node_file.raft_id).await?;
+        if let Some(key) = &unlock_key {
+            lock::reseal(&data_dir, Some(key))?;
+        }
     }
     if let Some(store) = &store {
         registry.register(
@@ -200,9 +237,14 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("the node actor did not start: {e}"))?;
 
+    tokio::spawn(node::autolock::watch(handle.clone(), data_dir.clone()));
+
     let sock = data_dir.join("control.sock");
-    let control = server::bind(&sock)
-        .with_context(|| format!("cannot open the control socket {}", sock.display()))?;
+    let control = match early_control {
+        Some(c) => c,
+        None => server::bind(&sock)
+            .with_context(|| format!("cannot open the control socket {}", sock.display()))?,
+    };
     let ctx = ControlContext {
         node: handle.clone(),
         registry: registry.clone(),
@@ -215,6 +257,9 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         println!("Swarm initialized: current node ({node_id}) is now a manager.\n");
         print!("{}", join_instructions(&tokens, Role::Worker));
         print!("{}", join_instructions(&tokens, Role::Manager));
+        if let Some(key) = &unlock_key {
+            print!("{}", unlock_instructions(&key.to_string()));
+        }
     } else if fresh {
         println!("This node joined a swarm as a {role}: node ID {node_id}.");
     } else {
@@ -239,6 +284,36 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&sock); // a stale socket is replaced at the next start anyway
     info!("stopped");
     Ok(())
+}
+
+fn fresh_cluster(ident: &Identity) -> bool {
+    ident.fresh && ident.new_cluster.is_some()
+}
+
+/// Serves the control socket of a locked manager until `swarm unlock` opens its store key;
+/// `None` when a signal stopped the node first. The socket stays bound for the node's run.
+async fn wait_unlocked(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Option<server::ControlSocket>> {
+    let sock = data_dir.join("control.sock");
+    let control = server::bind(&sock)
+        .with_context(|| format!("cannot open the control socket {}", sock.display()))?;
+    println!(
+        "This node is locked: its store is sealed under the cluster's unlock key. Run `swarm-node swarm unlock` to unlock it."
+    );
+    warn!(control = %sock.display(), "locked: waiting for `swarm-node swarm unlock`");
+    tokio::select! {
+        () = server::serve_locked(&control, data_dir) => {
+            info!("unlocked: starting");
+            Ok(Some(control))
+        }
+        r = wait_for_signal() => {
+            r?;
+            info!("stopped while locked");
+            let _ = std::fs::remove_file(&sock); // a stale socket is replaced at the next start anyway
+            Ok(None)
+        }
+    }
 }
 
 /// Mode of the data dir: only the node's user may list it or reach into it.
@@ -432,10 +507,11 @@ async fn join_with_retries(
 /// How long a new cluster's store may take to elect itself and take its first write.
 const FIRST_WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Writes a new cluster's first objects: the CA and tokens, and this node.
+/// Writes a new cluster's first objects: the cluster object (CA, tokens, autolock), and this
+/// node.
 async fn seed_new_cluster(
     store: &StoreHandle,
-    auth: &Authority,
+    cluster: ClusterObject,
     node_id: NodeId,
     addr: SocketAddr,
     raft_id: Option<u64>,
@@ -458,7 +534,7 @@ async fn seed_new_cluster(
                 kind: Kind::Cluster,
                 id: admission::CLUSTER_ID.to_string(),
                 expect: Expect::Absent,
-                body: ObjectBody::Cluster(auth.to_cluster()),
+                body: ObjectBody::Cluster(cluster),
             },
             Op::Put {
                 kind: Kind::Node,

@@ -1,5 +1,6 @@
-//! `swarm-node swarm join-token worker|manager [--rotate] [-q]` and
-//! `swarm-node swarm ca [--rotate] [--detach] [-q]`.
+//! `swarm-node swarm join-token worker|manager [--rotate] [-q]`,
+//! `swarm-node swarm ca [--rotate] [--detach] [-q]`, and autolock's
+//! `swarm update --autolock=true|false`, `swarm unlock-key [-q] [--rotate]`, `swarm unlock`.
 //!
 //! `swarm ca --rotate` follows the rotation as Docker's does, one line per change (two phases:
 //! nodes re-issued certificates under the new root, then nodes trusting the new root alone):
@@ -16,6 +17,7 @@ use anyhow::bail;
 use clap::{Subcommand, ValueEnum};
 use swarm_actors::model::Role;
 use swarm_actors::node::{CaView, JoinTokensView};
+use swarm_actors::store::lock::UnlockKey;
 
 use crate::cmd::service::progress::{BAR_CHARS, bar};
 use crate::control::client::Client;
@@ -46,7 +48,29 @@ pub enum SwarmCmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Change the cluster's settings.
+    Update {
+        /// Seal every manager's store key under an unlock key (printed), or stop doing so.
+        /// A restarted manager with autolock on stays locked until `swarm unlock`.
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        autolock: Option<bool>,
+    },
+    /// Print (or rotate) the key that unlocks a restarted manager when autolock is on.
+    UnlockKey {
+        /// Replace the key; each manager re-seals under the new one within seconds (until
+        /// then, the old key still unlocks it).
+        #[arg(long)]
+        rotate: bool,
+        /// Only the key.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Unlock a locked manager: reads the unlock key from a prompt or stdin.
+    Unlock,
 }
+
+/// Most bytes read from stdin for `swarm unlock` (a key is 73 characters).
+pub const UNLOCK_INPUT_BYTES_MAX: u64 = 1024;
 
 /// How often `swarm ca --rotate` asks how far the rotation has come.
 pub const CA_POLL: Duration = Duration::from_millis(500);
@@ -104,7 +128,75 @@ pub async fn run(
             detach,
             quiet,
         } => ca(client, rotate, detach, quiet, out).await,
+        SwarmCmd::Update { autolock } => {
+            let (key, changed) =
+                unlock_key_call(client, ControlRequest::SwarmUpdate { autolock }).await?;
+            writeln!(out, "Swarm updated.")?;
+            if let (Some(key), true, Some(true)) = (key, changed, autolock) {
+                write!(out, "{}", unlock_instructions(&key))?;
+            }
+            Ok(())
+        }
+        SwarmCmd::UnlockKey { rotate, quiet } => {
+            let (key, _) = unlock_key_call(client, ControlRequest::UnlockKey { rotate }).await?;
+            let key = key.ok_or_else(|| anyhow::anyhow!("the node answered without a key"))?;
+            if quiet {
+                writeln!(out, "{key}")?;
+            } else {
+                if rotate {
+                    writeln!(out, "Successfully rotated manager unlock key.\n")?;
+                }
+                write!(out, "{}", unlock_instructions(&key))?;
+            }
+            Ok(())
+        }
+        SwarmCmd::Unlock => {
+            let key = read_unlock_key()?;
+            match client.call(ControlRequest::Unlock { key }).await? {
+                ControlResponse::Done(_) => Ok(()),
+                other => bail!("unexpected answer from the node: {other:?}"),
+            }
+        }
     }
+}
+
+async fn unlock_key_call(
+    client: &Client,
+    req: ControlRequest,
+) -> anyhow::Result<(Option<String>, bool)> {
+    match client.call(req).await? {
+        ControlResponse::UnlockKey { key, changed } => Ok((key, changed)),
+        other => bail!("unexpected answer from the node: {other:?}"),
+    }
+}
+
+/// The key from stdin (one line, at most [`UNLOCK_INPUT_BYTES_MAX`]), after a prompt when stdin
+/// is a terminal. Checked for its form here, so a typo is refused before the node is asked.
+fn read_unlock_key() -> anyhow::Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _, Read as _};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Please enter unlock key: ");
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .take(UNLOCK_INPUT_BYTES_MAX)
+        .read_line(&mut line)?;
+    let key = line.trim();
+    if key.is_empty() {
+        bail!("invalid key: none given (type it, or pipe it to stdin); nothing changed");
+    }
+    key.parse::<UnlockKey>()?;
+    Ok(key.to_string())
+}
+
+/// The text `start --autolock`, `swarm update --autolock=true` and `swarm unlock-key` print
+/// (Docker's wording).
+pub fn unlock_instructions(key: &str) -> String {
+    format!(
+        "To unlock a swarm manager after it restarts, run the `swarm-node swarm unlock`\ncommand and provide the following key:\n\n    {key}\n\nPlease remember to store this key in a password manager, since without it you\nwill not be able to restart the manager.\n"
+    )
 }
 
 async fn ca_call(client: &Client, rotate: bool) -> anyhow::Result<CaView> {

@@ -112,6 +112,19 @@ pub enum ControlRequest {
         label_add: Vec<(String, String)>,
         label_rm: Vec<String>,
     },
+    // Autolock
+    /// `swarm update`: `autolock` turns autolock on (a new unlock key) or off.
+    SwarmUpdate {
+        autolock: Option<bool>,
+    },
+    /// `swarm unlock-key`: the cluster's unlock key; `rotate` replaces it first.
+    UnlockKey {
+        rotate: bool,
+    },
+    /// `swarm unlock`: the key that opens a locked manager's store (`SWMKEY-1-…`).
+    Unlock {
+        key: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -142,6 +155,13 @@ pub enum ControlResponse {
     // Secrets and configs
     /// Secrets or configs, metadata only (a config's data with `config inspect`).
     Secrets(Vec<SecretDoc>),
+    // Autolock
+    /// The cluster's unlock key as text (`None`: autolock is off), and whether the request
+    /// changed the setting or the key.
+    UnlockKey {
+        key: Option<String>,
+        changed: bool,
+    },
 }
 
 /// Most task rows in one answer, so that it fits a control frame; the newest are kept.

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use swarm_actors::model::{Availability, Role, validate_label};
-use swarm_actors::node::admission;
+use swarm_actors::node::{admission, autolock};
 use swarm_actors::replica::StoreHandle;
+use swarm_actors::store::lock::{self, LockError, UnlockKey};
 use swarm_actors::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand};
 use swarm_actors::wire::{FRAME_BYTES_MAX, read_frame, write_frame};
 use swarm_actors::wire::{Request, Response};
@@ -267,6 +268,10 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
             label_add,
             label_rm,
         } => done(secret::update_labels(ctx, kind, &name, &label_add, &label_rm).await),
+        // Autolock
+        ControlRequest::SwarmUpdate { autolock } => swarm_update(ctx, autolock).await,
+        ControlRequest::UnlockKey { rotate } => unlock_key(ctx, rotate).await,
+        ControlRequest::Unlock { .. } => ControlResponse::Error(LockError::NotLocked.to_string()),
     }
 }
 
@@ -509,6 +514,89 @@ async fn node_role_once(
     } else {
         format!("Manager {id} demoted in the swarm.")
     })
+}
+
+// Autolock
+
+/// Every answer of a locked node but a successful unlock (Docker: "Swarm is encrypted and
+/// needs to be unlocked before it can be used").
+pub const LOCKED: &str = "This node is locked: swarm is encrypted and needs to be unlocked before it can be used. Run `swarm-node swarm unlock` and give the unlock key; nothing was done";
+
+async fn swarm_update(ctx: &ControlContext, autolock: Option<bool>) -> ControlResponse {
+    let Some(on) = autolock else {
+        return ControlResponse::Error(
+            "nothing to update: give --autolock=true or --autolock=false".into(),
+        );
+    };
+    let Some(store) = ctx.store().await else {
+        return ControlResponse::Error(not_a_manager());
+    };
+    match autolock::set_autolock(&store, on).await {
+        Ok(c) => ControlResponse::UnlockKey {
+            key: c.key.map(|k| k.to_string()),
+            changed: c.changed,
+        },
+        Err(e) => ControlResponse::Error(e),
+    }
+}
+
+async fn unlock_key(ctx: &ControlContext, rotate: bool) -> ControlResponse {
+    let Some(store) = ctx.store().await else {
+        return ControlResponse::Error(not_a_manager());
+    };
+    let key = if rotate {
+        autolock::rotate_unlock_key(&store).await.map(Some)
+    } else {
+        autolock::unlock_key(&store).await
+    };
+    match key {
+        Ok(Some(k)) => ControlResponse::UnlockKey {
+            key: Some(k.to_string()),
+            changed: rotate,
+        },
+        Ok(None) => ControlResponse::Error(autolock::NO_KEY.into()),
+        Err(e) => ControlResponse::Error(e),
+    }
+}
+
+/// Serves the control socket of a locked manager, one connection at a time (each within
+/// [`CONTROL_DEADLINE_MS`]), until a `swarm unlock` gives the key that opens `data_dir`'s
+/// sealed store key. Every other request is answered [`LOCKED`]; a wrong key is refused and
+/// changes nothing.
+pub async fn serve_locked(socket: &ControlSocket, data_dir: &Path) {
+    loop {
+        let stream = match socket.listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let deadline = Duration::from_millis(CONTROL_DEADLINE_MS);
+        let served = async {
+            let mut stream = admit(stream, socket.node_uid).await?;
+            let req: ControlRequest = read_frame(&mut stream).await.ok()??;
+            let (resp, unlocked) = match req {
+                ControlRequest::Unlock { key } => match key
+                    .parse::<UnlockKey>()
+                    .and_then(|k| lock::unlock(data_dir, &k))
+                {
+                    Ok(()) => (ControlResponse::Done("unlocked".into()), true),
+                    Err(e) => (ControlResponse::Error(e.to_string()), false),
+                },
+                _ => (ControlResponse::Error(LOCKED.into()), false),
+            };
+            // The caller may have gone; the unlock stands either way.
+            let _ = write_frame(&mut stream, &resp).await;
+            Some(unlocked)
+        };
+        match tokio::time::timeout(deadline, served).await {
+            Ok(Some(true)) => return,
+            Ok(_) => {}
+            Err(_) => debug!("control request hit its deadline"),
+        }
+    }
 }
 
 #[cfg(test)]

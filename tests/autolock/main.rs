@@ -8,3 +8,6 @@
 #![allow(clippy::disallowed_methods)]
 #[path = "../common/mod.rs"]
 mod common;
+mod helpers;
+mod one;
+mod three;

@@ -261,6 +261,7 @@ mod tests {
             worker_token: tokens.worker.to_string(),
             manager_token: tokens.manager.to_string(),
             rotation: None,
+            unlock_key: None,
         };
         assert_eq!(tokens_of(&obj).unwrap(), tokens);
         obj.manager_token = "nonsense".into();

@@ -23,6 +23,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use crate::model::{NodeId, Role};
+use crate::store::lock::UnlockKey;
 use crate::store::{ClusterObject, RootRotation, RotationPhase};
 use crate::trust::{
     ClusterCa, JoinToken, NodeCredentials, NodeKey, PeerIdentity, Tokens, TrustError,
@@ -43,6 +44,8 @@ pub struct Authority {
     /// The new root while one is being rolled out (the same as `ca` in the second phase).
     next: Option<ClusterCa>,
     rotation: Option<RootRotation>,
+    /// Autolock's key, kept so that the objects this authority writes keep it.
+    unlock_key: Option<UnlockKey>,
 }
 
 impl Authority {
@@ -60,6 +63,7 @@ impl Authority {
             cert_validity,
             next: None,
             rotation: None,
+            unlock_key: None,
         })
     }
 
@@ -84,6 +88,7 @@ impl Authority {
             cert_validity,
             next,
             rotation: obj.rotation.clone(),
+            unlock_key: obj.unlock_key.clone(),
         })
     }
 
@@ -95,6 +100,7 @@ impl Authority {
             worker_token: self.tokens.worker.to_string(),
             manager_token: self.tokens.manager.to_string(),
             rotation: self.rotation.clone(),
+            unlock_key: self.unlock_key.clone(),
         }
     }
 

@@ -13,6 +13,7 @@
 
 pub mod admission;
 mod authority;
+pub mod autolock;
 mod handle;
 pub mod host;
 mod leadership;

@@ -45,7 +45,7 @@ const CLUSTER_WRITE_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Reads the cluster object, asks `step` for its replacement and writes it, compare-and-set
 /// on the version; on a lost race, reads again. `Ok(false)` when `step` had nothing to write.
-async fn update_cluster(
+pub(crate) async fn update_cluster(
     store: &StoreHandle,
     step: impl Fn(&ClusterObject) -> Result<Option<ClusterObject>, StoreFailure>,
 ) -> Result<bool, StoreFailure> {

@@ -39,6 +39,7 @@ fn put(id: &str, tag: u64) -> StoreRequest {
                 worker_token: format!("w{tag}"),
                 manager_token: String::new(),
                 rotation: None,
+                unlock_key: None,
             }),
         }],
     })

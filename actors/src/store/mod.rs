@@ -22,6 +22,7 @@
 //! | `codec.rs` | raft messages, commands and voter changes to and from bytes |
 //! | `storage.rs` | [`LogStorage`], the in-memory [`MemStorage`], forced recovery |
 //! | `redb.rs` | [`RedbStorage`]: the durable log in redb, sealed at rest |
+//! | `lock.rs` | the data key's file, plain or sealed under the unlock key (autolock) |
 //! | `config.rs` | [`StoreConfig`]: timings and bounds, validated once |
 //! | `events.rs` | [`StoreInput`], [`StoreEffect`], [`Bootstrap`], [`StoreStats`]: what the machine takes and gives |
 //! | `machine.rs` | [`StoreMachine`]: the Ready loop, proposals, reads, voter changes |
@@ -32,6 +33,7 @@
 mod codec;
 mod config;
 mod events;
+pub mod lock;
 mod machine;
 mod redb;
 mod state;

@@ -2,9 +2,10 @@
 //!
 //! Log entries and snapshots can hold secret material (the cluster CA key, join tokens, user
 //! secrets), so each is sealed with ChaCha20-Poly1305 under a per-manager data key kept in
-//! `<data-dir>/raft.key` (mode 0600), with a random nonce per record and the record's slot as
-//! associated data (an entry moved to another index does not open). The hard state and the
-//! conf state hold only numbers and are stored plain.
+//! `<data-dir>/raft.key` (mode 0600; sealed under the cluster's unlock key when autolock is on,
+//! see [`super::lock`]), with a random nonce per record and the record's slot as associated
+//! data (an entry moved to another index does not open). The hard state and the conf state
+//! hold only numbers and are stored plain.
 //!
 //! ```text
 //! table entries: u64 index → nonce | sealed protobuf Entry
@@ -17,8 +18,6 @@
 //! frequent `term()` calls without touching the file.
 
 use std::collections::VecDeque;
-use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use protobuf::Message as _;
@@ -29,12 +28,11 @@ use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundK
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::StoreError;
+use super::lock;
 use super::storage::{LogStorage, raft_err, storage_err};
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// The data key's length (ChaCha20-Poly1305).
-const KEY_BYTES: usize = 32;
 
 pub struct RedbStorage {
     db: Database,
@@ -50,10 +48,14 @@ pub struct RedbStorage {
 }
 
 impl RedbStorage {
-    /// Opens (or creates) `<data_dir>/raft.redb` and its key `<data_dir>/raft.key`.
+    /// Opens (or creates) `<data_dir>/raft.redb` and its key `<data_dir>/raft.key`. A sealed
+    /// key must have been unlocked first ([`lock::unlock`]); otherwise this is refused and
+    /// opens nothing.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        fs::create_dir_all(data_dir).map_err(storage_err)?;
-        let key = load_or_make_key(&data_dir.join("raft.key"))?;
+        std::fs::create_dir_all(data_dir).map_err(storage_err)?;
+        let bytes = lock::data_key(data_dir).map_err(|e| StoreError::Storage(e.to_string()))?;
+        let unbound = UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(storage_err)?;
+        let key = LessSafeKey::new(unbound);
         let path = data_dir.join("raft.redb");
         let db = Database::create(&path).map_err(storage_err)?;
         let txn = db.begin_write().map_err(storage_err)?;
@@ -203,34 +205,6 @@ fn entry_slot(index: u64) -> Vec<u8> {
     let mut s = b"entry:".to_vec();
     s.extend_from_slice(&index.to_be_bytes());
     s
-}
-
-fn load_or_make_key(path: &Path) -> Result<LessSafeKey, StoreError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = [0u8; KEY_BYTES];
-            SystemRandom::new().fill(&mut key).map_err(storage_err)?;
-            let mut opts = fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(path).map_err(storage_err)?;
-            f.write_all(&key).map_err(storage_err)?;
-            f.sync_all().map_err(storage_err)?;
-            key.to_vec()
-        }
-        Err(e) => return Err(storage_err(e)),
-    };
-    if bytes.len() != KEY_BYTES {
-        return Err(StoreError::Storage(format!(
-            "{} holds {} bytes, a data key has {KEY_BYTES}",
-            path.display(),
-            bytes.len()
-        )));
-    }
-    let unbound = UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(storage_err)?;
-    Ok(LessSafeKey::new(unbound))
 }
 
 impl raft::Storage for RedbStorage {
@@ -383,6 +357,7 @@ impl LogStorage for RedbStorage {
 mod tests {
     use super::*;
     use raft::Storage as _;
+    use std::fs;
 
     const MARKER: &[u8] = b"PLAINTEXT-MARKER-7f3a9c";
 
@@ -461,10 +436,33 @@ mod tests {
             s.append(&[entry(1, 1, b"x")]).unwrap();
             s.sync().unwrap();
         }
-        fs::write(dir.path().join("raft.key"), [7u8; KEY_BYTES]).unwrap();
+        fs::write(dir.path().join("raft.key"), [7u8; lock::KEY_BYTES]).unwrap();
         assert!(matches!(
             RedbStorage::open(dir.path()),
             Err(StoreError::Storage(_))
         ));
+    }
+
+    #[test]
+    fn a_sealed_key_opens_the_store_only_once_unlocked() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = lock::UnlockKey::generate().unwrap();
+        {
+            let mut s = RedbStorage::open(dir.path()).unwrap();
+            s.append(&[entry(1, 1, MARKER)]).unwrap();
+            s.sync().unwrap();
+            assert!(lock::reseal(dir.path(), Some(&k)).unwrap());
+        }
+        eprintln!("phase: after a restart the store does not open while locked");
+        lock::forget(dir.path());
+        let locked = RedbStorage::open(dir.path()).err().expect("locked");
+        assert!(locked.to_string().contains("locked"), "{locked}");
+        eprintln!("phase: unlocked, it opens and reads what was written");
+        lock::unlock(dir.path(), &k).unwrap();
+        let s = RedbStorage::open(dir.path()).unwrap();
+        let got = s
+            .entries(1, 2, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(got[0].data.as_ref(), MARKER);
     }
 }

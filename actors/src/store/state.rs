@@ -75,6 +75,10 @@ pub struct ClusterObject {
     pub manager_token: String,
     /// A root rotation under way (`swarm ca --rotate`), or none.
     pub rotation: Option<RootRotation>,
+    /// Autolock: while set, every manager keeps its store's data key sealed under this key
+    /// (`store::lock`), and `swarm unlock-key` prints it. Replicated so that every manager
+    /// seals with the same key, and sealed at rest like the CA key.
+    pub unlock_key: Option<super::lock::UnlockKey>,
 }
 
 /// Where a root rotation stands. The cluster moves from the old root to a new one in two
@@ -124,6 +128,7 @@ impl std::fmt::Debug for ClusterObject {
                 &format_args!("{} bytes", self.ca_cert_der.len()),
             )
             .field("rotation", &self.rotation)
+            .field("autolock", &self.unlock_key.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -468,6 +473,7 @@ mod tests {
             worker_token: format!("w-{tag}"),
             manager_token: format!("m-{tag}"),
             rotation: None,
+            unlock_key: None,
         })
     }
 

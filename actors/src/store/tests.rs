@@ -20,6 +20,7 @@ fn body(tag: &str) -> ObjectBody {
         worker_token: format!("w-{tag}"),
         manager_token: format!("m-{tag}"),
         rotation: None,
+        unlock_key: None,
     })
 }
 

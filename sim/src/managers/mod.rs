@@ -269,6 +269,7 @@ fn obj_body(n: u64) -> ObjectBody {
         worker_token: format!("w{n}"),
         manager_token: String::new(),
         rotation: None,
+        unlock_key: None,
     })
 }
 
