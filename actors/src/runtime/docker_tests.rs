@@ -40,6 +40,7 @@ fn ctx(node: NodeId, task: u128, image: &str, args: &[&str]) -> TaskContext {
             secrets: Vec::new(),
             configs: Vec::new(),
         },
+        files: Vec::new(),
     }
 }
 

@@ -35,6 +35,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, warn};
 
+use super::mounts::show_files;
 use super::user::{Credentials, resolve_on_host};
 use super::{
     LOG_LINES_MAX, LogBuffer, LogLine, LogStream, Orphan, OrphanAction, RuntimeError,
@@ -204,6 +205,8 @@ impl TaskRuntime for ProcessRuntime {
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
+            // Before the shim's set-up: the namespace (as root) comes first.
+            let user = show_files(cmd.as_std_mut(), ctx, user)?;
             let mut child = self.spawn(cmd, user).await.map_err(|e| match e {
                 RuntimeError::Failed(m) => {
                     RuntimeError::Failed(format!("starting {}: {m}", ctx.spec.image))
@@ -335,6 +338,8 @@ impl TaskRuntime for ProcessRuntime {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true);
+            // The check sees the task's files where the task does.
+            let user = show_files(cmd.as_std_mut(), ctx, user)?;
             let mut child = self.spawn(cmd, user).await?;
             let pid = child.id().and_then(|p| i32::try_from(p).ok());
             match tokio::time::timeout(Duration::from_millis(check.timeout_ms), child.wait()).await
