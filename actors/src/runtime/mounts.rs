@@ -255,3 +255,7 @@ fn in_namespace(cmd: &mut std::process::Command, steps: Vec<Step>, user: Option<
         });
     }
 }
+
+#[cfg(test)]
+#[path = "mounts_tests.rs"]
+mod tests;
