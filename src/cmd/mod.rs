@@ -1,6 +1,7 @@
 //! The command line: one file per command, dispatched by [`Command`].
 
 mod node;
+mod secret;
 mod service;
 mod shell;
 mod start;
@@ -10,6 +11,7 @@ pub mod units;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use swarm_actors::model::FileKind;
 
 use crate::control::client::Client;
 
@@ -52,6 +54,12 @@ pub enum Command {
     /// environment variable overrides it, in milliseconds).
     #[command(subcommand)]
     Service(service::ServiceCmd),
+    /// Manage secrets: data services' tasks read as files, never shown again once created.
+    #[command(subcommand)]
+    Secret(secret::FileCmd),
+    /// Manage configs: like secrets, but their data can be read back with `config inspect`.
+    #[command(subcommand)]
+    Config(secret::FileCmd),
     /// The admin shell: every command, plus `actors` and `send`.
     Shell,
     /// List the named actors on the node.
@@ -87,6 +95,8 @@ pub async fn run_client(
         Command::Node(cmd) => node::run(cmd, client, out).await,
         Command::Swarm(cmd) => swarm::run(cmd, client, out).await,
         Command::Service(cmd) => service::run(cmd, client, out).await,
+        Command::Secret(cmd) => secret::run(FileKind::Secret, cmd, client, out).await,
+        Command::Config(cmd) => secret::run(FileKind::Config, cmd, client, out).await,
         Command::Shell => shell::run(client).await,
         Command::Actors => shell::actors(client, out).await,
         Command::Send { actor, msg, args } => {

@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 use swarm_actors::model::{
-    Availability, FailureAction, HealthCheck, RestartCondition, Role, Service, ServiceSpec,
-    TaskState, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
+    Availability, FailureAction, FileKind, FileRef, HealthCheck, RestartCondition, Role,
+    SecretBytes, Service, ServiceSpec, TaskState, UpdateConfig, UpdateOrder, UpdateState,
+    UpdateStatus,
 };
 use swarm_actors::node::{CaView, JoinTokensView};
 use swarm_actors::runtime::LogStream;
@@ -81,6 +82,29 @@ pub enum ControlRequest {
         msg: String,
         args: String,
     },
+    // Secrets and configs
+    /// `secret create` / `config create`: the data travels to the node once, here; no answer
+    /// ever carries a secret's data back.
+    SecretCreate {
+        kind: FileKind,
+        name: String,
+        labels: Vec<(String, String)>,
+        data: SecretBytes,
+    },
+    SecretLs {
+        kind: FileKind,
+    },
+    /// By name, full ID or unique ID prefix; a config's answer carries its data, a secret's
+    /// never does.
+    SecretInspect {
+        kind: FileKind,
+        names: Vec<String>,
+    },
+    /// Refused while a service's spec refers to it.
+    SecretRm {
+        kind: FileKind,
+        name: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -108,6 +132,9 @@ pub enum ControlResponse {
         unreachable: Vec<String>,
     },
     Error(String),
+    // Secrets and configs
+    /// Secrets or configs, metadata only (a config's data with `config inspect`).
+    Secrets(Vec<SecretDoc>),
 }
 
 /// Most task rows in one answer, so that it fits a control frame; the newest are kept.
@@ -149,6 +176,17 @@ pub struct ServiceChange {
     pub rollback: RolloutChange,
     /// `--force`: every task is replaced even if the task spec did not change.
     pub force: bool,
+    /// `--secret-rm` (by name or ID), then `--secret-add`: refs as the flags give them, their
+    /// IDs resolved by name on the node.
+    #[serde(default)]
+    pub secret_rm: Vec<String>,
+    #[serde(default)]
+    pub secret_add: Vec<FileRef>,
+    /// `--config-rm`, then `--config-add`.
+    #[serde(default)]
+    pub config_rm: Vec<String>,
+    #[serde(default)]
+    pub config_add: Vec<FileRef>,
 }
 
 /// `--health-*` and `--no-healthcheck` of `service update`.
@@ -220,6 +258,22 @@ impl RolloutChange {
             config.order = v;
         }
     }
+}
+
+/// A secret or config as `ls` and `inspect` show it. Its data only for a config, and only
+/// for `config inspect`: a secret's data never leaves the store through the control API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SecretDoc {
+    pub id: String,
+    pub kind: FileKind,
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The store object's version (Docker's `Version.Index`).
+    pub version: u64,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// A config's data (`config inspect` only); always `None` for a secret.
+    pub data: Option<Vec<u8>>,
 }
 
 /// One row of `service ls`.

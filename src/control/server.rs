@@ -19,7 +19,7 @@ use super::cas::{self, Failed};
 pub use super::context::ControlContext;
 use super::nodes::node_list;
 use super::proto::{ControlRequest, ControlResponse, TaskRow, resolve};
-use super::{logs, service};
+use super::{logs, secret, service};
 
 /// Client connections served at once; more wait in the listen backlog.
 pub const CONTROL_CONNECTIONS_MAX: usize = 64;
@@ -249,6 +249,25 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
                 Err(e) => ControlResponse::Error(e.to_string()),
             }
         }
+        // Secrets and configs
+        ControlRequest::SecretCreate {
+            kind,
+            name,
+            labels,
+            data,
+        } => done(secret::create(ctx, kind, &name, &labels, data).await),
+        ControlRequest::SecretLs { kind } => secrets(secret::list(ctx, kind).await),
+        ControlRequest::SecretInspect { kind, names } => {
+            secrets(secret::inspect(ctx, kind, &names).await)
+        }
+        ControlRequest::SecretRm { kind, name } => done(secret::remove(ctx, kind, &name).await),
+    }
+}
+
+fn secrets(result: Result<Vec<super::proto::SecretDoc>, String>) -> ControlResponse {
+    match result {
+        Ok(docs) => ControlResponse::Secrets(docs),
+        Err(e) => ControlResponse::Error(e),
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use swarm_actors::model::{
-    NodeId, NodeState, Service, ServiceId, ServiceMode, ServiceSpec, Task, TaskState,
+    FileKind, NodeId, NodeState, Service, ServiceId, ServiceMode, ServiceSpec, Task, TaskState,
 };
 use swarm_actors::node::admission;
 use swarm_actors::orchestrator::task_name;
@@ -26,6 +26,7 @@ use super::context::ControlContext;
 use super::proto::{
     ProgressView, ServiceChange, ServiceDoc, ServiceInfo, SlotProgress, TASK_ROWS_MAX, TaskRow,
 };
+use super::secret::FileIndex;
 use super::validate::validate_spec;
 
 /// Docker's answer when a worker is asked about cluster state.
@@ -119,8 +120,13 @@ pub async fn find(store: &StoreHandle, name: &str) -> Result<Found, String> {
     resolve(services(store).await?, name)
 }
 
-pub async fn create(ctx: &ControlContext, spec: ServiceSpec) -> Result<String, String> {
+pub async fn create(ctx: &ControlContext, mut spec: ServiceSpec) -> Result<String, String> {
     let store = manager_store(ctx).await?;
+    validate_spec(&spec)?;
+    // Refs name secrets and configs by name; the spec stores their IDs.
+    let files = FileIndex::read(&store).await?;
+    files.resolve_refs(FileKind::Secret, &mut spec.task.secrets)?;
+    files.resolve_refs(FileKind::Config, &mut spec.task.configs)?;
     validate_spec(&spec)?;
     let exists = || format!("service {} already exists", spec.name);
     if services(&store)
@@ -171,7 +177,14 @@ async fn update_once(
     change: &ServiceChange,
 ) -> Result<String, Failed> {
     let found = find(store, name).await?;
-    let (id, cmd) = update_write(&found, change, admission::now_ms())?;
+    // The refs added get their IDs and targets here; a missing one refuses the update.
+    let mut change = change.clone();
+    if !change.secret_add.is_empty() || !change.config_add.is_empty() {
+        let files = FileIndex::read(store).await?;
+        files.resolve_refs(FileKind::Secret, &mut change.secret_add)?;
+        files.resolve_refs(FileKind::Config, &mut change.config_add)?;
+    }
+    let (id, cmd) = update_write(&found, &change, admission::now_ms())?;
     cas::proposed(store.propose(cmd).await)?;
     Ok(id)
 }
@@ -185,6 +198,14 @@ pub async fn rollback(ctx: &ControlContext, name: &str) -> Result<String, String
 
 async fn rollback_once(store: &StoreHandle, name: &str) -> Result<String, Failed> {
     let found = find(store, name).await?;
+    // The previous spec is not checked again, but a secret or config it names may have been
+    // removed since (only the current spec keeps one from removal).
+    if let Some(prev) = &found.service.previous_spec {
+        FileIndex::read(store)
+            .await?
+            .check_exist(prev)
+            .map_err(|e| format!("cannot roll back {name}: the previous spec's {e}"))?;
+    }
     let (id, cmd) = rollback_write(&found, admission::now_ms())?;
     cas::proposed(store.propose(cmd).await)?;
     Ok(id)

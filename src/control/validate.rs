@@ -3,7 +3,8 @@
 //! is refused with a clear reason and nothing is written.
 
 use swarm_actors::model::{
-    LABELS_MAX, RuntimeKind, ServiceMode, ServiceSpec, UpdateConfig, validate_label,
+    FILE_REFS_MAX, FileKind, FileRef, LABELS_MAX, RuntimeKind, ServiceMode, ServiceSpec, TaskSpec,
+    UpdateConfig, validate_label, validate_secret_name,
 };
 use swarm_actors::orchestrator::restart::RESTART_HISTORY_KEPT_MAX;
 use swarm_actors::runtime::{LABEL_PREFIX, validate_user};
@@ -105,6 +106,77 @@ pub fn validate_container_label(key: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest target path of a secret or config file (resolved, absolute). Every task carries its
+/// refs in its spec, which the spec's encoded bound keeps small as a whole.
+pub const TARGET_BYTES_MAX: usize = 256;
+
+/// Most permission bits a file a task sees may have: `rwx` for owner, group and others; no
+/// setuid, setgid or sticky bit on a file the node writes for a task.
+pub const FILE_MODE_MAX: u32 = 0o777;
+
+/// A resolved target: absolute, no `.`, `..` or empty components (a target stays where it
+/// says, whatever the runtime joins it with), not a directory, no NUL.
+pub fn validate_target(kind: FileKind, target: &str) -> Result<(), String> {
+    let what = kind.as_str();
+    let bad = |why: &str| Err(format!("invalid {what} target {target:?}: {why}"));
+    if target.len() > TARGET_BYTES_MAX {
+        return bad(&format!("at most {TARGET_BYTES_MAX} bytes"));
+    }
+    let Some(rest) = target.strip_prefix('/') else {
+        return bad("not an absolute path");
+    };
+    if target.contains('\0') {
+        return bad("contains NUL");
+    }
+    if rest.is_empty()
+        || rest
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return bad("a file path without empty, '.' or '..' components");
+    }
+    Ok(())
+}
+
+/// The secret and config refs of a task spec: at most [`FILE_REFS_MAX`] in all, valid names,
+/// absolute clean targets, modes within [`FILE_MODE_MAX`], and no two files at one target
+/// (a secret's and a config's included). IDs are the node's to resolve, not checked here.
+pub fn validate_file_refs(task: &TaskSpec) -> Result<(), String> {
+    let count = task.secrets.len() + task.configs.len();
+    if count > FILE_REFS_MAX {
+        return Err(format!(
+            "a service may use at most {FILE_REFS_MAX} secrets and configs, this one {count}"
+        ));
+    }
+    let mut targets = std::collections::BTreeMap::new();
+    let all = task
+        .secrets
+        .iter()
+        .map(|r| (FileKind::Secret, r))
+        .chain(task.configs.iter().map(|r| (FileKind::Config, r)));
+    for (kind, r) in all {
+        let FileRef {
+            name, target, mode, ..
+        } = r;
+        validate_secret_name(kind, name)?;
+        validate_target(kind, target)?;
+        if *mode > FILE_MODE_MAX {
+            return Err(format!(
+                "invalid mode {mode:#o} for {} {name}: at most {FILE_MODE_MAX:#o} (no setuid, setgid or sticky bit)",
+                kind.as_str()
+            ));
+        }
+        if let Some((k, other)) = targets.insert(target.as_str(), (kind, name.as_str())) {
+            return Err(format!(
+                "duplicate target {target}: {} {other} and {} {name} cannot both be there",
+                k.as_str(),
+                kind.as_str()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Every check `service create` and `service update` make, in the order a user fixes them.
 pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
     validate_name(&spec.name)?;
@@ -177,6 +249,7 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
             return Err("--health-interval and --health-timeout must be at least 1ms".into());
         }
     }
+    validate_file_refs(task)?;
     validate_rollout("update", &spec.update)?;
     validate_rollout("rollback", &spec.rollback)?;
     let encoded = bincode::serde::encode_to_vec(

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 use clap::Args;
 use swarm_actors::model::{
-    HealthCheck, Placement, ResourceAmounts, Resources, RestartPolicy, RuntimeKind, ServiceMode,
-    ServiceSpec, TaskSpec, UpdateConfig,
+    FileKind, FileRef, HealthCheck, Placement, ResourceAmounts, Resources, RestartPolicy,
+    RuntimeKind, SecretId, ServiceMode, ServiceSpec, TaskSpec, UpdateConfig,
 };
 
 use super::update::{RollbackConfigArgs, UpdateConfigArgs, condition, flag, parse_label};
@@ -105,6 +105,15 @@ pub struct CreateArgs {
     /// Label key=value put on each task's container (repeatable).
     #[arg(long = "container-label")]
     pub container_labels: Vec<String>,
+    /// A secret the tasks read as a file: NAME, or
+    /// source=NAME[,target=PATH][,uid=0][,gid=0][,mode=0444] (repeatable). The target defaults
+    /// to /run/secrets/NAME; a relative one goes under /run/secrets.
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+    /// A config the tasks read as a file, as --secret; the target defaults to /NAME
+    /// (repeatable).
+    #[arg(long = "config")]
+    pub configs: Vec<String>,
     #[command(flatten)]
     pub update: UpdateConfigArgs,
     #[command(flatten)]
@@ -128,6 +137,64 @@ fn opt<T: Default>(
         Some(v) => flag(name, v, parse),
         None => Ok(T::default()),
     }
+}
+
+/// A `--secret` or `--config` value: `NAME`, or Docker's comma-separated
+/// `source=NAME,target=PATH,uid=N,gid=N,mode=OCTAL` (`src` for `source`). The target is
+/// resolved with [`FileKind::target_path`]; the ID is the node's to fill in from the name.
+pub fn parse_file_ref(kind: FileKind, text: &str) -> Result<FileRef, String> {
+    let what = kind.as_str();
+    let mut r = FileRef {
+        id: SecretId::UNKNOWN,
+        name: String::new(),
+        target: String::new(),
+        uid: 0,
+        gid: 0,
+        mode: FileRef::DEFAULT_MODE,
+    };
+    if !text.contains('=') {
+        r.name = text.to_string();
+    } else {
+        for field in text.split(',') {
+            let (key, value) = field.split_once('=').ok_or_else(|| {
+                format!("invalid field {field:?} in --{what} {text:?}: expected key=value")
+            })?;
+            let number = |v: &str| {
+                v.parse::<u32>()
+                    .map_err(|_| format!("invalid {key} {v:?} in --{what} {text:?}: a number"))
+            };
+            match key.trim().to_ascii_lowercase().as_str() {
+                "source" | "src" => r.name = value.to_string(),
+                "target" => r.target = value.to_string(),
+                "uid" => r.uid = number(value)?,
+                "gid" => r.gid = number(value)?,
+                "mode" => {
+                    let digits = value.strip_prefix("0o").unwrap_or(value);
+                    r.mode = u32::from_str_radix(digits, 8).map_err(|_| {
+                        format!("invalid mode {value:?} in --{what} {text:?}: octal, e.g. 0440")
+                    })?;
+                }
+                other => {
+                    return Err(format!(
+                        "invalid field {other:?} in --{what} {text:?}: source, target, uid, gid or mode"
+                    ));
+                }
+            }
+        }
+    }
+    if r.name.is_empty() {
+        return Err(format!("--{what} {text:?} needs a source"));
+    }
+    r.target = kind.target_path(&r.name, &r.target);
+    Ok(r)
+}
+
+/// Every `--secret` (or `--config`) value parsed; the first bad one names itself.
+pub fn parse_file_refs(kind: FileKind, texts: &[String]) -> anyhow::Result<Vec<FileRef>> {
+    texts
+        .iter()
+        .map(|t| parse_file_ref(kind, t).map_err(anyhow::Error::msg))
+        .collect()
 }
 
 /// Builds the spec the flags describe, with Docker's defaults, and checks it.
@@ -202,8 +269,8 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         user: a.user.clone(),
         container_labels: a.container_labels.iter().map(|l| parse_label(l)).collect(),
         force_update: 0,
-        secrets: Vec::new(),
-        configs: Vec::new(),
+        secrets: parse_file_refs(FileKind::Secret, &a.secrets)?,
+        configs: parse_file_refs(FileKind::Config, &a.configs)?,
     };
     let spec = ServiceSpec {
         name: a.name.clone(),
@@ -342,6 +409,79 @@ mod tests {
                 .as_deref(),
             Some("1000")
         );
+    }
+
+    #[test]
+    fn secrets_and_configs_take_dockers_forms() {
+        let s = parse(
+            "--name db --secret pw --secret source=pw,target=mysql_root_password,uid=999,gid=998,mode=0400 \
+             --secret src=tls,target=/etc/tls/key --config site.conf \
+             --config source=app,target=etc/app.conf,mode=644 nginx",
+        )
+        .unwrap();
+        let t = &s.task;
+        let view = |r: &FileRef| (r.name.clone(), r.target.clone(), r.uid, r.gid, r.mode);
+        let secrets: Vec<_> = t.secrets.iter().map(view).collect();
+        assert_eq!(
+            secrets,
+            [
+                ("pw".into(), "/run/secrets/pw".into(), 0, 0, 0o444),
+                (
+                    "pw".into(),
+                    "/run/secrets/mysql_root_password".into(),
+                    999,
+                    998,
+                    0o400
+                ),
+                ("tls".into(), "/etc/tls/key".into(), 0, 0, 0o444),
+            ]
+        );
+        let configs: Vec<_> = t.configs.iter().map(view).collect();
+        assert_eq!(
+            configs,
+            [
+                ("site.conf".into(), "/site.conf".into(), 0, 0, 0o444),
+                ("app".into(), "/etc/app.conf".into(), 0, 0, 0o644),
+            ]
+        );
+        assert!(t.secrets.iter().all(|r| r.id == SecretId::UNKNOWN));
+    }
+
+    #[test]
+    fn bad_secret_and_config_flags_are_refused() {
+        let err = |args: &str| format!("{:#}", parse(args).expect_err(args));
+        for (args, want) in [
+            ("--secret target=x", "needs a source"),
+            ("--secret source=pw,mode=999", "invalid mode"),
+            ("--secret source=pw,mode=04755", "at most 0o777"),
+            ("--secret source=pw,uid=-1", "invalid uid"),
+            ("--secret source=pw,colour=red", "invalid field"),
+            ("--secret source=pw,target", "invalid field"),
+            ("--secret source=-pw", "invalid secret name"),
+            (
+                "--config source=c,target=../etc/passwd",
+                "invalid config target",
+            ),
+            (
+                "--secret source=pw,target=/run/secrets/",
+                "invalid secret target",
+            ),
+            (
+                "--secret a --secret source=b,target=a",
+                "duplicate target /run/secrets/a",
+            ),
+            (
+                "--secret source=a,target=/x --config source=b,target=/x",
+                "duplicate target /x",
+            ),
+        ] {
+            let e = err(&format!("--name web {args} nginx"));
+            assert!(e.contains(want), "{args}: {e:?} does not say {want}");
+        }
+        let many: String = (0..=swarm_actors::model::FILE_REFS_MAX)
+            .map(|i| format!("--secret s{i} "))
+            .collect();
+        assert!(err(&format!("--name web {many} nginx")).contains("at most"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use swarm_actors::model::{
-    FailureAction, RestartCondition, RuntimeKind, ServiceMode, ServiceSpec, UpdateConfig,
+    FailureAction, FileRef, RestartCondition, RuntimeKind, ServiceMode, ServiceSpec, UpdateConfig,
     UpdateOrder, UpdateStatus,
 };
 
@@ -86,6 +86,30 @@ fn spec_json(s: &ServiceSpec) -> Value {
     }
     if let Some(user) = &t.user {
         container["User"] = json!(user);
+    }
+    // Docker's shape: File {Name, UID, GID, Mode}, and the secret's (config's) ID and name.
+    let refs = |refs: &[FileRef], kind: &str| -> Vec<Value> {
+        refs.iter()
+            .map(|r| {
+                let mut v = json!({
+                    "File": {
+                        "Name": r.target,
+                        "UID": r.uid.to_string(),
+                        "GID": r.gid.to_string(),
+                        "Mode": r.mode,
+                    },
+                });
+                v[format!("{kind}ID")] = json!(r.id.to_string());
+                v[format!("{kind}Name")] = json!(r.name);
+                v
+            })
+            .collect()
+    };
+    if !t.secrets.is_empty() {
+        container["Secrets"] = json!(refs(&t.secrets, "Secret"));
+    }
+    if !t.configs.is_empty() {
+        container["Configs"] = json!(refs(&t.configs, "Config"));
     }
     if let Some(h) = &t.health {
         container["Healthcheck"] = json!({
@@ -319,6 +343,21 @@ pub fn pretty_at(d: &ServiceDoc, now_ms: u64) -> String {
         " StopGracePeriod: {}\n",
         format_duration_ms(t.stop_grace_period_ms)
     );
+    for (title, refs) in [("Secrets", &t.secrets), ("Configs", &t.configs)] {
+        if refs.is_empty() {
+            continue;
+        }
+        o += &format!("{title}:\n");
+        for r in refs {
+            o += &format!(" Target:\t{}\n  Source:\t{}\n", r.target, r.name);
+            if (r.uid, r.gid, r.mode) != (0, 0, FileRef::DEFAULT_MODE) {
+                o += &format!(
+                    "  UID:GID:\t{}:{}\n  Mode:\t\t{:04o}\n",
+                    r.uid, r.gid, r.mode
+                );
+            }
+        }
+    }
     let (r, l) = (&t.resources.reservations, &t.resources.limits);
     if r.nano_cpus + r.memory_bytes + l.nano_cpus + l.memory_bytes > 0 {
         o += "Resources:\n";
@@ -398,6 +437,46 @@ mod tests {
         assert!(
             p.contains("ProcessSpec:\n Image:\t\tsleep\n Args:\t\t1000\n"),
             "{p}"
+        );
+    }
+
+    #[test]
+    fn inspect_shows_secrets_and_configs_in_dockers_shape() {
+        use swarm_actors::model::SecretId;
+        let mut d = doc();
+        let r = |id, name: &str, target: &str, mode| FileRef {
+            id: SecretId(id),
+            name: name.into(),
+            target: target.into(),
+            uid: 0,
+            gid: 0,
+            mode,
+        };
+        d.service.spec.task.secrets = vec![r(5, "pw", "/run/secrets/db_password", 0o444)];
+        d.service.spec.task.configs = vec![r(6, "site", "/etc/site.conf", 0o640)];
+        let j = json_doc(&d);
+        let c = &j["Spec"]["TaskTemplate"]["ContainerSpec"];
+        assert_eq!(
+            c["Secrets"],
+            json!([{
+                "File": { "Name": "/run/secrets/db_password", "UID": "0", "GID": "0", "Mode": 292 },
+                "SecretID": SecretId(5).to_string(),
+                "SecretName": "pw",
+            }])
+        );
+        assert_eq!(c["Configs"][0]["ConfigName"], "site");
+        assert_eq!(c["Configs"][0]["ConfigID"], SecretId(6).to_string());
+        assert_eq!(c["Configs"][0]["File"]["Mode"], 0o640);
+        let p = pretty(&d);
+        assert!(
+            p.contains("Secrets:\n Target:\t/run/secrets/db_password\n  Source:\tpw\nConfigs:\n"),
+            "{p}"
+        );
+        assert!(p.contains("  Mode:\t\t0640\n"), "{p}");
+        assert!(
+            json_doc(&doc())["Spec"]["TaskTemplate"]["ContainerSpec"]
+                .get("Secrets")
+                .is_none()
         );
     }
 

@@ -3,10 +3,12 @@
 //! them on a worker, as Docker does.
 
 mod create;
-mod inspect;
+pub(crate) mod inspect;
 mod logs;
 pub(crate) mod progress;
 mod update;
+
+pub(crate) use update::parse_label;
 
 use anyhow::bail;
 use clap::Subcommand;

@@ -5,9 +5,9 @@
 
 use anyhow::bail;
 use clap::Args;
-use swarm_actors::model::{FailureAction, RestartCondition, UpdateOrder};
+use swarm_actors::model::{FailureAction, FileKind, RestartCondition, UpdateOrder};
 
-use super::create::ConditionArg;
+use super::create::{ConditionArg, parse_file_refs};
 use crate::cmd::units::{parse_duration_ms, parse_nano_cpus, parse_size_bytes, split_words};
 use crate::control::client::Client;
 use crate::control::proto::{
@@ -255,6 +255,20 @@ pub struct UpdateArgs {
     pub update: UpdateConfigArgs,
     #[command(flatten)]
     pub rollback_config: RollbackConfigArgs,
+    /// Add a secret: NAME or source=NAME,target=PATH,uid=,gid=,mode= as `create --secret`
+    /// (repeatable). Removals go first, so `--secret-rm old --secret-add
+    /// source=new,target=old` rotates a secret at the same target.
+    #[arg(long)]
+    pub secret_add: Vec<String>,
+    /// Remove a secret by name or ID (repeatable).
+    #[arg(long)]
+    pub secret_rm: Vec<String>,
+    /// Add a config, as `create --config` (repeatable).
+    #[arg(long)]
+    pub config_add: Vec<String>,
+    /// Remove a config by name or ID (repeatable).
+    #[arg(long)]
+    pub config_rm: Vec<String>,
     /// Go back to the previous spec instead of updating; no other change may come with it.
     #[arg(long)]
     pub rollback: bool,
@@ -327,6 +341,10 @@ pub fn build(a: &UpdateArgs) -> anyhow::Result<Request> {
         update: a.update.change()?,
         rollback: a.rollback_config.change()?,
         force: a.force,
+        secret_rm: a.secret_rm.clone(),
+        secret_add: parse_file_refs(FileKind::Secret, &a.secret_add)?,
+        config_rm: a.config_rm.clone(),
+        config_add: parse_file_refs(FileKind::Config, &a.config_add)?,
     };
     if a.rollback {
         if change != ServiceChange::default() {
@@ -571,6 +589,25 @@ mod tests {
         );
         assert!(c.force);
         assert!(change("--no-healthcheck web").health.none);
+        let c = change(
+            "--secret-rm old --secret-add source=new,target=pw --config-rm c1 --config-add c2 web",
+        );
+        assert_eq!((c.secret_rm, c.config_rm), (s(&["old"]), s(&["c1"])));
+        let targets = |refs: &[swarm_actors::model::FileRef]| {
+            refs.iter()
+                .map(|r| (r.name.clone(), r.target.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            targets(&c.secret_add),
+            [("new".to_string(), "/run/secrets/pw".to_string())]
+        );
+        assert_eq!(
+            targets(&c.config_add),
+            [("c2".to_string(), "/c2".to_string())]
+        );
+        let e = format!("{:#}", parse("--secret-add mode=1 web").unwrap_err());
+        assert!(e.contains("needs a source"), "{e}");
     }
 
     #[test]

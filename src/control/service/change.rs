@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use swarm_actors::model::{HealthCheck, Service, ServiceMode, ServiceSpec};
+use swarm_actors::model::{FileKind, FileRef, HealthCheck, Service, ServiceMode, ServiceSpec};
 use swarm_actors::store::{Expect, Kind, ObjectBody, Op, StoreCommand};
 
 use super::Found;
@@ -77,9 +77,47 @@ pub fn apply_change(service: &Service, change: &ServiceChange) -> Result<Service
     }
     set(&mut restart.window_ms, change.restart.window_ms);
     set(&mut task.stop_grace_period_ms, change.stop_grace_period_ms);
+    let name = &spec.name;
+    apply_refs(
+        name,
+        FileKind::Secret,
+        &mut task.secrets,
+        &change.secret_rm,
+        &change.secret_add,
+    )?;
+    apply_refs(
+        name,
+        FileKind::Config,
+        &mut task.configs,
+        &change.config_rm,
+        &change.config_add,
+    )?;
     change.update.apply(&mut spec.update);
     change.rollback.apply(&mut spec.rollback);
     Ok(spec)
+}
+
+/// `--secret-rm` (a name or ID the service uses, else an error), then `--secret-add` (refs
+/// the caller resolved); duplicate targets are [`validate_spec`]'s to refuse.
+fn apply_refs(
+    service: &str,
+    kind: FileKind,
+    refs: &mut Vec<FileRef>,
+    rm: &[String],
+    add: &[FileRef],
+) -> Result<(), String> {
+    for name in rm {
+        let before = refs.len();
+        refs.retain(|r| r.name != *name && r.id.to_string() != *name);
+        if refs.len() == before {
+            return Err(format!(
+                "service {service} does not use {} {name}",
+                kind.as_str()
+            ));
+        }
+    }
+    refs.extend(add.iter().cloned());
+    Ok(())
 }
 
 fn set<T>(field: &mut T, value: Option<T>) {

@@ -1,0 +1,400 @@
+//! The node's side of the `secret` and `config` commands, and the resolution of the refs a
+//! service spec makes to them.
+//!
+//! A secret or config is one [`Secret`] object, stored under its kind ([`Kind::Secret`] or
+//! [`Kind::Config`]) and its NAME, so that `Expect::Absent` makes names unique in one atomic
+//! write (as services are); its random [`SecretId`] is what service specs and nodes name it by.
+//!
+//! Data comes in with `create` and never goes out through the control API for a secret:
+//! every answer is built from [`doc`], which leaves a secret's data out (asserted). A config's
+//! data can be read back with `config inspect`, as Docker allows.
+//!
+//! Bounds: at most [`FILES_MAX`] secrets and configs together, [`FILES_BYTES_MAX`] bytes of
+//! their data together, so that the store's snapshot (which holds them all, next to services,
+//! tasks and nodes) stays well inside `store::SNAPSHOT_BYTES_MAX` (63 MiB); at most
+//! [`SECRET_LABELS_MAX`] labels each, so that a list of all of them fits one control frame.
+//!
+//! A service's refs are checked at `service create` and `update`: a ref to a missing secret is
+//! refused and nothing is written. `secret rm` is refused while a service's current spec refers
+//! to it. The two checks read and then write without a lock spanning both, so a `service
+//! create` racing a `secret rm` of the secret it names can both succeed (a rare race across two
+//! requests in flight at once): the service's tasks then cannot get the file, which the leader
+//! cannot send (see the leader's session answer).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use swarm_actors::model::{
+    FileKind, FileRef, LABELS_MAX, Secret, SecretBytes, SecretId, ServiceSpec, validate_label,
+    validate_secret_data, validate_secret_name,
+};
+use swarm_actors::node::admission;
+use swarm_actors::replica::StoreHandle;
+use swarm_actors::store::{Expect, Kind, ObjectBody, Op, StoreCommand, StoredObject};
+use tokio::sync::Mutex;
+
+use super::cas::{self, Failed};
+use super::context::ControlContext;
+use super::proto::SecretDoc;
+use super::service::{manager_store, services};
+
+/// Most secrets and configs in the store, together.
+pub const FILES_MAX: usize = 1_000;
+/// Most bytes of data of all secrets and configs together. The snapshot holds them all; 32 MiB
+/// leaves half of `SNAPSHOT_BYTES_MAX` to everything else. Creates on one node are serialized,
+/// so the bound can be passed only by creates on several managers at the same instant, by at
+/// most one object's data each.
+pub const FILES_BYTES_MAX: usize = 32 << 20;
+/// Most labels of one secret or config: `ls` answers every one of [`FILES_MAX`] with its
+/// labels (each at most `LABEL_BYTES_MAX`, 256 bytes) in one control frame.
+pub const SECRET_LABELS_MAX: usize = 8;
+/// Most bytes of config data in one `config inspect` answer, so that it fits a control frame
+/// (4 MiB); asking for more at once is refused with a hint to ask for fewer.
+pub const INSPECT_DATA_BYTES_MAX: usize = 3 << 20;
+
+const _: () = assert!(SECRET_LABELS_MAX <= LABELS_MAX);
+
+/// Serializes this node's creates, so that the total bound is checked against a store that no
+/// other create of this node is about to change.
+static CREATES: Mutex<()> = Mutex::const_new(());
+
+/// The store kind a file kind lives under.
+pub fn store_kind(kind: FileKind) -> Kind {
+    match kind {
+        FileKind::Secret => Kind::Secret,
+        FileKind::Config => Kind::Config,
+    }
+}
+
+/// A stored secret or config with the version its next write compares against.
+pub struct Found {
+    pub secret: Secret,
+    pub obj: StoredObject,
+}
+
+/// A linearizable read; without a leader to confirm it, the local replica's view.
+async fn files(store: &StoreHandle, kind: FileKind) -> Result<Vec<Found>, String> {
+    let k = store_kind(kind);
+    let objects = match store.read(k, true).await {
+        Ok(r) => r.objects,
+        Err(_) => store
+            .read(k, false)
+            .await
+            .map(|r| r.objects)
+            .map_err(|e| e.to_string())?,
+    };
+    Ok(objects
+        .into_iter()
+        .filter_map(|obj| match &obj.body {
+            ObjectBody::Secret(s) if s.kind == kind => Some(Found {
+                secret: s.clone(),
+                obj,
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Finds a secret or config by name, full ID, or unique ID prefix (Docker's order).
+pub fn resolve(kind: FileKind, found: Vec<Found>, name: &str) -> Result<Found, String> {
+    let what = kind.as_str();
+    let mut by_name = None;
+    let mut by_id = None;
+    let mut by_prefix = Vec::new();
+    for f in found {
+        let id = f.secret.id.to_string();
+        if f.secret.name == name {
+            by_name = Some(f);
+        } else if id == name {
+            by_id = Some(f);
+        } else if !name.is_empty() && id.starts_with(name) {
+            by_prefix.push(f);
+        }
+    }
+    if let Some(f) = by_name.or(by_id) {
+        return Ok(f);
+    }
+    match by_prefix.len() {
+        0 => Err(format!("{what} {name} not found")),
+        1 => Ok(by_prefix.remove(0)),
+        _ => Err(format!("{what} {name} is ambiguous: give more of its ID")),
+    }
+}
+
+/// What the control API shows of a stored secret or config. The data only for a config and
+/// only when `with_data`: never a secret's.
+pub fn doc(f: &Found, with_data: bool) -> SecretDoc {
+    let s = &f.secret;
+    let data = (with_data && s.kind == FileKind::Config).then(|| s.data.expose().to_vec());
+    assert!(
+        s.kind == FileKind::Config || data.is_none(),
+        "a secret's data never leaves through the control API"
+    );
+    SecretDoc {
+        id: s.id.to_string(),
+        kind: s.kind,
+        name: s.name.clone(),
+        labels: s.labels.clone(),
+        version: f.obj.version,
+        created_ms: f.obj.created_ms,
+        updated_ms: f.obj.updated_ms,
+        data,
+    }
+}
+
+/// The checks of a create, before anything is read: name, labels, data.
+pub fn validate_create(
+    kind: FileKind,
+    name: &str,
+    labels: &[(String, String)],
+    data: &[u8],
+) -> Result<BTreeMap<String, String>, String> {
+    validate_secret_name(kind, name)?;
+    let labels: BTreeMap<String, String> = labels.iter().cloned().collect();
+    if labels.len() > SECRET_LABELS_MAX {
+        return Err(format!(
+            "a {} may carry at most {SECRET_LABELS_MAX} labels",
+            kind.as_str()
+        ));
+    }
+    for (k, v) in &labels {
+        validate_label(k, v).map_err(|e| e.to_string())?;
+    }
+    validate_secret_data(kind, data)?;
+    Ok(labels)
+}
+
+/// `secret create` / `config create`: the new object's ID.
+pub async fn create(
+    ctx: &ControlContext,
+    kind: FileKind,
+    name: &str,
+    labels: &[(String, String)],
+    data: SecretBytes,
+) -> Result<String, String> {
+    let store = manager_store(ctx).await?;
+    let labels = validate_create(kind, name, labels, data.expose())?;
+    let what = kind.as_str();
+    let _one_at_a_time = CREATES.lock().await;
+    let mut all = files(&store, FileKind::Secret).await?;
+    all.extend(files(&store, FileKind::Config).await?);
+    if all
+        .iter()
+        .any(|f| f.secret.kind == kind && f.secret.name == name)
+    {
+        return Err(format!("{what} {name} already exists"));
+    }
+    if all.len() >= FILES_MAX {
+        return Err(format!(
+            "the cluster holds {} secrets and configs, the most it keeps: remove some first",
+            all.len()
+        ));
+    }
+    let held: usize = all.iter().map(|f| f.secret.data.len()).sum();
+    if held + data.len() > FILES_BYTES_MAX {
+        return Err(format!(
+            "the cluster holds {held} bytes of secrets and configs; {} more would pass the limit of {FILES_BYTES_MAX} bytes: remove some first",
+            data.len()
+        ));
+    }
+    let id = loop {
+        let id = SecretId(rand::random());
+        if id != SecretId::UNKNOWN {
+            break id;
+        }
+    };
+    let secret = Secret {
+        id,
+        kind,
+        name: name.to_string(),
+        labels,
+        data,
+    };
+    let cmd = StoreCommand {
+        now_ms: admission::now_ms(),
+        ops: vec![Op::Put {
+            kind: store_kind(kind),
+            id: name.to_string(),
+            expect: Expect::Absent,
+            body: ObjectBody::Secret(secret),
+        }],
+    };
+    if let Err(e) = store.propose(cmd).await {
+        // A create of the same name on another manager may have won the race.
+        return match files(&store, kind).await.map(|f| resolve(kind, f, name)) {
+            Ok(Ok(f)) if f.secret.id != id && f.secret.name == name => {
+                Err(format!("{what} {name} already exists"))
+            }
+            _ => Err(e.to_string()),
+        };
+    }
+    Ok(id.to_string())
+}
+
+pub async fn list(ctx: &ControlContext, kind: FileKind) -> Result<Vec<SecretDoc>, String> {
+    let store = manager_store(ctx).await?;
+    let mut docs: Vec<SecretDoc> = files(&store, kind)
+        .await?
+        .iter()
+        .map(|f| doc(f, false))
+        .collect();
+    docs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(docs)
+}
+
+pub async fn inspect(
+    ctx: &ControlContext,
+    kind: FileKind,
+    names: &[String],
+) -> Result<Vec<SecretDoc>, String> {
+    let store = manager_store(ctx).await?;
+    let all = files(&store, kind).await?;
+    let mut out = Vec::new();
+    let mut data_bytes = 0;
+    for name in names {
+        // Resolved against a fresh copy each time: `resolve` takes its list.
+        let found: Vec<Found> = all
+            .iter()
+            .map(|f| Found {
+                secret: f.secret.clone(),
+                obj: f.obj.clone(),
+            })
+            .collect();
+        let d = doc(&resolve(kind, found, name)?, true);
+        data_bytes += d.data.as_ref().map_or(0, Vec::len);
+        if data_bytes > INSPECT_DATA_BYTES_MAX {
+            return Err(format!(
+                "these {}s hold more than {INSPECT_DATA_BYTES_MAX} bytes together: inspect fewer at once",
+                kind.as_str()
+            ));
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// The services whose current spec refers to the secret or config `id`, by name, sorted.
+fn users(kind: FileKind, id: SecretId, specs: &[(String, &ServiceSpec)]) -> Vec<String> {
+    let users: BTreeSet<&str> = specs
+        .iter()
+        .filter(|(_, spec)| {
+            let refs = match kind {
+                FileKind::Secret => &spec.task.secrets,
+                FileKind::Config => &spec.task.configs,
+            };
+            refs.iter().any(|r| r.id == id)
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    users.into_iter().map(str::to_string).collect()
+}
+
+/// `secret rm` / `config rm`: refused while a service's current spec uses it (Docker checks
+/// only the current spec, so that `--secret-rm` then `secret rm` rotates a secret out; a
+/// rollback to a spec naming a removed one is refused by `service rollback`).
+pub async fn remove(ctx: &ControlContext, kind: FileKind, name: &str) -> Result<String, String> {
+    let store = manager_store(ctx).await?;
+    cas::retrying(|| remove_once(&store, kind, name)).await
+}
+
+async fn remove_once(store: &StoreHandle, kind: FileKind, name: &str) -> Result<String, Failed> {
+    let found = resolve(kind, files(store, kind).await?, name)?;
+    let services = services(store).await?;
+    let specs: Vec<(String, &ServiceSpec)> = services
+        .iter()
+        .map(|f| (f.obj.id.clone(), &f.service.spec))
+        .collect();
+    let users = users(kind, found.secret.id, &specs);
+    if !users.is_empty() {
+        return Err(format!(
+            "{} '{}' is in use by the following service(s): {}",
+            kind.as_str(),
+            found.secret.name,
+            users.join(", ")
+        )
+        .into());
+    }
+    let cmd = StoreCommand {
+        now_ms: admission::now_ms(),
+        ops: vec![Op::Delete {
+            kind: store_kind(kind),
+            id: found.obj.id.clone(),
+            expect: Expect::Version(found.obj.version),
+        }],
+    };
+    cas::proposed(store.propose(cmd).await)?;
+    Ok(name.to_string())
+}
+
+/// The names and IDs of every secret and config: what refs are resolved against.
+#[derive(Clone, Debug, Default)]
+pub struct FileIndex {
+    by_name: BTreeMap<(FileKind, String), SecretId>,
+}
+
+impl FileIndex {
+    pub fn new(entries: impl IntoIterator<Item = (FileKind, String, SecretId)>) -> FileIndex {
+        FileIndex {
+            by_name: entries
+                .into_iter()
+                .map(|(k, name, id)| ((k, name), id))
+                .collect(),
+        }
+    }
+
+    pub async fn read(store: &StoreHandle) -> Result<FileIndex, String> {
+        let mut all = files(store, FileKind::Secret).await?;
+        all.extend(files(store, FileKind::Config).await?);
+        Ok(FileIndex::new(all.into_iter().map(|f| {
+            let s = f.secret;
+            (s.kind, s.name, s.id)
+        })))
+    }
+
+    /// The ID of the secret or config named `name`.
+    fn id(&self, kind: FileKind, name: &str) -> Result<SecretId, String> {
+        self.by_name
+            .get(&(kind, name.to_string()))
+            .copied()
+            .ok_or_else(|| {
+                format!(
+                    "{0} {name} not found: create it first with `swarm-node {0} create`",
+                    kind.as_str()
+                )
+            })
+    }
+
+    /// Refs as a client sent them (`source` name, target as given): each gets the ID of the
+    /// secret or config of its name and its target resolved to an absolute path. A missing
+    /// one is an error.
+    pub fn resolve_refs(&self, kind: FileKind, refs: &mut [FileRef]) -> Result<(), String> {
+        for r in refs {
+            r.id = self.id(kind, &r.name)?;
+            r.target = kind.target_path(&r.name, &r.target);
+        }
+        Ok(())
+    }
+
+    /// Whether every ref of `spec` still names an existing secret or config (by ID): the
+    /// first one that does not, as an error.
+    pub fn check_exist(&self, spec: &ServiceSpec) -> Result<(), String> {
+        let ids: BTreeSet<(FileKind, SecretId)> =
+            self.by_name.iter().map(|((k, _), id)| (*k, *id)).collect();
+        let all = spec
+            .task
+            .secrets
+            .iter()
+            .map(|r| (FileKind::Secret, r))
+            .chain(spec.task.configs.iter().map(|r| (FileKind::Config, r)));
+        for (kind, r) in all {
+            if !ids.contains(&(kind, r.id)) {
+                return Err(format!(
+                    "{} {} (ID {}) no longer exists",
+                    kind.as_str(),
+                    r.name,
+                    r.id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
