@@ -9,3 +9,4 @@
 #![allow(clippy::disallowed_methods)]
 #[path = "../common/mod.rs"]
 mod common;
+mod delivery;
