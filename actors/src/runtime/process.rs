@@ -15,8 +15,14 @@
 //!   restarted node calls [`TaskRuntime::adopt_or_clean`], which kills the groups it finds there
 //!   (checking the process start time first, so a reused PID is left alone).
 //!
+//! A task's secrets and configs ([`TaskContext::files`], on tmpfs): as root, the task runs in a
+//! private mount namespace that shows each file at its target; without root, it reads them in
+//! its directory, which `SWARM_SECRETS_DIR` and `SWARM_CONFIGS_DIR` name (see
+//! [`mounts`](super::mounts)). Health checks see them as the task does.
+//!
 //! Who a task runs as: the spec's `--user` ([`user`](super::user)), set on the command with
-//! std's `CommandExt::uid`/`gid`, which also clears the supplementary groups. The shim runs as
+//! std's `CommandExt::uid`/`gid`, which also clears the supplementary groups (for a task with
+//! files as root, the namespace set-up sets them itself, after its mounts, in the same order). The shim runs as
 //! that user too (std changes the ids before the shim's code runs); having changed its ids, the
 //! kernel marks it not dumpable, so the task's user cannot read the copy of the node's memory
 //! the shim was forked with. Without `--user` the task runs as the node's user: root when the
