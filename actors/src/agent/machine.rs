@@ -5,7 +5,10 @@
 //!                                 └▶ OpenSession { seq, hop 0, Local | Remote(leader or a manager in turn), report }
 //!  SessionDone { seq, hop, .. } (an abandoned or stale one is ignored)
 //!     Assignments ─▶ SessionEnded(Ok) ─▶ apply: StopTask (unlisted), ShutdownTask (desired past
-//!                    Running, once), StartTask (new, desired Running), lost statuses (the rest)
+//!                    Running, once), HoldFiles (the answer's files a task here needs), DropFiles
+//!                    (held files no task here needs), StartTask (new, desired Running, every
+//!                    file held), lost statuses (the rest); a task still waiting for files asks
+//!                    for the next session at once (at most FILE_SESSIONS_MAX in a row)
 //!     NotLeader(l) ─▶ OpenSession { seq, hop + 1, Remote(l), report } while the redirect limit allows
 //!     Failed / SessionTimedOut ─▶ SessionEnded(Err): forget the leader, next manager
 //!  then, if something asked for a session meanwhile (`again`), the next one opens
@@ -19,6 +22,14 @@
 //! and the transport, or the simulator with task machines and a simulated network. Task actors
 //! (or machines) live in the shell; the machine only orders them started, shut down or stopped.
 //!
+//! Secrets and configs: the machine knows which files the node holds (their data is the shell's,
+//! the SecretVault's) and reports them with every session (`held`). A new task starts only once
+//! every file it names is held; until then it waits, like a held task. Files no task of this
+//! node still needs — a task that has not ended here, or one listed that waits to start — are
+//! dropped after each answer and each status that ends a task. An answer that carries no file
+//! while a waiting task lacks one the report did not name means the leader has no such file
+//! (`leader::machine::files`): the task is rejected ("secret x not found").
+//!
 //! It is generic over the address of a manager `A` (a socket address in production, an index in
 //! the simulator) and over the assignment `T` that an answer carries (see [`AssignedTask`]).
 
@@ -28,7 +39,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use crate::model::{FileKey, FileMaterial, Task, TaskId, TaskState, TaskStatus};
-use crate::wire::{Assignment, SESSION_STATUSES_MAX};
+use crate::wire::{Assignment, SESSION_HELD_MAX, SESSION_STATUSES_MAX};
 
 use super::AgentView;
 
@@ -36,6 +47,11 @@ use super::AgentView;
 /// that the first manager named. A session through this node's store may follow its redirect
 /// and one more.
 pub const SESSION_NETWORK_REQUESTS_MAX: u8 = 2;
+
+/// Sessions in a row opened at once because an answer brought files and a task still waits
+/// for more (an answer carries at most `answer::FILES_ANSWER_BYTES_MAX` of them). Past it, the
+/// next tick asks again.
+pub const FILE_SESSIONS_MAX: u32 = 16;
 
 /// One task of an answer, as the machine reads it: production answers carry [`Assignment`]s,
 /// the simulator shares the leader's `Rc<Task>`s.
@@ -145,6 +161,8 @@ struct Local {
     status: TaskStatus,
     desired: TaskState,
     shutdown_sent: bool,
+    /// The secrets and configs it names: held while its status has not ended.
+    files: Vec<FileKey>,
 }
 
 /// The session in flight.
@@ -179,6 +197,16 @@ pub struct AgentMachine<A = SocketAddr, T = Assignment> {
     seq: u64,
     /// Something asked for a session while one was in flight: another follows it.
     again: bool,
+    /// The secrets and configs this node holds (their data is the shell's), with their names.
+    held: BTreeMap<FileKey, String>,
+    /// Listed tasks not started yet that keep their files: held ones, and new ones waiting
+    /// for files (as of the last answer).
+    waiting: BTreeMap<TaskId, Vec<FileKey>>,
+    /// What the session in flight reported holding: a file missing from an empty answer that
+    /// is not among them is one the leader does not have.
+    reported: BTreeSet<FileKey>,
+    /// Sessions opened in a row for files (see [`FILE_SESSIONS_MAX`]).
+    file_sessions: u32,
     sessions_ok: u64,
     sessions_failed: u64,
     last_error: Option<String>,
@@ -205,6 +233,10 @@ where
             in_flight: None,
             seq: 0,
             again: false,
+            held: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            reported: BTreeSet::new(),
+            file_sessions: 0,
             sessions_ok: 0,
             sessions_failed: 0,
             last_error: None,
@@ -219,7 +251,11 @@ where
         out: &mut Vec<AgentEffect<A, T>>,
     ) {
         match input {
-            AgentInput::Tick | AgentInput::Poke { from: None } => self.session(out),
+            AgentInput::Tick => {
+                self.file_sessions = 0;
+                self.session(out);
+            }
+            AgentInput::Poke { from: None } => self.session(out),
             AgentInput::Poke { from: Some(from) } => {
                 self.leader = Some(from);
                 // The leader that poked is alive. A session still waiting on another manager
@@ -245,11 +281,15 @@ where
                     // Cut as the leader stores it, or a long text would differ from the
                     // stored one for ever and be reported again at every session.
                     l.status = status.cut().into_owned();
+                    if l.status.state.is_terminal() {
+                        self.drop_unneeded(out);
+                    }
                     self.session(out);
                 }
             }
             AgentInput::TaskStartFailed { task, error } => {
                 self.tasks.remove(&task);
+                self.drop_unneeded(out);
                 let msg = format!("the task actor did not start: {error}");
                 self.lost
                     .insert(task, lost_status(TaskState::Rejected, now_ms, &msg));
@@ -259,10 +299,7 @@ where
                     return; // abandoned, timed out, or an earlier request's (duplicate) answer
                 };
                 match outcome {
-                    SessionOutcome::Assignments {
-                        tasks: list,
-                        files: _,
-                    } => {
+                    SessionOutcome::Assignments { tasks: list, files } => {
                         if let Target::Remote(a) = f.to {
                             self.leader = Some(a);
                         }
@@ -273,7 +310,7 @@ where
                             seq,
                             result: Ok(list.len()),
                         });
-                        self.apply(now_ms, list, out);
+                        self.apply(now_ms, list, files, out);
                         self.then(out);
                     }
                     SessionOutcome::NotLeader(Some(l))
@@ -287,12 +324,13 @@ where
                             ..f
                         };
                         self.in_flight = Some(next);
+                        let held = self.held_report();
                         out.push(AgentEffect::OpenSession {
                             seq,
                             hop: next.hop,
                             to: next.to,
                             report: self.report(),
-                            held: Vec::new(),
+                            held,
                         });
                     }
                     SessionOutcome::NotLeader(l) => {
@@ -333,6 +371,11 @@ where
     /// The tasks this run started and has not stopped.
     pub fn tasks(&self) -> impl Iterator<Item = TaskId> + '_ {
         self.tasks.keys().copied()
+    }
+
+    /// The secrets and configs this node holds, with their names (the shell holds the data).
+    pub fn held(&self) -> &BTreeMap<FileKey, String> {
+        &self.held
     }
 
     /// The number of the session in flight.
@@ -378,12 +421,13 @@ where
             asked,
             network_requests: u8::from(!self.local),
         });
+        let held = self.held_report();
         out.push(AgentEffect::OpenSession {
             seq: self.seq,
             hop: 0,
             to,
             report: self.report(),
-            held: Vec::new(),
+            held,
         });
     }
 
@@ -407,8 +451,15 @@ where
         }
     }
 
-    /// An answer: the complete list of this node's tasks as the store holds them.
-    fn apply(&mut self, now_ms: u64, list: Vec<T>, out: &mut Vec<AgentEffect<A, T>>) {
+    /// An answer: the complete list of this node's tasks as the store holds them, and the
+    /// files the leader sent for them.
+    fn apply(
+        &mut self,
+        now_ms: u64,
+        list: Vec<T>,
+        files: Vec<FileMaterial>,
+        out: &mut Vec<AgentEffect<A, T>>,
+    ) {
         self.known = list
             .iter()
             .map(|a| (a.task().id, a.task().status.clone()))
@@ -426,6 +477,8 @@ where
             self.tasks.remove(&id);
             out.push(AgentEffect::StopTask(id));
         }
+        self.waiting.clear();
+        let mut new = Vec::new();
         for a in list {
             let t = a.task();
             let wanted = t.desired_state <= TaskState::Running;
@@ -442,6 +495,8 @@ where
             }
             if t.desired_state < TaskState::Running {
                 // Held (a stop-first update's new task): started once the leader releases it.
+                // Its files come ahead and are kept.
+                self.waiting.insert(t.id, file_keys(t));
                 continue;
             }
             let runtime = t.spec.runtime.as_str();
@@ -461,18 +516,130 @@ where
                 let msg = format!("runtime {runtime} is not available on this node");
                 lost_status(TaskState::Rejected, now_ms, &msg)
             } else {
-                let local = Local {
-                    status: TaskStatus::new(TaskState::Assigned, now_ms, "assigned"),
-                    desired: t.desired_state,
-                    shutdown_sent: false,
-                };
-                self.tasks.insert(t.id, local);
-                out.push(AgentEffect::StartTask(a));
+                self.waiting.insert(t.id, file_keys(t));
+                new.push(a);
                 continue;
             };
             self.lost.insert(t.id, lost);
         }
+        let brought = self.hold(files, out);
+        // A new task starts once it holds every file it names.
+        let mut starts = Vec::new();
+        let mut ask_again = false;
+        for a in new {
+            let t = a.task();
+            let missing = t.spec.files().find(|(k, _)| !self.held.contains_key(k));
+            let Some((key, _)) = missing else {
+                self.waiting.remove(&t.id);
+                let local = Local {
+                    status: TaskStatus::new(TaskState::Assigned, now_ms, "assigned"),
+                    desired: t.desired_state,
+                    shutdown_sent: false,
+                    files: file_keys(t),
+                };
+                self.tasks.insert(t.id, local);
+                starts.push(a);
+                continue;
+            };
+            // An answer with no file sent every needed file it had that the report did not
+            // name (one always fits): one named neither way is not in the store.
+            let not_found = match brought {
+                Some(_) => None,
+                None => (t.spec.files())
+                    .find(|(k, _)| !self.held.contains_key(k) && !self.reported.contains(k)),
+            };
+            if let Some((key, r)) = not_found {
+                self.waiting.remove(&t.id);
+                let msg = format!("{} {} not found", key.kind.as_str(), r.name);
+                self.lost
+                    .insert(t.id, lost_status(TaskState::Rejected, now_ms, &msg));
+                continue;
+            }
+            // It waits: ask again now if this answer brought files (more may come) or the
+            // file was dropped while the session was on its way.
+            ask_again |= brought.is_some() || self.reported.contains(&key);
+        }
+        self.drop_unneeded(out);
+        for a in starts {
+            out.push(AgentEffect::StartTask(a));
+        }
+        if ask_again && self.file_sessions < FILE_SESSIONS_MAX {
+            self.file_sessions += 1;
+            self.again = true;
+        }
     }
+
+    /// Keeps the answer's files that a task here needs (any other is ignored: the leader sends
+    /// none); `Some(count)` when it kept any.
+    fn hold(
+        &mut self,
+        files: Vec<FileMaterial>,
+        out: &mut Vec<AgentEffect<A, T>>,
+    ) -> Option<usize> {
+        if files.is_empty() {
+            return None;
+        }
+        let needed = self.needed();
+        let kept: Vec<FileMaterial> = files
+            .into_iter()
+            .filter(|m| needed.contains(&m.key) && !self.held.contains_key(&m.key))
+            .collect();
+        for m in &kept {
+            self.held.insert(m.key, m.name.clone());
+        }
+        // Files that all were held already still count as an answer with files.
+        let n = kept.len();
+        if n > 0 {
+            out.push(AgentEffect::HoldFiles(kept));
+        }
+        Some(n)
+    }
+
+    /// The files a task of this node still needs: one that has not ended here, or one listed
+    /// that waits to start. At most [`FILE_REFS_MAX`](crate::model::FILE_REFS_MAX) per task.
+    fn needed(&self) -> BTreeSet<FileKey> {
+        let running = self
+            .tasks
+            .values()
+            .filter(|l| !l.status.state.is_terminal());
+        running
+            .flat_map(|l| l.files.iter())
+            .chain(self.waiting.values().flatten())
+            .copied()
+            .collect()
+    }
+
+    /// Forgets the held files no task of this node needs any more.
+    fn drop_unneeded(&mut self, out: &mut Vec<AgentEffect<A, T>>) {
+        if self.held.is_empty() {
+            return;
+        }
+        let needed = self.needed();
+        let gone: Vec<FileKey> = (self.held.keys())
+            .filter(|k| !needed.contains(k))
+            .copied()
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for k in &gone {
+            self.held.remove(k);
+        }
+        out.push(AgentEffect::DropFiles(gone));
+    }
+
+    /// The held files a session reports (at most [`SESSION_HELD_MAX`]; the leader sends again
+    /// one not named, which the machine ignores), remembered for the answer.
+    fn held_report(&mut self) -> Vec<FileKey> {
+        let held: Vec<FileKey> = self.held.keys().take(SESSION_HELD_MAX).copied().collect();
+        self.reported = held.iter().copied().collect();
+        held
+    }
+}
+
+/// The secrets and configs a task names.
+fn file_keys(t: &Task) -> Vec<FileKey> {
+    t.spec.files().map(|(k, _)| k).collect()
 }
 
 /// The status an agent reports for a task it never ran (or lost): `msg` is also the error,

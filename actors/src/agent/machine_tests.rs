@@ -1,7 +1,9 @@
 //! Unit tests of the AgentMachine: fixed inputs, the effects they must give.
 
 use super::*;
-use crate::model::{RuntimeKind, ServiceId, TaskSpec, TaskStatus};
+use crate::model::{
+    FileKind, FileRef, RuntimeKind, SecretBytes, SecretId, ServiceId, TaskSpec, TaskStatus,
+};
 
 const T0: u64 = 1_000_000;
 
@@ -362,4 +364,178 @@ fn a_report_is_cut_to_its_bound() {
         .collect();
     step(&mut m, answer(1, 0, list));
     assert_eq!(m.report().len(), SESSION_STATUSES_MAX);
+}
+
+fn key(kind: FileKind, id: u128) -> FileKey {
+    FileKey {
+        kind,
+        id: SecretId(id),
+    }
+}
+
+fn material(kind: FileKind, id: u128) -> FileMaterial {
+    FileMaterial {
+        key: key(kind, id),
+        name: format!("f{id}"),
+        data: SecretBytes::new(b"data".to_vec()),
+    }
+}
+
+fn file_ref(id: u128) -> FileRef {
+    FileRef {
+        id: SecretId(id),
+        name: format!("f{id}"),
+        target: format!("/run/secrets/f{id}"),
+        uid: 0,
+        gid: 0,
+        mode: FileRef::DEFAULT_MODE,
+    }
+}
+
+/// A new task (assigned, desired running) that reads these secrets and configs.
+fn task_with_files(id: u128, secrets: &[u128], configs: &[u128]) -> Rc<Task> {
+    let mut t = (*task(id, TaskState::Assigned, TaskState::Running)).clone();
+    t.spec.secrets = secrets.iter().map(|&s| file_ref(s)).collect();
+    t.spec.configs = configs.iter().map(|&c| file_ref(c)).collect();
+    Rc::new(t)
+}
+
+fn answer_with(seq: u64, list: Vec<Rc<Task>>, files: Vec<FileMaterial>) -> I {
+    I::SessionDone {
+        seq,
+        hop: 0,
+        outcome: SessionOutcome::Assignments { tasks: list, files },
+    }
+}
+
+fn held_reported(out: &[E]) -> Vec<Vec<FileKey>> {
+    out.iter()
+        .filter_map(|e| match e {
+            E::OpenSession { held, .. } => Some(held.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn held(m: &M) -> Vec<FileKey> {
+    m.held().keys().copied().collect()
+}
+
+fn ended(task: u128, state: TaskState) -> I {
+    I::TaskStatus {
+        task: TaskId(task),
+        status: TaskStatus::new(state, T0, "x"),
+    }
+}
+
+#[test]
+fn a_task_waits_for_its_files_and_starts_once_answers_brought_them_all() {
+    let mut m = machine();
+    let out = step(&mut m, I::Tick);
+    assert_eq!(held_reported(&out), [vec![]]);
+    let t = task_with_files(1, &[1], &[2]);
+    // The first answer brings one of the two: held, the task waits, the next session opens
+    // at once and reports it.
+    let out = step(
+        &mut m,
+        answer_with(1, vec![t.clone()], vec![material(FileKind::Secret, 1)]),
+    );
+    assert!(out.contains(&E::HoldFiles(vec![material(FileKind::Secret, 1)])));
+    assert!(!out.iter().any(|e| matches!(e, E::StartTask(_))));
+    assert_eq!(held_reported(&out), [vec![key(FileKind::Secret, 1)]]);
+    assert_eq!(lost(&m), [], "a waiting task is not reported");
+    // The second brings the other: held before the task starts.
+    let out = step(
+        &mut m,
+        answer_with(2, vec![t.clone()], vec![material(FileKind::Config, 2)]),
+    );
+    let hold = out.iter().position(|e| matches!(e, E::HoldFiles(_)));
+    let start = out.iter().position(|e| matches!(e, E::StartTask(_)));
+    assert!(hold.is_some() && hold < start, "{out:?}");
+    assert_eq!(
+        held(&m),
+        [key(FileKind::Secret, 1), key(FileKind::Config, 2)]
+    );
+    assert!(opened(&out).is_empty(), "nothing waits any more");
+}
+
+#[test]
+fn files_are_dropped_once_no_task_here_needs_them() {
+    let mut m = machine();
+    step(&mut m, I::Tick);
+    let (a, b) = (
+        task_with_files(1, &[1], &[]),
+        task_with_files(2, &[1], &[2]),
+    );
+    let files = vec![material(FileKind::Secret, 1), material(FileKind::Config, 2)];
+    step(&mut m, answer_with(1, vec![a.clone(), b.clone()], files));
+    assert_eq!(m.tasks().count(), 2);
+    // Task 2 ends: its config goes, the shared secret stays for task 1.
+    let out = step(&mut m, ended(2, TaskState::Failed));
+    assert!(out.contains(&E::DropFiles(vec![key(FileKind::Config, 2)])));
+    assert_eq!(held(&m), [key(FileKind::Secret, 1)]);
+    // Task 1 is no longer listed: stopped, and the secret goes with it.
+    step(&mut m, I::Tick);
+    let out = step(&mut m, answer_with(2, vec![b], Vec::new()));
+    assert!(out.contains(&E::StopTask(TaskId(1))));
+    assert!(out.contains(&E::DropFiles(vec![key(FileKind::Secret, 1)])));
+    assert!(held(&m).is_empty());
+}
+
+#[test]
+fn an_answer_without_files_rejects_a_task_whose_file_the_leader_does_not_have() {
+    let mut m = machine();
+    step(&mut m, I::Tick);
+    let t = task_with_files(1, &[7], &[]);
+    let out = step(&mut m, answer_with(1, vec![t], Vec::new()));
+    assert!(!out.iter().any(|e| matches!(e, E::StartTask(_))));
+    let report = m.report();
+    assert_eq!(report.len(), 1);
+    assert_eq!(report[0].1.state, TaskState::Rejected);
+    assert_eq!(report[0].1.error.as_deref(), Some("secret f7 not found"));
+}
+
+#[test]
+fn files_no_task_here_needs_are_not_kept_and_held_tasks_keep_theirs() {
+    let mut m = machine();
+    step(&mut m, I::Tick);
+    let mut held_task = (*task_with_files(1, &[1], &[])).clone();
+    held_task.desired_state = TaskState::Assigned;
+    let files = vec![material(FileKind::Secret, 1), material(FileKind::Secret, 9)];
+    let out = step(&mut m, answer_with(1, vec![Rc::new(held_task)], files));
+    assert!(out.contains(&E::HoldFiles(vec![material(FileKind::Secret, 1)])));
+    assert_eq!(held(&m), [key(FileKind::Secret, 1)]);
+    assert!(!out.iter().any(|e| matches!(e, E::StartTask(_))));
+}
+
+#[test]
+fn sessions_for_files_in_a_row_are_bounded() {
+    let mut m = machine();
+    step(&mut m, I::Tick);
+    let ids: Vec<u128> = (1..=40).collect();
+    let t = task_with_files(1, &ids, &[]);
+    let mut seq = 1;
+    let mut at_once = 0;
+    for id in 1..=30 {
+        let out = step(
+            &mut m,
+            answer_with(seq, vec![t.clone()], vec![material(FileKind::Secret, id)]),
+        );
+        match opened(&out).first() {
+            Some((s, ..)) => {
+                at_once += 1;
+                seq = *s;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(at_once, FILE_SESSIONS_MAX);
+    // A tick starts a new run of them.
+    let out = step(&mut m, I::Tick);
+    let seq = opened(&out)[0].0;
+    let out = step(
+        &mut m,
+        answer_with(seq, vec![t], vec![material(FileKind::Secret, 40)]),
+    );
+    assert_eq!(opened(&out).len(), 1);
 }

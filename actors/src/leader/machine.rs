@@ -42,6 +42,7 @@ use crate::model::{
 use crate::scheduler::{NodeView, Unseen, node_views};
 use crate::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
 use crate::wire::Assignment;
+use crate::wire::SESSION_HELD_MAX;
 use crate::wire::answer;
 
 /// Names a session for the shell, which keeps where its answer goes.
@@ -162,6 +163,7 @@ struct Queued {
     session: SessionToken,
     from: NodeId,
     statuses: Vec<(TaskId, TaskStatus)>,
+    held: BTreeSet<FileKey>,
 }
 
 /// One node's answer, kept with the tasks it was made from: the next pass reuses it when its
@@ -183,6 +185,8 @@ struct InPass {
     /// The tasks as they will be once the writes land, for the answers until the next read.
     current: BTreeMap<TaskId, Arc<Task>>,
     services: Vec<Service>,
+    /// The secrets and configs the pass read, for the answers until the next pass.
+    files: BTreeMap<FileKey, FileMaterial>,
     poke: BTreeSet<NodeId>,
     wake_at: Option<u64>,
     summary: PassSummary,
@@ -213,6 +217,8 @@ pub struct LeaderMachine {
     managers: Arc<[NodeId]>,
     services: Vec<Service>,
     tasks: BTreeMap<TaskId, Arc<Task>>,
+    /// The secrets and configs the last pass read, by key: what answers carry (`files`).
+    files: BTreeMap<FileKey, FileMaterial>,
     /// The tasks the last read returned, by store version: the next read copies only those
     /// whose version changed.
     read: BTreeMap<TaskId, (u64, Arc<Task>)>,
@@ -251,6 +257,7 @@ impl LeaderMachine {
             managers: Arc::from([]),
             services: Vec::new(),
             tasks: BTreeMap::new(),
+            files: BTreeMap::new(),
             read: BTreeMap::new(),
             scheduled: false,
             dirty: false,
@@ -307,8 +314,13 @@ impl LeaderMachine {
                 session,
                 from,
                 statuses,
-                held: _,
-            } => self.session(session, from, statuses, out),
+                held,
+            } => {
+                // The wire bounds the list; a longer one from elsewhere is cut the same way
+                // (the leader sends again what is not listed, which costs bytes, not safety).
+                let held = held.into_iter().take(SESSION_HELD_MAX).collect();
+                self.session(session, from, statuses, held, out)
+            }
             LeaderInput::Rebuild | LeaderInput::Timer(LeaderTimer::Wake) => self.pass(out),
             LeaderInput::Timer(LeaderTimer::Interval) => {
                 out.push(LeaderEffect::SetTimer {
@@ -426,6 +438,7 @@ impl LeaderMachine {
         session: SessionToken,
         from: NodeId,
         statuses: Vec<(TaskId, TaskStatus)>,
+        held: BTreeSet<FileKey>,
         out: &mut Vec<LeaderEffect>,
     ) {
         if !matches!(self.phase, Phase::Idle) {
@@ -434,6 +447,7 @@ impl LeaderMachine {
                     session,
                     from,
                     statuses,
+                    held,
                 });
             } else {
                 let answer = SessionAnswer::Busy;
@@ -467,10 +481,11 @@ impl LeaderMachine {
             None => Arc::from([]),
         };
         let managers = Arc::clone(&self.managers);
+        let files = files::answer_files(from, &tasks, &held, &self.files);
         let answer = SessionAnswer::Assignments {
             tasks,
             managers,
-            files: Vec::new(),
+            files,
         };
         out.push(LeaderEffect::Answer { session, answer });
     }
@@ -599,6 +614,7 @@ impl LeaderMachine {
             next: 0,
             current,
             services,
+            files: files::by_key(&read.secrets),
             poke: p.poke,
             wake_at: p.wake_at_ms,
             summary,
@@ -721,6 +737,7 @@ impl LeaderMachine {
             self.answers.clear();
         }
         self.services = p.services;
+        self.files = p.files;
         self.rebuild_answers(&p.current);
         self.tasks = p.current;
         self.managers = self.view.managers.iter().copied().collect();
@@ -803,13 +820,16 @@ impl LeaderMachine {
         while matches!(self.phase, Phase::Idle)
             && let Some(q) = self.queued.pop_front()
         {
-            self.session(q.session, q.from, q.statuses, out);
+            self.session(q.session, q.from, q.statuses, q.held, out);
         }
         if std::mem::take(&mut self.again) {
             self.pass(out);
         }
     }
 }
+
+mod files;
+pub use files::needs_files;
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::model::{
-    Availability, NodeResources, Role, ServiceMode, TaskState, TaskStatus as Status,
+    Availability, FileKind, FileRef, NodeResources, Role, Secret, SecretBytes, SecretId,
+    ServiceMode, TaskState, TaskStatus as Status,
 };
 use crate::orchestrator::tests_support::{service, task};
 use crate::store::NodeSpec;
@@ -68,6 +69,7 @@ struct Store {
     nodes: Vec<StoredObject>,
     services: Vec<StoredObject>,
     tasks: Vec<StoredObject>,
+    secrets: Vec<StoredObject>,
 }
 
 impl Store {
@@ -85,6 +87,7 @@ impl Store {
                 .into_iter()
                 .map(|t| stored(Kind::Task, t.id.to_string(), 4, ObjectBody::Task(t)))
                 .collect(),
+            secrets: Vec::new(),
         }
     }
 
@@ -94,7 +97,7 @@ impl Store {
             nodes: self.nodes.iter().collect(),
             services: self.services.iter().collect(),
             tasks: self.tasks.iter().collect(),
-            secrets: Vec::new(),
+            secrets: self.secrets.iter().collect(),
         })
     }
 }
@@ -387,4 +390,200 @@ fn one_debounce_timer_at_a_time() {
     // set it again.
     let out = run(&mut m, 22, LeaderInput::Timer(LeaderTimer::Due));
     assert!(matches!(out.last(), Some(LeaderEffect::Read { .. })));
+}
+
+/// A secret or config of `bytes` bytes, as the store keeps it (under its name).
+fn file(kind: FileKind, id: u128, bytes: usize) -> StoredObject {
+    let s = Secret {
+        id: SecretId(id),
+        kind,
+        name: format!("f{id}"),
+        labels: BTreeMap::new(),
+        data: SecretBytes::new(vec![b'x'; bytes]),
+    };
+    let store_kind = match kind {
+        FileKind::Secret => Kind::Secret,
+        FileKind::Config => Kind::Config,
+    };
+    stored(store_kind, s.name.clone(), 1, ObjectBody::Secret(s))
+}
+
+fn file_ref(id: u128) -> FileRef {
+    FileRef {
+        id: SecretId(id),
+        name: format!("f{id}"),
+        target: format!("/run/secrets/f{id}"),
+        uid: 0,
+        gid: 0,
+        mode: FileRef::DEFAULT_MODE,
+    }
+}
+
+fn key(kind: FileKind, id: u128) -> FileKey {
+    FileKey {
+        kind,
+        id: SecretId(id),
+    }
+}
+
+/// A task on `node` that reads secrets `secrets` and configs `configs`.
+fn task_with_files(id: u128, slot: u64, node: u128, secrets: &[u128], configs: &[u128]) -> Task {
+    let mut t = task(id, slot, Some(node));
+    t.spec.secrets = secrets.iter().map(|&s| file_ref(s)).collect();
+    t.spec.configs = configs.iter().map(|&c| file_ref(c)).collect();
+    t
+}
+
+/// A leader whose first pass over `store` has ended.
+fn passed(store: &Store, members: &[MemberView]) -> LeaderMachine {
+    let mut m = LeaderMachine::new(ME, 1, 0, 7);
+    run(&mut m, 0, LeaderInput::Members(members));
+    run(&mut m, 0, LeaderInput::Start);
+    let mut out = run(&mut m, 1, store.read());
+    while !proposals(&out).is_empty() {
+        out = run(&mut m, 2, LeaderInput::ProposeDone(Ok(())));
+    }
+    assert_eq!(m.view().passes, 1);
+    m
+}
+
+/// The keys of the files in the answers among `out`.
+fn sent(out: &[LeaderEffect]) -> Vec<FileKey> {
+    out.iter()
+        .flat_map(|e| match e {
+            LeaderEffect::Answer {
+                answer: SessionAnswer::Assignments { files, .. },
+                ..
+            } => files.iter().map(|f| f.key).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+fn session_holding(token: SessionToken, from: u128, held: Vec<FileKey>) -> LeaderInput<'static> {
+    LeaderInput::Session {
+        session: token,
+        from: NodeId(from),
+        statuses: Vec::new(),
+        held,
+    }
+}
+
+#[test]
+fn an_answer_carries_the_files_of_the_nodes_own_live_tasks_that_it_lacks() {
+    let mut ended = task_with_files(12, 1, 2, &[4], &[]);
+    ended.status = Status::new(TaskState::Failed, 5, "exit 1");
+    ended.desired_state = TaskState::Shutdown;
+    let tasks = vec![
+        task_with_files(10, 1, 2, &[1, 2], &[3]),
+        task_with_files(11, 2, 3, &[5], &[]),
+        ended,
+    ];
+    let mut store = Store::new(&[1, 2, 3], 2, tasks);
+    store.secrets = vec![
+        file(FileKind::Secret, 1, 10),
+        file(FileKind::Secret, 2, 10),
+        file(FileKind::Config, 3, 10),
+        file(FileKind::Secret, 4, 10),
+        file(FileKind::Secret, 5, 10),
+    ];
+    let members = [member(2, NodeState::Ready), member(3, NodeState::Ready)];
+    let mut m = passed(&store, &members);
+    // Node 2: its running task's files, not the ended task's, not node 3's.
+    let out = run(&mut m, 10, session_holding(1, 2, Vec::new()));
+    let all = [
+        key(FileKind::Secret, 1),
+        key(FileKind::Secret, 2),
+        key(FileKind::Config, 3),
+    ];
+    assert_eq!(sent(&out), all);
+    // What it holds is not sent again; a config is not a secret of the same ID.
+    let held = vec![key(FileKind::Secret, 1), key(FileKind::Secret, 3)];
+    let out = run(&mut m, 11, session_holding(2, 2, held));
+    assert_eq!(
+        sent(&out),
+        [key(FileKind::Secret, 2), key(FileKind::Config, 3)]
+    );
+    let out = run(&mut m, 12, session_holding(3, 2, all.to_vec()));
+    assert_eq!(answers(&out), [(3, Some(2))]);
+    assert!(sent(&out).is_empty());
+    // Node 3 gets its own; node 4 has no task and gets nothing.
+    assert_eq!(
+        sent(&run(&mut m, 13, session_holding(4, 3, Vec::new()))),
+        [key(FileKind::Secret, 5)]
+    );
+    assert!(sent(&run(&mut m, 14, session_holding(5, 4, Vec::new()))).is_empty());
+}
+
+#[test]
+fn files_past_the_answers_bound_wait_and_a_missing_one_is_left_out() {
+    use crate::model::CONFIG_BYTES_MAX;
+    let tasks = vec![task_with_files(10, 1, 2, &[1], &[2, 3, 4, 5])];
+    let mut store = Store::new(&[1, 2], 1, tasks);
+    // Secret 1 is not in the store (removed in a race); configs at the bound, and a small one.
+    store.secrets = vec![
+        file(FileKind::Config, 2, CONFIG_BYTES_MAX),
+        file(FileKind::Config, 3, CONFIG_BYTES_MAX),
+        file(FileKind::Config, 4, 5),
+        file(FileKind::Config, 5, CONFIG_BYTES_MAX),
+    ];
+    let mut m = passed(&store, &[member(2, NodeState::Ready)]);
+    let out = run(&mut m, 10, session_holding(1, 2, Vec::new()));
+    // Three at the bound pass FILES_ANSWER_BYTES_MAX together: the third waits, the small
+    // one still fits.
+    let first = [
+        key(FileKind::Config, 2),
+        key(FileKind::Config, 3),
+        key(FileKind::Config, 4),
+    ];
+    assert_eq!(sent(&out), first);
+    let out = run(&mut m, 11, session_holding(2, 2, first.to_vec()));
+    assert_eq!(sent(&out), [key(FileKind::Config, 5)]);
+    // All held but the missing secret: an answer without files.
+    let held = vec![
+        key(FileKind::Config, 2),
+        key(FileKind::Config, 3),
+        key(FileKind::Config, 4),
+        key(FileKind::Config, 5),
+    ];
+    let out = run(&mut m, 12, session_holding(3, 2, held));
+    assert_eq!(answers(&out), [(3, Some(1))]);
+    assert!(sent(&out).is_empty());
+}
+
+#[test]
+fn a_session_queued_behind_a_pass_keeps_what_it_holds() {
+    let tasks = vec![task_with_files(10, 1, 2, &[1, 2], &[])];
+    let mut store = Store::new(&[1, 2], 1, tasks);
+    store.secrets = vec![file(FileKind::Secret, 1, 3), file(FileKind::Secret, 2, 3)];
+    let mut m = passed(&store, &[member(2, NodeState::Ready)]);
+    run(&mut m, 10, LeaderInput::Rebuild);
+    let out = run(
+        &mut m,
+        11,
+        session_holding(1, 2, vec![key(FileKind::Secret, 1)]),
+    );
+    assert!(answers(&out).is_empty(), "it waits for the pass");
+    let mut out = run(&mut m, 12, store.read());
+    while !proposals(&out).is_empty() {
+        out = run(&mut m, 13, LeaderInput::ProposeDone(Ok(())));
+    }
+    assert_eq!(sent(&out), [key(FileKind::Secret, 2)]);
+}
+
+#[test]
+fn held_tasks_get_their_files_ahead_and_shut_down_ones_do_not() {
+    let mut held = task_with_files(10, 1, 2, &[1], &[]);
+    held.desired_state = TaskState::Assigned;
+    held.status = Status::new(TaskState::Assigned, 5, "assigned");
+    let mut stopping = task_with_files(11, 1, 2, &[2], &[]);
+    stopping.desired_state = TaskState::Shutdown;
+    assert!(needs_files(&held) && !needs_files(&stopping));
+    let mut store = Store::new(&[1, 2], 1, vec![held, stopping]);
+    store.secrets = vec![file(FileKind::Secret, 1, 3), file(FileKind::Secret, 2, 3)];
+    let mut m = passed(&store, &[member(2, NodeState::Ready)]);
+    assert_eq!(
+        sent(&run(&mut m, 10, session_holding(1, 2, Vec::new()))),
+        [key(FileKind::Secret, 1)]
+    );
 }
