@@ -178,7 +178,9 @@ fn process_tasks_read_the_secret_at_their_targets_and_only_their_nodes_hold_it()
     let secret = marker("process");
     let hash = sha256(&secret);
 
-    phase("the tutorial: db reads /run/secrets/mysql_root_password on n2, web the same secret at another target on n3");
+    phase(
+        "the tutorial: db reads /run/secrets/mysql_root_password on n2, web the same secret at another target on n3",
+    );
     secret_create(&n1, "mysql_password", &secret);
     service_create(
         &n1,
@@ -267,6 +269,40 @@ fn process_tasks_read_the_secret_at_their_targets_and_only_their_nodes_hold_it()
         "n3's web still runs with it"
     );
     assert_nowhere_on_disk(&[&n1, &n2, &n3], &secret);
+
+    phase("rotation: web moves to a new secret at the same target; n3 then holds only the new one");
+    let rotated = marker("rotated");
+    secret_create(&n1, "mysql_password_v2", &rotated);
+    n1.ok(&[
+        "service",
+        "update",
+        "--detach",
+        "--secret-rm",
+        "mysql_password",
+        "--secret-add",
+        "source=mysql_password_v2,target=/run/secrets/web/db_password,mode=0400",
+        "web",
+    ]);
+    let new_hash = sha256(&rotated);
+    let rotated_in = wait_until(PATIENCE, || {
+        logs_contain(&n1, "web", &format!("web: {new_hash}  - 400"))
+            && vault_list(&n3, &ids[2]) == Some(vec![("mysql_password_v2".to_string(), 1)])
+    });
+    assert!(
+        rotated_in,
+        "the new task reads the new secret and n3 dropped the old one: {:?}",
+        vault_list(&n3, &ids[2])
+    );
+    assert_eq!(task_dirs(&ids[2]).len(), 1, "only the new task's files");
+    let rm = n1.cli(&["secret", "rm", "mysql_password_v2"]);
+    assert!(
+        !rm.status.success()
+            && String::from_utf8_lossy(&rm.stderr)
+                .contains("is in use by the following service(s): web"),
+        "a secret in use cannot be removed: {}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    assert_nowhere_on_disk(&[&n1, &n2, &n3], &rotated);
 }
 
 #[test]
@@ -321,7 +357,10 @@ fn containers_read_the_secret_through_read_only_mounts_and_it_stays_out_of_their
         n1.ok(&["service", "ps", "db"]),
         n1.logs()
     );
-    assert!(!logs_contain(&n1, "db", "WRITABLE"), "the mount is read-only");
+    assert!(
+        !logs_contain(&n1, "db", "WRITABLE"),
+        "the mount is read-only"
+    );
     assert_eq!(
         vault_list(&n1, &id),
         Some(vec![("mysql_password".to_string(), 2)])
@@ -349,16 +388,45 @@ fn containers_read_the_secret_through_read_only_mounts_and_it_stays_out_of_their
         let export = Command::new("docker").args(["export", c]).output().unwrap();
         assert!(export.status.success());
         assert!(
-            !export.stdout.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            !export
+                .stdout
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes()),
             "the secret is in container {c}'s exported file system"
         );
     }
     assert_nowhere_on_disk(&[&n1], &secret);
+
+    phase(
+        "a node killed while its tasks run restarts without their files: its vault empties its directory first",
+    );
+    let before = task_dirs(&id);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let mut n1 = n1;
+    n1.kill();
+    assert_eq!(task_dirs(&id), before, "SIGKILL leaves no time to clean");
+    n1.spawn();
+    n1.wait_control();
+    let cleaned = wait_until(PATIENCE, || task_dirs(&id).is_disjoint(&before));
+    assert!(cleaned, "the killed run's files stay: {:?}", task_dirs(&id));
+    let again = wait_until(PATIENCE, || {
+        logs_contain(&n1, "db", &format!("db: {hash}")) && task_dirs(&id).len() == 2
+    });
+    assert!(
+        again,
+        "the replacements read the secret again: {}",
+        n1.logs()
+    );
 
     phase("the tasks end: their files go with them");
     n1.ok(&["service", "rm", "db", "web"]);
     let gone = wait_until(PATIENCE, || {
         task_dirs(&id).is_empty() && vault_list(&n1, &id) == Some(vec![])
     });
-    assert!(gone, "still held: {:?} {:?}", vault_list(&n1, &id), task_dirs(&id));
+    assert!(
+        gone,
+        "still held: {:?} {:?}",
+        vault_list(&n1, &id),
+        task_dirs(&id)
+    );
 }
