@@ -46,10 +46,15 @@ fn sha256(data: &str) -> String {
 
 /// `secret create NAME -` with `data` on stdin, as the tutorial does it (never a file).
 fn secret_create(n: &Node, name: &str, data: &str) {
+    file_create(n, "secret", name, data)
+}
+
+/// `secret|config create NAME -` with `data` on stdin.
+fn file_create(n: &Node, kind: &str, name: &str, data: &str) {
     let mut child = Command::new(crate::common::BIN)
         .arg("--data-dir")
         .arg(&n.dir)
-        .args(["secret", "create", name, "-"])
+        .args([kind, "create", name, "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -64,7 +69,7 @@ fn secret_create(n: &Node, name: &str, data: &str) {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "secret create: {}",
+        "{kind} create: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -317,8 +322,9 @@ fn containers_read_the_secret_through_read_only_mounts_and_it_stays_out_of_their
     let secret = marker("docker");
     let hash = sha256(&secret);
 
-    phase("db and web containers read the secret at two targets, read-only");
+    phase("db and web containers read the secret at two targets, read-only; web reads a config too");
     secret_create(&n1, "mysql_password", &secret);
+    file_create(&n1, "config", "web_conf", "listen 8080");
     service_create(
         &n1,
         &[
@@ -341,15 +347,19 @@ fn containers_read_the_secret_through_read_only_mounts_and_it_stays_out_of_their
             "web",
             "--secret",
             "source=mysql_password,target=/etc/web/db_password",
+            "--config",
+            "source=web_conf,target=/etc/web.conf",
             TEST_IMAGE,
             "sh",
             "-c",
-            "echo \"web: $(busybox sha256sum < /etc/web/db_password)\"; sleep 100000",
+            "echo \"web: $(busybox sha256sum < /etc/web/db_password)\"; \
+             echo \"conf: $(cat /etc/web.conf)\"; sleep 100000",
         ],
     );
     let both = wait_until(PATIENCE, || {
         logs_contain(&n1, "db", &format!("db: {hash}"))
             && logs_contain(&n1, "web", &format!("web: {hash}"))
+            && logs_contain(&n1, "web", "conf: listen 8080")
     });
     assert!(
         both,
@@ -361,9 +371,11 @@ fn containers_read_the_secret_through_read_only_mounts_and_it_stays_out_of_their
         !logs_contain(&n1, "db", "WRITABLE"),
         "the mount is read-only"
     );
+    let mut held = vault_list(&n1, &id).unwrap();
+    held.sort();
     assert_eq!(
-        vault_list(&n1, &id),
-        Some(vec![("mysql_password".to_string(), 2)])
+        held,
+        [("mysql_password".to_string(), 2), ("web_conf".to_string(), 1)]
     );
 
     phase("not in the containers' layers: docker diff names no data, docker export holds none");
