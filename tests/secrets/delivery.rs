@@ -308,6 +308,39 @@ fn process_tasks_read_the_secret_at_their_targets_and_only_their_nodes_hold_it()
         String::from_utf8_lossy(&rm.stderr)
     );
     assert_nowhere_on_disk(&[&n1, &n2, &n3], &rotated);
+
+    phase(
+        "a config whose target is no file on the host cannot show in a process task: rejected, with the reason, and nothing made on the host",
+    );
+    file_create(&n1, "config", "app_conf", "listen 80");
+    let target = format!("/swarm-delivery-test-{}.conf", std::process::id());
+    service_create(
+        &n1,
+        &[
+            "--name",
+            "cfg",
+            "--runtime",
+            "process",
+            "--constraint",
+            "node.hostname==n2",
+            "--config",
+            &format!("source=app_conf,target={target}"),
+            "sleep",
+            "100000",
+        ],
+    );
+    let mut rows = Vec::new();
+    let rejected = wait_until(PATIENCE, || {
+        rows = n1.service_ps("cfg");
+        rows.iter().any(|r| {
+            r["Error"]
+                .as_str()
+                .is_some_and(|e| e.contains("is not a file on this host"))
+        })
+    });
+    assert!(rejected, "{rows:#?}");
+    assert!(!Path::new(&target).exists());
+    n1.ok(&["service", "rm", "cfg"]);
 }
 
 #[test]
@@ -322,7 +355,9 @@ fn containers_read_the_secret_through_read_only_mounts_and_it_stays_out_of_their
     let secret = marker("docker");
     let hash = sha256(&secret);
 
-    phase("db and web containers read the secret at two targets, read-only; web reads a config too");
+    phase(
+        "db and web containers read the secret at two targets, read-only; web reads a config too",
+    );
     secret_create(&n1, "mysql_password", &secret);
     file_create(&n1, "config", "web_conf", "listen 8080");
     service_create(
@@ -375,7 +410,10 @@ fn containers_read_the_secret_through_read_only_mounts_and_it_stays_out_of_their
     held.sort();
     assert_eq!(
         held,
-        [("mysql_password".to_string(), 2), ("web_conf".to_string(), 1)]
+        [
+            ("mysql_password".to_string(), 2),
+            ("web_conf".to_string(), 1)
+        ]
     );
 
     phase("not in the containers' layers: docker diff names no data, docker export holds none");
