@@ -2,7 +2,8 @@
 //! wrote for its tasks (on tmpfs only).
 //!
 //! ```text
-//!  <root>/                          = <base>/<node-id>, 0700, emptied when the vault opens
+//!  <root>/                          = <base>/<node-id>, 0700, emptied when the vault opens,
+//!                                     made with the first task that has files
 //!    <task-id>/                     0700, one per task that has files, removed when it ends
 //!      secrets/<file name of target>   the ref's mode, uid and gid (chown only as root)
 //!      configs/<file name of target>
@@ -243,6 +244,9 @@ impl Vault {
         plan: &[(FileKind, FileKey, &FileRef, String)],
     ) -> Result<Vec<TaskFile>, VaultError> {
         let root = running_as_root();
+        if !self.root.exists() {
+            mkdir(&self.root)?;
+        }
         mkdir(dir)?;
         let mut files = Vec::with_capacity(plan.len());
         for (kind, key, r, file_name) in plan {
@@ -398,6 +402,8 @@ fn write_file(path: &Path, data: &[u8], r: &FileRef, root: bool) -> Result<(), V
 }
 
 /// Empties the node's directory (whatever a previous run left) and makes sure it is on tmpfs.
+/// The directory itself is made with the first task that has files, so a node that never runs
+/// one leaves nothing in `/dev/shm`.
 fn prepare_root(base: &Path, root: &Path) -> Result<(), VaultError> {
     match std::fs::remove_dir_all(root) {
         Ok(()) => {}
@@ -415,7 +421,7 @@ fn prepare_root(base: &Path, root: &Path) -> Result<(), VaultError> {
     if !is_tmpfs(base) {
         return Err(VaultError::NotTmpfs(base.display().to_string()));
     }
-    mkdir(root)
+    Ok(())
 }
 
 /// Whether `path` is on a tmpfs (statfs(2)).
