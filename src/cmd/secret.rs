@@ -21,6 +21,9 @@ use crate::output::table;
 pub enum FileCmd {
     /// Create one from a file, or from standard input with `-`.
     Create {
+        /// Letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit (a
+        /// name starting with `-` is taken as a name, and refused as one).
+        #[arg(allow_hyphen_values = true)]
         name: String,
         /// The file holding the data, or `-` for standard input.
         file: String,
@@ -45,6 +48,17 @@ pub enum FileCmd {
         /// Human-readable text instead of JSON.
         #[arg(long)]
         pretty: bool,
+    },
+    /// Change labels; nothing else can change (a new value is a new one, rotated in with
+    /// `service update --secret-rm OLD --secret-add source=NEW,target=…`).
+    Update {
+        /// Add or replace a label key=value (repeatable).
+        #[arg(long)]
+        label_add: Vec<String>,
+        /// Remove a label by key (repeatable).
+        #[arg(long)]
+        label_rm: Vec<String>,
+        name: String,
     },
     /// Remove them; refused for one a service uses.
     Rm {
@@ -235,6 +249,22 @@ pub async fn run(
                 writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
             }
         }
+        FileCmd::Update {
+            label_add,
+            label_rm,
+            name,
+        } => {
+            let req = ControlRequest::SecretUpdate {
+                kind,
+                name,
+                label_add: label_add.iter().map(|l| parse_label(l)).collect(),
+                label_rm,
+            };
+            match client.call(req).await? {
+                ControlResponse::Done(id) => writeln!(out, "{id}")?,
+                other => bail!("unexpected answer from the node: {other:?}"),
+            }
+        }
         FileCmd::Rm { names } => {
             let mut failed = Vec::new();
             for name in names {
@@ -312,7 +342,10 @@ mod tests {
             lines[0].starts_with("ID ") && lines[0].contains(" NAME "),
             "{t}"
         );
-        assert!(lines[0].ends_with("CREATED          UPDATED"), "{t}");
+        assert!(
+            lines[0].contains(" CREATED ") && lines[0].ends_with(" UPDATED"),
+            "{t}"
+        );
         assert!(lines[1].contains("site.conf") && lines[1].contains("5 seconds ago"));
         let j: Value = serde_json::from_str(listing(&[d], 0, true).trim()).unwrap();
         assert_eq!(j["Name"], "site.conf");

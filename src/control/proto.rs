@@ -105,6 +105,13 @@ pub enum ControlRequest {
         kind: FileKind,
         name: String,
     },
+    /// `secret update` / `config update`: labels only, the one thing that can change.
+    SecretUpdate {
+        kind: FileKind,
+        name: String,
+        label_add: Vec<(String, String)>,
+        label_rm: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

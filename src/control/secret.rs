@@ -24,12 +24,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use swarm_actors::model::{
-    FileKind, FileRef, LABELS_MAX, Secret, SecretBytes, SecretId, ServiceSpec, validate_label,
-    validate_secret_data, validate_secret_name,
+    CONFIG_BYTES_MAX, FileKind, FileRef, LABELS_MAX, Secret, SecretBytes, SecretId, ServiceSpec,
+    validate_label, validate_secret_data, validate_secret_name,
 };
 use swarm_actors::node::admission;
 use swarm_actors::replica::StoreHandle;
-use swarm_actors::store::{Expect, Kind, ObjectBody, Op, StoreCommand, StoredObject};
+use swarm_actors::store::{
+    COMMAND_BYTES_MAX, Expect, Kind, ObjectBody, Op, SNAPSHOT_BYTES_MAX, StoreCommand, StoredObject,
+};
+use swarm_actors::wire::FRAME_BYTES_MAX;
 use tokio::sync::Mutex;
 
 use super::cas::{self, Failed};
@@ -40,7 +43,7 @@ use super::service::{manager_store, services};
 /// Most secrets and configs in the store, together.
 pub const FILES_MAX: usize = 1_000;
 /// Most bytes of data of all secrets and configs together. The snapshot holds them all; 32 MiB
-/// leaves half of `SNAPSHOT_BYTES_MAX` to everything else. Creates on one node are serialized,
+/// leaves 31 MiB of `SNAPSHOT_BYTES_MAX` (63 MiB) to everything else. Creates on one node are serialized,
 /// so the bound can be passed only by creates on several managers at the same instant, by at
 /// most one object's data each.
 pub const FILES_BYTES_MAX: usize = 32 << 20;
@@ -48,10 +51,16 @@ pub const FILES_BYTES_MAX: usize = 32 << 20;
 /// labels (each at most `LABEL_BYTES_MAX`, 256 bytes) in one control frame.
 pub const SECRET_LABELS_MAX: usize = 8;
 /// Most bytes of config data in one `config inspect` answer, so that it fits a control frame
-/// (4 MiB); asking for more at once is refused with a hint to ask for fewer.
+/// (4 MiB); asking for more at once is refused with a hint to ask for fewer. An inspect names
+/// at most [`FILES_MAX`], so that its metadata fits as `ls`'s does.
 pub const INSPECT_DATA_BYTES_MAX: usize = 3 << 20;
 
 const _: () = assert!(SECRET_LABELS_MAX <= LABELS_MAX);
+// 31 MiB of the snapshot left for everything else, with room for concurrent creates.
+const _: () = assert!(FILES_BYTES_MAX + (30 << 20) < SNAPSHOT_BYTES_MAX);
+// The largest object is one store command; the largest inspect answer one control frame.
+const _: () = assert!(CONFIG_BYTES_MAX + 4096 < COMMAND_BYTES_MAX);
+const _: () = assert!(INSPECT_DATA_BYTES_MAX + CONFIG_BYTES_MAX < FRAME_BYTES_MAX);
 
 /// Serializes this node's creates, so that the total bound is checked against a store that no
 /// other create of this node is about to change.
@@ -246,6 +255,12 @@ pub async fn inspect(
     kind: FileKind,
     names: &[String],
 ) -> Result<Vec<SecretDoc>, String> {
+    if names.len() > FILES_MAX {
+        return Err(format!(
+            "at most {FILES_MAX} {}s in one inspect (there are never more)",
+            kind.as_str()
+        ));
+    }
     let store = manager_store(ctx).await?;
     let all = files(&store, kind).await?;
     let mut out = Vec::new();
@@ -325,6 +340,70 @@ async fn remove_once(store: &StoreHandle, kind: FileKind, name: &str) -> Result<
     Ok(name.to_string())
 }
 
+/// `secret update` / `config update`: the additions, then the removals (a removed key that
+/// is not there is an error); the data never changes (Docker's rule: a new value is a new
+/// secret, rolled in with `--secret-rm` and `--secret-add`).
+pub async fn update_labels(
+    ctx: &ControlContext,
+    kind: FileKind,
+    name: &str,
+    label_add: &[(String, String)],
+    label_rm: &[String],
+) -> Result<String, String> {
+    let store = manager_store(ctx).await?;
+    cas::retrying(|| update_labels_once(&store, kind, name, label_add, label_rm)).await
+}
+
+/// The labels `labels` become with `add` then `rm`, checked as a create checks them.
+pub fn changed_labels(
+    kind: FileKind,
+    labels: &BTreeMap<String, String>,
+    add: &[(String, String)],
+    rm: &[String],
+) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = labels.clone();
+    for (k, v) in add {
+        validate_label(k, v).map_err(|e| e.to_string())?;
+        labels.insert(k.clone(), v.clone());
+    }
+    for k in rm {
+        if labels.remove(k).is_none() {
+            return Err(format!("label {k} does not exist on the {}", kind.as_str()));
+        }
+    }
+    if labels.len() > SECRET_LABELS_MAX {
+        return Err(format!(
+            "a {} may carry at most {SECRET_LABELS_MAX} labels",
+            kind.as_str()
+        ));
+    }
+    Ok(labels)
+}
+
+async fn update_labels_once(
+    store: &StoreHandle,
+    kind: FileKind,
+    name: &str,
+    add: &[(String, String)],
+    rm: &[String],
+) -> Result<String, Failed> {
+    let found = resolve(kind, files(store, kind).await?, name)?;
+    let mut secret = found.secret;
+    secret.labels = changed_labels(kind, &secret.labels, add, rm)?;
+    let id = secret.id.to_string();
+    let cmd = StoreCommand {
+        now_ms: admission::now_ms(),
+        ops: vec![Op::Put {
+            kind: store_kind(kind),
+            id: found.obj.id.clone(),
+            expect: Expect::Version(found.obj.version),
+            body: ObjectBody::Secret(secret),
+        }],
+    };
+    cas::proposed(store.propose(cmd).await)?;
+    Ok(id)
+}
+
 /// The names and IDs of every secret and config: what refs are resolved against.
 #[derive(Clone, Debug, Default)]
 pub struct FileIndex {
@@ -396,5 +475,235 @@ impl FileIndex {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::proto::{
+        ControlResponse, LogEntry, NodeInfo, ProgressView, ServiceDoc, ServiceInfo, TaskRow,
+    };
+    use crate::control::service::tests::stored as stored_service;
+
+    const MARKER: &[u8] = b"MARKER-5ec4e7-do-not-leak";
+
+    fn stored(kind: FileKind, name: &str, id: u128, data: &[u8]) -> Found {
+        let secret = Secret {
+            id: SecretId(id),
+            kind,
+            name: name.into(),
+            labels: [("env".to_string(), "prod".to_string())].into(),
+            data: SecretBytes::new(data.to_vec()),
+        };
+        Found {
+            obj: StoredObject {
+                kind: store_kind(kind),
+                id: name.into(),
+                version: 4,
+                created_ms: 10,
+                updated_ms: 20,
+                body: ObjectBody::Secret(secret.clone()),
+            },
+            secret,
+        }
+    }
+
+    fn file_ref(id: u128, name: &str, target: &str) -> FileRef {
+        FileRef {
+            id: SecretId(id),
+            name: name.into(),
+            target: target.into(),
+            uid: 0,
+            gid: 0,
+            mode: FileRef::DEFAULT_MODE,
+        }
+    }
+
+    /// Every answer the control API has, built around one secret whose data is `data`, and
+    /// encoded as the control socket sends them (bincode) and as JSON.
+    fn encoded_answers(kind: FileKind, data: &[u8]) -> Vec<Vec<u8>> {
+        let f = stored(kind, "pw", 9, data);
+        let mut service = stored_service("db", 7).service;
+        service.spec.task.secrets = vec![file_ref(9, "pw", "/run/secrets/pw")];
+        service.spec.task.configs = vec![file_ref(9, "pw", "/pw")];
+        let answers = vec![
+            ControlResponse::Secrets(vec![doc(&f, false), doc(&f, true)]),
+            ControlResponse::ServiceDocs(vec![ServiceDoc {
+                version: 1,
+                created_ms: 0,
+                updated_ms: 0,
+                service,
+            }]),
+            ControlResponse::Done(f.secret.id.to_string()),
+            ControlResponse::Error(format!(
+                "{} '{}' is in use by the following service(s): db",
+                kind.as_str(),
+                f.secret.name
+            )),
+            ControlResponse::Nodes {
+                nodes: Vec::<NodeInfo>::new(),
+                stale: false,
+            },
+            ControlResponse::Services(Vec::<ServiceInfo>::new()),
+            ControlResponse::Tasks(Vec::<TaskRow>::new()),
+            ControlResponse::Progress(ProgressView {
+                id: String::new(),
+                global: false,
+                spec_version: 1,
+                monitor_ms: 0,
+                slots: Vec::new(),
+                update_status: None,
+                old_live: 0,
+            }),
+            ControlResponse::Logs {
+                lines: Vec::<LogEntry>::new(),
+                unreachable: Vec::new(),
+            },
+            ControlResponse::Actors(Vec::new()),
+            ControlResponse::Reply(String::new()),
+        ];
+        let mut out = Vec::new();
+        for a in answers {
+            out.push(bincode::serde::encode_to_vec(&a, bincode::config::standard()).unwrap());
+            out.push(serde_json::to_vec(&a).unwrap());
+            out.push(format!("{a:?}").into_bytes());
+        }
+        out
+    }
+
+    fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn no_answer_carries_a_secrets_data() {
+        for bytes in encoded_answers(FileKind::Secret, MARKER) {
+            assert!(
+                !holds(&bytes, MARKER),
+                "a control answer carries a secret's data: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        // The check can fail: a config's data is in `config inspect`'s answer.
+        let config = encoded_answers(FileKind::Config, MARKER);
+        assert!(config.iter().any(|b| holds(b, MARKER)));
+    }
+
+    #[test]
+    fn resolves_by_name_id_and_unique_prefix() {
+        let k = FileKind::Secret;
+        let all = || {
+            vec![
+                stored(k, "a", 1 << 100, b"x"),
+                stored(k, "b", (1 << 100) + 1, b"y"),
+            ]
+        };
+        let id = SecretId(1 << 100).to_string();
+        assert_eq!(resolve(k, all(), "a").unwrap().secret.name, "a");
+        assert_eq!(resolve(k, all(), &id).unwrap().secret.name, "a");
+        let e = resolve(k, all(), &id[..id.len() - 1]).err().unwrap();
+        assert!(e.contains("ambiguous"), "{e}");
+        let e = resolve(k, all(), "c").err().unwrap();
+        assert_eq!(e, "secret c not found");
+        let e = resolve(FileKind::Config, Vec::new(), "c").err().unwrap();
+        assert_eq!(e, "config c not found");
+    }
+
+    #[test]
+    fn users_are_the_services_whose_current_spec_names_it() {
+        let mut a = stored_service("web", 1).service.spec;
+        let mut b = stored_service("api", 2).service.spec;
+        let c = stored_service("idle", 3).service.spec;
+        a.task.secrets = vec![file_ref(9, "pw", "/run/secrets/pw")];
+        b.task.secrets = vec![file_ref(9, "pw", "/run/secrets/other")];
+        b.task.configs = vec![file_ref(8, "conf", "/conf")];
+        let specs = vec![
+            ("web".to_string(), &a),
+            ("api".to_string(), &b),
+            ("idle".to_string(), &c),
+        ];
+        assert_eq!(users(FileKind::Secret, SecretId(9), &specs), ["api", "web"]);
+        assert_eq!(users(FileKind::Config, SecretId(8), &specs), ["api"]);
+        assert!(users(FileKind::Config, SecretId(9), &specs).is_empty());
+        assert!(users(FileKind::Secret, SecretId(7), &specs).is_empty());
+    }
+
+    #[test]
+    fn refs_resolve_to_ids_and_targets_or_are_refused() {
+        let index = FileIndex::new([
+            (FileKind::Secret, "pw".to_string(), SecretId(9)),
+            (FileKind::Config, "conf".to_string(), SecretId(8)),
+        ]);
+        let mut refs = vec![file_ref(0, "pw", ""), file_ref(0, "pw", "db_password")];
+        index.resolve_refs(FileKind::Secret, &mut refs).unwrap();
+        assert!(refs.iter().all(|r| r.id == SecretId(9)));
+        assert_eq!(refs[0].target, "/run/secrets/pw");
+        assert_eq!(refs[1].target, "/run/secrets/db_password");
+        let mut refs = vec![file_ref(0, "conf", "")];
+        index.resolve_refs(FileKind::Config, &mut refs).unwrap();
+        assert_eq!(
+            (refs[0].id, refs[0].target.as_str()),
+            (SecretId(8), "/conf")
+        );
+        // A config's name is not a secret's.
+        let mut refs = vec![file_ref(0, "conf", "")];
+        let e = index.resolve_refs(FileKind::Secret, &mut refs).unwrap_err();
+        assert!(e.starts_with("secret conf not found"), "{e}");
+
+        let mut spec = stored_service("db", 1).service.spec;
+        spec.task.secrets = vec![file_ref(9, "pw", "/run/secrets/pw")];
+        assert_eq!(index.check_exist(&spec), Ok(()));
+        spec.task.configs = vec![file_ref(9, "pw", "/pw")];
+        let e = index.check_exist(&spec).unwrap_err();
+        assert!(e.starts_with("config pw (ID"), "{e}");
+    }
+
+    #[test]
+    fn updates_change_labels_only_within_the_rules() {
+        let k = FileKind::Secret;
+        let labels: BTreeMap<String, String> = [("a".to_string(), "1".to_string())].into();
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let new = changed_labels(k, &labels, &[kv("b", "2"), kv("a", "9")], &[]).unwrap();
+        assert_eq!(new, [kv("a", "9"), kv("b", "2")].into());
+        let new = changed_labels(k, &labels, &[], &["a".into()]).unwrap();
+        assert!(new.is_empty());
+        let e = changed_labels(k, &labels, &[], &["zz".into()]).unwrap_err();
+        assert_eq!(e, "label zz does not exist on the secret");
+        let e = changed_labels(k, &labels, &[kv("a b", "")], &[]).unwrap_err();
+        assert!(e.contains("label key"), "{e}");
+        let many: Vec<_> = (0..SECRET_LABELS_MAX)
+            .map(|i| kv(&format!("k{i}"), ""))
+            .collect();
+        let e = changed_labels(k, &labels, &many, &[]).unwrap_err();
+        assert!(e.contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn creates_check_name_labels_and_size() {
+        let k = FileKind::Secret;
+        let label = |i: usize| (format!("k{i}"), "v".to_string());
+        assert!(validate_create(k, "pw", &[label(1)], b"x").is_ok());
+        let e = validate_create(k, "-pw", &[], b"x").unwrap_err();
+        assert!(e.contains("invalid secret name"), "{e}");
+        let many: Vec<_> = (0..=SECRET_LABELS_MAX).map(label).collect();
+        let e = validate_create(k, "pw", &many, b"x").unwrap_err();
+        assert!(e.contains("at most"), "{e}");
+        let e = validate_create(k, "pw", &[("a b".into(), "v".into())], b"x").unwrap_err();
+        assert!(e.contains("label key"), "{e}");
+        let e = validate_create(k, "pw", &[], b"").unwrap_err();
+        assert!(e.contains("must not be empty"), "{e}");
+        let big = vec![0; k.bytes_max() + 1];
+        assert!(validate_create(k, "pw", &[], &big).is_err());
+        assert!(validate_create(FileKind::Config, "pw", &[], &big).is_ok());
+    }
+
+    #[test]
+    fn a_list_of_every_secret_fits_an_ls_answer() {
+        use swarm_actors::model::LABEL_BYTES_MAX;
+        use swarm_actors::wire::FRAME_BYTES_MAX;
+        // An `ls` row: ID, kind, name, labels, three numbers, no data.
+        let row = 25 + 1 + 64 + SECRET_LABELS_MAX * (LABEL_BYTES_MAX + 4) + 3 * 10 + 1;
+        assert!(FILES_MAX * row < FRAME_BYTES_MAX, "{}", FILES_MAX * row);
     }
 }

@@ -261,6 +261,12 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
             secrets(secret::inspect(ctx, kind, &names).await)
         }
         ControlRequest::SecretRm { kind, name } => done(secret::remove(ctx, kind, &name).await),
+        ControlRequest::SecretUpdate {
+            kind,
+            name,
+            label_add,
+            label_rm,
+        } => done(secret::update_labels(ctx, kind, &name, &label_add, &label_rm).await),
     }
 }
 

@@ -123,11 +123,14 @@ pub async fn find(store: &StoreHandle, name: &str) -> Result<Found, String> {
 pub async fn create(ctx: &ControlContext, mut spec: ServiceSpec) -> Result<String, String> {
     let store = manager_store(ctx).await?;
     validate_spec(&spec)?;
-    // Refs name secrets and configs by name; the spec stores their IDs.
-    let files = FileIndex::read(&store).await?;
-    files.resolve_refs(FileKind::Secret, &mut spec.task.secrets)?;
-    files.resolve_refs(FileKind::Config, &mut spec.task.configs)?;
-    validate_spec(&spec)?;
+    // Refs name secrets and configs by name; the spec stores their IDs. (Reading them reads
+    // their data too, so only when there are refs to resolve.)
+    if !spec.task.secrets.is_empty() || !spec.task.configs.is_empty() {
+        let files = FileIndex::read(&store).await?;
+        files.resolve_refs(FileKind::Secret, &mut spec.task.secrets)?;
+        files.resolve_refs(FileKind::Config, &mut spec.task.configs)?;
+        validate_spec(&spec)?;
+    }
     let exists = || format!("service {} already exists", spec.name);
     if services(&store)
         .await?
@@ -200,7 +203,9 @@ async fn rollback_once(store: &StoreHandle, name: &str) -> Result<String, Failed
     let found = find(store, name).await?;
     // The previous spec is not checked again, but a secret or config it names may have been
     // removed since (only the current spec keeps one from removal).
-    if let Some(prev) = &found.service.previous_spec {
+    if let Some(prev) = &found.service.previous_spec
+        && !(prev.task.secrets.is_empty() && prev.task.configs.is_empty())
+    {
         FileIndex::read(store)
             .await?
             .check_exist(prev)

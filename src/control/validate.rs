@@ -432,6 +432,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn targets_stay_where_they_say() {
+        let k = FileKind::Secret;
+        for ok in ["/run/secrets/pw", "/etc/app.conf", "/a", "/a/b.c/..d"] {
+            assert_eq!(validate_target(k, ok), Ok(()), "{ok}");
+        }
+        let long = format!("/{}", "a".repeat(TARGET_BYTES_MAX));
+        for bad in [
+            "",
+            "pw",
+            "/",
+            "/run/secrets/",
+            "/run//pw",
+            "/run/./pw",
+            "/run/../etc/passwd",
+            "/a\0b",
+            long.as_str(),
+        ] {
+            assert!(validate_target(k, bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
     fn accepts_the_largest_allowed_values() {
         let mut s = spec("web");
         s.mode = ServiceMode::Replicated {

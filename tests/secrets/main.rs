@@ -7,6 +7,7 @@
 // Tests and benches run real processes in real time: they are shells, so clocks and sleeps
 // are theirs to use (clippy.toml refuses them to the deciding code).
 #![allow(clippy::disallowed_methods)]
+mod cli;
 #[path = "../common/mod.rs"]
 mod common;
 mod delivery;

@@ -315,6 +315,7 @@ mod tests {
                 ..Default::default()
             },
             force: false,
+            ..Default::default()
         };
         let new = apply_change(&s, &change).unwrap();
         let strings = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -391,6 +392,67 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn secret_refs_are_removed_then_added() {
+        use swarm_actors::model::{FileRef, SecretId};
+        let r = |id, name: &str, target: &str| FileRef {
+            id: SecretId(id),
+            name: name.into(),
+            target: target.into(),
+            uid: 0,
+            gid: 0,
+            mode: FileRef::DEFAULT_MODE,
+        };
+        let mut found = stored("web", 7);
+        found.service.spec.task.secrets = vec![
+            r(1, "old_pw", "/run/secrets/db_password"),
+            r(2, "tls", "/run/secrets/tls"),
+        ];
+        found.service.spec.task.configs = vec![r(3, "conf", "/conf")];
+        // Rotation: the old secret out, the new one in at the same target.
+        let rotate = ServiceChange {
+            secret_rm: vec!["old_pw".into()],
+            secret_add: vec![r(4, "new_pw", "/run/secrets/db_password")],
+            config_rm: vec![SecretId(3).to_string()],
+            ..Default::default()
+        };
+        let (_, cmd) = update_write(&found, &rotate, 5).unwrap();
+        let (_, _, s) = written(&cmd);
+        let names: Vec<_> = s
+            .spec
+            .task
+            .secrets
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, ["tls", "new_pw"]);
+        assert!(s.spec.task.configs.is_empty(), "removed by ID");
+        assert_eq!(
+            s.spec_version, 2,
+            "new refs are a new task spec: tasks roll"
+        );
+        // Adding at a target already used is refused; so is removing one not used.
+        let clash = ServiceChange {
+            secret_add: vec![r(4, "new_pw", "/run/secrets/db_password")],
+            ..Default::default()
+        };
+        let e = update_write(&found, &clash, 5).unwrap_err();
+        assert!(
+            e.contains("duplicate target /run/secrets/db_password"),
+            "{e}"
+        );
+        let e = update_write(
+            &found,
+            &ServiceChange {
+                config_rm: vec!["tls".into()],
+                ..Default::default()
+            },
+            5,
+        )
+        .unwrap_err();
+        assert_eq!(e, "service web does not use config tls");
     }
 
     #[test]
