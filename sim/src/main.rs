@@ -213,6 +213,17 @@ fn print_report(r: &SimReport) {
             u.rolling,
             u.none
         );
+        let f = &sv.secrets;
+        println!(
+            "secrets {} answers carried {} files; agents held {}, dropped {}; {} tasks started with files; \
+             at most {} files on a node",
+            f.answers_with_files,
+            f.files_sent,
+            f.held,
+            f.dropped,
+            f.tasks_with_files,
+            f.node_held_max
+        );
     } else {
         println!("services off");
     }

@@ -53,6 +53,10 @@ pub enum TraceKind {
     SessionAnswered,
     SessionFailed,
     TaskReported,
+    // Services: secrets and configs sent with an answer, kept and dropped by an agent.
+    FilesSent,
+    FilesHeld,
+    FilesDropped,
     // Either loop: a fault struck.
     Fault,
 }
@@ -84,6 +88,9 @@ impl TraceKind {
             SessionAnswered => 72,
             SessionFailed => 73,
             TaskReported => 74,
+            FilesSent => 75,
+            FilesHeld => 76,
+            FilesDropped => 77,
             Up => 101,
             Down => 102,
             Described => 103,

@@ -16,6 +16,7 @@
 //! | `failed_update_rolls_back.rs` | (m) an update to a spec failing at start, with failure action rollback, ends rolled back: every live task on the previous spec, `rollback_completed` | end |
 //! | `pause_holds.rs` | (n) a paused update stays paused, and replaces nothing, until the operator writes the service again | when the pass's write commits |
 //! | `update_converges.rs` | (o) after heal every service also converges to its current spec, its update ended (paused ones keep their mix); judged with (i) | with (i) |
+//! | `secrets_held.rs` | (p) a node holds only the secrets and configs of its own tasks that have not ended (the shell's vault as the agent machine says), and an answer carries only files of the node's live tasks | (p2) after every agent input; (p1) at every answer with files |
 //! | `../routing.rs` | (k) every write a client routed through a manager's router is answered within the router's bound (5 s + two ticks), paused time left out | when the answer reaches the waiter, and at the end |
 //!
 //! A check returns what it found wrong, as sentences; an empty list is a pass. Lists are cut
@@ -33,6 +34,7 @@ pub mod orphans;
 pub mod pause_holds;
 pub mod placement;
 pub mod rollout;
+pub mod secrets_held;
 pub mod store_liveness;
 pub mod update_converges;
 pub mod update_parallelism;

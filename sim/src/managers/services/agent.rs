@@ -11,18 +11,27 @@
 //! - `StartTask` ─▶ a fresh [`TaskMachine`] told `Start`; `ShutdownTask` ─▶ `Shutdown`;
 //!   `StopTask` ─▶ the machine dropped (its process with it, as stopping the task actor
 //!   removes what the runtime keeps);
+//! - `HoldFiles` / `DropFiles` ─▶ the node's simulated SecretVault: the material kept in
+//!   memory, by key (the real vault also writes each task's files to tmpfs, which a task
+//!   machine here does not read);
 //! - `SessionEnded` ─▶ counted and traced.
+//!
+//! Invariant (p2) is judged after every outermost input: the vault against the machine's
+//! `held()` and the tasks of the node (`invariants::secrets_held`).
 //!
 //! The task machines judge health themselves ([`HealthJudge::Machine`], the process runtime's
 //! way); their runtime commands come back as events from `runtime.rs`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use swarm_actors::agent::{
     AgentEffect, AgentInput, AgentMachine, SESSION_INTERVAL_MS, SESSION_TIMEOUT_MS, SessionOutcome,
     Target,
 };
-use swarm_actors::model::{ServiceId, Task, TaskId, TaskState, TaskStatus};
+use swarm_actors::model::{
+    FileKey, FileMaterial, NodeId, ServiceId, Task, TaskId, TaskState, TaskStatus,
+};
 use swarm_actors::task::{
     HealthJudge, RuntimeCmd, RuntimeEvent, TaskEffect, TaskInput, TaskMachine, TaskTimer,
 };
@@ -31,8 +40,9 @@ use swarm_actors::wire::Assignment;
 use super::runtime::{self, Fate};
 use super::{Ev, Life, Reply};
 use crate::clock::Millis;
-use crate::invariants::one_task_per_slot;
+use crate::invariants::{one_task_per_slot, secrets_held};
 use crate::managers::{Ev as StoreEv, StoreWorld};
+use crate::node::node_id;
 use crate::trace::TraceKind;
 
 /// The agent's machine as the simulator runs it: managers by index, answers sharing the
@@ -56,6 +66,9 @@ pub struct Local {
     has_health: bool,
     /// What the simulated process will do, drawn when it starts.
     fate: Fate,
+    /// The node the task is assigned to, as its answer said, and the files it names: (p2).
+    node: Option<NodeId>,
+    files: Vec<FileKey>,
 }
 
 pub struct Agent {
@@ -63,6 +76,13 @@ pub struct Agent {
     machine: Machine,
     /// The task machines the agent machine asked for, until it stops them.
     tasks: BTreeMap<TaskId, Local>,
+    /// The node's SecretVault, simulated: the files `HoldFiles` gave and `DropFiles` has not
+    /// taken back.
+    vault: BTreeMap<FileKey, FileMaterial>,
+    /// The list of the answer being handled, and of the last one the machine took: (p2)'s
+    /// waiting tasks.
+    answer: Option<Arc<[Assignment]>>,
+    last_answer: Option<Arc<[Assignment]>>,
 }
 
 // The invariants read an agent through this trait (crate::observed), not this module.
@@ -113,6 +133,9 @@ impl StoreWorld {
             boot,
             machine,
             tasks: BTreeMap::new(),
+            vault: BTreeMap::new(),
+            answer: None,
+            last_answer: None,
         });
         self.agent_input(at, i, Input::ManagersChanged((0..managers).collect()));
         self.svc_trace(at, i, TraceKind::AgentStarted, boot);
@@ -151,18 +174,24 @@ impl StoreWorld {
         _from: usize,
         reply: Reply,
     ) {
-        if self.agent(node, boot).is_none() {
+        let Some(a) = self.agent(node, boot) else {
             return;
-        }
+        };
         let outcome = match reply {
-            Reply::Assignments(list) => SessionOutcome::Assignments {
-                tasks: list.to_vec(),
-                files: Vec::new(),
-            },
+            Reply::Assignments(list, files) => {
+                a.answer = Some(Arc::clone(&list));
+                SessionOutcome::Assignments {
+                    tasks: list.to_vec(),
+                    files: files.to_vec(),
+                }
+            }
             Reply::NotLeader(l) => SessionOutcome::NotLeader(l),
             Reply::Busy => SessionOutcome::Failed("the leader is not ready yet".into()),
         };
         self.agent_input(at, node, Input::SessionDone { seq, hop, outcome });
+        if let Some(a) = self.agent(node, boot) {
+            a.answer = None;
+        }
     }
 
     pub(super) fn agent_timeout(&mut self, at: Millis, node: usize, boot: u64, seq: u64) {
@@ -179,6 +208,7 @@ impl StoreWorld {
         let boot = a.boot;
         let mut out = Vec::new();
         a.machine.handle(at, input, &mut out);
+        self.svc().agent_depth += 1;
         for effect in out {
             match effect {
                 AgentEffect::OpenSession {
@@ -186,7 +216,7 @@ impl StoreWorld {
                     hop,
                     to,
                     report,
-                    held: _,
+                    held,
                 } => {
                     let Target::Remote(to) = to else {
                         unreachable!("a worker has no store of its own");
@@ -196,10 +226,30 @@ impl StoreWorld {
                         let ev = Ev::SessionTimeout { node, boot, seq };
                         self.q.push(at + SESSION_TIMEOUT_MS, StoreEv::Svc(ev));
                     }
-                    self.svc_send_session(at, node, boot, seq, hop, to, report);
+                    self.svc_send_session(at, node, boot, seq, hop, to, report, held);
                 }
                 AgentEffect::StartTask(a) => self.agent_start(at, node, &a.task),
-                AgentEffect::HoldFiles(_) | AgentEffect::DropFiles(_) => {}
+                AgentEffect::HoldFiles(files) => {
+                    self.svc_trace(at, node, TraceKind::FilesHeld, files.len() as u64);
+                    let svc = self.svc();
+                    svc.report.secrets.held += files.len() as u64;
+                    let a = svc.agents[node].as_mut().expect("the agent handling this");
+                    for f in files {
+                        a.vault.insert(f.key, f);
+                    }
+                    let n = a.vault.len();
+                    let max = &mut svc.report.secrets.node_held_max;
+                    *max = (*max).max(n);
+                }
+                AgentEffect::DropFiles(keys) => {
+                    self.svc_trace(at, node, TraceKind::FilesDropped, keys.len() as u64);
+                    let svc = self.svc();
+                    svc.report.secrets.dropped += keys.len() as u64;
+                    let a = svc.agents[node].as_mut().expect("the agent handling this");
+                    for k in keys {
+                        a.vault.remove(&k);
+                    }
+                }
                 AgentEffect::ShutdownTask(id) => self.task_input(at, node, id, TaskInput::Shutdown),
                 AgentEffect::StopTask(id) => {
                     if let Some(a) = self.svc().agents[node].as_mut() {
@@ -210,6 +260,11 @@ impl StoreWorld {
                     let r = &mut self.svc().report;
                     match result {
                         Ok(n) => {
+                            if let Some(a) = self.svc.as_mut().and_then(|s| s.agents[node].as_mut())
+                            {
+                                a.last_answer = a.answer.clone();
+                            }
+                            let r = &mut self.svc().report;
                             r.sessions_ok += 1;
                             self.svc_trace(at, node, TraceKind::SessionAnswered, n as u64);
                         }
@@ -222,6 +277,43 @@ impl StoreWorld {
                 AgentEffect::SessionAbandoned { .. } => {}
             }
         }
+        let svc = self.svc();
+        svc.agent_depth -= 1;
+        if svc.agent_depth == 0 {
+            self.judge_held(at, node);
+        }
+    }
+
+    /// Invariant (p2) on node `node`: its vault is what its agent machine holds, and each file
+    /// is one a task of its own that has not ended names.
+    fn judge_held(&mut self, at: Millis, node: usize) {
+        let svc = self.svc.as_mut().expect("on");
+        let Some(a) = svc.agents[node].as_ref() else {
+            return;
+        };
+        if a.vault.is_empty() && a.machine.held().is_empty() {
+            return;
+        }
+        let running = a.tasks.values().map(|l| secrets_held::Holder {
+            node: l.node,
+            ended: l.machine.state().is_terminal(),
+            files: l.files.clone(),
+        });
+        let waiting = (a.last_answer.iter().flat_map(|l| l.iter()))
+            .filter(|w| !a.tasks.contains_key(&w.task.id))
+            .map(|w| secrets_held::Holder {
+                node: w.task.node_id,
+                ended: !secrets_held::may_start(w.task.status.state, w.task.desired_state),
+                files: w.task.spec.files().map(|(k, _)| k).collect(),
+            });
+        let v = secrets_held::check_node(
+            at,
+            node_id(node),
+            a.vault.keys(),
+            a.machine.held().keys(),
+            running.chain(waiting),
+        );
+        svc.violation(v);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -234,6 +326,7 @@ impl StoreWorld {
         hop: u8,
         to: usize,
         statuses: Vec<(TaskId, TaskStatus)>,
+        held: Vec<FileKey>,
     ) {
         let route = self.svc().net.route(node, to);
         for d in [route.first, route.dup].into_iter().flatten() {
@@ -244,6 +337,7 @@ impl StoreWorld {
                 seq,
                 hop,
                 statuses: statuses.clone(),
+                held: held.clone(),
             };
             self.q.push(at + d, StoreEv::Svc(ev));
         }
@@ -269,8 +363,14 @@ impl StoreWorld {
             spec_fail: crate::failing::spec_fail(&t.spec),
             has_health: t.spec.health.is_some(),
             fate: Fate::default(),
+            node: t.node_id,
+            files: t.spec.files().map(|(k, _)| k).collect(),
         };
+        let named = !local.files.is_empty();
         a.tasks.insert(t.id, local);
+        if named {
+            self.svc().report.secrets.tasks_with_files += 1;
+        }
         self.task_input(at, node, t.id, TaskInput::Start);
     }
 

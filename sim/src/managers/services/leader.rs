@@ -11,9 +11,11 @@
 //! | `SetTimer` | `send_after` | a `LeaderTimer` event |
 //! | `Answer` | the session's reply port | a `SessionReply` over the simulated network |
 //!
-//! A first pass's linearizable read is served from the leader's local store here, as later
-//! passes' are: the simulated raft leader applies what it commits at once, and the services
-//! layer asks no read index of it.
+//! A first pass's linearizable read is served from the leader's local store, as later passes'
+//! are, once that store has applied the first entry of the leader's term (what a read index
+//! confirms: every entry of earlier terms is then applied too). Served before that, it missed
+//! statuses an earlier leader's last pass committed late, and answers built from it sent files
+//! for tasks that had already ended (invariant (p1) caught it).
 //!
 //! Membership's view reaches the machine node by node (`LeaderInput::Member`) as the timeline
 //! replays this manager's view changes; a node's description is its simulated one at the
@@ -23,7 +25,8 @@
 //! the views that pass used (shown through `handle_audited`), each orphan against this
 //! manager's membership and how long it had led; either is reported when its write commits.
 //! So are the rolling update's (l) parallelism and (n) pause, on what the pass did to the
-//! slots of services under an update (`invariants::rollout`).
+//! slots of services under an update (`invariants::rollout`), and (p1): the files of each
+//! answer against the tasks this manager's store assigns to the node (`invariants::secrets_held`).
 //!
 //! A paused manager's leader handles nothing until it resumes: its events wait.
 
@@ -32,12 +35,14 @@ use std::collections::BTreeMap;
 use swarm_actors::leader::machine::{PassAudit, SessionToken};
 use swarm_actors::leader::{LeaderEffect, LeaderInput, LeaderMachine, SessionAnswer, StoreRead};
 use swarm_actors::membership::MemberView;
-use swarm_actors::model::{NodeState, Task, TaskId, TaskState, TaskStatus};
+use swarm_actors::model::{FileKey, NodeState, Task, TaskId, TaskState, TaskStatus};
 use swarm_actors::store::{Kind, ObjectBody, Op};
 
 use super::{Ev, Reply, Waiter, index};
 use crate::clock::Millis;
-use crate::invariants::{orphans, pause_holds, placement, rollout, update_parallelism};
+use crate::invariants::{
+    orphans, pause_holds, placement, rollout, secrets_held, update_parallelism,
+};
 use crate::managers::{Ev as StoreEv, Status as MgrStatus, StoreWorld};
 use crate::node::{addr, description, node_id};
 use crate::trace::TraceKind;
@@ -74,6 +79,9 @@ pub struct LeaderSim {
     bad: BTreeMap<String, Vec<Bad>>,
     /// Those of them in the command in flight, reported if it commits.
     proposed_bad: Vec<Bad>,
+    /// The log's last index when leadership began (the term's first entry): a linearizable
+    /// read waits until the store applied it.
+    term_start_index: u64,
 }
 
 impl StoreWorld {
@@ -94,6 +102,8 @@ impl StoreWorld {
             return;
         };
         let rng_seed = seed ^ ((i as u64) << 40) ^ term ^ 0x1ead;
+        let term_start_index = (self.ms[i].machine.as_ref()).map_or(0, |m| m.stats().last_index);
+        let svc = self.svc();
         let mut machine = LeaderMachine::new(node_id(i), term, at, rng_seed);
         let members: Vec<MemberView> = (0..svc.life.len())
             .filter_map(|n| self.member(i, n))
@@ -109,6 +119,7 @@ impl StoreWorld {
             next_session: 0,
             bad: BTreeMap::new(),
             proposed_bad: Vec::new(),
+            term_start_index,
         };
         self.svc().leaders.insert(i, l);
         self.leader_effects(at, i, term, out);
@@ -163,7 +174,7 @@ impl StoreWorld {
     pub(super) fn leader_event(&mut self, at: Millis, ev: Ev) {
         let (m, term) = match &ev {
             Ev::LeaderTimer { m, term, .. }
-            | Ev::LeaderRead { m, term }
+            | Ev::LeaderRead { m, term, .. }
             | Ev::LeaderProposed { m, term, .. } => (*m, *term),
             _ => unreachable!("only leader events come here"),
         };
@@ -178,7 +189,26 @@ impl StoreWorld {
             Ev::LeaderTimer { timer, .. } => {
                 self.leader_feed(at, m, term, LeaderInput::Timer(timer));
             }
-            Ev::LeaderRead { .. } => self.leader_read(at, m, term),
+            Ev::LeaderRead { linearizable, .. } => {
+                let start = self
+                    .svc()
+                    .leaders
+                    .get(&m)
+                    .expect("checked")
+                    .term_start_index;
+                let applied =
+                    (self.ms[m].machine.as_ref()).map_or(0, |s| s.state().applied_index());
+                if linearizable && applied < start {
+                    let ev = Ev::LeaderRead {
+                        m,
+                        term,
+                        linearizable,
+                    };
+                    self.q.push(at + PAUSED_RETRY_MS, StoreEv::Svc(ev));
+                    return;
+                }
+                self.leader_read(at, m, term)
+            }
             Ev::LeaderProposed { ok, .. } => {
                 let l = self.svc().leaders.get_mut(&m).expect("checked");
                 let judged = std::mem::take(&mut l.proposed_bad);
@@ -296,8 +326,13 @@ impl StoreWorld {
     fn leader_effects(&mut self, at: Millis, m: usize, term: u64, out: Vec<LeaderEffect>) {
         for effect in out {
             match effect {
-                LeaderEffect::Read { .. } => {
-                    self.q.push(at, StoreEv::Svc(Ev::LeaderRead { m, term }));
+                LeaderEffect::Read { linearizable } => {
+                    let ev = Ev::LeaderRead {
+                        m,
+                        term,
+                        linearizable,
+                    };
+                    self.q.push(at, StoreEv::Svc(ev));
                 }
                 LeaderEffect::Propose(cmd) => {
                     let l = self.svc().leaders.get_mut(&m).expect("a live leader");
@@ -340,7 +375,24 @@ impl StoreWorld {
                     };
                     let reply = match answer {
                         SessionAnswer::Busy => Reply::Busy,
-                        SessionAnswer::Assignments { tasks, .. } => Reply::Assignments(tasks),
+                        SessionAnswer::Assignments { tasks, files, .. } => {
+                            if !files.is_empty() {
+                                let state = self.ms[m].machine.as_ref().expect("up").state();
+                                let why =
+                                    secrets_held::judge_answer(state, node_id(a.from), &files);
+                                let svc = self.svc();
+                                svc.violation(why.map(|w| format!("(p) at {at} ms {w}")));
+                                svc.report.secrets.answers_with_files += 1;
+                                svc.report.secrets.files_sent += files.len() as u64;
+                                self.svc_trace(
+                                    at,
+                                    a.from,
+                                    TraceKind::FilesSent,
+                                    files.len() as u64,
+                                );
+                            }
+                            Reply::Assignments(tasks, files.into())
+                        }
                     };
                     self.svc_reply(at, m, a.from, a.boot, a.seq, a.hop, reply);
                 }
@@ -367,6 +419,7 @@ impl StoreWorld {
         seq: u64,
         hop: u8,
         statuses: Vec<(TaskId, TaskStatus)>,
+        held: Vec<FileKey>,
     ) {
         if !self.manager_up(to) {
             return; // lost with the manager; the agent's session times out
@@ -393,7 +446,7 @@ impl StoreWorld {
                     session,
                     from: node_id(from),
                     statuses,
-                    held: Vec::new(),
+                    held,
                 };
                 self.leader_feed(at, to, term, input);
                 return;

@@ -11,8 +11,9 @@
 //!     Poke / Answer ─▶ over the network; SetTimer ─▶ a LeaderTimer event
 //!  agent (agent.rs), on every worker: the real AgentMachine, its effects as events:
 //!     every SESSION_INTERVAL_MS, on a poke, on a status change:
-//!     OpenSession(statuses the store lacks) ─ network ─▶ manager ─▶ leader / NotLeader / Busy
-//!     ◀─ outcome to the machine ─▶ StartTask: a TaskMachine, ShutdownTask, StopTask: drop it
+//!     OpenSession(statuses the store lacks, files held) ─ network ─▶ manager ─▶ leader /
+//!     NotLeader / Busy ◀─ outcome (tasks, files) to the machine ─▶ StartTask: a TaskMachine,
+//!     ShutdownTask, StopTask: drop it; HoldFiles / DropFiles: the node's simulated vault
 //!  runtime (runtime.rs): the machines' runtime commands come back as events after delays
 //! ```
 //!
@@ -23,7 +24,8 @@
 //!
 //! Invariants (g) one task per slot, (h) placement, (i) convergence, (j) orphans, and the
 //! rolling updates' (l) parallelism, (m) failed update rolled back, (n) pause holds, (o)
-//! convergence to the current spec are in `crate::invariants`; this module feeds them.
+//! convergence to the current spec, and (p) secrets held are in `crate::invariants`; this
+//! module feeds them.
 
 mod agent;
 mod leader;
@@ -36,7 +38,7 @@ use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use swarm_actors::model::{NodeId, TaskId, TaskStatus};
+use swarm_actors::model::{FileKey, NodeId, TaskId, TaskStatus};
 use swarm_actors::task::{RuntimeEvent, TaskTimer};
 
 use crate::clock::Millis;
@@ -68,6 +70,7 @@ pub struct ServicesReport {
     pub tasks_started: u64,
     /// Task machines that ended FAILED or REJECTED (runtime faults, health, lost with a node).
     pub tasks_failed: u64,
+    pub secrets: SecretsReport,
     pub operator_writes: u64,
     pub operator_refused: u64,
     /// At the end: services in the store and tasks RUNNING on the agents.
@@ -76,6 +79,21 @@ pub struct ServicesReport {
     /// Time from heal until every service was converged (invariant i).
     pub converged_ms: Option<Millis>,
     pub updates: UpdatesReport,
+}
+
+/// Secrets and configs on their way to nodes.
+#[derive(Clone, Debug, Default)]
+pub struct SecretsReport {
+    /// Answers that carried files, and the files in them.
+    pub answers_with_files: u64,
+    pub files_sent: u64,
+    /// Files the agents kept (`HoldFiles`) and dropped (`DropFiles`).
+    pub held: u64,
+    pub dropped: u64,
+    /// Tasks started that name a file.
+    pub tasks_with_files: u64,
+    /// Most files one node held at once.
+    pub node_held_max: usize,
 }
 
 /// The operator's updates (committed, as the operator was told) and where they stood at the end.
@@ -99,8 +117,11 @@ pub struct UpdatesReport {
 #[derive(Clone, Debug)]
 pub enum Reply {
     /// A node's list, shared with the leader machine's copy: a reply (and its duplicate) is
-    /// not a copy.
-    Assignments(Arc<[swarm_actors::wire::Assignment]>),
+    /// not a copy; and the files sent with it.
+    Assignments(
+        Arc<[swarm_actors::wire::Assignment]>,
+        Arc<[swarm_actors::model::FileMaterial]>,
+    ),
     NotLeader(Option<usize>),
     Busy,
 }
@@ -119,6 +140,8 @@ pub enum Ev {
     LeaderRead {
         m: usize,
         term: u64,
+        /// The first pass of a term: served once the leader applied its term's first entry.
+        linearizable: bool,
     },
     /// A proposal of a pass came back (deferred so that the store is not re-entered).
     LeaderProposed {
@@ -138,6 +161,7 @@ pub enum Ev {
         seq: u64,
         hop: u8,
         statuses: Vec<(TaskId, TaskStatus)>,
+        held: Vec<FileKey>,
     },
     SessionReply {
         node: usize,
@@ -205,6 +229,9 @@ pub struct Services {
     downs: Vec<BTreeSet<usize>>,
     leaders: BTreeMap<usize, LeaderSim>,
     agents: Vec<Option<Agent>>,
+    /// How deep agent inputs nest (a start's status is fed while the answer's effects are
+    /// carried out): (p2) is judged when the outermost one is done.
+    agent_depth: u32,
     held: Vec<Vec<Ev>>,
     waiting: BTreeMap<u64, Waiter>,
     registered: bool,
@@ -227,6 +254,7 @@ impl Services {
             downs: vec![BTreeSet::new(); managers],
             leaders: BTreeMap::new(),
             agents: (0..nodes).map(|_| None).collect(),
+            agent_depth: 0,
             held: vec![Vec::new(); nodes],
             waiting: BTreeMap::new(),
             registered: false,
@@ -285,7 +313,8 @@ impl StoreWorld {
                 seq,
                 hop,
                 statuses,
-            } => self.manager_session(at, to, from, boot, seq, hop, statuses),
+                held,
+            } => self.manager_session(at, to, from, boot, seq, hop, statuses, held),
             Ev::SessionReply {
                 node,
                 boot,

@@ -5,16 +5,21 @@
 //! updates go through the model's `Service::updated` and rollbacks `Service::manual_rollback`,
 //! as the control API does; `updates.rs` draws them.
 //!
-//! Managers are registered Drained (they run no tasks), workers Active. The changes stop at
-//! heal: the liveness phase asks the services to converge on what was last written.
+//! Managers are registered Drained (they run no tasks), workers Active. The secrets and
+//! configs of [`FILES`] are created with them, and a service names some of them, chosen from
+//! its ID and spec version (no draw from the seed, so the rest of the workload is what it was
+//! before secrets): a good update names others (rotation), a rollback names the previous
+//! ones. The changes stop at heal: the liveness phase asks the services to converge on what
+//! was last written.
 
 use std::collections::BTreeMap;
 
 use rand::RngExt;
 use rand::rngs::StdRng;
 use swarm_actors::model::{
-    Availability, HealthCheck, Placement, ResourceAmounts, Resources, RestartCondition,
-    RestartPolicy, Role, RuntimeKind, Service, ServiceId, ServiceMode, ServiceSpec, TaskSpec,
+    Availability, FileKind, FileRef, HealthCheck, Placement, ResourceAmounts, Resources,
+    RestartCondition, RestartPolicy, Role, RuntimeKind, Secret, SecretBytes, SecretId, Service,
+    ServiceId, ServiceMode, ServiceSpec, TaskSpec,
 };
 use swarm_actors::store::{Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreState};
 
@@ -28,6 +33,17 @@ use crate::node::{addr, description, node_id};
 pub const SERVICES_MAX: usize = 6;
 /// Most replicas the operator asks of a replicated service.
 pub const REPLICAS_MAX: u64 = 6;
+/// The secrets and configs the operator creates: kind, ID, name, bytes. Four secrets and two
+/// configs, one of them large, so that a node's answer may carry over a megabyte.
+pub const FILES: &[(FileKind, u128, &str, usize)] = &[
+    (FileKind::Secret, 1, "db_password", 24),
+    (FileKind::Secret, 2, "api_key", 300),
+    (FileKind::Secret, 3, "tls_key", 3_000),
+    (FileKind::Secret, 4, "token", 64),
+    (FileKind::Config, 11, "app_conf", 2_000),
+    (FileKind::Config, 12, "big_conf", 300 * 1024),
+];
+
 /// Gap between two operator changes.
 const GAP_MS: (Millis, Millis) = (1_000, 3_000);
 
@@ -79,8 +95,57 @@ impl StoreWorld {
     }
 }
 
-/// Node objects not in the store yet (a node joining writes its own in a real cluster).
+/// Node objects not in the store yet (a node joining writes its own in a real cluster), and
+/// the secrets and configs of [`FILES`] not in it yet, in one command (about 310 KiB).
 fn registrations(state: &StoreState, raft_ids: &[u64], nodes: usize) -> Vec<Op> {
+    let mut ops = node_registrations(state, raft_ids, nodes);
+    let files = FILES.iter().filter_map(|&(kind, id, name, bytes)| {
+        let store_kind = match kind {
+            FileKind::Secret => Kind::Secret,
+            FileKind::Config => Kind::Config,
+        };
+        state.get(store_kind, name).is_none().then(|| Op::Put {
+            kind: store_kind,
+            id: name.to_string(),
+            expect: Expect::Absent,
+            body: ObjectBody::Secret(Secret {
+                id: SecretId(id),
+                kind,
+                name: name.to_string(),
+                labels: BTreeMap::new(),
+                data: SecretBytes::new(vec![b'a' + (id % 26) as u8; bytes]),
+            }),
+        })
+    });
+    ops.extend(files);
+    ops
+}
+
+/// The secrets and configs a service's tasks name at spec `version`: none to three secrets
+/// and none or one config, from the ID and version alone.
+pub fn file_refs(id: ServiceId, version: u64) -> (Vec<FileRef>, Vec<FileRef>) {
+    let h = (id.0 as u64) ^ version.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let r = |kind: FileKind, (_, id, name, _): (FileKind, u128, &str, usize)| FileRef {
+        id: SecretId(id),
+        name: name.to_string(),
+        target: kind.target_path(name, ""),
+        uid: 0,
+        gid: 0,
+        mode: FileRef::DEFAULT_MODE,
+    };
+    let secrets: Vec<_> = FILES.iter().filter(|f| f.0 == FileKind::Secret).collect();
+    let configs: Vec<_> = FILES.iter().filter(|f| f.0 == FileKind::Config).collect();
+    let first = (h >> 8) as usize;
+    let s = (0..[0, 0, 1, 3][(h % 4) as usize])
+        .map(|i| r(FileKind::Secret, *secrets[(first + i) % secrets.len()]))
+        .collect();
+    let c = (0..((h >> 4) % 2))
+        .map(|_| r(FileKind::Config, *configs[((h >> 16) % 2) as usize]))
+        .collect();
+    (s, c)
+}
+
+fn node_registrations(state: &StoreState, raft_ids: &[u64], nodes: usize) -> Vec<Op> {
     let managers = raft_ids.len();
     (0..nodes)
         .filter(|&i| state.get(Kind::Node, &node_id(i).to_string()).is_none())
@@ -180,9 +245,15 @@ fn operator_change(
             _ => UpdateKind::Force,
         };
         let slots = updates::slots_max(&s, nodes - managers);
-        let Some(new) = updates::update(rng, kind, &s, shape.now, shape.heal_ms, slots) else {
+        let Some(mut new) = updates::update(rng, kind, &s, shape.now, shape.heal_ms, slots) else {
             return (Vec::new(), None);
         };
+        if kind == UpdateKind::Good {
+            // Rotation: `--secret-rm` / `--secret-add` with the new spec.
+            let (secrets, configs) = file_refs(new.id, new.spec_version);
+            new.spec.task.secrets = secrets;
+            new.spec.task.configs = configs;
+        }
         return (vec![put(new)], Some(kind));
     }
     // A worker's availability or labels.
@@ -261,6 +332,12 @@ fn new_service(rng: &mut StdRng) -> Service {
         force_update: 0,
         secrets: Vec::new(),
         configs: Vec::new(),
+    };
+    let (secrets, configs) = file_refs(id, 1);
+    let task = TaskSpec {
+        secrets,
+        configs,
+        ..task
     };
     let spec = ServiceSpec {
         name: format!("s{:x}", id.0 as u16),
