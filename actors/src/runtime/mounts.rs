@@ -8,9 +8,15 @@
 //!   are made *in that tmpfs*, and each file is bind-mounted over its placeholder. The host
 //!   keeps only the empty directory `/run/secrets` as a mount point (made when missing; `/run`
 //!   is a tmpfs, so it goes at reboot), never a file;
-//! - any other target must exist on the host as a regular file, which the bind mount covers
-//!   inside the namespace (a config over `/etc/app.conf`, say); a target that does not exist
-//!   is refused with a clear error rather than creating a placeholder on the host's disk.
+//! - any other target is bind-mounted over a regular file at that path: one that exists on
+//!   the host is covered inside the namespace only (the host keeps seeing its own); for one
+//!   that does not, whose directory exists (a config's default `/<name>`), the runtime makes an
+//!   empty placeholder file on the host as the mount point, shared by the node's tasks with
+//!   that target and removed when the last of them is removed ([`Placeholders`]). The
+//!   placeholders are recorded in the node's tasks directory, so a node killed before it
+//!   could remove them removes them at its next start. A target whose directory does not
+//!   exist is refused with a clear error. (Several nodes on one host sharing such a target
+//!   would remove each other's placeholder; one node per host is the deployment.)
 //!
 //! The namespace and its mounts end with the task's last process; nothing is left to unmount.
 //! The ids of a task with `--user` are set after the mounts (mounting needs root), in the same
@@ -21,13 +27,16 @@
 //! `SWARM_SECRETS_DIR` and `SWARM_CONFIGS_DIR` (set when the task has files of that kind), in
 //! which each file is named by its target's file name.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::{Credentials, RuntimeError, TaskContext, TaskFile};
-use crate::model::{FileKind, SECRETS_DIR};
+use crate::model::{FileKind, SECRETS_DIR, TaskId};
 
 /// Size of the tmpfs over `/run/secrets` inside a task's namespace: it holds only empty
 /// placeholders and directories (the data stays in the vault's files, bind-mounted).
@@ -84,9 +93,126 @@ fn clean_absolute(p: &str) -> bool {
             .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
+/// Empty files this runtime made on the host as mount points, each with the tasks that use it.
+pub(super) struct Placeholders {
+    /// `<tasks-dir>/placeholders`: one path a line, rewritten on each change.
+    record: PathBuf,
+    users: Mutex<BTreeMap<PathBuf, BTreeSet<TaskId>>>,
+}
+
+impl Placeholders {
+    pub(super) fn new(tasks_dir: &Path) -> Placeholders {
+        Placeholders {
+            record: tasks_dir.join("placeholders"),
+            users: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Makes sure a regular file is at `target` for `task`: one that is there already is used
+    /// as it is (and shared when it is one of ours); a missing one is made, empty, when its
+    /// directory exists.
+    fn take(&self, target: &Path, task: TaskId, what: &str) -> Result<(), RuntimeError> {
+        let mut users = self.users.lock().expect("placeholders lock");
+        if let Some(u) = users.get_mut(target) {
+            u.insert(task);
+            return Ok(());
+        }
+        match target.symlink_metadata() {
+            Ok(m) if m.is_file() => return Ok(()),
+            Ok(_) => {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "{what}: target {} is not a regular file on this host",
+                    target.display()
+                )));
+            }
+            Err(_) => {}
+        }
+        if !target.parent().is_some_and(Path::is_dir) {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "{what}: the directory of target {} does not exist on this host; the process \
+                 runtime makes no directories outside {SECRETS_DIR}",
+                target.display()
+            )));
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(target)
+            .map_err(|e| {
+                RuntimeError::Failed(format!(
+                    "{what}: making the mount point {}: {e}",
+                    target.display()
+                ))
+            })?;
+        users.insert(target.to_path_buf(), BTreeSet::from([task]));
+        self.save(&users);
+        Ok(())
+    }
+
+    /// `task` is removed: placeholders no task uses any more go.
+    pub(super) fn release(&self, task: TaskId) {
+        let mut users = self.users.lock().expect("placeholders lock");
+        let before = users.len();
+        users.retain(|path, u| {
+            u.remove(&task);
+            if u.is_empty() {
+                remove_placeholder(path);
+            }
+            !u.is_empty()
+        });
+        if users.len() != before {
+            self.save(&users);
+        }
+    }
+
+    /// Removes the placeholders a previous run of the node recorded (called at start, before
+    /// any task of this run).
+    pub(super) fn clean_leftovers(&self) {
+        let users = self.users.lock().expect("placeholders lock");
+        if let Ok(text) = std::fs::read_to_string(&self.record) {
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                // One of this run's own (a later call) stays.
+                if !users.contains_key(Path::new(line)) {
+                    remove_placeholder(Path::new(line));
+                }
+            }
+        }
+        self.save(&users);
+    }
+
+    fn save(&self, users: &BTreeMap<PathBuf, BTreeSet<TaskId>>) {
+        let text: String = users.keys().map(|p| format!("{}\n", p.display())).collect();
+        let done = if text.is_empty() {
+            std::fs::remove_file(&self.record)
+                .or_else(|e| (e.kind() == io::ErrorKind::NotFound).then_some(()).ok_or(e))
+        } else {
+            std::fs::write(&self.record, text)
+        };
+        if let Err(e) = done {
+            tracing::warn!(file = %self.record.display(), error = %e, "recording the placeholders failed");
+        }
+    }
+}
+
+/// Removes a placeholder, only if it still is an empty regular file (never anything else).
+fn remove_placeholder(path: &Path) {
+    if path
+        .symlink_metadata()
+        .is_ok_and(|m| m.is_file() && m.len() == 0)
+    {
+        let _ = std::fs::remove_file(path); // gone already is what we wanted
+    }
+}
+
 /// Plans the namespace that shows `ctx`'s files (as root), making `/run/secrets` on the host
-/// when a target needs it as a mount point. `None` when the task has no files.
-fn plan(ctx: &TaskContext) -> Result<Option<Vec<Step>>, RuntimeError> {
+/// when a target needs it as a mount point, and the placeholders of other targets that do not
+/// exist when `placeholders` is given (starting a task; a health check makes none). `None`
+/// when the task has no files.
+fn plan(
+    ctx: &TaskContext,
+    placeholders: Option<&Placeholders>,
+) -> Result<Option<Vec<Step>>, RuntimeError> {
     if ctx.files.is_empty() {
         return Ok(None);
     }
@@ -119,11 +245,13 @@ fn plan(ctx: &TaskContext) -> Result<Option<Vec<Step>>, RuntimeError> {
             }
             binds.push((true, src, dst));
         } else {
+            if let Some(p) = placeholders {
+                p.take(Path::new(&f.target), ctx.task_id, &what)?;
+            }
             let on_host = Path::new(&f.target).symlink_metadata();
             if !on_host.map(|m| m.is_file()).unwrap_or(false) {
                 return Err(RuntimeError::InvalidSpec(format!(
-                    "{what}: target {} is not a file on this host; the process runtime shows a \
-                     file outside {SECRETS_DIR} only over an existing regular file",
+                    "{what}: target {} is not a file on this host",
                     f.target
                 )));
             }
@@ -156,6 +284,7 @@ pub(super) fn show_files(
     cmd: &mut std::process::Command,
     ctx: &TaskContext,
     user: Option<Credentials>,
+    placeholders: Option<&Placeholders>,
 ) -> Result<Option<Credentials>, RuntimeError> {
     if ctx.files.is_empty() {
         return Ok(user);
@@ -164,7 +293,7 @@ pub(super) fn show_files(
         cmd.envs(file_env(&ctx.files));
         return Ok(user);
     }
-    let Some(steps) = plan(ctx)? else {
+    let Some(steps) = plan(ctx, placeholders)? else {
         return Ok(user);
     };
     in_namespace(cmd, steps, user);

@@ -170,18 +170,56 @@ async fn as_root_a_task_sees_its_files_at_their_targets_and_the_host_does_not() 
     assert_eq!(code, 0, "{lines:?}");
     assert_eq!(lines, ["65534", MARKER, "DENIED", "END"]);
 
-    eprintln!("phase: a target outside /run/secrets that is no file on this host is refused");
-    let mut c = ctx(3, &["-c", "echo END"], None);
-    let missing = disk.path().join("missing.conf").display().to_string();
+    eprintln!(
+        "phase: a config's target that does not exist gets an empty placeholder on the host as \
+         its mount point, shared by the node's tasks and removed with the last of them"
+    );
+    let missing = disk.path().join("site.conf");
+    let target = missing.display().to_string();
+    let script = format!("cat {target}; echo; echo END; sleep 100000");
+    let mut tasks = Vec::new();
+    for id in [3, 4] {
+        let mut c = ctx(id, &["-c", &script], None);
+        c.files = vault
+            .materialize(c.task_id, &[], &[fref(2, "conf", &target, 0, 0o444)])
+            .unwrap();
+        rt.start(&c).await.unwrap();
+        tasks.push(c);
+    }
+    for c in &tasks {
+        let mut lines = Vec::new();
+        for _ in 0..300 {
+            lines = rt.logs(c.task_id, 10).await.unwrap();
+            if lines.iter().any(|l| l.text == "END") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(lines[0].text, "from the config");
+    }
+    assert_eq!(
+        std::fs::read(&missing).unwrap(),
+        b"",
+        "the host sees an empty file"
+    );
+    rt.remove(TaskId(3)).await.unwrap();
+    assert!(missing.exists(), "task 4 still uses it");
+    rt.remove(TaskId(4)).await.unwrap();
+    assert!(!missing.exists(), "removed with the last task");
+
+    eprintln!("phase: a target whose directory does not exist on the host is refused");
+    let mut c = ctx(5, &["-c", "echo END"], None);
+    let nowhere = disk
+        .path()
+        .join("no-such-dir/app.conf")
+        .display()
+        .to_string();
     c.files = vault
-        .materialize(c.task_id, &[], &[fref(2, "conf", &missing, 0, 0o444)])
+        .materialize(c.task_id, &[], &[fref(2, "conf", &nowhere, 0, 0o444)])
         .unwrap();
     let e = rt.start(&c).await.unwrap_err();
-    assert!(e.to_string().contains("is not a file on this host"), "{e}");
-    assert!(
-        !std::path::Path::new(&missing).exists(),
-        "no placeholder on the host"
-    );
+    assert!(e.to_string().contains("does not exist on this host"), "{e}");
+    assert!(!disk.path().join("no-such-dir").exists());
     vault.close();
 }
 
