@@ -94,6 +94,19 @@ fn vault_list(n: &Node, id: &str) -> Option<Vec<(String, usize)>> {
     )
 }
 
+/// Removes the vault directories of these nodes when dropped: the harness ends nodes with
+/// SIGKILL, which leaves their vaults no time to clean up, and nothing restarts them.
+struct VaultDirs(Vec<String>);
+
+impl Drop for VaultDirs {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            // Best effort: the test is over either way.
+            let _ = std::fs::remove_dir_all(Path::new(VAULT_BASE).join(id));
+        }
+    }
+}
+
 /// The task directories the vault of node `id` keeps on tmpfs.
 fn task_dirs(id: &str) -> BTreeSet<String> {
     std::fs::read_dir(Path::new(VAULT_BASE).join(id))
@@ -180,6 +193,7 @@ fn process_tasks_read_the_secret_at_their_targets_and_only_their_nodes_hold_it()
     let n3 = Node::join(root.path(), "n3", 27503, n1.addr, &token);
     assert!(wait_until(PATIENCE, || all_ready(&n1.node_ls(), 3)));
     let ids: Vec<String> = [&n1, &n2, &n3].iter().map(|n| n.id()).collect();
+    let _vaults = VaultDirs(ids.clone());
     let secret = marker("process");
     let hash = sha256(&secret);
 
@@ -354,6 +368,7 @@ fn containers_read_the_secret_through_read_only_mounts_and_it_stays_out_of_their
     let root = tempfile::tempdir().unwrap();
     let n1 = Node::bootstrap(root.path(), "n1", 27511);
     let id = n1.id();
+    let _vaults = VaultDirs(vec![id.clone()]);
     let secret = marker("docker");
     let hash = sha256(&secret);
 
