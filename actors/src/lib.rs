@@ -19,6 +19,7 @@
 //! | [`registry`] | the per-node registry of named actors that the admin shell talks to |
 //! | [`scheduler`] | placement as a pure function: filters (availability, runtime, constraints, resources) and spread |
 //! | [`orchestrator`] | reconciliation as a pure function: replicated and global services, restart policy, task history |
+//! | [`vault`] | the SecretVault: one per node (`vault/<node-id>`), the secrets and configs its tasks need in memory, each task's files on tmpfs while it runs |
 //!
 //! Deciding code (membership, later the store, scheduler and orchestrators) takes time and
 //! randomness as arguments and returns effects, so the simulator (`sim/`) drives it unchanged.
@@ -44,4 +45,5 @@ pub mod store;
 pub mod task;
 pub mod transport;
 pub mod trust;
+pub mod vault;
 pub mod wire;

@@ -10,3 +10,4 @@
 mod cli;
 #[path = "../common/mod.rs"]
 mod common;
+mod delivery;

@@ -48,6 +48,7 @@ use crate::replica::StoreHandle;
 use crate::runtime::{LogLine, TaskContext, TaskRuntime, keep_newest};
 use crate::task::{TaskArgs, TaskHandle, spawn_task};
 use crate::transport::Transport;
+use crate::vault::{VAULT_BASE_DIR, VaultArgs, VaultHandle, spawn_vault};
 use crate::wire::{
     Assignment, LOG_REPLY_BYTES_MAX, LOG_TASKS_MAX, Request, Response, SessionReport, WireFailure,
 };
@@ -98,6 +99,9 @@ pub struct AgentState {
     deadline: Option<(u64, tokio::time::Instant)>,
     /// The managers the store names (see `trust::authz`), renewed by every answer.
     confirmed: crate::trust::ManagerSet,
+    /// The node's SecretVault: the secrets and configs this node's tasks need, in memory, and
+    /// each task's files on tmpfs while it runs.
+    vault: VaultHandle,
 }
 
 impl Actor for AgentActor {
@@ -129,6 +133,13 @@ impl Actor for AgentActor {
                 Err(_) => warn!(runtime = rt.name(), "cleaning a previous run timed out"),
             }
         }
+        // The vault empties the node's secrets directory before any task of this run starts.
+        let (vault, _) = spawn_vault(VaultArgs {
+            node_id: args.node_id,
+            base: VAULT_BASE_DIR.into(),
+            registry: args.registry.clone(),
+        })
+        .await?;
         let (reporter, mut reports) = mpsc::channel(STATUS_QUEUE_MAX);
         let me = myself.clone();
         tokio::spawn(async move {
@@ -166,6 +177,7 @@ impl Actor for AgentActor {
             store: None,
             deadline: None,
             confirmed: args.managers,
+            vault,
         })
     }
 
@@ -184,7 +196,14 @@ impl Actor for AgentActor {
                 state.store = s;
                 AgentInput::LocalStore { available }
             }
-            AgentMsg::TaskStatus(task, status) => AgentInput::TaskStatus { task, status },
+            AgentMsg::TaskStatus(task, status) => {
+                if status.state.is_terminal() {
+                    // The task's files go with its end; its container or namespace is done
+                    // with them.
+                    state.vault.release(task);
+                }
+                AgentInput::TaskStatus { task, status }
+            }
             AgentMsg::SessionDone { seq, hop, outcome } => {
                 AgentInput::SessionDone { seq, hop, outcome }
             }
@@ -212,6 +231,8 @@ impl Actor for AgentActor {
         for h in state.actors.values() {
             let _ = h.node_shutdown();
         }
+        // The vault removes every file of this node's tasks as it stops.
+        state.vault.actor().stop(Some("the agent stopped".into()));
         Ok(())
     }
 }
@@ -247,8 +268,8 @@ impl AgentState {
                             held,
                         },
                     ),
-                    // The node's SecretVault keeps the data (wired in with the vault).
-                    AgentEffect::HoldFiles(_) | AgentEffect::DropFiles(_) => {}
+                    AgentEffect::HoldFiles(files) => self.vault.hold(files),
+                    AgentEffect::DropFiles(keys) => self.vault.forget(keys),
                     AgentEffect::StartTask(a) => {
                         let task = a.task.id;
                         if let Err(error) = self.start(a).await {
@@ -265,6 +286,7 @@ impl AgentState {
                             // Stopping the actor removes what the runtime keeps of the task.
                             h.actor().stop(Some("no longer assigned".into()));
                         }
+                        self.vault.release(id);
                     }
                     AgentEffect::SessionEnded { result: Err(e), .. } => {
                         debug!(error = %e, "session failed")
@@ -325,6 +347,15 @@ impl AgentState {
             .cloned()
             .ok_or_else(|| format!("runtime {name} is not available on this node"))?;
         let id = t.id;
+        // The task's secrets and configs, written to tmpfs before it starts; a task that cannot
+        // have them does not start (it is reported rejected, with the reason).
+        let files = if t.spec.secrets.is_empty() && t.spec.configs.is_empty() {
+            Vec::new()
+        } else {
+            self.vault
+                .materialize(id, t.spec.secrets.clone(), t.spec.configs.clone())
+                .await?
+        };
         let ctx = TaskContext {
             task_id: t.id,
             service_id: t.service_id,
@@ -332,6 +363,7 @@ impl AgentState {
             slot: t.slot,
             node_id: self.me,
             spec: t.spec,
+            files,
         };
         let args = TaskArgs {
             ctx,
@@ -339,7 +371,13 @@ impl AgentState {
             reporter: self.reporter.clone(),
             registry: self.registry.clone().filter(|_| self.register_tasks),
         };
-        let (handle, _) = spawn_task(args).await.map_err(|e| e.to_string())?;
+        let (handle, _) = match spawn_task(args).await {
+            Ok(h) => h,
+            Err(e) => {
+                self.vault.release(id);
+                return Err(e.to_string());
+            }
+        };
         let _ = handle.start(); // an actor that stopped at once reports nothing more
         self.actors.insert(id, handle);
         Ok(())

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig};
+use bollard::models::{
+    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, Mount, MountType,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
     LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
@@ -185,6 +187,7 @@ impl DockerRuntime {
             host_config: Some(HostConfig {
                 nano_cpus: limit(spec.resources.limits.nano_cpus),
                 memory: limit(spec.resources.limits.memory_bytes),
+                mounts: (!ctx.files.is_empty()).then(|| file_mounts(ctx)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -203,6 +206,23 @@ impl DockerRuntime {
             other => other,
         }
     }
+}
+
+/// The task's secrets and configs: each file the SecretVault wrote on this host's tmpfs,
+/// bind-mounted read-only at its target, as Docker's own secrets are. The engine makes a
+/// missing mount point in the container's layer (an empty file), never a copy of the data;
+/// the file's owner and mode are the ones the vault gave it.
+fn file_mounts(ctx: &TaskContext) -> Vec<Mount> {
+    ctx.files
+        .iter()
+        .map(|f| Mount {
+            target: Some(f.target.clone()),
+            source: Some(f.host_path.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// The HTTP status of an engine error, when it has one.

@@ -40,6 +40,7 @@ fn ctx(node: NodeId, task: u128, image: &str, args: &[&str]) -> TaskContext {
             secrets: Vec::new(),
             configs: Vec::new(),
         },
+        files: Vec::new(),
     }
 }
 
@@ -266,4 +267,78 @@ fn container_labels_reach_the_container_under_the_runtimes_own() {
     for key in [LABEL_SERVICE, LABEL_TASK, LABEL_NODE, LABEL_SERVICE_NAME] {
         assert!(key.starts_with(LABEL_PREFIX), "{key}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_sees_its_files_read_only_at_their_targets() {
+    use crate::model::{FileKey, FileKind, FileMaterial, FileRef, SecretBytes, SecretId};
+    let Some(rt) = engine().await else { return };
+    let n = node(9);
+    let shm = tempfile::Builder::new()
+        .prefix("swarm-docker-files-test")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let mut vault = crate::vault::Vault::open(shm.path(), n);
+    let marker = "docker-files-test-5b1e";
+    vault
+        .hold(vec![FileMaterial {
+            key: FileKey {
+                kind: FileKind::Secret,
+                id: SecretId(1),
+            },
+            name: "pw".into(),
+            data: SecretBytes::new(marker.as_bytes().to_vec()),
+        }])
+        .unwrap();
+    let fref = |target: &str, mode| FileRef {
+        id: SecretId(1),
+        name: "pw".into(),
+        target: target.into(),
+        uid: 0,
+        gid: 0,
+        mode,
+    };
+
+    eprintln!("phase: the secret shows at both targets, read-only, with its mode");
+    let mut c = ctx(
+        n,
+        1,
+        TEST_IMAGE,
+        &[
+            "sh",
+            "-c",
+            "cat /run/secrets/mysql_root_password; echo; cat /etc/pw; echo; \
+             stat -c %a /run/secrets/mysql_root_password; \
+             (echo x > /etc/pw) 2>/dev/null && echo WRITABLE; echo END",
+        ],
+    );
+    c.files = vault
+        .materialize(
+            c.task_id,
+            &[
+                fref("/run/secrets/mysql_root_password", 0o440),
+                fref("/etc/pw", 0o444),
+            ],
+            &[],
+        )
+        .unwrap();
+    run(&rt, &c).await;
+    assert_eq!(wait(&rt, &c).await, 0);
+    let mut text = Vec::new();
+    for _ in 0..300 {
+        text = rt
+            .logs(c.task_id, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.text)
+            .collect();
+        if text.iter().any(|l| l == "END") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(text, [marker, marker, "440", "END"]);
+    rt.remove(c.task_id).await.unwrap();
+    vault.close();
 }

@@ -13,6 +13,7 @@
 
 mod docker;
 mod logs;
+mod mounts;
 mod process;
 pub mod testimage;
 pub mod user;
@@ -30,10 +31,11 @@ pub use docker::{
 pub use logs::{
     LOG_BYTES_MAX, LOG_LINE_BYTES_MAX, LOG_LINES_MAX, LogBuffer, LogLine, LogStream, keep_newest,
 };
+pub use mounts::{file_env, running_as_root};
 pub use process::ProcessRuntime;
 pub use user::{Credentials, UserError, UserSpec, validate_user};
 
-use crate::model::{HealthCheck, NodeId, ServiceId, TaskId, TaskSpec};
+use crate::model::{FileKind, HealthCheck, NodeId, ServiceId, TaskId, TaskSpec};
 
 /// A runtime call on its way.
 pub type RuntimeFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, RuntimeError>> + Send + 'a>>;
@@ -47,6 +49,26 @@ pub struct TaskContext {
     pub slot: u64,
     pub node_id: NodeId,
     pub spec: TaskSpec,
+    /// The task's secrets and configs as the node's SecretVault wrote them (on tmpfs), one per
+    /// ref of the spec; the runtime shows each at its target. Empty for a task without any.
+    #[serde(default)]
+    pub files: Vec<TaskFile>,
+}
+
+/// One secret or config of a task, written by the SecretVault: where its data is on this
+/// host (a file on tmpfs) and how the task must see it. Never the data itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFile {
+    pub kind: FileKind,
+    /// The secret's or config's name, for messages.
+    pub name: String,
+    /// The file on this host, in the task's directory under the vault's tmpfs root.
+    pub host_path: std::path::PathBuf,
+    /// The absolute path the task sees.
+    pub target: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
 }
 
 impl TaskContext {

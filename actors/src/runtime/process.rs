@@ -15,8 +15,14 @@
 //!   restarted node calls [`TaskRuntime::adopt_or_clean`], which kills the groups it finds there
 //!   (checking the process start time first, so a reused PID is left alone).
 //!
+//! A task's secrets and configs ([`TaskContext::files`], on tmpfs): as root, the task runs in a
+//! private mount namespace that shows each file at its target; without root, it reads them in
+//! its directory, which `SWARM_SECRETS_DIR` and `SWARM_CONFIGS_DIR` name (see
+//! [`mounts`](super::mounts)). Health checks see them as the task does.
+//!
 //! Who a task runs as: the spec's `--user` ([`user`](super::user)), set on the command with
-//! std's `CommandExt::uid`/`gid`, which also clears the supplementary groups. The shim runs as
+//! std's `CommandExt::uid`/`gid`, which also clears the supplementary groups (for a task with
+//! files as root, the namespace set-up sets them itself, after its mounts, in the same order). The shim runs as
 //! that user too (std changes the ids before the shim's code runs); having changed its ids, the
 //! kernel marks it not dumpable, so the task's user cannot read the copy of the node's memory
 //! the shim was forked with. Without `--user` the task runs as the node's user: root when the
@@ -35,6 +41,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, warn};
 
+use super::mounts::{Placeholders, show_files};
 use super::user::{Credentials, resolve_on_host};
 use super::{
     LOG_LINES_MAX, LogBuffer, LogLine, LogStream, Orphan, OrphanAction, RuntimeError,
@@ -68,6 +75,8 @@ struct Inner {
     tasks_dir: PathBuf,
     spawner: std::sync::mpsc::Sender<SpawnJob>,
     tasks: Mutex<BTreeMap<TaskId, Arc<Proc>>>,
+    /// Mount points made on the host for targets that did not exist (see `mounts`).
+    placeholders: Placeholders,
 }
 
 /// Runs tasks as OS processes. Cheap to clone; the clones share the tasks.
@@ -96,6 +105,7 @@ impl ProcessRuntime {
             })?;
         Ok(ProcessRuntime {
             inner: Arc::new(Inner {
+                placeholders: Placeholders::new(&tasks_dir),
                 tasks_dir,
                 spawner: tx,
                 tasks: Mutex::new(BTreeMap::new()),
@@ -204,6 +214,8 @@ impl TaskRuntime for ProcessRuntime {
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
+            // Before the shim's set-up: the namespace (as root) comes first.
+            let user = show_files(cmd.as_std_mut(), ctx, user, Some(&self.inner.placeholders))?;
             let mut child = self.spawn(cmd, user).await.map_err(|e| match e {
                 RuntimeError::Failed(m) => {
                     RuntimeError::Failed(format!("starting {}: {m}", ctx.spec.image))
@@ -335,6 +347,8 @@ impl TaskRuntime for ProcessRuntime {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true);
+            // The check sees the task's files where the task does.
+            let user = show_files(cmd.as_std_mut(), ctx, user, None)?;
             let mut child = self.spawn(cmd, user).await?;
             let pid = child.id().and_then(|p| i32::try_from(p).ok());
             match tokio::time::timeout(Duration::from_millis(check.timeout_ms), child.wait()).await
@@ -363,6 +377,9 @@ impl TaskRuntime for ProcessRuntime {
     fn remove(&self, task: TaskId) -> RuntimeFuture<'_, ()> {
         Box::pin(async move {
             let proc = self.inner.tasks.lock().expect("tasks lock").remove(&task);
+            // The mount over it is in the task's own namespace: the host's placeholder can go
+            // as soon as no task of this node needs it.
+            self.inner.placeholders.release(task);
             if let Some(proc) = proc {
                 let mut rx = proc.exit.clone();
                 if rx.borrow().is_none() {
@@ -388,6 +405,7 @@ impl TaskRuntime for ProcessRuntime {
         // its output, so it cannot be adopted. Every leftover is killed, known or not; the node
         // reports those tasks as ended and the orchestrator replaces them.
         Box::pin(async move {
+            self.inner.placeholders.clean_leftovers();
             let dir = &self.inner.tasks_dir;
             let entries = std::fs::read_dir(dir)
                 .map_err(|e| RuntimeError::Failed(format!("reading {}: {e}", dir.display())))?;

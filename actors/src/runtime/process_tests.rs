@@ -35,6 +35,7 @@ pub(crate) fn ctx(task: u128, image: &str, args: &[&str]) -> TaskContext {
             secrets: Vec::new(),
             configs: Vec::new(),
         },
+        files: Vec::new(),
     }
 }
 

@@ -37,6 +37,7 @@ fn ctx(task: u128, image: &str, args: &[&str], health: Option<HealthCheck>) -> T
             secrets: Vec::new(),
             configs: Vec::new(),
         },
+        files: Vec::new(),
     }
 }
 
