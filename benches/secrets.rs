@@ -98,7 +98,12 @@ fn run(root: &Path, replicas: usize, secrets: usize, bytes: usize, rounds: usize
         let file = root.join(&name);
         let data: Vec<u8> = (0..bytes).map(|j| (j * 31 + i * 7) as u8).collect();
         std::fs::write(&file, data).expect("secret file written");
-        m.ok(&["secret", "create", &name, file.to_str().expect("utf-8 path")]);
+        m.ok(&[
+            "secret",
+            "create",
+            &name,
+            file.to_str().expect("utf-8 path"),
+        ]);
         std::fs::remove_file(&file).expect("secret file removed");
         flags.push("--secret".to_string());
         flags.push(name);

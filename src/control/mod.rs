@@ -10,6 +10,7 @@ mod context;
 mod logs;
 mod nodes;
 pub mod proto;
+mod reads;
 mod secret;
 pub mod server;
 mod service;

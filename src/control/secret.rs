@@ -38,7 +38,7 @@ use tokio::sync::Mutex;
 use super::cas::{self, Failed};
 use super::context::ControlContext;
 use super::proto::SecretDoc;
-use super::service::{manager_store, services};
+use super::reads::{manager_store, services};
 
 /// Most secrets and configs in the store, together.
 pub const FILES_MAX: usize = 1_000;

@@ -1,0 +1,70 @@
+//! Reads of the store the control API's commands share: the manager's store handle, and the
+//! services, tasks and nodes it holds, confirmed with the leader when one answers.
+
+use swarm_actors::model::{Service, Task};
+use swarm_actors::replica::StoreHandle;
+use swarm_actors::store::{Kind, NodeObject, ObjectBody, StoredObject};
+
+use super::context::ControlContext;
+
+/// Docker's answer when a worker is asked about cluster state.
+pub const NOT_A_MANAGER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+
+/// A stored service with the version its next write compares against.
+pub struct Found {
+    pub service: Service,
+    pub obj: StoredObject,
+}
+
+pub async fn manager_store(ctx: &ControlContext) -> Result<StoreHandle, String> {
+    ctx.store().await.ok_or_else(|| NOT_A_MANAGER.to_string())
+}
+
+/// A linearizable read; without a leader to confirm it, the local replica's (possibly stale)
+/// view, since showing something beats showing nothing.
+pub(super) async fn read(store: &StoreHandle, kind: Kind) -> Result<Vec<StoredObject>, String> {
+    match store.read(kind, true).await {
+        Ok(r) => Ok(r.objects),
+        Err(_) => store
+            .read(kind, false)
+            .await
+            .map(|r| r.objects)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+pub async fn services(store: &StoreHandle) -> Result<Vec<Found>, String> {
+    Ok(read(store, Kind::Service)
+        .await?
+        .into_iter()
+        .filter_map(|obj| match &obj.body {
+            ObjectBody::Service(s) => Some(Found {
+                service: s.clone(),
+                obj,
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+pub async fn tasks(store: &StoreHandle) -> Result<Vec<Task>, String> {
+    Ok(read(store, Kind::Task)
+        .await?
+        .into_iter()
+        .filter_map(|o| match o.body {
+            ObjectBody::Task(t) => Some(t),
+            _ => None,
+        })
+        .collect())
+}
+
+pub async fn nodes(store: &StoreHandle) -> Result<Vec<NodeObject>, String> {
+    Ok(read(store, Kind::Node)
+        .await?
+        .into_iter()
+        .filter_map(|o| match o.body {
+            ObjectBody::Node(n) => Some(n),
+            _ => None,
+        })
+        .collect())
+}
