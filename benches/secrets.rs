@@ -23,7 +23,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Node, all_ready, arg, task_state, wait_until};
+use common::{Node, VaultDirs, all_ready, arg, task_state, wait_until};
 
 const BASE_PORT: u16 = 27_951;
 const POLL: Duration = Duration::from_millis(20);
@@ -92,6 +92,12 @@ fn run(root: &Path, replicas: usize, secrets: usize, bytes: usize, rounds: usize
         wait_until(LIMIT, || all_ready(&m.node_ls(), 3)),
         "the nodes did not form"
     );
+    let ids = m
+        .node_ls()
+        .iter()
+        .filter_map(|r| r["ID"].as_str().map(str::to_string))
+        .collect();
+    let _vaults = VaultDirs(ids);
     let mut flags = Vec::new();
     for i in 0..secrets {
         let name = format!("s{i}");

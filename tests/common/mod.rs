@@ -286,6 +286,21 @@ impl Drop for Node {
     }
 }
 
+/// Removes the vault directories (per-task secret files on tmpfs) of these nodes when dropped:
+/// the harness ends nodes with SIGKILL, which leaves their vaults no time to clean up, and
+/// nothing restarts them.
+pub struct VaultDirs(pub Vec<String>);
+
+impl Drop for VaultDirs {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            // Best effort: the test is over either way.
+            let _ =
+                std::fs::remove_dir_all(Path::new(swarm_actors::vault::VAULT_BASE_DIR).join(id));
+        }
+    }
+}
+
 /// Runs the CLI against the node whose data dir is `dir`, killing it after `limit` (a node
 /// stopped with SIGSTOP accepts the connection but never answers). `None` when it ran out of
 /// time.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{BIN, Node, all_ready, phase, task_state, wait_until};
+use crate::common::{BIN, Node, VaultDirs, all_ready, phase, task_state, wait_until};
 
 /// Bound on every wait for the cluster to converge; generous, the machines are noisy.
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -95,6 +95,7 @@ fn write_file(dir: &Path, name: &str, data: &[u8]) -> String {
 fn secrets_and_configs_are_created_listed_used_rotated_and_removed() {
     let root = tempfile::tempdir().unwrap();
     let n1 = Node::bootstrap(root.path(), "n1", 27101);
+    let _vaults = VaultDirs(vec![n1.id()]);
     let files = root.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
 

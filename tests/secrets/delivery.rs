@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Node, all_ready, phase, wait_until};
+use crate::common::{Node, VaultDirs, all_ready, phase, wait_until};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -92,19 +92,6 @@ fn vault_list(n: &Node, id: &str) -> Option<Vec<(String, usize)>> {
             })
             .collect(),
     )
-}
-
-/// Removes the vault directories of these nodes when dropped: the harness ends nodes with
-/// SIGKILL, which leaves their vaults no time to clean up, and nothing restarts them.
-struct VaultDirs(Vec<String>);
-
-impl Drop for VaultDirs {
-    fn drop(&mut self) {
-        for id in &self.0 {
-            // Best effort: the test is over either way.
-            let _ = std::fs::remove_dir_all(Path::new(VAULT_BASE).join(id));
-        }
-    }
 }
 
 /// The task directories the vault of node `id` keeps on tmpfs.
