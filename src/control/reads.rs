@@ -68,3 +68,34 @@ pub async fn nodes(store: &StoreHandle) -> Result<Vec<NodeObject>, String> {
         })
         .collect())
 }
+
+/// Finds one of `found` by name, full ID, or unique ID prefix (Docker's order); `what` names
+/// the kind in errors and `name_id` gives an object's name and ID text.
+pub fn resolve_named<T>(
+    what: &str,
+    found: Vec<T>,
+    name: &str,
+    name_id: impl Fn(&T) -> (&str, String),
+) -> Result<T, String> {
+    let mut by_name = None;
+    let mut by_id = None;
+    let mut by_prefix = Vec::new();
+    for f in found {
+        let (n, id) = name_id(&f);
+        if n == name {
+            by_name = Some(f);
+        } else if id == name {
+            by_id = Some(f);
+        } else if !name.is_empty() && id.starts_with(name) {
+            by_prefix.push(f);
+        }
+    }
+    if let Some(f) = by_name.or(by_id) {
+        return Ok(f);
+    }
+    match by_prefix.len() {
+        0 => Err(format!("{what} {name} not found")),
+        1 => Ok(by_prefix.remove(0)),
+        _ => Err(format!("{what} {name} is ambiguous: give more of its ID")),
+    }
+}

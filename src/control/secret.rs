@@ -38,7 +38,7 @@ use tokio::sync::Mutex;
 use super::cas::{self, Failed};
 use super::context::ControlContext;
 use super::proto::SecretDoc;
-use super::reads::{manager_store, services};
+use super::reads::{manager_store, resolve_named, services};
 
 /// Most secrets and configs in the store, together.
 pub const FILES_MAX: usize = 1_000;
@@ -105,28 +105,9 @@ async fn files(store: &StoreHandle, kind: FileKind) -> Result<Vec<Found>, String
 
 /// Finds a secret or config by name, full ID, or unique ID prefix (Docker's order).
 pub fn resolve(kind: FileKind, found: Vec<Found>, name: &str) -> Result<Found, String> {
-    let what = kind.as_str();
-    let mut by_name = None;
-    let mut by_id = None;
-    let mut by_prefix = Vec::new();
-    for f in found {
-        let id = f.secret.id.to_string();
-        if f.secret.name == name {
-            by_name = Some(f);
-        } else if id == name {
-            by_id = Some(f);
-        } else if !name.is_empty() && id.starts_with(name) {
-            by_prefix.push(f);
-        }
-    }
-    if let Some(f) = by_name.or(by_id) {
-        return Ok(f);
-    }
-    match by_prefix.len() {
-        0 => Err(format!("{what} {name} not found")),
-        1 => Ok(by_prefix.remove(0)),
-        _ => Err(format!("{what} {name} is ambiguous: give more of its ID")),
-    }
+    resolve_named(kind.as_str(), found, name, |f| {
+        (f.secret.name.as_str(), f.secret.id.to_string())
+    })
 }
 
 /// What the control API shows of a stored secret or config. The data only for a config and

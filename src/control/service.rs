@@ -29,31 +29,14 @@ use super::proto::{
 use super::secret::FileIndex;
 use super::validate::validate_spec;
 
+use super::reads::resolve_named;
 pub use super::reads::{Found, manager_store, nodes, services, tasks};
 
 /// Finds a service by name, full ID, or unique ID prefix (Docker's order).
 pub fn resolve(found: Vec<Found>, name: &str) -> Result<Found, String> {
-    let mut by_name = None;
-    let mut by_id = None;
-    let mut by_prefix = Vec::new();
-    for f in found {
-        let id = f.service.id.to_string();
-        if f.obj.id == name {
-            by_name = Some(f);
-        } else if id == name {
-            by_id = Some(f);
-        } else if !name.is_empty() && id.starts_with(name) {
-            by_prefix.push(f);
-        }
-    }
-    if let Some(f) = by_name.or(by_id) {
-        return Ok(f);
-    }
-    match by_prefix.len() {
-        0 => Err(format!("service {name} not found")),
-        1 => Ok(by_prefix.remove(0)),
-        _ => Err(format!("service {name} is ambiguous: give more of its ID")),
-    }
+    resolve_named("service", found, name, |f| {
+        (f.obj.id.as_str(), f.service.id.to_string())
+    })
 }
 
 pub async fn find(store: &StoreHandle, name: &str) -> Result<Found, String> {
