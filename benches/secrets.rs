@@ -23,7 +23,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Node, VaultDirs, all_ready, arg, task_state, wait_until};
+use common::{Node, VaultDirs, arg, task_state, three_nodes, wait_until};
 
 const BASE_PORT: u16 = 27_951;
 const POLL: Duration = Duration::from_millis(20);
@@ -82,16 +82,8 @@ fn create_timed(m: &Node, svc: &str, replicas: usize, extra: &[String]) -> Durat
 }
 
 fn run(root: &Path, replicas: usize, secrets: usize, bytes: usize, rounds: usize) {
-    let m = Node::bootstrap(root, "k1", BASE_PORT);
-    let token = m.token("worker");
-    let _workers = [
-        Node::join(root, "k2", BASE_PORT + 1, m.addr, &token),
-        Node::join(root, "k3", BASE_PORT + 2, m.addr, &token),
-    ];
-    assert!(
-        wait_until(LIMIT, || all_ready(&m.node_ls(), 3)),
-        "the nodes did not form"
-    );
+    let nodes = three_nodes(root, BASE_PORT);
+    let m = &nodes[0];
     let ids = m
         .node_ls()
         .iter()
@@ -115,13 +107,13 @@ fn run(root: &Path, replicas: usize, secrets: usize, bytes: usize, rounds: usize
         flags.push(name);
     }
     // One of each first, untimed: images of the program in the page cache, first sessions.
-    create_timed(&m, "warm", replicas, &[]);
-    create_timed(&m, "warm-secrets", replicas, &flags);
+    create_timed(m, "warm", replicas, &[]);
+    create_timed(m, "warm-secrets", replicas, &flags);
 
     let (mut plain, mut with) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let p = create_timed(&m, &format!("plain{round}"), replicas, &[]);
-        let s = create_timed(&m, &format!("secrets{round}"), replicas, &flags);
+        let p = create_timed(m, &format!("plain{round}"), replicas, &[]);
+        let s = create_timed(m, &format!("secrets{round}"), replicas, &flags);
         println!(
             "round {}: plain {:.0} ms, with {secrets} secrets {:.0} ms",
             round + 1,

@@ -39,7 +39,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Node, all_ready, arg, task_state, wait_until};
+use common::{BIN, Node, arg, task_state, three_nodes};
 use serde_json::Value;
 use swarm_actors::runtime::testimage::{
     TEST_IMAGE, TEST_IMAGE_2, docker_available, ensure_test_image,
@@ -148,16 +148,8 @@ fn status_span_ms(doc: &Value) -> Option<f64> {
 
 /// The swarm-node side: floor, then `rounds` updates. Returns the figures to print.
 fn swarm_node(root: &Path, replicas: usize, parallelism: usize, rounds: usize) -> Vec<String> {
-    let m = Node::bootstrap(root, "u1", BASE_PORT);
-    let token = m.token("worker");
-    let _workers = [
-        Node::join(root, "u2", BASE_PORT + 1, m.addr, &token),
-        Node::join(root, "u3", BASE_PORT + 2, m.addr, &token),
-    ];
-    assert!(
-        wait_until(LIMIT, || all_ready(&m.node_ls(), 3)),
-        "the nodes did not form"
-    );
+    let nodes = three_nodes(root, BASE_PORT);
+    let m = &nodes[0];
     let r = replicas.to_string();
     m.ok(&[
         "service",
@@ -174,7 +166,7 @@ fn swarm_node(root: &Path, replicas: usize, parallelism: usize, rounds: usize) -
         "sleep",
         "100000",
     ]);
-    wait_counts(&m, "web", |w, a| w == replicas && a == replicas);
+    wait_counts(m, "web", |w, a| w == replicas && a == replicas);
 
     // The floor's parts, three times each; the median is used.
     let mut starts = Vec::new();
@@ -182,10 +174,10 @@ fn swarm_node(root: &Path, replicas: usize, parallelism: usize, rounds: usize) -
     for _ in 0..3 {
         let up = format!("web={}", replicas + parallelism);
         m.ok(&["service", "scale", "--detach", &up]);
-        let t = wait_counts(&m, "web", |w, _| w == replicas + parallelism);
+        let t = wait_counts(m, "web", |w, _| w == replicas + parallelism);
         starts.push(ms(t));
         m.ok(&["service", "scale", "--detach", &format!("web={replicas}")]);
-        let t = wait_counts(&m, "web", |w, a| w == replicas && a == replicas);
+        let t = wait_counts(m, "web", |w, a| w == replicas && a == replicas);
         stops.push(ms(t));
     }
     let (start, stop) = (median(starts.clone()), median(stops.clone()));
@@ -224,7 +216,7 @@ fn swarm_node(root: &Path, replicas: usize, parallelism: usize, rounds: usize) -
             "Service converged",
         );
         assert!(ok, "the update failed: {text}");
-        wait_counts(&m, "web", |w, a| w == replicas && a == replicas);
+        wait_counts(m, "web", |w, a| w == replicas && a == replicas);
         let span = m.service_inspect("web").and_then(|d| status_span_ms(&d));
         let wall = converged.unwrap_or(ended);
         walls.push(ms(wall));

@@ -452,14 +452,7 @@ pub(crate) mod tests {
             spec: s.spec.task.clone(),
             spec_version: version,
             desired_state: desired,
-            status: TaskStatus {
-                state,
-                since_ms: 0,
-                message: String::new(),
-                error: None,
-                exit_code: None,
-                health: None,
-            },
+            status: TaskStatus::new(state, 0, ""),
             created_ms: 0,
             running_ms: None,
         };

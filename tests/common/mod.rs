@@ -414,6 +414,24 @@ pub fn all_ready(rows: &[Value], n: usize) -> bool {
     rows.len() == n && rows.iter().all(|r| r["Status"] == "Ready")
 }
 
+/// A manager `n1` and two workers `n2`, `n3` on ports `base..base + 3`, once all three show
+/// Ready on the manager (waited for at most 90 s; the machines are noisy).
+pub fn three_nodes(root: &Path, base: u16) -> [Node; 3] {
+    let n1 = Node::bootstrap(root, "n1", base);
+    let token = n1.token("worker");
+    let n2 = Node::join(root, "n2", base + 1, n1.addr, &token);
+    let n3 = Node::join(root, "n3", base + 2, n1.addr, &token);
+    let nodes = [n1, n2, n3];
+    assert!(
+        wait_until(Duration::from_secs(90), || all_ready(
+            &nodes[0].node_ls(),
+            3
+        )),
+        "the three nodes never all showed Ready"
+    );
+    nodes
+}
+
 /// Whether the Docker Engine answers, with the test image imported: `false` (the reason
 /// printed, the test skipped) when it does not, and a failure under `CI=true`, where it must.
 pub fn docker_engine() -> bool {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Node, VaultDirs, all_ready, phase, wait_until};
+use crate::common::{Node, VaultDirs, phase, three_nodes, wait_until};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -174,11 +174,7 @@ fn process_tasks_read_the_secret_at_their_targets_and_only_their_nodes_hold_it()
         return;
     }
     let root = tempfile::tempdir().unwrap();
-    let n1 = Node::bootstrap(root.path(), "n1", 27501);
-    let token = n1.token("worker");
-    let n2 = Node::join(root.path(), "n2", 27502, n1.addr, &token);
-    let n3 = Node::join(root.path(), "n3", 27503, n1.addr, &token);
-    assert!(wait_until(PATIENCE, || all_ready(&n1.node_ls(), 3)));
+    let [n1, n2, n3] = three_nodes(root.path(), 27501);
     let ids: Vec<String> = [&n1, &n2, &n3].iter().map(|n| n.id()).collect();
     let _vaults = VaultDirs(ids.clone());
     let secret = marker("process");

@@ -10,28 +10,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use common::{Node, all_ready, phase, running_per_node, task_state as state, wait_until};
+use common::{
+    Node, all_ready, phase, running_per_node, task_state as state, three_nodes, wait_until,
+};
 use serde_json::Value;
 
 /// Bound on every wait for the cluster to converge; generous, the machines are noisy.
 const CONVERGE: Duration = Duration::from_secs(60);
-
-/// A manager and two workers, all Ready everywhere.
-fn three_nodes(root: &Path, base: u16) -> Vec<Node> {
-    let n1 = Node::bootstrap(root, "n1", base);
-    let token = n1.token("worker");
-    let n2 = Node::join(root, "n2", base + 1, n1.addr, &token);
-    let n3 = Node::join(root, "n3", base + 2, n1.addr, &token);
-    let nodes = vec![n1, n2, n3];
-    assert!(
-        wait_until(CONVERGE, || all_ready(&nodes[0].node_ls(), 3)),
-        "the three nodes never all showed Ready"
-    );
-    nodes
-}
 
 fn running(rows: &[Value]) -> usize {
     running_per_node(rows).values().sum()

@@ -24,7 +24,7 @@ use std::process::Output;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{Node, all_ready, phase, task_state as state, wait_until};
+use common::{Node, all_ready, phase, task_state as state, three_nodes, wait_until};
 use serde_json::Value;
 
 /// Bound on every wait for the cluster or an update to finish; generous, the machines are
@@ -56,20 +56,6 @@ const PAUSED: &str = "update paused due to failure or early termination of task"
 // ---------------------------------------------------------------------------------------------
 // Clusters and services
 // ---------------------------------------------------------------------------------------------
-
-/// A manager and two workers, all Ready.
-fn three_nodes(root: &Path, base: u16) -> Vec<Node> {
-    let n1 = Node::bootstrap(root, "n1", base);
-    let token = n1.token("worker");
-    let n2 = Node::join(root, "n2", base + 1, n1.addr, &token);
-    let n3 = Node::join(root, "n3", base + 2, n1.addr, &token);
-    let nodes = vec![n1, n2, n3];
-    assert!(
-        wait_until(CONVERGE, || all_ready(&nodes[0].node_ls(), 3)),
-        "the three nodes never all showed Ready"
-    );
-    nodes
-}
 
 /// Three managers, all Ready with a leader on each one's view.
 fn three_managers(root: &Path, base: u16) -> Vec<Node> {

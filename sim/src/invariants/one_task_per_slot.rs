@@ -96,14 +96,7 @@ mod tests {
             },
             spec_version: 1,
             desired_state: desired,
-            status: TaskStatus {
-                state,
-                since_ms: 0,
-                message: String::new(),
-                error: None,
-                exit_code: None,
-                health: None,
-            },
+            status: TaskStatus::new(state, 0, ""),
             created_ms: 0,
             running_ms: None,
         };
