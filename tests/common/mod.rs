@@ -257,6 +257,23 @@ impl Node {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
+    /// Runs the CLI against this node with `input` on its standard input.
+    pub fn cli_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("swarm-node CLI runs");
+        // The CLI may refuse before reading it all; a short write then only means that.
+        let _ = child.stdin.take().expect("piped").write_all(input);
+        child.wait_with_output().expect("the CLI ends")
+    }
+
     pub fn id(&self) -> String {
         let out = self.cli(&["node", "inspect", "self"]);
         assert!(

@@ -3,36 +3,19 @@
 //! change nothing; a service referring to a missing secret refused; `--secret-rm` and
 //! `--secret-add` changing the spec and rolling the tasks.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{BIN, Node, VaultDirs, all_ready, phase, task_state, wait_until};
+use crate::common::{Node, VaultDirs, all_ready, phase, task_state, wait_until};
 
 /// Bound on every wait for the cluster to converge; generous, the machines are noisy.
 const CONVERGE: Duration = Duration::from_secs(60);
 
 /// What no command may ever print: the data of the secret created with it.
 const MARKER: &str = "MARKER-cli-4f1d9c-never-printed";
-
-/// Runs the CLI against `node` with `input` on its standard input.
-fn cli_stdin(node: &Node, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(&node.dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("swarm-node CLI runs");
-    // The CLI may refuse before reading it all; a short write then only means that.
-    let _ = child.stdin.take().expect("piped").write_all(input);
-    child.wait_with_output().expect("the CLI ends")
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -100,7 +83,7 @@ fn secrets_and_configs_are_created_listed_used_rotated_and_removed() {
     std::fs::create_dir_all(&files).unwrap();
 
     phase("secret create from stdin and from a file; ls, -q and inspect show metadata only");
-    let out = cli_stdin(&n1, &["secret", "create", "db_pw", "-"], MARKER.as_bytes());
+    let out = n1.cli_stdin(&["secret", "create", "db_pw", "-"], MARKER.as_bytes());
     assert!(out.status.success(), "create from stdin: {}", stderr(&out));
     let pw_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(pw_id.len(), 25, "an ID like a service's: {pw_id:?}");
@@ -133,17 +116,13 @@ fn secrets_and_configs_are_created_listed_used_rotated_and_removed() {
 
     phase("refusals change nothing: a taken name, bad names, empty and oversized data");
     let before = listed(&n1, "secret");
-    let e = stderr(&cli_stdin(
-        &n1,
-        &["secret", "create", "db_pw", "-"],
-        b"other",
-    ));
+    let e = stderr(&n1.cli_stdin(&["secret", "create", "db_pw", "-"], b"other"));
     assert!(e.contains("secret db_pw already exists"), "{e}");
     for bad in ["-pw", "pw-", "a b", &"a".repeat(65)] {
-        let e = stderr(&cli_stdin(&n1, &["secret", "create", bad, "-"], b"x"));
+        let e = stderr(&n1.cli_stdin(&["secret", "create", bad, "-"], b"x"));
         assert!(e.contains("invalid secret name"), "{bad}: {e}");
     }
-    let e = stderr(&cli_stdin(&n1, &["secret", "create", "empty", "-"], b""));
+    let e = stderr(&n1.cli_stdin(&["secret", "create", "empty", "-"], b""));
     assert!(e.contains("must not be empty"), "{e}");
     let big = write_file(&files, "big", &vec![b'x'; 500 * 1024]);
     let e = refused(&n1, &["secret", "create", "big", &big]);
@@ -356,7 +335,7 @@ fn a_worker_refuses_secret_commands_and_changes_nothing() {
     );
 
     phase("a worker has no store: every secret and config command is refused there");
-    let out = cli_stdin(&n2, &["secret", "create", "pw", "-"], MARKER.as_bytes());
+    let out = n2.cli_stdin(&["secret", "create", "pw", "-"], MARKER.as_bytes());
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("not a swarm manager"),
@@ -378,7 +357,7 @@ fn a_worker_refuses_secret_commands_and_changes_nothing() {
     );
 
     phase("created on the manager, listed there with the same ID it printed");
-    let out = cli_stdin(&n1, &["secret", "create", "pw", "-"], MARKER.as_bytes());
+    let out = n1.cli_stdin(&["secret", "create", "pw", "-"], MARKER.as_bytes());
     assert!(out.status.success(), "{}", stderr(&out));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(n1.ok(&["secret", "ls", "-q"]).trim(), id);

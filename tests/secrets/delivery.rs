@@ -51,22 +51,7 @@ fn secret_create(n: &Node, name: &str, data: &str) {
 
 /// `secret|config create NAME -` with `data` on stdin.
 fn file_create(n: &Node, kind: &str, name: &str, data: &str) {
-    let mut child = Command::new(crate::common::BIN)
-        .arg("--data-dir")
-        .arg(&n.dir)
-        .args([kind, "create", name, "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the CLI runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(data.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = n.cli_stdin(&[kind, "create", name, "-"], data.as_bytes());
     assert!(
         out.status.success(),
         "{kind} create: {}",
