@@ -647,6 +647,7 @@ async fn start_agent(
         registry: Some(registry.clone()),
         register_tasks: true,
         managers: managers.clone(),
+        mesh: None,
     };
     let (agent, _done) = swarm_actors::agent::spawn_agent(args)
         .await

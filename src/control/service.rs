@@ -455,6 +455,7 @@ pub(crate) mod tests {
             status: TaskStatus::new(state, 0, ""),
             created_ms: 0,
             running_ms: None,
+            networks: Vec::new(),
         };
         use TaskState::{Failed, Pending, Running, Shutdown};
         let tasks = vec![

@@ -52,6 +52,7 @@ fn answer_everything(liar: &mut Liar, work: Vec<Assignment>) -> Arc<AtomicU64> {
                             tasks: work.clone(),
                             managers: vec![me],
                             files: Vec::new(),
+                            mesh: None,
                         }
                     }
                     _ => Response::Pong,
@@ -138,6 +139,7 @@ fn evil_task(marker: &Path) -> Assignment {
             status: TaskStatus::new(TaskState::Assigned, 0, "assigned"),
             created_ms: 0,
             running_ms: None,
+            networks: Vec::new(),
         },
         service_name: "evil".into(),
     }

@@ -43,6 +43,7 @@ fn task_on(id: u128, state: TaskState, desired: TaskState, runtime: RuntimeKind)
         desired_state: desired,
         created_ms: 1,
         running_ms: None,
+        networks: Vec::new(),
     })
 }
 

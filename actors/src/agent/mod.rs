@@ -79,6 +79,8 @@ pub struct AgentArgs {
     /// The managers the store names, shared with the node actor: an answer to a session is
     /// taken only from one of them, and each answer renews the list.
     pub managers: crate::trust::ManagerSet,
+    /// Where the agent publishes each routing-mesh table a session answer brings.
+    pub mesh: Option<crate::wire::MeshFeed>,
 }
 
 pub struct AgentActor;
@@ -266,6 +268,7 @@ impl AgentState {
                         SessionReport {
                             statuses: report,
                             held,
+                            mesh_version: 0,
                         },
                     ),
                     AgentEffect::HoldFiles(files) => self.vault.hold(files),
@@ -364,6 +367,14 @@ impl AgentState {
             node_id: self.me,
             spec: t.spec,
             files,
+            network: t
+                .networks
+                .iter()
+                .find(|n| n.network == crate::model::INGRESS_NETWORK)
+                .cloned(),
+            // The service's published ports, from the routing mesh's table (filled in with
+            // the mesh table's handling).
+            ports: Vec::new(),
         };
         let args = TaskArgs {
             ctx,
@@ -453,6 +464,7 @@ fn outcome(
             tasks,
             managers: m,
             files,
+            mesh: _,
         } => {
             managers.learn(m);
             SessionOutcome::Assignments { tasks, files }

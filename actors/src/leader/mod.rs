@@ -259,6 +259,7 @@ impl LeaderState {
                         tasks: tasks.to_vec(),
                         managers: managers.to_vec(),
                         files,
+                        mesh: None,
                     },
                 };
                 let _ = reply.send(response); // the node may have gone

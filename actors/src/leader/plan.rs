@@ -350,6 +350,7 @@ fn apply<'a>(
                 status: st,
                 created_ms: now,
                 running_ms: None,
+                networks: Vec::new(),
             };
             out.created += 1;
             work.insert(

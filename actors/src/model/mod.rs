@@ -3,12 +3,18 @@
 //! Plain data, shared by every layer above it. Nothing here does I/O.
 
 mod id;
+mod network;
 mod node;
 mod secret;
 mod service;
 mod task;
 
 pub use id::{IdParseError, NODE_ID_CHARS, NodeId, SecretId, ServiceId, TaskId};
+pub use network::{
+    INGRESS_NETWORK, INGRESS_PREFIX, INGRESS_SUBNET, NETWORK_NAME_BYTES_MAX, NETWORKS_PER_TASK_MAX,
+    NODE_SLICE_PREFIX, NetworkAttachment, PORTS_PER_SERVICE_MAX, PUBLISHED_PORT_AUTO_MAX,
+    PUBLISHED_PORT_AUTO_MIN, PortConfig, PortProtocol, PublishMode,
+};
 pub use node::{
     Availability, HOSTNAME_BYTES_MAX, LABEL_BYTES_MAX, LABELS_MAX, NodeDescription,
     NodeDescriptionError, NodeResources, NodeState, Role, validate_label,
@@ -19,8 +25,8 @@ pub use secret::{
     validate_secret_name,
 };
 pub use service::{
-    FailureAction, HealthCheck, Placement, PortConfig, ResourceAmounts, Resources,
-    RestartCondition, RestartPolicy, RuntimeKind, Service, ServiceMode, ServiceSpec, TaskSpec,
-    UpdateConfig, UpdateOrder, UpdateState, UpdateStatus, no_previous_spec,
+    FailureAction, HealthCheck, Placement, ResourceAmounts, Resources, RestartCondition,
+    RestartPolicy, RuntimeKind, Service, ServiceMode, ServiceSpec, TaskSpec, UpdateConfig,
+    UpdateOrder, UpdateState, UpdateStatus, no_previous_spec,
 };
 pub use task::{Health, STATUS_TEXT_BYTES_MAX, Task, TaskState, TaskStatus};

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{FileKey, FileKind, FileRef, ServiceId};
+use super::{FileKey, FileKind, FileRef, PortConfig, ServiceId};
 
 /// How many tasks a service wants.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -183,13 +183,6 @@ impl Default for UpdateConfig {
             order: UpdateOrder::StopFirst,
         }
     }
-}
-
-/// A published port (`--publish 8080:80`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub struct PortConfig {
-    pub published: u16,
-    pub target: u16,
 }
 
 /// What the user asked for.

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{NodeId, ServiceId, TaskId, TaskSpec};
+use super::{NetworkAttachment, NodeId, ServiceId, TaskId, TaskSpec};
 
 /// Longest status message or error the store keeps, in bytes (see [`TaskStatus::cut`]): a
 /// node's report may carry any text, and every answer to that node repeats it.
@@ -150,4 +150,8 @@ pub struct Task {
     /// When the task was first reported `Running` (the node's time), for the rolling
     /// updater's monitor window; `None` while it has not run.
     pub running_ms: Option<u64>,
+    /// The task's addresses, one per network it is attached to (`ingress` for every task),
+    /// allocated by the leader once the task has a node; empty before. An address is the
+    /// task's until the task is terminal.
+    pub networks: Vec<NetworkAttachment>,
 }

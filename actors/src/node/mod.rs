@@ -639,6 +639,12 @@ impl NodeActorState {
                 let _ = reply.send(resp);
             }
             Request::Trust => self.answer_trust(from, reply),
+            // Tunnels are served by the routing mesh in the transport, never handed here.
+            Request::Tunnel(_) => {
+                let _ = reply.send(Response::Failed(WireFailure::Unreachable(
+                    "this node serves no routing mesh".into(),
+                )));
+            }
             Request::Ping => {
                 let _ = reply.send(Response::Pong);
             }

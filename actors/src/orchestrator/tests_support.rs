@@ -28,6 +28,7 @@ pub fn task(id: u128, slot: u64, node: Option<u128>) -> Task {
         },
         created_ms: id as u64,
         running_ms: Some(id as u64),
+        networks: Vec::new(),
     }
 }
 

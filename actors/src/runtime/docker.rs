@@ -63,6 +63,8 @@ pub struct DockerRuntime {
     cfg: DockerConfig,
     /// Container names of the tasks this runtime started or adopted.
     names: Mutex<BTreeMap<TaskId, String>>,
+    /// Where this node's running tasks are reached, for the routing mesh.
+    endpoints: super::Endpoints,
 }
 
 impl DockerRuntime {
@@ -85,7 +87,14 @@ impl DockerRuntime {
             docker,
             cfg,
             names: Mutex::new(BTreeMap::new()),
+            endpoints: super::Endpoints::default(),
         })
+    }
+
+    /// This runtime, recording its tasks' endpoints in `endpoints` (shared with the mesh).
+    pub fn with_endpoints(mut self, endpoints: super::Endpoints) -> Self {
+        self.endpoints = endpoints;
+        self
     }
 
     /// `<service>.<slot>.<task id>`, as Docker Swarm names task containers.

@@ -41,6 +41,8 @@ fn ctx(node: NodeId, task: u128, image: &str, args: &[&str]) -> TaskContext {
             configs: Vec::new(),
         },
         files: Vec::new(),
+        network: None,
+        ports: Vec::new(),
     }
 }
 

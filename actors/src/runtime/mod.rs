@@ -35,7 +35,9 @@ pub use mounts::{file_env, running_as_root};
 pub use process::ProcessRuntime;
 pub use user::{Credentials, UserError, UserSpec, validate_user};
 
-use crate::model::{FileKind, HealthCheck, NodeId, ServiceId, TaskId, TaskSpec};
+use crate::model::{
+    FileKind, HealthCheck, NetworkAttachment, NodeId, PortConfig, ServiceId, TaskId, TaskSpec,
+};
 
 /// A runtime call on its way.
 pub type RuntimeFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, RuntimeError>> + Send + 'a>>;
@@ -53,6 +55,70 @@ pub struct TaskContext {
     /// ref of the spec; the runtime shows each at its target. Empty for a task without any.
     #[serde(default)]
     pub files: Vec<TaskFile>,
+    /// The task's ingress address, when the leader gave it one: the Docker runtime attaches
+    /// the container to the node's bridge network with it, the process runtime (as root) runs
+    /// the task in a network namespace of its own with it.
+    #[serde(default)]
+    pub network: Option<NetworkAttachment>,
+    /// The service's published ports (from the routing mesh's table): a process task that
+    /// shares the host's network is given a port of the node's choosing for each target
+    /// (`PORT`, `SWARM_PORT_<target>`).
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
+}
+
+/// Where a running task of this node can be reached, as its runtime set it up: what the
+/// routing mesh connects to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskEndpoint {
+    /// The task's own address, or a loopback address when it shares the host's network.
+    pub ip: std::net::IpAddr,
+    /// Target ports the runtime moved: target → the port the task really listens on (only
+    /// for a task sharing the host's network). A target not listed is the port itself.
+    pub ports: std::collections::BTreeMap<u16, u16>,
+    /// The task shares the host's network (the process runtime without root).
+    pub host_network: bool,
+}
+
+impl TaskEndpoint {
+    /// The socket address that reaches `target` of this task.
+    pub fn socket(&self, target: u16) -> std::net::SocketAddr {
+        let port = self.ports.get(&target).copied().unwrap_or(target);
+        std::net::SocketAddr::new(self.ip, port)
+    }
+}
+
+/// The endpoints of this node's running tasks, shared by the node's runtimes (which set an
+/// entry when a task starts and clear it when the task is removed) and the routing mesh (which
+/// reads them). Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Endpoints(
+    std::sync::Arc<std::sync::RwLock<std::collections::HashMap<TaskId, TaskEndpoint>>>,
+);
+
+impl Endpoints {
+    pub fn get(&self, task: TaskId) -> Option<TaskEndpoint> {
+        self.0.read().expect("endpoints lock").get(&task).cloned()
+    }
+
+    pub fn set(&self, task: TaskId, endpoint: TaskEndpoint) {
+        self.0
+            .write()
+            .expect("endpoints lock")
+            .insert(task, endpoint);
+    }
+
+    pub fn clear(&self, task: TaskId) {
+        self.0.write().expect("endpoints lock").remove(&task);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().expect("endpoints lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One secret or config of a task, written by the SecretVault: where its data is on this

@@ -42,6 +42,8 @@ fn ctx(task: u128, args: &[&str], user: Option<&str>) -> TaskContext {
             configs: Vec::new(),
         },
         files: Vec::new(),
+        network: None,
+        ports: Vec::new(),
     }
 }
 

@@ -83,6 +83,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct ProcessRuntime {
     inner: Arc<Inner>,
+    /// Where this node's running tasks are reached, for the routing mesh.
+    endpoints: super::Endpoints,
 }
 
 impl ProcessRuntime {
@@ -110,7 +112,14 @@ impl ProcessRuntime {
                 spawner: tx,
                 tasks: Mutex::new(BTreeMap::new()),
             }),
+            endpoints: super::Endpoints::default(),
         })
+    }
+
+    /// This runtime, recording its tasks' endpoints in `endpoints` (shared with the mesh).
+    pub fn with_endpoints(mut self, endpoints: super::Endpoints) -> Self {
+        self.endpoints = endpoints;
+        self
     }
 
     fn pid_file(&self, task: TaskId) -> PathBuf {

@@ -36,6 +36,8 @@ pub(crate) fn ctx(task: u128, image: &str, args: &[&str]) -> TaskContext {
             configs: Vec::new(),
         },
         files: Vec::new(),
+        network: None,
+        ports: Vec::new(),
     }
 }
 

@@ -38,6 +38,8 @@ fn ctx(task: u128, image: &str, args: &[&str], health: Option<HealthCheck>) -> T
             configs: Vec::new(),
         },
         files: Vec::new(),
+        network: None,
+        ports: Vec::new(),
     }
 }
 

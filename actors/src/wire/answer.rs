@@ -74,8 +74,17 @@ pub const TASK_SPEC_BYTES_MAX: usize = 16 * 1024;
 /// Most bytes of everything in an assignment but the task's spec: the task's IDs and numbers
 /// (at most 17 bytes each as varints, 11 fields), the service name, and the status with both
 /// texts at their bound (each with its length prefix), with room to spare.
-pub const ASSIGNMENT_REST_BYTES_MAX: usize =
-    11 * 17 + (SERVICE_NAME_BYTES_MAX + 9) + 2 * (STATUS_TEXT_BYTES_MAX + 9) + 128;
+pub const ASSIGNMENT_REST_BYTES_MAX: usize = 11 * 17
+    + (SERVICE_NAME_BYTES_MAX + 9)
+    + 2 * (STATUS_TEXT_BYTES_MAX + 9)
+    + NETWORKS_BYTES_MAX
+    + 128;
+
+/// Most bytes of a task's network attachments: at most `NETWORKS_PER_TASK_MAX`, each a name
+/// of at most `NETWORK_NAME_BYTES_MAX` bytes with its prefix, two addresses and a prefix
+/// length.
+pub const NETWORKS_BYTES_MAX: usize = 9 + crate::model::NETWORKS_PER_TASK_MAX
+    * (crate::model::NETWORK_NAME_BYTES_MAX + 9 + 4 + 1 + 4 + 8);
 
 // The arithmetic of the module doc: one task of the largest spec fits an empty node, and a
 // node's live tasks at their bound fit one frame with its framing.

@@ -10,12 +10,17 @@
 
 pub mod answer;
 mod frame;
+mod mesh;
 mod msg;
 mod store;
 
 pub use frame::{
     FRAME_BYTES_MAX, PROTOCOL_VERSION, WireError, decode_body, encode_frame, read_frame,
     write_frame,
+};
+pub use mesh::{
+    MESH_BACKENDS_MAX, MESH_SERVICES_MAX, MeshBackend, MeshFeed, MeshService, MeshTable,
+    TunnelRequest,
 };
 pub use msg::{
     ASSIGNMENTS_MAX, Assignment, JoinRequest, JoinResponse, LOG_REPLY_BYTES_MAX, LOG_TASKS_MAX,

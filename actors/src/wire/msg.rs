@@ -43,6 +43,10 @@ pub enum Request {
     /// is under way and it has not renewed in the current phase). Sent every
     /// `node::rotation::TRUST_CHECK_INTERVAL`.
     Trust,
+    /// Opens a routing-mesh tunnel to a task of the answering node (see `wire::mesh`): the
+    /// answer is `TunnelOpen` or `Failed`, and after `TunnelOpen` the stream carries the
+    /// connection's bytes.
+    Tunnel(super::TunnelRequest),
 }
 
 /// Most task statuses in one session report; more wait for the next one.
@@ -67,6 +71,9 @@ pub struct SessionReport {
     /// The secrets and configs the node holds, at most [`SESSION_HELD_MAX`]: the leader sends
     /// only the ones its tasks need and it lacks.
     pub held: Vec<FileKey>,
+    /// The version of the routing mesh's table the node holds (0: none); the answer carries
+    /// the table when the leader's differs.
+    pub mesh_version: u64,
 }
 
 /// One task the leader wants a node to run (or stop: see `task.desired_state`).
@@ -148,7 +155,11 @@ pub enum Response {
         /// The data of secrets and configs the listed tasks need and the node said it lacks,
         /// at most `answer::FILES_ANSWER_BYTES_MAX` (the rest come with the next answers).
         files: Vec<FileMaterial>,
+        /// The routing mesh's table, when the node's `mesh_version` is not the leader's.
+        mesh: Option<super::MeshTable>,
     },
+    /// A tunnel is open: the stream now carries the connection's bytes.
+    TunnelOpen,
     /// This manager does not lead; the leader is there, when known.
     NotLeader {
         leader: Option<SocketAddr>,
@@ -183,6 +194,9 @@ pub enum WireFailure {
     Invalid(String),
     #[error("the node is busy, try again")]
     Busy,
+    /// A routing-mesh tunnel could not reach its task; the sender tries another.
+    #[error("the task cannot be reached: {0}")]
+    Unreachable(String),
 }
 
 /// One-way messages.

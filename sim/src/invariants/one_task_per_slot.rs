@@ -99,6 +99,7 @@ mod tests {
             status: TaskStatus::new(state, 0, ""),
             created_ms: 0,
             running_ms: None,
+            networks: Vec::new(),
         };
         Op::Put {
             kind: Kind::Task,

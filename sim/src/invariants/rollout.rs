@@ -294,6 +294,7 @@ mod tests {
             status: TaskStatus::new(TaskState::Running, 0, "running"),
             created_ms: 0,
             running_ms: Some(0),
+            networks: Vec::new(),
         }
     }
 

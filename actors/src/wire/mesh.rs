@@ -1,0 +1,73 @@
+//! What the routing mesh needs from the leader, and the request that opens a tunnel to a task
+//! on another node.
+//!
+//! The leader computes one [`MeshTable`] for the whole cluster: every service that publishes
+//! ports, its ports, and the tasks in rotation (RUNNING, desired running, healthy when the
+//! service has a health check, on a node that is not Down). Each session report says which
+//! version the node holds (`SessionReport::mesh_version`); an answer carries the table only
+//! when that differs, and the leader pokes every node when the table changes.
+//!
+//! A node forwards a connection to a task on another node through a bidirectional stream of
+//! the mutual-TLS QUIC connection between the two: the stream opens with a
+//! `Request::Tunnel(TunnelRequest)` frame, the task's node answers `Response::TunnelOpen` once
+//! it has connected to the task (or `Response::Failed` when it could not, and the sender tries
+//! another task), and from then on the stream carries the connection's bytes both ways.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{NodeId, PortConfig, PortProtocol, ServiceId, TaskId};
+
+/// Most services with published ports the table lists.
+pub const MESH_SERVICES_MAX: usize = 1_024;
+/// Most backends the table lists, over all services.
+pub const MESH_BACKENDS_MAX: usize = 16_384;
+
+/// The routing mesh's view of the cluster, as the leader computed it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshTable {
+    /// A digest of the content: equal tables have equal versions; 0 is "no table yet".
+    pub version: u64,
+    /// Services that publish at least one port, by ID.
+    pub services: Vec<MeshService>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshService {
+    pub id: ServiceId,
+    pub name: String,
+    pub ports: Vec<PortConfig>,
+    /// The tasks in rotation, in task ID order.
+    pub backends: Vec<MeshBackend>,
+}
+
+/// One task in rotation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshBackend {
+    pub task: TaskId,
+    pub node: NodeId,
+    /// Where the task's node listens (its QUIC endpoint).
+    pub node_addr: SocketAddr,
+    /// The task's ingress address, when it has one.
+    pub addr: Option<Ipv4Addr>,
+}
+
+/// Opens a tunnel to `task`'s `target` port on the node that runs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelRequest {
+    pub service: ServiceId,
+    pub task: TaskId,
+    pub protocol: PortProtocol,
+    /// The published port the client connected to (which port config applies).
+    pub published: u16,
+    pub target: u16,
+    /// The client's address as the entry node saw it, for the PROXY protocol header.
+    pub client: SocketAddr,
+    /// The entry node's address the client connected to.
+    pub entry: SocketAddr,
+}
+
+/// Where the agent publishes each new table; the mesh watches it.
+pub type MeshFeed = tokio::sync::watch::Sender<Option<Arc<MeshTable>>>;
