@@ -104,6 +104,7 @@ fn pending<'a>(specs: &'a [TaskSpec], services: usize) -> Vec<PendingTask<'a>> {
                 service: ServiceId(s as u128 + 1),
                 spec: &specs[s],
                 pin: None,
+                host_ports: &[],
             }
         })
         .collect()

@@ -13,6 +13,7 @@
 //!            3. orchestrator::reconcile per service ──▶ create / shutdown / orphan / trim
 //!           3b. update::rollout per service ──▶ replace outdated slots / update status
 //!            4. scheduler::schedule over unplaced tasks ──▶ assigned / pending with reason
+//!           4b. addresses: each task placed now gets its node's slice's lowest free address
 //!            5. postconditions asserted (one live task per slot, no move, no going back)
 //!            6. changed tasks ──▶ Put(expect version) / Delete(expect version)
 //! ```
@@ -20,7 +21,9 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{NodeId, NodeState, Service, ServiceId, Task, TaskId, TaskState, TaskStatus};
+use crate::model::{
+    NodeId, NodeState, PublishMode, Service, ServiceId, Task, TaskId, TaskState, TaskStatus,
+};
 use crate::orchestrator::{self, Action};
 use crate::scheduler::{self, Decision, NodeView, PendingTask, TaskLoad};
 use crate::store::{Expect, Kind, ObjectBody, Op};
@@ -63,6 +66,8 @@ pub struct Plan {
     pub pending: usize,
     /// Services whose update status (or spec, for a rollback) this pass writes.
     pub services_changed: usize,
+    /// Global tasks placed without an ingress address (their node's slice is full).
+    pub unaddressed: usize,
 }
 
 /// A task being worked on: its stored version (`None` for a new one) and whether it changed.
@@ -186,6 +191,9 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
 
     // 4. The scheduler, over every task that waits for a node.
     schedule(input.nodes, &services, &mut work, &mut out, now);
+
+    // 4b. Ingress addresses for the tasks placed in this pass (see `addresses`).
+    allocate(&mut work, &mut out, now);
 
     // 5. What must hold of any plan, checked on what it changed (panics: see `check`).
     check(&work);
@@ -426,10 +434,27 @@ fn schedule(
     // A task's size counts against its node's answer (the "node full" filter). Tasks of one
     // service and spec version share their spec, so each spec is measured once.
     let mut sizes: BTreeMap<(ServiceId, u64), (&crate::model::TaskSpec, usize)> = BTreeMap::new();
+    // Host-mode ports are the service's (its current spec: a task of an older version is
+    // counted as publishing them too, which only errs on the safe side).
+    let host: BTreeMap<ServiceId, Vec<scheduler::HostPort>> = services
+        .iter()
+        .map(|(id, s)| {
+            let ports = s.spec.ports.iter().filter(|p| p.mode == PublishMode::Host);
+            (
+                *id,
+                ports.map(|p| (p.published, p.protocol)).collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, p)| !p.is_empty())
+        .collect();
+    let mut host_used = Vec::new();
     let mut running = Vec::new();
     for w in live {
         let t = &*w.task;
         let Some(node) = t.node_id else { continue };
+        for port in host.get(&t.service_id).into_iter().flatten() {
+            host_used.push(scheduler::HostPortLoad { node, port: *port });
+        }
         let key = (t.service_id, t.spec_version);
         let bytes = match sizes.get(&key) {
             Some((spec, bytes)) if *spec == &t.spec => *bytes,
@@ -457,10 +482,11 @@ fn schedule(
                     service: t.service_id,
                     spec: &t.spec,
                     pin: None,
+                    host_ports: host.get(&t.service_id).map_or(&[], |p| p.as_slice()),
                 }
             })
             .collect();
-        scheduler::schedule(nodes, &running, &pending)
+        scheduler::schedule_with_ports(nodes, &running, &host_used, &pending)
     };
     for d in decisions {
         let w = work
@@ -489,8 +515,48 @@ fn schedule(
     }
 }
 
+/// Gives every task placed in this pass its ingress address, in the write that places it. A
+/// replicated task whose node has no free address goes back to pending, saying why.
+fn allocate(work: &mut BTreeMap<TaskId, Work<'_>>, out: &mut Plan, now: u64) {
+    let placed_now = |w: &Work<'_>| {
+        !w.delete
+            && !w.task.status.state.is_terminal()
+            && w.task.node_id.is_some()
+            && w.read.is_none_or(|r| r.node_id.is_none())
+            && addresses::ingress(&w.task).is_none()
+    };
+    if !work.values().any(placed_now) {
+        return;
+    }
+    let mut alloc =
+        addresses::Allocator::new(work.values().filter(|w| !w.delete).map(|w| w.task.as_ref()));
+    for w in work.values_mut() {
+        if !placed_now(w) {
+            continue;
+        }
+        let node = w.task.node_id.expect("placed tasks have a node");
+        match alloc.allocate(node) {
+            Ok(att) => w.edit().networks.push(att),
+            // A global task is made for its node: it stays there, without an address.
+            Err(_) if w.task.slot == 0 => out.unaddressed += 1,
+            Err(e) => {
+                let t = w.edit();
+                t.node_id = None;
+                t.status = TaskStatus::new(TaskState::Pending, now, e.to_string());
+                out.placed = out.placed.saturating_sub(1);
+                out.pending += 1;
+            }
+        }
+    }
+}
+
+mod addresses;
 mod update;
 
+pub use addresses::{SLICE_ADDRESSES, SLICES, slice_of};
+
+#[cfg(test)]
+mod addresses_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -674,6 +674,7 @@ fn reconcile_then_schedule_end_to_end() {
                 service: t.service_id,
                 spec: &t.spec,
                 pin: None,
+                host_ports: &[],
             })
             .collect();
         let decisions = schedule(nodes, &running, &pending);

@@ -25,11 +25,11 @@ mod spread;
 mod views;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::model::{
-    Availability, NodeId, NodeResources, NodeState, ResourceAmounts, Role, ServiceId, TaskId,
-    TaskSpec,
+    Availability, NodeId, NodeResources, NodeState, PortProtocol, ResourceAmounts, Role, ServiceId,
+    TaskId, TaskSpec,
 };
 
 use constraint::{Constraint, Preference};
@@ -80,6 +80,19 @@ pub struct PendingTask<'a> {
     /// The node a global service's task was made for: only that node is considered (and
     /// counted in the pending reason). `None` for replicated tasks.
     pub pin: Option<NodeId>,
+    /// The host-mode ports its service publishes: a node where a live task already publishes
+    /// one of them in host mode cannot take it.
+    pub host_ports: &'a [HostPort],
+}
+
+/// A published port bound on the task's own node (`mode=host`): its number and protocol.
+pub type HostPort = (u16, PortProtocol);
+
+/// A host-mode port a live task holds on its node.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct HostPortLoad {
+    pub node: NodeId,
+    pub port: HostPort,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -109,6 +122,7 @@ struct Group<'a> {
     service: ServiceId,
     pin: Option<NodeId>,
     spec: &'a TaskSpec,
+    host_ports: &'a [HostPort],
     /// Indices into `pending`, in order.
     members: Vec<usize>,
 }
@@ -119,6 +133,17 @@ struct Group<'a> {
 pub fn schedule(
     nodes: &[NodeView],
     running: &[TaskLoad],
+    pending: &[PendingTask<'_>],
+) -> Vec<Decision> {
+    schedule_with_ports(nodes, running, &[], pending)
+}
+
+/// [`schedule`], with the host-mode ports live tasks hold: no node gets two live tasks
+/// publishing the same host-mode port and protocol (placements made in the call count).
+pub fn schedule_with_ports(
+    nodes: &[NodeView],
+    running: &[TaskLoad],
+    host_used: &[HostPortLoad],
     pending: &[PendingTask<'_>],
 ) -> Vec<Decision> {
     // HashMaps here are only looked up, never iterated, so their order reaches no output.
@@ -135,6 +160,10 @@ pub fn schedule(
             *per_service.entry((load.service, i)).or_default() += 1;
         }
     }
+    let mut ports_used: HashSet<(usize, HostPort)> = host_used
+        .iter()
+        .filter_map(|h| index.get(&h.node).map(|&i| (i, h.port)))
+        .collect();
 
     let groups = group(pending);
     let mut decisions: Vec<Option<Decision>> = vec![None; pending.len()];
@@ -164,12 +193,19 @@ pub fn schedule(
         };
         let mut counts = RejectionCounts::default();
         let mut eligible = Vec::new();
+        // The first host-mode port of the group found taken on a suitable node, for the reason.
+        let mut port_taken: Option<HostPort> = None;
         for (i, n) in nodes.iter().enumerate() {
             if g.pin.is_some_and(|pin| pin != n.id) {
                 continue;
             }
             match filter::check_static(n, g.spec.runtime, &constraints) {
-                Ok(()) => eligible.push(i),
+                Ok(()) => match g.host_ports.iter().find(|p| ports_used.contains(&(i, **p))) {
+                    Some(p) => {
+                        port_taken.get_or_insert(*p);
+                    }
+                    None => eligible.push(i),
+                },
                 Err(r) => counts.count(r),
             }
         }
@@ -205,6 +241,13 @@ pub fn schedule(
                     total[i] += 1;
                     bytes[i] = bytes[i].saturating_add(want_bytes);
                     *per_service.entry((g.service, i)).or_default() += 1;
+                    if let Some(p) = g.host_ports.first() {
+                        // The node now holds the group's host ports: no other task of the
+                        // group may go there.
+                        ports_used.extend(g.host_ports.iter().map(|p| (i, *p)));
+                        port_taken.get_or_insert(*p);
+                        tree.remove(nodes, i);
+                    }
                     Decision::Place {
                         task: pending[m].task,
                         node: nodes[i].id,
@@ -214,8 +257,19 @@ pub fn schedule(
                     // The tree is empty only once every eligible node was dropped, for being
                     // full or for resources.
                     let c = counts.plus(&dropped);
-                    let reason = match g.pin {
-                        Some(pin) if c == RejectionCounts::default() => {
+                    let none = c == RejectionCounts::default();
+                    let reason = match (g.pin, port_taken) {
+                        (_, Some((port, proto))) => {
+                            let mut r = format!(
+                                "host-mode port {port}/{} already in use on every suitable node",
+                                proto.as_str()
+                            );
+                            if !none {
+                                r = format!("{r}; {}", c.reason(g.spec.runtime));
+                            }
+                            r
+                        }
+                        (Some(pin), None) if none => {
                             format!("no suitable node (node {pin} is not in the cluster)")
                         }
                         _ => c.reason(g.spec.runtime),
@@ -245,7 +299,9 @@ fn group<'a>(pending: &[PendingTask<'a>]) -> Vec<Group<'a>> {
         // first keeps the common case cheap.
         let found = candidates.iter().copied().find(|&gi| {
             let (s, pin) = (groups[gi].spec, groups[gi].pin);
-            pin == p.pin && (std::ptr::eq(s, p.spec) || s == p.spec)
+            pin == p.pin
+                && groups[gi].host_ports == p.host_ports
+                && (std::ptr::eq(s, p.spec) || s == p.spec)
         });
         match found {
             Some(gi) => groups[gi].members.push(m),
@@ -255,6 +311,7 @@ fn group<'a>(pending: &[PendingTask<'a>]) -> Vec<Group<'a>> {
                     service: p.service,
                     pin: p.pin,
                     spec: p.spec,
+                    host_ports: p.host_ports,
                     members: vec![m],
                 });
             }

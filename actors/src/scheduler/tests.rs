@@ -13,6 +13,7 @@ fn pend(id: u128, service: u128, spec: &TaskSpec) -> PendingTask<'_> {
         service: ServiceId(service),
         spec,
         pin: None,
+        host_ports: &[],
     }
 }
 
@@ -146,6 +147,7 @@ fn pinned_tasks_go_to_their_node_or_wait() {
     s.resources.reservations.memory_bytes = 1 << 30;
     let on = |id| PendingTask {
         pin: Some(NodeId(id)),
+        host_ports: &[],
         ..pend(id, 1, &s)
     };
     let d = schedule(&nodes, &[], &[on(3), on(2), on(9)]);
@@ -409,6 +411,7 @@ proptest! {
             .enumerate()
             .map(|(i, &(svc, s, pin))| PendingTask {
                 pin: pin.map(NodeId),
+                host_ports: &[],
                 ..pend(i as u128 + 1, svc, &specs[s])
             })
             .collect();
@@ -490,6 +493,7 @@ proptest! {
             .enumerate()
             .map(|(i, &(svc, s, pin))| PendingTask {
                 pin: pin.map(NodeId),
+                host_ports: &[],
                 ..pend(i as u128 + 1, svc, &specs[s])
             })
             .collect();

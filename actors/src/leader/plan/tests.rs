@@ -9,7 +9,7 @@ use crate::scheduler::tests_support::node;
 use crate::scheduler::{Unseen, node_views};
 use crate::store::NodeObject;
 
-fn versioned(tasks: Vec<Task>) -> Vec<VersionedTask<'static>> {
+pub(super) fn versioned(tasks: Vec<Task>) -> Vec<VersionedTask<'static>> {
     tasks
         .into_iter()
         .enumerate()
@@ -21,7 +21,7 @@ fn versioned(tasks: Vec<Task>) -> Vec<VersionedTask<'static>> {
 }
 
 /// Runs a pass; new task IDs count up from 1000.
-fn run(
+pub(super) fn run(
     nodes: &[NodeView],
     services: &[Service],
     tasks: &[VersionedTask<'_>],
@@ -47,7 +47,7 @@ fn run(
 }
 
 /// The tasks the ops put, by ID.
-fn puts(p: &Plan) -> BTreeMap<TaskId, (Expect, Task)> {
+pub(super) fn puts(p: &Plan) -> BTreeMap<TaskId, (Expect, Task)> {
     p.ops
         .iter()
         .filter_map(|op| match op {
