@@ -45,8 +45,8 @@ use crate::model::{
 };
 use crate::scheduler::{NodeView, Unseen, node_views};
 use crate::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
-use crate::wire::Assignment;
 use crate::wire::SESSION_HELD_MAX;
+use crate::wire::{Assignment, MeshTable};
 
 /// Names a session for the shell, which keeps where its answer goes.
 pub type SessionToken = u64;
@@ -90,6 +90,8 @@ pub enum LeaderInput<'a> {
         statuses: Vec<(TaskId, TaskStatus)>,
         /// The secrets and configs the node says it holds.
         held: Vec<FileKey>,
+        /// The version of the mesh table the node holds (0: none).
+        mesh_version: u64,
     },
     /// A pass now (the admin shell's `Rebuild`).
     Rebuild,
@@ -114,6 +116,8 @@ pub enum SessionAnswer {
         /// The data of secrets and configs the node's tasks need and it lacks, within
         /// `answer::FILES_ANSWER_BYTES_MAX`.
         files: Vec<FileMaterial>,
+        /// The routing mesh's table, when the node holds another version (shared, not a copy).
+        mesh: Option<Arc<MeshTable>>,
     },
 }
 
@@ -167,6 +171,7 @@ struct Queued {
     from: NodeId,
     statuses: Vec<(TaskId, TaskStatus)>,
     held: BTreeSet<FileKey>,
+    mesh_version: u64,
 }
 
 /// A pass whose writes are in flight.
@@ -183,6 +188,8 @@ struct InPass {
     /// The secrets and configs the pass read, for the answers until the next pass.
     files: BTreeMap<FileKey, FileMaterial>,
     poke: BTreeSet<NodeId>,
+    /// The nodes the pass saw Down: their tasks are out of the mesh's rotation.
+    down: BTreeSet<NodeId>,
     wake_at: Option<u64>,
     summary: PassSummary,
     error: Option<String>,
@@ -229,6 +236,8 @@ pub struct LeaderMachine {
     /// A pass was asked for while one was in flight: run it when that one ends.
     again: bool,
     queued: VecDeque<Queued>,
+    /// The routing mesh's table as of the last pass; `None` before the first.
+    mesh: Option<Arc<MeshTable>>,
 }
 
 impl LeaderMachine {
@@ -260,6 +269,7 @@ impl LeaderMachine {
             phase: Phase::Idle,
             again: false,
             queued: VecDeque::new(),
+            mesh: None,
         }
     }
 
@@ -310,11 +320,12 @@ impl LeaderMachine {
                 from,
                 statuses,
                 held,
+                mesh_version,
             } => {
                 // The wire bounds the list; a longer one from elsewhere is cut the same way
                 // (the leader sends again what is not listed, which costs bytes, not safety).
                 let held = held.into_iter().take(SESSION_HELD_MAX).collect();
-                self.session(session, from, statuses, held, out)
+                self.session(session, from, statuses, held, mesh_version, out)
             }
             LeaderInput::Rebuild | LeaderInput::Timer(LeaderTimer::Wake) => self.pass(out),
             LeaderInput::Timer(LeaderTimer::Interval) => {
@@ -434,6 +445,7 @@ impl LeaderMachine {
         from: NodeId,
         statuses: Vec<(TaskId, TaskStatus)>,
         held: BTreeSet<FileKey>,
+        mesh_version: u64,
         out: &mut Vec<LeaderEffect>,
     ) {
         if !matches!(self.phase, Phase::Idle) {
@@ -443,6 +455,7 @@ impl LeaderMachine {
                     from,
                     statuses,
                     held,
+                    mesh_version,
                 });
             } else {
                 let answer = SessionAnswer::Busy;
@@ -477,10 +490,16 @@ impl LeaderMachine {
         };
         let managers = Arc::clone(&self.managers);
         let files = files::answer_files(from, &tasks, &held, &self.files);
+        let mesh = self
+            .mesh
+            .as_ref()
+            .filter(|m| m.version != mesh_version && !(mesh_version == 0 && m.services.is_empty()))
+            .map(Arc::clone);
         let answer = SessionAnswer::Assignments {
             tasks,
             managers,
             files,
+            mesh,
         };
         out.push(LeaderEffect::Answer { session, answer });
     }
@@ -543,6 +562,11 @@ impl LeaderMachine {
             Unseen::DownOnly(&self.down)
         };
         let views = node_views(nodes.iter().map(|(_, n)| *n), &ready, unseen);
+        let down = views
+            .iter()
+            .filter(|v| v.state == NodeState::Down)
+            .map(|v| v.id)
+            .collect();
         let rng = &mut self.rng;
         let mut new_id = || TaskId(rng.random::<u128>());
         let p = plan::plan(
@@ -611,6 +635,7 @@ impl LeaderMachine {
             services,
             files: files::by_key(&read.secrets),
             poke: p.poke,
+            down,
             wake_at: p.wake_at_ms,
             summary,
             error: None,
@@ -736,11 +761,16 @@ impl LeaderMachine {
         self.rebuild_answers(&p.current);
         self.tasks = p.current;
         self.managers = self.view.managers.iter().copied().collect();
-        if ok {
-            for node in &p.poke {
-                let addr = self.addrs.get(node).copied();
-                out.push(LeaderEffect::Poke { node: *node, addr });
-            }
+        let mut poke = if ok { p.poke } else { BTreeSet::new() };
+        if self.remesh(&p.down) {
+            // Every node in the store, once (a node poked for its tasks is not poked twice):
+            // at most one one-way message per node per pass, and a pass runs at most every
+            // debounce interval.
+            poke.extend(self.addrs.keys().copied());
+        }
+        for node in &poke {
+            let addr = self.addrs.get(node).copied();
+            out.push(LeaderEffect::Poke { node: *node, addr });
         }
         let wanted = p.wake_at.map(|end| wake_fire_ms(end, p.now));
         if let Some(fire) = wake_to_set(&mut self.wake_at, wanted, p.now) {
@@ -769,16 +799,49 @@ impl LeaderMachine {
         while matches!(self.phase, Phase::Idle)
             && let Some(q) = self.queued.pop_front()
         {
-            self.session(q.session, q.from, q.statuses, q.held, out);
+            self.session(q.session, q.from, q.statuses, q.held, q.mesh_version, out);
         }
         if std::mem::take(&mut self.again) {
             self.pass(out);
         }
     }
+
+    /// The routing mesh's table from the tasks as the pass left them; true when it changed.
+    fn remesh(&mut self, down: &BTreeSet<NodeId>) -> bool {
+        let tasks = self.tasks.values().map(|t| &**t);
+        let (table, cut) = mesh::mesh_table(&self.services, tasks, &self.addrs, down);
+        let before = self.mesh.as_ref().map_or(0, |m| m.services.len());
+        if self
+            .mesh
+            .as_ref()
+            .is_some_and(|m| m.version == table.version)
+        {
+            return false;
+        }
+        // Nodes hold no table at first, the same as one without services: no news for them.
+        let news = before > 0 || !table.services.is_empty();
+        if cut != mesh::MeshCut::default() {
+            warn!(
+                services_left_out = cut.services,
+                backends_left_out = cut.backends,
+                "the routing mesh's table passes its bounds; cut"
+            );
+        }
+        self.view.mesh_version = table.version;
+        self.view.mesh_backends = table.services.iter().map(|s| s.backends.len()).sum();
+        self.mesh = Some(Arc::new(table));
+        news
+    }
+
+    /// The routing mesh's table as of the last pass.
+    pub fn mesh(&self) -> Option<&Arc<MeshTable>> {
+        self.mesh.as_ref()
+    }
 }
 
 mod answers;
 mod files;
+pub mod mesh;
 use answers::NodeAnswer;
 pub use files::needs_files;
 

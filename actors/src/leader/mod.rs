@@ -154,6 +154,7 @@ impl Actor for LeaderActor {
                     from,
                     statuses: report.statuses,
                     held: report.held,
+                    mesh_version: report.mesh_version,
                 };
                 state.feed(&myself, input);
             }
@@ -255,11 +256,12 @@ impl LeaderState {
                         tasks,
                         managers,
                         files,
+                        mesh,
                     } => Response::Assignments {
                         tasks: tasks.to_vec(),
                         managers: managers.to_vec(),
                         files,
-                        mesh: None,
+                        mesh: mesh.map(|m| (*m).clone()),
                     },
                 };
                 let _ = reply.send(response); // the node may have gone

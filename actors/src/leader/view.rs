@@ -24,6 +24,11 @@ pub struct LeaderView {
     /// Tasks waiting for a node after the last pass.
     pub pending: usize,
     pub last_error: Option<String>,
+    /// The routing mesh's table: its version (0: none yet) and how many backends it lists.
+    #[serde(default)]
+    pub mesh_version: u64,
+    #[serde(default)]
+    pub mesh_backends: usize,
 }
 
 /// One service as the leader's last pass left it.

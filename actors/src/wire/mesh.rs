@@ -21,9 +21,30 @@ use serde::{Deserialize, Serialize};
 use crate::model::{NodeId, PortConfig, PortProtocol, ServiceId, TaskId};
 
 /// Most services with published ports the table lists.
-pub const MESH_SERVICES_MAX: usize = 1_024;
+pub const MESH_SERVICES_MAX: usize = 256;
 /// Most backends the table lists, over all services.
-pub const MESH_BACKENDS_MAX: usize = 16_384;
+pub const MESH_BACKENDS_MAX: usize = 7_168;
+/// Most bytes one service entry takes encoded, its backends apart: its ID, its name (at most
+/// `answer::SERVICE_NAME_BYTES_MAX`) and at most `PORTS_PER_SERVICE_MAX` ports of a few bytes
+/// each, with room to spare (checked by a test on the largest entry).
+pub const MESH_SERVICE_BYTES_MAX: usize = 1_024;
+/// Most bytes one backend takes encoded: two IDs, an IPv6 socket address, an IPv4 address.
+pub const MESH_BACKEND_BYTES_MAX: usize = 96;
+/// Most bytes of a table in one session answer: it rides in the frame with the assignments
+/// and the files (see `answer`), and all of it at its bounds fits.
+pub const MESH_TABLE_BYTES_MAX: usize = (1 << 20) - 64 * 1024;
+
+const _: () = assert!(
+    MESH_SERVICES_MAX * MESH_SERVICE_BYTES_MAX + MESH_BACKENDS_MAX * MESH_BACKEND_BYTES_MAX + 64
+        <= MESH_TABLE_BYTES_MAX
+);
+const _: () = assert!(
+    super::answer::ANSWER_BYTES_MAX
+        + super::answer::FILES_ANSWER_BYTES_MAX
+        + MESH_TABLE_BYTES_MAX
+        + super::answer::ANSWER_FRAMING_BYTES
+        <= super::FRAME_BYTES_MAX
+);
 
 /// The routing mesh's view of the cluster, as the leader computed it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,3 +92,43 @@ pub struct TunnelRequest {
 
 /// Where the agent publishes each new table; the mesh watches it.
 pub type MeshFeed = tokio::sync::watch::Sender<Option<Arc<MeshTable>>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{PORTS_PER_SERVICE_MAX, PortConfig, PublishMode};
+    use crate::wire::answer::{SERVICE_NAME_BYTES_MAX, encoded_len};
+
+    #[test]
+    fn the_largest_entries_fit_their_byte_bounds() {
+        let mut port = PortConfig::tcp(u16::MAX, u16::MAX);
+        port.mode = PublishMode::Host;
+        port.protocol = PortProtocol::Udp;
+        port.proxy_protocol = true;
+        port.affinity = true;
+        let service = MeshService {
+            id: ServiceId(u128::MAX),
+            name: "x".repeat(SERVICE_NAME_BYTES_MAX),
+            ports: vec![port; PORTS_PER_SERVICE_MAX],
+            backends: Vec::new(),
+        };
+        assert!(
+            encoded_len(&service) <= MESH_SERVICE_BYTES_MAX,
+            "{}",
+            encoded_len(&service)
+        );
+        let backend = MeshBackend {
+            task: TaskId(u128::MAX),
+            node: NodeId(u128::MAX),
+            node_addr: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+                .parse()
+                .unwrap(),
+            addr: Some(Ipv4Addr::BROADCAST),
+        };
+        assert!(
+            encoded_len(&backend) <= MESH_BACKEND_BYTES_MAX,
+            "{}",
+            encoded_len(&backend)
+        );
+    }
+}

@@ -142,6 +142,7 @@ fn session(
         from: NodeId(from),
         statuses,
         held: Vec::new(),
+        mesh_version: 0,
     }
 }
 
@@ -466,6 +467,7 @@ fn session_holding(token: SessionToken, from: u128, held: Vec<FileKey>) -> Leade
         from: NodeId(from),
         statuses: Vec::new(),
         held,
+        mesh_version: 0,
     }
 }
 
@@ -586,4 +588,167 @@ fn held_tasks_get_their_files_ahead_and_shut_down_ones_do_not() {
         sent(&run(&mut m, 10, session_holding(1, 2, Vec::new()))),
         [key(FileKind::Secret, 1)]
     );
+}
+
+/// The mesh table in the answer among `out`, if any.
+fn mesh_sent(out: &[LeaderEffect]) -> Option<Arc<MeshTable>> {
+    out.iter().find_map(|e| match e {
+        LeaderEffect::Answer {
+            answer: SessionAnswer::Assignments { mesh, .. },
+            ..
+        } => mesh.clone(),
+        _ => None,
+    })
+}
+
+fn mesh_session(token: SessionToken, from: u128, version: u64) -> LeaderInput<'static> {
+    LeaderInput::Session {
+        session: token,
+        from: NodeId(from),
+        statuses: Vec::new(),
+        held: Vec::new(),
+        mesh_version: version,
+    }
+}
+
+#[test]
+fn the_mesh_table_lists_running_tasks_goes_to_nodes_without_it_and_pokes_all_when_it_changes() {
+    let running = |id, node| {
+        let mut t = task(id, id as u64, Some(node));
+        t.networks.push(crate::model::NetworkAttachment {
+            network: "ingress".into(),
+            addr: std::net::Ipv4Addr::new(10, 255, node as u8, id as u8),
+            prefix: 24,
+            gateway: std::net::Ipv4Addr::new(10, 255, node as u8, 1),
+        });
+        t
+    };
+    let mut starting = running(3, 3);
+    starting.status = Status::new(TaskState::Starting, 3, "starting");
+    let mut store = Store::new(&[1, 2, 3], 3, vec![running(1, 2), running(2, 3), starting]);
+    if let ObjectBody::Service(s) = &mut store.services[0].body {
+        s.spec.ports = vec![crate::model::PortConfig::tcp(8080, 80)];
+    }
+    let members = [member(2, NodeState::Ready), member(3, NodeState::Ready)];
+    let mut m = LeaderMachine::new(ME, 1, 0, 7);
+    run(&mut m, 0, LeaderInput::Members(&members));
+    run(&mut m, 0, LeaderInput::Start);
+    let mut out = run(&mut m, 1, store.read());
+    while !proposals(&out).is_empty() {
+        out = run(&mut m, 2, LeaderInput::ProposeDone(Ok(())));
+    }
+    let pokes: BTreeSet<NodeId> = out
+        .iter()
+        .filter_map(|e| match e {
+            LeaderEffect::Poke { node, .. } => Some(*node),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        pokes,
+        [1, 2, 3].map(NodeId).into(),
+        "a new table: every node poked once"
+    );
+    let table = m.mesh().expect("a table after the pass").clone();
+    assert_ne!(table.version, 0);
+    assert_eq!(table.services.len(), 1);
+    let backends: Vec<_> = table.services[0]
+        .backends
+        .iter()
+        .map(|b| (b.task, b.node, b.node_addr, b.addr))
+        .collect();
+    assert_eq!(
+        backends,
+        vec![
+            (
+                TaskId(1),
+                NodeId(2),
+                description(2, 1).addr,
+                Some("10.255.2.1".parse().unwrap())
+            ),
+            (
+                TaskId(2),
+                NodeId(3),
+                description(3, 1).addr,
+                Some("10.255.3.2".parse().unwrap())
+            ),
+        ],
+        "RUNNING tasks only, in task order"
+    );
+
+    let out = run(&mut m, 3, mesh_session(7, 2, 0));
+    assert_eq!(
+        mesh_sent(&out).as_deref(),
+        Some(&*table),
+        "a node without it gets it"
+    );
+    let out = run(&mut m, 3, mesh_session(8, 2, table.version));
+    assert_eq!(answers(&out).len(), 1);
+    assert_eq!(mesh_sent(&out), None, "a node holding it gets nothing more");
+
+    // Node 3 goes Down: its task leaves the rotation, and the new table is news to all.
+    run(
+        &mut m,
+        4,
+        LeaderInput::Members(&[member(2, NodeState::Ready), member(3, NodeState::Down)]),
+    );
+    let mut out = run(&mut m, 5, LeaderInput::Rebuild);
+    out.extend(run(&mut m, 6, store.read()));
+    while !proposals(&out).is_empty() {
+        out = run(&mut m, 7, LeaderInput::ProposeDone(Ok(())));
+    }
+    let after = m.mesh().unwrap().clone();
+    assert_ne!(after.version, table.version);
+    let tasks: Vec<_> = after.services[0].backends.iter().map(|b| b.task).collect();
+    assert_eq!(tasks, vec![TaskId(1)]);
+    let out = run(&mut m, 8, mesh_session(9, 2, table.version));
+    assert_eq!(mesh_sent(&out).map(|t| t.version), Some(after.version));
+}
+
+#[test]
+fn the_mesh_table_follows_health_and_desired_state_and_is_bounded() {
+    use crate::model::{Health, HealthCheck};
+    let mut svc = service(ServiceMode::Replicated { replicas: 3 });
+    svc.spec.ports = vec![crate::model::PortConfig::tcp(8080, 80)];
+    let addrs: BTreeMap<NodeId, SocketAddr> = [(NodeId(2), description(2, 1).addr)].into();
+    let mut healthy = task(1, 1, Some(2));
+    let mut unhealthy = task(2, 2, Some(2));
+    let mut stopping = task(3, 3, Some(2));
+    for t in [&mut healthy, &mut unhealthy, &mut stopping] {
+        t.spec.health = Some(HealthCheck {
+            cmd: "true".into(),
+            interval_ms: 1_000,
+            timeout_ms: 1_000,
+            retries: 1,
+            start_period_ms: 0,
+        });
+    }
+    healthy.status.health = Some(Health::Healthy);
+    unhealthy.status.health = Some(Health::Unhealthy);
+    stopping.status.health = Some(Health::Healthy);
+    stopping.desired_state = TaskState::Shutdown;
+    let all = [healthy.clone(), unhealthy, stopping];
+    let (t, cut) = mesh::mesh_table(std::slice::from_ref(&svc), &all, &addrs, &BTreeSet::new());
+    assert_eq!(cut, mesh::MeshCut::default());
+    let listed: Vec<_> = t.services[0].backends.iter().map(|b| b.task).collect();
+    assert_eq!(listed, vec![TaskId(1)], "healthy and wanted only");
+    let (again, _) = mesh::mesh_table(std::slice::from_ref(&svc), &all, &addrs, &BTreeSet::new());
+    assert_eq!(again.version, t.version, "a digest of the content");
+
+    // Past the backends bound the table is cut, and says so.
+    let many: Vec<Task> = (0..crate::wire::MESH_BACKENDS_MAX as u128 + 5)
+        .map(|i| task(100 + i, 1, Some(2)))
+        .collect();
+    let (t, cut) = mesh::mesh_table(std::slice::from_ref(&svc), &many, &addrs, &BTreeSet::new());
+    assert_eq!(t.services[0].backends.len(), crate::wire::MESH_BACKENDS_MAX);
+    assert_eq!(cut.backends, 5);
+    // A service without ports is not listed.
+    let (t, _) = mesh::mesh_table(
+        &[service(ServiceMode::Global)],
+        &many,
+        &addrs,
+        &BTreeSet::new(),
+    );
+    assert!(t.services.is_empty());
+    assert_ne!(t.version, 0);
 }

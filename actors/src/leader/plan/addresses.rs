@@ -122,6 +122,7 @@ impl Allocator {
     }
 
     /// The slice `node` holds, if any.
+    #[cfg(test)]
     pub fn slice(&self, node: NodeId) -> Option<u8> {
         self.slices.get(&node).copied()
     }
