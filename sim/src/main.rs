@@ -224,6 +224,12 @@ fn print_report(r: &SimReport) {
             f.tasks_with_files,
             f.node_held_max
         );
+        let m = &sv.mesh;
+        println!(
+            "mesh {} tasks addressed; {} answers carried a table, {} taken as new; at most {} services, \
+             {} backends in one",
+            m.addressed, m.tables_sent, m.tables_received, m.services_max, m.backends_max
+        );
     } else {
         println!("services off");
     }

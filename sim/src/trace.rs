@@ -57,6 +57,8 @@ pub enum TraceKind {
     FilesSent,
     FilesHeld,
     FilesDropped,
+    // Services: a routing-mesh table an agent received (its version).
+    MeshTable,
     // Either loop: a fault struck.
     Fault,
 }
@@ -91,6 +93,7 @@ impl TraceKind {
             FilesSent => 75,
             FilesHeld => 76,
             FilesDropped => 77,
+            MeshTable => 78,
             Up => 101,
             Down => 102,
             Described => 103,

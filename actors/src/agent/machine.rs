@@ -4,7 +4,7 @@
 //!  Tick / Poke / TaskStatus ──▶ session(): one in flight, else `again`
 //!                                 └▶ OpenSession { seq, hop 0, Local | Remote(leader or a manager in turn), report }
 //!  SessionDone { seq, hop, .. } (an abandoned or stale one is ignored)
-//!     Assignments ─▶ SessionEnded(Ok) ─▶ apply: StopTask (unlisted), ShutdownTask (desired past
+//!     Assignments ─▶ SessionEnded(Ok) ─▶ MeshTable (a new version) ─▶ apply: StopTask (unlisted), ShutdownTask (desired past
 //!                    Running, once), HoldFiles (the answer's files a task here needs), DropFiles
 //!                    (held files no task here needs), StartTask (new, desired Running, every
 //!                    file held), lost statuses (the rest); a task still waiting for files asks
@@ -37,9 +37,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::model::{FileKey, FileMaterial, Task, TaskId, TaskState, TaskStatus};
-use crate::wire::{Assignment, SESSION_HELD_MAX, SESSION_STATUSES_MAX};
+use crate::wire::{Assignment, MeshTable, SESSION_HELD_MAX, SESSION_STATUSES_MAX};
 
 use super::AgentView;
 
@@ -87,6 +88,8 @@ pub enum SessionOutcome<A, T> {
     Assignments {
         tasks: Vec<T>,
         files: Vec<FileMaterial>,
+        /// The routing mesh's table, when the leader's differs from the version reported.
+        mesh: Option<Arc<MeshTable>>,
     },
     /// The manager asked is not the leader; it names the one it knows, if any.
     NotLeader(Option<A>),
@@ -132,7 +135,12 @@ pub enum AgentEffect<A, T> {
         report: Vec<(TaskId, TaskStatus)>,
         /// The secrets and configs this node holds (the report's `held`).
         held: Vec<FileKey>,
+        /// The version of the routing mesh's table this node holds (0: none).
+        mesh_version: u64,
     },
+    /// A new routing-mesh table: publish it to the mesh, and give its ports to the tasks
+    /// started from now on. Comes before the answer's `StartTask`s.
+    MeshTable(Arc<MeshTable>),
     /// Keep the data of these secrets and configs (the node's SecretVault holds it) for the
     /// tasks that need them.
     HoldFiles(Vec<FileMaterial>),
@@ -210,6 +218,8 @@ pub struct AgentMachine<A = SocketAddr, T = Assignment> {
     sessions_ok: u64,
     sessions_failed: u64,
     last_error: Option<String>,
+    /// The version of the last routing-mesh table an answer brought (0: none).
+    mesh_version: u64,
     _assignment: std::marker::PhantomData<fn(T)>,
 }
 
@@ -240,6 +250,7 @@ where
             sessions_ok: 0,
             sessions_failed: 0,
             last_error: None,
+            mesh_version: 0,
             _assignment: std::marker::PhantomData,
         }
     }
@@ -299,7 +310,11 @@ where
                     return; // abandoned, timed out, or an earlier request's (duplicate) answer
                 };
                 match outcome {
-                    SessionOutcome::Assignments { tasks: list, files } => {
+                    SessionOutcome::Assignments {
+                        tasks: list,
+                        files,
+                        mesh,
+                    } => {
                         if let Target::Remote(a) = f.to {
                             self.leader = Some(a);
                         }
@@ -310,6 +325,10 @@ where
                             seq,
                             result: Ok(list.len()),
                         });
+                        if let Some(table) = mesh.filter(|m| m.version != self.mesh_version) {
+                            self.mesh_version = table.version;
+                            out.push(AgentEffect::MeshTable(table));
+                        }
                         self.apply(now_ms, list, files, out);
                         self.then(out);
                     }
@@ -331,6 +350,7 @@ where
                             to: next.to,
                             report: self.report(),
                             held,
+                            mesh_version: self.mesh_version,
                         });
                     }
                     SessionOutcome::NotLeader(l) => {
@@ -428,7 +448,13 @@ where
             to,
             report: self.report(),
             held,
+            mesh_version: self.mesh_version,
         });
+    }
+
+    /// The version of the routing mesh's table this node holds (0: none).
+    pub fn mesh_version(&self) -> u64 {
+        self.mesh_version
     }
 
     fn failed(&mut self, seq: u64, why: String, out: &mut Vec<AgentEffect<A, T>>) {

@@ -70,6 +70,7 @@ fn answer(seq: u64, hop: u8, list: Vec<Rc<Task>>) -> I {
         outcome: SessionOutcome::Assignments {
             tasks: list,
             files: Vec::new(),
+            mesh: None,
         },
     }
 }
@@ -405,7 +406,11 @@ fn answer_with(seq: u64, list: Vec<Rc<Task>>, files: Vec<FileMaterial>) -> I {
     I::SessionDone {
         seq,
         hop: 0,
-        outcome: SessionOutcome::Assignments { tasks: list, files },
+        outcome: SessionOutcome::Assignments {
+            tasks: list,
+            files,
+            mesh: None,
+        },
     }
 }
 
@@ -539,4 +544,56 @@ fn sessions_for_files_in_a_row_are_bounded() {
         answer_with(seq, vec![t], vec![material(FileKind::Secret, 40)]),
     );
     assert_eq!(opened(&out).len(), 1);
+}
+
+#[test]
+fn a_new_mesh_table_is_published_before_the_tasks_start_and_its_version_reported() {
+    use crate::wire::MeshTable;
+    use std::sync::Arc;
+    let mut m = M::new(["process".to_string()], 0);
+    let mut out = Vec::new();
+    m.handle(0, I::ManagersChanged(vec![7]), &mut out);
+    m.handle(0, I::Tick, &mut out);
+    let version_of = |out: &[E]| {
+        out.iter().find_map(|e| match e {
+            E::OpenSession { mesh_version, .. } => Some(*mesh_version),
+            _ => None,
+        })
+    };
+    assert_eq!(version_of(&out), Some(0), "no table yet");
+    let table = Arc::new(MeshTable {
+        version: 42,
+        services: Vec::new(),
+    });
+    let done = |seq, mesh: Option<Arc<MeshTable>>| I::SessionDone {
+        seq,
+        hop: 0,
+        outcome: SessionOutcome::Assignments {
+            tasks: vec![task(5, TaskState::Assigned, TaskState::Running)],
+            files: Vec::new(),
+            mesh,
+        },
+    };
+    let mut out = Vec::new();
+    m.handle(1, done(1, Some(Arc::clone(&table))), &mut out);
+    let mesh_at = out
+        .iter()
+        .position(|e| matches!(e, E::MeshTable(t) if t.version == 42));
+    let start_at = out.iter().position(|e| matches!(e, E::StartTask(_)));
+    assert!(mesh_at.is_some() && start_at.is_some(), "{out:?}");
+    assert!(
+        mesh_at < start_at,
+        "the table's ports are there when the task starts"
+    );
+    assert_eq!(m.mesh_version(), 42);
+
+    let mut out = Vec::new();
+    m.handle(2, I::Tick, &mut out);
+    assert_eq!(version_of(&out), Some(42), "the version held is reported");
+    let mut out = Vec::new();
+    m.handle(3, done(2, Some(table)), &mut out);
+    assert!(
+        !out.iter().any(|e| matches!(e, E::MeshTable(_))),
+        "the same version again is not news"
+    );
 }

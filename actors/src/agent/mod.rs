@@ -5,7 +5,9 @@
 //!  every SESSION_INTERVAL_MS, on a poke, on a status change:
 //!    agent ── Session(statuses the store does not hold yet) ──▶ leader (any manager
 //!          ◀── Assignments (complete list) ────────────────────  redirects to it)
-//!    new task, desired Running  ──▶ spawn TaskActor, Start
+//!    a new routing-mesh table   ──▶ published on `AgentArgs::mesh`, kept for task ports
+//!    new task, desired Running  ──▶ spawn TaskActor, Start (its service's published ports
+//!                                   from the latest table in its context)
 //!    known task, desired Shutdown ──▶ TaskHandle::shutdown
 //!    task no longer listed        ──▶ stop its actor (its runtime leftovers go with it)
 //! ```
@@ -50,7 +52,8 @@ use crate::task::{TaskArgs, TaskHandle, spawn_task};
 use crate::transport::Transport;
 use crate::vault::{VAULT_BASE_DIR, VaultArgs, VaultHandle, spawn_vault};
 use crate::wire::{
-    Assignment, LOG_REPLY_BYTES_MAX, LOG_TASKS_MAX, Request, Response, SessionReport, WireFailure,
+    Assignment, LOG_REPLY_BYTES_MAX, LOG_TASKS_MAX, MeshTable, Request, Response, SessionReport,
+    WireFailure,
 };
 
 /// The name the agent has in its node's registry.
@@ -104,6 +107,10 @@ pub struct AgentState {
     /// The node's SecretVault: the secrets and configs this node's tasks need, in memory, and
     /// each task's files on tmpfs while it runs.
     vault: VaultHandle,
+    /// The latest routing-mesh table, for the ports of the tasks it starts.
+    mesh: Option<Arc<MeshTable>>,
+    /// Where each new table is published for the routing mesh.
+    mesh_feed: Option<crate::wire::MeshFeed>,
 }
 
 impl Actor for AgentActor {
@@ -180,6 +187,8 @@ impl Actor for AgentActor {
             deadline: None,
             confirmed: args.managers,
             vault,
+            mesh: None,
+            mesh_feed: args.mesh,
         })
     }
 
@@ -260,6 +269,7 @@ impl AgentState {
                         to,
                         report,
                         held,
+                        mesh_version,
                     } => self.open(
                         myself,
                         seq,
@@ -268,9 +278,21 @@ impl AgentState {
                         SessionReport {
                             statuses: report,
                             held,
-                            mesh_version: 0,
+                            mesh_version,
                         },
                     ),
+                    AgentEffect::MeshTable(table) => {
+                        debug!(
+                            version = table.version,
+                            services = table.services.len(),
+                            "new routing-mesh table"
+                        );
+                        if let Some(feed) = &self.mesh_feed {
+                            // Kept by the channel even while the mesh is not watching.
+                            feed.send_replace(Some(Arc::clone(&table)));
+                        }
+                        self.mesh = Some(table);
+                    }
                     AgentEffect::HoldFiles(files) => self.vault.hold(files),
                     AgentEffect::DropFiles(keys) => self.vault.forget(keys),
                     AgentEffect::StartTask(a) => {
@@ -372,9 +394,14 @@ impl AgentState {
                 .iter()
                 .find(|n| n.network == crate::model::INGRESS_NETWORK)
                 .cloned(),
-            // The service's published ports, from the routing mesh's table (filled in with
-            // the mesh table's handling).
-            ports: Vec::new(),
+            // The service's published ports, from the latest routing-mesh table (an answer
+            // brings a new table before the tasks it starts).
+            ports: self
+                .mesh
+                .as_ref()
+                .and_then(|m| m.services.iter().find(|s| s.id == t.service_id))
+                .map(|s| s.ports.clone())
+                .unwrap_or_default(),
         };
         let args = TaskArgs {
             ctx,
@@ -464,10 +491,14 @@ fn outcome(
             tasks,
             managers: m,
             files,
-            mesh: _,
+            mesh,
         } => {
             managers.learn(m);
-            SessionOutcome::Assignments { tasks, files }
+            SessionOutcome::Assignments {
+                tasks,
+                files,
+                mesh: mesh.map(Arc::new),
+            }
         }
         Response::NotLeader { leader } => SessionOutcome::NotLeader(leader),
         Response::Failed(WireFailure::Busy) => {

@@ -17,16 +17,20 @@
 //! | `pause_holds.rs` | (n) a paused update stays paused, and replaces nothing, until the operator writes the service again | when the pass's write commits |
 //! | `update_converges.rs` | (o) after heal every service also converges to its current spec, its update ended (paused ones keep their mix); judged with (i) | with (i) |
 //! | `secrets_held.rs` | (p) a node holds only the secrets and configs of its own tasks that have not ended (the shell's vault as the agent machine says), and an answer carries only files of the node's live tasks | (p2) after every agent input; (p1) at every answer with files |
+//! | `addresses.rs` | (q) a task given an address gets a well-formed one of its node's slice, held by no other live task, no other node's live task in that slice, and the lowest free (ended tasks' addresses reused) | when the pass's write commits |
+//! | `mesh_table.rs` | (r) the routing mesh's table a leader sends lists exactly the tasks in rotation: RUNNING, wanted, healthy when checked, on nodes its last pass did not see Down, with their addresses and their services' ports | at every answer carrying a table |
 //! | `../routing.rs` | (k) every write a client routed through a manager's router is answered within the router's bound (5 s + two ticks), paused time left out | when the answer reaches the waiter, and at the end |
 //!
 //! A check returns what it found wrong, as sentences; an empty list is a pass. Lists are cut
 //! at [`REPORT_MAX`] so a broken run stays readable.
 
+pub mod addresses;
 pub mod all_ready;
 pub mod committed_never_lost;
 pub mod convergence;
 pub mod descriptions;
 pub mod failed_update_rolls_back;
+pub mod mesh_table;
 pub mod no_false_down;
 pub mod one_leader_per_term;
 pub mod one_task_per_slot;

@@ -178,11 +178,12 @@ impl StoreWorld {
             return;
         };
         let outcome = match reply {
-            Reply::Assignments(list, files) => {
+            Reply::Assignments(list, files, mesh) => {
                 a.answer = Some(Arc::clone(&list));
                 SessionOutcome::Assignments {
                     tasks: list.to_vec(),
                     files: files.to_vec(),
+                    mesh,
                 }
             }
             Reply::NotLeader(l) => SessionOutcome::NotLeader(l),
@@ -217,6 +218,7 @@ impl StoreWorld {
                     to,
                     report,
                     held,
+                    mesh_version,
                 } => {
                     let Target::Remote(to) = to else {
                         unreachable!("a worker has no store of its own");
@@ -226,7 +228,15 @@ impl StoreWorld {
                         let ev = Ev::SessionTimeout { node, boot, seq };
                         self.q.push(at + SESSION_TIMEOUT_MS, StoreEv::Svc(ev));
                     }
-                    self.svc_send_session(at, node, boot, seq, hop, to, report, held);
+                    self.svc_send_session(
+                        at,
+                        node,
+                        boot,
+                        seq,
+                        hop,
+                        to,
+                        (report, held, mesh_version),
+                    );
                 }
                 AgentEffect::StartTask(a) => self.agent_start(at, node, &a.task),
                 AgentEffect::HoldFiles(files) => {
@@ -275,6 +285,10 @@ impl StoreWorld {
                     }
                 }
                 AgentEffect::SessionAbandoned { .. } => {}
+                AgentEffect::MeshTable(table) => {
+                    self.svc_trace(at, node, TraceKind::MeshTable, table.version);
+                    self.svc().report.mesh.tables_received += 1;
+                }
             }
         }
         let svc = self.svc();
@@ -325,8 +339,7 @@ impl StoreWorld {
         seq: u64,
         hop: u8,
         to: usize,
-        statuses: Vec<(TaskId, TaskStatus)>,
-        held: Vec<FileKey>,
+        (statuses, held, mesh_version): (Vec<(TaskId, TaskStatus)>, Vec<FileKey>, u64),
     ) {
         let route = self.svc().net.route(node, to);
         for d in [route.first, route.dup].into_iter().flatten() {
@@ -338,6 +351,7 @@ impl StoreWorld {
                 hop,
                 statuses: statuses.clone(),
                 held: held.clone(),
+                mesh_version,
             };
             self.q.push(at + d, StoreEv::Svc(ev));
         }

@@ -30,18 +30,20 @@
 //!
 //! A paused manager's leader handles nothing until it resumes: its events wait.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use swarm_actors::leader::machine::{PassAudit, SessionToken};
+use swarm_actors::leader::plan::ingress;
 use swarm_actors::leader::{LeaderEffect, LeaderInput, LeaderMachine, SessionAnswer, StoreRead};
 use swarm_actors::membership::MemberView;
-use swarm_actors::model::{FileKey, NodeState, Task, TaskId, TaskState, TaskStatus};
+use swarm_actors::model::{FileKey, NodeId, NodeState, Task, TaskId, TaskState, TaskStatus};
 use swarm_actors::store::{Kind, ObjectBody, Op};
 
 use super::{Ev, Reply, Waiter, index};
 use crate::clock::Millis;
 use crate::invariants::{
-    orphans, pause_holds, placement, rollout, secrets_held, update_parallelism,
+    addresses, mesh_table, orphans, pause_holds, placement, rollout, secrets_held,
+    update_parallelism,
 };
 use crate::managers::{Ev as StoreEv, Status as MgrStatus, StoreWorld};
 use crate::node::{addr, description, node_id};
@@ -54,6 +56,8 @@ const PAUSED_RETRY_MS: Millis = 50;
 enum Bad {
     Placed(Task, String),
     Orphaned(Task, String),
+    /// (q): an address given.
+    Address(Task, String),
     /// (l) or (n), with its letter.
     Update(&'static str, String),
 }
@@ -82,6 +86,8 @@ pub struct LeaderSim {
     /// The log's last index when leadership began (the term's first entry): a linearizable
     /// read waits until the store applied it.
     term_start_index: u64,
+    /// The nodes the last pass saw Down, for invariant (r).
+    down: BTreeSet<NodeId>,
 }
 
 impl StoreWorld {
@@ -120,6 +126,7 @@ impl StoreWorld {
             bad: BTreeMap::new(),
             proposed_bad: Vec::new(),
             term_start_index,
+            down: BTreeSet::new(),
         };
         self.svc().leaders.insert(i, l);
         self.leader_effects(at, i, term, out);
@@ -217,6 +224,7 @@ impl StoreWorld {
                         let v = match bad {
                             Bad::Placed(t, why) => placement::violation(at, &t, why),
                             Bad::Orphaned(t, why) => orphans::violation(at, &t, why),
+                            Bad::Address(t, why) => addresses::violation(at, &t, why),
                             Bad::Update(letter, why) => format!("({letter}) at {at} ms {why}"),
                         };
                         self.svc().violation(Some(v));
@@ -255,10 +263,30 @@ impl StoreWorld {
         let led_ms = at.saturating_sub(l.since_ms);
         let mut bad: BTreeMap<String, Vec<Bad>> = BTreeMap::new();
         let mut figures = (0, 0, 0);
+        let mut pass_down = BTreeSet::new();
+        let mut addressed = 0u64;
         // Invariant (h): judge every placement against the views this pass used; (j) every
         // orphan against this manager's membership.
         let mut audit = |a: &PassAudit| {
             figures = (a.plan.ops.len(), a.plan.created, a.plan.placed);
+            pass_down = (a.views.iter())
+                .filter(|v| v.state == NodeState::Down)
+                .map(|v| v.id)
+                .collect();
+            // (q): every address the pass gives, against the tasks as it leaves them.
+            for (t, why) in addresses::judge(state, &a.plan.ops) {
+                let key = t.id.to_string();
+                bad.entry(key).or_default().push(Bad::Address(t, why));
+            }
+            addressed += (a.plan.ops.iter())
+                .filter(|op| match op {
+                    Op::Put {
+                        body: ObjectBody::Task(t),
+                        ..
+                    } => t.status.state == TaskState::Assigned && ingress(t).is_some(),
+                    _ => false,
+                })
+                .count() as u64;
             for op in &a.plan.ops {
                 let Op::Put {
                     body: ObjectBody::Task(t),
@@ -315,6 +343,8 @@ impl StoreWorld {
         l.machine
             .handle_audited(at, LeaderInput::ReadDone(read), &mut out, &mut audit);
         l.bad = bad;
+        l.down = pass_down;
+        svc.report.mesh.addressed += addressed;
         let (ops, created, placed) = figures;
         svc.report.pass_ops += ops as u64;
         svc.report.tasks_created += created as u64;
@@ -375,7 +405,9 @@ impl StoreWorld {
                     };
                     let reply = match answer {
                         SessionAnswer::Busy => Reply::Busy,
-                        SessionAnswer::Assignments { tasks, files, .. } => {
+                        SessionAnswer::Assignments {
+                            tasks, files, mesh, ..
+                        } => {
                             if !files.is_empty() {
                                 let state = self.ms[m].machine.as_ref().expect("up").state();
                                 let why =
@@ -391,7 +423,22 @@ impl StoreWorld {
                                     files.len() as u64,
                                 );
                             }
-                            Reply::Assignments(tasks, files.into())
+                            if let Some(table) = &mesh {
+                                let l = self.svc().leaders.get(&m).expect("a live leader");
+                                let down = l.down.clone();
+                                let state = self.ms[m].machine.as_ref().expect("up").state();
+                                let found = mesh_table::judge(state, &down, table);
+                                let svc = self.svc();
+                                for w in found {
+                                    svc.violation(Some(format!("(r) at {at} ms {w}")));
+                                }
+                                let r = &mut svc.report.mesh;
+                                r.tables_sent += 1;
+                                r.services_max = r.services_max.max(table.services.len());
+                                let backends = table.services.iter().map(|s| s.backends.len());
+                                r.backends_max = r.backends_max.max(backends.sum());
+                            }
+                            Reply::Assignments(tasks, files.into(), mesh)
                         }
                     };
                     self.svc_reply(at, m, a.from, a.boot, a.seq, a.hop, reply);
@@ -418,8 +465,7 @@ impl StoreWorld {
         boot: u64,
         seq: u64,
         hop: u8,
-        statuses: Vec<(TaskId, TaskStatus)>,
-        held: Vec<FileKey>,
+        (statuses, held, mesh_version): (Vec<(TaskId, TaskStatus)>, Vec<FileKey>, u64),
     ) {
         if !self.manager_up(to) {
             return; // lost with the manager; the agent's session times out
@@ -447,6 +493,7 @@ impl StoreWorld {
                     from: node_id(from),
                     statuses,
                     held,
+                    mesh_version,
                 };
                 self.leader_feed(at, to, term, input);
                 return;

@@ -79,6 +79,20 @@ pub struct ServicesReport {
     /// Time from heal until every service was converged (invariant i).
     pub converged_ms: Option<Millis>,
     pub updates: UpdatesReport,
+    pub mesh: MeshReport,
+}
+
+/// Task addresses and the routing mesh's tables.
+#[derive(Clone, Debug, Default)]
+pub struct MeshReport {
+    /// Tasks given an ingress address in a committed write.
+    pub addressed: u64,
+    /// Answers that carried a table, and the tables agents took as new.
+    pub tables_sent: u64,
+    pub tables_received: u64,
+    /// The most services and backends one table sent listed.
+    pub services_max: usize,
+    pub backends_max: usize,
 }
 
 /// Secrets and configs on their way to nodes.
@@ -121,6 +135,7 @@ pub enum Reply {
     Assignments(
         Arc<[swarm_actors::wire::Assignment]>,
         Arc<[swarm_actors::model::FileMaterial]>,
+        Option<Arc<swarm_actors::wire::MeshTable>>,
     ),
     NotLeader(Option<usize>),
     Busy,
@@ -162,6 +177,7 @@ pub enum Ev {
         hop: u8,
         statuses: Vec<(TaskId, TaskStatus)>,
         held: Vec<FileKey>,
+        mesh_version: u64,
     },
     SessionReply {
         node: usize,
@@ -314,7 +330,11 @@ impl StoreWorld {
                 hop,
                 statuses,
                 held,
-            } => self.manager_session(at, to, from, boot, seq, hop, statuses, held),
+                mesh_version,
+            } => {
+                let report = (statuses, held, mesh_version);
+                self.manager_session(at, to, from, boot, seq, hop, report)
+            }
             Ev::SessionReply {
                 node,
                 boot,

@@ -346,7 +346,26 @@ fn new_service(rng: &mut StdRng) -> Service {
         task,
         update: updates::draw_config(rng),
         rollback: updates::draw_config(rng),
-        ports: Vec::new(),
+        ports: ports_of(id),
     };
     Service::new(id, spec)
+}
+
+/// The ports a new service publishes, from its ID (no draw from the stream, so the runs'
+/// other choices stay as they were): a third publish one TCP port through the routing mesh,
+/// half of those a UDP port too. Ports of two services may collide: the simulator writes
+/// services as the store takes them, and the control API's conflict check is not the leader's.
+fn ports_of(id: ServiceId) -> Vec<swarm_actors::model::PortConfig> {
+    use swarm_actors::model::{PortConfig, PortProtocol};
+    if id.0 % 3 != 0 {
+        return Vec::new();
+    }
+    let port = 8_000 + (id.0 % 1_000) as u16;
+    let mut ports = vec![PortConfig::tcp(port, 80)];
+    if id.0 % 2 == 0 {
+        let mut udp = PortConfig::tcp(port, 53);
+        udp.protocol = PortProtocol::Udp;
+        ports.push(udp);
+    }
+    ports
 }
