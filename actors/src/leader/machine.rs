@@ -11,9 +11,11 @@
 //!  a pass:  Read{linearizable: first pass} ─▶ ReadDone(objects, borrowed)
 //!           ─▶ plan::plan ─▶ Propose(descriptions…, ops…) one command at a time
 //!           ─▶ ProposeDone(ok) … ─▶ answers rebuilt; Poke(nodes) if every write committed;
-//!              SetTimer(Wake) at a restart delay's end; SetTimer(Due, RETRY_MS) on failure
-//!  Session{statuses, held} ─▶ Answer{Busy | Assignments{tasks, managers, files}} now, or
-//!           when the pass in flight ends (queued, with its held files)
+//!              SetTimer(Wake) at a restart delay's end; SetTimer(Due, RETRY_MS) on failure;
+//!              the mesh table recomputed (`mesh.rs`): changed ─▶ Poke(every node, once)
+//!  Session{statuses, held, mesh_version} ─▶ Answer{Busy | Assignments{tasks, managers, files,
+//!           mesh: the table when the node holds another version}} now, or when the pass in
+//!           flight ends (queued, with its held files and version)
 //! ```
 //!
 //! An answer's `files` are the secrets and configs the node's listed tasks need and it did not
