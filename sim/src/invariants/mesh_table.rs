@@ -78,23 +78,25 @@ pub fn judge(state: &StoreState, down: &BTreeSet<NodeId>, table: &MeshTable) -> 
     // A service the operator wrote since the pass may be missing or differ; its tasks cannot:
     // only passes write tasks, and answers are given between passes.
     let services: BTreeMap<_, _> = table.services.iter().map(|s| (s.id, s)).collect();
-    for o in state.list(Kind::Service) {
-        let ObjectBody::Service(svc) = &o.body else {
+    let publishing: BTreeMap<_, _> = state
+        .list(Kind::Service)
+        .filter_map(|o| match &o.body {
+            ObjectBody::Service(svc) if !svc.spec.ports.is_empty() => Some((svc.id, svc)),
+            _ => None,
+        })
+        .collect();
+    for t in tasks.values() {
+        let Some(svc) = publishing.get(&t.service_id) else {
             continue;
         };
-        if svc.spec.ports.is_empty() {
-            continue;
-        }
-        for t in tasks.values() {
-            let under = services
-                .get(&svc.id)
-                .is_some_and(|s| s.backends.iter().any(|b| b.task == t.id));
-            if t.service_id == svc.id && in_rotation(t, down) && !under {
-                out.push(format!(
-                    "(r2) task {} of service {} is in rotation but not listed",
-                    t.id.0 as u32, svc.spec.name
-                ));
-            }
+        let under = services
+            .get(&svc.id)
+            .is_some_and(|s| s.backends.iter().any(|b| b.task == t.id));
+        if in_rotation(t, down) && !under {
+            out.push(format!(
+                "(r2) task {} of service {} is in rotation but not listed",
+                t.id.0 as u32, svc.spec.name
+            ));
         }
     }
     out.truncate(REPORT_MAX);
