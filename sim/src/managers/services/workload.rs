@@ -357,12 +357,12 @@ fn new_service(rng: &mut StdRng) -> Service {
 /// services as the store takes them, and the control API's conflict check is not the leader's.
 fn ports_of(id: ServiceId) -> Vec<swarm_actors::model::PortConfig> {
     use swarm_actors::model::{PortConfig, PortProtocol};
-    if id.0 % 3 != 0 {
+    if !id.0.is_multiple_of(3) {
         return Vec::new();
     }
     let port = 8_000 + (id.0 % 1_000) as u16;
     let mut ports = vec![PortConfig::tcp(port, 80)];
-    if id.0 % 2 == 0 {
+    if id.0.is_multiple_of(2) {
         let mut udp = PortConfig::tcp(port, 53);
         udp.protocol = PortProtocol::Udp;
         ports.push(udp);
