@@ -553,7 +553,7 @@ fn allocate(work: &mut BTreeMap<TaskId, Work<'_>>, out: &mut Plan, now: u64) {
 mod addresses;
 mod update;
 
-pub use addresses::{SLICE_ADDRESSES, SLICES, ingress, slice_of};
+pub use addresses::{SLICE_ADDRESSES, SLICES, holds_no_address, ingress, slice_of};
 
 #[cfg(test)]
 mod addresses_tests;

@@ -4,14 +4,15 @@
 //!
 //! - (q1) the address is well formed (network `ingress`, a /24 slice of 10.255.0.0/16, gateway
 //!   `.1`, host `.2`–`.254`), no other live (non-terminal) task holds it, the node's other live
-//!   tasks are in the same slice, and no live task of another node is in that slice;
+//!   tasks are in the same slice, and no live task of another node is in that slice (an
+//!   orphaned task counts as live here: it may still run on its cut-off node);
 //! - (q2) ended tasks' addresses are free for reuse: the address is the lowest one free, so
 //!   every address of the slice below it is held by another live task of the node (checked
 //!   as a count: at most as many addresses below it as the node's other live tasks hold).
 
 use std::collections::BTreeMap;
 
-use swarm_actors::leader::plan::{ingress, slice_of};
+use swarm_actors::leader::plan::{holds_no_address, ingress, slice_of};
 use swarm_actors::model::{INGRESS_NETWORK, NODE_SLICE_PREFIX, Task, TaskId};
 use swarm_actors::store::{Kind, ObjectBody, Op, StoreState};
 
@@ -70,7 +71,7 @@ pub fn judge(state: &StoreState, ops: &[Op]) -> Vec<(Task, String)> {
     let live: Vec<&Task> = after
         .values()
         .copied()
-        .filter(|t| !t.status.state.is_terminal() && t.node_id.is_some() && ingress(t).is_some())
+        .filter(|t| !holds_no_address(t) && t.node_id.is_some() && ingress(t).is_some())
         .collect();
     let mut out = Vec::new();
     for t in addressed {

@@ -15,7 +15,11 @@
 //! from the store frees its slice as soon as its tasks are terminal or deleted.
 //!
 //! An address is held while its task is not terminal, and free again after: the ended task
-//! keeps its attachment in the store (for `service ps`), but it no longer counts.
+//! keeps its attachment in the store (for `service ps`), but it no longer counts. One
+//! exception: an orphaned task (its node was Down) may still run there, cut off, and will be
+//! stopped only when its node hears from the leader again, within its stop grace period; a new
+//! task of that node must not take its address meanwhile, so an orphaned task holds its
+//! address for as long as the store keeps it (the orchestrator's history bound).
 //!
 //! A task placed when its node's slice is full, or on a node with no slice when all 256 are
 //! taken, is not placed: it stays pending with the reason (the next pass tries again, likely
@@ -26,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use crate::model::{
-    INGRESS_NETWORK, INGRESS_SUBNET, NODE_SLICE_PREFIX, NetworkAttachment, NodeId, Task,
+    INGRESS_NETWORK, INGRESS_SUBNET, NODE_SLICE_PREFIX, NetworkAttachment, NodeId, Task, TaskState,
 };
 
 /// Node slices of the ingress subnet.
@@ -52,6 +56,11 @@ pub fn address(slice: u8, host: u8) -> Ipv4Addr {
 /// A task's ingress attachment, if it has one.
 pub fn ingress(t: &Task) -> Option<&NetworkAttachment> {
     t.networks.iter().find(|n| n.network == INGRESS_NETWORK)
+}
+
+/// Whether `t` no longer holds its address: it ended, and not as an orphan (see the module).
+pub fn holds_no_address(t: &Task) -> bool {
+    t.status.state.is_terminal() && t.status.state != TaskState::Orphaned
 }
 
 /// Why a task could not get an address.
@@ -103,7 +112,7 @@ impl Allocator {
             let Some(slice) = slice_of(att.addr) else {
                 continue;
             };
-            if t.status.state.is_terminal() {
+            if holds_no_address(t) {
                 let newer = a.hints.get(&node).is_none_or(|(at, _)| *at <= t.created_ms);
                 if newer {
                     a.hints.insert(node, (t.created_ms, slice));

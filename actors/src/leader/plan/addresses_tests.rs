@@ -78,6 +78,15 @@ fn a_node_keeps_its_slice_and_a_terminal_tasks_address_is_reused() {
 }
 
 #[test]
+fn an_orphaned_task_keeps_its_address_as_it_may_still_run_on_its_node() {
+    let mut orphan = with_addr(task(1, 1, Some(1)), 4, 2);
+    orphan.status = TaskStatus::new(TaskState::Orphaned, 5, "node is down");
+    let mut a = Allocator::new([&orphan]);
+    assert_eq!(a.slice(NodeId(1)), Some(4));
+    assert_eq!(a.allocate(NodeId(1)).unwrap().addr, address(4, 3));
+}
+
+#[test]
 fn a_node_whose_tasks_all_ended_gets_its_old_slice_back_unless_taken() {
     let mut ended = with_addr(task(1, 1, Some(1)), 9, 4);
     ended.status = TaskStatus::new(TaskState::Complete, 5, "done");
