@@ -39,13 +39,14 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use super::mounts::{Placeholders, show_files};
+use super::mounts::{Placeholders, running_as_root, show_files};
+use super::netns::{self, TaskNet};
 use super::user::{Credentials, resolve_on_host};
 use super::{
     LOG_LINES_MAX, LogBuffer, LogLine, LogStream, Orphan, OrphanAction, RuntimeError,
-    RuntimeFuture, TaskContext, TaskRuntime, exit_code,
+    RuntimeFuture, TaskContext, TaskEndpoint, TaskRuntime, exit_code,
 };
 use crate::model::{HealthCheck, NodeId, TaskId};
 
@@ -77,6 +78,8 @@ struct Inner {
     tasks: Mutex<BTreeMap<TaskId, Arc<Proc>>>,
     /// Mount points made on the host for targets that did not exist (see `mounts`).
     placeholders: Placeholders,
+    /// The network namespaces of tasks that have one (see `netns`), until they are removed.
+    nets: Mutex<BTreeMap<TaskId, TaskNet>>,
 }
 
 /// Runs tasks as OS processes. Cheap to clone; the clones share the tasks.
@@ -85,6 +88,9 @@ pub struct ProcessRuntime {
     inner: Arc<Inner>,
     /// Where this node's running tasks are reached, for the routing mesh.
     endpoints: super::Endpoints,
+    /// The CNI plugins' directory when tasks with an address get a network namespace of their
+    /// own (root, `ip` and the plugins found); `None`: tasks share the host's network.
+    cni: Option<PathBuf>,
 }
 
 impl ProcessRuntime {
@@ -111,15 +117,139 @@ impl ProcessRuntime {
                 tasks_dir,
                 spawner: tx,
                 tasks: Mutex::new(BTreeMap::new()),
+                nets: Mutex::new(BTreeMap::new()),
             }),
             endpoints: super::Endpoints::default(),
+            cni: network_isolation(),
         })
+    }
+
+    /// This runtime, running every task on the host's network (with its target ports
+    /// remapped), as it does without root or without the CNI plugins.
+    pub fn share_host_network(mut self) -> Self {
+        self.cni = None;
+        self
+    }
+
+    /// Whether tasks with an address run in a network namespace of their own.
+    pub fn isolates_networks(&self) -> bool {
+        self.cni.is_some()
     }
 
     /// This runtime, recording its tasks' endpoints in `endpoints` (shared with the mesh).
     pub fn with_endpoints(mut self, endpoints: super::Endpoints) -> Self {
         self.endpoints = endpoints;
         self
+    }
+
+    /// The task's network: its own namespace with its address (as root, with the plugins), or
+    /// the host's with its target ports remapped; the endpoint the mesh reaches it at and the
+    /// variables that tell it its ports. A task with neither an address nor ports: nothing.
+    async fn network(
+        &self,
+        ctx: &TaskContext,
+    ) -> Result<(Option<TaskNet>, Option<TaskEndpoint>, Vec<(String, String)>), RuntimeError> {
+        if let (Some(plugins), Some(att)) = (&self.cni, &ctx.network) {
+            let net = netns::attach(plugins, &self.inner.tasks_dir, ctx, att).await?;
+            let endpoint = TaskEndpoint {
+                ip: att.addr.into(),
+                ports: BTreeMap::new(),
+                host_network: false,
+            };
+            return Ok((Some(net), Some(endpoint), Vec::new()));
+        }
+        if ctx.network.is_none() && ctx.ports.is_empty() {
+            return Ok((None, None, Vec::new()));
+        }
+        let picked = netns::host_ports(&ctx.ports)?;
+        info!(task = %ctx.task_id, ports = ?picked, "the task shares the host's network; target ports remapped (target → port)");
+        let env = netns::port_env(&ctx.ports, &picked);
+        let endpoint = TaskEndpoint {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            ports: picked,
+            host_network: true,
+        };
+        Ok((None, Some(endpoint), env))
+    }
+
+    /// Spawns the task's process (in `net` when given) and starts watching it.
+    async fn launch(
+        &self,
+        ctx: &TaskContext,
+        user: Option<Credentials>,
+        net: Option<&TaskNet>,
+        port_env: Vec<(String, String)>,
+    ) -> Result<(), RuntimeError> {
+        let task = ctx.task_id;
+        let mut cmd = Command::new(&ctx.spec.image);
+        cmd.args(&ctx.spec.args)
+            .envs(ctx.env())
+            .envs(port_env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Before the shim's set-up: the namespaces (as root) come first.
+        let user = enter_namespaces(&mut cmd, ctx, user, net, Some(&self.inner.placeholders))?;
+
+        let mut child = self.spawn(cmd, user).await.map_err(|e| match e {
+            RuntimeError::Failed(m) => {
+                RuntimeError::Failed(format!("starting {}: {m}", ctx.spec.image))
+            }
+            e => e,
+        })?;
+        let pid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| RuntimeError::Failed("the child has no PID".into()))?;
+        let pid_file = self.pid_file(task);
+        let record = format!(
+            "{pid} {} {} {task}\n",
+            start_time(pid).unwrap_or(0),
+            ctx.node_id
+        );
+        if let Err(e) = std::fs::write(&pid_file, record) {
+            // Without a pid file a crash of this node could leave the task behind; refuse.
+            signal_group(pid, libc::SIGKILL);
+            let _ = child.wait().await; // reaping only: we know it was killed
+            return Err(RuntimeError::Failed(format!(
+                "writing {}: {e}",
+                pid_file.display()
+            )));
+        }
+        let logs = Arc::new(Mutex::new(LogBuffer::new()));
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(pump_logs(out, LogStream::Stdout, logs.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(pump_logs(err, LogStream::Stderr, logs.clone()));
+        }
+        let (tx, rx) = watch::channel(None);
+        let file = pid_file.clone();
+        tokio::spawn(async move {
+            let code = match child.wait().await {
+                Ok(status) => exit_code(status),
+                Err(e) => {
+                    warn!(%task, error = %e, "cannot wait for the task's process");
+                    -1
+                }
+            };
+            // What the task forked dies with it, as in a container. The group cannot have
+            // been reused while any member lives, and an empty group only yields ESRCH.
+            signal_group(pid, libc::SIGKILL);
+            let _ = std::fs::remove_file(&file); // gone already is fine
+            debug!(%task, code, "task process exited");
+            let _ = tx.send(Some(code)); // nobody waiting is fine
+        });
+        self.inner.tasks.lock().expect("tasks lock").insert(
+            task,
+            Arc::new(Proc {
+                pid,
+                exit: rx,
+                logs,
+                pid_file,
+            }),
+        );
+        Ok(())
     }
 
     fn pid_file(&self, task: TaskId) -> PathBuf {
@@ -159,6 +289,27 @@ impl ProcessRuntime {
     }
 }
 
+/// The CNI plugins' directory when this node can give its tasks network namespaces; says once,
+/// when it cannot, how tasks are networked instead.
+fn network_isolation() -> Option<PathBuf> {
+    let found = netns::cni_plugins();
+    match (&found, running_as_root()) {
+        (Some(dir), _) => {
+            info!(plugins = %dir.display(), "process tasks get network namespaces of their own")
+        }
+        (None, true) => warn!(
+            "the CNI plugins (bridge, static) or `ip` are missing: process tasks share the \
+             host's network, their target ports remapped (PORT, SWARM_PORT_<target>); install \
+             containernetworking-plugins and iproute2 to give each task its own address"
+        ),
+        (None, false) => info!(
+            "not running as root: process tasks share the host's network, their target ports \
+             remapped (PORT, SWARM_PORT_<target>)"
+        ),
+    }
+    found
+}
+
 /// The ids the task runs as: its spec's `--user` resolved on this host, or `None` (the node's
 /// own user).
 fn task_user(ctx: &TaskContext) -> Result<Option<Credentials>, RuntimeError> {
@@ -170,8 +321,28 @@ fn task_user(ctx: &TaskContext) -> Result<Option<Credentials>, RuntimeError> {
         .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))
 }
 
+/// Arranges the child's namespaces: the task's network namespace when it has one, then its
+/// files' mount namespace (as root). Returns the ids std is still to set; when a namespace is
+/// joined, they are set in the child after it (joining needs root) and `None` is returned.
+fn enter_namespaces(
+    cmd: &mut Command,
+    ctx: &TaskContext,
+    user: Option<Credentials>,
+    net: Option<&TaskNet>,
+    placeholders: Option<&Placeholders>,
+) -> Result<Option<Credentials>, RuntimeError> {
+    let Some(net) = net else {
+        return show_files(cmd.as_std_mut(), ctx, user, placeholders);
+    };
+    netns::join(cmd.as_std_mut(), netns::open(net)?);
+    if let Some(user) = show_files(cmd.as_std_mut(), ctx, user, placeholders)? {
+        netns::become_user(cmd.as_std_mut(), user);
+    }
+    Ok(None)
+}
+
 /// Finds a program as `execvp` would: a name with a slash as it is, others along PATH.
-fn find_program(name: &str) -> Option<PathBuf> {
+pub(super) fn find_program(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let runnable = |p: &Path| {
         p.metadata()
@@ -217,73 +388,24 @@ impl TaskRuntime for ProcessRuntime {
                 return Err(RuntimeError::AlreadyStarted(task));
             }
             let user = task_user(ctx)?;
-            let mut cmd = Command::new(&ctx.spec.image);
-            cmd.args(&ctx.spec.args)
-                .envs(ctx.env())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            // Before the shim's set-up: the namespace (as root) comes first.
-            let user = show_files(cmd.as_std_mut(), ctx, user, Some(&self.inner.placeholders))?;
-            let mut child = self.spawn(cmd, user).await.map_err(|e| match e {
-                RuntimeError::Failed(m) => {
-                    RuntimeError::Failed(format!("starting {}: {m}", ctx.spec.image))
-                }
-                e => e,
-            })?;
-            let pid = child
-                .id()
-                .and_then(|p| i32::try_from(p).ok())
-                .ok_or_else(|| RuntimeError::Failed("the child has no PID".into()))?;
-            let pid_file = self.pid_file(task);
-            let record = format!(
-                "{pid} {} {} {task}\n",
-                start_time(pid).unwrap_or(0),
-                ctx.node_id
-            );
-            if let Err(e) = std::fs::write(&pid_file, record) {
-                // Without a pid file a crash of this node could leave the task behind; refuse.
-                signal_group(pid, libc::SIGKILL);
-                let _ = child.wait().await; // reaping only: we know it was killed
-                return Err(RuntimeError::Failed(format!(
-                    "writing {}: {e}",
-                    pid_file.display()
-                )));
-            }
-            let logs = Arc::new(Mutex::new(LogBuffer::new()));
-            if let Some(out) = child.stdout.take() {
-                tokio::spawn(pump_logs(out, LogStream::Stdout, logs.clone()));
-            }
-            if let Some(err) = child.stderr.take() {
-                tokio::spawn(pump_logs(err, LogStream::Stderr, logs.clone()));
-            }
-            let (tx, rx) = watch::channel(None);
-            let file = pid_file.clone();
-            tokio::spawn(async move {
-                let code = match child.wait().await {
-                    Ok(status) => exit_code(status),
-                    Err(e) => {
-                        warn!(%task, error = %e, "cannot wait for the task's process");
-                        -1
+            let (net, endpoint, env) = self.network(ctx).await?;
+            match self.launch(ctx, user, net.as_ref(), env).await {
+                Ok(()) => {
+                    if let Some(net) = net {
+                        self.inner.nets.lock().expect("nets lock").insert(task, net);
                     }
-                };
-                // What the task forked dies with it, as in a container. The group cannot have
-                // been reused while any member lives, and an empty group only yields ESRCH.
-                signal_group(pid, libc::SIGKILL);
-                let _ = std::fs::remove_file(&file); // gone already is fine
-                debug!(%task, code, "task process exited");
-                let _ = tx.send(Some(code)); // nobody waiting is fine
-            });
-            self.inner.tasks.lock().expect("tasks lock").insert(
-                task,
-                Arc::new(Proc {
-                    pid,
-                    exit: rx,
-                    logs,
-                    pid_file,
-                }),
-            );
-            Ok(())
+                    if let Some(endpoint) = endpoint {
+                        self.endpoints.set(task, endpoint);
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    if let (Some(net), Some(plugins)) = (&net, &self.cni) {
+                        netns::detach(plugins, net).await;
+                    }
+                    Err(e)
+                }
+            }
         })
     }
 
@@ -356,8 +478,15 @@ impl TaskRuntime for ProcessRuntime {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true);
-            // The check sees the task's files where the task does.
-            let user = show_files(cmd.as_std_mut(), ctx, user, None)?;
+            // The check sees the task's files and network as the task does.
+            let net = self
+                .inner
+                .nets
+                .lock()
+                .expect("nets lock")
+                .get(&ctx.task_id)
+                .cloned();
+            let user = enter_namespaces(&mut cmd, ctx, user, net.as_ref(), None)?;
             let mut child = self.spawn(cmd, user).await?;
             let pid = child.id().and_then(|p| i32::try_from(p).ok());
             match tokio::time::timeout(Duration::from_millis(check.timeout_ms), child.wait()).await
@@ -386,6 +515,8 @@ impl TaskRuntime for ProcessRuntime {
     fn remove(&self, task: TaskId) -> RuntimeFuture<'_, ()> {
         Box::pin(async move {
             let proc = self.inner.tasks.lock().expect("tasks lock").remove(&task);
+            // The mesh stops choosing it before it goes.
+            self.endpoints.clear(task);
             // The mount over it is in the task's own namespace: the host's placeholder can go
             // as soon as no task of this node needs it.
             self.inner.placeholders.release(task);
@@ -400,6 +531,11 @@ impl TaskRuntime for ProcessRuntime {
                     .await;
                 }
                 let _ = std::fs::remove_file(&proc.pid_file); // the exit watcher may have
+            }
+            // With the task's last process gone, its namespace holds nothing but the veth.
+            let net = self.inner.nets.lock().expect("nets lock").remove(&task);
+            if let (Some(net), Some(plugins)) = (net, &self.cni) {
+                netns::detach(plugins, &net).await;
             }
             Ok(())
         })
@@ -458,6 +594,19 @@ impl TaskRuntime for ProcessRuntime {
                     what: format!("pid {}", rec.pid),
                     action,
                 });
+            }
+            // Namespaces of tasks of an earlier run (their processes are gone by now).
+            let ours: BTreeSet<TaskId> = self
+                .inner
+                .nets
+                .lock()
+                .expect("nets lock")
+                .keys()
+                .copied()
+                .collect();
+            let nets = netns::clean_leftovers(self.cni.as_deref(), dir, &ours).await;
+            if !nets.is_empty() {
+                info!(tasks = ?nets, "removed the network namespaces of an earlier run's tasks");
             }
             found.sort_by_key(|o| o.task_id);
             Ok(found)
@@ -655,3 +804,7 @@ fn signal_group(pgid: i32, sig: libc::c_int) -> bool {
 #[cfg(test)]
 #[path = "process_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "process_net_tests.rs"]
+mod net_tests;
