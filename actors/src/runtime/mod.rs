@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use docker::{
     DockerConfig, DockerRuntime, LABEL_NODE, LABEL_PREFIX, LABEL_SERVICE, LABEL_SERVICE_NAME,
-    LABEL_TASK,
+    LABEL_TASK, network_name,
 };
 pub use logs::{
     LOG_BYTES_MAX, LOG_LINE_BYTES_MAX, LOG_LINES_MAX, LogBuffer, LogLine, LogStream, keep_newest,

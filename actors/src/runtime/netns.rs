@@ -166,7 +166,7 @@ async fn run(
     Err(format!("{what}: {}: {cut}", out.status))
 }
 
-async fn ip(args: &[&str]) -> Result<(), String> {
+pub(super) async fn ip(args: &[&str]) -> Result<(), String> {
     run(Path::new("ip"), args, &[], None).await
 }
 

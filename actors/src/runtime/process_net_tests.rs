@@ -16,25 +16,49 @@ use crate::model::{NetworkAttachment, PortConfig};
 
 /// Upper bound on any single wait in these tests.
 const PATIENCE: Duration = Duration::from_secs(30);
-/// A node of these tests: its bridge name comes from its ID, kept apart from real nodes'.
-const NODE: NodeId = NodeId(0x5eed_0000_0000_0000_0000_0000_0000_0016);
-/// A slice no test cluster uses.
-const SLICE: [u8; 3] = [10, 255, 251];
+/// One node of these tests: each test has its own, with its own bridge (named from its ID)
+/// and its own slice, since tests run in parallel and one subnet on two bridges would give the
+/// host two routes to it. The slices are ones no test cluster uses. Dropping it removes the
+/// bridge, which a real node keeps for its next tasks.
+struct TestNode {
+    id: NodeId,
+    slice: u8,
+}
 
-fn attachment(host: u8) -> NetworkAttachment {
-    NetworkAttachment {
-        network: "ingress".into(),
-        addr: Ipv4Addr::new(SLICE[0], SLICE[1], SLICE[2], host),
-        prefix: 24,
-        gateway: Ipv4Addr::new(SLICE[0], SLICE[1], SLICE[2], 1),
+impl TestNode {
+    fn new(slice: u8) -> TestNode {
+        TestNode {
+            id: NodeId(0x5eed_0000_0000_0000_0000_0000_0000_0000 | (u128::from(slice) << 100)),
+            slice,
+        }
+    }
+
+    fn attachment(&self, host: u8) -> NetworkAttachment {
+        NetworkAttachment {
+            network: "ingress".into(),
+            addr: Ipv4Addr::new(10, 255, self.slice, host),
+            prefix: 24,
+            gateway: Ipv4Addr::new(10, 255, self.slice, 1),
+        }
+    }
+
+    fn ctx(&self, task: u128, host: u8, image: &str, args: &[&str]) -> TaskContext {
+        let mut c = ctx(task, image, args);
+        c.node_id = self.id;
+        c.network = Some(self.attachment(host));
+        c
     }
 }
 
-fn net_ctx(task: u128, host: u8, image: &str, args: &[&str]) -> TaskContext {
-    let mut c = ctx(task, image, args);
-    c.node_id = NODE;
-    c.network = Some(attachment(host));
-    c
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let bridge = crate::runtime::bridge_name(self.id);
+        // Absent (a test that made none) is fine; a failure leaves an empty bridge behind.
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &bridge])
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 /// Whether this machine can give tasks namespaces; says why not, or fails under CI.
@@ -107,6 +131,7 @@ async fn two_tasks_of_one_node_both_listen_on_port_80_each_on_its_own_address() 
     if !namespaces_possible("two_tasks_of_one_node_both_listen_on_port_80") {
         return;
     }
+    let node = TestNode::new(241);
     let dir = tempfile::tempdir().unwrap();
     let endpoints = crate::runtime::Endpoints::default();
     let rt = ProcessRuntime::new(dir.path().join("tasks"))
@@ -120,7 +145,7 @@ async fn two_tasks_of_one_node_both_listen_on_port_80_each_on_its_own_address() 
         let www = dir.path().join(format!("www{task}"));
         std::fs::create_dir_all(&www).unwrap();
         std::fs::write(www.join("index.html"), format!("task {task}\n")).unwrap();
-        let c = net_ctx(
+        let c = node.ctx(
             task,
             host,
             "busybox",
@@ -136,7 +161,7 @@ async fn two_tasks_of_one_node_both_listen_on_port_80_each_on_its_own_address() 
         let ep = endpoints
             .get(TaskId(*task))
             .expect("an endpoint is recorded");
-        assert_eq!(ep.ip, std::net::IpAddr::from(attachment(*host).addr));
+        assert_eq!(ep.ip, std::net::IpAddr::from(node.attachment(*host).addr));
         assert!(!ep.host_network);
         assert!(ep.ports.is_empty());
         let body = get_when_up(ep.socket(80)).await;
@@ -147,7 +172,7 @@ async fn two_tasks_of_one_node_both_listen_on_port_80_each_on_its_own_address() 
     let check = HealthCheck {
         cmd: format!(
             "busybox ip -4 addr show eth0 | grep -q {}/24",
-            attachment(2).addr
+            node.attachment(2).addr
         ),
         interval_ms: 1_000,
         timeout_ms: 10_000,
@@ -167,7 +192,7 @@ async fn two_tasks_of_one_node_both_listen_on_port_80_each_on_its_own_address() 
             .join(format!("{}.net", TaskId(0x16_01)))
             .exists()
     );
-    let body = get_when_up(SocketAddr::new(attachment(3).addr.into(), 80)).await;
+    let body = get_when_up(SocketAddr::new(node.attachment(3).addr.into(), 80)).await;
     assert!(body.contains("task 5634"), "{body}");
     rt.remove(TaskId(0x16_02)).await.unwrap();
     assert!(endpoints.is_empty());
@@ -178,9 +203,10 @@ async fn a_task_with_a_user_joins_its_namespace_then_drops_root() {
     if !namespaces_possible("a_task_with_a_user_joins_its_namespace_then_drops_root") {
         return;
     }
+    let node = TestNode::new(242);
     let dir = tempfile::tempdir().unwrap();
     let rt = ProcessRuntime::new(dir.path().join("tasks")).unwrap();
-    let mut c = net_ctx(
+    let mut c = node.ctx(
         0x16_03,
         4,
         "sh",
@@ -191,7 +217,7 @@ async fn a_task_with_a_user_joins_its_namespace_then_drops_root() {
     let text = log_text(&rt, 0x16_03).await;
     assert!(text.starts_with("65534"), "{text}");
     assert!(
-        text.contains(&format!("{}/24", attachment(4).addr)),
+        text.contains(&format!("{}/24", node.attachment(4).addr)),
         "{text}"
     );
     rt.remove(TaskId(0x16_03)).await.unwrap();
@@ -202,18 +228,19 @@ async fn a_restarted_node_removes_the_namespaces_it_left() {
     if !namespaces_possible("a_restarted_node_removes_the_namespaces_it_left") {
         return;
     }
+    let node = TestNode::new(243);
     let dir = tempfile::tempdir().unwrap();
     let netns = format!("/var/run/netns/swn-{}", TaskId(0x16_04));
     {
         let rt = ProcessRuntime::new(dir.path().join("tasks")).unwrap();
-        rt.start(&net_ctx(0x16_04, 5, "sleep", &["30"]))
+        rt.start(&node.ctx(0x16_04, 5, "sleep", &["30"]))
             .await
             .unwrap();
         assert!(Path::new(&netns).exists());
         // Dropped without removing the task, as a node that dies.
     }
     let rt = ProcessRuntime::new(dir.path().join("tasks")).unwrap();
-    rt.adopt_or_clean(NODE, &BTreeSet::new()).await.unwrap();
+    rt.adopt_or_clean(node.id, &BTreeSet::new()).await.unwrap();
     assert!(!Path::new(&netns).exists());
     assert!(
         !dir.path()
@@ -225,13 +252,14 @@ async fn a_restarted_node_removes_the_namespaces_it_left() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_host_network_a_task_is_told_its_remapped_ports() {
+    let node = TestNode::new(244);
     let dir = tempfile::tempdir().unwrap();
     let endpoints = crate::runtime::Endpoints::default();
     let rt = ProcessRuntime::new(dir.path().join("tasks"))
         .unwrap()
         .share_host_network()
         .with_endpoints(endpoints.clone());
-    let mut c = net_ctx(
+    let mut c = node.ctx(
         0x16_05,
         6,
         "sh",
