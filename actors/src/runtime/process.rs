@@ -72,14 +72,18 @@ struct Proc {
     pid_file: PathBuf,
 }
 
+type Nets = Arc<Mutex<BTreeMap<TaskId, TaskNet>>>;
+
 struct Inner {
     tasks_dir: PathBuf,
     spawner: std::sync::mpsc::Sender<SpawnJob>,
     tasks: Mutex<BTreeMap<TaskId, Arc<Proc>>>,
     /// Mount points made on the host for targets that did not exist (see `mounts`).
     placeholders: Placeholders,
-    /// The network namespaces of tasks that have one (see `netns`), until they are removed.
-    nets: Mutex<BTreeMap<TaskId, TaskNet>>,
+    /// The network namespaces of tasks that have one (see `netns`), until their process exits.
+    /// Shared with the exit watchers, which must not hold `Inner` (its spawner would outlive
+    /// the runtime, and the tasks with it).
+    nets: Nets,
 }
 
 /// Runs tasks as OS processes. Cheap to clone; the clones share the tasks.
@@ -117,7 +121,7 @@ impl ProcessRuntime {
                 tasks_dir,
                 spawner: tx,
                 tasks: Mutex::new(BTreeMap::new()),
-                nets: Mutex::new(BTreeMap::new()),
+                nets: Arc::new(Mutex::new(BTreeMap::new())),
             }),
             endpoints: super::Endpoints::default(),
             cni: network_isolation(),
@@ -225,6 +229,11 @@ impl ProcessRuntime {
         }
         let (tx, rx) = watch::channel(None);
         let file = pid_file.clone();
+        let (nets, cni, endpoints) = (
+            self.inner.nets.clone(),
+            self.cni.clone(),
+            self.endpoints.clone(),
+        );
         tokio::spawn(async move {
             let code = match child.wait().await {
                 Ok(status) => exit_code(status),
@@ -237,6 +246,9 @@ impl ProcessRuntime {
             // been reused while any member lives, and an empty group only yields ESRCH.
             signal_group(pid, libc::SIGKILL);
             let _ = std::fs::remove_file(&file); // gone already is fine
+            // Before the exit is told: once the leader hears of it, it may give the address
+            // to another task of this node, which must not find it still on the bridge.
+            release_network(&nets, cni.as_deref(), &endpoints, task).await;
             debug!(%task, code, "task process exited");
             let _ = tx.send(Some(code)); // nobody waiting is fine
         });
@@ -286,6 +298,21 @@ impl ProcessRuntime {
         rx.await
             .map_err(|_| RuntimeError::Failed("the spawner thread is gone".into()))?
             .map_err(|e| RuntimeError::Failed(e.to_string()))
+    }
+}
+
+/// A task's network goes when its process has: the mesh stops choosing it, and its namespace
+/// (which holds nothing but the veth by then) is removed, freeing the address.
+async fn release_network(
+    nets: &Nets,
+    cni: Option<&Path>,
+    endpoints: &super::Endpoints,
+    task: TaskId,
+) {
+    endpoints.clear(task);
+    let net = nets.lock().expect("nets lock").remove(&task);
+    if let (Some(net), Some(plugins)) = (net, cni) {
+        netns::detach(plugins, &net).await;
     }
 }
 
@@ -389,23 +416,22 @@ impl TaskRuntime for ProcessRuntime {
             }
             let user = task_user(ctx)?;
             let (net, endpoint, env) = self.network(ctx).await?;
-            match self.launch(ctx, user, net.as_ref(), env).await {
-                Ok(()) => {
-                    if let Some(net) = net {
-                        self.inner.nets.lock().expect("nets lock").insert(task, net);
-                    }
-                    if let Some(endpoint) = endpoint {
-                        self.endpoints.set(task, endpoint);
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    if let (Some(net), Some(plugins)) = (&net, &self.cni) {
-                        netns::detach(plugins, net).await;
-                    }
-                    Err(e)
-                }
+            // Recorded before the process runs, so that its exit (however soon) releases them.
+            if let Some(net) = &net {
+                self.inner
+                    .nets
+                    .lock()
+                    .expect("nets lock")
+                    .insert(task, net.clone());
             }
+            if let Some(endpoint) = endpoint {
+                self.endpoints.set(task, endpoint);
+            }
+            let launched = self.launch(ctx, user, net.as_ref(), env).await;
+            if launched.is_err() {
+                release_network(&self.inner.nets, self.cni.as_deref(), &self.endpoints, task).await;
+            }
+            launched
         })
     }
 
@@ -532,11 +558,8 @@ impl TaskRuntime for ProcessRuntime {
                 }
                 let _ = std::fs::remove_file(&proc.pid_file); // the exit watcher may have
             }
-            // With the task's last process gone, its namespace holds nothing but the veth.
-            let net = self.inner.nets.lock().expect("nets lock").remove(&task);
-            if let (Some(net), Some(plugins)) = (net, &self.cni) {
-                netns::detach(plugins, &net).await;
-            }
+            // Its exit released them already, unless it never ran.
+            release_network(&self.inner.nets, self.cni.as_deref(), &self.endpoints, task).await;
             Ok(())
         })
     }
