@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods)]
 use super::*;
 use crate::model::{Resources, RestartPolicy, RuntimeKind, ServiceId, TaskSpec};
+use crate::runtime::process::net_tests::{http_get, namespaces_possible};
 use crate::runtime::testimage::{TEST_IMAGE, docker_available};
 
 /// Upper bound on any single wait in these tests.
@@ -375,20 +376,6 @@ fn a_task_with_an_address_is_attached_to_its_nodes_network_with_it() {
     assert_eq!(ipam.ipv4_address.as_deref(), Some("10.255.252.7"));
 }
 
-/// GET / from `addr` with a deadline: the whole answer, or why not.
-fn http_get(addr: std::net::SocketAddr) -> Result<String, String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    Ok(out)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_containers_of_one_node_both_serve_port_80_on_their_addresses() {
     let Some(rt) = engine().await else { return };
@@ -450,12 +437,7 @@ async fn two_containers_of_one_node_both_serve_port_80_on_their_addresses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_and_a_process_task_of_one_node_share_its_bridge() {
     let Some(rt) = engine().await else { return };
-    if crate::runtime::cni_plugins().is_none() || !std::path::Path::new("/bin/busybox").is_file() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: this test needs root, iproute2, containernetworking-plugins and busybox-static"
-        );
-        eprintln!("skipped: needs root, iproute2, containernetworking-plugins and busybox-static");
+    if !namespaces_possible("a_container_and_a_process_task_of_one_node_share_its_bridge") {
         return;
     }
     let n = node(21);

@@ -295,7 +295,7 @@ pub(super) async fn clean_leftovers(
 /// sets the ids itself when the task has files.
 ///
 /// `unsafe` because the closure runs in the forked child of a threaded process: it calls only
-/// `setns`, `setgroups`, `setgid` and `setuid`, all async-signal-safe, and allocates nothing.
+/// `setns`, which is async-signal-safe, and allocates nothing.
 #[allow(unsafe_code)]
 pub(super) fn join(cmd: &mut std::process::Command, netns: std::fs::File) {
     use std::os::fd::AsRawFd;
@@ -313,24 +313,13 @@ pub(super) fn join(cmd: &mut std::process::Command, netns: std::fs::File) {
 
 /// Takes `user`'s ids in the child, after every namespace was joined (see [`join`]).
 ///
-/// `unsafe` as [`join`]: `setgroups`, `setgid` and `setuid` only.
+/// `unsafe` as [`join`]: it calls only [`take_ids`](super::mounts::take_ids).
 #[allow(unsafe_code)]
 pub(super) fn become_user(cmd: &mut std::process::Command, user: Credentials) {
     use std::os::unix::process::CommandExt;
     // SAFETY: see above.
     unsafe {
-        cmd.pre_exec(move || {
-            let check = |rc: libc::c_int| {
-                if rc != 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            };
-            check(libc::setgroups(0, std::ptr::null()))?;
-            check(libc::setgid(user.gid))?;
-            check(libc::setuid(user.uid))
-        });
+        cmd.pre_exec(move || super::mounts::take_ids(user));
     }
 }
 

@@ -830,4 +830,4 @@ mod tests;
 
 #[cfg(test)]
 #[path = "process_net_tests.rs"]
-mod net_tests;
+pub(super) mod net_tests;

@@ -62,7 +62,7 @@ impl Drop for TestNode {
 }
 
 /// Whether this machine can give tasks namespaces; says why not, or fails under CI.
-fn namespaces_possible(test: &str) -> bool {
+pub(crate) fn namespaces_possible(test: &str) -> bool {
     if crate::runtime::cni_plugins().is_some() && Path::new("/bin/busybox").is_file() {
         return true;
     }
@@ -77,7 +77,7 @@ fn namespaces_possible(test: &str) -> bool {
 }
 
 /// GET / from `addr`, bounded; the body, or why not.
-fn http_get(addr: SocketAddr) -> Result<String, String> {
+pub(crate) fn http_get(addr: SocketAddr) -> Result<String, String> {
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
