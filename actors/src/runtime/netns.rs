@@ -34,8 +34,9 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use super::mounts::{Placeholders, running_as_root, show_files};
 use super::user::Credentials;
 use super::{RuntimeError, TaskContext};
 use crate::model::{NetworkAttachment, NodeId, PortConfig, TaskId};
@@ -68,7 +69,7 @@ pub fn bridge_name(node: NodeId) -> String {
 /// The directory holding the CNI plugins a task's namespace needs, when this node can give
 /// its process tasks namespaces of their own: running as root, with `ip` and the plugins.
 pub fn cni_plugins() -> Option<PathBuf> {
-    if !super::running_as_root() || super::process::find_program("ip").is_none() {
+    if !running_as_root() || super::process::find_program("ip").is_none() {
         return None;
     }
     CNI_DIRS
@@ -327,6 +328,65 @@ pub(super) fn become_user(cmd: &mut std::process::Command, user: Credentials) {
 pub(super) fn open(net: &TaskNet) -> Result<std::fs::File, RuntimeError> {
     std::fs::File::open(net.path())
         .map_err(|e| RuntimeError::Failed(format!("opening {}: {e}", net.path().display())))
+}
+
+/// The network namespaces of a runtime's tasks that have one, until their process exits.
+pub(super) type Nets = std::sync::Arc<std::sync::Mutex<BTreeMap<TaskId, TaskNet>>>;
+
+/// The CNI plugins' directory when this node can give its tasks network namespaces; says once,
+/// when it cannot, how tasks are networked instead.
+pub(super) fn network_isolation() -> Option<PathBuf> {
+    let found = cni_plugins();
+    match (&found, running_as_root()) {
+        (Some(dir), _) => {
+            info!(plugins = %dir.display(), "process tasks get network namespaces of their own")
+        }
+        (None, true) => warn!(
+            "the CNI plugins (bridge, static) or `ip` are missing: process tasks share the \
+             host's network, their target ports remapped (PORT, SWARM_PORT_<target>); install \
+             containernetworking-plugins and iproute2 to give each task its own address"
+        ),
+        (None, false) => info!(
+            "not running as root: process tasks share the host's network, their target ports \
+             remapped (PORT, SWARM_PORT_<target>)"
+        ),
+    }
+    found
+}
+
+/// Arranges the child's namespaces: the task's network namespace when it has one, then its
+/// files' mount namespace (as root). Returns the ids std is still to set; when a namespace is
+/// joined, they are set in the child after it (joining needs root) and `None` is returned.
+pub(super) fn enter_namespaces(
+    cmd: &mut Command,
+    ctx: &TaskContext,
+    user: Option<Credentials>,
+    net: Option<&TaskNet>,
+    placeholders: Option<&Placeholders>,
+) -> Result<Option<Credentials>, RuntimeError> {
+    let Some(net) = net else {
+        return show_files(cmd.as_std_mut(), ctx, user, placeholders);
+    };
+    join(cmd.as_std_mut(), open(net)?);
+    if let Some(user) = show_files(cmd.as_std_mut(), ctx, user, placeholders)? {
+        become_user(cmd.as_std_mut(), user);
+    }
+    Ok(None)
+}
+
+/// A task's network goes when its process has: the mesh stops choosing it, and its namespace
+/// (which holds nothing but the veth by then) is removed, freeing the address.
+pub(super) async fn release_network(
+    nets: &Nets,
+    cni: Option<&Path>,
+    endpoints: &super::Endpoints,
+    task: TaskId,
+) {
+    endpoints.clear(task);
+    let net = nets.lock().expect("nets lock").remove(&task);
+    if let (Some(net), Some(plugins)) = (net, cni) {
+        detach(plugins, &net).await;
+    }
 }
 
 /// For a task sharing the host's network: a free port for each target port of `ports` (free

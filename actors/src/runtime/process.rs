@@ -41,8 +41,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
-use super::mounts::{Placeholders, running_as_root, show_files};
-use super::netns::{self, TaskNet};
+use super::mounts::Placeholders;
+use super::netns::{self, Nets, TaskNet, enter_namespaces, network_isolation, release_network};
 use super::user::{Credentials, resolve_on_host};
 use super::{
     LOG_LINES_MAX, LogBuffer, LogLine, LogStream, Orphan, OrphanAction, RuntimeError,
@@ -71,8 +71,6 @@ struct Proc {
     logs: Arc<Mutex<LogBuffer>>,
     pid_file: PathBuf,
 }
-
-type Nets = Arc<Mutex<BTreeMap<TaskId, TaskNet>>>;
 
 struct Inner {
     tasks_dir: PathBuf,
@@ -301,42 +299,6 @@ impl ProcessRuntime {
     }
 }
 
-/// A task's network goes when its process has: the mesh stops choosing it, and its namespace
-/// (which holds nothing but the veth by then) is removed, freeing the address.
-async fn release_network(
-    nets: &Nets,
-    cni: Option<&Path>,
-    endpoints: &super::Endpoints,
-    task: TaskId,
-) {
-    endpoints.clear(task);
-    let net = nets.lock().expect("nets lock").remove(&task);
-    if let (Some(net), Some(plugins)) = (net, cni) {
-        netns::detach(plugins, &net).await;
-    }
-}
-
-/// The CNI plugins' directory when this node can give its tasks network namespaces; says once,
-/// when it cannot, how tasks are networked instead.
-fn network_isolation() -> Option<PathBuf> {
-    let found = netns::cni_plugins();
-    match (&found, running_as_root()) {
-        (Some(dir), _) => {
-            info!(plugins = %dir.display(), "process tasks get network namespaces of their own")
-        }
-        (None, true) => warn!(
-            "the CNI plugins (bridge, static) or `ip` are missing: process tasks share the \
-             host's network, their target ports remapped (PORT, SWARM_PORT_<target>); install \
-             containernetworking-plugins and iproute2 to give each task its own address"
-        ),
-        (None, false) => info!(
-            "not running as root: process tasks share the host's network, their target ports \
-             remapped (PORT, SWARM_PORT_<target>)"
-        ),
-    }
-    found
-}
-
 /// The ids the task runs as: its spec's `--user` resolved on this host, or `None` (the node's
 /// own user).
 fn task_user(ctx: &TaskContext) -> Result<Option<Credentials>, RuntimeError> {
@@ -346,26 +308,6 @@ fn task_user(ctx: &TaskContext) -> Result<Option<Credentials>, RuntimeError> {
         .map(resolve_on_host)
         .transpose()
         .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))
-}
-
-/// Arranges the child's namespaces: the task's network namespace when it has one, then its
-/// files' mount namespace (as root). Returns the ids std is still to set; when a namespace is
-/// joined, they are set in the child after it (joining needs root) and `None` is returned.
-fn enter_namespaces(
-    cmd: &mut Command,
-    ctx: &TaskContext,
-    user: Option<Credentials>,
-    net: Option<&TaskNet>,
-    placeholders: Option<&Placeholders>,
-) -> Result<Option<Credentials>, RuntimeError> {
-    let Some(net) = net else {
-        return show_files(cmd.as_std_mut(), ctx, user, placeholders);
-    };
-    netns::join(cmd.as_std_mut(), netns::open(net)?);
-    if let Some(user) = show_files(cmd.as_std_mut(), ctx, user, placeholders)? {
-        netns::become_user(cmd.as_std_mut(), user);
-    }
-    Ok(None)
 }
 
 /// Finds a program as `execvp` would: a name with a slash as it is, others along PATH.
