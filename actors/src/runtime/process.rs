@@ -20,6 +20,15 @@
 //! its directory, which `SWARM_SECRETS_DIR` and `SWARM_CONFIGS_DIR` name (see
 //! [`mounts`](super::mounts)). Health checks see them as the task does.
 //!
+//! A task's network ([`netns`](super::netns)): as root, with the CNI plugins installed, a task
+//! the leader gave an address runs in a network namespace of its own on the node's bridge (so
+//! replicas of one node can all listen on port 80); its health checks join it too. Otherwise it
+//! shares the host's network, and each target port it publishes is remapped to a free port
+//! (`PORT`, `SWARM_PORT_<target>`). Either way the runtime records where the task is reached in
+//! the node's [`Endpoints`](super::Endpoints) for the routing mesh, and releases the namespace
+//! when the task's process exits, before the exit is reported. A task with neither an address
+//! nor published ports runs as it always did.
+//!
 //! Who a task runs as: the spec's `--user` ([`user`](super::user)), set on the command with
 //! std's `CommandExt::uid`/`gid`, which also clears the supplementary groups (for a task with
 //! files as root, the namespace set-up sets them itself, after its mounts, in the same order). The shim runs as
