@@ -25,9 +25,13 @@ use tracing::{debug, info, warn};
 
 use super::{
     LOG_LINES_MAX, LogBuffer, LogLine, LogStream, Orphan, OrphanAction, RuntimeError,
-    RuntimeFuture, TaskContext, TaskRuntime,
+    RuntimeFuture, TaskContext, TaskEndpoint, TaskRuntime,
 };
+
+#[path = "docker_net.rs"]
+mod net;
 use crate::model::{HealthCheck, NodeId, TaskId};
+pub use net::network_name;
 
 /// The namespace of the runtime's own labels. The control API refuses container labels in it,
 /// and [`DockerRuntime::create_body`] lets the runtime's win over any that got through.
@@ -65,6 +69,11 @@ pub struct DockerRuntime {
     names: Mutex<BTreeMap<TaskId, String>>,
     /// Where this node's running tasks are reached, for the routing mesh.
     endpoints: super::Endpoints,
+    /// The node's network each task's container is attached to, until the task is removed.
+    networks: Mutex<BTreeMap<TaskId, String>>,
+    /// Held from making sure the node's network exists to the container's creation, and while
+    /// an unused network is removed, so that the two never cross.
+    net_lock: tokio::sync::Mutex<()>,
 }
 
 impl DockerRuntime {
@@ -88,6 +97,8 @@ impl DockerRuntime {
             cfg,
             names: Mutex::new(BTreeMap::new()),
             endpoints: super::Endpoints::default(),
+            networks: Mutex::new(BTreeMap::new()),
+            net_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -179,6 +190,7 @@ impl DockerRuntime {
             start_interval: None,
         });
         let limit = |v: u64| (v > 0).then(|| i64::try_from(v).unwrap_or(i64::MAX));
+        let (network_mode, networking_config) = net::networking(ctx).unzip();
         ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
@@ -197,8 +209,10 @@ impl DockerRuntime {
                 nano_cpus: limit(spec.resources.limits.nano_cpus),
                 memory: limit(spec.resources.limits.memory_bytes),
                 mounts: (!ctx.files.is_empty()).then(|| file_mounts(ctx)),
+                network_mode,
                 ..Default::default()
             }),
+            networking_config,
             ..Default::default()
         }
     }
@@ -305,6 +319,16 @@ impl TaskRuntime for DockerRuntime {
                 ..Default::default()
             };
             let body = Self::create_body(ctx);
+            // Held until the container is on the network, so that no removal of the network
+            // (its last other task gone) comes in between.
+            let held = self.net_lock.lock().await;
+            if let Some(att) = &ctx.network {
+                let network = self.ensure_network(ctx.node_id, att).await?;
+                self.networks
+                    .lock()
+                    .expect("networks lock")
+                    .insert(task, network);
+            }
             let created = match self
                 .docker
                 .create_container(Some(opts.clone()), body.clone())
@@ -326,6 +350,7 @@ impl TaskRuntime for DockerRuntime {
                 }
                 Err(e) => return Err(RuntimeError::Failed(format!("creating {name}: {e}"))),
             }
+            drop(held);
             self.names
                 .lock()
                 .expect("names lock")
@@ -333,7 +358,18 @@ impl TaskRuntime for DockerRuntime {
             self.docker
                 .start_container(&name, None)
                 .await
-                .map_err(|e| RuntimeError::Failed(format!("starting {name}: {e}")))
+                .map_err(|e| RuntimeError::Failed(format!("starting {name}: {e}")))?;
+            if let Some(att) = &ctx.network {
+                self.endpoints.set(
+                    task,
+                    TaskEndpoint {
+                        ip: att.addr.into(),
+                        ports: BTreeMap::new(),
+                        host_network: false,
+                    },
+                );
+            }
+            Ok(())
         })
     }
 
@@ -466,14 +502,23 @@ impl TaskRuntime for DockerRuntime {
 
     fn remove(&self, task: TaskId) -> RuntimeFuture<'_, ()> {
         Box::pin(async move {
+            // The mesh stops choosing it before it goes.
+            self.endpoints.clear(task);
+            let network = self.networks.lock().expect("networks lock").remove(&task);
             let name = match self.name(task).await {
-                Err(RuntimeError::NoSuchTask(_)) => return Ok(()),
-                other => other?,
+                Err(RuntimeError::NoSuchTask(_)) => None,
+                other => Some(other?),
             };
-            self.force_remove(&name)
-                .await
-                .map_err(|e| RuntimeError::Failed(format!("removing {name}: {e}")))?;
-            self.names.lock().expect("names lock").remove(&task);
+            if let Some(name) = name {
+                self.force_remove(&name)
+                    .await
+                    .map_err(|e| RuntimeError::Failed(format!("removing {name}: {e}")))?;
+                self.names.lock().expect("names lock").remove(&task);
+            }
+            if let Some(network) = network {
+                let _held = self.net_lock.lock().await;
+                self.release_network(&network).await;
+            }
             Ok(())
         })
     }
@@ -489,7 +534,7 @@ impl TaskRuntime for DockerRuntime {
                 .await?;
             let mut out = Vec::new();
             for c in found.into_iter().take(ORPHANS_MAX) {
-                let Some(id) = c.id else { continue };
+                let Some(id) = c.id.clone() else { continue };
                 let task: Option<TaskId> = c
                     .labels
                     .as_ref()
@@ -497,8 +542,10 @@ impl TaskRuntime for DockerRuntime {
                     .and_then(|t| t.parse().ok());
                 let action = match task {
                     Some(t) if known.contains(&t) => {
-                        // Remember it so that wait, stop and logs reach it by task ID.
+                        // Remember it so that wait, stop and logs reach it by task ID, and the
+                        // mesh where it is.
                         self.names.lock().expect("names lock").insert(t, id.clone());
+                        self.adopt_endpoint(node, t, &c);
                         OrphanAction::Kept
                     }
                     _ => {
@@ -516,6 +563,8 @@ impl TaskRuntime for DockerRuntime {
                     action,
                 });
             }
+            // Networks the removed containers were the last on.
+            self.clean_networks(node).await;
             out.sort_by(|a, b| (a.task_id, &a.what).cmp(&(b.task_id, &b.what)));
             Ok(out)
         })

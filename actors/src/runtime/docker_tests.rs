@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods)]
 use super::*;
 use crate::model::{Resources, RestartPolicy, RuntimeKind, ServiceId, TaskSpec};
+use crate::runtime::process::net_tests::{http_get, namespaces_possible};
 use crate::runtime::testimage::{TEST_IMAGE, docker_available};
 
 /// Upper bound on any single wait in these tests.
@@ -343,4 +344,162 @@ async fn a_container_sees_its_files_read_only_at_their_targets() {
     assert_eq!(text, [marker, marker, "440", "END"]);
     rt.remove(c.task_id).await.unwrap();
     vault.close();
+}
+
+fn attachment(host: u8) -> crate::model::NetworkAttachment {
+    crate::model::NetworkAttachment {
+        network: "ingress".into(),
+        addr: std::net::Ipv4Addr::new(10, 255, 252, host),
+        prefix: 24,
+        gateway: std::net::Ipv4Addr::new(10, 255, 252, 1),
+    }
+}
+
+#[test]
+fn a_task_with_an_address_is_attached_to_its_nodes_network_with_it() {
+    eprintln!("phase: no address, no network settings (the engine's default bridge)");
+    let mut c = ctx(node(1), 1, "alpine", &[]);
+    let body = DockerRuntime::create_body(&c);
+    assert!(body.networking_config.is_none());
+    assert!(body.host_config.unwrap().network_mode.is_none());
+
+    eprintln!("phase: the node's network, the task's address");
+    c.network = Some(attachment(7));
+    let body = DockerRuntime::create_body(&c);
+    let name = network_name(node(1));
+    assert_eq!(
+        body.host_config.unwrap().network_mode.as_deref(),
+        Some(name.as_str())
+    );
+    let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
+    let ipam = endpoints[&name].ipam_config.as_ref().unwrap();
+    assert_eq!(ipam.ipv4_address.as_deref(), Some("10.255.252.7"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_containers_of_one_node_both_serve_port_80_on_their_addresses() {
+    let Some(rt) = engine().await else { return };
+    let endpoints = crate::runtime::Endpoints::default();
+    let rt = rt.with_endpoints(endpoints.clone());
+    let n = node(20);
+    let name = network_name(n);
+
+    eprintln!("phase: two httpd containers on port 80, each with its address");
+    let mut tasks = Vec::new();
+    for (t, host) in [(1u128, 2u8), (2, 3)] {
+        let script = format!("echo task-{t} > /index.html; exec httpd -f -p 80 -h /");
+        let mut c = ctx(n, t, TEST_IMAGE, &["sh", "-c", &script]);
+        c.network = Some(attachment(host));
+        run(&rt, &c).await;
+        tasks.push((t, host, c));
+    }
+    let net = rt.docker.inspect_network(&name, None).await.unwrap();
+    assert_eq!(
+        net.labels.unwrap_or_default().get(LABEL_NODE),
+        Some(&n.to_string())
+    );
+
+    eprintln!("phase: each answers at its own address, which the mesh reads from the endpoints");
+    for (t, host, c) in &tasks {
+        let ep = endpoints.get(c.task_id).expect("an endpoint is recorded");
+        assert_eq!(ep.ip, std::net::IpAddr::from(attachment(*host).addr));
+        assert!(!ep.host_network);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let body = loop {
+            match http_get(ep.socket(80)) {
+                Ok(b) if b.contains("task-") => break b,
+                other if std::time::Instant::now() > deadline => {
+                    panic!("{} does not answer: {other:?}", ep.socket(80))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        assert!(body.contains(&format!("task-{t}")), "{body}");
+    }
+
+    eprintln!("phase: the network stays while a task uses it and goes with the last");
+    rt.remove(tasks[0].2.task_id).await.unwrap();
+    assert!(endpoints.get(tasks[0].2.task_id).is_none());
+    assert!(rt.docker.inspect_network(&name, None).await.is_ok());
+    rt.remove(tasks[1].2.task_id).await.unwrap();
+    let gone = rt.docker.inspect_network(&name, None).await;
+    assert_eq!(gone.err().as_ref().and_then(status), Some(404));
+    assert!(endpoints.is_empty());
+    if crate::runtime::running_as_root() {
+        // The bridge the runtime made stays for the node's process tasks; the test's goes.
+        let _ = tokio::process::Command::new("ip")
+            .args(["link", "del", &crate::runtime::bridge_name(n)])
+            .status()
+            .await; // a failure leaves an empty bridge behind, nothing more
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_and_a_process_task_of_one_node_share_its_bridge() {
+    let Some(rt) = engine().await else { return };
+    if !namespaces_possible("a_container_and_a_process_task_of_one_node_share_its_bridge") {
+        return;
+    }
+    let n = node(21);
+    let at = |host| crate::model::NetworkAttachment {
+        network: "ingress".into(),
+        addr: std::net::Ipv4Addr::new(10, 255, 245, host),
+        prefix: 24,
+        gateway: std::net::Ipv4Addr::new(10, 255, 245, 1),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "process-task\n").unwrap();
+    let processes = crate::runtime::ProcessRuntime::new(dir.path().join("tasks")).unwrap();
+
+    eprintln!("phase: a container and a process task of one node, one slice, one bridge");
+    let mut container = ctx(
+        n,
+        1,
+        TEST_IMAGE,
+        &[
+            "sh",
+            "-c",
+            "echo container-task > /index.html; exec httpd -f -p 80 -h /",
+        ],
+    );
+    container.network = Some(at(2));
+    run(&rt, &container).await;
+    let mut process = ctx(
+        n,
+        2,
+        "busybox",
+        &["httpd", "-f", "-p", "80", "-h", www.to_str().unwrap()],
+    );
+    process.spec.runtime = RuntimeKind::Process;
+    process.network = Some(at(3));
+    processes.start(&process).await.unwrap();
+    let get_when_up = |addr: std::net::SocketAddr, want: &'static str| async move {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            match http_get(addr) {
+                Ok(b) if b.contains(want) => return,
+                other if std::time::Instant::now() > deadline => {
+                    panic!("{addr} does not answer {want}: {other:?}")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    };
+    get_when_up((at(2).addr, 80).into(), "container-task").await;
+    get_when_up((at(3).addr, 80).into(), "process-task").await;
+
+    eprintln!(
+        "phase: the engine's network goes with the container; the bridge stays for the process task"
+    );
+    rt.remove(container.task_id).await.unwrap();
+    let gone = rt.docker.inspect_network(&network_name(n), None).await;
+    assert_eq!(gone.err().as_ref().and_then(status), Some(404));
+    get_when_up((at(3).addr, 80).into(), "process-task").await;
+    processes.remove(process.task_id).await.unwrap();
+    let _ = tokio::process::Command::new("ip")
+        .args(["link", "del", &crate::runtime::bridge_name(n)])
+        .status()
+        .await; // a failure leaves an empty bridge behind, nothing more
 }

@@ -14,6 +14,7 @@
 mod docker;
 mod logs;
 mod mounts;
+mod netns;
 mod process;
 pub mod testimage;
 pub mod user;
@@ -26,12 +27,13 @@ use serde::{Deserialize, Serialize};
 
 pub use docker::{
     DockerConfig, DockerRuntime, LABEL_NODE, LABEL_PREFIX, LABEL_SERVICE, LABEL_SERVICE_NAME,
-    LABEL_TASK,
+    LABEL_TASK, network_name,
 };
 pub use logs::{
     LOG_BYTES_MAX, LOG_LINE_BYTES_MAX, LOG_LINES_MAX, LogBuffer, LogLine, LogStream, keep_newest,
 };
 pub use mounts::{file_env, running_as_root};
+pub use netns::{bridge_name, cni_plugins, host_ports, port_env};
 pub use process::ProcessRuntime;
 pub use user::{Credentials, UserError, UserSpec, validate_user};
 

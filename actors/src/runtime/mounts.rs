@@ -376,12 +376,32 @@ fn in_namespace(cmd: &mut std::process::Command, steps: Vec<Step>, user: Option<
                 }
             }
             if let Some(c) = user {
-                check(libc::setgroups(0, std::ptr::null()))?;
-                check(libc::setgid(c.gid))?;
-                check(libc::setuid(c.uid))?;
+                take_ids(c)?;
             }
             Ok(())
         });
+    }
+}
+
+/// Takes `user`'s ids, in the order std does (supplementary groups cleared, gid, uid), in a
+/// child that had to keep root until now (to mount, or to join a namespace).
+///
+/// `unsafe` only for the foreign calls: `setgroups`, `setgid` and `setuid` take integers (and a
+/// null list), are async-signal-safe, and allocate nothing, so a forked child may call this.
+#[allow(unsafe_code)]
+pub(super) fn take_ids(user: Credentials) -> io::Result<()> {
+    let check = |rc: libc::c_int| {
+        if rc != 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    // SAFETY: see above.
+    unsafe {
+        check(libc::setgroups(0, std::ptr::null()))?;
+        check(libc::setgid(user.gid))?;
+        check(libc::setuid(user.uid))
     }
 }
 

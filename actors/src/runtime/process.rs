@@ -20,6 +20,15 @@
 //! its directory, which `SWARM_SECRETS_DIR` and `SWARM_CONFIGS_DIR` name (see
 //! [`mounts`](super::mounts)). Health checks see them as the task does.
 //!
+//! A task's network ([`netns`](super::netns)): as root, with the CNI plugins installed, a task
+//! the leader gave an address runs in a network namespace of its own on the node's bridge (so
+//! replicas of one node can all listen on port 80); its health checks join it too. Otherwise it
+//! shares the host's network, and each target port it publishes is remapped to a free port
+//! (`PORT`, `SWARM_PORT_<target>`). Either way the runtime records where the task is reached in
+//! the node's [`Endpoints`](super::Endpoints) for the routing mesh, and releases the namespace
+//! when the task's process exits, before the exit is reported. A task with neither an address
+//! nor published ports runs as it always did.
+//!
 //! Who a task runs as: the spec's `--user` ([`user`](super::user)), set on the command with
 //! std's `CommandExt::uid`/`gid`, which also clears the supplementary groups (for a task with
 //! files as root, the namespace set-up sets them itself, after its mounts, in the same order). The shim runs as
@@ -39,13 +48,14 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use super::mounts::{Placeholders, show_files};
+use super::mounts::Placeholders;
+use super::netns::{self, Nets, TaskNet, enter_namespaces, network_isolation, release_network};
 use super::user::{Credentials, resolve_on_host};
 use super::{
     LOG_LINES_MAX, LogBuffer, LogLine, LogStream, Orphan, OrphanAction, RuntimeError,
-    RuntimeFuture, TaskContext, TaskRuntime, exit_code,
+    RuntimeFuture, TaskContext, TaskEndpoint, TaskRuntime, exit_code,
 };
 use crate::model::{HealthCheck, NodeId, TaskId};
 
@@ -77,6 +87,10 @@ struct Inner {
     tasks: Mutex<BTreeMap<TaskId, Arc<Proc>>>,
     /// Mount points made on the host for targets that did not exist (see `mounts`).
     placeholders: Placeholders,
+    /// The network namespaces of tasks that have one (see `netns`), until their process exits.
+    /// Shared with the exit watchers, which must not hold `Inner` (its spawner would outlive
+    /// the runtime, and the tasks with it).
+    nets: Nets,
 }
 
 /// Runs tasks as OS processes. Cheap to clone; the clones share the tasks.
@@ -85,6 +99,9 @@ pub struct ProcessRuntime {
     inner: Arc<Inner>,
     /// Where this node's running tasks are reached, for the routing mesh.
     endpoints: super::Endpoints,
+    /// The CNI plugins' directory when tasks with an address get a network namespace of their
+    /// own (root, `ip` and the plugins found); `None`: tasks share the host's network.
+    cni: Option<PathBuf>,
 }
 
 impl ProcessRuntime {
@@ -111,15 +128,147 @@ impl ProcessRuntime {
                 tasks_dir,
                 spawner: tx,
                 tasks: Mutex::new(BTreeMap::new()),
+                nets: Arc::new(Mutex::new(BTreeMap::new())),
             }),
             endpoints: super::Endpoints::default(),
+            cni: network_isolation(),
         })
+    }
+
+    /// This runtime, running every task on the host's network (with its target ports
+    /// remapped), as it does without root or without the CNI plugins.
+    pub fn share_host_network(mut self) -> Self {
+        self.cni = None;
+        self
+    }
+
+    /// Whether tasks with an address run in a network namespace of their own.
+    pub fn isolates_networks(&self) -> bool {
+        self.cni.is_some()
     }
 
     /// This runtime, recording its tasks' endpoints in `endpoints` (shared with the mesh).
     pub fn with_endpoints(mut self, endpoints: super::Endpoints) -> Self {
         self.endpoints = endpoints;
         self
+    }
+
+    /// The task's network: its own namespace with its address (as root, with the plugins), or
+    /// the host's with its target ports remapped; the endpoint the mesh reaches it at and the
+    /// variables that tell it its ports. A task with neither an address nor ports: nothing.
+    async fn network(
+        &self,
+        ctx: &TaskContext,
+    ) -> Result<(Option<TaskNet>, Option<TaskEndpoint>, Vec<(String, String)>), RuntimeError> {
+        if let (Some(plugins), Some(att)) = (&self.cni, &ctx.network) {
+            let net = netns::attach(plugins, &self.inner.tasks_dir, ctx, att).await?;
+            let endpoint = TaskEndpoint {
+                ip: att.addr.into(),
+                ports: BTreeMap::new(),
+                host_network: false,
+            };
+            return Ok((Some(net), Some(endpoint), Vec::new()));
+        }
+        if ctx.network.is_none() && ctx.ports.is_empty() {
+            return Ok((None, None, Vec::new()));
+        }
+        let picked = netns::host_ports(&ctx.ports)?;
+        info!(task = %ctx.task_id, ports = ?picked, "the task shares the host's network; target ports remapped (target → port)");
+        let env = netns::port_env(&ctx.ports, &picked);
+        let endpoint = TaskEndpoint {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            ports: picked,
+            host_network: true,
+        };
+        Ok((None, Some(endpoint), env))
+    }
+
+    /// Spawns the task's process (in `net` when given) and starts watching it.
+    async fn launch(
+        &self,
+        ctx: &TaskContext,
+        user: Option<Credentials>,
+        net: Option<&TaskNet>,
+        port_env: Vec<(String, String)>,
+    ) -> Result<(), RuntimeError> {
+        let task = ctx.task_id;
+        let mut cmd = Command::new(&ctx.spec.image);
+        cmd.args(&ctx.spec.args)
+            .envs(ctx.env())
+            .envs(port_env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Before the shim's set-up: the namespaces (as root) come first.
+        let user = enter_namespaces(&mut cmd, ctx, user, net, Some(&self.inner.placeholders))?;
+
+        let mut child = self.spawn(cmd, user).await.map_err(|e| match e {
+            RuntimeError::Failed(m) => {
+                RuntimeError::Failed(format!("starting {}: {m}", ctx.spec.image))
+            }
+            e => e,
+        })?;
+        let pid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| RuntimeError::Failed("the child has no PID".into()))?;
+        let pid_file = self.pid_file(task);
+        let record = format!(
+            "{pid} {} {} {task}\n",
+            start_time(pid).unwrap_or(0),
+            ctx.node_id
+        );
+        if let Err(e) = std::fs::write(&pid_file, record) {
+            // Without a pid file a crash of this node could leave the task behind; refuse.
+            signal_group(pid, libc::SIGKILL);
+            let _ = child.wait().await; // reaping only: we know it was killed
+            return Err(RuntimeError::Failed(format!(
+                "writing {}: {e}",
+                pid_file.display()
+            )));
+        }
+        let logs = Arc::new(Mutex::new(LogBuffer::new()));
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(pump_logs(out, LogStream::Stdout, logs.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(pump_logs(err, LogStream::Stderr, logs.clone()));
+        }
+        let (tx, rx) = watch::channel(None);
+        let file = pid_file.clone();
+        let (nets, cni, endpoints) = (
+            self.inner.nets.clone(),
+            self.cni.clone(),
+            self.endpoints.clone(),
+        );
+        tokio::spawn(async move {
+            let code = match child.wait().await {
+                Ok(status) => exit_code(status),
+                Err(e) => {
+                    warn!(%task, error = %e, "cannot wait for the task's process");
+                    -1
+                }
+            };
+            // What the task forked dies with it, as in a container. The group cannot have
+            // been reused while any member lives, and an empty group only yields ESRCH.
+            signal_group(pid, libc::SIGKILL);
+            let _ = std::fs::remove_file(&file); // gone already is fine
+            // Before the exit is told: once the leader hears of it, it may give the address
+            // to another task of this node, which must not find it still on the bridge.
+            release_network(&nets, cni.as_deref(), &endpoints, task).await;
+            debug!(%task, code, "task process exited");
+            let _ = tx.send(Some(code)); // nobody waiting is fine
+        });
+        self.inner.tasks.lock().expect("tasks lock").insert(
+            task,
+            Arc::new(Proc {
+                pid,
+                exit: rx,
+                logs,
+                pid_file,
+            }),
+        );
+        Ok(())
     }
 
     fn pid_file(&self, task: TaskId) -> PathBuf {
@@ -171,7 +320,7 @@ fn task_user(ctx: &TaskContext) -> Result<Option<Credentials>, RuntimeError> {
 }
 
 /// Finds a program as `execvp` would: a name with a slash as it is, others along PATH.
-fn find_program(name: &str) -> Option<PathBuf> {
+pub(super) fn find_program(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let runnable = |p: &Path| {
         p.metadata()
@@ -217,73 +366,23 @@ impl TaskRuntime for ProcessRuntime {
                 return Err(RuntimeError::AlreadyStarted(task));
             }
             let user = task_user(ctx)?;
-            let mut cmd = Command::new(&ctx.spec.image);
-            cmd.args(&ctx.spec.args)
-                .envs(ctx.env())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            // Before the shim's set-up: the namespace (as root) comes first.
-            let user = show_files(cmd.as_std_mut(), ctx, user, Some(&self.inner.placeholders))?;
-            let mut child = self.spawn(cmd, user).await.map_err(|e| match e {
-                RuntimeError::Failed(m) => {
-                    RuntimeError::Failed(format!("starting {}: {m}", ctx.spec.image))
-                }
-                e => e,
-            })?;
-            let pid = child
-                .id()
-                .and_then(|p| i32::try_from(p).ok())
-                .ok_or_else(|| RuntimeError::Failed("the child has no PID".into()))?;
-            let pid_file = self.pid_file(task);
-            let record = format!(
-                "{pid} {} {} {task}\n",
-                start_time(pid).unwrap_or(0),
-                ctx.node_id
-            );
-            if let Err(e) = std::fs::write(&pid_file, record) {
-                // Without a pid file a crash of this node could leave the task behind; refuse.
-                signal_group(pid, libc::SIGKILL);
-                let _ = child.wait().await; // reaping only: we know it was killed
-                return Err(RuntimeError::Failed(format!(
-                    "writing {}: {e}",
-                    pid_file.display()
-                )));
+            let (net, endpoint, env) = self.network(ctx).await?;
+            // Recorded before the process runs, so that its exit (however soon) releases them.
+            if let Some(net) = &net {
+                self.inner
+                    .nets
+                    .lock()
+                    .expect("nets lock")
+                    .insert(task, net.clone());
             }
-            let logs = Arc::new(Mutex::new(LogBuffer::new()));
-            if let Some(out) = child.stdout.take() {
-                tokio::spawn(pump_logs(out, LogStream::Stdout, logs.clone()));
+            if let Some(endpoint) = endpoint {
+                self.endpoints.set(task, endpoint);
             }
-            if let Some(err) = child.stderr.take() {
-                tokio::spawn(pump_logs(err, LogStream::Stderr, logs.clone()));
+            let launched = self.launch(ctx, user, net.as_ref(), env).await;
+            if launched.is_err() {
+                release_network(&self.inner.nets, self.cni.as_deref(), &self.endpoints, task).await;
             }
-            let (tx, rx) = watch::channel(None);
-            let file = pid_file.clone();
-            tokio::spawn(async move {
-                let code = match child.wait().await {
-                    Ok(status) => exit_code(status),
-                    Err(e) => {
-                        warn!(%task, error = %e, "cannot wait for the task's process");
-                        -1
-                    }
-                };
-                // What the task forked dies with it, as in a container. The group cannot have
-                // been reused while any member lives, and an empty group only yields ESRCH.
-                signal_group(pid, libc::SIGKILL);
-                let _ = std::fs::remove_file(&file); // gone already is fine
-                debug!(%task, code, "task process exited");
-                let _ = tx.send(Some(code)); // nobody waiting is fine
-            });
-            self.inner.tasks.lock().expect("tasks lock").insert(
-                task,
-                Arc::new(Proc {
-                    pid,
-                    exit: rx,
-                    logs,
-                    pid_file,
-                }),
-            );
-            Ok(())
+            launched
         })
     }
 
@@ -356,8 +455,15 @@ impl TaskRuntime for ProcessRuntime {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true);
-            // The check sees the task's files where the task does.
-            let user = show_files(cmd.as_std_mut(), ctx, user, None)?;
+            // The check sees the task's files and network as the task does.
+            let net = self
+                .inner
+                .nets
+                .lock()
+                .expect("nets lock")
+                .get(&ctx.task_id)
+                .cloned();
+            let user = enter_namespaces(&mut cmd, ctx, user, net.as_ref(), None)?;
             let mut child = self.spawn(cmd, user).await?;
             let pid = child.id().and_then(|p| i32::try_from(p).ok());
             match tokio::time::timeout(Duration::from_millis(check.timeout_ms), child.wait()).await
@@ -386,6 +492,8 @@ impl TaskRuntime for ProcessRuntime {
     fn remove(&self, task: TaskId) -> RuntimeFuture<'_, ()> {
         Box::pin(async move {
             let proc = self.inner.tasks.lock().expect("tasks lock").remove(&task);
+            // The mesh stops choosing it before it goes.
+            self.endpoints.clear(task);
             // The mount over it is in the task's own namespace: the host's placeholder can go
             // as soon as no task of this node needs it.
             self.inner.placeholders.release(task);
@@ -401,6 +509,8 @@ impl TaskRuntime for ProcessRuntime {
                 }
                 let _ = std::fs::remove_file(&proc.pid_file); // the exit watcher may have
             }
+            // Its exit released them already, unless it never ran.
+            release_network(&self.inner.nets, self.cni.as_deref(), &self.endpoints, task).await;
             Ok(())
         })
     }
@@ -458,6 +568,19 @@ impl TaskRuntime for ProcessRuntime {
                     what: format!("pid {}", rec.pid),
                     action,
                 });
+            }
+            // Namespaces of tasks of an earlier run (their processes are gone by now).
+            let ours: BTreeSet<TaskId> = self
+                .inner
+                .nets
+                .lock()
+                .expect("nets lock")
+                .keys()
+                .copied()
+                .collect();
+            let nets = netns::clean_leftovers(self.cni.as_deref(), dir, &ours).await;
+            if !nets.is_empty() {
+                info!(tasks = ?nets, "removed the network namespaces of an earlier run's tasks");
             }
             found.sort_by_key(|o| o.task_id);
             Ok(found)
@@ -655,3 +778,7 @@ fn signal_group(pgid: i32, sig: libc::c_int) -> bool {
 #[cfg(test)]
 #[path = "process_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "process_net_tests.rs"]
+pub(super) mod net_tests;
