@@ -252,6 +252,22 @@ impl Mesh {
     }
 }
 
+/// The mesh in the node's registry (`mesh/<node>`): `Status` answers [`MeshStatus`], what
+/// `node inspect` shows.
+impl crate::registry::AdminTarget for Mesh {
+    fn messages(&self) -> &'static [&'static str] {
+        &["Status"]
+    }
+
+    fn call(&self, _msg: &str, _args: serde_json::Value) -> crate::registry::AdminReply<'_> {
+        let status = self.status();
+        Box::pin(async move {
+            serde_json::to_value(status)
+                .map_err(|e| crate::registry::AdminError::NoAnswer("mesh".into(), e.to_string()))
+        })
+    }
+}
+
 /// Follows the feed: each new table re-plans the listeners. Ports that failed to bind are
 /// tried again every [`BIND_RETRY_MS`].
 // The retry's timer: the mesh is a shell, and its own sleep is its timer.
