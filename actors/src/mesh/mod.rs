@@ -29,7 +29,9 @@
 //! | `tcp.rs` | TCP listeners, forwarding, and the far end of TCP tunnels |
 //! | `udp.rs` | UDP listeners, flows, and the far end of UDP tunnels |
 //! | `proxy.rs` | the PROXY protocol v2 header |
+//! | `loopback.rs` | a mesh node on a loopback address, for the tests and the benchmark |
 
+pub mod loopback;
 mod proxy;
 mod route;
 mod tcp;
@@ -391,7 +393,7 @@ impl Inner {
                 req.task, service.name
             ));
         }
-        Ok(port.clone())
+        Ok(*port)
     }
 }
 

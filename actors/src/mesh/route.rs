@@ -65,7 +65,7 @@ impl RouteState {
         RouteState {
             service: service.id,
             service_name: service.name.clone(),
-            port: port.clone(),
+            port: *port,
             backends,
             ring,
         }

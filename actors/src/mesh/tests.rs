@@ -12,62 +12,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::*;
-use crate::model::{PortConfig, Role, ServiceId, TaskId};
+use crate::model::{PortConfig, ServiceId, TaskId};
 use crate::runtime::TaskEndpoint;
-use crate::transport::{TransportConfig, TransportError};
-use crate::trust::{ClusterCa, NodeCredentials, NodeKey, install_crypto_provider};
+use crate::transport::TransportError;
+use crate::trust::{ClusterCa, install_crypto_provider};
 use crate::wire::{MeshBackend, MeshService};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 const A: NodeId = NodeId(0xa);
 const B: NodeId = NodeId(0xb);
 
-fn creds(ca: &ClusterCa, id: NodeId) -> NodeCredentials {
-    let key = NodeKey::generate().unwrap();
-    let cert = ca
-        .issue(
-            &key.csr_der().unwrap(),
-            id,
-            Role::Worker,
-            SystemTime::now(),
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-    NodeCredentials::from_parts(key, cert, ca.cert_der().to_vec()).unwrap()
-}
-
-/// One test node: its transport, endpoints, feed and mesh, bound on `ip`.
-struct TestNode {
-    transport: Transport,
-    endpoints: Endpoints,
-    feed: watch::Sender<Option<Arc<MeshTable>>>,
-    mesh: Mesh,
-    ip: IpAddr,
-}
+type TestNode = loopback::LoopbackNode;
 
 async fn node(ca: &ClusterCa, id: NodeId, ip: &str) -> TestNode {
-    let ip: IpAddr = ip.parse().unwrap();
-    let (transport, _inbound) =
-        Transport::bind(TransportConfig::new(SocketAddr::new(ip, 0)), &creds(ca, id))
-            .await
-            .unwrap();
-    // The node actor's inbound queue is not read: the mesh is all these tests use.
-    std::mem::forget(_inbound);
-    let endpoints = Endpoints::default();
-    let (feed, rx) = watch::channel(None);
     let config = MeshConfig {
-        bind_ip: ip,
         udp_flow_idle_ms: 2_000,
         ..MeshConfig::default()
     };
-    let mesh = Mesh::start(id, config, transport.clone(), endpoints.clone(), rx);
-    TestNode {
-        transport,
-        endpoints,
-        feed,
-        mesh,
-        ip,
-    }
+    loopback::loopback_node(ca, id, ip.parse().unwrap(), config).await
 }
 
 async fn two_nodes() -> (TestNode, TestNode) {
