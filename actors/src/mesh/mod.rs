@@ -62,6 +62,10 @@ pub use proxy::header as proxy_header;
 /// How often ports that could not be bound are tried again.
 pub const BIND_RETRY_MS: u64 = 5_000;
 
+/// The pause after a listener's accept or receive fails (out of descriptors, say), so a
+/// persistent error does not spin.
+const ERROR_PAUSE: Duration = Duration::from_millis(50);
+
 /// The mesh's bounds and deadlines.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MeshConfig {

@@ -200,7 +200,7 @@ mod tests {
         let s = MeshService {
             id: ServiceId(1),
             name: "web".into(),
-            ports: vec![port.clone()],
+            ports: vec![port],
             backends,
         };
         (s, port)

@@ -29,6 +29,8 @@ pub(super) fn listen(
     Ok(tokio::spawn(accept_loop(inner, route, listener)))
 }
 
+// The pause after a failed accept: the mesh is a shell, and its own sleep is its timer.
+#[allow(clippy::disallowed_methods)]
 async fn accept_loop(inner: Arc<Inner>, route: Arc<Route>, listener: TcpListener) {
     loop {
         let (client, peer) = match listener.accept().await {
@@ -36,7 +38,7 @@ async fn accept_loop(inner: Arc<Inner>, route: Arc<Route>, listener: TcpListener
             Err(e) => {
                 // Out of descriptors and the like: the next accept may work.
                 debug!("accept failed: {e}");
-                tokio::task::yield_now().await;
+                tokio::time::sleep(super::ERROR_PAUSE).await;
                 continue;
             }
         };

@@ -5,7 +5,7 @@
 // Tests of the shells run in real time: they wait with sleeps.
 #![allow(clippy::disallowed_methods)]
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

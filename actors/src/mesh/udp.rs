@@ -38,6 +38,8 @@ pub(super) fn listen(
     Ok(tokio::spawn(recv_loop(inner, route, socket)))
 }
 
+// The pause after a failed read: the mesh is a shell, and its own sleep is its timer.
+#[allow(clippy::disallowed_methods)]
 async fn recv_loop(inner: Arc<Inner>, route: Arc<Route>, socket: Arc<UdpSocket>) {
     let flows: Flows = Arc::default();
     let next_id = AtomicU64::new(0);
@@ -48,7 +50,7 @@ async fn recv_loop(inner: Arc<Inner>, route: Arc<Route>, socket: Arc<UdpSocket>)
             Err(e) => {
                 // An ICMP error reported on the socket, and the like: the next read may work.
                 debug!("udp receive failed: {e}");
-                tokio::task::yield_now().await;
+                tokio::time::sleep(super::ERROR_PAUSE).await;
                 continue;
             }
         };
