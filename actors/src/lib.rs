@@ -9,6 +9,7 @@
 //! | [`wire`] | frames and the node-to-node messages |
 //! | [`trust`] | the cluster CA, node certificates, join tokens, TLS configurations |
 //! | [`transport`] | QUIC endpoint: one mutual-TLS connection per peer, requests, one-way messages, datagrams |
+//! | [`mesh`] | the routing mesh: published ports on every node, forwarding to a task locally or through a QUIC tunnel |
 //! | [`membership`] | SWIM membership (foca) as a sans-IO state machine, node descriptions on gossip |
 //! | [`node`] | the NodeActor that owns identity, membership and the node's view of the cluster; starts, stops and supervises the leader actor as the store's progress says (`node/leadership.rs`) |
 //! | [`task`] | the TaskMachine (one task's life, sans-IO) and the TaskActor that drives a runtime |
@@ -34,6 +35,7 @@ pub mod ask;
 pub mod clock;
 pub mod leader;
 pub mod membership;
+pub mod mesh;
 pub mod model;
 pub mod node;
 pub mod orchestrator;

@@ -288,6 +288,13 @@ fn inspect_json(n: &NodeInfo) -> serde_json::Value {
         },
         "Status": { "State": n.status.to_lowercase(), "Addr": n.addr },
     });
+    if let Some(m) = &n.mesh {
+        doc["Mesh"] = json!({
+            "TableVersion": m.table_version,
+            "Listening": m.listening,
+            "BindErrors": m.bind_errors,
+        });
+    }
     if n.role == "manager" {
         doc["ManagerStatus"] = json!({
             "Leader": n.manager_status == "Leader",
@@ -337,6 +344,13 @@ fn pretty_text(n: &NodeInfo) -> String {
         n.memory_bytes as f64 / (1u64 << 30) as f64
     );
     s += &format!("Runtimes:\t\t{}\n", n.runtimes.join(", "));
+    if let Some(m) = &n.mesh {
+        s += "Routing Mesh:\n";
+        s += &format!(" Listening:\t\t{}\n", m.listening.join(", "));
+        for e in &m.bind_errors {
+            s += &format!(" Bind Error:\t\t{e}\n");
+        }
+    }
     if !n.node_labels.is_empty() {
         s += "Labels:\n";
         for (k, v) in &n.node_labels {

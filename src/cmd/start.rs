@@ -214,8 +214,29 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         )?;
     }
 
+    // The routing mesh: the runtimes record where each task listens, the agent publishes
+    // each table the leader sends, and the mesh serves the published ports from both.
+    let endpoints = swarm_actors::runtime::Endpoints::default();
+    let (mesh_feed, mesh_tables) = tokio::sync::watch::channel(None);
+    let mesh = swarm_actors::mesh::Mesh::start(
+        node_id,
+        swarm_actors::mesh::MeshConfig::default(),
+        transport.clone(),
+        endpoints.clone(),
+        mesh_tables,
+    );
+    registry.register(format!("mesh/{node_id}"), std::sync::Arc::new(mesh.clone()))?;
     let agent = start_agent(
-        node_id, &data_dir, &runtimes, &transport, &registry, &managers,
+        AgentParts {
+            node_id,
+            data_dir: &data_dir,
+            advertised: &runtimes,
+            transport: &transport,
+            registry: &registry,
+            managers: &managers,
+        },
+        endpoints,
+        mesh_feed,
     )
     .await?;
     let node_args = NodeArgs {
@@ -619,24 +640,41 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the node agent with the runtimes this node advertises: the process runtime always,
-/// docker when the engine answered the probe.
-async fn start_agent(
+/// What the agent is made of, besides the routing mesh's parts.
+struct AgentParts<'a> {
     node_id: NodeId,
-    data_dir: &std::path::Path,
-    advertised: &[String],
-    transport: &Transport,
-    registry: &Registry,
-    managers: &trust::ManagerSet,
+    data_dir: &'a std::path::Path,
+    advertised: &'a [String],
+    transport: &'a Transport,
+    registry: &'a Registry,
+    managers: &'a trust::ManagerSet,
+}
+
+/// Starts the node agent with the runtimes this node advertises: the process runtime always,
+/// docker when the engine answered the probe. Both record their tasks' endpoints in
+/// `endpoints`; the agent publishes mesh tables on `mesh`.
+async fn start_agent(
+    parts: AgentParts<'_>,
+    endpoints: swarm_actors::runtime::Endpoints,
+    mesh: swarm_actors::wire::MeshFeed,
 ) -> anyhow::Result<swarm_actors::agent::AgentHandle> {
     use std::sync::Arc;
     use swarm_actors::runtime::{DockerConfig, DockerRuntime, ProcessRuntime, TaskRuntime};
+    let AgentParts {
+        node_id,
+        data_dir,
+        advertised,
+        transport,
+        registry,
+        managers,
+    } = parts;
     let process = ProcessRuntime::new(data_dir.join("tasks"))
-        .with_context(|| format!("cannot use {}", data_dir.join("tasks").display()))?;
+        .with_context(|| format!("cannot use {}", data_dir.join("tasks").display()))?
+        .with_endpoints(endpoints.clone());
     let mut runtimes: Vec<Arc<dyn TaskRuntime>> = vec![Arc::new(process)];
     if advertised.iter().any(|r| r == host::RUNTIME_DOCKER) {
         match DockerRuntime::connect(DockerConfig::default()).await {
-            Ok(d) => runtimes.push(Arc::new(d)),
+            Ok(d) => runtimes.push(Arc::new(d.with_endpoints(endpoints.clone()))),
             Err(e) => warn!(error = %e, "the Docker Engine answered the probe but not the runtime"),
         }
     }
@@ -647,7 +685,7 @@ async fn start_agent(
         registry: Some(registry.clone()),
         register_tasks: true,
         managers: managers.clone(),
-        mesh: None,
+        mesh: Some(mesh),
     };
     let (agent, _done) = swarm_actors::agent::spawn_agent(args)
         .await

@@ -21,7 +21,7 @@ pub(crate) async fn node_list(
             .into_iter()
             .map(|m| from_member(m, ctx.node.id(), None))
             .collect();
-        return Ok((rows, false));
+        return Ok((with_mesh(ctx, rows).await, false));
     };
     let (objects, stale) = match admission::nodes(store, linearizable).await {
         Ok(r) => r,
@@ -60,7 +60,22 @@ pub(crate) async fn node_list(
         }
     }
     rows.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok((rows, stale))
+    Ok((with_mesh(ctx, rows).await, stale))
+}
+
+/// The answering node's routing-mesh status on its own row (`node inspect`'s `Mesh`); other
+/// nodes' rows carry none, as each node's mesh is known only to that node.
+async fn with_mesh(ctx: &ControlContext, mut rows: Vec<NodeInfo>) -> Vec<NodeInfo> {
+    let name = format!("mesh/{}", ctx.node.id());
+    if let Ok(v) = ctx
+        .registry
+        .send(&name, "Status", serde_json::Value::Null)
+        .await
+        && let Some(row) = rows.iter_mut().find(|r| r.is_self)
+    {
+        row.mesh = serde_json::from_value(v).ok();
+    }
+    rows
 }
 
 fn apply_spec(
@@ -120,5 +135,6 @@ fn from_member(
         updated_ms: 0,
         is_self,
         node_labels: Default::default(),
+        mesh: None,
     }
 }

@@ -447,6 +447,9 @@ pub struct NodeInfo {
     pub updated_ms: u64,
     /// True for the node that answered.
     pub is_self: bool,
+    /// The routing mesh of the node that answered (its row only): ports bound, bind errors.
+    #[serde(default)]
+    pub mesh: Option<swarm_actors::mesh::MeshStatus>,
 }
 
 /// Finds a node by full ID, unique ID prefix, hostname, or `self`.

@@ -10,7 +10,7 @@ use super::TransportError;
 pub const DATAGRAM_BYTES_MAX: usize = 1100;
 
 /// Most streams per connection that may be open at once, whatever the configuration says.
-pub const STREAMS_PER_CONNECTION_LIMIT: u32 = 1024;
+pub const STREAMS_PER_CONNECTION_LIMIT: u32 = 4096;
 
 /// Longest wait before a new connection attempt to a peer that just failed one. Attempts to
 /// a dead peer back off from [`RECONNECT_BACKOFF_MIN_MS`] to this, doubling.
@@ -34,8 +34,13 @@ pub struct TransportConfig {
     pub inbound_queue_max: usize,
     /// Capacity of each peer's outgoing one-way message queue.
     pub peer_queue_max: usize,
-    /// Streams of each kind a peer may have open at once on one connection.
+    /// Streams of each kind a peer may have open at once on one connection. Routing-mesh
+    /// tunnels take bidirectional streams too, at most `tunnels_per_peer_max` of them.
     pub streams_per_connection_max: u32,
+    /// Routing-mesh tunnels open at once to one peer address (outgoing) and from one peer node
+    /// (incoming); further ones are refused `Busy`. Below `streams_per_connection_max`, so
+    /// requests always find a stream however many tunnels are open.
+    pub tunnels_per_peer_max: usize,
     /// Capacity of each peer's outgoing datagram queue.
     pub datagram_queue_max: usize,
     /// Peers that may have outgoing queues at once (each has a task); senders to more get
@@ -61,7 +66,8 @@ impl TransportConfig {
             keep_alive_ms: 1000,
             inbound_queue_max: 1024,
             peer_queue_max: 256,
-            streams_per_connection_max: 64,
+            streams_per_connection_max: 1024,
+            tunnels_per_peer_max: 768,
             datagram_queue_max: 512,
             peers_max: 4096,
             connections_max: 4096,
@@ -115,6 +121,15 @@ impl TransportConfig {
             return bad(format!(
                 "streams_per_connection_max must be between 1 and {STREAMS_PER_CONNECTION_LIMIT}, got {}",
                 self.streams_per_connection_max
+            ));
+        }
+        if self.tunnels_per_peer_max == 0
+            || self.tunnels_per_peer_max >= self.streams_per_connection_max as usize
+        {
+            return bad(format!(
+                "tunnels_per_peer_max must be between 1 and streams_per_connection_max - 1 ({}), got {}",
+                self.streams_per_connection_max.saturating_sub(1),
+                self.tunnels_per_peer_max
             ));
         }
         Ok(())

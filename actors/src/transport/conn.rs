@@ -208,6 +208,24 @@ async fn handle_bi(
             return;
         }
     };
+    let req = match (req, from) {
+        (Request::Tunnel(t), Some(from)) => {
+            match tunnel_to_handler(&shared, from, remote, t, send, recv, deadline) {
+                Ok(()) => return,
+                Err((s, r, failure)) => {
+                    (send, recv) = (s, r);
+                    shared
+                        .counters
+                        .tunnels_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    answer(&mut send, remote, &Response::Failed(failure), deadline).await;
+                    let _ = recv.stop(CODE_SHUTDOWN);
+                    return;
+                }
+            }
+        }
+        (req, _) => req,
+    };
     let resp = if from.is_none() && !matches!(req, Request::Join(_)) {
         Response::Failed(WireFailure::Unauthenticated)
     } else {
@@ -237,8 +255,57 @@ async fn handle_bi(
             }
         }
     };
+    answer(&mut send, remote, &resp, deadline).await;
+}
+
+/// Hands a tunnel to the registered handler (the routing mesh), which answers it; or gives the
+/// streams back with the failure to answer: no handler, its queue full, or the peer at its
+/// bound of open tunnels.
+#[allow(clippy::result_large_err)]
+fn tunnel_to_handler(
+    shared: &Shared,
+    from: PeerIdentity,
+    remote: SocketAddr,
+    req: crate::wire::TunnelRequest,
+    send: SendStream,
+    recv: RecvStream,
+    deadline: Duration,
+) -> Result<(), (SendStream, RecvStream, WireFailure)> {
+    let handler = shared.tunnels.lock().expect("tunnels lock").clone();
+    let Some(handler) = handler else {
+        return Err((
+            send,
+            recv,
+            WireFailure::Unreachable("this node runs no routing mesh".into()),
+        ));
+    };
+    let Some(slot) = shared.tunnels_in.try_take(from.node_id) else {
+        debug!(%remote, "tunnel refused: {} open from this peer, the most allowed", shared.config.tunnels_per_peer_max);
+        return Err((send, recv, WireFailure::Busy));
+    };
+    let tunnel = super::InboundTunnel {
+        from,
+        remote,
+        req,
+        send,
+        recv,
+        deadline,
+        slot,
+    };
+    handler.try_send(tunnel).map_err(|e| {
+        let t = match e {
+            tokio::sync::mpsc::error::TrySendError::Full(t)
+            | tokio::sync::mpsc::error::TrySendError::Closed(t) => t,
+        };
+        debug!(%remote, "tunnel refused: the routing mesh's queue is full or gone");
+        (t.send, t.recv, WireFailure::Busy)
+    })
+}
+
+/// Writes `resp` and finishes the stream, within `deadline`.
+async fn answer(send: &mut SendStream, remote: SocketAddr, resp: &Response, deadline: Duration) {
     let write = async {
-        write_frame(&mut send, &resp).await?;
+        write_frame(send, resp).await?;
         send.finish()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok::<_, crate::wire::WireError>(())

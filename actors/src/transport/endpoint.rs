@@ -15,10 +15,11 @@ use super::conn::{CODE_BAD_IDENTITY, CODE_SHUTDOWN};
 use super::peer::Outgoing;
 use super::registry::{Budget, Registry};
 use super::shared::{Counters, Shared, client_config, quic_transport, server_config};
+use super::tunnel::{InboundTunnel, TunnelBudget, TunnelStreams};
 use super::{DATAGRAM_BYTES_MAX, Inbound, TransportConfig, TransportError, TransportStats};
 use crate::model::NodeId;
 use crate::trust::{self, NodeCredentials, PeerIdentity};
-use crate::wire::{Request, Response};
+use crate::wire::{Request, Response, TunnelRequest};
 
 /// How long `shutdown` waits for connections to say goodbye.
 const SHUTDOWN_WAIT_MS: u64 = 1000;
@@ -76,6 +77,7 @@ impl Transport {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let config_connections_max = config.connections_max;
         let config_unauthenticated_max = config.unauthenticated_connections_max;
+        let tunnels_max = config.tunnels_per_peer_max;
         let shared = Arc::new(Shared {
             config,
             endpoint,
@@ -93,6 +95,9 @@ impl Transport {
             denied: RwLock::new(BTreeSet::new()),
             registry: Registry::new(config_connections_max),
             unauthenticated: Budget::new(config_unauthenticated_max),
+            tunnels: Mutex::new(None),
+            tunnels_in: TunnelBudget::new(tunnels_max),
+            tunnels_out: TunnelBudget::new(tunnels_max),
         });
         tokio::spawn(shared.clone().accept_loop());
         info!(%local, node = %creds.node_id, "transport listening");
@@ -129,6 +134,45 @@ impl Transport {
         tokio::time::timeout(deadline, self.shared.request(to, &req))
             .await
             .unwrap_or(Err(TransportError::Timeout))
+    }
+
+    /// Opens a routing-mesh tunnel to the node at `to`: sends `req` on a new bidirectional
+    /// stream and waits, under `request_timeout_ms` (connecting included), for `TunnelOpen`.
+    /// Then the streams carry the connection's bytes. `Refused(..)` carries the far node's
+    /// failure (`Unreachable`: no such task or port there, or its connect failed; `Busy`: at a
+    /// bound); `QueueFull` when `tunnels_per_peer_max` tunnels to `to` are open already.
+    pub async fn open_tunnel(
+        &self,
+        to: SocketAddr,
+        req: &TunnelRequest,
+    ) -> Result<TunnelStreams, TransportError> {
+        let Some(slot) = self.shared.tunnels_out.try_take(to) else {
+            self.shared
+                .counters
+                .tunnels_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(TransportError::QueueFull);
+        };
+        let deadline = Duration::from_millis(self.shared.config.request_timeout_ms);
+        let (send, recv) = tokio::time::timeout(
+            deadline,
+            self.shared.open_tunnel(to, &Request::Tunnel(req.clone())),
+        )
+        .await
+        .unwrap_or(Err(TransportError::Timeout))?;
+        Ok(TunnelStreams { send, recv, slot })
+    }
+
+    /// Hands every tunnel a peer opens to `handler` from now on (replacing any earlier one).
+    /// A tunnel that finds the handler's queue full, or its peer at `tunnels_per_peer_max`,
+    /// is answered `Busy`; with no handler, `Unreachable`.
+    pub fn serve_tunnels(&self, handler: mpsc::Sender<InboundTunnel>) {
+        *self.shared.tunnels.lock().expect("tunnels lock") = Some(handler);
+    }
+
+    /// Tunnels open now to the peer at `to` (outgoing).
+    pub fn tunnels_open_to(&self, to: SocketAddr) -> usize {
+        self.shared.tunnels_out.open(&to)
     }
 
     /// Queues a one-way message for `to`; `QueueFull` when `peer_queue_max` are waiting. A
@@ -247,6 +291,7 @@ impl Transport {
             connections_refused: get(&c.connections_refused),
             unauthenticated_open: self.shared.unauthenticated.open() as u64,
             unauthenticated_refused: get(&c.unauthenticated_refused),
+            tunnels_refused: get(&c.tunnels_refused),
         }
     }
 }

@@ -6,6 +6,7 @@
 //!  Transport::send_datagram ──► peer queue ┴► peer task ──► uni stream / QUIC datagram
 //!
 //!  accept ──► handshake ──► serve(conn) ──► bidi: Inbound::Request (+ reply port)
+//!                                       ├─► bidi Request::Tunnel: InboundTunnel ─► the mesh
 //!                                       ├─► uni:  Inbound::OneWay   (authenticated only)
 //!                                       └─► datagram: Inbound::Datagram (authenticated only)
 //! ```
@@ -37,6 +38,7 @@
 //! | `join.rs` | [`join`]: the one exchange of a node that has no certificate yet |
 //! | `conn.rs` | one connection: handshake identity, serving its streams and datagrams |
 //! | `peer.rs` | a peer's task and queues for one-way messages and datagrams |
+//! | `tunnel.rs` | routing-mesh tunnels: the inbound handoff, the per-peer budgets |
 //! | `registry.rs` | connections by node (what `deny` closes) and connection budgets |
 //! | `config.rs`, `error.rs` | [`TransportConfig`], [`TransportError`] |
 //! | `tests/` | tests on real sockets; `tests/joining.rs` for joining |
@@ -49,6 +51,7 @@ mod join;
 mod peer;
 mod registry;
 mod shared;
+mod tunnel;
 
 #[cfg(test)]
 mod tests;
@@ -60,6 +63,7 @@ pub use config::{
 pub use endpoint::Transport;
 pub use error::TransportError;
 pub use join::join;
+pub use tunnel::{AcceptedTunnel, InboundTunnel, TunnelSlot, TunnelStreams};
 
 use std::net::SocketAddr;
 
@@ -117,4 +121,6 @@ pub struct TransportStats {
     pub unauthenticated_open: u64,
     /// Connections from peers without a certificate refused at their own bound.
     pub unauthenticated_refused: u64,
+    /// Tunnels refused: no handler, its queue full, or `tunnels_per_peer_max` open.
+    pub tunnels_refused: u64,
 }

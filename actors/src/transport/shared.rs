@@ -18,6 +18,7 @@ use super::conn::{
 };
 use super::peer::{self, Outgoing, PeerSender};
 use super::registry::{Budget, Registry};
+use super::tunnel::TunnelBudget;
 use super::{DATAGRAM_BYTES_MAX, Inbound, TransportConfig, TransportError};
 use crate::model::NodeId;
 use crate::trust::{self, NodeCredentials, PeerIdentity, SERVER_NAME};
@@ -37,6 +38,7 @@ pub(crate) struct Counters {
     pub connections_open: AtomicU64,
     pub connections_refused: AtomicU64,
     pub unauthenticated_refused: AtomicU64,
+    pub tunnels_refused: AtomicU64,
 }
 
 /// State shared by the handle, the accept loop, connection servers and peer tasks.
@@ -62,6 +64,11 @@ pub(crate) struct Shared {
     pub(super) registry: Registry<quinn::Connection>,
     /// Connections from peers without a certificate, counted apart from `connections_open`.
     pub unauthenticated: Arc<Budget>,
+    /// Where inbound tunnels go (the routing mesh); none: refused `Unreachable`.
+    pub tunnels: Mutex<Option<mpsc::Sender<super::InboundTunnel>>>,
+    /// Tunnels open from each peer node, and to each peer address.
+    pub tunnels_in: Arc<TunnelBudget<NodeId>>,
+    pub tunnels_out: Arc<TunnelBudget<SocketAddr>>,
 }
 
 pub(super) fn quic_transport(
@@ -488,6 +495,48 @@ impl Shared {
             }
             // Replaced or removed at shutdown: nobody can send to this task any more.
             _ => true,
+        }
+    }
+
+    /// Opens a stream to `to`, sends the tunnel request and reads the answer; the streams,
+    /// once the answer is `TunnelOpen`. The caller bounds the time.
+    pub(super) async fn open_tunnel(
+        self: &Arc<Self>,
+        to: SocketAddr,
+        req: &Request,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), TransportError> {
+        let frame = encode_frame(req)?;
+        let mut retried = false;
+        loop {
+            let c = self.connection(to).await?;
+            let (mut send, mut recv) = match c.conn.open_bi().await {
+                Ok(streams) => streams,
+                Err(e) if !retried => {
+                    debug!(%to, "cached connection unusable ({e}), reconnecting");
+                    self.forget(to, &c.conn);
+                    retried = true;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(TransportError::Connection {
+                        addr: to,
+                        reason: e.to_string(),
+                    });
+                }
+            };
+            let lost = |e: &dyn std::fmt::Display| TransportError::Connection {
+                addr: to,
+                reason: e.to_string(),
+            };
+            // Not finished: the stream goes on carrying the connection.
+            send.write_all(&frame).await.map_err(|e| lost(&e))?;
+            let resp: Option<Response> = read_frame(&mut recv).await?;
+            return match resp {
+                Some(Response::TunnelOpen) => Ok((send, recv)),
+                Some(Response::Failed(f)) => Err(TransportError::Refused(f)),
+                Some(other) => Err(TransportError::Unexpected(format!("{other:?}"))),
+                None => Err(lost(&"the peer ended the stream without an answer")),
+            };
         }
     }
 

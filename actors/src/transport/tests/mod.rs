@@ -26,6 +26,7 @@ use crate::wire::{
 };
 
 mod joining;
+mod tunnels;
 
 /// The longest any test waits for an event that should come at once.
 const PATIENCE: Duration = Duration::from_secs(20);
