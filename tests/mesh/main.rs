@@ -27,7 +27,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{Node, phase, status_of, task_state, wait_until};
-use lab::{CLIENT, DockerRoute, Lab, MANAGERS, NET, WORKERS, http_get, udp_ask};
+use lab::{CLIENT, Containers, DockerRoute, Lab, MANAGERS, NET, WORKERS, http_get, udp_ask};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -43,6 +43,8 @@ static LAB_LOCK: Mutex<()> = Mutex::new(());
 /// The three nodes in their namespaces and the client; all removed on drop.
 struct Mesh {
     nodes: Vec<Node>,
+    /// The Docker test's containers, removed once the nodes are gone (fields drop in order).
+    containers: Option<Containers>,
     // Dropped after the nodes (fields drop in order), so no node outlives its namespace.
     lab: Lab,
     root: TempDir,
@@ -101,6 +103,7 @@ impl Mesh {
         }
         let mesh = Mesh {
             nodes,
+            containers: None,
             lab,
             root,
             _lock: lock,
@@ -125,10 +128,13 @@ impl Mesh {
         self.root.path().join("www")
     }
 
-    /// `service create -d …` on n1.
-    fn create(&self, args: &[&str]) {
-        let mut a = vec!["service", "create", "-d"];
-        a.extend_from_slice(args);
+    /// `service create -d --name NAME FLAGS… EXTRA… COMMAND…` on n1: `flags` split at
+    /// whitespace, `extra` for values that hold spaces.
+    fn create(&self, name: &str, flags: &str, extra: &[&str], command: &[&str]) {
+        let mut a = vec!["service", "create", "-d", "--name", name];
+        a.extend(flags.split_whitespace());
+        a.extend_from_slice(extra);
+        a.extend_from_slice(command);
         self.n1().ok(&a);
     }
 
@@ -200,21 +206,12 @@ fn process_replicas_answer_on_every_node_even_one_without_a_replica() {
     let m = Mesh::form();
     phase("4 process replicas on n1 and n2 publish 29180:80; n3 runs none");
     let script = httpd_script(&m.www());
-    m.create(&[
-        "--name",
+    m.create(
         "web2",
-        "--runtime",
-        "process",
-        "--replicas",
-        "4",
-        "--constraint",
-        "node.hostname!=n3",
-        "--publish",
-        "29180:80",
-        "sh",
-        "-c",
-        &script,
-    ]);
+        "--runtime process --replicas 4 --constraint node.hostname!=n3 --publish 29180:80",
+        &[],
+        &["sh", "-c", &script],
+    );
     let ids = m.wait_running("web2", 4);
 
     phase("service ls shows the port; service ps an address per task, distinct");
@@ -272,23 +269,21 @@ fn docker_replicas_answer_on_every_node() {
     if skip("docker_replicas_answer_on_every_node", true) {
         return;
     }
-    let m = Mesh::form();
+    let mut m = Mesh::form();
+    m.containers = Some(Containers(m.nodes.iter().map(Node::id).collect()));
     let _route = DockerRoute::new(&m.lab);
     phase("2 Docker replicas of the test image's httpd publish 29182:80, not on n3");
-    m.create(&[
-        "--name",
+    m.create(
         "web",
-        "--replicas",
-        "2",
-        "--constraint",
-        "node.hostname!=n3",
-        "--publish",
-        "29182:80",
-        "swarm-test/busybox:1",
-        "sh",
-        "-c",
-        "mkdir -p /w && hostname > /w/index.html && exec httpd -f -p 80 -h /w",
-    ]);
+        "--replicas 2 --constraint node.hostname!=n3 --publish 29182:80",
+        &[],
+        &[
+            "swarm-test/busybox:1",
+            "sh",
+            "-c",
+            "mkdir -p /w && hostname > /w/index.html && exec httpd -f -p 80 -h /w",
+        ],
+    );
     m.wait_running("web", 2);
     phase("every node answers, n3 too, and both containers answer over 50 requests");
     let first = m.wait_answers_any("n3", 29182, 2);
@@ -330,21 +325,12 @@ fn udp_host_mode_and_the_proxy_header() {
     let echo = "import os,socket\nport=int(os.environ.get('PORT','53'))\n\
         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('',port))\nwhile True:\n \
         d,a=s.recvfrom(2048)\n s.sendto(os.environ['SWARM_TASK_ID'].encode(),a)\n";
-    m.create(&[
-        "--name",
+    m.create(
         "dns",
-        "--runtime",
-        "process",
-        "--replicas",
-        "2",
-        "--constraint",
-        "node.hostname!=n3",
-        "--publish",
-        "published=29183,target=53,protocol=udp",
-        "python3",
-        "-c",
-        echo,
-    ]);
+        "--runtime process --replicas 2 --constraint node.hostname!=n3 --publish published=29183,target=53,protocol=udp",
+        &[],
+        &["python3", "-c", echo],
+    );
     let ids = m.wait_running("dns", 2);
     let ls = m.n1().ok(&["service", "ls"]);
     assert!(ls.contains("*:29183->53/udp"), "{ls}");
@@ -360,19 +346,12 @@ fn udp_host_mode_and_the_proxy_header() {
 
     phase("host mode: 29184 answers on n2, the node running the task, and not on n1");
     let script = httpd_script(&m.www());
-    m.create(&[
-        "--name",
+    m.create(
         "hosted",
-        "--runtime",
-        "process",
-        "--constraint",
-        "node.hostname==n2",
-        "--publish",
-        "published=29184,target=80,mode=host",
-        "sh",
-        "-c",
-        &script,
-    ]);
+        "--runtime process --constraint node.hostname==n2 --publish published=29184,target=80,mode=host",
+        &[],
+        &["sh", "-c", &script],
+    );
     let ids = m.wait_running("hosted", 1);
     m.wait_answers("n2", 29184, &ids);
     assert_eq!(http_get(&m.lab, "n1", 29184), None, "n1 runs no task of it");
@@ -395,17 +374,12 @@ fn udp_host_mode_and_the_proxy_header() {
          c.sendall(b'HTTP/1.0 200 OK\\r\\n\\r\\n'+os.environ['SWARM_TASK_ID'].encode())\n c.close()\n",
         seen_dir.display()
     );
-    m.create(&[
-        "--name",
+    m.create(
         "proxied",
-        "--runtime",
-        "process",
-        "--publish",
-        "published=29185,target=80,proxy-protocol=v2",
-        "python3",
-        "-c",
-        &server,
-    ]);
+        "--runtime process --publish published=29185,target=80,proxy-protocol=v2",
+        &[],
+        &["python3", "-c", &server],
+    );
     let ids = m.wait_running("proxied", 1);
     m.wait_answers("n3", 29185, &ids);
     let id = ids.iter().next().unwrap();
@@ -436,25 +410,15 @@ fn scale_down_and_a_failing_health_check_leave_the_rotation() {
     let m = Mesh::form();
     phase("3 replicas with a health check on their health page publish 29186:80");
     let script = httpd_script(&m.www());
-    m.create(&[
-        "--name",
+    m.create(
         "hc",
-        "--runtime",
-        "process",
-        "--replicas",
-        "3",
-        "--health-cmd",
-        "wget -q -O /dev/null http://127.0.0.1:${PORT:-80}/health",
-        "--health-interval",
-        "1s",
-        "--health-retries",
-        "1",
-        "--publish",
-        "29186:80",
-        "sh",
-        "-c",
-        &script,
-    ]);
+        "--runtime process --replicas 3 --health-interval 1s --health-retries 1 --publish 29186:80",
+        &[
+            "--health-cmd",
+            "wget -q -O /dev/null http://127.0.0.1:${PORT:-80}/health",
+        ],
+        &["sh", "-c", &script],
+    );
     let ids = m.wait_running("hc", 3);
     m.wait_answers("n1", 29186, &ids);
 
@@ -487,19 +451,12 @@ fn a_killed_node_leaves_the_rotation_without_failed_requests() {
     let mut m = Mesh::form();
     phase("6 replicas over the three nodes publish 29187:80");
     let script = httpd_script(&m.www());
-    m.create(&[
-        "--name",
+    m.create(
         "spread",
-        "--runtime",
-        "process",
-        "--replicas",
-        "6",
-        "--publish",
-        "29187:80",
-        "sh",
-        "-c",
-        &script,
-    ]);
+        "--runtime process --replicas 6 --publish 29187:80",
+        &[],
+        &["sh", "-c", &script],
+    );
     let ids = m.wait_running("spread", 6);
     m.wait_answers("n1", 29187, &ids);
     let on_n2 = common::running_per_node(&m.running("spread").into_values().collect::<Vec<_>>());
