@@ -125,7 +125,14 @@ pub async fn rollback(ctx: &ControlContext, name: &str) -> Result<String, String
 }
 
 async fn rollback_once(store: &StoreHandle, name: &str) -> Result<String, Failed> {
-    let found = find(store, name).await?;
+    let all = services(store).await?;
+    let found = resolve(all.clone(), name)?;
+    // A port the previous spec published may have gone to another service since.
+    if let Some(prev) = &found.service.previous_spec {
+        let mut ports = prev.ports.clone();
+        allocate(&mut ports, found.service.id, &[], &all)
+            .map_err(|e| format!("cannot roll back {name}: the previous spec's {e}"))?;
+    }
     // The previous spec is not checked again, but a secret or config it names may have been
     // removed since (only the current spec keeps one from removal).
     if let Some(prev) = &found.service.previous_spec

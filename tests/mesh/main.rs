@@ -479,3 +479,97 @@ fn a_killed_node_leaves_the_rotation_without_failed_requests() {
     }
     assert!(failed.is_empty(), "failed requests after Down: {failed:?}");
 }
+
+/// `service create -d --name NAME --runtime process FLAGS… sleep 100000` on `n1`.
+fn sleeper(n1: &Node, name: &str, flags: &str) -> std::process::Output {
+    let mut a = vec![
+        "service",
+        "create",
+        "-d",
+        "--name",
+        name,
+        "--runtime",
+        "process",
+    ];
+    a.extend(flags.split_whitespace());
+    a.extend(["sleep", "100000"]);
+    n1.cli(&a)
+}
+
+/// The control API's half, which needs no lab: conflicts, picks, and what the commands show.
+/// Runs on loopback (ports 29110–29112), without root.
+#[test]
+fn published_ports_are_checked_picked_and_shown() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = common::three_nodes(root.path(), 29110);
+    let n1 = &nodes[0];
+    phase("a service publishes 29190:80 and a target-only port");
+    assert!(
+        sleeper(n1, "a", "-p 29190:80 -p target=81")
+            .status
+            .success()
+    );
+    let doc = n1.service_inspect("a").unwrap();
+    let ports = &doc["Endpoint"]["Ports"];
+    assert_eq!(ports[0]["PublishedPort"], 29190);
+    assert_eq!(
+        ports[1]["PublishedPort"], 30000,
+        "the lowest free port: {ports}"
+    );
+    assert_eq!(ports[1]["PublishMode"], "ingress");
+    let ls = n1.ok(&["service", "ls"]);
+    assert!(ls.contains("*:29190->80/tcp,*:30000->81/tcp"), "{ls}");
+
+    phase("another service may not publish 29190/tcp; the next pick is 30001");
+    let out = sleeper(n1, "b", "-p 29190:80");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("port 29190/tcp is already in use by service 'a' as an ingress port"),
+        "{err}"
+    );
+    assert!(n1.service_inspect("b").is_none(), "nothing written");
+    assert!(sleeper(n1, "b", "-p 29190:80/udp -p 82").status.success());
+    let doc = n1.service_inspect("b").unwrap();
+    assert_eq!(doc["Endpoint"]["Ports"][1]["PublishedPort"], 30001);
+
+    phase("update: --publish-rm by published port, --publish-add a host-mode port; bad input");
+    n1.ok(&[
+        "service",
+        "update",
+        "-d",
+        "--publish-rm",
+        "30000",
+        "--publish-add",
+        "published=29191,target=80,mode=host",
+        "a",
+    ]);
+    let doc = n1.service_inspect("a").unwrap();
+    let modes: Vec<_> = doc["Endpoint"]["Ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["PublishedPort"].as_u64().unwrap(),
+                p["PublishMode"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(modes, [(29190, "ingress".into()), (29191, "host".into())]);
+    let out = n1.cli(&["service", "update", "-d", "--publish-rm", "7", "a"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("service a does not publish port 7"),
+        "{out:?}"
+    );
+    let out = n1.cli(&["service", "update", "-d", "--publish-add", "8080:0", "a"]);
+    assert!(!out.status.success());
+
+    phase("network ls lists ingress; network create is refused as not yet");
+    let ls = n1.ok(&["network", "ls"]);
+    assert!(ls.starts_with("NETWORK ID"), "{ls}");
+    assert!(ls.contains(" ingress ") && ls.contains("overlay"), "{ls}");
+    let out = n1.cli(&["network", "create", "backend"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+    n1.ok(&["service", "rm", "a", "b"]);
+}
