@@ -44,9 +44,11 @@ pub fn task_table(rows: &[TaskRow], now_ms: u64, no_trunc: bool) -> String {
         "NAME",
         "IMAGE",
         "NODE",
+        "ADDRESS",
         "DESIRED STATE",
         "CURRENT STATE",
         "ERROR",
+        "PORTS",
     ];
     table(&headers, &task_cells(rows, now_ms, no_trunc))
 }
@@ -59,13 +61,15 @@ pub fn task_json(rows: &[TaskRow], now_ms: u64) -> String {
         "Name",
         "Image",
         "Node",
+        "Address",
         "DesiredState",
         "CurrentState",
         "Error",
+        "Ports",
     ];
     let mut out = String::new();
-    for cells in task_cells(rows, now_ms, true) {
-        let obj: serde_json::Map<String, serde_json::Value> = keys
+    for (cells, t) in task_cells(rows, now_ms, true).into_iter().zip(sorted(rows)) {
+        let mut obj: serde_json::Map<String, serde_json::Value> = keys
             .iter()
             .zip(cells)
             .map(|(k, v)| {
@@ -80,14 +84,16 @@ pub fn task_json(rows: &[TaskRow], now_ms: u64) -> String {
                 (k.to_string(), serde_json::Value::String(v))
             })
             .collect();
+        // Every address with its network and prefix (the table shows the ingress one bare).
+        obj.insert("Addresses".into(), serde_json::json!(t.addresses));
         out += &serde_json::Value::Object(obj).to_string();
         out.push('\n');
     }
     out
 }
 
-/// The cells of the task table, history rows under their slot's newest task.
-fn task_cells(rows: &[TaskRow], now_ms: u64, no_trunc: bool) -> Vec<Vec<String>> {
+/// Rows by service and slot, each slot's newest task first.
+fn sorted(rows: &[TaskRow]) -> Vec<&TaskRow> {
     let mut sorted: Vec<&TaskRow> = rows.iter().collect();
     sorted.sort_by(|a, b| {
         (&a.service, a.slot, &a.name)
@@ -95,9 +101,24 @@ fn task_cells(rows: &[TaskRow], now_ms: u64, no_trunc: bool) -> Vec<Vec<String>>
             .then(b.created_ms.cmp(&a.created_ms))
             .then(b.id.cmp(&a.id))
     });
+    sorted
+}
+
+/// The ADDRESS column: the ingress address without its prefix, `-` when there is none.
+pub fn ingress_address(t: &TaskRow) -> String {
+    t.addresses
+        .iter()
+        .find_map(|a| a.strip_prefix("ingress="))
+        .and_then(|a| a.split('/').next())
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// The cells of the task table, history rows under their slot's newest task.
+fn task_cells(rows: &[TaskRow], now_ms: u64, no_trunc: bool) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     let mut last_name: Option<&str> = None;
-    for t in sorted {
+    for t in sorted(rows) {
         let name = if last_name == Some(t.name.as_str()) {
             format!(" \\_ {}", t.name)
         } else {
@@ -119,6 +140,7 @@ fn task_cells(rows: &[TaskRow], now_ms: u64, no_trunc: bool) -> Vec<Vec<String>>
             name,
             t.image.clone(),
             t.node.clone(),
+            ingress_address(t),
             state_word(t.desired),
             format!(
                 "{} {} ago",
@@ -126,6 +148,7 @@ fn task_cells(rows: &[TaskRow], now_ms: u64, no_trunc: bool) -> Vec<Vec<String>>
                 human_duration(now_ms.saturating_sub(t.since_ms)).to_lowercase()
             ),
             error,
+            t.ports.clone(),
         ]);
     }
     out
@@ -167,6 +190,8 @@ mod tests {
             since_ms: 1_000,
             error: String::new(),
             created_ms: created,
+            addresses: Vec::new(),
+            ports: String::new(),
         }
     }
 

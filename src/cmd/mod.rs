@@ -1,5 +1,6 @@
 //! The command line: one file per command, dispatched by [`Command`].
 
+mod network;
 mod node;
 mod secret;
 mod service;
@@ -49,6 +50,10 @@ pub enum Command {
     /// Manage the cluster.
     #[command(subcommand)]
     Swarm(swarm::SwarmCmd),
+    /// Networks: `ingress`, which every task is attached to and published ports are reached
+    /// through.
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
     /// Manage services. `create`, `update` and `scale` wait until the tasks run, then watch
     /// them for the service's monitor period (5 s by default; the SWARM_NODE_VERIFY_MS
     /// environment variable overrides it, in milliseconds).
@@ -94,6 +99,7 @@ pub async fn run_client(
         Command::Start(_) => anyhow::bail!("`start` runs a node; it is not a client command"),
         Command::Node(cmd) => node::run(cmd, client, out).await,
         Command::Swarm(cmd) => swarm::run(cmd, client, out).await,
+        Command::Network(cmd) => network::run(cmd, client, out).await,
         Command::Service(cmd) => service::run(cmd, client, out).await,
         Command::Secret(cmd) => secret::run(FileKind::Secret, cmd, client, out).await,
         Command::Config(cmd) => secret::run(FileKind::Config, cmd, client, out).await,

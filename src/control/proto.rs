@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 use swarm_actors::model::{
-    Availability, FailureAction, FileKind, FileRef, HealthCheck, RestartCondition, Role,
-    SecretBytes, Service, ServiceSpec, TaskState, UpdateConfig, UpdateOrder, UpdateState,
-    UpdateStatus,
+    Availability, FailureAction, FileKind, FileRef, HealthCheck, PortConfig, PortProtocol,
+    RestartCondition, Role, SecretBytes, Service, ServiceSpec, TaskState, UpdateConfig,
+    UpdateOrder, UpdateState, UpdateStatus,
 };
 use swarm_actors::node::{CaView, JoinTokensView};
 use swarm_actors::runtime::LogStream;
@@ -76,6 +76,12 @@ pub enum ControlRequest {
         service: String,
         tail: usize,
     },
+    /// `network ls`.
+    NetworkLs,
+    /// `network inspect`: by name or ID prefix.
+    NetworkInspect {
+        names: Vec<String>,
+    },
     /// Sends a typed message to a named actor; `args` is JSON text ("" for none).
     Send {
         actor: String,
@@ -143,6 +149,8 @@ pub enum ControlResponse {
     Reply(String),
     Services(Vec<ServiceInfo>),
     ServiceDocs(Vec<ServiceDoc>),
+    /// Networks, with the tasks holding addresses for `network inspect`.
+    Networks(Vec<NetworkDoc>),
     /// Task rows, at most [`TASK_ROWS_MAX`] (the newest are kept).
     Tasks(Vec<TaskRow>),
     Progress(ProgressView),
@@ -214,6 +222,58 @@ pub struct ServiceChange {
     pub config_rm: Vec<String>,
     #[serde(default)]
     pub config_add: Vec<FileRef>,
+    /// `--publish-rm`, then `--publish-add` (a port with the published port and protocol of
+    /// one the service has replaces it; published 0: the node picks one).
+    #[serde(default)]
+    pub publish_rm: Vec<PortRm>,
+    #[serde(default)]
+    pub publish_add: Vec<PortConfig>,
+}
+
+/// One `--publish-rm`: `N[/proto]` (the port published on N; failing that, Docker's rule:
+/// the ports whose target is N, as `--publish N` made them) or `P:T[/proto]` (exactly that
+/// pair). Without a protocol, both protocols match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRm {
+    pub published: Option<u16>,
+    pub port: u16,
+    pub protocol: Option<PortProtocol>,
+}
+
+impl PortRm {
+    /// Removes the ports this names from `ports`; an error naming the port when none matched.
+    pub fn apply(&self, service: &str, ports: &mut Vec<PortConfig>) -> Result<(), String> {
+        let proto = |p: &PortConfig| self.protocol.is_none_or(|x| x == p.protocol);
+        let before = ports.len();
+        match self.published {
+            Some(published) => {
+                ports.retain(|p| !(proto(p) && p.published == published && p.target == self.port))
+            }
+            None => {
+                ports.retain(|p| !(proto(p) && p.published == self.port));
+                if ports.len() == before {
+                    ports.retain(|p| !(proto(p) && p.target == self.port));
+                }
+            }
+        }
+        if ports.len() == before {
+            return Err(format!("service {service} does not publish port {self}"));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for PortRm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = self.published {
+            write!(f, "{p}:")?;
+        }
+        write!(f, "{}", self.port)?;
+        if let Some(proto) = self.protocol {
+            write!(f, "/{}", proto.as_str())?;
+        }
+        Ok(())
+    }
 }
 
 /// `--health-*` and `--no-healthcheck` of `service update`.
@@ -317,6 +377,36 @@ pub struct ServiceInfo {
     pub ports: String,
 }
 
+/// A network as `network ls` and `network inspect` show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetworkDoc {
+    /// Stable across nodes and runs (25 hex digits, Docker's length).
+    pub id: String,
+    pub name: String,
+    /// `overlay`: it spans the nodes.
+    pub driver: String,
+    /// `swarm`: the cluster's, not one node's.
+    pub scope: String,
+    /// Whether published ports are reached through it.
+    pub ingress: bool,
+    /// `10.255.0.0/16`.
+    pub subnet: String,
+    /// Tasks holding an address (`inspect` only), lowest address first.
+    pub tasks: Vec<NetworkTask>,
+    /// Tasks beyond the answer's bound, counted.
+    pub tasks_left_out: usize,
+}
+
+/// A task's address on a network, as Docker's `Containers` entries show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetworkTask {
+    /// `web.1.<task id>`, Docker's container name of a task.
+    pub name: String,
+    pub id: String,
+    /// `10.255.3.7/24`.
+    pub ipv4: String,
+}
+
 /// A stored service with its store metadata, for `service inspect`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceDoc {
@@ -344,6 +434,14 @@ pub struct TaskRow {
     /// The pending reason or the error, as the ERROR column shows it.
     pub error: String,
     pub created_ms: u64,
+    /// The task's addresses, `ingress=10.255.3.7/24`-style as `network=addr/prefix`; empty
+    /// before the leader allocates one.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// The host-mode ports a live task publishes on its node (`*:9000->80/tcp`), as Docker's
+    /// PORTS column of `service ps` shows them; empty for a terminal task.
+    #[serde(default)]
+    pub ports: String,
 }
 
 /// Where a service's tasks and its rolling update stand, for the progress display of

@@ -11,6 +11,7 @@ use super::context::ControlContext;
 pub const NOT_A_MANAGER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
 
 /// A stored service with the version its next write compares against.
+#[derive(Clone)]
 pub struct Found {
     pub service: Service,
     pub obj: StoredObject,

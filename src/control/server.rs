@@ -20,7 +20,7 @@ use super::cas::{self, Failed};
 pub use super::context::ControlContext;
 use super::nodes::node_list;
 use super::proto::{ControlRequest, ControlResponse, TaskRow, resolve};
-use super::{logs, secret, service};
+use super::{logs, network, secret, service};
 
 /// Client connections served at once; more wait in the listen backlog.
 pub const CONTROL_CONNECTIONS_MAX: usize = 64;
@@ -202,6 +202,12 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
             Err(e) => ControlResponse::Error(e.to_string()),
         },
         ControlRequest::ServiceCreate { spec } => done(service::create(ctx, *spec).await),
+        ControlRequest::NetworkLs => network::list(ctx)
+            .await
+            .map_or_else(ControlResponse::Error, ControlResponse::Networks),
+        ControlRequest::NetworkInspect { names } => network::inspect(ctx, &names)
+            .await
+            .map_or_else(ControlResponse::Error, ControlResponse::Networks),
         ControlRequest::ServiceLs => match service::list(ctx).await {
             Ok(rows) => ControlResponse::Services(rows),
             Err(e) => ControlResponse::Error(e),

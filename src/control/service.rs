@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use swarm_actors::model::{
-    FileKind, NodeId, NodeState, Service, ServiceId, ServiceMode, ServiceSpec, Task, TaskState,
+    FileKind, NodeId, NodeState, PortConfig, PublishMode, Service, ServiceId, ServiceMode,
+    ServiceSpec, Task, TaskState,
 };
 use swarm_actors::node::admission;
 use swarm_actors::orchestrator::task_name;
@@ -23,6 +24,7 @@ use change::{rollback_write, update_write};
 
 use super::cas::{self, Failed};
 use super::context::ControlContext;
+use super::ports::allocate;
 use super::proto::{
     ProgressView, ServiceChange, ServiceDoc, ServiceInfo, SlotProgress, TASK_ROWS_MAX, TaskRow,
 };
@@ -55,13 +57,12 @@ pub async fn create(ctx: &ControlContext, mut spec: ServiceSpec) -> Result<Strin
         validate_spec(&spec)?;
     }
     let exists = || format!("service {} already exists", spec.name);
-    if services(&store)
-        .await?
-        .iter()
-        .any(|f| f.obj.id == spec.name)
-    {
+    let all = services(&store).await?;
+    if all.iter().any(|f| f.obj.id == spec.name) {
         return Err(exists());
     }
+    // No service has the unknown ID: every other service's ports count.
+    allocate(&mut spec.ports, ServiceId::UNKNOWN, &[], &all)?;
     let id = loop {
         let id = ServiceId(rand::random());
         if id != ServiceId::UNKNOWN {
@@ -102,7 +103,8 @@ async fn update_once(
     name: &str,
     change: &ServiceChange,
 ) -> Result<String, Failed> {
-    let found = find(store, name).await?;
+    let all = services(store).await?;
+    let found = resolve(all.clone(), name)?;
     // The refs added get their IDs and targets here; a missing one refuses the update.
     let mut change = change.clone();
     if !change.secret_add.is_empty() || !change.config_add.is_empty() {
@@ -110,7 +112,7 @@ async fn update_once(
         files.resolve_refs(FileKind::Secret, &mut change.secret_add)?;
         files.resolve_refs(FileKind::Config, &mut change.config_add)?;
     }
-    let (id, cmd) = update_write(&found, &change, admission::now_ms())?;
+    let (id, cmd) = update_write(&found, &change, &all, admission::now_ms())?;
     cas::proposed(store.propose(cmd).await)?;
     Ok(id)
 }
@@ -123,7 +125,14 @@ pub async fn rollback(ctx: &ControlContext, name: &str) -> Result<String, String
 }
 
 async fn rollback_once(store: &StoreHandle, name: &str) -> Result<String, Failed> {
-    let found = find(store, name).await?;
+    let all = services(store).await?;
+    let found = resolve(all.clone(), name)?;
+    // A port the previous spec published may have gone to another service since.
+    if let Some(prev) = &found.service.previous_spec {
+        let mut ports = prev.ports.clone();
+        allocate(&mut ports, found.service.id, &[], &all)
+            .map_err(|e| format!("cannot roll back {name}: the previous spec's {e}"))?;
+    }
     // The previous spec is not checked again, but a secret or config it names may have been
     // removed since (only the current spec keeps one from removal).
     if let Some(prev) = &found.service.previous_spec
@@ -225,13 +234,7 @@ pub async fn list(ctx: &ControlContext) -> Result<Vec<ServiceInfo>, String> {
             running,
             desired,
             image: s.spec.task.image.clone(),
-            ports: s
-                .spec
-                .ports
-                .iter()
-                .map(|p| format!("*:{}->{}/tcp", p.published, p.target))
-                .collect::<Vec<_>>()
-                .join(", "),
+            ports: ingress_ports(&s.spec.ports),
         });
     }
     Ok(rows)
@@ -255,7 +258,7 @@ fn hostnames(nodes: &[NodeObject]) -> BTreeMap<NodeId, String> {
 /// Task rows, newest first when there are more than [`TASK_ROWS_MAX`].
 fn rows(
     tasks: Vec<&Task>,
-    names: &BTreeMap<ServiceId, String>,
+    names: &BTreeMap<ServiceId, (String, String)>,
     nodes: &[NodeObject],
 ) -> Vec<TaskRow> {
     let hosts = hostnames(nodes);
@@ -265,7 +268,7 @@ fn rows(
     tasks
         .into_iter()
         .map(|t| {
-            let service = names.get(&t.service_id).cloned().unwrap_or_default();
+            let (service, ports) = names.get(&t.service_id).cloned().unwrap_or_default();
             let error = match (&t.status.error, t.status.state) {
                 (Some(e), _) => e.clone(),
                 (None, TaskState::Pending) => t.status.message.clone(),
@@ -286,15 +289,49 @@ fn rows(
                 since_ms: t.status.since_ms,
                 error,
                 created_ms: t.created_ms,
+                addresses: t
+                    .networks
+                    .iter()
+                    .map(|a| format!("{}={}/{}", a.network, a.addr, a.prefix))
+                    .collect(),
+                ports: if t.status.state.is_terminal() {
+                    String::new()
+                } else {
+                    ports
+                },
             }
         })
         .collect()
 }
 
-fn service_names(found: &[Found]) -> BTreeMap<ServiceId, String> {
+/// `service ls`'s PORTS: the ingress-mode ports (host-mode ones are the tasks', shown by
+/// `service ps`), as Docker joins them.
+pub fn ingress_ports(ports: &[PortConfig]) -> String {
+    joined(ports, PublishMode::Ingress)
+}
+
+/// `service ps`'s PORTS: the host-mode ports a task publishes on its node.
+pub fn host_ports(ports: &[PortConfig]) -> String {
+    joined(ports, PublishMode::Host)
+}
+
+fn joined(ports: &[PortConfig], mode: PublishMode) -> String {
+    ports
+        .iter()
+        .filter(|p| p.mode == mode)
+        .map(PortConfig::display)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Each service's name and the host-mode ports its tasks publish (from its current spec).
+fn service_names(found: &[Found]) -> BTreeMap<ServiceId, (String, String)> {
     found
         .iter()
-        .map(|f| (f.service.id, f.obj.id.clone()))
+        .map(|f| {
+            let ports = host_ports(&f.service.spec.ports);
+            (f.service.id, (f.obj.id.clone(), ports))
+        })
         .collect()
 }
 

@@ -250,6 +250,7 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
         }
     }
     validate_file_refs(task)?;
+    super::ports::validate_ports(&spec.ports)?;
     validate_rollout("update", &spec.update)?;
     validate_rollout("rollback", &spec.rollback)?;
     let encoded = bincode::serde::encode_to_vec(

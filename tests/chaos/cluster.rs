@@ -15,7 +15,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::common::{Node, all_ready, status_of, wait_until};
-use crate::lab::{Lab, pids_in};
+use crate::lab::{self, Lab, pids_in};
 use crate::ledger::CLI_LIMIT;
 
 pub const MANAGERS: [&str; 3] = ["m1", "m2", "m3"];
@@ -50,7 +50,7 @@ impl Cluster {
     /// Makes the lab and forms the cluster: m1 bootstraps, m2 and m3 join as managers, the
     /// workers as workers; returns once every manager sees all seven Ready and a leader.
     pub fn form() -> Cluster {
-        let lab = Lab::new(&MANAGERS, &WORKERS);
+        let lab = Lab::new(lab::NET, &MANAGERS, &WORKERS);
         let root = tempfile::Builder::new()
             .prefix("swarm-chaos")
             .tempdir()

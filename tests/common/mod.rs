@@ -10,6 +10,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this
 
+pub mod lab;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

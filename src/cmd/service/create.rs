@@ -10,6 +10,7 @@ use swarm_actors::model::{
     RuntimeKind, SecretId, ServiceMode, ServiceSpec, TaskSpec, UpdateConfig,
 };
 
+use super::publish::{parse_all, parse_publish};
 use super::update::{RollbackConfigArgs, UpdateConfigArgs, condition, flag, parse_label};
 use crate::cmd::units::{parse_duration_ms, parse_nano_cpus, parse_size_bytes};
 use crate::control::validate::{validate_env, validate_spec};
@@ -114,6 +115,12 @@ pub struct CreateArgs {
     /// (repeatable).
     #[arg(long = "config")]
     pub configs: Vec<String>,
+    /// Publish a port through the routing mesh: PUBLISHED:TARGET[/PROTOCOL], TARGET (a free
+    /// port of 30000-32767 is picked), or
+    /// published=N,target=N[,protocol=tcp|udp][,mode=ingress|host][,proxy-protocol=v2]
+    /// [,affinity=client-ip] (repeatable).
+    #[arg(short, long = "publish", value_name = "PORT")]
+    pub publish: Vec<String>,
     #[command(flatten)]
     pub update: UpdateConfigArgs,
     #[command(flatten)]
@@ -279,7 +286,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         task,
         update,
         rollback,
-        ports: Vec::new(),
+        ports: parse_all(&a.publish, parse_publish)?,
     };
     if let Err(e) = validate_spec(&spec) {
         bail!("{e}");
@@ -303,6 +310,27 @@ mod tests {
         let argv = std::iter::once("create").chain(args.split_whitespace());
         let t = T::try_parse_from(argv)?;
         build_spec(&t.a)
+    }
+
+    #[test]
+    fn publish_is_repeatable_and_bad_ports_refused() {
+        use swarm_actors::model::{PortConfig, PortProtocol};
+        let s =
+            parse("--name web -p 8080:80 --publish published=5353,target=53,protocol=udp nginx")
+                .unwrap();
+        assert_eq!(s.ports[0], PortConfig::tcp(8080, 80));
+        assert_eq!(
+            (s.ports[1].published, s.ports[1].protocol),
+            (5353, PortProtocol::Udp)
+        );
+        let err = parse("--name web -p 8080:80 -p 8080:81 nginx").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("duplicate published port 8080/tcp"),
+            "{err}"
+        );
+        let err = parse("--name web -p 99999:80 nginx").unwrap_err();
+        assert!(err.to_string().contains("1-65535"), "{err}");
     }
 
     #[test]

@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 use swarm_actors::model::{
-    FailureAction, FileRef, RestartCondition, RuntimeKind, ServiceMode, ServiceSpec, UpdateConfig,
-    UpdateOrder, UpdateStatus,
+    FailureAction, FileRef, PortConfig, RestartCondition, RuntimeKind, ServiceMode, ServiceSpec,
+    UpdateConfig, UpdateOrder, UpdateStatus,
 };
 
 use crate::cmd::units::{format_duration_ms, human_duration};
@@ -161,14 +161,43 @@ fn spec_json(s: &ServiceSpec) -> Value {
         "Mode": mode,
         "UpdateConfig": update_json(&s.update),
         "RollbackConfig": update_json(&s.rollback),
-        "EndpointSpec": {
-            "Mode": "vip",
-            "Ports": s.ports.iter().map(|p| json!({
-                "Protocol": "tcp", "TargetPort": p.target, "PublishedPort": p.published,
-            })).collect::<Vec<_>>(),
-        },
+        "EndpointSpec": endpoint_spec(&s.ports),
     })
 }
+
+/// Docker's `EndpointSpec` (and `Endpoint.Spec`): the VIP mode and the published ports, with
+/// the two opt-ins Docker lacks only where they are set.
+fn endpoint_spec(ports: &[PortConfig]) -> Value {
+    json!({ "Mode": "vip", "Ports": ports_json(ports) })
+}
+
+fn ports_json(ports: &[PortConfig]) -> Vec<Value> {
+    ports
+        .iter()
+        .map(|p| {
+            let mut v = json!({
+                "Protocol": p.protocol.as_str(),
+                "TargetPort": p.target,
+                "PublishedPort": p.published,
+                "PublishMode": p.mode.as_str(),
+            });
+            if p.proxy_protocol {
+                v["ProxyProtocol"] = json!("v2");
+            }
+            if p.affinity {
+                v["Affinity"] = json!("client-ip");
+            }
+            v
+        })
+        .collect()
+}
+
+/// How a process task is networked: stated, because the fallback changes what the program
+/// must listen on.
+pub const PROCESS_NETWORKING: &str = "own network namespace with its ingress address when the \
+    node runs as root with the CNI plugins; otherwise the host network, each target port \
+    remapped to a free port the node picks and given to the task as PORT (the first target) and \
+    SWARM_PORT_<target>";
 
 /// Milliseconds since the epoch as RFC 3339 UTC, the way Docker shows CreatedAt.
 pub fn rfc3339(ms: u64) -> String {
@@ -201,8 +230,14 @@ pub fn json_doc(d: &ServiceDoc) -> Value {
         "UpdatedAt": rfc3339(d.updated_ms),
         "Spec": spec_json(&d.service.spec),
         "SpecVersion": d.service.spec_version,
-        "Endpoint": { "Spec": { "Mode": "vip" } },
+        "Endpoint": {
+            "Spec": endpoint_spec(&d.service.spec.ports),
+            "Ports": ports_json(&d.service.spec.ports),
+        },
     });
+    if d.service.spec.task.runtime == RuntimeKind::Process {
+        doc["Spec"]["TaskTemplate"]["Networking"] = json!(PROCESS_NETWORKING);
+    }
     if let Some(prev) = &d.service.previous_spec {
         doc["PreviousSpec"] = spec_json(prev);
     }
@@ -374,7 +409,28 @@ pub fn pretty_at(d: &ServiceDoc, now_ms: u64) -> String {
             }
         }
     }
+    if t.runtime == RuntimeKind::Process {
+        o += &format!(" Networking:\t{PROCESS_NETWORKING}\n");
+    }
     o += "Endpoint Mode:\tvip\n";
+    if !s.ports.is_empty() {
+        o += "Ports:\n";
+        for p in &s.ports {
+            o += &format!(
+                " PublishedPort = {}\n  Protocol = {}\n  TargetPort = {}\n  PublishMode = {}\n",
+                p.published,
+                p.protocol.as_str(),
+                p.target,
+                p.mode.as_str()
+            );
+            if p.proxy_protocol {
+                o += "  ProxyProtocol = v2\n";
+            }
+            if p.affinity {
+                o += "  Affinity = client-ip\n";
+            }
+        }
+    }
     o
 }
 
@@ -606,5 +662,48 @@ mod tests {
         let p = pretty_at(&doc(), 1_700_000_015_000);
         assert!(!p.contains("UpdateStatus:"), "{p}");
         assert!(p.contains(" Monitoring Period: 5s\n"), "{p}");
+    }
+
+    #[test]
+    fn ports_have_dockers_endpoint_shape_and_pretty_block() {
+        use swarm_actors::model::{PortProtocol, PublishMode};
+        let mut d = doc();
+        d.service.spec.ports = vec![
+            PortConfig::tcp(8080, 80),
+            PortConfig {
+                protocol: PortProtocol::Udp,
+                mode: PublishMode::Host,
+                proxy_protocol: true,
+                ..PortConfig::tcp(5353, 53)
+            },
+        ];
+        let j = json_doc(&d);
+        for ports in [
+            &j["Endpoint"]["Ports"],
+            &j["Endpoint"]["Spec"]["Ports"],
+            &j["Spec"]["EndpointSpec"]["Ports"],
+        ] {
+            assert_eq!(
+                ports[0],
+                json!({"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080,
+                       "PublishMode": "ingress"})
+            );
+            assert_eq!(ports[1]["Protocol"], "udp");
+            assert_eq!(ports[1]["PublishMode"], "host");
+            assert_eq!(ports[1]["ProxyProtocol"], "v2");
+            assert!(ports[1].get("Affinity").is_none());
+        }
+        assert_eq!(j["Endpoint"]["Spec"]["Mode"], "vip");
+        // The test spec runs a process: how its tasks are networked is said.
+        let net = j["Spec"]["TaskTemplate"]["Networking"].as_str().unwrap();
+        assert!(net.contains("SWARM_PORT_<target>"), "{net}");
+        let p = pretty(&d);
+        assert!(
+            p.contains(
+                "Ports:\n PublishedPort = 8080\n  Protocol = tcp\n  TargetPort = 80\n  PublishMode = ingress\n"
+            ),
+            "{p}"
+        );
+        assert!(p.contains(" Networking:\town network namespace"), "{p}");
     }
 }

@@ -6,6 +6,7 @@ mod create;
 pub(crate) mod inspect;
 mod logs;
 pub(crate) mod progress;
+mod publish;
 mod update;
 
 pub(crate) use update::parse_label;

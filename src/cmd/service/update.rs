@@ -8,6 +8,7 @@ use clap::Args;
 use swarm_actors::model::{FailureAction, FileKind, RestartCondition, UpdateOrder};
 
 use super::create::{ConditionArg, parse_file_refs};
+use super::publish::{parse_all, parse_publish, parse_publish_rm};
 use crate::cmd::units::{parse_duration_ms, parse_nano_cpus, parse_size_bytes, split_words};
 use crate::control::client::Client;
 use crate::control::proto::{
@@ -269,6 +270,14 @@ pub struct UpdateArgs {
     /// Remove a config by name or ID (repeatable).
     #[arg(long)]
     pub config_rm: Vec<String>,
+    /// Publish a port, as `create --publish`; one with the same published port and protocol
+    /// is replaced (repeatable).
+    #[arg(long, value_name = "PORT")]
+    pub publish_add: Vec<String>,
+    /// Stop publishing a port: PUBLISHED[/PROTOCOL] (or the target, when nothing is published
+    /// on that number), or PUBLISHED:TARGET[/PROTOCOL] (repeatable). Removals go first.
+    #[arg(long, value_name = "PORT")]
+    pub publish_rm: Vec<String>,
     /// Go back to the previous spec instead of updating; no other change may come with it.
     #[arg(long)]
     pub rollback: bool,
@@ -345,6 +354,8 @@ pub fn build(a: &UpdateArgs) -> anyhow::Result<Request> {
         secret_add: parse_file_refs(FileKind::Secret, &a.secret_add)?,
         config_rm: a.config_rm.clone(),
         config_add: parse_file_refs(FileKind::Config, &a.config_add)?,
+        publish_rm: parse_all(&a.publish_rm, parse_publish_rm)?,
+        publish_add: parse_all(&a.publish_add, parse_publish)?,
     };
     if a.rollback {
         if change != ServiceChange::default() {
@@ -424,6 +435,17 @@ mod tests {
             Request::Update(c) => *c,
             Request::Rollback => panic!("{args}: a rollback"),
         }
+    }
+
+    #[test]
+    fn publish_add_and_rm() {
+        use swarm_actors::model::PortConfig;
+        let c = change("--publish-add 8082:80 --publish-rm 8081/udp --publish-rm 90:9 web");
+        assert_eq!(c.publish_add, vec![PortConfig::tcp(8082, 80)]);
+        let rm: Vec<String> = c.publish_rm.iter().map(|r| r.to_string()).collect();
+        assert_eq!(rm, ["8081/udp", "90:9"]);
+        assert!(parse("--publish-rm 0 web").is_err());
+        assert!(parse("--publish-add target=0 web").is_err());
     }
 
     #[test]

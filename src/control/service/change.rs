@@ -8,6 +8,7 @@ use swarm_actors::model::{FileKind, FileRef, HealthCheck, Service, ServiceMode, 
 use swarm_actors::store::{Expect, Kind, ObjectBody, Op, StoreCommand};
 
 use super::Found;
+use crate::control::ports::allocate;
 use crate::control::proto::{HealthChange, ServiceChange};
 use crate::control::validate::{env_key, validate_env, validate_spec};
 
@@ -92,6 +93,15 @@ pub fn apply_change(service: &Service, change: &ServiceChange) -> Result<Service
         &change.config_rm,
         &change.config_add,
     )?;
+    for rm in &change.publish_rm {
+        rm.apply(name, &mut spec.ports)?;
+    }
+    for add in &change.publish_add {
+        spec.ports.retain(|p| {
+            add.published == 0 || (p.published, p.protocol) != (add.published, add.protocol)
+        });
+        spec.ports.push(*add);
+    }
     change.update.apply(&mut spec.update);
     change.rollback.apply(&mut spec.rollback);
     Ok(spec)
@@ -189,9 +199,13 @@ fn apply_health(health: &mut Option<HealthCheck>, change: &HealthChange) -> Resu
 pub fn update_write(
     found: &Found,
     change: &ServiceChange,
+    services: &[Found],
     now_ms: u64,
 ) -> Result<(String, StoreCommand), String> {
-    let spec = apply_change(&found.service, change)?;
+    let mut spec = apply_change(&found.service, change)?;
+    validate_spec(&spec)?;
+    let s = &found.service;
+    allocate(&mut spec.ports, s.id, &s.spec.ports, services)?;
     validate_spec(&spec)?;
     Ok(put(
         found,
@@ -418,7 +432,7 @@ mod tests {
             config_rm: vec![SecretId(3).to_string()],
             ..Default::default()
         };
-        let (_, cmd) = update_write(&found, &rotate, 5).unwrap();
+        let (_, cmd) = update_write(&found, &rotate, &[], 5).unwrap();
         let (_, _, s) = written(&cmd);
         let names: Vec<_> = s
             .spec
@@ -438,7 +452,7 @@ mod tests {
             secret_add: vec![r(4, "new_pw", "/run/secrets/db_password")],
             ..Default::default()
         };
-        let e = update_write(&found, &clash, 5).unwrap_err();
+        let e = update_write(&found, &clash, &[], 5).unwrap_err();
         assert!(
             e.contains("duplicate target /run/secrets/db_password"),
             "{e}"
@@ -449,6 +463,7 @@ mod tests {
                 config_rm: vec!["tls".into()],
                 ..Default::default()
             },
+            &[],
             5,
         )
         .unwrap_err();
@@ -505,7 +520,7 @@ mod tests {
             image: Some("true".into()),
             ..Default::default()
         };
-        let (id, cmd) = update_write(&found, &change, 5).unwrap();
+        let (id, cmd) = update_write(&found, &change, &[], 5).unwrap();
         assert_eq!(id, ServiceId(7).to_string());
         let (key, expect, s) = written(&cmd);
         assert_eq!((key, expect), ("web", Expect::Version(3)));
@@ -518,7 +533,7 @@ mod tests {
     #[test]
     fn force_replaces_every_task_of_an_unchanged_spec() {
         let found = stored("web", 7);
-        let (_, cmd) = update_write(&found, &ServiceChange::default(), 5).unwrap();
+        let (_, cmd) = update_write(&found, &ServiceChange::default(), &[], 5).unwrap();
         let (_, _, plain) = written(&cmd);
         assert_eq!(
             plain.spec_version, 1,
@@ -528,7 +543,7 @@ mod tests {
             force: true,
             ..Default::default()
         };
-        let (_, cmd) = update_write(&found, &force, 5).unwrap();
+        let (_, cmd) = update_write(&found, &force, &[], 5).unwrap();
         let (_, _, forced) = written(&cmd);
         assert_eq!(forced.spec.task.force_update, 1);
         assert_eq!(forced.spec_version, 2);
@@ -581,7 +596,7 @@ mod tests {
                 "",
             ),
         ] {
-            let err = update_write(&found, &change, 5).expect_err(want);
+            let err = update_write(&found, &change, &[], 5).expect_err(want);
             assert!(err.contains(want), "{err:?} does not say {want:?}");
         }
     }
@@ -597,7 +612,7 @@ mod tests {
             image: Some("v2".into()),
             ..Default::default()
         };
-        let (_, cmd) = update_write(&found, &change, 5).unwrap();
+        let (_, cmd) = update_write(&found, &change, &[], 5).unwrap();
         let (_, _, updated) = written(&cmd);
         let mut found = stored("web", 7);
         found.service = updated.clone();
@@ -620,5 +635,54 @@ mod tests {
         let (_, _, forward) = written(&cmd);
         assert_eq!(forward.spec.task.image, "v2");
         assert_eq!(forward.spec_version, 2);
+    }
+
+    #[test]
+    fn publish_rm_then_add_and_the_node_picks_and_checks_ports() {
+        use crate::control::proto::PortRm;
+        use swarm_actors::model::PortConfig;
+        let mut found = stored("web", 1);
+        found.service.spec.ports = vec![PortConfig::tcp(8080, 80), PortConfig::tcp(8082, 80)];
+        let other = {
+            let mut f = stored("api", 2);
+            f.service.spec.ports = vec![PortConfig::tcp(9000, 80)];
+            f
+        };
+        let all = [found.clone(), other];
+        let change = ServiceChange {
+            publish_rm: vec![PortRm {
+                published: None,
+                port: 8082,
+                protocol: None,
+            }],
+            // Replaces 8080's target; a target-only port gets a pick.
+            publish_add: vec![PortConfig::tcp(8080, 81), PortConfig::tcp(0, 443)],
+            ..Default::default()
+        };
+        let (_, cmd) = update_write(&found, &change, &all, 5).unwrap();
+        let (_, _, s) = written(&cmd);
+        assert_eq!(
+            s.spec.ports,
+            vec![PortConfig::tcp(8080, 81), PortConfig::tcp(30000, 443)]
+        );
+        let clash = ServiceChange {
+            publish_add: vec![PortConfig::tcp(9000, 80)],
+            ..Default::default()
+        };
+        let err = update_write(&found, &clash, &all, 5).unwrap_err();
+        assert_eq!(
+            err,
+            "port 9000/tcp is already in use by service 'api' as an ingress port"
+        );
+        let missing = ServiceChange {
+            publish_rm: vec![PortRm {
+                published: None,
+                port: 7000,
+                protocol: None,
+            }],
+            ..Default::default()
+        };
+        let err = update_write(&found, &missing, &all, 5).unwrap_err();
+        assert_eq!(err, "service web does not publish port 7000");
     }
 }

@@ -1,0 +1,150 @@
+//! The mesh tests' part of the lab (`tests/common/lab.rs`): namespaces `swms-*` on
+//! 10.79.0.0/24, three nodes (`n1` the manager at .1, `n2` and `n3` at .11 and .12) and a
+//! client namespace `cl` (.13) that runs no node: every request of the tests comes from it,
+//! so nothing leaves the lab.
+//!
+//! Docker's containers live in the machine's own namespace, on the bridges the nodes make
+//! (their slices of 10.255.0.0/16). [`DockerRoute`] joins the lab to them: a veth from the
+//! lab's bridge to the root namespace (`swms-rt`, 10.79.0.254), a route to 10.255.0.0/16
+//! through it in each node's namespace, and `iptables -I DOCKER-USER` accept rules for the
+//! veth (Docker's FORWARD chain drops traffic between its bridges and other interfaces). All
+//! of it goes again on drop.
+
+use std::process::{Command, Output};
+
+pub use crate::common::lab::{Lab, LabNet, ip, run, unavailable};
+
+pub const NET: LabNet = LabNet {
+    prefix: "swms-",
+    octets: [10, 79, 0],
+    port: 29101,
+};
+pub const MANAGERS: [&str; 1] = ["n1"];
+/// `cl` is the client's namespace; no node runs there.
+pub const WORKERS: [&str; 3] = ["n2", "n3", "cl"];
+pub const CLIENT: &str = "cl";
+
+/// Runs `args` inside the client's namespace.
+pub fn in_client(lab: &Lab, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.slot(CLIENT).ns])
+        .args(args)
+        .output()
+        .expect("ip netns exec runs")
+}
+
+/// One HTTP GET from the client: the body, or `None` when the request failed (3 s limit).
+pub fn http_get(lab: &Lab, node: &str, port: u16) -> Option<String> {
+    let url = format!("http://{}:{port}/", lab.slot(node).addr.ip());
+    let out = in_client(lab, &["curl", "-sf", "-m", "3", &url]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// One UDP datagram from the client and the answer (3 s limit).
+pub fn udp_ask(lab: &Lab, node: &str, port: u16, text: &str) -> Option<String> {
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(3)\n\
+         s.sendto(b'{text}',('{}',{port}))\nprint(s.recv(2048).decode())",
+        lab.slot(node).addr.ip()
+    );
+    let out = in_client(lab, &["python3", "-c", &script]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+const ROUTE_VETH: &str = "swms-rt";
+const ROUTE_ADDR: &str = "10.79.0.254";
+const DOCKER_SUBNET: &str = "10.255.0.0/16";
+
+/// The route from the lab's nodes to Docker's containers; removed on drop.
+pub struct DockerRoute;
+
+impl DockerRoute {
+    pub fn new(lab: &Lab) -> DockerRoute {
+        // A leftover of a crashed run goes first (the veth's deletion takes its peer along).
+        DockerRoute::remove();
+        let guard = DockerRoute;
+        let br = lab.net.bridge_ns();
+        ip(&[
+            "link", "add", ROUTE_VETH, "type", "veth", "peer", "name", "rt", "netns", &br,
+        ]);
+        ip(&["-n", &br, "link", "set", "rt", "master", "br0"]);
+        ip(&["-n", &br, "link", "set", "rt", "up"]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{ROUTE_ADDR}/24"),
+            "dev",
+            ROUTE_VETH,
+        ]);
+        ip(&["link", "set", ROUTE_VETH, "up"]);
+        for s in lab.slots.iter().filter(|s| s.name != CLIENT) {
+            ip(&[
+                "-n",
+                &s.ns,
+                "route",
+                "add",
+                DOCKER_SUBNET,
+                "via",
+                ROUTE_ADDR,
+            ]);
+        }
+        for dir in ["-i", "-o"] {
+            run(
+                "iptables",
+                &["-w", "-I", "DOCKER-USER", dir, ROUTE_VETH, "-j", "ACCEPT"],
+            );
+        }
+        guard
+    }
+
+    /// Removes the rules and the veth; errors ignored (this runs in `Drop` and on leftovers).
+    fn remove() {
+        for dir in ["-i", "-o"] {
+            while Command::new("iptables")
+                .args(["-w", "-D", "DOCKER-USER", dir, ROUTE_VETH, "-j", "ACCEPT"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {}
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", ROUTE_VETH])
+            .output();
+    }
+}
+
+impl Drop for DockerRoute {
+    fn drop(&mut self) {
+        DockerRoute::remove();
+    }
+}
+
+/// Removes, on drop, the containers of the given nodes: a node killed by the test (or by its
+/// end) leaves its containers running, and none may outlive the test.
+pub struct Containers(pub Vec<String>);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for node in &self.0 {
+            let filter = format!("label={}={node}", swarm_actors::runtime::LABEL_NODE);
+            let Ok(out) = Command::new("docker")
+                .args(["ps", "-aq", "--filter", &filter])
+                .output()
+            else {
+                return;
+            };
+            let ids = String::from_utf8_lossy(&out.stdout).into_owned();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                // A container gone meanwhile is what this wants anyway.
+                let _ = Command::new("docker")
+                    .args(["rm", "-f"])
+                    .args(&ids)
+                    .output();
+            }
+        }
+    }
+}
