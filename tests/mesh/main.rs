@@ -464,11 +464,31 @@ fn a_killed_node_leaves_the_rotation_without_failed_requests() {
 
     phase("SIGKILL n2; once n1 sees it Down, 100 requests to n1 and n3 all succeed");
     let n2_id = m.nodes[1].id();
+    let before = mesh_version(m.n1());
+    let killed = Instant::now();
     m.node_mut("n2").kill();
+    // A figure, not a check (docs/benchmarks.md): how long n1's mesh routes by a table that
+    // still lists n2's tasks, from the SIGKILL to the first new table n1 routes by.
+    let mut dropped = None;
     let down = wait_until(LIMIT, || {
+        if dropped.is_none() && mesh_version(m.n1()) != before {
+            dropped = Some(killed.elapsed());
+        }
         status_of(&m.n1().node_ls(), &n2_id).as_deref() == Some("Down")
     });
     assert!(down, "n2 never showed Down");
+    let down_after = killed.elapsed();
+    wait_until(LIMIT, || {
+        if dropped.is_none() && mesh_version(m.n1()) != before {
+            dropped = Some(killed.elapsed());
+        }
+        dropped.is_some()
+    });
+    eprintln!(
+        "figure: SIGKILL of n2 -> n2 Down in n1's node ls within {} ms; -> n1's mesh routes by a table without n2's tasks within {} ms",
+        down_after.as_millis(),
+        dropped.map_or("(never)".to_string(), |d| d.as_millis().to_string())
+    );
     let started = Instant::now();
     let mut failed = Vec::new();
     for i in 0..100 {
@@ -478,6 +498,14 @@ fn a_killed_node_leaves_the_rotation_without_failed_requests() {
         }
     }
     assert!(failed.is_empty(), "failed requests after Down: {failed:?}");
+}
+
+/// The version of the routing mesh's table `n` routes by, from its own `node inspect` row.
+fn mesh_version(n: &Node) -> u64 {
+    let out = n.cli(&["node", "inspect", "self"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let row = if doc.is_array() { &doc[0] } else { &doc };
+    row["Mesh"]["TableVersion"].as_u64().unwrap_or(0)
 }
 
 /// `service create -d --name NAME --runtime process FLAGS… sleep 100000` on `n1`.
