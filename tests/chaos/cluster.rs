@@ -184,19 +184,19 @@ impl Cluster {
         s
     }
 
-    /// Task processes: those in the nodes' namespaces running the service's command line.
+    /// Task processes: those running the service's command line that descend from a live node
+    /// (as root, each process task runs in a network namespace of its own, not the node's).
     pub fn task_pids(&self) -> Vec<u32> {
-        let task = TASK_COMMAND.join(" ");
-        let mut pids = Vec::new();
-        for n in &self.nodes {
-            let ns = n.netns.as_deref().expect("chaos nodes run in namespaces");
-            pids.extend(pids_in(ns).into_iter().filter(|p| cmdline(*p) == task));
-        }
-        pids
+        let nodes: Vec<Option<u32>> = self.nodes.iter().map(|n| n.pid()).collect();
+        all_task_pids()
+            .into_iter()
+            .filter(|p| nodes.iter().any(|n| n.is_some() && descends_from(*p, *n)))
+            .collect()
     }
 
-    /// Processes in a node's namespace that do not descend from that node's live process (tasks
-    /// or shims that outlived their node). Each is described for the failure message.
+    /// Processes in a node's namespace that do not descend from that node's live process, and
+    /// task processes that descend from no live node (tasks or shims that outlived their
+    /// node). Each is described for the failure message.
     pub fn orphans(&self) -> Vec<String> {
         let mut found = Vec::new();
         for n in &self.nodes {
@@ -213,6 +213,16 @@ impl Cluster {
                         cmdline(pid)
                     ));
                 }
+            }
+        }
+        let nodes: Vec<Option<u32>> = self.nodes.iter().map(|n| n.pid()).collect();
+        for pid in all_task_pids() {
+            if ppid(pid).is_some() && !nodes.iter().any(|n| n.is_some() && descends_from(pid, *n)) {
+                found.push(format!(
+                    "task pid {pid} ({}) descends from no live node: parent {:?}",
+                    cmdline(pid),
+                    ppid(pid)
+                ));
             }
         }
         found
@@ -248,6 +258,19 @@ impl Cluster {
         self.service = true;
         true
     }
+}
+
+/// Every process on the machine running the service's command line.
+fn all_task_pids() -> Vec<u32> {
+    let task = TASK_COMMAND.join(" ");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|p| cmdline(*p) == task)
+        .collect()
 }
 
 impl Drop for Cluster {

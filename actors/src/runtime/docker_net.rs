@@ -99,6 +99,7 @@ impl DockerRuntime {
         }
         let bridge = bridge_name(node);
         if running_as_root() {
+            super::super::netns::clear_stale_bridges(&bridge, att).await;
             ensure_bridge(&bridge).await?;
         }
         let request = NetworkCreateRequest {

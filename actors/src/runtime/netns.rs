@@ -57,6 +57,8 @@ const TASK_IFNAME: &str = "eth0";
 pub const NET_FILES_MAX: usize = 100_000;
 /// Tries to find a port free for both TCP and UDP before giving up.
 const PORT_PICK_TRIES: usize = 32;
+/// Network interfaces one stale-bridge sweep looks at.
+const LINKS_SCAN_MAX: usize = 4_096;
 
 /// The node's bridge: `swn-` and the first 11 characters of its ID (15, the most a Linux
 /// interface name may have). The process runtime's CNI plugin and the Docker runtime's network
@@ -171,6 +173,51 @@ pub(super) async fn ip(args: &[&str]) -> Result<(), String> {
     run(Path::new("ip"), args, &[], None).await
 }
 
+/// Removes the other `swn-*` bridges of this host that hold `att`'s gateway and have nothing
+/// attached: bridges that earlier nodes left (an earlier cluster on this host, a node started
+/// again with a new data dir), whose route to the same slice would take the connections the
+/// routing mesh makes to this node's tasks. A bridge with interfaces still attached belongs to
+/// a live node (two clusters on one host, in one network namespace): it is left, with a
+/// warning, since the host then has two routes to one subnet.
+pub(super) async fn clear_stale_bridges(own: &str, att: &NetworkAttachment) {
+    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+        return;
+    };
+    let gateway = format!("inet {}/{} ", att.gateway, att.prefix);
+    for entry in entries.take(LINKS_SCAN_MAX).flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("swn-") || name == own || !entry.path().join("bridge").exists() {
+            continue;
+        }
+        let shown = tokio::time::timeout(
+            Duration::from_millis(NET_CALL_TIMEOUT_MS),
+            Command::new("ip")
+                .args(["-4", "-o", "addr", "show", "dev", &name])
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await;
+        let Ok(Ok(out)) = shown else { continue };
+        if !String::from_utf8_lossy(&out.stdout).contains(&gateway) {
+            continue;
+        }
+        let attached = std::fs::read_dir(entry.path().join("brif"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if attached > 0 {
+            warn!(bridge = %name, %gateway, "another node's bridge on this host holds the same slice: the host has two routes to it, and the routing mesh may not reach this node's tasks (run one node per host or per network namespace)");
+            continue;
+        }
+        match ip(&["link", "delete", &name]).await {
+            Ok(()) => {
+                info!(bridge = %name, "removed a bridge an earlier node left with this node's slice")
+            }
+            // Another task of this node may have removed it meanwhile.
+            Err(why) => debug!(bridge = %name, %why, "a stale bridge was not removed"),
+        }
+    }
+}
+
 /// Calls the bridge plugin with `command` (ADD or DEL) for `net`.
 async fn cni(plugins: &Path, command: &str, net: &TaskNet) -> Result<(), String> {
     let env = [
@@ -199,6 +246,7 @@ pub(super) async fn attach(
     // Recorded first: a node that dies half-way still finds what to undo at its next start.
     std::fs::write(&net.record, format!("{}\n{}\n", net.name, net.config))
         .map_err(|e| RuntimeError::Failed(format!("writing {}: {e}", net.record.display())))?;
+    clear_stale_bridges(&bridge_name(ctx.node_id), attachment).await;
     let made = async {
         ip(&["netns", "add", &net.name]).await?;
         ip(&["-n", &net.name, "link", "set", "lo", "up"]).await?;
