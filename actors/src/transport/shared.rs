@@ -498,6 +498,32 @@ impl Shared {
         }
     }
 
+    /// A new bidirectional stream to `to`, on the cached connection or a new one: a cached
+    /// connection may have died since its last use, so a failed open reconnects once.
+    async fn open_stream(
+        self: &Arc<Self>,
+        to: SocketAddr,
+    ) -> Result<(Connected, quinn::SendStream, quinn::RecvStream), TransportError> {
+        let mut retried = false;
+        loop {
+            let c = self.connection(to).await?;
+            match c.conn.open_bi().await {
+                Ok((send, recv)) => return Ok((c, send, recv)),
+                Err(e) if !retried => {
+                    debug!(%to, "cached connection unusable ({e}), reconnecting");
+                    self.forget(to, &c.conn);
+                    retried = true;
+                }
+                Err(e) => {
+                    return Err(TransportError::Connection {
+                        addr: to,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
     /// Opens a stream to `to`, sends the tunnel request and reads the answer; the streams,
     /// once the answer is `TunnelOpen`. The caller bounds the time.
     pub(super) async fn open_tunnel(
@@ -506,37 +532,19 @@ impl Shared {
         req: &Request,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), TransportError> {
         let frame = encode_frame(req)?;
-        let mut retried = false;
-        loop {
-            let c = self.connection(to).await?;
-            let (mut send, mut recv) = match c.conn.open_bi().await {
-                Ok(streams) => streams,
-                Err(e) if !retried => {
-                    debug!(%to, "cached connection unusable ({e}), reconnecting");
-                    self.forget(to, &c.conn);
-                    retried = true;
-                    continue;
-                }
-                Err(e) => {
-                    return Err(TransportError::Connection {
-                        addr: to,
-                        reason: e.to_string(),
-                    });
-                }
-            };
-            let lost = |e: &dyn std::fmt::Display| TransportError::Connection {
-                addr: to,
-                reason: e.to_string(),
-            };
-            // Not finished: the stream goes on carrying the connection.
-            send.write_all(&frame).await.map_err(|e| lost(&e))?;
-            let resp: Option<Response> = read_frame(&mut recv).await?;
-            return match resp {
-                Some(Response::TunnelOpen) => Ok((send, recv)),
-                Some(Response::Failed(f)) => Err(TransportError::Refused(f)),
-                Some(other) => Err(TransportError::Unexpected(format!("{other:?}"))),
-                None => Err(lost(&"the peer ended the stream without an answer")),
-            };
+        let (_, mut send, mut recv) = self.open_stream(to).await?;
+        let lost = |e: &dyn std::fmt::Display| TransportError::Connection {
+            addr: to,
+            reason: e.to_string(),
+        };
+        // Not finished: the stream goes on carrying the connection.
+        send.write_all(&frame).await.map_err(|e| lost(&e))?;
+        let resp: Option<Response> = read_frame(&mut recv).await?;
+        match resp {
+            Some(Response::TunnelOpen) => Ok((send, recv)),
+            Some(Response::Failed(f)) => Err(TransportError::Refused(f)),
+            Some(other) => Err(TransportError::Unexpected(format!("{other:?}"))),
+            None => Err(lost(&"the peer ended the stream without an answer")),
         }
     }
 
@@ -546,37 +554,18 @@ impl Shared {
         req: &Request,
     ) -> Result<(PeerIdentity, Response), TransportError> {
         let frame = encode_frame(req)?;
-        let mut retried = false;
-        loop {
-            let c = self.connection(to).await?;
-            let (mut send, mut recv) = match c.conn.open_bi().await {
-                Ok(streams) => streams,
-                // A cached connection may have died since its last use: reconnect once.
-                Err(e) if !retried => {
-                    debug!(%to, "cached connection unusable ({e}), reconnecting");
-                    self.forget(to, &c.conn);
-                    retried = true;
-                    continue;
-                }
-                Err(e) => {
-                    return Err(TransportError::Connection {
-                        addr: to,
-                        reason: e.to_string(),
-                    });
-                }
-            };
-            let lost = |e: &dyn std::fmt::Display| TransportError::Connection {
-                addr: to,
-                reason: e.to_string(),
-            };
-            send.write_all(&frame).await.map_err(|e| lost(&e))?;
-            send.finish().map_err(|e| lost(&e))?;
-            let resp: Option<Response> = read_frame(&mut recv).await?;
-            let resp = resp.ok_or_else(|| lost(&"the peer ended the stream without an answer"))?;
-            // A client connection always carries the server's identity (see `connect`); an
-            // adopted inbound one carries the client's, also always present.
-            let id = c.identity.expect("outgoing connections are authenticated");
-            return Ok((id, resp));
-        }
+        let (c, mut send, mut recv) = self.open_stream(to).await?;
+        let lost = |e: &dyn std::fmt::Display| TransportError::Connection {
+            addr: to,
+            reason: e.to_string(),
+        };
+        send.write_all(&frame).await.map_err(|e| lost(&e))?;
+        send.finish().map_err(|e| lost(&e))?;
+        let resp: Option<Response> = read_frame(&mut recv).await?;
+        let resp = resp.ok_or_else(|| lost(&"the peer ended the stream without an answer"))?;
+        // A client connection always carries the server's identity (see `connect`); an
+        // adopted inbound one carries the client's, also always present.
+        let id = c.identity.expect("outgoing connections are authenticated");
+        Ok((id, resp))
     }
 }
