@@ -62,10 +62,48 @@ const DOCKER_SUBNET: &str = "10.255.0.0/16";
 /// The route from the lab's nodes to Docker's containers; removed on drop.
 pub struct DockerRoute;
 
+/// Removes what nodes of earlier tests left in this namespace of the machine, where the Docker
+/// engine's bridges are too: process tasks' network namespaces that no process uses any more
+/// (a node killed with SIGKILL leaves them until it starts again with its data dir), then the
+/// node bridges (`swn-*`) left with nothing attached. Such a bridge holds a slice of
+/// 10.255.0.0/16 and would take the route the lab gives to the containers.
+fn clear_task_bridges() {
+    // The name is the first word of `ip netns list` and the second of `ip -o link show`.
+    let names = |args: &[&str], word: usize| -> Vec<String> {
+        let out = Command::new("ip").args(args).output().expect("ip runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(word))
+            .map(|n| {
+                n.trim_end_matches(':')
+                    .split('@')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .filter(|n| n.starts_with("swn-"))
+            .collect()
+    };
+    for ns in names(&["netns", "list"], 0) {
+        let pids = Command::new("ip").args(["netns", "pids", &ns]).output();
+        if pids.is_ok_and(|o| o.stdout.trim_ascii().is_empty()) {
+            let _ = Command::new("ip").args(["netns", "delete", &ns]).status();
+        }
+    }
+    for link in names(&["-o", "link", "show", "type", "bridge"], 1) {
+        let idle = std::fs::read_dir(format!("/sys/class/net/{link}/brif"))
+            .is_ok_and(|mut d| d.next().is_none());
+        if idle {
+            let _ = Command::new("ip").args(["link", "delete", &link]).status();
+        }
+    }
+}
+
 impl DockerRoute {
     pub fn new(lab: &Lab) -> DockerRoute {
         // A leftover of a crashed run goes first (the veth's deletion takes its peer along).
         DockerRoute::remove();
+        clear_task_bridges();
         let guard = DockerRoute;
         let br = lab.net.bridge_ns();
         ip(&[

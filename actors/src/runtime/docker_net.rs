@@ -97,6 +97,7 @@ impl DockerRuntime {
                 )));
             }
         }
+        self.clear_stale_networks(&name, &want).await;
         let bridge = bridge_name(node);
         if running_as_root() {
             super::super::netns::clear_stale_bridges(&bridge, att).await;
@@ -181,6 +182,45 @@ impl DockerRuntime {
     }
 
     /// The node's networks a previous run left with no container on them go.
+    /// Removes the networks of other nodes on this engine that hold `subnet` with no container
+    /// attached: networks earlier nodes left (an earlier cluster on this machine, a node started
+    /// again with a new data dir), which would make the engine refuse this node's network as
+    /// overlapping. One with containers belongs to a live node: left, and the create says why.
+    async fn clear_stale_networks(&self, own: &str, subnet: &str) {
+        let opts = ListNetworksOptions {
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![LABEL_NODE.to_string()],
+            )])),
+        };
+        let Ok(nets) = self.docker.list_networks(Some(opts)).await else {
+            return;
+        };
+        for net in nets.into_iter().take(NETWORKS_MAX) {
+            let Some(name) = net.name.filter(|n| n != own) else {
+                continue;
+            };
+            let Ok(full) = self.docker.inspect_network(&name, None).await else {
+                continue;
+            };
+            let holds = full
+                .ipam
+                .and_then(|i| i.config)
+                .is_some_and(|c| c.iter().any(|c| c.subnet.as_deref() == Some(subnet)));
+            if !holds || full.containers.is_some_and(|c| !c.is_empty()) {
+                continue;
+            }
+            match self.docker.remove_network(&name).await {
+                Ok(()) => {
+                    info!(network = %name, %subnet, "removed a network an earlier node left with this node's slice")
+                }
+                Err(e) => {
+                    warn!(network = %name, error = %e, "a stale network holding this node's slice was not removed")
+                }
+            }
+        }
+    }
+
     pub(super) async fn clean_networks(&self, node: NodeId) {
         let opts = ListNetworksOptions {
             filters: Some(HashMap::from([(
