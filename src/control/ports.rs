@@ -15,37 +15,15 @@
 use std::collections::BTreeSet;
 
 use swarm_actors::model::{
-    PORTS_PER_SERVICE_MAX, PUBLISHED_PORT_AUTO_MAX, PUBLISHED_PORT_AUTO_MIN, PortConfig,
-    PortProtocol, PublishMode, ServiceId,
+    PUBLISHED_PORT_AUTO_MAX, PUBLISHED_PORT_AUTO_MIN, PortConfig, PortProtocol, PublishMode,
+    ServiceId,
 };
 
 use super::reads::Found;
-
-/// The checks every service's ports pass, on the client and on the node. A published port 0
-/// (the node picks one) passes here; the store never holds one.
-pub fn validate_ports(ports: &[PortConfig]) -> Result<(), String> {
-    if ports.len() > PORTS_PER_SERVICE_MAX {
-        return Err(format!(
-            "too many published ports ({}): at most {PORTS_PER_SERVICE_MAX} per service",
-            ports.len()
-        ));
-    }
-    let mut seen = BTreeSet::new();
-    for p in ports {
-        if p.target == 0 {
-            // Docker's words for a port without a target.
-            return Err("missing mandatory field \"target\" in a published port".into());
-        }
-        if p.published != 0 && !seen.insert((p.published, p.protocol)) {
-            return Err(format!(
-                "duplicate published port {}/{}: a published port and protocol appear once per service",
-                p.published,
-                p.protocol.as_str()
-            ));
-        }
-    }
-    Ok(())
-}
+#[cfg(test)]
+use super::validate::validate_ports;
+#[cfg(test)]
+use swarm_actors::model::PORTS_PER_SERVICE_MAX;
 
 /// Whether two services' ports clash: the same number and protocol, unless both are host-mode.
 fn clashes(a: &PortConfig, b: &PortConfig) -> bool {

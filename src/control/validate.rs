@@ -250,7 +250,7 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
         }
     }
     validate_file_refs(task)?;
-    super::ports::validate_ports(&spec.ports)?;
+    validate_ports(&spec.ports)?;
     validate_rollout("update", &spec.update)?;
     validate_rollout("rollback", &spec.rollback)?;
     let encoded = bincode::serde::encode_to_vec(
@@ -270,6 +270,33 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
             "the service spec is too large: {} bytes encoded, at most {SPEC_BYTES_MAX} (fewer or shorter arguments, variables or labels)",
             encoded.len()
         ));
+    }
+    Ok(())
+}
+
+/// The checks every service's ports pass, on the client and on the node. A published port 0
+/// (the node picks one) passes here; the store never holds one.
+pub fn validate_ports(ports: &[swarm_actors::model::PortConfig]) -> Result<(), String> {
+    use swarm_actors::model::PORTS_PER_SERVICE_MAX;
+    if ports.len() > PORTS_PER_SERVICE_MAX {
+        return Err(format!(
+            "too many published ports ({}): at most {PORTS_PER_SERVICE_MAX} per service",
+            ports.len()
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for p in ports {
+        if p.target == 0 {
+            // Docker's words for a port without a target.
+            return Err("missing mandatory field \"target\" in a published port".into());
+        }
+        if p.published != 0 && !seen.insert((p.published, p.protocol)) {
+            return Err(format!(
+                "duplicate published port {}/{}: a published port and protocol appear once per service",
+                p.published,
+                p.protocol.as_str()
+            ));
+        }
     }
     Ok(())
 }

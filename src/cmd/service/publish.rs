@@ -2,7 +2,7 @@
 //! for a published port. The node checks the ports again ([`validate_ports`]) and picks a
 //! published port where the user named none.
 //!
-//! [`validate_ports`]: crate::control::ports::validate_ports
+//! [`validate_ports`]: crate::control::validate::validate_ports
 
 use swarm_actors::model::{PortConfig, PortProtocol, PublishMode};
 
