@@ -300,6 +300,42 @@ async fn follow(inner: Arc<Inner>, mut feed: watch::Receiver<Option<Arc<MeshTabl
 }
 
 impl Inner {
+    /// Where `port`'s target of `backend`, a task of this node, is reached.
+    fn local_target(
+        &self,
+        backend: &crate::wire::MeshBackend,
+        port: &PortConfig,
+    ) -> Result<SocketAddr, String> {
+        self.endpoints
+            .get(backend.task)
+            .map(|ep| ep.socket(port.target))
+            .ok_or_else(|| "the task has no endpoint on this node".to_string())
+    }
+
+    /// A tunnel to `backend`, a task of another node, for one connection or flow of `port`.
+    async fn tunnel(
+        &self,
+        port: &PortConfig,
+        service: crate::model::ServiceId,
+        backend: &crate::wire::MeshBackend,
+        client: SocketAddr,
+        entry: SocketAddr,
+    ) -> Result<crate::transport::TunnelStreams, String> {
+        let req = crate::wire::TunnelRequest {
+            service,
+            task: backend.task,
+            protocol: port.protocol,
+            published: port.published,
+            target: port.target,
+            client,
+            entry,
+        };
+        self.transport
+            .open_tunnel(backend.node_addr, &req)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// Counts a tunnel answered: opened, or refused.
     fn tunnel_answered(&self, opened: bool) {
         let c = if opened {

@@ -15,7 +15,7 @@ use super::route::{BackendSlot, Route};
 use super::{Inner, proxy};
 use crate::model::{PortConfig, PortProtocol};
 use crate::transport::{InboundTunnel, TunnelStreams};
-use crate::wire::{MeshBackend, TunnelRequest, WireFailure};
+use crate::wire::{MeshBackend, WireFailure};
 
 /// Binds `addr` and accepts on it until the returned task is aborted.
 pub(super) fn listen(
@@ -103,30 +103,16 @@ async fn connect(
     entry: SocketAddr,
 ) -> Result<Upstream, String> {
     if backend.node == inner.me {
-        let ep = inner
-            .endpoints
-            .get(backend.task)
-            .ok_or_else(|| "the task has no endpoint on this node".to_string())?;
-        let stream = connect_local(inner, ep.socket(port.target)).await?;
+        let to = inner.local_target(backend, port)?;
+        let stream = connect_local(inner, to).await?;
         return finish_local(stream, port, client, entry)
             .await
             .map(Upstream::Local);
     }
-    let req = TunnelRequest {
-        service,
-        task: backend.task,
-        protocol: PortProtocol::Tcp,
-        published: port.published,
-        target: port.target,
-        client,
-        entry,
-    };
     inner
-        .transport
-        .open_tunnel(backend.node_addr, &req)
+        .tunnel(port, service, backend, client, entry)
         .await
         .map(Upstream::Tunnel)
-        .map_err(|e| e.to_string())
 }
 
 async fn connect_local(inner: &Inner, to: SocketAddr) -> Result<TcpStream, String> {

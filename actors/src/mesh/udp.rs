@@ -18,7 +18,7 @@ use super::route::Route;
 use super::{Inner, proxy};
 use crate::model::{PortConfig, PortProtocol};
 use crate::transport::{InboundTunnel, TunnelStreams};
-use crate::wire::{MeshBackend, TunnelRequest, WireFailure};
+use crate::wire::{MeshBackend, WireFailure};
 
 /// The largest UDP payload.
 const DATAGRAM_MAX: usize = 65_535;
@@ -147,29 +147,13 @@ async fn open(
     entry: SocketAddr,
 ) -> Result<Upstream, String> {
     if backend.node == inner.me {
-        let ep = inner
-            .endpoints
-            .get(backend.task)
-            .ok_or_else(|| "the task has no endpoint on this node".to_string())?;
-        return connect_local(ep.socket(port.target))
-            .await
-            .map(Upstream::Local);
+        let to = inner.local_target(backend, port)?;
+        return connect_local(to).await.map(Upstream::Local);
     }
-    let req = TunnelRequest {
-        service,
-        task: backend.task,
-        protocol: PortProtocol::Udp,
-        published: port.published,
-        target: port.target,
-        client,
-        entry,
-    };
     inner
-        .transport
-        .open_tunnel(backend.node_addr, &req)
+        .tunnel(port, service, backend, client, entry)
         .await
         .map(Upstream::Tunnel)
-        .map_err(|e| e.to_string())
 }
 
 async fn connect_local(to: SocketAddr) -> Result<UdpSocket, String> {
