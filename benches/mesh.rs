@@ -209,18 +209,25 @@ fn main() {
     node_a.endpoints.set(
         TaskId(1),
         TaskEndpoint {
+            overlay: Default::default(),
             ip: backend.ip(),
             ports: BTreeMap::from([(80, BACKEND_PORT)]),
             host_network: true,
         },
     );
     let table = Arc::new(MeshTable {
+        networks: Vec::new(),
+        nodes: Vec::new(),
         version: 1,
         services: vec![MeshService {
+            endpoint_mode: Default::default(),
+            networks: Vec::new(),
             id: ServiceId(1),
             name: "web".into(),
             ports: vec![PortConfig::tcp(MESH_PORT, 80)],
             backends: vec![MeshBackend {
+                overlay: Default::default(),
+                slot: 0,
                 task: TaskId(1),
                 node: a,
                 node_addr: node_a.transport.local_addr(),

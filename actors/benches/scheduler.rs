@@ -65,6 +65,7 @@ fn spec(constrained: bool) -> TaskSpec {
         resources.reservations.memory_bytes = 64 << 20;
     }
     TaskSpec {
+        networks: Vec::new(),
         runtime: RuntimeKind::Docker,
         image: "nginx".to_string(),
         args: Vec::new(),

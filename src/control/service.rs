@@ -455,6 +455,7 @@ pub(crate) mod tests {
     /// Service `name` with ID `id`, as the store holds it (version 3).
     pub(crate) fn stored(name: &str, id: u128) -> Found {
         let service = Service {
+            vips: Vec::new(),
             id: ServiceId(id),
             spec: spec(name),
             previous_spec: None,

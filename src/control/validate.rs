@@ -255,6 +255,7 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
     validate_rollout("rollback", &spec.rollback)?;
     let encoded = bincode::serde::encode_to_vec(
         ObjectBody::Service(swarm_actors::model::Service {
+            vips: Vec::new(),
             id: swarm_actors::model::ServiceId::UNKNOWN,
             spec: spec.clone(),
             previous_spec: None,
@@ -308,10 +309,12 @@ pub(crate) mod tests {
 
     pub(crate) fn spec(name: &str) -> ServiceSpec {
         ServiceSpec {
+            endpoint_mode: Default::default(),
             name: name.into(),
             labels: Default::default(),
             mode: ServiceMode::Replicated { replicas: 1 },
             task: TaskSpec {
+                networks: Vec::new(),
                 runtime: RuntimeKind::Process,
                 image: "sleep".into(),
                 args: vec!["1000".into()],

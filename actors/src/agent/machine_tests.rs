@@ -562,6 +562,8 @@ fn a_new_mesh_table_is_published_before_the_tasks_start_and_its_version_reported
     };
     assert_eq!(version_of(&out), Some(0), "no table yet");
     let table = Arc::new(MeshTable {
+        networks: Vec::new(),
+        nodes: Vec::new(),
         version: 42,
         services: Vec::new(),
     });

@@ -402,6 +402,8 @@ impl AgentState {
                 .and_then(|m| m.services.iter().find(|s| s.id == t.service_id))
                 .map(|s| s.ports.clone())
                 .unwrap_or_default(),
+            overlays: Vec::new(),
+            dns: None,
         };
         let args = TaskArgs {
             ctx,

@@ -329,6 +329,7 @@ impl Inner {
             target: port.target,
             client,
             entry,
+            network: None,
         };
         self.transport
             .open_tunnel(backend.node_addr, &req)

@@ -191,6 +191,8 @@ mod tests {
         let backends = tasks
             .iter()
             .map(|t| MeshBackend {
+                overlay: Default::default(),
+                slot: 0,
                 task: TaskId(*t),
                 node: NodeId(*t % 2),
                 node_addr: "127.0.0.1:1".parse().unwrap(),
@@ -198,6 +200,8 @@ mod tests {
             })
             .collect();
         let s = MeshService {
+            endpoint_mode: Default::default(),
+            networks: Vec::new(),
             id: ServiceId(1),
             name: "web".into(),
             ports: vec![port],

@@ -97,6 +97,7 @@ async fn proxy_reading_server() -> u16 {
 
 fn endpoint(target: u16, real: u16) -> TaskEndpoint {
     TaskEndpoint {
+        overlay: Default::default(),
         ip: "127.0.0.1".parse().unwrap(),
         ports: BTreeMap::from([(target, real)]),
         host_network: true,
@@ -105,6 +106,8 @@ fn endpoint(target: u16, real: u16) -> TaskEndpoint {
 
 fn backend(task: u128, on: &TestNode, node: NodeId) -> MeshBackend {
     MeshBackend {
+        overlay: Default::default(),
+        slot: 0,
         task: TaskId(task),
         node,
         node_addr: on.transport.local_addr(),
@@ -114,8 +117,12 @@ fn backend(task: u128, on: &TestNode, node: NodeId) -> MeshBackend {
 
 fn table(ports: Vec<PortConfig>, backends: Vec<MeshBackend>) -> Arc<MeshTable> {
     Arc::new(MeshTable {
+        networks: Vec::new(),
+        nodes: Vec::new(),
         version: 7,
         services: vec![MeshService {
+            endpoint_mode: Default::default(),
+            networks: Vec::new(),
             id: ServiceId(1),
             name: "web".into(),
             ports,
@@ -297,6 +304,7 @@ async fn a_tunnel_for_a_task_or_port_the_node_does_not_serve_is_refused() {
     );
     listening(&a, &format!("{port}/tcp")).await;
     let good = TunnelRequest {
+        network: None,
         service: ServiceId(1),
         task: TaskId(1),
         protocol: PortProtocol::Tcp,

@@ -101,6 +101,11 @@ impl_id!(TaskId);
 pub struct SecretId(pub u128);
 impl_id!(SecretId);
 
+/// An overlay network's identity, assigned by the manager that creates it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NetworkId(pub u128);
+impl_id!(NetworkId);
+
 fn render(mut v: u128) -> String {
     let mut buf = [b'0'; NODE_ID_CHARS];
     for slot in buf.iter_mut().rev() {

@@ -9,11 +9,14 @@ mod secret;
 mod service;
 mod task;
 
-pub use id::{IdParseError, NODE_ID_CHARS, NodeId, SecretId, ServiceId, TaskId};
+pub use id::{IdParseError, NODE_ID_CHARS, NetworkId, NodeId, SecretId, ServiceId, TaskId};
 pub use network::{
-    INGRESS_NETWORK, INGRESS_PREFIX, INGRESS_SUBNET, NETWORK_NAME_BYTES_MAX, NETWORKS_PER_TASK_MAX,
-    NODE_SLICE_PREFIX, NetworkAttachment, PORTS_PER_SERVICE_MAX, PUBLISHED_PORT_AUTO_MAX,
-    PUBLISHED_PORT_AUTO_MIN, PortConfig, PortProtocol, PublishMode,
+    ALIASES_PER_NETWORK_MAX, EndpointMode, INGRESS_NETWORK, INGRESS_PREFIX, INGRESS_SUBNET,
+    NETWORK_NAME_BYTES_MAX, NETWORKS_MAX, NETWORKS_PER_TASK_MAX, NODE_SLICE_PREFIX, Network,
+    NetworkAttachment, NetworkRef, OVERLAY_DEFAULT_PREFIX, OVERLAY_POOL, OVERLAY_POOL_PREFIX,
+    OVERLAY_PREFIX_MAX, OVERLAY_PREFIX_MIN, PORTS_PER_SERVICE_MAX, PUBLISHED_PORT_AUTO_MAX,
+    PUBLISHED_PORT_AUTO_MIN, PortConfig, PortProtocol, PublishMode, ServiceVip, VNI_FIRST,
+    VXLAN_PORT, prefix_mask,
 };
 pub use node::{
     Availability, HOSTNAME_BYTES_MAX, LABEL_BYTES_MAX, LABELS_MAX, NodeDescription,

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{FileKey, FileKind, FileRef, PortConfig, ServiceId};
+use super::{
+    EndpointMode, FileKey, FileKind, FileRef, NetworkRef, PortConfig, ServiceId, ServiceVip,
+};
 
 /// How many tasks a service wants.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -131,6 +133,9 @@ pub struct TaskSpec {
     pub secrets: Vec<FileRef>,
     /// `--config`: configs the task reads as files.
     pub configs: Vec<FileRef>,
+    /// Overlay networks the tasks attach to besides ingress, in the order given (Docker's
+    /// `TaskTemplate.Networks`: a change replaces the tasks).
+    pub networks: Vec<NetworkRef>,
 }
 
 impl TaskSpec {
@@ -195,6 +200,8 @@ pub struct ServiceSpec {
     pub update: UpdateConfig,
     pub rollback: UpdateConfig,
     pub ports: Vec<PortConfig>,
+    /// How the service's name resolves on its networks (Docker's `EndpointSpec.Mode`).
+    pub endpoint_mode: EndpointMode,
 }
 
 /// Where a rolling update (or rollback) stands, Docker's `UpdateStatus.State`.
@@ -270,6 +277,9 @@ pub struct Service {
     /// The last rolling update's progress; `None` until one starts (and again after each
     /// `service update`, which starts afresh).
     pub update_status: Option<UpdateStatus>,
+    /// The service's virtual address on each of its networks (`endpoint_mode` vip), allocated
+    /// by the control API with the spec that names the network.
+    pub vips: Vec<ServiceVip>,
 }
 
 /// Docker's message when a rollback is asked for and there is nothing to go back to.
@@ -287,6 +297,7 @@ impl Service {
             spec_version: 1,
             previous_spec_version: None,
             update_status: None,
+            vips: Vec::new(),
         }
     }
 
@@ -314,6 +325,7 @@ impl Service {
             spec_version,
             previous_spec_version: Some(self.spec_version),
             update_status: None,
+            vips: self.vips.clone(),
         }
     }
 
@@ -338,6 +350,7 @@ impl Service {
             spec_version: version,
             previous_spec_version: Some(self.spec_version),
             update_status: Some(status),
+            vips: self.vips.clone(),
         })
     }
 

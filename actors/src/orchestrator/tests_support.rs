@@ -35,8 +35,10 @@ pub fn task(id: u128, slot: u64, node: Option<u128>) -> Task {
 /// Service 1, "web", spec version 1, in `mode`, with the default restart policy.
 pub fn service(mode: ServiceMode) -> Service {
     Service {
+        vips: Vec::new(),
         id: ServiceId(1),
         spec: ServiceSpec {
+            endpoint_mode: Default::default(),
             name: "web".to_string(),
             labels: BTreeMap::new(),
             mode,

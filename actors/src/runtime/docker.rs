@@ -366,6 +366,7 @@ impl TaskRuntime for DockerRuntime {
                         ip: att.addr.into(),
                         ports: BTreeMap::new(),
                         host_network: false,
+                        overlay: BTreeMap::new(),
                     },
                 );
             }

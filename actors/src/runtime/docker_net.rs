@@ -176,6 +176,7 @@ impl DockerRuntime {
                     ip,
                     ports: std::collections::BTreeMap::new(),
                     host_network: false,
+                    overlay: std::collections::BTreeMap::new(),
                 },
             );
         }

@@ -20,12 +20,15 @@ fn node(n: u128) -> NodeId {
 
 fn ctx(node: NodeId, task: u128, image: &str, args: &[&str]) -> TaskContext {
     TaskContext {
+        dns: None,
+        overlays: Vec::new(),
         task_id: TaskId((node.0 << 8) | task),
         service_id: ServiceId(42),
         service_name: "dockertest".into(),
         slot: task as u64,
         node_id: node,
         spec: TaskSpec {
+            networks: Vec::new(),
             runtime: RuntimeKind::Docker,
             image: image.into(),
             args: args.iter().map(|s| s.to_string()).collect(),

@@ -67,6 +67,22 @@ pub struct TaskContext {
     /// (`PORT`, `SWARM_PORT_<target>`).
     #[serde(default)]
     pub ports: Vec<PortConfig>,
+    /// The task's overlay networks, in its spec's order: its address on each (from its
+    /// task's attachments) with what the node needs to make the network's bridge (from the
+    /// routing mesh's table).
+    #[serde(default)]
+    pub overlays: Vec<OverlayAttachment>,
+    /// The resolver the task is given (`/etc/resolv.conf`, `--dns`): the node's DNS server,
+    /// on the gateway of the task's first attachment. None: the host's resolvers.
+    #[serde(default)]
+    pub dns: Option<std::net::Ipv4Addr>,
+}
+
+/// A task's attachment to one overlay network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayAttachment {
+    pub attachment: NetworkAttachment,
+    pub network: crate::wire::MeshNetwork,
 }
 
 /// Where a running task of this node can be reached, as its runtime set it up: what the
@@ -80,6 +96,10 @@ pub struct TaskEndpoint {
     pub ports: std::collections::BTreeMap<u16, u16>,
     /// The task shares the host's network (the process runtime without root).
     pub host_network: bool,
+    /// The task's address on each overlay network it is attached to: what the DNS server
+    /// recognises an asking task by, and what a VIP connects to.
+    #[serde(default)]
+    pub overlay: std::collections::BTreeMap<crate::model::NetworkId, std::net::Ipv4Addr>,
 }
 
 impl TaskEndpoint {

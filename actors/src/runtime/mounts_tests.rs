@@ -20,12 +20,15 @@ const MARKER: &str = "mounts-test-secret-91c2";
 
 fn ctx(task: u128, args: &[&str], user: Option<&str>) -> TaskContext {
     TaskContext {
+        dns: None,
+        overlays: Vec::new(),
         task_id: TaskId(task),
         service_id: ServiceId(1),
         service_name: "db".into(),
         slot: 1,
         node_id: NodeId(77),
         spec: TaskSpec {
+            networks: Vec::new(),
             runtime: RuntimeKind::Process,
             image: "sh".into(),
             args: args.iter().map(|s| s.to_string()).collect(),

@@ -166,6 +166,7 @@ impl ProcessRuntime {
                 ip: att.addr.into(),
                 ports: BTreeMap::new(),
                 host_network: false,
+                overlay: BTreeMap::new(),
             };
             return Ok((Some(net), Some(endpoint), Vec::new()));
         }
@@ -179,6 +180,7 @@ impl ProcessRuntime {
             ip: std::net::Ipv4Addr::LOCALHOST.into(),
             ports: picked,
             host_network: true,
+            overlay: BTreeMap::new(),
         };
         Ok((None, Some(endpoint), env))
     }

@@ -14,12 +14,15 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 pub(crate) fn ctx(task: u128, image: &str, args: &[&str]) -> TaskContext {
     TaskContext {
+        dns: None,
+        overlays: Vec::new(),
         task_id: TaskId(task),
         service_id: ServiceId(99),
         service_name: "web".into(),
         slot: 2,
         node_id: NodeId(5),
         spec: TaskSpec {
+            networks: Vec::new(),
             runtime: RuntimeKind::Process,
             image: image.into(),
             args: args.iter().map(|s| s.to_string()).collect(),

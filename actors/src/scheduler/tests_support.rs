@@ -31,6 +31,7 @@ pub fn node(id: u128) -> NodeView<'static> {
 /// A process-runtime task spec with no constraints and no reservations.
 pub fn spec() -> TaskSpec {
     TaskSpec {
+        networks: Vec::new(),
         runtime: RuntimeKind::Process,
         image: "sleep".to_string(),
         args: vec!["1000".to_string()],

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::codec::MESSAGE_BYTES_MAX;
-use crate::model::{Availability, FileKind, NodeDescription, NodeId, Role, Secret, Service, Task};
+use crate::model::{
+    Availability, FileKind, Network, NodeDescription, NodeId, Role, Secret, Service, Task,
+};
 
 /// Most operations in one command.
 pub const OPS_PER_COMMAND_MAX: usize = 1_000;
@@ -143,6 +145,8 @@ pub enum ObjectBody {
     Task(Task),
     /// A secret (under [`Kind::Secret`]) or a config (under [`Kind::Config`]), by its kind.
     Secret(Secret),
+    /// An overlay network (under [`Kind::Network`]).
+    Network(Network),
     Cluster(ClusterObject),
 }
 
@@ -157,6 +161,7 @@ impl ObjectBody {
                 FileKind::Secret => Kind::Secret,
                 FileKind::Config => Kind::Config,
             },
+            ObjectBody::Network(_) => Kind::Network,
             ObjectBody::Cluster(_) => Kind::Cluster,
         }
     }

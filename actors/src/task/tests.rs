@@ -16,12 +16,15 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 fn ctx(task: u128, image: &str, args: &[&str], health: Option<HealthCheck>) -> TaskContext {
     TaskContext {
+        dns: None,
+        overlays: Vec::new(),
         task_id: TaskId(task),
         service_id: ServiceId(1),
         service_name: "svc".into(),
         slot: 1,
         node_id: NodeId(2),
         spec: TaskSpec {
+            networks: Vec::new(),
             runtime: RuntimeKind::Process,
             image: image.into(),
             args: args.iter().map(|s| s.to_string()).collect(),

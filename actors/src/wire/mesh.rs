@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{NodeId, PortConfig, PortProtocol, ServiceId, TaskId};
+use crate::model::{EndpointMode, NetworkId, NodeId, PortConfig, PortProtocol, ServiceId, TaskId};
 
 /// Most services with published ports the table lists.
 pub const MESH_SERVICES_MAX: usize = 256;
@@ -46,13 +46,20 @@ const _: () = assert!(
         <= super::FRAME_BYTES_MAX
 );
 
-/// The routing mesh's view of the cluster, as the leader computed it.
+/// The routing mesh's view of the cluster, as the leader computed it: what every node's mesh,
+/// VIPs, overlay data path and DNS server work from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeshTable {
     /// A digest of the content: equal tables have equal versions; 0 is "no table yet".
     pub version: u64,
-    /// Services that publish at least one port, by ID.
+    /// Services that publish at least one port or are on at least one overlay network, by ID.
     pub services: Vec<MeshService>,
+    /// Every overlay network of the store, by ID; [`MeshBackend::overlay`] and
+    /// [`MeshServiceNet`] point into it by index.
+    pub networks: Vec<MeshNetwork>,
+    /// The nodes holding live tasks on overlay networks, by ID: where each node's VXLAN
+    /// devices send broadcast and unknown frames (head-end replication).
+    pub nodes: Vec<MeshNode>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,8 +67,21 @@ pub struct MeshService {
     pub id: ServiceId,
     pub name: String,
     pub ports: Vec<PortConfig>,
+    pub endpoint_mode: EndpointMode,
+    /// The overlay networks the service is on (its current spec's), with its VIP on each.
+    pub networks: Vec<MeshServiceNet>,
     /// The tasks in rotation, in task ID order.
     pub backends: Vec<MeshBackend>,
+}
+
+/// A service on one overlay network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshServiceNet {
+    /// Index into [`MeshTable::networks`].
+    pub network: u16,
+    /// The service's VIP there (none in dnsrr mode).
+    pub vip: Option<Ipv4Addr>,
+    pub aliases: Vec<String>,
 }
 
 /// One task in rotation.
@@ -73,6 +93,32 @@ pub struct MeshBackend {
     pub node_addr: SocketAddr,
     /// The task's ingress address, when it has one.
     pub addr: Option<Ipv4Addr>,
+    /// The task's slot (replicated) or 0 (global): `<service>.<slot>.<task id>` in DNS.
+    pub slot: u64,
+    /// The task's address on each overlay network it is on: (index into
+    /// [`MeshTable::networks`], address).
+    pub overlay: Vec<(u16, Ipv4Addr)>,
+}
+
+/// An overlay network as every node needs it: to make its bridge and VXLAN device, and to
+/// answer and balance names on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshNetwork {
+    pub id: NetworkId,
+    pub name: String,
+    pub subnet: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub vni: u32,
+    pub internal: bool,
+}
+
+/// A node holding live tasks on overlay networks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshNode {
+    pub id: NodeId,
+    /// Its address (the VXLAN packets go to its IP).
+    pub addr: SocketAddr,
 }
 
 /// Opens a tunnel to `task`'s `target` port on the node that runs it.
@@ -88,6 +134,10 @@ pub struct TunnelRequest {
     pub client: SocketAddr,
     /// The entry node's address the client connected to.
     pub entry: SocketAddr,
+    /// Set when the connection came to the service's VIP on this overlay network rather than
+    /// to a published port: `published` is then 0, any `target` port may be asked for, and
+    /// the far node connects to the task's address on that network.
+    pub network: Option<NetworkId>,
 }
 
 /// Where the agent publishes each new table; the mesh watches it.
@@ -107,6 +157,8 @@ mod tests {
         port.proxy_protocol = true;
         port.affinity = true;
         let service = MeshService {
+            endpoint_mode: Default::default(),
+            networks: Vec::new(),
             id: ServiceId(u128::MAX),
             name: "x".repeat(SERVICE_NAME_BYTES_MAX),
             ports: vec![port; PORTS_PER_SERVICE_MAX],
@@ -118,6 +170,8 @@ mod tests {
             encoded_len(&service)
         );
         let backend = MeshBackend {
+            overlay: Default::default(),
+            slot: 0,
             task: TaskId(u128::MAX),
             node: NodeId(u128::MAX),
             node_addr: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"

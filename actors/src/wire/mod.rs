@@ -19,8 +19,8 @@ pub use frame::{
     write_frame,
 };
 pub use mesh::{
-    MESH_BACKENDS_MAX, MESH_SERVICES_MAX, MeshBackend, MeshFeed, MeshService, MeshTable,
-    TunnelRequest,
+    MESH_BACKENDS_MAX, MESH_SERVICES_MAX, MeshBackend, MeshFeed, MeshNetwork, MeshNode,
+    MeshService, MeshServiceNet, MeshTable, TunnelRequest,
 };
 pub use msg::{
     ASSIGNMENTS_MAX, Assignment, JoinRequest, JoinResponse, LOG_REPLY_BYTES_MAX, LOG_TASKS_MAX,

@@ -62,6 +62,7 @@ mod tests {
 
     fn spec(constraint: &str) -> TaskSpec {
         TaskSpec {
+            networks: Vec::new(),
             runtime: RuntimeKind::Process,
             image: "sim".into(),
             args: Vec::new(),

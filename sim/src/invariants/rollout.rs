@@ -259,6 +259,7 @@ mod tests {
 
     fn service(state: UpdateState, parallelism: u64) -> Service {
         let spec = ServiceSpec {
+            endpoint_mode: Default::default(),
             name: "web".into(),
             labels: Default::default(),
             mode: ServiceMode::Replicated { replicas: 3 },

@@ -244,6 +244,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         }),
     };
     let task = TaskSpec {
+        networks: Vec::new(),
         runtime: match a.runtime {
             RuntimeArg::Docker => RuntimeKind::Docker,
             RuntimeArg::Process => RuntimeKind::Process,
@@ -280,6 +281,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         configs: parse_file_refs(FileKind::Config, &a.configs)?,
     };
     let spec = ServiceSpec {
+        endpoint_mode: Default::default(),
         name: a.name.clone(),
         labels,
         mode,

@@ -450,6 +450,7 @@ mod tests {
             created_ms: 1_700_000_000_123,
             updated_ms: 1_700_000_000_123,
             service: Service {
+                vips: Vec::new(),
                 id: ServiceId(42),
                 spec: s,
                 previous_spec: None,

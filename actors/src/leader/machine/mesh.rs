@@ -85,18 +85,24 @@ pub fn mesh_table<'t>(
                 node,
                 node_addr: *node_addr,
                 addr,
+                slot: t.slot,
+                overlay: Vec::new(),
             });
         }
         out.push(MeshService {
             id: s.id,
             name: s.spec.name.clone(),
             ports: s.spec.ports.clone(),
+            endpoint_mode: s.spec.endpoint_mode,
+            networks: Vec::new(),
             backends,
         });
     }
     let mut table = MeshTable {
         version: 0,
         services: out,
+        networks: Vec::new(),
+        nodes: Vec::new(),
     };
     table.version = digest(&table);
     (table, cut)

@@ -6,6 +6,7 @@ use crate::wire::TunnelRequest;
 
 fn tunnel_request() -> TunnelRequest {
     TunnelRequest {
+        network: None,
         service: ServiceId(1),
         task: TaskId(1),
         protocol: PortProtocol::Tcp,

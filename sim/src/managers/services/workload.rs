@@ -307,6 +307,7 @@ fn new_service(rng: &mut StdRng) -> Service {
         .map(|c| c.to_string())
         .collect();
     let task = TaskSpec {
+        networks: Vec::new(),
         runtime: RuntimeKind::Process,
         image: "sim".into(),
         args: Vec::new(),
@@ -340,6 +341,7 @@ fn new_service(rng: &mut StdRng) -> Service {
         ..task
     };
     let spec = ServiceSpec {
+        endpoint_mode: Default::default(),
         name: format!("s{:x}", id.0 as u16),
         labels: BTreeMap::new(),
         mode,
