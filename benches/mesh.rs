@@ -12,7 +12,7 @@
 //! 127.0.0.2), each with its own QUIC endpoint and certificate, fed a table by hand: what the
 //! mesh does per connection and per byte is all there, the leader is not.
 //!
-//! `cargo bench --bench mesh` (options: `-- --secs N --connections N`). Needs `wrk` and
+//! `cargo bench --bench mesh` (options: `-- --secs N --connections N --only abcd`). Needs `wrk` and
 //! `nginx` (with the stream module: Debian's nginx-light and libnginx-mod-stream). Prints
 //! requests/s and p99 of each and the ratios to (a) and (b); asserts nothing about speed.
 
@@ -252,11 +252,24 @@ fn main() {
         ("(c) mesh, backend on this node", mesh_local),
         ("(d) mesh, backend on another node", mesh_remote),
     ];
+    // `--only d` (any of the letters a–d) runs those paths alone: for a profiler attached to
+    // this process, which then sees one path's work. The ratios need (a) and (b).
+    let only = std::env::args()
+        .skip_while(|a| a != "--only")
+        .nth(1)
+        .unwrap_or_else(|| "abcd".into());
     let mut results = Vec::new();
     for (name, addr) in runs {
+        if !only.contains(&name[1..2]) {
+            continue;
+        }
         let f = wrk(addr, secs, connections);
         println!("{name:<36} {:>10.0} req/s  p99 {:>7.2} ms", f.rps, f.p99_ms);
         results.push((name, f));
+    }
+    if !(only.contains('a') && only.contains('b')) {
+        rt.block_on(async { drop((node_a, node_b)) });
+        return;
     }
     let (direct, nginx_proxy) = (results[0].1, results[1].1);
     println!();

@@ -19,191 +19,23 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod fixture;
 mod lab;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{Node, phase, status_of, task_state, wait_until};
-use lab::{CLIENT, Containers, DockerRoute, Lab, MANAGERS, NET, WORKERS, http_get, udp_ask};
+use common::{Node, phase, status_of, wait_until};
+use fixture::{LIMIT, Mesh, REQUESTS, httpd_script, skip};
+use lab::{CLIENT, Containers, DockerRoute, NET, http_get, udp_ask};
 use serde_json::Value;
-use tempfile::TempDir;
-
-/// How long tasks may take to run, and the mesh to follow a change (generous: shared,
-/// noisy machines; the issue's goal is a second).
-const LIMIT: Duration = Duration::from_secs(60);
-/// Requests in which every replica must answer.
-const REQUESTS: usize = 50;
-
-/// One test at a time: they share the `swms-*` namespaces.
-static LAB_LOCK: Mutex<()> = Mutex::new(());
-
-/// The three nodes in their namespaces and the client; all removed on drop.
-struct Mesh {
-    nodes: Vec<Node>,
-    /// The Docker test's containers, removed once the nodes are gone (fields drop in order).
-    containers: Option<Containers>,
-    // Dropped after the nodes (fields drop in order), so no node outlives its namespace.
-    lab: Lab,
-    root: TempDir,
-    _lock: MutexGuard<'static, ()>,
-}
-
-/// Why the lab cannot run here, if it cannot; a failure under `CI=true`.
-fn skip(test: &str, docker: bool) -> bool {
-    let mut why = lab::unavailable();
-    for tool in ["curl", "python3"] {
-        if why.is_none()
-            && std::process::Command::new(tool)
-                .arg("--version")
-                .output()
-                .is_err()
-        {
-            why = Some(format!("`{tool}` is missing"));
-        }
-    }
-    if let Some(why) = why {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test} cannot run under CI=true: {why}"
-        );
-        eprintln!("{test} skipped: {why}");
-        return true;
-    }
-    // `docker_engine` prints its own reason and fails under CI.
-    docker && !common::docker_engine()
-}
-
-impl Mesh {
-    /// Makes the lab and forms the cluster: n1 bootstraps, n2 and n3 join as workers; returns
-    /// once n1 sees all three Ready.
-    fn form() -> Mesh {
-        let lock = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let lab = Lab::new(NET, &MANAGERS, &WORKERS);
-        let root = tempfile::Builder::new()
-            .prefix("swarm-mesh")
-            .tempdir()
-            .unwrap();
-        std::fs::create_dir_all(root.path().join("www")).unwrap();
-        let slot = lab.slot("n1").clone();
-        let mut n1 = Node::in_netns(root.path(), "n1", slot.addr, &slot.ns, None);
-        n1.spawn();
-        n1.wait_control();
-        let token = n1.token("worker");
-        let mut nodes = vec![n1];
-        for name in WORKERS.iter().filter(|n| **n != CLIENT) {
-            let slot = lab.slot(name).clone();
-            let seed = Some((nodes[0].addr, token.clone()));
-            let mut n = Node::in_netns(root.path(), name, slot.addr, &slot.ns, seed);
-            n.spawn();
-            n.wait_control();
-            nodes.push(n);
-        }
-        let mesh = Mesh {
-            nodes,
-            containers: None,
-            lab,
-            root,
-            _lock: lock,
-        };
-        let ready = wait_until(Duration::from_secs(90), || {
-            common::all_ready(&mesh.n1().node_ls(), 3)
-        });
-        assert!(ready, "the three nodes never all showed Ready");
-        mesh
-    }
-
-    fn n1(&self) -> &Node {
-        &self.nodes[0]
-    }
-
-    fn node_mut(&mut self, name: &str) -> &mut Node {
-        self.nodes.iter_mut().find(|n| n.name == name).unwrap()
-    }
-
-    /// Where process tasks keep their pages (`www/<task id>/`).
-    fn www(&self) -> std::path::PathBuf {
-        self.root.path().join("www")
-    }
-
-    /// `service create -d --name NAME FLAGS… EXTRA… COMMAND…` on n1: `flags` split at
-    /// whitespace, `extra` for values that hold spaces.
-    fn create(&self, name: &str, flags: &str, extra: &[&str], command: &[&str]) {
-        let mut a = vec!["service", "create", "-d", "--name", name];
-        a.extend(flags.split_whitespace());
-        a.extend_from_slice(extra);
-        a.extend_from_slice(command);
-        self.n1().ok(&a);
-    }
-
-    /// The IDs of the service's tasks that are running (and meant to), with their rows.
-    fn running(&self, svc: &str) -> BTreeMap<String, Value> {
-        self.n1()
-            .service_ps(svc)
-            .into_iter()
-            .filter(|r| r["DesiredState"] == "Running" && task_state(r) == "Running")
-            .map(|r| (r["ID"].as_str().unwrap_or("").to_string(), r))
-            .collect()
-    }
-
-    /// Waits until `n` tasks of `svc` run; their IDs.
-    fn wait_running(&self, svc: &str, n: usize) -> BTreeSet<String> {
-        let mut ids = BTreeSet::new();
-        let ok = wait_until(LIMIT, || {
-            ids = self.running(svc).into_keys().collect();
-            ids.len() == n
-        });
-        assert!(ok, "{svc}: {} of {n} tasks running", ids.len());
-        ids
-    }
-
-    /// Waits until [`REQUESTS`] requests in a row to `node:port` all succeed and the replies
-    /// come from exactly `want` (task IDs, or other replica names); the replies counted.
-    fn wait_answers(
-        &self,
-        node: &str,
-        port: u16,
-        want: &BTreeSet<String>,
-    ) -> BTreeMap<String, usize> {
-        let mut seen = BTreeMap::new();
-        let mut failed = 0;
-        let ok = wait_until(LIMIT, || {
-            seen.clear();
-            failed = 0;
-            for _ in 0..REQUESTS {
-                match http_get(&self.lab, node, port) {
-                    Some(body) => *seen.entry(body).or_insert(0) += 1,
-                    None => failed += 1,
-                }
-            }
-            failed == 0 && seen.keys().cloned().collect::<BTreeSet<_>>() == *want
-        });
-        assert!(
-            ok,
-            "{node}:{port}: {failed} of {REQUESTS} requests failed; replies {seen:?}, want {want:?}"
-        );
-        seen
-    }
-}
-
-/// A process task serving its task ID with `busybox httpd` on port 80 (or `$PORT` where the
-/// node has no namespaces to give it), and a `health` page a test can take away.
-fn httpd_script(www: &Path) -> String {
-    format!(
-        "d={}/$SWARM_TASK_ID; mkdir -p $d; echo $SWARM_TASK_ID > $d/index.html; \
-         echo ok > $d/health; exec busybox httpd -f -p ${{PORT:-80}} -h $d",
-        www.display()
-    )
-}
 
 #[test]
 fn process_replicas_answer_on_every_node_even_one_without_a_replica() {
     if skip("process_replicas_answer…", false) {
         return;
     }
-    let m = Mesh::form();
+    let m = Mesh::form(NET);
     phase("4 process replicas on n1 and n2 publish 29180:80; n3 runs none");
     let script = httpd_script(&m.www());
     m.create(
@@ -269,7 +101,7 @@ fn docker_replicas_answer_on_every_node() {
     if skip("docker_replicas_answer_on_every_node", true) {
         return;
     }
-    let mut m = Mesh::form();
+    let mut m = Mesh::form(NET);
     m.containers = Some(Containers(m.nodes.iter().map(Node::id).collect()));
     let _route = DockerRoute::new(&m.lab);
     phase("2 Docker replicas of the test image's httpd publish 29182:80, not on n3");
@@ -320,7 +152,7 @@ fn udp_host_mode_and_the_proxy_header() {
     if skip("udp_host_mode_and_the_proxy_header", false) {
         return;
     }
-    let m = Mesh::form();
+    let m = Mesh::form(NET);
     phase("UDP: 2 replicas answer datagrams on 29183/udp, asked through n3");
     let echo = "import os,socket\nport=int(os.environ.get('PORT','53'))\n\
         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('',port))\nwhile True:\n \
@@ -407,7 +239,7 @@ fn scale_down_and_a_failing_health_check_leave_the_rotation() {
     if skip("scale_down_and_a_failing_health_check…", false) {
         return;
     }
-    let m = Mesh::form();
+    let m = Mesh::form(NET);
     phase("3 replicas with a health check on their health page publish 29186:80");
     let script = httpd_script(&m.www());
     m.create(
@@ -448,7 +280,7 @@ fn a_killed_node_leaves_the_rotation_without_failed_requests() {
     if skip("a_killed_node_leaves_the_rotation…", false) {
         return;
     }
-    let mut m = Mesh::form();
+    let mut m = Mesh::form(NET);
     phase("6 replicas over the three nodes publish 29187:80");
     let script = httpd_script(&m.www());
     m.create(
