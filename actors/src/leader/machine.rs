@@ -42,8 +42,8 @@ use super::rules::{
 use super::view::{LeaderView, ServiceView};
 use crate::membership::MemberView;
 use crate::model::{
-    FileKey, FileMaterial, NodeDescription, NodeId, NodeState, Service, ServiceId, Task, TaskId,
-    TaskStatus,
+    FileKey, FileMaterial, Network, NodeDescription, NodeId, NodeState, Service, ServiceId, Task,
+    TaskId, TaskStatus,
 };
 use crate::scheduler::{NodeView, Unseen, node_views};
 use crate::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand, StoredObject};
@@ -74,6 +74,8 @@ pub struct StoreRead<'a> {
     pub tasks: Vec<&'a StoredObject>,
     /// Secrets and configs (their data goes to a node with the tasks that need it).
     pub secrets: Vec<&'a StoredObject>,
+    /// Overlay networks: where tasks get their addresses, and what the mesh table lists.
+    pub networks: Vec<&'a StoredObject>,
 }
 
 pub enum LeaderInput<'a> {
@@ -187,6 +189,7 @@ struct InPass {
     /// The tasks as they will be once the writes land, for the answers until the next read.
     current: BTreeMap<TaskId, Arc<Task>>,
     services: Vec<Service>,
+    networks: Vec<Network>,
     /// The secrets and configs the pass read, for the answers until the next pass.
     files: BTreeMap<FileKey, FileMaterial>,
     poke: BTreeSet<NodeId>,
@@ -220,6 +223,8 @@ pub struct LeaderMachine {
     task_node: BTreeMap<TaskId, NodeId>,
     managers: Arc<[NodeId]>,
     services: Vec<Service>,
+    /// The overlay networks the last pass read, by ID.
+    networks: Vec<Network>,
     tasks: BTreeMap<TaskId, Arc<Task>>,
     /// The secrets and configs the last pass read, by key: what answers carry (`files`).
     files: BTreeMap<FileKey, FileMaterial>,
@@ -262,6 +267,7 @@ impl LeaderMachine {
             task_node: BTreeMap::new(),
             managers: Arc::from([]),
             services: Vec::new(),
+            networks: Vec::new(),
             tasks: BTreeMap::new(),
             files: BTreeMap::new(),
             read: BTreeMap::new(),
@@ -538,6 +544,15 @@ impl LeaderMachine {
                 _ => None,
             })
             .collect();
+        let mut networks: Vec<Network> = read
+            .networks
+            .iter()
+            .filter_map(|o| match &o.body {
+                ObjectBody::Network(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        networks.sort_by_key(|n| n.id);
         let tasks: Vec<VersionedTask> = read
             .tasks
             .iter()
@@ -576,6 +591,7 @@ impl LeaderMachine {
                 now_ms: now,
                 nodes: &views,
                 services: &services,
+                networks: &networks,
                 service_keys: &service_keys,
                 tasks: &tasks,
                 reports: &self.reports,
@@ -586,6 +602,9 @@ impl LeaderMachine {
             views: &views,
             plan: &p,
         });
+        for (service, why) in &p.unattached {
+            debug!(%service, reason = %why, "global task not made: no overlay address");
+        }
 
         // The tasks as read, shared with the last read where their version is the same.
         let mut before = std::mem::take(&mut self.read);
@@ -635,6 +654,7 @@ impl LeaderMachine {
             next: 0,
             current,
             services,
+            networks,
             files: files::by_key(&read.secrets),
             poke: p.poke,
             down,
@@ -759,6 +779,7 @@ impl LeaderMachine {
             self.answers.clear();
         }
         self.services = p.services;
+        self.networks = p.networks;
         self.files = p.files;
         self.rebuild_answers(&p.current);
         self.tasks = p.current;
@@ -811,7 +832,8 @@ impl LeaderMachine {
     /// The routing mesh's table from the tasks as the pass left them; true when it changed.
     fn remesh(&mut self, down: &BTreeSet<NodeId>) -> bool {
         let tasks = self.tasks.values().map(|t| &**t);
-        let (table, cut) = mesh::mesh_table(&self.services, tasks, &self.addrs, down);
+        let (table, cut) =
+            mesh::mesh_table(&self.services, &self.networks, tasks, &self.addrs, down);
         let before = self.mesh.as_ref().map_or(0, |m| m.services.len());
         if self
             .mesh
@@ -826,6 +848,9 @@ impl LeaderMachine {
             warn!(
                 services_left_out = cut.services,
                 backends_left_out = cut.backends,
+                networks_left_out = cut.networks,
+                nodes_left_out = cut.nodes,
+                aliases_left_out = cut.aliases,
                 "the routing mesh's table passes its bounds; cut"
             );
         }
@@ -847,5 +872,7 @@ pub mod mesh;
 use answers::NodeAnswer;
 pub use files::needs_files;
 
+#[cfg(test)]
+mod mesh_tests;
 #[cfg(test)]
 mod tests;

@@ -160,13 +160,14 @@ impl Actor for LeaderActor {
             }
             LeaderMsg::TimerFired(timer) => state.feed(&myself, LeaderInput::Timer(timer)),
             LeaderMsg::StoreRead(Ok(read)) => {
-                let [nodes, services, tasks, secrets, configs] = &*read;
+                let [nodes, services, tasks, secrets, configs, networks] = &*read;
                 let input = LeaderInput::ReadDone(StoreRead {
                     applied_index: nodes.applied_index,
                     nodes: nodes.objects.iter().collect(),
                     services: services.objects.iter().collect(),
                     tasks: tasks.objects.iter().collect(),
                     secrets: secrets.objects.iter().chain(&configs.objects).collect(),
+                    networks: networks.objects.iter().collect(),
                 });
                 state.feed(&myself, input);
             }
@@ -217,7 +218,10 @@ impl LeaderState {
                         let tasks = store.read(Kind::Task, false).await?;
                         let secrets = store.read(Kind::Secret, false).await?;
                         let configs = store.read(Kind::Config, false).await?;
-                        Ok(Box::new([nodes, services, tasks, secrets, configs]))
+                        let networks = store.read(Kind::Network, false).await?;
+                        Ok(Box::new([
+                            nodes, services, tasks, secrets, configs, networks,
+                        ]))
                     };
                     // A stopped actor needs no answer.
                     let _ = me.send_message(LeaderMsg::StoreRead(read.await));

@@ -34,7 +34,7 @@ pub enum LeaderMsg {
     /// A timer the machine set came due.
     TimerFired(LeaderTimer),
     /// The pass's read came back: nodes, services and tasks.
-    StoreRead(Result<Box<[ReadResult; 5]>, StoreFailure>),
+    StoreRead(Result<Box<[ReadResult; 6]>, StoreFailure>),
     /// The pass's last proposal came back.
     ProposalDone(Result<u64, StoreFailure>),
     /// Makes the handler panic, to test that the node actor restarts the leader.

@@ -13,7 +13,8 @@
 //!            3. orchestrator::reconcile per service ──▶ create / shutdown / orphan / trim
 //!           3b. update::rollout per service ──▶ replace outdated slots / update status
 //!            4. scheduler::schedule over unplaced tasks ──▶ assigned / pending with reason
-//!           4b. addresses: each task placed now gets its node's slice's lowest free address
+//!           4b. addresses: each task placed now gets the lowest free address of each overlay
+//!               network of its spec (cluster wide) and of its node's ingress slice
 //!            5. postconditions asserted (one live task per slot, no move, no going back)
 //!            6. changed tasks ──▶ Put(expect version) / Delete(expect version)
 //! ```
@@ -22,7 +23,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{
-    NodeId, NodeState, PublishMode, Service, ServiceId, Task, TaskId, TaskState, TaskStatus,
+    Network, NodeId, NodeState, PublishMode, Service, ServiceId, Task, TaskId, TaskState,
+    TaskStatus,
 };
 use crate::orchestrator::{self, Action};
 use crate::scheduler::{self, Decision, NodeView, PendingTask, TaskLoad};
@@ -43,6 +45,9 @@ pub struct PlanInput<'a> {
     /// Every node of the cluster, state included (see [`scheduler::node_views`]).
     pub nodes: &'a [NodeView<'a>],
     pub services: &'a [Service],
+    /// Every overlay network of the store: where tasks get their addresses on the networks
+    /// their spec names.
+    pub networks: &'a [Network],
     /// Each service's key and version in the store: where the updater's status writes go and
     /// what they compare with.
     pub service_keys: &'a BTreeMap<ServiceId, (&'a str, u64)>,
@@ -68,6 +73,9 @@ pub struct Plan {
     pub services_changed: usize,
     /// Global tasks placed without an ingress address (their node's slice is full).
     pub unaddressed: usize,
+    /// Global tasks not made in this pass because an overlay network of theirs is missing or
+    /// full, with the reason (the orchestrator makes them again on the next pass).
+    pub unattached: Vec<(ServiceId, String)>,
 }
 
 /// A task being worked on: its stored version (`None` for a new one) and whether it changed.
@@ -192,8 +200,9 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
     // 4. The scheduler, over every task that waits for a node.
     schedule(input.nodes, &services, &mut work, &mut out, now);
 
-    // 4b. Ingress addresses for the tasks placed in this pass (see `addresses`).
-    allocate(&mut work, &mut out, now);
+    // 4b. Overlay and ingress addresses for the tasks placed in this pass (see `overlay`
+    // and `addresses`).
+    allocate(input, &services, &mut work, &mut out, now);
 
     // 5. What must hold of any plan, checked on what it changed (panics: see `check`).
     check(&work);
@@ -515,48 +524,102 @@ fn schedule(
     }
 }
 
-/// Gives every task placed in this pass its ingress address, in the write that places it. A
-/// replicated task whose node has no free address goes back to pending, saying why.
-fn allocate(work: &mut BTreeMap<TaskId, Work<'_>>, out: &mut Plan, now: u64) {
+/// Gives every task placed in this pass its addresses, in the write that places it: one on
+/// each overlay network of its spec, then its ingress address (unless every network of its
+/// spec is internal and its service publishes nothing). A replicated task that cannot have
+/// them all goes back to pending, saying why, holding none. A global task is made for its
+/// node: without an ingress address it stays there (counted in `unaddressed`); without its
+/// overlay addresses it is not made in this pass (it would run cut off from its networks).
+fn allocate(
+    input: &PlanInput<'_>,
+    services: &BTreeMap<ServiceId, &Service>,
+    work: &mut BTreeMap<TaskId, Work<'_>>,
+    out: &mut Plan,
+    now: u64,
+) {
     let placed_now = |w: &Work<'_>| {
         !w.delete
             && !w.task.status.state.is_terminal()
             && w.task.node_id.is_some()
             && w.read.is_none_or(|r| r.node_id.is_none())
-            && addresses::ingress(&w.task).is_none()
+            && w.task.networks.is_empty()
     };
     if !work.values().any(placed_now) {
         return;
     }
-    let mut alloc =
-        addresses::Allocator::new(work.values().filter(|w| !w.delete).map(|w| w.task.as_ref()));
+    let live = || work.values().filter(|w| !w.delete).map(|w| w.task.as_ref());
+    let mut alloc = addresses::Allocator::new(live());
+    let mut overlay =
+        overlay::OverlayAllocator::new(input.networks, services.values().copied(), live());
     for w in work.values_mut() {
         if !placed_now(w) {
             continue;
         }
         let node = w.task.node_id.expect("placed tasks have a node");
-        match alloc.allocate(node) {
-            Ok(att) => w.edit().networks.push(att),
-            // A global task is made for its node: it stays there, without an address.
-            Err(_) if w.task.slot == 0 => out.unaddressed += 1,
-            Err(e) => {
-                let t = w.edit();
-                t.node_id = None;
-                t.status = TaskStatus::new(TaskState::Pending, now, e.to_string());
+        let ports = services
+            .get(&w.task.service_id)
+            .map_or(0, |s| s.spec.ports.len());
+        let no_ingress = overlay::without_ingress(&overlay, &w.task.spec.networks, ports);
+        let attached = match overlay.attach(&w.task.spec.networks) {
+            Ok(a) => a,
+            Err(e) if w.task.slot == 0 => {
+                w.delete = true;
+                out.created = out.created.saturating_sub(1);
                 out.placed = out.placed.saturating_sub(1);
-                out.pending += 1;
+                out.unattached.push((w.task.service_id, e.to_string()));
+                continue;
             }
+            Err(e) => {
+                unplace(w, out, now, e.to_string());
+                continue;
+            }
+        };
+        let ingress = if no_ingress {
+            None
+        } else {
+            match alloc.allocate(node) {
+                Ok(att) => Some(att),
+                // A global task is made for its node: it stays there, without an address.
+                Err(_) if w.task.slot == 0 => {
+                    out.unaddressed += 1;
+                    None
+                }
+                Err(e) => {
+                    overlay.release_all(&w.task.spec.networks, &attached);
+                    unplace(w, out, now, e.to_string());
+                    continue;
+                }
+            }
+        };
+        if ingress.is_none() && attached.is_empty() {
+            continue;
         }
+        let t = w.edit();
+        t.networks.extend(ingress);
+        t.networks.extend(attached);
     }
 }
 
+/// Sends a task placed in this pass back to pending, with `reason`.
+fn unplace(w: &mut Work<'_>, out: &mut Plan, now: u64, reason: String) {
+    let t = w.edit();
+    t.node_id = None;
+    t.status = TaskStatus::new(TaskState::Pending, now, reason);
+    out.placed = out.placed.saturating_sub(1);
+    out.pending += 1;
+}
+
 mod addresses;
+mod overlay;
 mod update;
 
 pub use addresses::{SLICE_ADDRESSES, SLICES, holds_no_address, ingress, slice_of};
+pub use overlay::{NoOverlay, OverlayAllocator};
 
 #[cfg(test)]
 mod addresses_tests;
+#[cfg(test)]
+mod overlay_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -19,7 +19,8 @@ pub use frame::{
     write_frame,
 };
 pub use mesh::{
-    MESH_BACKENDS_MAX, MESH_SERVICES_MAX, MeshBackend, MeshFeed, MeshNetwork, MeshNode,
+    MESH_ALIAS_BYTES_MAX, MESH_ALIASES_MAX, MESH_BACKENDS_MAX, MESH_NETWORKS_MAX, MESH_NODES_MAX,
+    MESH_OVERLAY_ADDRS_MAX, MESH_SERVICES_MAX, MeshBackend, MeshFeed, MeshNetwork, MeshNode,
     MeshService, MeshServiceNet, MeshTable, TunnelRequest,
 };
 pub use msg::{

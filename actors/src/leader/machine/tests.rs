@@ -98,6 +98,7 @@ impl Store {
             services: self.services.iter().collect(),
             tasks: self.tasks.iter().collect(),
             secrets: self.secrets.iter().collect(),
+            networks: Vec::new(),
         })
     }
 }
@@ -728,23 +729,42 @@ fn the_mesh_table_follows_health_and_desired_state_and_is_bounded() {
     stopping.status.health = Some(Health::Healthy);
     stopping.desired_state = TaskState::Shutdown;
     let all = [healthy.clone(), unhealthy, stopping];
-    let (t, cut) = mesh::mesh_table(std::slice::from_ref(&svc), &all, &addrs, &BTreeSet::new());
+    let (t, cut) = mesh::mesh_table(
+        std::slice::from_ref(&svc),
+        &[],
+        &all,
+        &addrs,
+        &BTreeSet::new(),
+    );
     assert_eq!(cut, mesh::MeshCut::default());
     let listed: Vec<_> = t.services[0].backends.iter().map(|b| b.task).collect();
     assert_eq!(listed, vec![TaskId(1)], "healthy and wanted only");
-    let (again, _) = mesh::mesh_table(std::slice::from_ref(&svc), &all, &addrs, &BTreeSet::new());
+    let (again, _) = mesh::mesh_table(
+        std::slice::from_ref(&svc),
+        &[],
+        &all,
+        &addrs,
+        &BTreeSet::new(),
+    );
     assert_eq!(again.version, t.version, "a digest of the content");
 
     // Past the backends bound the table is cut, and says so.
     let many: Vec<Task> = (0..crate::wire::MESH_BACKENDS_MAX as u128 + 5)
         .map(|i| task(100 + i, 1, Some(2)))
         .collect();
-    let (t, cut) = mesh::mesh_table(std::slice::from_ref(&svc), &many, &addrs, &BTreeSet::new());
+    let (t, cut) = mesh::mesh_table(
+        std::slice::from_ref(&svc),
+        &[],
+        &many,
+        &addrs,
+        &BTreeSet::new(),
+    );
     assert_eq!(t.services[0].backends.len(), crate::wire::MESH_BACKENDS_MAX);
     assert_eq!(cut.backends, 5);
     // A service without ports is not listed.
     let (t, _) = mesh::mesh_table(
         &[service(ServiceMode::Global)],
+        &[],
         &many,
         &addrs,
         &BTreeSet::new(),

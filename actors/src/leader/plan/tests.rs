@@ -38,6 +38,7 @@ pub(super) fn run(
             now_ms: 1_000_000,
             nodes,
             services,
+            networks: &[],
             service_keys: &versions,
             tasks,
             reports,

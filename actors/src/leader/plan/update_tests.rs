@@ -70,6 +70,7 @@ impl World {
                 now_ms: self.now,
                 nodes: &self.nodes,
                 services: &services,
+                networks: &[],
                 service_keys: &versions,
                 tasks: &tasks,
                 reports: &BTreeMap::new(),
