@@ -686,6 +686,7 @@ async fn start_agent(
         register_tasks: true,
         managers: managers.clone(),
         mesh: Some(mesh),
+        vip_port: None,
     };
     let (agent, _done) = swarm_actors::agent::spawn_agent(args)
         .await

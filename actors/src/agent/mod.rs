@@ -27,6 +27,7 @@
 
 pub mod machine;
 mod msg;
+pub mod overlay;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -84,6 +85,9 @@ pub struct AgentArgs {
     pub managers: crate::trust::ManagerSet,
     /// Where the agent publishes each routing-mesh table a session answer brings.
     pub mesh: Option<crate::wire::MeshFeed>,
+    /// The port of the routing mesh's VIP listener, where this node redirects TCP
+    /// connections to the VIPs of its overlay networks (None: nothing is redirected).
+    pub vip_port: Option<u16>,
 }
 
 pub struct AgentActor;
@@ -111,6 +115,8 @@ pub struct AgentState {
     mesh: Option<Arc<MeshTable>>,
     /// Where each new table is published for the routing mesh.
     mesh_feed: Option<crate::wire::MeshFeed>,
+    /// The overlay networks of this node's tasks, and their devices.
+    overlays: overlay::NodeOverlays,
 }
 
 impl Actor for AgentActor {
@@ -142,6 +148,9 @@ impl Actor for AgentActor {
                 Err(_) => warn!(runtime = rt.name(), "cleaning a previous run timed out"),
             }
         }
+        // The overlay devices an earlier run left go before any task of this run starts.
+        let overlays = overlay::NodeOverlays::new(args.vip_port);
+        overlays.sweep().await;
         // The vault empties the node's secrets directory before any task of this run starts.
         let (vault, _) = spawn_vault(VaultArgs {
             node_id: args.node_id,
@@ -189,6 +198,7 @@ impl Actor for AgentActor {
             vault,
             mesh: None,
             mesh_feed: args.mesh,
+            overlays,
         })
     }
 
@@ -292,6 +302,9 @@ impl AgentState {
                             feed.send_replace(Some(Arc::clone(&table)));
                         }
                         self.mesh = Some(table);
+                        // Peers and VIPs follow the table; a network that fails here is
+                        // retried with the next table or task.
+                        self.overlays.sync(self.me, self.mesh.as_deref()).await;
                     }
                     AgentEffect::HoldFiles(files) => self.vault.hold(files),
                     AgentEffect::DropFiles(keys) => self.vault.forget(keys),
@@ -312,6 +325,10 @@ impl AgentState {
                             h.actor().stop(Some("no longer assigned".into()));
                         }
                         self.vault.release(id);
+                        let table = self.mesh.clone();
+                        self.overlays
+                            .task_removed(self.me, table.as_deref(), id)
+                            .await;
                     }
                     AgentEffect::SessionEnded { result: Err(e), .. } => {
                         debug!(error = %e, "session failed")
@@ -372,6 +389,7 @@ impl AgentState {
             .cloned()
             .ok_or_else(|| format!("runtime {name} is not available on this node"))?;
         let id = t.id;
+        let (overlays, dns) = overlay::task_networks(&t.networks, self.mesh.as_deref())?;
         // The task's secrets and configs, written to tmpfs before it starts; a task that cannot
         // have them does not start (it is reported rejected, with the reason).
         let files = if t.spec.secrets.is_empty() && t.spec.configs.is_empty() {
@@ -381,6 +399,16 @@ impl AgentState {
                 .materialize(id, t.spec.secrets.clone(), t.spec.configs.clone())
                 .await?
         };
+        // Its overlay networks as the table describes them, made on this node before it starts.
+        let table = self.mesh.clone();
+        if let Err(e) = self
+            .overlays
+            .task_starting(self.me, table.as_deref(), id, &overlays)
+            .await
+        {
+            self.vault.release(id);
+            return Err(e);
+        }
         let ctx = TaskContext {
             task_id: t.id,
             service_id: t.service_id,
@@ -402,8 +430,8 @@ impl AgentState {
                 .and_then(|m| m.services.iter().find(|s| s.id == t.service_id))
                 .map(|s| s.ports.clone())
                 .unwrap_or_default(),
-            overlays: Vec::new(),
-            dns: None,
+            overlays,
+            dns,
         };
         let args = TaskArgs {
             ctx,
@@ -415,6 +443,9 @@ impl AgentState {
             Ok(h) => h,
             Err(e) => {
                 self.vault.release(id);
+                self.overlays
+                    .task_removed(self.me, table.as_deref(), id)
+                    .await;
                 return Err(e.to_string());
             }
         };

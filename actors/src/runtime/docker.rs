@@ -30,6 +30,8 @@ use super::{
 
 #[path = "docker_net.rs"]
 mod net;
+#[path = "docker_overlay.rs"]
+mod overlay_net;
 use crate::model::{HealthCheck, NodeId, TaskId};
 pub use net::network_name;
 
@@ -69,8 +71,9 @@ pub struct DockerRuntime {
     names: Mutex<BTreeMap<TaskId, String>>,
     /// Where this node's running tasks are reached, for the routing mesh.
     endpoints: super::Endpoints,
-    /// The node's network each task's container is attached to, until the task is removed.
-    networks: Mutex<BTreeMap<TaskId, String>>,
+    /// The engine networks each task's container is attached to (the node's, its overlay
+    /// networks'), until the task is removed.
+    networks: Mutex<BTreeMap<TaskId, Vec<String>>>,
     /// Held from making sure the node's network exists to the container's creation, and while
     /// an unused network is removed, so that the two never cross.
     net_lock: tokio::sync::Mutex<()>,
@@ -210,6 +213,7 @@ impl DockerRuntime {
                 memory: limit(spec.resources.limits.memory_bytes),
                 mounts: (!ctx.files.is_empty()).then(|| file_mounts(ctx)),
                 network_mode,
+                dns: ctx.dns.map(|d| vec![d.to_string()]),
                 ..Default::default()
             }),
             networking_config,
@@ -322,13 +326,7 @@ impl TaskRuntime for DockerRuntime {
             // Held until the container is on the network, so that no removal of the network
             // (its last other task gone) comes in between.
             let held = self.net_lock.lock().await;
-            if let Some(att) = &ctx.network {
-                let network = self.ensure_network(ctx.node_id, att).await?;
-                self.networks
-                    .lock()
-                    .expect("networks lock")
-                    .insert(task, network);
-            }
+            let connect = self.ensure_networks(ctx).await?;
             let created = match self
                 .docker
                 .create_container(Some(opts.clone()), body.clone())
@@ -350,6 +348,9 @@ impl TaskRuntime for DockerRuntime {
                 }
                 Err(e) => return Err(RuntimeError::Failed(format!("creating {name}: {e}"))),
             }
+            for (network, o) in connect {
+                self.connect_overlay(&name, &network, o).await?;
+            }
             drop(held);
             self.names
                 .lock()
@@ -359,16 +360,8 @@ impl TaskRuntime for DockerRuntime {
                 .start_container(&name, None)
                 .await
                 .map_err(|e| RuntimeError::Failed(format!("starting {name}: {e}")))?;
-            if let Some(att) = &ctx.network {
-                self.endpoints.set(
-                    task,
-                    TaskEndpoint {
-                        ip: att.addr.into(),
-                        ports: BTreeMap::new(),
-                        host_network: false,
-                        overlay: BTreeMap::new(),
-                    },
-                );
+            if let Some(endpoint) = overlay_net::endpoint_of(ctx) {
+                self.endpoints.set(task, endpoint);
             }
             Ok(())
         })
@@ -516,8 +509,8 @@ impl TaskRuntime for DockerRuntime {
                     .map_err(|e| RuntimeError::Failed(format!("removing {name}: {e}")))?;
                 self.names.lock().expect("names lock").remove(&task);
             }
-            if let Some(network) = network {
-                let _held = self.net_lock.lock().await;
+            let _held = self.net_lock.lock().await;
+            for network in network.into_iter().flatten() {
                 self.release_network(&network).await;
             }
             Ok(())

@@ -40,9 +40,21 @@ fn slice(att: &NetworkAttachment) -> String {
     format!("{}/{}", att.subnet(), att.prefix)
 }
 
-/// What attaches a container to its node's network with its address.
+/// What attaches a container to its first network with its address: the node's network
+/// when the task has an ingress address, else its first overlay network's (it is connected to
+/// the others before it starts).
 pub(super) fn networking(ctx: &TaskContext) -> Option<(String, NetworkingConfig)> {
-    let att = ctx.network.as_ref()?;
+    let Some(att) = ctx.network.as_ref() else {
+        let first = ctx.overlays.first()?;
+        let name = super::overlay_net::overlay_network_name(first);
+        let config = NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                name.clone(),
+                super::overlay_net::endpoint(first),
+            )])),
+        };
+        return Some((name, config));
+    };
     let name = network_name(ctx.node_id);
     let endpoint = EndpointSettings {
         ipam_config: Some(EndpointIpamConfig {
@@ -169,7 +181,7 @@ impl DockerRuntime {
             self.networks
                 .lock()
                 .expect("networks lock")
-                .insert(task, name);
+                .insert(task, vec![name]);
             self.endpoints.set(
                 task,
                 TaskEndpoint {

@@ -15,6 +15,7 @@ mod docker;
 mod logs;
 mod mounts;
 mod netns;
+pub mod overlay;
 mod process;
 pub mod testimage;
 pub mod user;

@@ -41,6 +41,8 @@ use crate::model::{FileKind, SECRETS_DIR, TaskId};
 /// Size of the tmpfs over `/run/secrets` inside a task's namespace: it holds only empty
 /// placeholders and directories (the data stays in the vault's files, bind-mounted).
 const SECRETS_TMPFS_OPTIONS: &str = "mode=0755,size=64k,nr_inodes=1024";
+/// The resolver configuration a task with a DNS server sees its own copy of.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// Whether this process runs as root (effective uid 0).
 #[allow(unsafe_code)]
@@ -213,7 +215,8 @@ fn plan(
     ctx: &TaskContext,
     placeholders: Option<&Placeholders>,
 ) -> Result<Option<Vec<Step>>, RuntimeError> {
-    if ctx.files.is_empty() {
+    let resolv = resolv_bind(ctx)?;
+    if ctx.files.is_empty() && resolv.is_none() {
         return Ok(None);
     }
     let secrets_prefix = format!("{SECRETS_DIR}/");
@@ -273,7 +276,22 @@ fn plan(
         }
         steps.push(Step::Bind { src, dst });
     }
+    if let Some((src, dst)) = resolv {
+        steps.push(Step::Bind { src, dst });
+    }
     Ok(Some(steps))
+}
+
+/// The task's own `resolv.conf` (its network namespace's, see `netns::resolv_path`) over the
+/// host's, when it has a DNS server and the file was written.
+fn resolv_bind(ctx: &TaskContext) -> Result<Option<(CString, CString)>, RuntimeError> {
+    let own = super::netns::resolv_path(ctx.task_id);
+    if ctx.dns.is_none() || !own.is_file() || !Path::new(RESOLV_CONF).is_file() {
+        return Ok(None);
+    }
+    let src = CString::new(own.as_os_str().as_bytes())
+        .map_err(|_| RuntimeError::InvalidSpec("the resolv.conf path has a NUL byte".into()))?;
+    Ok(Some((src, cstr(RESOLV_CONF)?)))
 }
 
 /// Arranges for `cmd`'s child to see `ctx`'s files. As root: a private mount namespace made in
@@ -286,7 +304,7 @@ pub(super) fn show_files(
     user: Option<Credentials>,
     placeholders: Option<&Placeholders>,
 ) -> Result<Option<Credentials>, RuntimeError> {
-    if ctx.files.is_empty() {
+    if ctx.files.is_empty() && ctx.dns.is_none() {
         return Ok(user);
     }
     if !running_as_root() {

@@ -47,6 +47,8 @@ pub const NET_CALL_TIMEOUT_MS: u64 = 10_000;
 const PLUGIN_OUTPUT_BYTES_MAX: usize = 4 * 1024;
 /// Where named network namespaces live (`ip netns`).
 const NETNS_DIR: &str = "/var/run/netns";
+/// Where `ip netns exec` looks for a namespace's own `/etc` files.
+const NETNS_ETC_DIR: &str = "/etc/netns";
 /// Where the CNI plugins are looked for, in order (Debian's package, then upstream's).
 const CNI_DIRS: [&str; 2] = ["/usr/lib/cni", "/opt/cni/bin"];
 /// The plugins a task's namespace needs.
@@ -86,8 +88,10 @@ pub(super) struct TaskNet {
     /// `swn-<task id>`, under [`NETNS_DIR`].
     pub name: String,
     task: TaskId,
-    /// The CNI network configuration given to ADD, given again to DEL.
-    config: String,
+    /// The CNI calls that made its interfaces, as (interface name, network configuration):
+    /// given to ADD in order, to DEL in reverse. `eth0` on the node's ingress bridge when the
+    /// task has an ingress address, `eth1`, `eth2`… on its overlay networks' bridges.
+    links: Vec<(String, String)>,
     /// `<tasks-dir>/<task>.net`.
     record: PathBuf,
 }
@@ -118,6 +122,68 @@ fn cni_config(node: NodeId, net: &NetworkAttachment) -> String {
         },
     })
     .to_string()
+}
+
+/// The CNI configuration of a task's veth on an overlay network: the network's bridge (made
+/// by [`Overlays`](super::overlay::Overlays) first, its gateway on it), the task's address,
+/// no route (the ingress interface keeps the default route; a task without one has none),
+/// no masquerading, the overlay's MTU.
+pub(super) fn overlay_cni_config(net: &NetworkAttachment, bridge: &str) -> String {
+    serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": format!("swarm-node-{}", net.network),
+        "type": "bridge",
+        "bridge": bridge,
+        "isGateway": true,
+        "isDefaultGateway": false,
+        "ipMasq": false,
+        "mtu": super::overlay::OVERLAY_MTU,
+        "ipam": {
+            "type": "static",
+            "addresses": [{
+                "address": format!("{}/{}", net.addr, net.prefix),
+                "gateway": net.gateway.to_string(),
+            }],
+        },
+    })
+    .to_string()
+}
+
+/// The interfaces `ctx`'s namespace gets, as (interface name, CNI configuration).
+fn links_of(ctx: &TaskContext) -> Vec<(String, String)> {
+    let mut links = Vec::new();
+    if let Some(att) = &ctx.network {
+        links.push((TASK_IFNAME.to_string(), cni_config(ctx.node_id, att)));
+    }
+    for (i, o) in ctx.overlays.iter().enumerate() {
+        let bridge = super::overlay::bridge_name(o.network.id);
+        links.push((
+            format!("eth{}", i + 1),
+            overlay_cni_config(&o.attachment, &bridge),
+        ));
+    }
+    links
+}
+
+/// The `resolv.conf` a task with a DNS server sees: that server, the host's search domains,
+/// `ndots:0` (a name with no dot is a service name, asked as it is).
+pub(super) fn resolv_conf(dns: std::net::Ipv4Addr) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut text = format!("nameserver {dns}\n");
+    for line in host.lines().filter(|l| l.starts_with("search ")).take(1) {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push_str("options ndots:0\n");
+    text
+}
+
+/// Where `ip netns exec` finds a namespace's own `resolv.conf`; the process runtime binds it
+/// over `/etc/resolv.conf` in the task's mount namespace too.
+pub(super) fn resolv_path(task: TaskId) -> PathBuf {
+    Path::new(NETNS_ETC_DIR)
+        .join(format!("swn-{task}"))
+        .join("resolv.conf")
 }
 
 /// Runs a program with a deadline and an optional standard input; its output on failure.
@@ -218,49 +284,99 @@ pub(super) async fn clear_stale_bridges(own: &str, att: &NetworkAttachment) {
     }
 }
 
-/// Calls the bridge plugin with `command` (ADD or DEL) for `net`.
-async fn cni(plugins: &Path, command: &str, net: &TaskNet) -> Result<(), String> {
+/// Calls the bridge plugin with `command` (ADD or DEL) for `net`'s interface `ifname`.
+async fn cni(
+    plugins: &Path,
+    command: &str,
+    net: &TaskNet,
+    ifname: &str,
+    config: &str,
+) -> Result<(), String> {
     let env = [
         ("CNI_COMMAND", command.to_string()),
         ("CNI_CONTAINERID", net.task.to_string()),
         ("CNI_NETNS", net.path().display().to_string()),
-        ("CNI_IFNAME", TASK_IFNAME.to_string()),
+        ("CNI_IFNAME", ifname.to_string()),
         ("CNI_PATH", plugins.display().to_string()),
     ];
-    run(&plugins.join("bridge"), &[], &env, Some(&net.config)).await
+    run(&plugins.join("bridge"), &[], &env, Some(config)).await
 }
 
-/// Makes `ctx`'s namespace with its address on the node's bridge. On failure nothing is left.
+/// The record of `net`: its name, then one `<ifname> <config>` line per interface.
+fn record_text(net: &TaskNet) -> String {
+    let mut text = format!("{}\n", net.name);
+    for (ifname, config) in &net.links {
+        text.push_str(&format!("{ifname} {config}\n"));
+    }
+    text
+}
+
+/// The interfaces a record lists; a line that is a bare configuration (records of earlier
+/// versions) is `eth0`'s.
+fn record_links(lines: &str) -> Vec<(String, String)> {
+    lines
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| match l.split_once(' ') {
+            Some((ifname, config)) if !l.starts_with('{') => {
+                (ifname.to_string(), config.to_string())
+            }
+            _ => (TASK_IFNAME.to_string(), l.to_string()),
+        })
+        .collect()
+}
+
+/// Makes `ctx`'s namespace with its ingress address on the node's bridge and its address on
+/// each overlay network's bridge, and its `resolv.conf` when it has a DNS server. On failure
+/// nothing is left.
 pub(super) async fn attach(
     plugins: &Path,
     tasks_dir: &Path,
     ctx: &TaskContext,
-    attachment: &NetworkAttachment,
 ) -> Result<TaskNet, RuntimeError> {
     let net = TaskNet {
         name: format!("swn-{}", ctx.task_id),
         task: ctx.task_id,
-        config: cni_config(ctx.node_id, attachment),
+        links: links_of(ctx),
         record: tasks_dir.join(format!("{}.net", ctx.task_id)),
     };
     // Recorded first: a node that dies half-way still finds what to undo at its next start.
-    std::fs::write(&net.record, format!("{}\n{}\n", net.name, net.config))
+    std::fs::write(&net.record, record_text(&net))
         .map_err(|e| RuntimeError::Failed(format!("writing {}: {e}", net.record.display())))?;
-    clear_stale_bridges(&bridge_name(ctx.node_id), attachment).await;
+    if let Some(att) = &ctx.network {
+        clear_stale_bridges(&bridge_name(ctx.node_id), att).await;
+    }
     let made = async {
         ip(&["netns", "add", &net.name]).await?;
         ip(&["-n", &net.name, "link", "set", "lo", "up"]).await?;
-        cni(plugins, "ADD", &net).await
+        for (ifname, config) in &net.links {
+            cni(plugins, "ADD", &net, ifname, config).await?;
+        }
+        if let Some(dns) = ctx.dns {
+            let path = resolv_path(ctx.task_id);
+            let dir = path.parent().expect("a file in a directory");
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&path, resolv_conf(dns)))
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+        Ok::<(), String>(())
     }
     .await;
     if let Err(why) = made {
         detach(plugins, &net).await;
+        let addrs: Vec<String> = ctx
+            .network
+            .iter()
+            .chain(ctx.overlays.iter().map(|o| &o.attachment))
+            .map(|a| format!("{}/{} on {}", a.addr, a.prefix, a.network))
+            .collect();
         return Err(RuntimeError::Failed(format!(
-            "giving the task its address {}/{}: {why}",
-            attachment.addr, attachment.prefix
+            "giving the task its addresses ({}): {why}",
+            addrs.join(", ")
         )));
     }
-    debug!(task = %ctx.task_id, netns = %net.name, addr = %attachment.addr, "task network made");
+    debug!(task = %ctx.task_id, netns = %net.name, links = net.links.len(), "task network made");
     Ok(net)
 }
 
@@ -269,13 +385,22 @@ pub(super) async fn attach(
 /// the record could not be removed.
 pub(super) async fn detach(plugins: &Path, net: &TaskNet) {
     if net.path().exists() {
-        if let Err(why) = cni(plugins, "DEL", net).await {
-            warn!(netns = %net.name, %why, "removing a task's veth failed");
+        for (ifname, config) in net.links.iter().rev() {
+            if let Err(why) = cni(plugins, "DEL", net, ifname, config).await {
+                warn!(netns = %net.name, %ifname, %why, "removing a task's veth failed");
+            }
         }
         if let Err(why) = ip(&["netns", "delete", &net.name]).await {
             warn!(netns = %net.name, %why, "deleting a task's network namespace failed");
             return; // the record stays, so the next start tries again
         }
+    }
+    let etc = resolv_path(net.task);
+    if let Some(dir) = etc.parent()
+        && let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        warn!(dir = %dir.display(), error = %e, "removing a task's resolv.conf failed");
     }
     if let Err(e) = std::fs::remove_file(&net.record)
         && e.kind() != io::ErrorKind::NotFound
@@ -311,7 +436,7 @@ pub(super) async fn clean_leftovers(
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let (name, config) = text.split_once('\n').unwrap_or((text.trim(), ""));
+        let (name, lines) = text.split_once('\n').unwrap_or((text.trim(), ""));
         if name != format!("swn-{task}") {
             warn!(file = %path.display(), "unreadable network record; removing it");
             let _ = std::fs::remove_file(&path); // it names nothing we could undo
@@ -320,7 +445,7 @@ pub(super) async fn clean_leftovers(
         let net = TaskNet {
             name: name.to_string(),
             task,
-            config: config.trim().to_string(),
+            links: record_links(lines),
             record: path,
         };
         match plugins {

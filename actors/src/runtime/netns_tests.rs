@@ -54,3 +54,47 @@ fn the_plugin_configuration_names_the_bridge_the_slice_and_the_address() {
     assert_eq!(v["ipam"]["addresses"][0]["address"], "10.255.7.9/24");
     assert_eq!(v["ipam"]["addresses"][0]["gateway"], "10.255.7.1");
 }
+
+#[test]
+fn a_record_lists_every_interface_and_reads_back_old_records() {
+    let net = TaskNet {
+        name: format!("swn-{}", TaskId(9)),
+        task: TaskId(9),
+        links: vec![
+            ("eth0".into(), "{\"type\":\"bridge\"}".into()),
+            ("eth1".into(), "{\"bridge\":\"swo-x\"}".into()),
+        ],
+        record: PathBuf::from("/nonexistent"),
+    };
+    let text = record_text(&net);
+    let (name, lines) = text.split_once('\n').unwrap();
+    assert_eq!(name, net.name);
+    assert_eq!(record_links(lines), net.links);
+    // A record of an earlier version: the name, then eth0's configuration alone.
+    assert_eq!(
+        record_links("{\"type\":\"bridge\"}\n"),
+        vec![("eth0".to_string(), "{\"type\":\"bridge\"}".to_string())]
+    );
+}
+
+#[test]
+fn an_overlay_interface_has_no_route_no_masquerading_and_the_overlay_mtu() {
+    let att = NetworkAttachment {
+        network: "backend".into(),
+        addr: std::net::Ipv4Addr::new(10, 0, 1, 5),
+        prefix: 24,
+        gateway: std::net::Ipv4Addr::new(10, 0, 1, 1),
+    };
+    let config: serde_json::Value =
+        serde_json::from_str(&overlay_cni_config(&att, "swo-abc")).unwrap();
+    assert_eq!(config["bridge"], "swo-abc");
+    assert_eq!(config["isGateway"], true);
+    assert_eq!(config["isDefaultGateway"], false);
+    assert_eq!(config["ipMasq"], false);
+    assert_eq!(config["mtu"], 1450);
+    assert_eq!(config["ipam"]["addresses"][0]["address"], "10.0.1.5/24");
+    assert!(config["ipam"].get("routes").is_none());
+    let resolv = resolv_conf(std::net::Ipv4Addr::new(10, 255, 3, 1));
+    assert!(resolv.starts_with("nameserver 10.255.3.1\n"), "{resolv}");
+    assert!(resolv.ends_with("options ndots:0\n"), "{resolv}");
+}

@@ -160,15 +160,26 @@ impl ProcessRuntime {
         &self,
         ctx: &TaskContext,
     ) -> Result<(Option<TaskNet>, Option<TaskEndpoint>, Vec<(String, String)>), RuntimeError> {
-        if let (Some(plugins), Some(att)) = (&self.cni, &ctx.network) {
-            let net = netns::attach(plugins, &self.inner.tasks_dir, ctx, att).await?;
+        let first = ctx
+            .network
+            .as_ref()
+            .or(ctx.overlays.first().map(|o| &o.attachment));
+        if let (Some(plugins), Some(att)) = (&self.cni, first) {
+            let net = netns::attach(plugins, &self.inner.tasks_dir, ctx).await?;
             let endpoint = TaskEndpoint {
                 ip: att.addr.into(),
                 ports: BTreeMap::new(),
                 host_network: false,
-                overlay: BTreeMap::new(),
+                overlay: ctx
+                    .overlays
+                    .iter()
+                    .map(|o| (o.network.id, o.attachment.addr))
+                    .collect(),
             };
             return Ok((Some(net), Some(endpoint), Vec::new()));
+        }
+        if !ctx.overlays.is_empty() {
+            warn!(task = %ctx.task_id, "the task is on overlay networks, but process tasks share the host's network here (no root, no CNI plugins or no `ip`): it is not attached to them");
         }
         if ctx.network.is_none() && ctx.ports.is_empty() {
             return Ok((None, None, Vec::new()));

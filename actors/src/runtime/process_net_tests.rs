@@ -239,9 +239,7 @@ async fn a_restarted_node_removes_the_namespaces_it_left() {
     // What a node that died after making a task's namespace leaves: the namespace, its veth
     // and its record (a node that lives releases them when the process exits).
     let c = node.ctx(0x16_04, 5, "sleep", &["30"]);
-    super::netns::attach(&plugins, &tasks, &c, c.network.as_ref().unwrap())
-        .await
-        .unwrap();
+    super::netns::attach(&plugins, &tasks, &c).await.unwrap();
     assert!(Path::new(&netns).exists());
     let rt = ProcessRuntime::new(tasks).unwrap();
     rt.adopt_or_clean(node.id, &BTreeSet::new()).await.unwrap();
