@@ -31,25 +31,23 @@ pub(crate) struct VipRoute {
 
 /// What `vip` reaches in `table`, if it is a service's VIP.
 pub(crate) fn route(table: &MeshTable, vip: Ipv4Addr) -> Option<VipRoute> {
-    for s in &table.services {
-        for n in s.networks.iter().filter(|n| n.vip == Some(vip)) {
-            let network = table.networks.get(usize::from(n.network))?.id;
-            let backends = s
-                .backends
-                .iter()
-                .filter_map(|b| {
-                    let (_, addr) = b.overlay.iter().find(|(i, _)| *i == n.network)?;
-                    Some((b.clone(), *addr))
-                })
-                .collect();
-            return Some(VipRoute {
-                service: s.id,
-                network,
-                backends,
-            });
-        }
-    }
-    None
+    table.services.iter().find_map(|s| {
+        let n = s.networks.iter().find(|n| n.vip == Some(vip))?;
+        let network = table.networks.get(usize::from(n.network))?.id;
+        let backends = s
+            .backends
+            .iter()
+            .filter_map(|b| {
+                let (_, addr) = b.overlay.iter().find(|(i, _)| *i == n.network)?;
+                Some((b.clone(), *addr))
+            })
+            .collect();
+        Some(VipRoute {
+            service: s.id,
+            network,
+            backends,
+        })
+    })
 }
 
 /// Where a tunnel that names `req.network` goes: the task's address on that network, if
