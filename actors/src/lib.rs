@@ -10,6 +10,7 @@
 //! | [`trust`] | the cluster CA, node certificates, join tokens, TLS configurations |
 //! | [`transport`] | QUIC endpoint: one mutual-TLS connection per peer, requests, one-way messages, datagrams |
 //! | [`mesh`] | the routing mesh: published ports on every node, forwarding to a task locally or through a QUIC tunnel |
+//! | [`dns`] | the node's embedded DNS server (hickory-server): service names, VIPs and `tasks.<name>` from the mesh table for the networks the asking task is on, every other name forwarded to the host's resolvers |
 //! | [`membership`] | SWIM membership (foca) as a sans-IO state machine, node descriptions on gossip |
 //! | [`node`] | the NodeActor that owns identity, membership and the node's view of the cluster; starts, stops and supervises the leader actor as the store's progress says (`node/leadership.rs`) |
 //! | [`task`] | the TaskMachine (one task's life, sans-IO) and the TaskActor that drives a runtime |
@@ -33,6 +34,7 @@
 pub mod agent;
 pub mod ask;
 pub mod clock;
+pub mod dns;
 pub mod leader;
 pub mod membership;
 pub mod mesh;

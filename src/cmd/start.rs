@@ -226,6 +226,30 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         mesh_tables,
     );
     registry.register(format!("mesh/{node_id}"), std::sync::Arc::new(mesh.clone()))?;
+    // The embedded DNS server, the resolver of the tasks on overlay networks: it follows the
+    // same tables and endpoints. Port 53 needs root, as the overlay data path does; a node
+    // without both gives its tasks the host's resolvers.
+    let _dns = if swarm_actors::runtime::running_as_root() {
+        match swarm_actors::dns::Dns::start(
+            node_id,
+            swarm_actors::dns::DnsConfig::default(),
+            endpoints.clone(),
+            mesh_feed.subscribe(),
+            rand::random(),
+        ) {
+            Ok(dns) => {
+                registry.register(format!("dns/{node_id}"), std::sync::Arc::new(dns.clone()))?;
+                Some(dns)
+            }
+            Err(e) => {
+                warn!("no DNS server on this node, its tasks use the host's resolvers: {e}");
+                None
+            }
+        }
+    } else {
+        info!("not root: no DNS server on this node (port 53), its tasks use the host's resolvers");
+        None
+    };
     let agent = start_agent(
         AgentParts {
             node_id,

@@ -19,7 +19,14 @@
 //! [`BIND_RETRY_MS`]; the other ports keep serving. A backend that leaves the table takes no
 //! new connections; those in flight go on until either end closes them.
 //!
-//! Bounds ([`MeshConfig`]): connections per published port, connections per backend, UDP
+//! Connections to a service's VIP on an overlay network reach the node's one VIP listener
+//! (the data path redirects them there, [`Mesh::vip_addr`]); it balances them round-robin
+//! over the service's tasks on that network by the same engine, the tunnel naming the
+//! network (`TunnelRequest::network`) so that the far node connects to its task's address on
+//! it (`vip.rs`).
+//!
+//! Bounds ([`MeshConfig`]): connections per published port, connections through VIPs,
+//! connections per backend, UDP
 //! flows per published port, datagrams queued per flow, tunnels waiting for an answer; the
 //! transport bounds tunnels per peer (`TransportConfig::tunnels_per_peer_max`).
 //!
@@ -28,6 +35,7 @@
 //! | `route.rs` | a port's backends and the pick: round-robin, client-address affinity |
 //! | `tcp.rs` | TCP listeners, forwarding, and the far end of TCP tunnels |
 //! | `udp.rs` | UDP listeners, flows, and the far end of UDP tunnels |
+//! | `vip.rs` | the VIP listener: connections the data path redirects from a service's VIP |
 //! | `proxy.rs` | the PROXY protocol v2 header |
 //! | `loopback.rs` | a mesh node on a loopback address, for the tests and the benchmark |
 
@@ -36,6 +44,7 @@ mod proxy;
 mod route;
 mod tcp;
 mod udp;
+mod vip;
 
 #[cfg(test)]
 mod tests;
@@ -88,6 +97,9 @@ pub struct MeshConfig {
     pub connect_timeout_ms: u64,
     /// Tunnels from peers waiting for this node to connect them.
     pub tunnel_queue_max: usize,
+    /// TCP connections open at once through the node's VIP listener, over all VIPs;
+    /// further ones are closed at accept.
+    pub vip_connections_max: usize,
 }
 
 impl Default for MeshConfig {
@@ -101,6 +113,7 @@ impl Default for MeshConfig {
             udp_flow_idle_ms: 30_000,
             connect_timeout_ms: 1_000,
             tunnel_queue_max: 256,
+            vip_connections_max: 4_096,
         }
     }
 }
@@ -120,6 +133,9 @@ pub struct MeshStatus {
     pub connections_failed: u64,
     pub tunnels_served: u64,
     pub tunnels_refused: u64,
+    /// Where the VIP listener listens (the data path's redirect target), if it could bind.
+    #[serde(default)]
+    pub vip_listener: Option<String>,
 }
 
 type PortKey = (PortProtocol, u16);
@@ -159,12 +175,16 @@ pub(crate) struct Inner {
     bind_errors: Mutex<BTreeMap<PortKey, String>>,
     load: Arc<BackendLoad>,
     counters: Counters,
+    /// Connections open through the VIP listener now.
+    vip_open: std::sync::atomic::AtomicUsize,
+    vip_turns: vip::VipTurns,
 }
 
 /// The node's routing mesh. Dropping the handle stops the listeners.
 #[derive(Clone)]
 pub struct Mesh {
     inner: Arc<Inner>,
+    vip_addr: Option<SocketAddr>,
     _tasks: Arc<Tasks>,
 }
 
@@ -206,15 +226,35 @@ impl Mesh {
             bind_errors: Mutex::new(BTreeMap::new()),
             load: Arc::new(BackendLoad::default()),
             counters: Counters::default(),
+            vip_open: std::sync::atomic::AtomicUsize::new(0),
+            vip_turns: vip::VipTurns::default(),
         });
         let (tx, rx) = mpsc::channel(config.tunnel_queue_max);
         transport.serve_tunnels(tx);
         let follow = tokio::spawn(follow(inner.clone(), feed));
         let serve = tokio::spawn(serve_tunnels(inner.clone(), rx));
+        let mut tasks = vec![follow, serve];
+        let vip_addr = match vip::listen(inner.clone(), SocketAddr::new(config.bind_ip, 0)) {
+            Ok((task, addr)) => {
+                tasks.push(task);
+                Some(addr)
+            }
+            Err(e) => {
+                warn!("cannot bind the VIP listener: connections to VIPs will not be carried: {e}");
+                None
+            }
+        };
         Mesh {
             inner,
-            _tasks: Arc::new(Tasks(vec![follow, serve])),
+            vip_addr,
+            _tasks: Arc::new(Tasks(tasks)),
         }
+    }
+
+    /// Where the VIP listener listens: the data path redirects connections to VIPs to its
+    /// port. None when it could not be bound.
+    pub fn vip_addr(&self) -> Option<SocketAddr> {
+        self.vip_addr
     }
 
     pub fn status(&self) -> MeshStatus {
@@ -249,6 +289,7 @@ impl Mesh {
             connections_failed: get(&i.counters.connections_failed),
             tunnels_served: get(&i.counters.tunnels_served),
             tunnels_refused: get(&i.counters.tunnels_refused),
+            vip_listener: self.vip_addr.map(|a| a.to_string()),
         }
     }
 
@@ -351,6 +392,7 @@ impl Inner {
     /// task here), new ports bound, gone ports closed, the rest given their new backends.
     fn apply(self: &Arc<Self>, table: Arc<MeshTable>) {
         *self.table.write().expect("table lock") = Some(table.clone());
+        self.vip_turns.retain(&table);
         let mut wanted: BTreeMap<PortKey, RouteState> = BTreeMap::new();
         for service in &table.services {
             for port in &service.ports {
@@ -443,6 +485,10 @@ async fn serve_tunnels(inner: Arc<Inner>, mut rx: mpsc::Receiver<InboundTunnel>)
     while let Some(t) = rx.recv().await {
         let inner = inner.clone();
         tokio::spawn(async move {
+            if let Some(network) = t.req.network {
+                serve_vip_tunnel(&inner, t, network).await;
+                return;
+            }
             let checked = inner.tunnel_port(&t.req).and_then(|port| {
                 let ep = inner
                     .endpoints
@@ -467,5 +513,35 @@ async fn serve_tunnels(inner: Arc<Inner>, mut rx: mpsc::Receiver<InboundTunnel>)
                 PortProtocol::Udp => udp::serve_tunnel(&inner, t, &port, to).await,
             }
         });
+    }
+}
+
+/// A tunnel for a connection to a VIP: to the task's address on the network it names, if the
+/// task is this node's, in rotation, and on that network (TCP only).
+async fn serve_vip_tunnel(inner: &Arc<Inner>, t: InboundTunnel, network: crate::model::NetworkId) {
+    let checked = (|| {
+        if t.req.protocol != PortProtocol::Tcp || t.req.published != 0 {
+            return Err("a VIP tunnel carries TCP to no published port".to_string());
+        }
+        let table = inner.table.read().expect("table lock").clone();
+        let table = table.ok_or("this node has no mesh table yet")?;
+        let addr = vip::tunnel_target(&table, inner.me, &t.req, network)?;
+        let ep = inner
+            .endpoints
+            .get(t.req.task)
+            .ok_or_else(|| format!("task {} is not running on this node", t.req.task))?;
+        let addr = ep.overlay.get(&network).copied().unwrap_or(addr);
+        Ok(SocketAddr::new(IpAddr::V4(addr), t.req.target))
+    })();
+    match checked {
+        Ok(to) => {
+            let port = PortConfig::tcp(0, t.req.target);
+            tcp::serve_tunnel(inner, t, &port, to).await;
+        }
+        Err(why) => {
+            debug!(from = %t.from.node_id, "VIP tunnel refused: {why}");
+            inner.tunnel_answered(false);
+            t.refuse(WireFailure::Unreachable(why)).await;
+        }
     }
 }

@@ -61,7 +61,7 @@ async fn accept_loop(inner: Arc<Inner>, route: Arc<Route>, listener: TcpListener
 }
 
 /// Where a connection goes: a local task's socket, or a tunnel to the task's node.
-enum Upstream {
+pub(super) enum Upstream {
     Local(TcpStream),
     Tunnel(TunnelStreams),
 }
@@ -115,7 +115,7 @@ async fn connect(
         .map(Upstream::Tunnel)
 }
 
-async fn connect_local(inner: &Inner, to: SocketAddr) -> Result<TcpStream, String> {
+pub(super) async fn connect_local(inner: &Inner, to: SocketAddr) -> Result<TcpStream, String> {
     let deadline = Duration::from_millis(inner.config.connect_timeout_ms);
     match tokio::time::timeout(deadline, TcpStream::connect(to)).await {
         Ok(Ok(s)) => {
@@ -147,7 +147,7 @@ async fn finish_local(
     Ok(stream)
 }
 
-async fn pipe(mut client: TcpStream, up: Upstream, _slot: BackendSlot) {
+pub(super) async fn pipe(mut client: TcpStream, up: Upstream, _slot: BackendSlot) {
     let done = match up {
         Upstream::Local(mut s) => tokio::io::copy_bidirectional(&mut client, &mut s).await,
         Upstream::Tunnel(t) => {

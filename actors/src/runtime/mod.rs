@@ -135,6 +135,16 @@ impl Endpoints {
         self.0.write().expect("endpoints lock").remove(&task);
     }
 
+    /// Every endpoint now, in task order: what the DNS server finds an asking task among,
+    /// and the ingress gateways it listens on.
+    pub fn all(&self) -> Vec<(TaskId, TaskEndpoint)> {
+        let map = self.0.read().expect("endpoints lock");
+        let mut all: Vec<(TaskId, TaskEndpoint)> =
+            map.iter().map(|(t, e)| (*t, e.clone())).collect();
+        all.sort_by_key(|(t, _)| *t);
+        all
+    }
+
     pub fn len(&self) -> usize {
         self.0.read().expect("endpoints lock").len()
     }
