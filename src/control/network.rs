@@ -4,9 +4,12 @@
 //! one atomic write), made by [`alloc::new_network`]; the leader gives their tasks addresses
 //! and services hold VIPs on them ([`super::vips`]).
 //!
-//! `network rm` is refused while a service's spec or previous spec names the network, or a
-//! live task holds an address on it (Docker's "in use by task"), so that no node tears down a
-//! network its tasks still use. Creates on one node are serialized with the service writes
+//! `network rm` is refused while a service's current spec names the network, or a live task
+//! holds an address on it (Docker's "in use by task"), so that no node tears down a network
+//! its tasks still use. Only the current spec counts (as for secrets), so that
+//! `service update --network-rm` then `network rm` works; a rollback to a spec naming a
+//! removed network is refused by `service rollback`, and the VIP a service held on it is
+//! dropped at the service's next write. Creates on one node are serialized with the service writes
 //! that allocate VIPs ([`ADDRESSES`]); two managers creating at the same instant may pick
 //! the same subnet (each reads, then writes its own object), a race the store cannot refuse.
 
@@ -237,10 +240,8 @@ async fn remove_once(store: &StoreHandle, name: &str) -> Result<String, Failed> 
         .await?
         .into_iter()
         .filter(|f| {
-            let s = &f.service;
-            std::iter::once(&s.spec)
-                .chain(s.previous_spec.as_ref())
-                .any(|spec| spec.task.networks.iter().any(|r| r.network == net.id))
+            let refs = &f.service.spec.task.networks;
+            refs.iter().any(|r| r.network == net.id)
         })
         .map(|f| f.obj.id)
         .collect();

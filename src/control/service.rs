@@ -172,8 +172,8 @@ async fn rollback_once(store: &StoreHandle, name: &str) -> Result<String, Failed
     let (id, mut cmd) = rollback_write(&found, admission::now_ms())?;
     let service = written_service(&mut cmd);
     let nets = networks_if(store, networks::needs_networks(service)).await?;
-    // The spec rolled back to may name a network removed since (only a failed removal of a
-    // network a previous spec names is refused; see `network rm`): refused, naming it.
+    // The spec rolled back to may name a network removed since (`network rm` checks only
+    // current specs): refused, naming it.
     for r in &service.spec.task.networks {
         if !nets.iter().any(|n| n.network.id == r.network) {
             return Err(format!(

@@ -175,4 +175,57 @@ mod tests {
             swarm_actors::model::NetworkId(1).to_string()
         );
     }
+
+    #[test]
+    fn update_moves_a_service_between_networks_and_modes() {
+        use super::super::change::update_write;
+        use crate::control::service::tests::stored;
+        use crate::control::vips::AddressBook;
+        use swarm_actors::model::{EndpointMode, NetworkId};
+        let nets = [
+            found(1, "front", "10.0.9.0/24"),
+            found(u128::MAX, "back", "10.0.10.0/24"),
+        ];
+        let mut f = stored("web", 7);
+        f.service.spec.task.networks = resolve_args(&[arg("front", &[])], &nets).unwrap();
+        let book = AddressBook {
+            networks: nets.iter().map(|n| n.network.clone()).collect(),
+            ..Default::default()
+        };
+        book.assign(&mut f.service).unwrap();
+        assert_eq!(f.service.vips.len(), 1);
+        let mut change = ServiceChange {
+            network_rm: vec!["front".into()],
+            network_add: vec![arg("back", &["api"])],
+            ..Default::default()
+        };
+        resolve_change(&mut change, &nets).unwrap();
+        let (_, mut cmd) = update_write(&f, &change, &[], 5).unwrap();
+        let s = written_service(&mut cmd);
+        book.assign(s).unwrap();
+        assert_eq!(s.spec.task.networks.len(), 1);
+        assert_eq!(s.spec.task.networks[0].network, NetworkId(u128::MAX));
+        assert_eq!(s.spec.task.networks[0].aliases, ["api"]);
+        // The new network's VIP, and the old one's kept for the previous spec.
+        let held: Vec<_> = s.vips.iter().map(|v| v.addr.to_string()).collect();
+        assert_eq!(held, ["10.0.10.254", "10.0.9.254"]);
+        // dnsrr drops the VIPs.
+        let dnsrr = ServiceChange {
+            endpoint_mode: Some(EndpointMode::Dnsrr),
+            ..Default::default()
+        };
+        let (_, mut cmd) = update_write(&f, &dnsrr, &[], 5).unwrap();
+        let s = written_service(&mut cmd);
+        book.assign(s).unwrap();
+        assert_eq!(s.spec.endpoint_mode, EndpointMode::Dnsrr);
+        assert!(s.vips.is_empty());
+        // Removing a network the service is not on is refused.
+        let mut bad = ServiceChange {
+            network_rm: vec!["back".into()],
+            ..Default::default()
+        };
+        resolve_change(&mut bad, &nets).unwrap();
+        let e = update_write(&f, &bad, &[], 5).unwrap_err();
+        assert!(e.contains("is not on network"), "{e}");
+    }
 }
