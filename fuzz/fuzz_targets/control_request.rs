@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(ControlRequest::Send { args, .. }) => {
             let _ = serde_json::from_str::<serde_json::Value>(&args);
         }
-        Ok(ControlRequest::ServiceCreate { spec }) => {
+        Ok(ControlRequest::ServiceCreate { spec, .. }) => {
             let _ = validate_spec(&spec);
         }
         _ => {}

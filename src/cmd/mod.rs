@@ -51,7 +51,7 @@ pub enum Command {
     #[command(subcommand)]
     Swarm(swarm::SwarmCmd),
     /// Networks: `ingress`, which every task is attached to and published ports are reached
-    /// through.
+    /// through, and overlay networks services attach to (`create`, `ls`, `inspect`, `rm`).
     #[command(subcommand)]
     Network(network::NetworkCmd),
     /// Manage services. `create`, `update` and `scale` wait until the tasks run, then watch

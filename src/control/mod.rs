@@ -17,3 +17,4 @@ mod secret;
 pub mod server;
 mod service;
 pub mod validate;
+mod vips;

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 use swarm_actors::model::{
-    Availability, FailureAction, FileKind, FileRef, HealthCheck, PortConfig, PortProtocol,
-    RestartCondition, Role, SecretBytes, Service, ServiceSpec, TaskState, UpdateConfig,
-    UpdateOrder, UpdateState, UpdateStatus,
+    Availability, EndpointMode, FailureAction, FileKind, FileRef, HealthCheck, PortConfig,
+    PortProtocol, RestartCondition, Role, SecretBytes, Service, ServiceSpec, TaskState,
+    UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
 };
 use swarm_actors::node::{CaView, JoinTokensView};
 use swarm_actors::runtime::LogStream;
@@ -38,8 +38,12 @@ pub enum ControlRequest {
     },
     Actors,
     /// `service create`: the spec as the flags built it; validated again on the node.
+    /// `networks`: the `--network` flags, by name or ID; the node resolves them into the
+    /// spec's `task.networks` and allocates the service's VIPs.
     ServiceCreate {
         spec: Box<ServiceSpec>,
+        #[serde(default)]
+        networks: Vec<NetworkArg>,
     },
     ServiceLs,
     /// Services by name, ID or unique ID prefix.
@@ -81,6 +85,12 @@ pub enum ControlRequest {
     /// `network inspect`: by name or ID prefix.
     NetworkInspect {
         names: Vec<String>,
+    },
+    /// `network create`: an overlay network; the node picks the subnet when none is given.
+    NetworkCreate(Box<NetworkCreate>),
+    /// `network rm`: refused while a service or a live task uses it.
+    NetworkRm {
+        name: String,
     },
     /// Sends a typed message to a named actor; `args` is JSON text ("" for none).
     Send {
@@ -228,6 +238,35 @@ pub struct ServiceChange {
     pub publish_rm: Vec<PortRm>,
     #[serde(default)]
     pub publish_add: Vec<PortConfig>,
+    /// `--network-rm` (by name or ID), then `--network-add`.
+    #[serde(default)]
+    pub network_rm: Vec<String>,
+    #[serde(default)]
+    pub network_add: Vec<NetworkArg>,
+    /// `--endpoint-mode`.
+    #[serde(default)]
+    pub endpoint_mode: Option<EndpointMode>,
+}
+
+/// One `--network` (or `--network-add`): a network by name or ID, with the service's aliases
+/// on it (`name=x,alias=y`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkArg {
+    pub target: String,
+    pub aliases: Vec<String>,
+}
+
+/// `network create`'s flags.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkCreate {
+    pub name: String,
+    /// `overlay` (the only driver).
+    pub driver: String,
+    /// `10.0.9.0/24`; `None`: the next free /24 of `10.0.0.0/8`.
+    pub subnet: Option<String>,
+    pub attachable: bool,
+    pub internal: bool,
+    pub labels: Vec<(String, String)>,
 }
 
 /// One `--publish-rm`: `N[/proto]` (the port published on N; failing that, Docker's rule:
@@ -395,6 +434,28 @@ pub struct NetworkDoc {
     pub tasks: Vec<NetworkTask>,
     /// Tasks beyond the answer's bound, counted.
     pub tasks_left_out: usize,
+    /// The subnet's first address (an overlay network's; empty for ingress, whose gateways
+    /// are one per node slice).
+    #[serde(default)]
+    pub gateway: String,
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub attachable: bool,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The VXLAN network identifier (0 for ingress, whose traffic crosses nodes over the
+    /// mesh's tunnels).
+    #[serde(default)]
+    pub vni: u32,
+    /// The services with a VIP on it (`inspect` only): name and address, by name.
+    #[serde(default)]
+    pub vips: Vec<(String, String)>,
+    /// The store object's version and times (0 for ingress, which is not stored).
+    #[serde(default)]
+    pub version: u64,
+    #[serde(default)]
+    pub created_ms: u64,
 }
 
 /// A task's address on a network, as Docker's `Containers` entries show it.
@@ -414,6 +475,18 @@ pub struct ServiceDoc {
     pub created_ms: u64,
     pub updated_ms: u64,
     pub service: Service,
+    /// The networks the service's specs and VIPs name: ID, name and prefix length, so that
+    /// inspect can show names and `addr/prefix`.
+    #[serde(default)]
+    pub networks: Vec<NetworkBrief>,
+}
+
+/// A network as a service's inspect names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkBrief {
+    pub id: String,
+    pub name: String,
+    pub prefix: u8,
 }
 
 /// One task as `service ps` and `node ps` show it.

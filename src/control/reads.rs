@@ -100,3 +100,24 @@ pub fn resolve_named<T>(
         _ => Err(format!("{what} {name} is ambiguous: give more of its ID")),
     }
 }
+
+/// A stored overlay network with the version its next write compares against.
+#[derive(Clone)]
+pub struct FoundNetwork {
+    pub network: swarm_actors::model::Network,
+    pub obj: StoredObject,
+}
+
+pub async fn networks(store: &StoreHandle) -> Result<Vec<FoundNetwork>, String> {
+    Ok(read(store, Kind::Network)
+        .await?
+        .into_iter()
+        .filter_map(|obj| match &obj.body {
+            ObjectBody::Network(n) => Some(FoundNetwork {
+                network: n.clone(),
+                obj,
+            }),
+            _ => None,
+        })
+        .collect())
+}

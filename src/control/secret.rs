@@ -515,6 +515,7 @@ mod tests {
                 created_ms: 0,
                 updated_ms: 0,
                 service,
+                networks: Vec::new(),
             }]),
             ControlResponse::Done(f.secret.id.to_string()),
             ControlResponse::Error(format!(

@@ -201,7 +201,11 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
             Ok(v) => ControlResponse::Ca(v),
             Err(e) => ControlResponse::Error(e.to_string()),
         },
-        ControlRequest::ServiceCreate { spec } => done(service::create(ctx, *spec).await),
+        ControlRequest::ServiceCreate { spec, networks } => {
+            done(service::create(ctx, *spec, &networks).await)
+        }
+        ControlRequest::NetworkCreate(req) => done(network::create(ctx, &req).await),
+        ControlRequest::NetworkRm { name } => done(network::remove(ctx, &name).await),
         ControlRequest::NetworkLs => network::list(ctx)
             .await
             .map_or_else(ControlResponse::Error, ControlResponse::Networks),

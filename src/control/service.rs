@@ -19,14 +19,18 @@ use swarm_actors::scheduler::{Unseen, node_views};
 use swarm_actors::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand};
 
 mod change;
+mod networks;
 
 use change::{rollback_write, update_write};
+use networks::{book, networks_if, resolve_args, resolve_change, written_service};
 
 use super::cas::{self, Failed};
 use super::context::ControlContext;
+use super::network::ADDRESSES;
 use super::ports::allocate;
 use super::proto::{
-    ProgressView, ServiceChange, ServiceDoc, ServiceInfo, SlotProgress, TASK_ROWS_MAX, TaskRow,
+    NetworkArg, ProgressView, ServiceChange, ServiceDoc, ServiceInfo, SlotProgress, TASK_ROWS_MAX,
+    TaskRow,
 };
 use super::secret::FileIndex;
 use super::validate::validate_spec;
@@ -45,8 +49,17 @@ pub async fn find(store: &StoreHandle, name: &str) -> Result<Found, String> {
     resolve(services(store).await?, name)
 }
 
-pub async fn create(ctx: &ControlContext, mut spec: ServiceSpec) -> Result<String, String> {
+pub async fn create(
+    ctx: &ControlContext,
+    mut spec: ServiceSpec,
+    network_args: &[NetworkArg],
+) -> Result<String, String> {
     let store = manager_store(ctx).await?;
+    validate_spec(&spec)?;
+    // Networks are named by the flags and stored by ID; the VIPs are allocated in this write.
+    let _one_at_a_time = ADDRESSES.lock().await;
+    let nets = networks_if(&store, !network_args.is_empty()).await?;
+    spec.task.networks = resolve_args(network_args, &nets)?;
     validate_spec(&spec)?;
     // Refs name secrets and configs by name; the spec stores their IDs. (Reading them reads
     // their data too, so only when there are refs to resolve.)
@@ -70,13 +83,15 @@ pub async fn create(ctx: &ControlContext, mut spec: ServiceSpec) -> Result<Strin
         }
     };
     let name = spec.name.clone();
+    let mut service = Service::new(id, spec);
+    book(&store, &service, nets).await?.assign(&mut service)?;
     let cmd = StoreCommand {
         now_ms: admission::now_ms(),
         ops: vec![Op::Put {
             kind: Kind::Service,
             id: name.clone(),
             expect: Expect::Absent,
-            body: ObjectBody::Service(Service::new(id, spec)),
+            body: ObjectBody::Service(service),
         }],
     };
     if let Err(e) = store.propose(cmd).await {
@@ -112,7 +127,17 @@ async fn update_once(
         files.resolve_refs(FileKind::Secret, &mut change.secret_add)?;
         files.resolve_refs(FileKind::Config, &mut change.config_add)?;
     }
-    let (id, cmd) = update_write(&found, &change, &all, admission::now_ms())?;
+    let _one_at_a_time = ADDRESSES.lock().await;
+    let nets = networks_if(
+        store,
+        !change.network_add.is_empty() || !change.network_rm.is_empty(),
+    )
+    .await?;
+    resolve_change(&mut change, &nets)?;
+    let (id, mut cmd) = update_write(&found, &change, &all, admission::now_ms())?;
+    let service = written_service(&mut cmd);
+    let nets = networks_if(store, networks::needs_networks(service)).await?;
+    book(store, service, nets).await?.assign(service)?;
     cas::proposed(store.propose(cmd).await)?;
     Ok(id)
 }
@@ -143,7 +168,25 @@ async fn rollback_once(store: &StoreHandle, name: &str) -> Result<String, Failed
             .check_exist(prev)
             .map_err(|e| format!("cannot roll back {name}: the previous spec's {e}"))?;
     }
-    let (id, cmd) = rollback_write(&found, admission::now_ms())?;
+    let _one_at_a_time = ADDRESSES.lock().await;
+    let (id, mut cmd) = rollback_write(&found, admission::now_ms())?;
+    let service = written_service(&mut cmd);
+    let nets = networks_if(store, networks::needs_networks(service)).await?;
+    // The spec rolled back to may name a network removed since (`network rm` checks only
+    // current specs): refused, naming it.
+    for r in &service.spec.task.networks {
+        if !nets.iter().any(|n| n.network.id == r.network) {
+            return Err(format!(
+                "cannot roll back {name}: the previous spec's network {} is gone",
+                r.network
+            )
+            .into());
+        }
+    }
+    book(store, service, nets)
+        .await?
+        .assign(service)
+        .map_err(|e| format!("cannot roll back {name}: {e}"))?;
     cas::proposed(store.propose(cmd).await)?;
     Ok(id)
 }
@@ -170,13 +213,24 @@ async fn remove_once(store: &StoreHandle, name: &str) -> Result<String, Failed> 
 pub async fn inspect(ctx: &ControlContext, names: &[String]) -> Result<Vec<ServiceDoc>, String> {
     let store = manager_store(ctx).await?;
     let mut out = Vec::new();
+    let mut nets = None;
     for name in names {
         let f = find(&store, name).await?;
+        let networks = if networks::needs_networks(&f.service) {
+            if nets.is_none() {
+                nets = Some(super::reads::networks(&store).await?);
+            }
+            let nets = nets.as_deref().unwrap_or_default();
+            networks::briefs(&f.service, nets)
+        } else {
+            Vec::new()
+        };
         out.push(ServiceDoc {
             version: f.obj.version,
             created_ms: f.obj.created_ms,
             updated_ms: f.obj.updated_ms,
             service: f.service,
+            networks,
         });
     }
     Ok(out)

@@ -251,6 +251,7 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
     }
     validate_file_refs(task)?;
     validate_ports(&spec.ports)?;
+    validate_networks(spec)?;
     validate_rollout("update", &spec.update)?;
     validate_rollout("rollback", &spec.rollback)?;
     let encoded = bincode::serde::encode_to_vec(
@@ -270,6 +271,68 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
         return Err(format!(
             "the service spec is too large: {} bytes encoded, at most {SPEC_BYTES_MAX} (fewer or shorter arguments, variables or labels)",
             encoded.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A service's networks and endpoint mode: at most [`NETWORKS_PER_TASK_MAX`] networks with
+/// ingress, each once, at most [`ALIASES_PER_NETWORK_MAX`] aliases on each, every alias a
+/// name DNS can carry; `dnsrr` with no ingress-mode port (as Docker refuses: the routing mesh
+/// balances over a VIP).
+pub fn validate_networks(spec: &ServiceSpec) -> Result<(), String> {
+    use swarm_actors::model::{
+        ALIASES_PER_NETWORK_MAX, EndpointMode, NETWORKS_PER_TASK_MAX, PublishMode,
+    };
+    let nets = &spec.task.networks;
+    if nets.len() >= NETWORKS_PER_TASK_MAX {
+        return Err(format!(
+            "too many networks ({}): at most {} per service besides ingress",
+            nets.len(),
+            NETWORKS_PER_TASK_MAX - 1
+        ));
+    }
+    for (i, r) in nets.iter().enumerate() {
+        if nets[..i].iter().any(|o| o.network == r.network) {
+            return Err(format!(
+                "network {} is given twice: a service attaches to a network once",
+                r.network
+            ));
+        }
+        if r.aliases.len() > ALIASES_PER_NETWORK_MAX {
+            return Err(format!(
+                "at most {ALIASES_PER_NETWORK_MAX} aliases on one network"
+            ));
+        }
+        for a in &r.aliases {
+            validate_alias(a)?;
+        }
+    }
+    if spec.endpoint_mode == EndpointMode::Dnsrr
+        && spec.ports.iter().any(|p| p.mode == PublishMode::Ingress)
+    {
+        // Docker's words.
+        return Err(
+            "port published with ingress mode can't be used with dnsrr mode: publish with mode=host, or use --endpoint-mode vip".into(),
+        );
+    }
+    Ok(())
+}
+
+/// A network alias: DNS labels of letters, digits and `-` (`_` allowed, as Docker's names
+/// do), joined by dots, at most 63 characters in all.
+pub fn validate_alias(alias: &str) -> Result<(), String> {
+    let ok = !alias.is_empty()
+        && alias.len() <= 63
+        && alias.split('.').all(|l| {
+            !l.is_empty()
+                && l.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        });
+    if !ok {
+        return Err(format!(
+            "invalid network alias {alias:?}: DNS labels of letters, digits, - and _, joined by dots, at most 63 characters"
         ));
     }
     Ok(())
@@ -500,6 +563,59 @@ pub(crate) mod tests {
         s.task
             .container_labels
             .insert("com.example.tier".into(), "front".into());
+        assert_eq!(validate_spec(&s), Ok(()));
+    }
+    #[test]
+    fn networks_aliases_and_dnsrr_are_checked() {
+        use swarm_actors::model::{
+            ALIASES_PER_NETWORK_MAX, EndpointMode, NETWORKS_PER_TASK_MAX, NetworkId, NetworkRef,
+            PortConfig, PortProtocol, PublishMode,
+        };
+        let r = |id: u128, aliases: &[&str]| NetworkRef {
+            network: NetworkId(id),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        };
+        let with = |nets: Vec<NetworkRef>| {
+            let mut s = spec("web");
+            s.task.networks = nets;
+            validate_spec(&s)
+        };
+        assert_eq!(with(vec![r(1, &["www", "web.front"]), r(2, &[])]), Ok(()));
+        assert!(
+            with(vec![r(1, &[]), r(1, &[])])
+                .unwrap_err()
+                .contains("twice")
+        );
+        assert!(
+            with(vec![r(1, &["bad alias"])])
+                .unwrap_err()
+                .contains("alias")
+        );
+        assert!(with(vec![r(1, &["-x"])]).unwrap_err().contains("alias"));
+        let many = vec!["a"; ALIASES_PER_NETWORK_MAX + 1];
+        assert!(with(vec![r(1, &many)]).unwrap_err().contains("aliases"));
+        let all: Vec<_> = (1..=NETWORKS_PER_TASK_MAX as u128 - 1)
+            .map(|i| r(i, &[]))
+            .collect();
+        assert_eq!(with(all.clone()), Ok(()));
+        let mut too_many = all;
+        too_many.push(r(99, &[]));
+        assert!(with(too_many).unwrap_err().contains("too many networks"));
+        // dnsrr refuses an ingress-mode port, not a host-mode one.
+        let mut s = spec("web");
+        s.endpoint_mode = EndpointMode::Dnsrr;
+        let mut port = PortConfig {
+            protocol: PortProtocol::Tcp,
+            target: 80,
+            published: 8080,
+            mode: PublishMode::Ingress,
+            proxy_protocol: false,
+            affinity: false,
+        };
+        s.ports = vec![port];
+        assert!(validate_spec(&s).unwrap_err().contains("dnsrr"));
+        port.mode = PublishMode::Host;
+        s.ports = vec![port];
         assert_eq!(validate_spec(&s), Ok(()));
     }
 }

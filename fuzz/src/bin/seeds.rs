@@ -203,6 +203,7 @@ fn main() {
                 "create",
                 body(&ControlRequest::ServiceCreate {
                     spec: Box::new(spec_template()),
+                    networks: Vec::new(),
                 }),
             ),
             (

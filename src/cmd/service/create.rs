@@ -10,6 +10,7 @@ use swarm_actors::model::{
     RuntimeKind, SecretId, ServiceMode, ServiceSpec, TaskSpec, UpdateConfig,
 };
 
+use super::networks::EndpointModeArg;
 use super::publish::{parse_all, parse_publish};
 use super::update::{RollbackConfigArgs, UpdateConfigArgs, condition, flag, parse_label};
 use crate::cmd::units::{parse_duration_ms, parse_nano_cpus, parse_size_bytes};
@@ -121,6 +122,14 @@ pub struct CreateArgs {
     /// [,affinity=client-ip] (repeatable).
     #[arg(short, long = "publish", value_name = "PORT")]
     pub publish: Vec<String>,
+    /// Attach the tasks to an overlay network: NAME|ID or name=NAME|ID[,alias=A]
+    /// (repeatable).
+    #[arg(long = "network", value_name = "NETWORK")]
+    pub networks: Vec<String>,
+    /// How the service's name resolves on its networks: vip (one virtual address, balanced
+    /// over the tasks) or dnsrr (the tasks' addresses).
+    #[arg(long, value_enum, default_value = "vip")]
+    pub endpoint_mode: EndpointModeArg,
     #[command(flatten)]
     pub update: UpdateConfigArgs,
     #[command(flatten)]
@@ -281,7 +290,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         configs: parse_file_refs(FileKind::Config, &a.configs)?,
     };
     let spec = ServiceSpec {
-        endpoint_mode: Default::default(),
+        endpoint_mode: a.endpoint_mode.into(),
         name: a.name.clone(),
         labels,
         mode,

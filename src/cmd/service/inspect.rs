@@ -157,18 +157,19 @@ fn spec_json(s: &ServiceSpec) -> Value {
             "Placement": { "Constraints": t.placement.constraints, "Preferences": prefs },
             "ForceUpdate": t.force_update,
             "Runtime": t.runtime.as_str(),
+            "Networks": super::networks::networks_json(t),
         },
         "Mode": mode,
         "UpdateConfig": update_json(&s.update),
         "RollbackConfig": update_json(&s.rollback),
-        "EndpointSpec": endpoint_spec(&s.ports),
+        "EndpointSpec": endpoint_spec(s),
     })
 }
 
 /// Docker's `EndpointSpec` (and `Endpoint.Spec`): the VIP mode and the published ports, with
 /// the two opt-ins Docker lacks only where they are set.
-fn endpoint_spec(ports: &[PortConfig]) -> Value {
-    json!({ "Mode": "vip", "Ports": ports_json(ports) })
+fn endpoint_spec(s: &ServiceSpec) -> Value {
+    json!({ "Mode": s.endpoint_mode.as_str(), "Ports": ports_json(&s.ports) })
 }
 
 fn ports_json(ports: &[PortConfig]) -> Vec<Value> {
@@ -231,8 +232,9 @@ pub fn json_doc(d: &ServiceDoc) -> Value {
         "Spec": spec_json(&d.service.spec),
         "SpecVersion": d.service.spec_version,
         "Endpoint": {
-            "Spec": endpoint_spec(&d.service.spec.ports),
+            "Spec": endpoint_spec(&d.service.spec),
             "Ports": ports_json(&d.service.spec.ports),
+            "VirtualIPs": super::networks::virtual_ips_json(d),
         },
     });
     if d.service.spec.task.runtime == RuntimeKind::Process {
@@ -412,7 +414,8 @@ pub fn pretty_at(d: &ServiceDoc, now_ms: u64) -> String {
     if t.runtime == RuntimeKind::Process {
         o += &format!(" Networking:\t{PROCESS_NETWORKING}\n");
     }
-    o += "Endpoint Mode:\tvip\n";
+    o += &super::networks::networks_pretty(d);
+    o += &format!("Endpoint Mode:\t{}\n", s.endpoint_mode.as_str());
     if !s.ports.is_empty() {
         o += "Ports:\n";
         for p in &s.ports {
@@ -458,6 +461,7 @@ mod tests {
                 update_status: None,
                 spec_version: 1,
             },
+            networks: Vec::new(),
         }
     }
 

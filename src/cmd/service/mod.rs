@@ -5,6 +5,7 @@
 mod create;
 pub(crate) mod inspect;
 mod logs;
+mod networks;
 pub(crate) mod progress;
 mod publish;
 mod update;
@@ -136,6 +137,7 @@ pub async fn run(
             let name = spec.name.clone();
             let req = ControlRequest::ServiceCreate {
                 spec: Box::new(spec),
+                networks: networks::parse_networks(&args.networks)?,
             };
             let id = done(client, req).await?;
             writeln!(out, "{id}")?;

@@ -8,6 +8,7 @@ use clap::Args;
 use swarm_actors::model::{FailureAction, FileKind, RestartCondition, UpdateOrder};
 
 use super::create::{ConditionArg, parse_file_refs};
+use super::networks::{EndpointModeArg, parse_networks};
 use super::publish::{parse_all, parse_publish, parse_publish_rm};
 use crate::cmd::units::{parse_duration_ms, parse_nano_cpus, parse_size_bytes, split_words};
 use crate::control::client::Client;
@@ -278,6 +279,16 @@ pub struct UpdateArgs {
     /// on that number), or PUBLISHED:TARGET[/PROTOCOL] (repeatable). Removals go first.
     #[arg(long, value_name = "PORT")]
     pub publish_rm: Vec<String>,
+    /// Attach the tasks to another network, as `create --network` (repeatable); one the
+    /// service is on gets the new aliases.
+    #[arg(long, value_name = "NETWORK")]
+    pub network_add: Vec<String>,
+    /// Detach the tasks from a network, by name or ID (repeatable). Removals go first.
+    #[arg(long, value_name = "NETWORK")]
+    pub network_rm: Vec<String>,
+    /// vip or dnsrr, as `create --endpoint-mode`.
+    #[arg(long, value_enum)]
+    pub endpoint_mode: Option<EndpointModeArg>,
     /// Go back to the previous spec instead of updating; no other change may come with it.
     #[arg(long)]
     pub rollback: bool,
@@ -356,6 +367,9 @@ pub fn build(a: &UpdateArgs) -> anyhow::Result<Request> {
         config_add: parse_file_refs(FileKind::Config, &a.config_add)?,
         publish_rm: parse_all(&a.publish_rm, parse_publish_rm)?,
         publish_add: parse_all(&a.publish_add, parse_publish)?,
+        network_rm: a.network_rm.clone(),
+        network_add: parse_networks(&a.network_add)?,
+        endpoint_mode: a.endpoint_mode.map(Into::into),
     };
     if a.rollback {
         if change != ServiceChange::default() {

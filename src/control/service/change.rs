@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use swarm_actors::model::{FileKind, FileRef, HealthCheck, Service, ServiceMode, ServiceSpec};
+use swarm_actors::model::{
+    FileKind, FileRef, HealthCheck, NetworkId, NetworkRef, Service, ServiceMode, ServiceSpec,
+};
 use swarm_actors::store::{Expect, Kind, ObjectBody, Op, StoreCommand};
 
 use super::Found;
@@ -102,9 +104,41 @@ pub fn apply_change(service: &Service, change: &ServiceChange) -> Result<Service
         });
         spec.ports.push(*add);
     }
+    apply_networks(name, &mut spec.task.networks, change)?;
+    if let Some(mode) = change.endpoint_mode {
+        spec.endpoint_mode = mode;
+    }
     change.update.apply(&mut spec.update);
     change.rollback.apply(&mut spec.rollback);
     Ok(spec)
+}
+
+/// `--network-rm`, then `--network-add` (one the service is on already gets the new aliases),
+/// with the networks named by full ID (the caller resolved them).
+fn apply_networks(
+    service: &str,
+    refs: &mut Vec<NetworkRef>,
+    change: &ServiceChange,
+) -> Result<(), String> {
+    for id in &change.network_rm {
+        let before = refs.len();
+        refs.retain(|r| r.network.to_string() != *id);
+        if refs.len() == before {
+            return Err(format!("service {service} is not on network {id}"));
+        }
+    }
+    for add in &change.network_add {
+        let network: NetworkId = add
+            .target
+            .parse()
+            .map_err(|_| format!("network {} not found", add.target))?;
+        refs.retain(|r| r.network != network);
+        refs.push(NetworkRef {
+            network,
+            aliases: add.aliases.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// `--secret-rm` (a name or ID the service uses, else an error), then `--secret-add` (refs
