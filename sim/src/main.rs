@@ -226,9 +226,14 @@ fn print_report(r: &SimReport) {
         );
         let m = &sv.mesh;
         println!(
-            "mesh {} tasks addressed; {} answers carried a table, {} taken as new; at most {} services, \
-             {} backends in one",
-            m.addressed, m.tables_sent, m.tables_received, m.services_max, m.backends_max
+            "mesh {} tasks addressed, {} on overlay networks; {} answers carried a table, {} taken as \
+             new; at most {} services, {} backends in one",
+            m.addressed,
+            m.attached,
+            m.tables_sent,
+            m.tables_received,
+            m.services_max,
+            m.backends_max
         );
     } else {
         println!("services off");

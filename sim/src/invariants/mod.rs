@@ -19,6 +19,7 @@
 //! | `secrets_held.rs` | (p) a node holds only the secrets and configs of its own tasks that have not ended (the shell's vault as the agent machine says), and an answer carries only files of the node's live tasks | (p2) after every agent input; (p1) at every answer with files |
 //! | `addresses.rs` | (q) a task given an address gets a well-formed one of its node's slice, held by no other live task, no other node's live task in that slice, and the lowest free (ended tasks' addresses reused) | when the pass's write commits |
 //! | `mesh_table.rs` | (r) the routing mesh's table a leader sends lists exactly the tasks in rotation: RUNNING, wanted, healthy when checked, on nodes its last pass did not see Down, with their addresses and their services' ports | at every answer carrying a table |
+//! | `overlay.rs` | (s) a task attached to overlay networks gets one well-formed address on each network of its spec (ingress unless all are internal and nothing is published), held by no other live task and no VIP, and the lowest free (ended tasks' addresses released); the table's (r3) lists the store's networks, each backend's overlay addresses as its task holds them, and the nodes with live overlay tasks | when the pass's write commits; (r3) at every answer carrying a table |
 //! | `../routing.rs` | (k) every write a client routed through a manager's router is answered within the router's bound (5 s + two ticks), paused time left out | when the answer reaches the waiter, and at the end |
 //!
 //! A check returns what it found wrong, as sentences; an empty list is a pass. Lists are cut
@@ -35,6 +36,7 @@ pub mod no_false_down;
 pub mod one_leader_per_term;
 pub mod one_task_per_slot;
 pub mod orphans;
+pub mod overlay;
 pub mod pause_holds;
 pub mod placement;
 pub mod rollout;

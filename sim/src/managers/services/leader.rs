@@ -36,13 +36,15 @@ use swarm_actors::leader::machine::{PassAudit, SessionToken};
 use swarm_actors::leader::plan::ingress;
 use swarm_actors::leader::{LeaderEffect, LeaderInput, LeaderMachine, SessionAnswer, StoreRead};
 use swarm_actors::membership::MemberView;
-use swarm_actors::model::{FileKey, NodeId, NodeState, Task, TaskId, TaskState, TaskStatus};
+use swarm_actors::model::{
+    FileKey, INGRESS_NETWORK, NodeId, NodeState, Task, TaskId, TaskState, TaskStatus,
+};
 use swarm_actors::store::{Kind, ObjectBody, Op};
 
 use super::{Ev, Reply, Waiter, index};
 use crate::clock::Millis;
 use crate::invariants::{
-    addresses, mesh_table, orphans, pause_holds, placement, rollout, secrets_held,
+    addresses, mesh_table, orphans, overlay, pause_holds, placement, rollout, secrets_held,
     update_parallelism,
 };
 use crate::managers::{Ev as StoreEv, Status as MgrStatus, StoreWorld};
@@ -58,6 +60,8 @@ enum Bad {
     Orphaned(Task, String),
     /// (q): an address given.
     Address(Task, String),
+    /// (s): overlay addresses given.
+    Overlay(Task, String),
     /// (l) or (n), with its letter.
     Update(&'static str, String),
 }
@@ -225,6 +229,7 @@ impl StoreWorld {
                             Bad::Placed(t, why) => placement::violation(at, &t, why),
                             Bad::Orphaned(t, why) => orphans::violation(at, &t, why),
                             Bad::Address(t, why) => addresses::violation(at, &t, why),
+                            Bad::Overlay(t, why) => overlay::violation(at, &t, why),
                             Bad::Update(letter, why) => format!("({letter}) at {at} ms {why}"),
                         };
                         self.svc().violation(Some(v));
@@ -256,6 +261,7 @@ impl StoreWorld {
             secrets: (state.list(Kind::Secret))
                 .chain(state.list(Kind::Config))
                 .collect(),
+            networks: state.list(Kind::Network).collect(),
         };
         let svc = self.svc.as_mut().expect("on");
         let (views, downs, nodes_n) = (&svc.views[m], &svc.downs[m], svc.life.len());
@@ -265,6 +271,7 @@ impl StoreWorld {
         let mut figures = (0, 0, 0);
         let mut pass_down = BTreeSet::new();
         let mut addressed = 0u64;
+        let mut attached = 0u64;
         // Invariant (h): judge every placement against the views this pass used; (j) every
         // orphan against this manager's membership.
         let mut audit = |a: &PassAudit| {
@@ -278,12 +285,29 @@ impl StoreWorld {
                 let key = t.id.to_string();
                 bad.entry(key).or_default().push(Bad::Address(t, why));
             }
+            // (s): every overlay address the pass gives, likewise.
+            for (t, why) in overlay::judge(state, &a.plan.ops) {
+                let key = t.id.to_string();
+                bad.entry(key).or_default().push(Bad::Overlay(t, why));
+            }
             addressed += (a.plan.ops.iter())
                 .filter(|op| match op {
                     Op::Put {
                         body: ObjectBody::Task(t),
                         ..
                     } => t.status.state == TaskState::Assigned && ingress(t).is_some(),
+                    _ => false,
+                })
+                .count() as u64;
+            attached += (a.plan.ops.iter())
+                .filter(|op| match op {
+                    Op::Put {
+                        body: ObjectBody::Task(t),
+                        ..
+                    } => {
+                        t.status.state == TaskState::Assigned
+                            && t.networks.iter().any(|n| n.network != INGRESS_NETWORK)
+                    }
                     _ => false,
                 })
                 .count() as u64;
@@ -345,6 +369,7 @@ impl StoreWorld {
         l.bad = bad;
         l.down = pass_down;
         svc.report.mesh.addressed += addressed;
+        svc.report.mesh.attached += attached;
         let (ops, created, placed) = figures;
         svc.report.pass_ops += ops as u64;
         svc.report.tasks_created += created as u64;

@@ -29,6 +29,7 @@
 
 mod agent;
 mod leader;
+mod networks;
 mod runtime;
 mod updates;
 mod workload;
@@ -87,6 +88,8 @@ pub struct ServicesReport {
 pub struct MeshReport {
     /// Tasks given an ingress address in a committed write.
     pub addressed: u64,
+    /// Tasks given overlay network addresses in a pass's plan.
+    pub attached: u64,
     /// Answers that carried a table, and the tables agents took as new.
     pub tables_sent: u64,
     pub tables_received: u64,

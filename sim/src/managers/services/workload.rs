@@ -9,7 +9,9 @@
 //! configs of [`FILES`] are created with them, and a service names some of them, chosen from
 //! its ID and spec version (no draw from the seed, so the rest of the workload is what it was
 //! before secrets): a good update names others (rotation), a rollback names the previous
-//! ones. The changes stop at heal: the liveness phase asks the services to converge on what
+//! ones. Overlay networks likewise (`networks.rs`): three are made at registration, and a
+//! service's networks, endpoint mode and VIPs follow from its ID and spec version. The changes
+//! stop at heal: the liveness phase asks the services to converge on what
 //! was last written.
 
 use std::collections::BTreeMap;
@@ -23,6 +25,7 @@ use swarm_actors::model::{
 };
 use swarm_actors::store::{Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreState};
 
+use super::networks;
 use super::updates::{self, UpdateKind};
 use super::{Ev, Waiter};
 use crate::clock::Millis;
@@ -118,6 +121,7 @@ fn registrations(state: &StoreState, raft_ids: &[u64], nodes: usize) -> Vec<Op> 
         })
     });
     ops.extend(files);
+    ops.extend(networks::registrations(state));
     ops
 }
 
@@ -202,7 +206,8 @@ fn operator_change(
         .collect();
     let roll = rng.random_range(0..100);
     if services.len() < 2 || (roll < 25 && services.len() < SERVICES_MAX) {
-        let s = new_service(rng);
+        let mut s = new_service(rng);
+        s.vips = networks::vips(state, &s, &[]);
         let op = Op::Put {
             kind: Kind::Service,
             id: s.spec.name.clone(),
@@ -253,6 +258,9 @@ fn operator_change(
             let (secrets, configs) = file_refs(new.id, new.spec_version);
             new.spec.task.secrets = secrets;
             new.spec.task.configs = configs;
+            // `--network-add` / `--network-rm`, with the VIPs the control API gives then.
+            new.spec.task.networks = networks::networks_of(new.id, new.spec_version);
+            new.vips = networks::vips(state, &new, &s.spec.task.networks);
         }
         return (vec![put(new)], Some(kind));
     }
@@ -338,17 +346,19 @@ fn new_service(rng: &mut StdRng) -> Service {
     let task = TaskSpec {
         secrets,
         configs,
+        networks: networks::networks_of(id, 1),
         ..task
     };
+    let ports = ports_of(id);
     let spec = ServiceSpec {
-        endpoint_mode: Default::default(),
+        endpoint_mode: networks::endpoint_mode(id, !ports.is_empty()),
         name: format!("s{:x}", id.0 as u16),
         labels: BTreeMap::new(),
         mode,
         task,
         update: updates::draw_config(rng),
         rollback: updates::draw_config(rng),
-        ports: ports_of(id),
+        ports,
     };
     Service::new(id, spec)
 }
