@@ -18,6 +18,10 @@
 //!   exist is refused with a clear error. (Several nodes on one host sharing such a target
 //!   would remove each other's placeholder; one node per host is the deployment.)
 //!
+//! A task with a DNS server of its own (it is on overlay networks, or has an ingress address)
+//! gets the same namespace for its resolver: its `resolv.conf`, written with its network
+//! namespace, is bound over `/etc/resolv.conf`.
+//!
 //! The namespace and its mounts end with the task's last process; nothing is left to unmount.
 //! The ids of a task with `--user` are set after the mounts (mounting needs root), in the same
 //! order as std does (supplementary groups cleared, gid, uid).

@@ -18,9 +18,17 @@
 //! listen on the same port. The bridge is the one the Docker runtime's network of the node
 //! uses too ([`bridge_name`]): one slice, one bridge, both runtimes.
 //!
+//! A task on overlay networks gets one more veth per network (`eth1`, `eth2`… in its spec's
+//! order) from the same plugin, into the network's bridge `swo-…` (which the agent made, see
+//! [`overlay`](super::overlay)): its address there, no route (eth0 keeps the default route; a
+//! task without an ingress address has none), no masquerading, MTU 1450. A task with a DNS
+//! server gets its own `resolv.conf` in `/etc/netns/swn-<task>/` (what `ip netns exec` shows),
+//! bound over `/etc/resolv.conf` in its mount namespace (see [`mounts`](super::mounts)).
+//!
 //! Each namespace is recorded in the node's tasks directory (`<task>.net`: the namespace's
-//! name and the plugin's configuration) before it is made, so that removing the task, or the
-//! node's next start after a crash, runs the plugin's DEL and deletes the namespace.
+//! name and one `<ifname> <configuration>` line per interface) before it is made, so that
+//! removing the task, or the node's next start after a crash, runs the plugin's DEL for each
+//! and deletes the namespace.
 //!
 //! Without root or without the plugins the task shares the host's network ([`host_ports`]):
 //! the node picks a free port for each target port the service publishes and tells the task

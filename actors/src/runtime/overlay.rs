@@ -291,8 +291,10 @@ impl Overlays {
         }
     }
 
-    /// Removes every overlay bridge and VXLAN device of this host and empties our chains:
-    /// what an earlier run of a node left (this run has made nothing yet). Best effort.
+    /// Removes the overlay bridges and VXLAN devices of this host that earlier runs left and
+    /// empties our chains (this run has made nothing yet). A bridge with a task's veth still
+    /// on it belongs to a live node (several nodes in one network namespace): it is left, with
+    /// its VXLAN device and the chains, with a warning. Best effort.
     pub async fn sweep(&self) {
         let made = self.made.lock().await;
         assert!(made.nets.is_empty(), "a sweep after networks were made");
@@ -303,31 +305,62 @@ impl Overlays {
         else {
             return; // no `ip`: nothing of ours can be there either
         };
-        for line in links.lines().take(LINKS_SCAN_MAX) {
-            let Some(name) = line
-                .split(": ")
-                .nth(1)
-                .map(|n| n.split('@').next().unwrap_or(n))
-            else {
+        // (name, its master bridge) of every link.
+        let links: Vec<(String, Option<String>)> = links
+            .lines()
+            .take(LINKS_SCAN_MAX)
+            .filter_map(|line| {
+                let name = line.split(": ").nth(1)?.split('@').next()?.to_string();
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let master = words
+                    .windows(2)
+                    .find(|w| w[0] == "master")
+                    .map(|w| w[1].to_string());
+                Some((name, master))
+            })
+            .collect();
+        let mut live = false;
+        for (bridge, _) in links.iter().filter(|(n, _)| n.starts_with(BRIDGE_PREFIX)) {
+            let ports = links
+                .iter()
+                .filter(|(n, m)| {
+                    m.as_deref() == Some(bridge.as_str()) && !n.starts_with(VXLAN_PREFIX)
+                })
+                .count();
+            if ports > 0 {
+                warn!(%bridge, "an overlay bridge with tasks on it is on this host: another node runs here, its network is left alone (run one node per host or per network namespace)");
+                live = true;
                 continue;
-            };
-            if name.starts_with(BRIDGE_PREFIX) || name.starts_with(VXLAN_PREFIX) {
-                match self.host.ip(&["link", "delete", name]).await {
-                    Ok(()) => info!(link = %name, "removed an overlay device an earlier run left"),
-                    Err(why) => {
-                        debug!(link = %name, %why, "a leftover overlay device was not removed")
-                    }
-                }
             }
+            self.delete_leftover(bridge).await;
+            for (vx, _) in links.iter().filter(|(n, m)| {
+                n.starts_with(VXLAN_PREFIX) && m.as_deref() == Some(bridge.as_str())
+            }) {
+                self.delete_leftover(vx).await;
+            }
+        }
+        for (vx, _) in links
+            .iter()
+            .filter(|(n, m)| n.starts_with(VXLAN_PREFIX) && m.is_none())
+        {
+            self.delete_leftover(vx).await;
         }
         let ours = self
             .host
             .run("iptables", &["-S", FORWARD_CHAIN], &[], None)
             .await;
         if ours.is_ok()
+            && !live
             && let Err(why) = self.restore(&rules(&[], None)).await
         {
             warn!(%why, "emptying the overlay networks' iptables chains failed");
+        }
+    }
+
+    async fn delete_leftover(&self, link: &str) {
+        match self.host.ip(&["link", "delete", link]).await {
+            Ok(()) => info!(%link, "removed an overlay device an earlier run left"),
+            Err(why) => debug!(%link, %why, "a leftover overlay device was not removed"),
         }
     }
 

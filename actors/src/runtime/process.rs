@@ -27,7 +27,9 @@
 //! (`PORT`, `SWARM_PORT_<target>`). Either way the runtime records where the task is reached in
 //! the node's [`Endpoints`](super::Endpoints) for the routing mesh, and releases the namespace
 //! when the task's process exits, before the exit is reported. A task with neither an address
-//! nor published ports runs as it always did.
+//! nor published ports runs as it always did. A task on overlay networks has a namespace even
+//! without an ingress address, with one interface per network; without root or the plugins
+//! it is not attached to them (a warning says so).
 //!
 //! Who a task runs as: the spec's `--user` ([`user`](super::user)), set on the command with
 //! std's `CommandExt::uid`/`gid`, which also clears the supplementary groups (for a task with
