@@ -148,5 +148,6 @@ pub fn spec_template() -> swarm_actors::model::ServiceSpec {
         update: UpdateConfig::default(),
         rollback: UpdateConfig::default(),
         ports: vec![],
+        endpoint_mode: Default::default(),
     }
 }

@@ -94,6 +94,7 @@ fn main() {
             id: "s1".into(),
             expect: Expect::Absent,
             body: ObjectBody::Service(swarm_actors::model::Service {
+                vips: Vec::new(),
                 id: swarm_actors::model::ServiceId(1),
                 spec: spec_template(),
                 previous_spec: None,
