@@ -77,7 +77,7 @@ pub fn networks_of(id: ServiceId, version: u64) -> Vec<NetworkRef> {
 /// dnsrr for a fifth of the services that publish nothing (the control API refuses ports
 /// with dnsrr, as Docker does for the routing mesh), vip for the others.
 pub fn endpoint_mode(id: ServiceId, publishes: bool) -> EndpointMode {
-    if !publishes && id.0 % 5 == 0 {
+    if !publishes && id.0.is_multiple_of(5) {
         EndpointMode::Dnsrr
     } else {
         EndpointMode::Vip
