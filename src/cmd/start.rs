@@ -258,6 +258,7 @@ pub async fn run(args: StartArgs, data_dir: PathBuf) -> anyhow::Result<()> {
             transport: &transport,
             registry: &registry,
             managers: &managers,
+            vip_port: mesh.vip_addr().map(|a| a.port()),
         },
         endpoints,
         mesh_feed,
@@ -672,6 +673,8 @@ struct AgentParts<'a> {
     transport: &'a Transport,
     registry: &'a Registry,
     managers: &'a trust::ManagerSet,
+    /// The port of the mesh's VIP listener, where the data path redirects connections to VIPs.
+    vip_port: Option<u16>,
 }
 
 /// Starts the node agent with the runtimes this node advertises: the process runtime always,
@@ -691,6 +694,7 @@ async fn start_agent(
         transport,
         registry,
         managers,
+        vip_port,
     } = parts;
     let process = ProcessRuntime::new(data_dir.join("tasks"))
         .with_context(|| format!("cannot use {}", data_dir.join("tasks").display()))?
@@ -710,7 +714,7 @@ async fn start_agent(
         register_tasks: true,
         managers: managers.clone(),
         mesh: Some(mesh),
-        vip_port: None,
+        vip_port,
     };
     let (agent, _done) = swarm_actors::agent::spawn_agent(args)
         .await
