@@ -35,7 +35,7 @@ mod lab;
 use std::process::Command;
 
 use common::{arg, wait_until};
-use fixture::{LIMIT, Mesh};
+use fixture::{LIMIT, Mesh, task_pids};
 use lab::LabNet;
 use serde_json::Value;
 
@@ -47,14 +47,15 @@ const NET: LabNet = LabNet {
 const PAGE: &str = "<html><body>hello from the backend</body></html>\n";
 const BIG_BYTES: usize = 4 << 20;
 
-/// Runs `args` in task `task`'s network namespace; its standard output, or a panic with its
-/// error output.
+/// Runs `args` in task `task`'s network and mount namespaces (through one of its processes);
+/// its standard output, or a panic with its error output.
 fn in_task(task: &str, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &format!("swn-{task}")])
+    let pid = task_pids(task)[0];
+    let out = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "-m"])
         .args(args)
         .output()
-        .expect("ip netns exec runs");
+        .expect("nsenter runs");
     assert!(
         out.status.success(),
         "{args:?} in task {task}: {}",
@@ -174,9 +175,10 @@ fn main() {
         .to_string();
     let up = |addr: &str| {
         wait_until(LIMIT, || {
-            Command::new("ip")
-                .args(["netns", "exec", &format!("swn-{client}")])
-                .args(["curl", "-sf", "-m", "2", &format!("http://{addr}/")])
+            let pid = task_pids(&client)[0].to_string();
+            Command::new("nsenter")
+                .args(["-t", &pid, "-n", "-m", "curl", "-sf", "-m", "2"])
+                .arg(format!("http://{addr}/"))
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
@@ -209,8 +211,7 @@ fn main() {
         v.2 / d.2
     );
 
-    let resolv = std::fs::read_to_string(format!("/etc/netns/swn-{client}/resolv.conf"))
-        .expect("the client task's resolv.conf");
+    let resolv = in_task(&client, &["cat", "/etc/resolv.conf"]);
     let server = resolv
         .lines()
         .find_map(|l| l.strip_prefix("nameserver "))

@@ -137,7 +137,12 @@ impl Mesh {
             ids = self.running(svc).into_keys().collect();
             ids.len() == n
         });
-        assert!(ok, "{svc}: {} of {n} tasks running", ids.len());
+        assert!(
+            ok,
+            "{svc}: {} of {n} tasks running: {:?}",
+            ids.len(),
+            self.n1().service_ps(svc)
+        );
         ids
     }
 
@@ -178,4 +183,22 @@ pub fn httpd_script(www: &Path) -> String {
          echo ok > $d/health; exec busybox httpd -f -p ${{PORT:-80}} -h $d",
         www.display()
     )
+}
+
+/// The processes of task `task` (found by the `SWARM_TASK_ID` every task's environment
+/// holds), lowest PID first. The nodes make their tasks' namespaces from inside their own
+/// mount namespaces, so the test reaches a task through its processes, not by name.
+pub fn task_pids(task: &str) -> Vec<u32> {
+    let want = format!("SWARM_TASK_ID={task}");
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == want.as_bytes()))
+        })
+        .collect();
+    pids.sort();
+    pids
 }

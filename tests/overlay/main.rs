@@ -3,9 +3,10 @@
 //! namespace prefix), whose tasks reach each other across nodes only through the nodes' lab
 //! addresses (VXLAN between the nodes).
 //!
-//! Every probe runs inside a task's own network namespace (`ip netns exec swn-<task id>`), as
-//! a program in the task would: `ip netns exec` shows it the task's `/etc/resolv.conf`, so
-//! names resolve through the node's DNS server exactly as they do for the task. Names are
+//! Every probe runs inside a task's own network and mount namespaces (`nsenter` with one of
+//! the task's processes), as a program in the task would: it sees the task's
+//! `/etc/resolv.conf`, so names resolve through the node's DNS server exactly as they do for
+//! the task. Names are
 //! resolved with Python's `socket` (the C library's resolver), HTTP with curl.
 //!
 //! Needs root, `ip netns`, iptables, curl and python3; without them each test skips with the
@@ -27,7 +28,7 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use common::{phase, wait_until};
-use fixture::{LIMIT, Mesh, REQUESTS, httpd_script, skip};
+use fixture::{LIMIT, Mesh, REQUESTS, httpd_script, skip, task_pids};
 use lab::LabNet;
 use serde_json::Value;
 
@@ -37,13 +38,16 @@ const NET: LabNet = LabNet {
     port: 29201,
 };
 
-/// Runs `args` inside task `task`'s network namespace.
+/// Runs `args` inside task `task`'s network and mount namespaces (its resolver included).
 fn in_task(task: &str, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", &format!("swn-{task}"), "timeout", "5"])
+    let pid = *task_pids(task)
+        .first()
+        .unwrap_or_else(|| panic!("task {task} has a process"));
+    Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "-m", "timeout", "5"])
         .args(args)
         .output()
-        .expect("ip netns exec runs")
+        .expect("nsenter runs")
 }
 
 /// The addresses `name` resolves to from inside `task`, sorted; empty when it does not
@@ -353,13 +357,11 @@ fn scale_and_task_death_show_in_dns_and_the_vip() {
 
     phase("a task's process is killed: it leaves tasks.app");
     let victim = kept.iter().next().unwrap().clone();
-    let pids = Command::new("ip")
-        .args(["netns", "pids", &format!("swn-{victim}")])
-        .output()
-        .unwrap();
+    let pids = task_pids(&victim);
+    assert!(!pids.is_empty(), "task {victim} has processes");
     let start = Instant::now();
-    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
-        let _ = Command::new("kill").args(["-9", pid]).status();
+    for pid in pids {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
     }
     let gone = wait_until(LIMIT, || {
         !resolve(&client, "tasks.app").contains(&addrs[&victim])
