@@ -19,7 +19,10 @@
 //! node; a slot whose old task is on a node the pass saw drained or Down is not counted. It
 //! also replaces a new task while the old one still runs (start-first): it restarts it after it
 //! ended, or orphans it with its node; a slot where the pass took a task of the current version
-//! out is not counted. Its other creations
+//! out is not counted. Nor is a slot where it took out a task of any version whose node is Down
+//! or drained: the orchestrator replaces that one, and may stop a live duplicate of the slot in
+//! the same write (seed 14: a start-first task of an older update never ran, the service was
+//! updated again, the node of the slot's other task went Down). Its other creations
 //! (a restart after the old task ended, a replacement for an orphan, a new slot after a scale
 //! up) have no old task that has not ended, so they are never counted.
 
@@ -212,8 +215,12 @@ pub fn changes<'a>(read: &'a StoreState, views: &[NodeView], ops: &'a [Op]) -> V
         let here = &slots[&(t.service_id, slot)];
         // The orchestrator replacing a new task (restarting it after it ended, or moving it
         // off a node that is Down or drained): it takes that one out in the same write.
+        // Or replacing a task of any version that it takes out because its node is Down or
+        // drained: the updater never replaces a slot whose task was lost with its node, so a
+        // live old task that the same write stops there (a duplicate of the slot) is the
+        // orchestrator's clean-up, not a stop-first start.
         let restarted = here.iter().any(|(was, now)| {
-            was.spec_version == current
+            (was.spec_version == current || was.node_id.is_some_and(|n| moved_off.contains(&n)))
                 && was.desired_state <= TaskState::Running
                 && now.is_some_and(|n| n.desired_state > TaskState::Running)
         });
