@@ -380,6 +380,36 @@ mod tests {
     }
 
     #[test]
+    fn replacing_a_task_lost_with_its_node_is_the_orchestrators_even_with_a_duplicate() {
+        // Slot 1 holds its running task on node 1 and a duplicate of another old version on
+        // node 4 that never ran. Node 1 is Down: the pass orphans its task, stops the
+        // duplicate and makes the slot's task of the current version.
+        let s = service(UpdateState::Updating, 1);
+        let mut st = store(&s);
+        let mut dup = task(4, 1, 0, 4);
+        dup.status = TaskStatus::new(TaskState::Preparing, 0, "preparing");
+        dup.running_ms = None;
+        let ops = vec![put_task(dup.clone(), Expect::Any)];
+        st.apply(2, &StoreCommand { now_ms: 0, ops }).unwrap();
+        let mut views: Vec<NodeView> = (1..=4).map(|i| view(i, Availability::Active)).collect();
+        views[0].state = NodeState::Down;
+        let mut ops = replace(1);
+        if let Op::Put {
+            body: ObjectBody::Task(t),
+            ..
+        } = &mut ops[0]
+        {
+            t.status = TaskStatus::new(TaskState::Orphaned, 200, "node is down");
+        }
+        dup.desired_state = TaskState::Shutdown;
+        ops.push(put_task(dup, Expect::Version(2)));
+        let c = changes(&st, &views, &ops);
+        assert!(c[0].stop_first.is_empty());
+        assert!(c[0].start_first.is_empty());
+        assert_eq!(update_parallelism::judge(&c[0]), None);
+    }
+
+    #[test]
     fn a_drained_node_is_the_orchestrator_moving_a_task() {
         let s = service(UpdateState::Paused, 1);
         let st = store(&s);
