@@ -188,6 +188,8 @@ pub fn httpd_script(www: &Path) -> String {
 /// The processes of task `task` (found by the `SWARM_TASK_ID` every task's environment
 /// holds), lowest PID first. The nodes make their tasks' namespaces from inside their own
 /// mount namespaces, so the test reaches a task through its processes, not by name.
+// The overlay tests and benchmark use it; the mesh tests do not.
+#[allow(dead_code)]
 pub fn task_pids(task: &str) -> Vec<u32> {
     let want = format!("SWARM_TASK_ID={task}");
     let mut pids: Vec<u32> = std::fs::read_dir("/proc")
