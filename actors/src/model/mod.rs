@@ -3,6 +3,7 @@
 //! Plain data, shared by every layer above it. Nothing here does I/O.
 
 mod id;
+mod log;
 mod network;
 mod node;
 mod secret;
@@ -10,6 +11,7 @@ mod service;
 mod task;
 
 pub use id::{IdParseError, NODE_ID_CHARS, NetworkId, NodeId, SecretId, ServiceId, TaskId};
+pub use log::{LogLine, LogStream};
 pub use network::{
     ALIASES_PER_NETWORK_MAX, EndpointMode, INGRESS_NETWORK, INGRESS_PREFIX, INGRESS_SUBNET,
     NETWORK_NAME_BYTES_MAX, NETWORKS_MAX, NETWORKS_PER_TASK_MAX, NODE_SLICE_PREFIX, Network,

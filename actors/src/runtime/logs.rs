@@ -5,8 +5,6 @@
 
 use std::collections::VecDeque;
 
-use serde::{Deserialize, Serialize};
-
 /// Lines kept per task.
 pub const LOG_LINES_MAX: usize = 1_000;
 /// Bytes of text kept per task (line text only).
@@ -14,20 +12,8 @@ pub const LOG_BYTES_MAX: usize = 1 << 20;
 /// The longest line kept; a longer one is cut into pieces of this size.
 pub const LOG_LINE_BYTES_MAX: usize = 16 * 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LogStream {
-    Stdout,
-    Stderr,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// When the line was read, milliseconds since the Unix epoch.
-    pub ts_ms: u64,
-    pub stream: LogStream,
-    /// Without its newline; invalid UTF-8 replaced.
-    pub text: String,
-}
+// The line itself is a model type: the wire carries it too.
+pub use crate::model::{LogLine, LogStream};
 
 /// Keeps the newest entries of `lines` (oldest first) whose sizes add up to at most `budget`
 /// bytes, dropping the older ones; returns the bytes kept.

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::LogLine;
 use crate::model::{
     FileKey, FileMaterial, NodeDescription, NodeId, Role, Task, TaskId, TaskStatus,
 };
-use crate::runtime::LogLine;
 
 /// A request from one node to another. Every variant but [`Request::Join`] needs a mutual-TLS
 /// connection; `Join` is the one thing a node without a certificate may ask.
