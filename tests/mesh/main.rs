@@ -425,11 +425,16 @@ fn published_ports_are_checked_picked_and_shown() {
     let out = n1.cli(&["service", "update", "-d", "--publish-add", "8080:0", "a"]);
     assert!(!out.status.success());
 
-    phase("network ls lists ingress; network create is refused as not yet");
+    phase(
+        "network ls lists ingress, then a created overlay network; a second one of that name is refused",
+    );
     let ls = n1.ok(&["network", "ls"]);
     assert!(ls.starts_with("NETWORK ID"), "{ls}");
     assert!(ls.contains(" ingress ") && ls.contains("overlay"), "{ls}");
-    let out = n1.cli(&["network", "create", "backend"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+    n1.ok(&["network", "create", "--driver", "overlay", "backend"]);
+    assert!(n1.ok(&["network", "ls"]).contains(" backend "));
+    let out = n1.cli(&["network", "create", "--driver", "overlay", "backend"]);
+    assert!(!out.status.success(), "a second network named backend");
     n1.ok(&["service", "rm", "a", "b"]);
+    n1.ok(&["network", "rm", "backend"]);
 }
