@@ -66,6 +66,10 @@ fn spec(constrained: bool) -> TaskSpec {
     }
     TaskSpec {
         networks: Vec::new(),
+        entrypoint: Vec::new(),
+        workdir: None,
+        hostname: None,
+        mounts: Vec::new(),
         runtime: RuntimeKind::Docker,
         image: "nginx".to_string(),
         args: Vec::new(),

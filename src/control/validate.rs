@@ -392,10 +392,15 @@ pub(crate) mod tests {
                 force_update: 0,
                 secrets: Vec::new(),
                 configs: Vec::new(),
+                entrypoint: Vec::new(),
+                workdir: None,
+                hostname: None,
+                mounts: Vec::new(),
             },
             update: UpdateConfig::default(),
             rollback: UpdateConfig::default(),
             ports: vec![],
+            depends_on: Vec::new(),
         }
     }
 

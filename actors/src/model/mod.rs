@@ -30,8 +30,9 @@ pub use secret::{
     validate_secret_name,
 };
 pub use service::{
-    FailureAction, HealthCheck, Placement, ResourceAmounts, Resources, RestartCondition,
-    RestartPolicy, RuntimeKind, Service, ServiceMode, ServiceSpec, TaskSpec, UpdateConfig,
-    UpdateOrder, UpdateState, UpdateStatus, no_previous_spec,
+    DEPENDENCIES_MAX, Dependency, DependencyCondition, FailureAction, HealthCheck, MOUNTS_MAX,
+    Mount, MountKind, Placement, ResourceAmounts, Resources, RestartCondition, RestartPolicy,
+    RuntimeKind, Service, ServiceMode, ServiceSpec, TaskSpec, UpdateConfig, UpdateOrder,
+    UpdateState, UpdateStatus, no_previous_spec,
 };
 pub use task::{Health, STATUS_TEXT_BYTES_MAX, Task, TaskState, TaskStatus};

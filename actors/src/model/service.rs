@@ -102,6 +102,9 @@ impl Default for RestartPolicy {
 pub struct Placement {
     pub constraints: Vec<String>,
     pub preferences: Vec<String>,
+    /// `--replicas-max-per-node` (compose `max_replicas_per_node`): at most this many live
+    /// tasks of the service on one node; 0 = no limit.
+    pub max_replicas: u64,
 }
 
 /// What every task of a service runs.
@@ -136,6 +139,59 @@ pub struct TaskSpec {
     /// Overlay networks the tasks attach to besides ingress, in the order given (Docker's
     /// `TaskTemplate.Networks`: a change replaces the tasks).
     pub networks: Vec<NetworkRef>,
+    /// `--entrypoint` (compose `entrypoint`): replaces the image's entrypoint (docker); on the
+    /// process runtime its first word is the program run instead of IMAGE, the rest come
+    /// before `args`. Empty: the image's own.
+    pub entrypoint: Vec<String>,
+    /// `--workdir` (compose `working_dir`): the task's working directory.
+    pub workdir: Option<String>,
+    /// `--hostname` (compose `hostname`): the task's host name.
+    pub hostname: Option<String>,
+    /// `--mount` (compose `volumes` and `tmpfs`): named volumes, bind mounts and tmpfs.
+    pub mounts: Vec<Mount>,
+}
+
+/// Most mounts one task spec has.
+pub const MOUNTS_MAX: usize = 64;
+
+/// What a [`Mount`] puts at its target.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+pub enum MountKind {
+    /// A named volume: a Docker volume labelled like the service (docker), a directory of
+    /// the node's own under its data dir (process). Made on first use, kept after the task.
+    #[default]
+    Volume,
+    /// A path of the node's file system.
+    Bind,
+    /// A fresh in-memory file system per task.
+    Tmpfs,
+}
+
+impl MountKind {
+    /// Docker's spelling (`Mounts[].Type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountKind::Volume => "volume",
+            MountKind::Bind => "bind",
+            MountKind::Tmpfs => "tmpfs",
+        }
+    }
+}
+
+/// One mount of a task (Docker's `ContainerSpec.Mounts[]`).
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+pub struct Mount {
+    pub kind: MountKind,
+    /// Volume: its name (empty: an anonymous volume of the task). Bind: an absolute host
+    /// path. Tmpfs: empty.
+    pub source: String,
+    /// Absolute path inside the task.
+    pub target: String,
+    pub read_only: bool,
+    /// Volume: labels put on the volume when it is made (a stack's namespace label).
+    pub volume_labels: BTreeMap<String, String>,
+    /// Tmpfs: its size in bytes (0: the runtime's default).
+    pub tmpfs_size_bytes: u64,
 }
 
 impl TaskSpec {
@@ -202,6 +258,43 @@ pub struct ServiceSpec {
     pub ports: Vec<PortConfig>,
     /// How the service's name resolves on its networks (Docker's `EndpointSpec.Mode`).
     pub endpoint_mode: EndpointMode,
+    /// Compose's `depends_on`: the leader starts no task of this service until every service
+    /// named here meets its condition. Swarm ignores `depends_on`; we honour it.
+    pub depends_on: Vec<Dependency>,
+}
+
+/// Most services one service depends on.
+pub const DEPENDENCIES_MAX: usize = 64;
+
+/// When a dependency counts as met (compose's `depends_on.<name>.condition`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+pub enum DependencyCondition {
+    /// `service_started`: its tasks are RUNNING — at least one, and every task of it placed
+    /// on a node and meant to run.
+    #[default]
+    Started,
+    /// `service_healthy`: running and healthy (running, when it has no health check).
+    Healthy,
+    /// `service_completed_successfully`: its tasks have exited with status 0.
+    CompletedSuccessfully,
+}
+
+impl DependencyCondition {
+    /// Compose's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DependencyCondition::Started => "service_started",
+            DependencyCondition::Healthy => "service_healthy",
+            DependencyCondition::CompletedSuccessfully => "service_completed_successfully",
+        }
+    }
+}
+
+/// One `depends_on` entry: a service (by its full name) and the condition it must meet.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct Dependency {
+    pub service: String,
+    pub condition: DependencyCondition,
 }
 
 /// Where a rolling update (or rollback) stands, Docker's `UpdateStatus.State`.

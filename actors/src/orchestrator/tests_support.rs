@@ -39,6 +39,7 @@ pub fn service(mode: ServiceMode) -> Service {
         id: ServiceId(1),
         spec: ServiceSpec {
             endpoint_mode: Default::default(),
+            depends_on: Vec::new(),
             name: "web".to_string(),
             labels: BTreeMap::new(),
             mode,

@@ -29,6 +29,10 @@ fn ctx(node: NodeId, task: u128, image: &str, args: &[&str]) -> TaskContext {
         node_id: node,
         spec: TaskSpec {
             networks: Vec::new(),
+            entrypoint: Vec::new(),
+            workdir: None,
+            hostname: None,
+            mounts: Vec::new(),
             runtime: RuntimeKind::Docker,
             image: image.into(),
             args: args.iter().map(|s| s.to_string()).collect(),

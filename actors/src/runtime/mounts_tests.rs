@@ -29,6 +29,10 @@ fn ctx(task: u128, args: &[&str], user: Option<&str>) -> TaskContext {
         node_id: NodeId(77),
         spec: TaskSpec {
             networks: Vec::new(),
+            entrypoint: Vec::new(),
+            workdir: None,
+            hostname: None,
+            mounts: Vec::new(),
             runtime: RuntimeKind::Process,
             image: "sh".into(),
             args: args.iter().map(|s| s.to_string()).collect(),

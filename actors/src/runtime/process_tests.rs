@@ -23,6 +23,10 @@ pub(crate) fn ctx(task: u128, image: &str, args: &[&str]) -> TaskContext {
         node_id: NodeId(5),
         spec: TaskSpec {
             networks: Vec::new(),
+            entrypoint: Vec::new(),
+            workdir: None,
+            hostname: None,
+            mounts: Vec::new(),
             runtime: RuntimeKind::Process,
             image: image.into(),
             args: args.iter().map(|s| s.to_string()).collect(),

@@ -332,11 +332,13 @@ mod tests {
         let placement = crate::model::Placement {
             constraints: vec!["node.role==worker".into()],
             preferences: vec!["spread=node.labels.zone".into()],
+            max_replicas: 0,
         };
         assert!(validate_placement(&placement).is_ok());
         let bad = crate::model::Placement {
             constraints: vec!["node.role=worker".into()],
             preferences: vec![],
+            max_replicas: 0,
         };
         assert!(validate_placement(&bad).is_err());
     }

@@ -32,6 +32,10 @@ pub fn node(id: u128) -> NodeView<'static> {
 pub fn spec() -> TaskSpec {
     TaskSpec {
         networks: Vec::new(),
+        entrypoint: Vec::new(),
+        workdir: None,
+        hostname: None,
+        mounts: Vec::new(),
         runtime: RuntimeKind::Process,
         image: "sleep".to_string(),
         args: vec!["1000".to_string()],

@@ -25,6 +25,10 @@ fn ctx(task: u128, image: &str, args: &[&str], health: Option<HealthCheck>) -> T
         node_id: NodeId(2),
         spec: TaskSpec {
             networks: Vec::new(),
+            entrypoint: Vec::new(),
+            workdir: None,
+            hostname: None,
+            mounts: Vec::new(),
             runtime: RuntimeKind::Process,
             image: image.into(),
             args: args.iter().map(|s| s.to_string()).collect(),

@@ -5,7 +5,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The protocol version every frame carries. A peer speaking another is refused. Version 2:
 /// sessions carry secrets and configs.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The largest frame, version and body included: a session answer (its tasks, and the secrets
 /// and configs they need, each part bounded in `wire::answer`) or a `config create` of the

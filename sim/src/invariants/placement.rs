@@ -73,6 +73,7 @@ mod tests {
             placement: Placement {
                 constraints: vec![constraint.into()],
                 preferences: Vec::new(),
+                max_replicas: 0,
             },
             stop_grace_period_ms: 0,
             user: None,
@@ -80,6 +81,10 @@ mod tests {
             force_update: 0,
             secrets: Vec::new(),
             configs: Vec::new(),
+            entrypoint: Vec::new(),
+            workdir: None,
+            hostname: None,
+            mounts: Vec::new(),
         }
     }
 

@@ -277,6 +277,7 @@ mod tests {
             },
             rollback: UpdateConfig::default(),
             ports: Vec::new(),
+            depends_on: Vec::new(),
         };
         let mut s = Service::new(SVC, spec);
         s.spec_version = 2;

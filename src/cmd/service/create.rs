@@ -281,6 +281,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         placement: Placement {
             constraints: a.constraints.clone(),
             preferences: a.preferences.clone(),
+            max_replicas: 0,
         },
         stop_grace_period_ms: flag("stop-grace-period", &a.stop_grace_period, parse_duration_ms)?,
         user: a.user.clone(),
@@ -288,6 +289,10 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         force_update: 0,
         secrets: parse_file_refs(FileKind::Secret, &a.secrets)?,
         configs: parse_file_refs(FileKind::Config, &a.configs)?,
+        entrypoint: Vec::new(),
+        workdir: None,
+        hostname: None,
+        mounts: Vec::new(),
     };
     let spec = ServiceSpec {
         endpoint_mode: a.endpoint_mode.into(),
@@ -298,6 +303,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         update,
         rollback,
         ports: parse_all(&a.publish, parse_publish)?,
+        depends_on: Vec::new(),
     };
     if let Err(e) = validate_spec(&spec) {
         bail!("{e}");

@@ -334,6 +334,7 @@ fn new_service(rng: &mut StdRng) -> Service {
         placement: Placement {
             constraints,
             preferences: Vec::new(),
+            max_replicas: 0,
         },
         stop_grace_period_ms: rng.random_range(1_000..=5_000),
         user: None,
@@ -341,6 +342,10 @@ fn new_service(rng: &mut StdRng) -> Service {
         force_update: 0,
         secrets: Vec::new(),
         configs: Vec::new(),
+        entrypoint: Vec::new(),
+        workdir: None,
+        hostname: None,
+        mounts: Vec::new(),
     };
     let (secrets, configs) = file_refs(id, 1);
     let task = TaskSpec {
@@ -359,6 +364,7 @@ fn new_service(rng: &mut StdRng) -> Service {
         update: updates::draw_config(rng),
         rollback: updates::draw_config(rng),
         ports,
+        depends_on: Vec::new(),
     };
     Service::new(id, spec)
 }
