@@ -237,7 +237,7 @@ mod tests {
             ["\"80:80\"", "\"443:443\"", "\"8080:8080\""]
         );
         assert_eq!(texts("volumes"), ["other:/data:ro", "/tmp:/tmp"]);
-        assert_eq!(texts("secrets"), ["a", "source: b\ntarget: y", "c"]);
+        assert_eq!(texts("secrets"), ["a", "source: b\ntarget: \"y\"", "c"]);
         assert_eq!(texts("networks"), ["front", "back"]);
         assert_eq!(texts("depends_on"), ["db", "cache"]);
     }
