@@ -233,7 +233,7 @@ pub fn convert(l: &Loaded, namespace: &str) -> Result<StackPlan, ComposeError> {
     let mut converted = Vec::new();
     let mut uses_default = false;
     for (k, n) in services {
-        let out = super::service::convert_service(&scope, &k.name, n)?;
+        let out = super::service::convert_service(&scope, &k.name, k.line, n)?;
         unsupported.extend(out.unsupported);
         deprecated.extend(out.deprecated);
         uses_default |= out.uses_default_network;

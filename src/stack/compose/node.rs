@@ -188,18 +188,22 @@ pub fn parse(text: &str) -> Result<Node, (u32, String)> {
     })
 }
 
-/// The parser's message without its `error: line N column M: ` prefix (the caller puts the
-/// file and line in front in its own form).
+/// The parser's message without its `error: line N column M: ` prefix, its ` at line N,
+/// column M` suffix and its advice about the parser's options (the caller puts the file and
+/// line in front in its own form).
 fn clean_message(text: &str) -> String {
     let first = text.lines().next().unwrap_or("").trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    match first.strip_prefix("line ") {
-        Some(rest) => match rest.split_once(": ") {
-            Some((_, msg)) => msg.to_string(),
-            None => first.to_string(),
-        },
-        None => first.to_string(),
-    }
+    let msg = match first.strip_prefix("line ") {
+        Some(rest) => rest.split_once(": ").map_or(first, |(_, m)| m),
+        None => first,
+    };
+    let msg = match msg.rfind(" at line ") {
+        Some(at) => &msg[..at],
+        None => msg,
+    };
+    let msg = msg.split(", set DuplicateKeyPolicy").next().unwrap_or(msg);
+    msg.to_string()
 }
 
 /// Writes `node` as block YAML, keys in the order given (the caller sorts them).

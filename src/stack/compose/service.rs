@@ -200,7 +200,12 @@ fn words(s: &Scope, n: &Node, key: &str) -> Result<Vec<String>, ComposeError> {
     }
 }
 
-pub fn convert_service(s: &Scope, name: &str, n: &Node) -> Result<Converted, ComposeError> {
+pub fn convert_service(
+    s: &Scope,
+    name: &str,
+    key_line: u32,
+    n: &Node,
+) -> Result<Converted, ComposeError> {
     let l = s.loaded;
     let key = format!("services.{name}");
     let Value::Map(fields) = &n.v else {
@@ -237,8 +242,9 @@ pub fn convert_service(s: &Scope, name: &str, n: &Node) -> Result<Converted, Com
     spec.task.image = match opt_text(s, n, "image", &key)? {
         Some(i) if !i.is_empty() => i,
         _ => {
-            return Err(l.err(
-                n,
+            return Err(l.err_at(
+                n.file,
+                key_line,
                 &key,
                 format!("invalid image reference for service {name}: no image specified"),
             ));
@@ -298,7 +304,7 @@ pub fn convert_service(s: &Scope, name: &str, n: &Node) -> Result<Converted, Com
     }
     spec.task.mounts = mounts(s, n, &key)?;
     spec.depends_on = depends_on(s, n, &key)?;
-    validate_spec(&spec).map_err(|e| l.err(n, &key, e))?;
+    validate_spec(&spec).map_err(|e| l.err_at(n.file, key_line, &key, e))?;
     Ok(Converted {
         service: StackService { spec, networks },
         unsupported,
