@@ -3,7 +3,7 @@
 mod network;
 mod node;
 mod secret;
-mod service;
+pub(crate) mod service;
 mod shell;
 mod start;
 mod swarm;
