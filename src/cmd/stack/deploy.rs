@@ -111,7 +111,17 @@ pub fn actions(plan: &StackPlan, existing: &Existing, prune: bool) -> Result<Vec
         }
     }
     for s in &plan.services {
-        validate_spec(&s.spec).map_err(|e| format!("service {}: {e}", s.spec.name))?;
+        // The node resolves a ref's target as `service create` does; checked the same way.
+        let mut spec = s.spec.clone();
+        for (kind, refs) in [
+            (FileKind::Secret, &mut spec.task.secrets),
+            (FileKind::Config, &mut spec.task.configs),
+        ] {
+            for r in refs {
+                r.target = kind.target_path(&r.name, &r.target);
+            }
+        }
+        validate_spec(&spec).map_err(|e| format!("service {}: {e}", s.spec.name))?;
     }
     let mut out = Vec::new();
     if prune {
