@@ -2,6 +2,7 @@
 //! verbs, flags and output. Every command asks the node's control socket; the node refuses
 //! them on a worker, as Docker does.
 
+mod container;
 pub(crate) mod create;
 pub(crate) mod inspect;
 mod logs;
