@@ -18,3 +18,4 @@ pub mod server;
 mod service;
 pub mod validate;
 mod vips;
+pub mod volumes;

@@ -101,6 +101,11 @@ pub enum ControlRequest {
     NetworkRm {
         name: String,
     },
+    /// `stack rm`: removes the stack's named volumes (labelled with its namespace) on every
+    /// node, those no task uses; answered as `Reply` with a `volumes::VolumesRmAnswer` (JSON).
+    VolumesRm {
+        namespace: String,
+    },
     /// Sends a typed message to a named actor; `args` is JSON text ("" for none).
     Send {
         actor: String,

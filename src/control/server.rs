@@ -206,6 +206,9 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
         }
         ControlRequest::NetworkCreate(req) => done(network::create(ctx, &req).await),
         ControlRequest::NetworkRm { name } => done(network::remove(ctx, &name).await),
+        ControlRequest::VolumesRm { namespace } => {
+            super::volumes::response(super::volumes::remove(ctx, &namespace).await)
+        }
         ControlRequest::NetworkLs => network::list(ctx)
             .await
             .map_or_else(ControlResponse::Error, ControlResponse::Networks),

@@ -70,6 +70,9 @@ pub const SESSION_TIMEOUT_MS: u64 = 5_000;
 /// wait.
 pub const STATUS_QUEUE_MAX: usize = 256;
 
+/// How long one runtime may take to remove a stack's volumes.
+pub const VOLUMES_RM_TIMEOUT_MS: u64 = 10_000;
+
 /// How long cleaning a previous run's leftovers may take at start, per runtime.
 pub const CLEAN_TIMEOUT_MS: u64 = 30_000;
 
@@ -231,6 +234,14 @@ impl Actor for AgentActor {
             AgentMsg::SessionTimedOut { seq } => AgentInput::SessionTimedOut { seq },
             AgentMsg::Logs { tasks, tail, reply } => {
                 state.logs(tasks, tail, reply);
+                return Ok(());
+            }
+            AgentMsg::RemoveVolumes {
+                label,
+                value,
+                reply,
+            } => {
+                state.remove_volumes(label, value, reply);
                 return Ok(());
             }
             AgentMsg::Describe(port) => {
@@ -454,6 +465,43 @@ impl AgentState {
         Ok(())
     }
 
+    /// Asks every runtime, off the actor (the engine may take its time), to remove the
+    /// volumes labelled `label=value`; answers what they removed and what is in use.
+    fn remove_volumes(&self, label: String, value: String, reply: oneshot::Sender<Response>) {
+        let runtimes: Vec<Arc<dyn TaskRuntime>> = self.runtimes.values().cloned().collect();
+        tokio::spawn(async move {
+            let mut all = crate::runtime::VolumesRemoved::default();
+            for rt in runtimes {
+                let asked = rt.remove_volumes(&label, &value);
+                match tokio::time::timeout(Duration::from_millis(VOLUMES_RM_TIMEOUT_MS), asked)
+                    .await
+                {
+                    Ok(Ok(done)) => {
+                        all.removed.extend(done.removed);
+                        all.in_use.extend(done.in_use);
+                    }
+                    Ok(Err(e)) => {
+                        let _ = reply.send(Response::Failed(WireFailure::Invalid(format!(
+                            "{} runtime: {e} (removed: {:?})",
+                            rt.name(),
+                            all.removed
+                        ))));
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = reply.send(Response::Failed(WireFailure::Invalid(format!(
+                            "{} runtime: no answer within {VOLUMES_RM_TIMEOUT_MS} ms (removed: {:?})",
+                            rt.name(),
+                            all.removed
+                        ))));
+                        return;
+                    }
+                }
+            }
+            let _ = reply.send(Response::VolumesRemoved(all)); // the asker may have gone
+        });
+    }
+
     fn logs(&self, tasks: Vec<TaskId>, tail: usize, reply: oneshot::Sender<Response>) {
         let handles: Vec<TaskHandle> = tasks
             .iter()
@@ -563,6 +611,19 @@ impl AgentHandle {
         crate::ask::ask(&self.actor, AgentMsg::Describe, 5_000)
             .await
             .map_err(|e| e.to_string())
+    }
+
+    /// Removes this node's volumes labelled `label=value` that no task uses (`stack rm`).
+    pub async fn remove_volumes(&self, label: String, value: String) -> Response {
+        let (tx, rx) = oneshot::channel();
+        self.tell(AgentMsg::RemoveVolumes {
+            label,
+            value,
+            reply: tx,
+        });
+        rx.await.unwrap_or(Response::Failed(WireFailure::Invalid(
+            "the agent stopped".into(),
+        )))
     }
 
     /// The last `tail` lines of the tasks this node runs, for `service logs`.

@@ -42,6 +42,13 @@ pub enum AgentMsg {
         tail: usize,
         reply: oneshot::Sender<Response>,
     },
+    /// Removes the node's named volumes labelled `label=value` that no task uses, in every
+    /// runtime, for `stack rm`.
+    RemoveVolumes {
+        label: String,
+        value: String,
+        reply: oneshot::Sender<Response>,
+    },
     Describe(RpcReplyPort<AgentView>),
 }
 

@@ -668,6 +668,19 @@ impl NodeActorState {
                     )));
                 }
             },
+            Request::RemoveVolumes { label, value } => match (&from, &self.agent) {
+                (Some(p), Some(agent)) if self.managers.may_command(p) => {
+                    let agent = agent.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(agent.remove_volumes(label, value).await);
+                    });
+                }
+                _ => {
+                    let _ = reply.send(Response::Failed(WireFailure::Invalid(
+                        "volumes are removed for managers only".into(),
+                    )));
+                }
+            },
             Request::SetRole { raft_id } => {
                 if !from.is_some_and(|p| self.may_command(&p, "change this node's role")) {
                     let _ = reply.send(Response::Failed(WireFailure::Unauthenticated));

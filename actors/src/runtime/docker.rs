@@ -14,18 +14,20 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, Mount, MountType,
+    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, Mount, MountTmpfsOptions,
+    MountType, MountVolumeOptions,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
-    LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+    ListVolumesOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
 use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
 use super::{
     LOG_LINES_MAX, LogBuffer, LogLine, LogStream, Orphan, OrphanAction, RuntimeError,
-    RuntimeFuture, TaskContext, TaskEndpoint, TaskRuntime,
+    RuntimeFuture, TaskContext, TaskEndpoint, TaskRuntime, VOLUME_ENTRIES_MAX, VolumesRemoved,
 };
 
 #[path = "docker_net.rs"]
@@ -197,6 +199,10 @@ impl DockerRuntime {
         ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
+            // `--entrypoint`: replaces the image's; empty keeps it.
+            entrypoint: (!spec.entrypoint.is_empty()).then(|| spec.entrypoint.clone()),
+            working_dir: spec.workdir.clone(),
+            hostname: spec.hostname.clone(),
             env: Some(
                 ctx.env()
                     .into_iter()
@@ -211,7 +217,11 @@ impl DockerRuntime {
             host_config: Some(HostConfig {
                 nano_cpus: limit(spec.resources.limits.nano_cpus),
                 memory: limit(spec.resources.limits.memory_bytes),
-                mounts: (!ctx.files.is_empty()).then(|| file_mounts(ctx)),
+                mounts: (!ctx.files.is_empty() || !spec.mounts.is_empty()).then(|| {
+                    let mut all = spec_mounts(ctx);
+                    all.extend(file_mounts(ctx));
+                    all
+                }),
                 network_mode,
                 dns: ctx.dns.map(|d| vec![d.to_string()]),
                 ..Default::default()
@@ -247,6 +257,45 @@ fn file_mounts(ctx: &TaskContext) -> Vec<Mount> {
             source: Some(f.host_path.display().to_string()),
             typ: Some(MountType::BIND),
             read_only: Some(true),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The spec's `--mount`s as the engine takes them. A named volume the engine does not have
+/// yet is made with the mount's labels (a stack's namespace label, which `stack rm` finds it
+/// by); an empty source is an anonymous volume of the container.
+fn spec_mounts(ctx: &TaskContext) -> Vec<Mount> {
+    use crate::model::MountKind;
+    ctx.spec
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            target: Some(m.target.clone()),
+            source: (!m.source.is_empty()).then(|| m.source.clone()),
+            typ: Some(match m.kind {
+                MountKind::Volume => MountType::VOLUME,
+                MountKind::Bind => MountType::BIND,
+                MountKind::Tmpfs => MountType::TMPFS,
+            }),
+            read_only: Some(m.read_only),
+            volume_options: (m.kind == MountKind::Volume && !m.volume_labels.is_empty()).then(
+                || MountVolumeOptions {
+                    labels: Some(
+                        m.volume_labels
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                    ..Default::default()
+                },
+            ),
+            tmpfs_options: (m.kind == MountKind::Tmpfs && m.tmpfs_size_bytes > 0).then(|| {
+                MountTmpfsOptions {
+                    size_bytes: Some(i64::try_from(m.tmpfs_size_bytes).unwrap_or(i64::MAX)),
+                    ..Default::default()
+                }
+            }),
             ..Default::default()
         })
         .collect()
@@ -514,6 +563,60 @@ impl TaskRuntime for DockerRuntime {
                 self.release_network(&network).await;
             }
             Ok(())
+        })
+    }
+
+    fn remove_volumes<'a>(
+        &'a self,
+        label: &'a str,
+        value: &'a str,
+    ) -> RuntimeFuture<'a, VolumesRemoved> {
+        Box::pin(async move {
+            let filters = HashMap::from([("label".to_string(), vec![format!("{label}={value}")])]);
+            let listed = self
+                .docker
+                .list_volumes(Some(ListVolumesOptions {
+                    filters: Some(filters),
+                }))
+                .await
+                .map_err(|e| RuntimeError::Failed(format!("listing volumes: {e}")))?;
+            let mut names: Vec<String> = listed
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                // The engine filtered already; checked again, as removing is for good.
+                .filter(|v| v.labels.get(label).map(String::as_str) == Some(value))
+                .map(|v| v.name)
+                .take(VOLUME_ENTRIES_MAX)
+                .collect();
+            names.sort();
+            let mut out = VolumesRemoved::default();
+            for name in names {
+                match self
+                    .docker
+                    .remove_volume(
+                        &name,
+                        None::<bollard::query_parameters::RemoveVolumeOptions>,
+                    )
+                    .await
+                {
+                    Ok(()) => out.removed.push(name),
+                    // 404: gone already.
+                    Err(e) if status(&e) == Some(404) => {}
+                    // 409: a container uses it.
+                    Err(e) if status(&e) == Some(409) => out.in_use.push(name),
+                    Err(e) => {
+                        return Err(RuntimeError::Failed(format!(
+                            "removing the volume {name}: {e} (removed before it: {:?})",
+                            out.removed
+                        )));
+                    }
+                }
+            }
+            if !out.removed.is_empty() {
+                info!(volumes = ?out.removed, "removed volumes");
+            }
+            Ok(out)
         })
     }
 

@@ -510,3 +510,126 @@ async fn a_container_and_a_process_task_of_one_node_share_its_bridge() {
         .status()
         .await; // a failure leaves an empty bridge behind, nothing more
 }
+
+fn volume(name: &str, target: &str, stack: &str) -> crate::model::Mount {
+    crate::model::Mount {
+        kind: crate::model::MountKind::Volume,
+        source: name.into(),
+        target: target.into(),
+        read_only: false,
+        volume_labels: [("com.docker.stack.namespace".to_string(), stack.to_string())].into(),
+        tmpfs_size_bytes: 0,
+    }
+}
+
+#[test]
+fn entrypoint_workdir_hostname_and_mounts_reach_the_container_config() {
+    use crate::model::{Mount as SpecMount, MountKind};
+    eprintln!("phase: unset, the image's own entrypoint, workdir and hostname are kept");
+    let mut c = ctx(node(1), 1, "alpine", &["-c", "true"]);
+    let body = DockerRuntime::create_body(&c);
+    assert_eq!(
+        (body.entrypoint, body.working_dir, body.hostname),
+        (None, None, None)
+    );
+    assert_eq!(body.host_config.unwrap().mounts, None);
+
+    eprintln!("phase: set, they go to the engine as Docker's fields; mounts with their options");
+    c.spec.entrypoint = vec!["sh".into()];
+    c.spec.workdir = Some("/srv".into());
+    c.spec.hostname = Some("db-1".into());
+    c.spec.mounts = vec![
+        volume("st_data", "/var/lib/db", "st"),
+        SpecMount {
+            kind: MountKind::Bind,
+            source: "/etc/hosts".into(),
+            target: "/etc/h".into(),
+            read_only: true,
+            ..Default::default()
+        },
+        SpecMount {
+            kind: MountKind::Tmpfs,
+            target: "/cache".into(),
+            tmpfs_size_bytes: 65_536,
+            ..Default::default()
+        },
+    ];
+    let body = DockerRuntime::create_body(&c);
+    assert_eq!(body.entrypoint, Some(vec!["sh".to_string()]));
+    assert_eq!(body.cmd, Some(vec!["-c".to_string(), "true".to_string()]));
+    assert_eq!(body.working_dir.as_deref(), Some("/srv"));
+    assert_eq!(body.hostname.as_deref(), Some("db-1"));
+    let mounts = body.host_config.unwrap().mounts.unwrap();
+    assert_eq!(mounts.len(), 3);
+    assert_eq!(mounts[0].typ, Some(MountType::VOLUME));
+    assert_eq!(mounts[0].source.as_deref(), Some("st_data"));
+    let labels = mounts[0].volume_options.as_ref().unwrap().labels.clone();
+    assert_eq!(labels.unwrap()["com.docker.stack.namespace"], "st");
+    assert_eq!(
+        (mounts[1].typ, mounts[1].read_only),
+        (Some(MountType::BIND), Some(true))
+    );
+    assert_eq!(mounts[2].typ, Some(MountType::TMPFS));
+    assert_eq!(mounts[2].source, None);
+    assert_eq!(
+        mounts[2].tmpfs_options.as_ref().unwrap().size_bytes,
+        Some(65_536)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stacks_volume_is_made_labelled_and_removed_once_no_container_uses_it() {
+    let Some(rt) = engine().await else { return };
+    let n = node(30);
+    // Unique per run, so that parallel runs on one engine never meet.
+    let stack = format!("swvt{}", std::process::id());
+    let name = format!("{stack}_data");
+
+    eprintln!("phase: a task writes into its stack's volume, made by the engine with the label");
+    let mut c = ctx(
+        n,
+        1,
+        TEST_IMAGE,
+        &["sh", "-c", "echo kept > /data/f; hostname; pwd; sleep 1000"],
+    );
+    c.spec.mounts = vec![volume(&name, "/data", &stack)];
+    c.spec.hostname = Some("vol-test".into());
+    c.spec.workdir = Some("/data".into());
+    run(&rt, &c).await;
+    let info = rt.docker.inspect_volume(&name).await.unwrap();
+    assert_eq!(info.labels["com.docker.stack.namespace"], stack);
+    let mut lines = Vec::new();
+    for _ in 0..200 {
+        lines = rt.logs(c.task_id, 10).await.unwrap();
+        if lines.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts, ["vol-test", "/data"]);
+
+    eprintln!("phase: while its container exists the volume is in use, and stays");
+    let done = rt
+        .remove_volumes("com.docker.stack.namespace", &stack)
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.removed.len(), done.in_use.clone()),
+        (0, vec![name.clone()])
+    );
+
+    eprintln!("phase: once the task is removed, the volume goes; another stack's is not asked");
+    rt.remove(c.task_id).await.unwrap();
+    let other = rt
+        .remove_volumes("com.docker.stack.namespace", &format!("{stack}x"))
+        .await
+        .unwrap();
+    assert!(other.removed.is_empty());
+    let done = rt
+        .remove_volumes("com.docker.stack.namespace", &stack)
+        .await
+        .unwrap();
+    assert_eq!(done.removed, [name.clone()]);
+    assert!(rt.docker.inspect_volume(&name).await.is_err());
+}

@@ -19,6 +19,7 @@ pub mod overlay;
 mod process;
 pub mod testimage;
 pub mod user;
+mod volumes;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -33,10 +34,13 @@ pub use docker::{
 pub use logs::{
     LOG_BYTES_MAX, LOG_LINE_BYTES_MAX, LOG_LINES_MAX, LogBuffer, LogLine, LogStream, keep_newest,
 };
+pub use mounts::{HOSTNAME_BYTES_MAX, valid_hostname};
 pub use mounts::{file_env, running_as_root};
 pub use netns::{bridge_name, cni_plugins, host_ports, port_env};
 pub use process::ProcessRuntime;
+pub use process::VOLUMES_DIR_NAME;
 pub use user::{Credentials, UserError, UserSpec, validate_user};
+pub use volumes::{VOLUME_ENTRIES_MAX, VOLUME_NAME_BYTES_MAX, VolumesRemoved, valid_volume_name};
 
 use crate::model::{
     FileKind, HealthCheck, NetworkAttachment, NodeId, PortConfig, ServiceId, TaskId, TaskSpec,
@@ -272,6 +276,19 @@ pub trait TaskRuntime: Send + Sync + 'static {
 
     /// Forgets the task: kills what is left of it, removes its container or pid file and logs.
     fn remove(&self, task: TaskId) -> RuntimeFuture<'_, ()>;
+
+    /// Removes this node's named volumes labelled `label=value` (a stack's namespace label,
+    /// for `stack rm`) that no task of the node uses; those in use are named and left. Docker:
+    /// the engine's volumes with that label; process: the volume directories whose labels
+    /// file has it. A runtime without volumes removes nothing.
+    fn remove_volumes<'a>(
+        &'a self,
+        label: &'a str,
+        value: &'a str,
+    ) -> RuntimeFuture<'a, VolumesRemoved> {
+        let _ = (label, value); // nothing to match them against
+        Box::pin(async { Ok(VolumesRemoved::default()) })
+    }
 
     /// Finds what a previous run of this node left behind and removes what the caller does not
     /// know (`known` are the task IDs the node still has assignments for). Call once at start,

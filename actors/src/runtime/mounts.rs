@@ -39,8 +39,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::volumes::Volumes;
 use super::{Credentials, RuntimeError, TaskContext, TaskFile};
-use crate::model::{FileKind, SECRETS_DIR, TaskId};
+use crate::model::{FileKind, MOUNTS_MAX, Mount, MountKind, SECRETS_DIR, TaskId};
 
 /// Size of the tmpfs over `/run/secrets` inside a task's namespace: it holds only empty
 /// placeholders and directories (the data stays in the vault's files, bind-mounted).
@@ -58,7 +59,10 @@ pub fn running_as_root() -> bool {
 /// One thing done in the task's new namespace, its paths prepared beforehand (the child of a
 /// fork may not allocate).
 enum Step {
-    /// Makes every mount private, so the mounts below stay in the namespace.
+    /// A UTS namespace of the task's own, with this host name (`--hostname`).
+    Hostname(CString),
+    /// A mount namespace of the task's own, every mount in it made private, so the mounts
+    /// below stay in the namespace.
     Private,
     Tmpfs(CString),
     Mkdir(CString),
@@ -68,6 +72,37 @@ enum Step {
         src: CString,
         dst: CString,
     },
+    /// A mount of the spec's (`--mount`): `src` (a volume's directory or a host path) bound
+    /// at `dst`, recursively, read-only when asked.
+    MountBind {
+        src: CString,
+        dst: CString,
+        read_only: bool,
+    },
+    /// A tmpfs of the spec's at `dst`, with its options (`mode=1777,size=…`).
+    MountTmpfs {
+        dst: CString,
+        options: CString,
+        read_only: bool,
+    },
+    /// Makes each directory of the list that is missing (parents first): a mount point or a
+    /// working directory inside an earlier mount of the task.
+    MkdirAll(Vec<CString>),
+    /// The task's working directory (`--workdir`), entered after its mounts.
+    Chdir(CString),
+}
+
+/// Longest host name a task may be given (the kernel's `HOST_NAME_MAX`).
+pub const HOSTNAME_BYTES_MAX: usize = 64;
+
+/// Whether `name` is a host name the kernel and resolvers take: letters, digits, `-` and `.`,
+/// 1 to [`HOSTNAME_BYTES_MAX`] bytes.
+pub fn valid_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= HOSTNAME_BYTES_MAX
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// The variables that tell a task without a namespace where its files are.
@@ -156,17 +191,73 @@ impl Placeholders {
         Ok(())
     }
 
-    /// `task` is removed: placeholders no task uses any more go.
+    /// Makes sure a directory is at `target` for `task` (a mount point of a `--mount`): one
+    /// that is there is used as it is; the missing ones on the way are made, empty, and
+    /// removed when no task of this node needs them any more.
+    fn take_dir(&self, target: &Path, task: TaskId, what: &str) -> Result<(), RuntimeError> {
+        let mut users = self.users.lock().expect("placeholders lock");
+        let mut missing = Vec::new();
+        let mut at = Some(target);
+        while let Some(p) = at {
+            match p.symlink_metadata() {
+                Ok(m) if m.is_dir() => break,
+                Ok(_) => {
+                    return Err(RuntimeError::InvalidSpec(format!(
+                        "{what}: {} is not a directory on this host",
+                        p.display()
+                    )));
+                }
+                Err(_) => missing.push(p.to_path_buf()),
+            }
+            at = p.parent();
+        }
+        // Ours already (made for another task's mount point, or on its way): shared.
+        for p in target.ancestors() {
+            if let Some(u) = users.get_mut(p) {
+                u.insert(task);
+            }
+        }
+        let mut made = false;
+        for p in missing.iter().rev() {
+            match std::fs::create_dir(p) {
+                Ok(()) => {
+                    users.insert(p.clone(), BTreeSet::from([task]));
+                    made = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    if made {
+                        self.save(&users);
+                    }
+                    return Err(RuntimeError::Failed(format!(
+                        "{what}: making the mount point {}: {e}",
+                        p.display()
+                    )));
+                }
+            }
+        }
+        if made {
+            self.save(&users);
+        }
+        Ok(())
+    }
+
+    /// `task` is removed: placeholders no task uses any more go (the deepest first, so that
+    /// a directory made for a mount point is empty when its turn comes).
     pub(super) fn release(&self, task: TaskId) {
         let mut users = self.users.lock().expect("placeholders lock");
         let before = users.len();
+        let mut unused = Vec::new();
         users.retain(|path, u| {
             u.remove(&task);
             if u.is_empty() {
-                remove_placeholder(path);
+                unused.push(path.clone());
             }
             !u.is_empty()
         });
+        for path in unused.iter().rev() {
+            remove_placeholder(path);
+        }
         if users.len() != before {
             self.save(&users);
         }
@@ -177,7 +268,10 @@ impl Placeholders {
     pub(super) fn clean_leftovers(&self) {
         let users = self.users.lock().expect("placeholders lock");
         if let Ok(text) = std::fs::read_to_string(&self.record) {
-            for line in text.lines().filter(|l| !l.is_empty()) {
+            // Deepest first, as `release` does.
+            let mut lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+            lines.sort_unstable();
+            for line in lines.into_iter().rev() {
                 // One of this run's own (a later call) stays.
                 if !users.contains_key(Path::new(line)) {
                     remove_placeholder(Path::new(line));
@@ -201,30 +295,171 @@ impl Placeholders {
     }
 }
 
-/// Removes a placeholder, only if it still is an empty regular file (never anything else).
+/// Removes a placeholder, only if it still is an empty regular file or an empty directory
+/// (never anything else).
 fn remove_placeholder(path: &Path) {
-    if path
-        .symlink_metadata()
-        .is_ok_and(|m| m.is_file() && m.len() == 0)
-    {
-        let _ = std::fs::remove_file(path); // gone already is what we wanted
+    match path.symlink_metadata() {
+        Ok(m) if m.is_file() && m.len() == 0 => {
+            let _ = std::fs::remove_file(path); // gone already is what we wanted
+        }
+        Ok(m) if m.is_dir() => {
+            // Refused when not empty: something was put there, so it stays.
+            let _ = std::fs::remove_dir(path);
+        }
+        _ => {}
     }
 }
 
-/// Plans the namespace that shows `ctx`'s files (as root), making `/run/secrets` on the host
-/// when a target needs it as a mount point, and the placeholders of other targets that do not
-/// exist when `placeholders` is given (starting a task; a health check makes none). `None`
-/// when the task has no files.
+/// Plans the namespaces of a task (as root): its host name's, and the mount namespace that
+/// shows its mounts and files. Makes `/run/secrets` on the host when a target needs it as a
+/// mount point, and, when `placeholders` is given (starting a task; a health check makes
+/// none), the volumes and the placeholders of targets that do not exist. `None` when the
+/// task needs no namespace.
 fn plan(
     ctx: &TaskContext,
     placeholders: Option<&Placeholders>,
+    volumes: &Volumes,
 ) -> Result<Option<Vec<Step>>, RuntimeError> {
     let resolv = resolv_bind(ctx)?;
-    if ctx.files.is_empty() && resolv.is_none() {
+    let spec = &ctx.spec;
+    let mut steps = Vec::new();
+    if let Some(h) = &spec.hostname {
+        steps.push(Step::Hostname(cstr(h)?));
+    }
+    if !ctx.files.is_empty() || resolv.is_some() || !spec.mounts.is_empty() {
+        steps.push(Step::Private);
+        mount_steps(ctx, placeholders, volumes, &mut steps)?;
+        file_steps(ctx, placeholders, &mut steps)?;
+        if let Some((src, dst)) = resolv {
+            steps.push(Step::Bind { src, dst });
+        }
+    }
+    if steps.is_empty() {
         return Ok(None);
     }
+    // After the mounts, so that a working directory inside one is the mount's.
+    if let Some(w) = &spec.workdir {
+        steps.push(Step::MkdirAll(chain(w)?));
+        steps.push(Step::Chdir(cstr(w)?));
+    }
+    Ok(Some(steps))
+}
+
+/// Every directory from the root down to `path`, parents first (`/a/b` → `/a`, `/a/b`).
+fn chain(path: &str) -> Result<Vec<CString>, RuntimeError> {
+    let mut out = Vec::new();
+    let mut at = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        at = format!("{at}/{part}");
+        out.push(cstr(&at)?);
+    }
+    Ok(out)
+}
+
+/// The spec's `--mount`s, shallowest target first (so that one inside another is mounted in
+/// it, as Docker orders them): each source bound, or a tmpfs mounted, at its target.
+fn mount_steps(
+    ctx: &TaskContext,
+    placeholders: Option<&Placeholders>,
+    volumes: &Volumes,
+    steps: &mut Vec<Step>,
+) -> Result<(), RuntimeError> {
+    let mounts = &ctx.spec.mounts;
+    if mounts.len() > MOUNTS_MAX {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "{} mounts: at most {MOUNTS_MAX}",
+            mounts.len()
+        )));
+    }
+    let mut order: Vec<(usize, &Mount)> = mounts.iter().enumerate().collect();
+    order.sort_by_key(|(_, m)| m.target.matches('/').count());
+    let mut done: Vec<&str> = Vec::new();
+    for (index, m) in order {
+        let what = format!("mount {} at {}", m.kind.as_str(), m.target);
+        if !clean_absolute(&m.target) {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "{what}: the target is not a clean absolute path"
+            )));
+        }
+        if done.contains(&m.target.as_str()) {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "{what}: another mount has that target"
+            )));
+        }
+        let dst = cstr(&m.target)?;
+        let (src, is_file) = match m.kind {
+            MountKind::Volume => {
+                let dir = match placeholders {
+                    Some(_) => volumes.take(ctx.task_id, index, m)?,
+                    None => volumes.path(ctx.task_id, index, m),
+                };
+                (Some(dir), false)
+            }
+            MountKind::Bind => {
+                if !clean_absolute(&m.source) {
+                    return Err(RuntimeError::InvalidSpec(format!(
+                        "{what}: the source {:?} is not a clean absolute path",
+                        m.source
+                    )));
+                }
+                let meta = Path::new(&m.source).metadata().map_err(|e| {
+                    RuntimeError::InvalidSpec(format!(
+                        "{what}: the source {} cannot be used: {e}",
+                        m.source
+                    ))
+                })?;
+                (Some(PathBuf::from(&m.source)), !meta.is_dir())
+            }
+            MountKind::Tmpfs => (None, false),
+        };
+        // Inside an earlier mount of the task: its mount point is made in the namespace.
+        let inside = done.iter().any(|t| m.target.starts_with(&format!("{t}/")));
+        if inside {
+            if is_file {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "{what}: a file bound inside another mount of the task is not supported"
+                )));
+            }
+            steps.push(Step::MkdirAll(chain(&m.target)?));
+        } else if let Some(p) = placeholders {
+            if is_file {
+                p.take(Path::new(&m.target), ctx.task_id, &what)?;
+            } else {
+                p.take_dir(Path::new(&m.target), ctx.task_id, &what)?;
+            }
+        }
+        steps.push(match src {
+            Some(src) => Step::MountBind {
+                src: CString::new(src.as_os_str().as_bytes()).map_err(|_| {
+                    RuntimeError::InvalidSpec(format!("{what}: its source has a NUL byte"))
+                })?,
+                dst,
+                read_only: m.read_only,
+            },
+            None => {
+                let mut options = String::from("mode=1777");
+                if m.tmpfs_size_bytes > 0 {
+                    options.push_str(&format!(",size={}", m.tmpfs_size_bytes));
+                }
+                Step::MountTmpfs {
+                    dst,
+                    options: cstr(&options)?,
+                    read_only: m.read_only,
+                }
+            }
+        });
+        done.push(&m.target);
+    }
+    Ok(())
+}
+
+/// The task's secrets and configs, each bound read-only at its target.
+fn file_steps(
+    ctx: &TaskContext,
+    placeholders: Option<&Placeholders>,
+    steps: &mut Vec<Step>,
+) -> Result<(), RuntimeError> {
     let secrets_prefix = format!("{SECRETS_DIR}/");
-    let mut steps = vec![Step::Private];
     let mut dirs = std::collections::BTreeSet::new();
     let mut binds = Vec::new();
     let mut under_secrets = false;
@@ -280,10 +515,7 @@ fn plan(
         }
         steps.push(Step::Bind { src, dst });
     }
-    if let Some((src, dst)) = resolv {
-        steps.push(Step::Bind { src, dst });
-    }
-    Ok(Some(steps))
+    Ok(())
 }
 
 /// The task's own `resolv.conf` (its network namespace's, see `netns::resolv_path`) over the
@@ -298,36 +530,80 @@ fn resolv_bind(ctx: &TaskContext) -> Result<Option<(CString, CString)>, RuntimeE
     Ok(Some((src, cstr(RESOLV_CONF)?)))
 }
 
-/// Arranges for `cmd`'s child to see `ctx`'s files. As root: a private mount namespace made in
-/// the child before anything else runs there, then the task's ids (returned `None`: they are
-/// set here, after the mounts, not by std before them). Without root: the variables of
-/// [`file_env`]; `user` is returned unchanged.
+/// Arranges for `cmd`'s child to see `ctx`'s files and mounts, with its host name and in its
+/// working directory. As root: namespaces made in the child before anything else runs there
+/// (see [`plan`]), then the task's ids (returned `None`: they are set here, after the mounts,
+/// not by std before them). Without root: the variables of [`file_env`], no host name (a
+/// warning says so), and a task with mounts is refused; `user` is returned unchanged.
 pub(super) fn show_files(
     cmd: &mut std::process::Command,
     ctx: &TaskContext,
     user: Option<Credentials>,
     placeholders: Option<&Placeholders>,
+    volumes: &Volumes,
 ) -> Result<Option<Credentials>, RuntimeError> {
-    if ctx.files.is_empty() && ctx.dns.is_none() {
-        return Ok(user);
+    if let Some(h) = &ctx.spec.hostname
+        && !valid_hostname(h)
+    {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "hostname {h:?}: letters, digits, '-' and '.', at most {HOSTNAME_BYTES_MAX} bytes"
+        )));
+    }
+    if let Some(w) = &ctx.spec.workdir
+        && !clean_absolute(w)
+    {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "workdir {w:?} is not a clean absolute path"
+        )));
     }
     if !running_as_root() {
+        if !ctx.spec.mounts.is_empty() {
+            return Err(RuntimeError::InvalidSpec(
+                "mounts (volumes, binds, tmpfs) need the node to run as root on the process \
+                 runtime (each task gets a mount namespace of its own); this node does not"
+                    .into(),
+            ));
+        }
+        if placeholders.is_some()
+            && let Some(h) = &ctx.spec.hostname
+        {
+            tracing::warn!(task = %ctx.task_id, hostname = %h, "not running as root: the task's hostname is not applied (HOSTNAME is set)");
+        }
         cmd.envs(file_env(&ctx.files));
+        workdir_outside(cmd, ctx, placeholders.is_some())?;
         return Ok(user);
     }
-    let Some(steps) = plan(ctx, placeholders)? else {
+    let Some(steps) = plan(ctx, placeholders, volumes)? else {
+        workdir_outside(cmd, ctx, placeholders.is_some())?;
         return Ok(user);
     };
     in_namespace(cmd, steps, user);
     Ok(None)
 }
 
+/// The working directory of a task that has no namespace: made on the host when missing
+/// (starting; Docker makes it too), entered by std before the task runs.
+fn workdir_outside(
+    cmd: &mut std::process::Command,
+    ctx: &TaskContext,
+    starting: bool,
+) -> Result<(), RuntimeError> {
+    if let Some(w) = &ctx.spec.workdir {
+        if starting {
+            std::fs::create_dir_all(w)
+                .map_err(|e| RuntimeError::Failed(format!("making the workdir {w}: {e}")))?;
+        }
+        cmd.current_dir(w);
+    }
+    Ok(())
+}
+
 /// Registers the child's namespace set-up; it runs before the shim's own (see
 /// `process::supervise`), which is registered later.
 ///
 /// `unsafe` because the closure runs in the forked child of a threaded process: it calls only
-/// `unshare`, `mount`, `mkdir`, `open`, `close`, `setgroups`, `setgid` and `setuid`, all
-/// async-signal-safe, on paths made before the fork, and allocates nothing.
+/// `unshare`, `sethostname`, `mount`, `mkdir`, `chdir`, `open`, `close`, `setgroups`, `setgid`
+/// and `setuid`, all async-signal-safe, on paths made before the fork, and allocates nothing.
 #[allow(unsafe_code)]
 fn in_namespace(cmd: &mut std::process::Command, steps: Vec<Step>, user: Option<Credentials>) {
     use std::os::unix::process::CommandExt;
@@ -344,17 +620,76 @@ fn in_namespace(cmd: &mut std::process::Command, steps: Vec<Step>, user: Option<
                     Ok(())
                 }
             };
-            check(libc::unshare(libc::CLONE_NEWNS))?;
             let null = std::ptr::null::<libc::c_char>();
+            let remount_ro = |dst: &CString, extra: libc::c_ulong| {
+                check(libc::mount(
+                    null,
+                    dst.as_ptr(),
+                    null,
+                    libc::MS_REMOUNT | libc::MS_RDONLY | extra,
+                    std::ptr::null(),
+                ))
+            };
             for step in &steps {
                 match step {
-                    Step::Private => check(libc::mount(
-                        null,
-                        root.as_ptr(),
-                        null,
-                        libc::MS_REC | libc::MS_PRIVATE,
-                        std::ptr::null(),
-                    ))?,
+                    Step::Hostname(name) => {
+                        check(libc::unshare(libc::CLONE_NEWUTS))?;
+                        check(libc::sethostname(name.as_ptr(), name.as_bytes().len()))?;
+                    }
+                    Step::Private => {
+                        check(libc::unshare(libc::CLONE_NEWNS))?;
+                        check(libc::mount(
+                            null,
+                            root.as_ptr(),
+                            null,
+                            libc::MS_REC | libc::MS_PRIVATE,
+                            std::ptr::null(),
+                        ))?
+                    }
+                    Step::MountBind {
+                        src,
+                        dst,
+                        read_only,
+                    } => {
+                        check(libc::mount(
+                            src.as_ptr(),
+                            dst.as_ptr(),
+                            null,
+                            libc::MS_BIND | libc::MS_REC,
+                            std::ptr::null(),
+                        ))?;
+                        if *read_only {
+                            remount_ro(dst, libc::MS_BIND)?;
+                        }
+                    }
+                    Step::MountTmpfs {
+                        dst,
+                        options,
+                        read_only,
+                    } => {
+                        let flags = libc::MS_NOSUID | libc::MS_NODEV;
+                        check(libc::mount(
+                            tmpfs.as_ptr(),
+                            dst.as_ptr(),
+                            tmpfs.as_ptr(),
+                            flags,
+                            options.as_ptr().cast(),
+                        ))?;
+                        if *read_only {
+                            remount_ro(dst, flags)?;
+                        }
+                    }
+                    Step::MkdirAll(dirs) => {
+                        for d in dirs {
+                            if libc::mkdir(d.as_ptr(), 0o755) != 0 {
+                                let e = io::Error::last_os_error();
+                                if e.raw_os_error() != Some(libc::EEXIST) {
+                                    return Err(e);
+                                }
+                            }
+                        }
+                    }
+                    Step::Chdir(dir) => check(libc::chdir(dir.as_ptr()))?,
                     Step::Tmpfs(dir) => check(libc::mount(
                         tmpfs.as_ptr(),
                         dir.as_ptr(),

@@ -46,6 +46,7 @@ use tracing::{debug, info, warn};
 
 use super::mounts::{Placeholders, running_as_root, show_files};
 use super::user::Credentials;
+use super::volumes::Volumes;
 use super::{RuntimeError, TaskContext};
 use crate::model::{NetworkAttachment, NodeId, PortConfig, TaskId};
 
@@ -544,12 +545,13 @@ pub(super) fn enter_namespaces(
     user: Option<Credentials>,
     net: Option<&TaskNet>,
     placeholders: Option<&Placeholders>,
+    volumes: &Volumes,
 ) -> Result<Option<Credentials>, RuntimeError> {
     let Some(net) = net else {
-        return show_files(cmd.as_std_mut(), ctx, user, placeholders);
+        return show_files(cmd.as_std_mut(), ctx, user, placeholders, volumes);
     };
     join(cmd.as_std_mut(), open(net)?);
-    if let Some(user) = show_files(cmd.as_std_mut(), ctx, user, placeholders)? {
+    if let Some(user) = show_files(cmd.as_std_mut(), ctx, user, placeholders, volumes)? {
         become_user(cmd.as_std_mut(), user);
     }
     Ok(None)

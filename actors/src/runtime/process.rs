@@ -55,6 +55,7 @@ use tracing::{debug, info, warn};
 use super::mounts::Placeholders;
 use super::netns::{self, Nets, TaskNet, enter_namespaces, network_isolation, release_network};
 use super::user::{Credentials, resolve_on_host};
+use super::volumes::{Volumes, VolumesRemoved};
 use super::{
     LOG_LINES_MAX, LogBuffer, LogLine, LogStream, Orphan, OrphanAction, RuntimeError,
     RuntimeFuture, TaskContext, TaskEndpoint, TaskRuntime, exit_code,
@@ -89,6 +90,8 @@ struct Inner {
     tasks: Mutex<BTreeMap<TaskId, Arc<Proc>>>,
     /// Mount points made on the host for targets that did not exist (see `mounts`).
     placeholders: Placeholders,
+    /// The node's named volumes, `<data-dir>/volumes` (see `volumes`).
+    volumes: Volumes,
     /// The network namespaces of tasks that have one (see `netns`), until their process exits.
     /// Shared with the exit watchers, which must not hold `Inner` (its spawner would outlive
     /// the runtime, and the tasks with it).
@@ -107,10 +110,15 @@ pub struct ProcessRuntime {
 }
 
 impl ProcessRuntime {
-    /// A runtime keeping pid files in `tasks_dir` (created if missing). Must be called inside a
-    /// tokio runtime: its spawner thread spawns children into it.
+    /// A runtime keeping pid files in `tasks_dir` (created if missing), and named volumes in
+    /// `volumes` beside it (`<data-dir>/tasks` → `<data-dir>/volumes`, made on first use).
+    /// Must be called inside a tokio runtime: its spawner thread spawns children into it.
     pub fn new(tasks_dir: PathBuf) -> io::Result<Self> {
         std::fs::create_dir_all(&tasks_dir)?;
+        let volumes = tasks_dir
+            .parent()
+            .unwrap_or(&tasks_dir)
+            .join(VOLUMES_DIR_NAME);
         let handle = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
         std::thread::Builder::new()
@@ -127,6 +135,7 @@ impl ProcessRuntime {
         Ok(ProcessRuntime {
             inner: Arc::new(Inner {
                 placeholders: Placeholders::new(&tasks_dir),
+                volumes: Volumes::new(volumes),
                 tasks_dir,
                 spawner: tx,
                 tasks: Mutex::new(BTreeMap::new()),
@@ -207,20 +216,28 @@ impl ProcessRuntime {
         port_env: Vec<(String, String)>,
     ) -> Result<(), RuntimeError> {
         let task = ctx.task_id;
-        let mut cmd = Command::new(&ctx.spec.image);
-        cmd.args(&ctx.spec.args)
+        let (program, before) = program_of(ctx);
+        let mut cmd = Command::new(program);
+        cmd.args(before)
+            .args(&ctx.spec.args)
             .envs(ctx.env())
+            .envs(ctx.spec.hostname.as_ref().map(|h| ("HOSTNAME", h)))
             .envs(port_env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // Before the shim's set-up: the namespaces (as root) come first.
-        let user = enter_namespaces(&mut cmd, ctx, user, net, Some(&self.inner.placeholders))?;
+        let user = enter_namespaces(
+            &mut cmd,
+            ctx,
+            user,
+            net,
+            Some(&self.inner.placeholders),
+            &self.inner.volumes,
+        )?;
 
         let mut child = self.spawn(cmd, user).await.map_err(|e| match e {
-            RuntimeError::Failed(m) => {
-                RuntimeError::Failed(format!("starting {}: {m}", ctx.spec.image))
-            }
+            RuntimeError::Failed(m) => RuntimeError::Failed(format!("starting {program}: {m}")),
             e => e,
         })?;
         let pid = child
@@ -334,6 +351,18 @@ fn task_user(ctx: &TaskContext) -> Result<Option<Credentials>, RuntimeError> {
         .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))
 }
 
+/// Where named volumes live, beside the tasks directory.
+pub const VOLUMES_DIR_NAME: &str = "volumes";
+
+/// What a task runs: the first word of its entrypoint, or IMAGE; and the entrypoint's other
+/// words, which come before the spec's args.
+fn program_of(ctx: &TaskContext) -> (&str, &[String]) {
+    match ctx.spec.entrypoint.split_first() {
+        Some((first, rest)) => (first, rest),
+        None => (&ctx.spec.image, &[]),
+    }
+}
+
 /// Finds a program as `execvp` would: a name with a slash as it is, others along PATH.
 pub(super) fn find_program(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -363,13 +392,14 @@ impl TaskRuntime for ProcessRuntime {
 
     fn prepare<'a>(&'a self, ctx: &'a TaskContext) -> RuntimeFuture<'a, ()> {
         Box::pin(async move {
-            if ctx.spec.image.is_empty() {
+            let (program, _) = program_of(ctx);
+            if program.is_empty() {
                 return Err(RuntimeError::InvalidSpec("no program given".into()));
             }
             task_user(ctx)?;
-            match find_program(&ctx.spec.image) {
+            match find_program(program) {
                 Some(_) => Ok(()),
-                None => Err(RuntimeError::NoSuchImage(ctx.spec.image.clone())),
+                None => Err(RuntimeError::NoSuchImage(program.to_string())),
             }
         })
     }
@@ -396,6 +426,9 @@ impl TaskRuntime for ProcessRuntime {
             let launched = self.launch(ctx, user, net.as_ref(), env).await;
             if launched.is_err() {
                 release_network(&self.inner.nets, self.cni.as_deref(), &self.endpoints, task).await;
+                // Nothing runs that could use them.
+                self.inner.volumes.release(task);
+                self.inner.placeholders.release(task);
             }
             launched
         })
@@ -478,7 +511,8 @@ impl TaskRuntime for ProcessRuntime {
                 .expect("nets lock")
                 .get(&ctx.task_id)
                 .cloned();
-            let user = enter_namespaces(&mut cmd, ctx, user, net.as_ref(), None)?;
+            let user =
+                enter_namespaces(&mut cmd, ctx, user, net.as_ref(), None, &self.inner.volumes)?;
             let mut child = self.spawn(cmd, user).await?;
             let pid = child.id().and_then(|p| i32::try_from(p).ok());
             match tokio::time::timeout(Duration::from_millis(check.timeout_ms), child.wait()).await
@@ -524,9 +558,25 @@ impl TaskRuntime for ProcessRuntime {
                 }
                 let _ = std::fs::remove_file(&proc.pid_file); // the exit watcher may have
             }
+            // Its process is gone: its volumes may be removed now.
+            self.inner.volumes.release(task);
             // Its exit released them already, unless it never ran.
             release_network(&self.inner.nets, self.cni.as_deref(), &self.endpoints, task).await;
             Ok(())
+        })
+    }
+
+    fn remove_volumes<'a>(
+        &'a self,
+        label: &'a str,
+        value: &'a str,
+    ) -> RuntimeFuture<'a, VolumesRemoved> {
+        Box::pin(async move {
+            let done = self.inner.volumes.remove_labelled(label, value)?;
+            if !done.removed.is_empty() {
+                info!(volumes = ?done.removed, dir = %self.inner.volumes.dir().display(), "removed volumes");
+            }
+            Ok(done)
         })
     }
 

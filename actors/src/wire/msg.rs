@@ -47,6 +47,12 @@ pub enum Request {
     /// answer is `TunnelOpen` or `Failed`, and after `TunnelOpen` the stream carries the
     /// connection's bytes.
     Tunnel(super::TunnelRequest),
+    /// Removes the answering node's named volumes labelled `label=value` that none of its
+    /// tasks uses (`stack rm`: the stack's namespace label). Managers only.
+    RemoveVolumes {
+        label: String,
+        value: String,
+    },
 }
 
 /// Most task statuses in one session report; more wait for the next one.
@@ -166,6 +172,8 @@ pub enum Response {
     },
     /// Lines per task, oldest first; tasks this node does not know are left out.
     Logs(Vec<(TaskId, Vec<LogLine>)>),
+    /// What [`Request::RemoveVolumes`] did on the answering node.
+    VolumesRemoved(crate::runtime::VolumesRemoved),
     Failed(WireFailure),
 }
 

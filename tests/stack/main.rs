@@ -1,0 +1,315 @@
+//! End-to-end test of stacks: the tutorial's `wordpress.yml`, adapted to process tasks, on
+//! three real `swarm-node` processes, each in its own network namespace (`lab.rs`).
+//!
+//! - `db` reads its two password files from `/run/secrets`, keeps its data in the named volume
+//!   `db_data` (mounted at `/var/lib/mysql` in the task's mount namespace), takes a few seconds
+//!   to get ready (it writes `ready` into its volume), then serves; its health check looks for
+//!   `ready` in the volume, as the task sees it.
+//! - `wordpress` depends on `db` with `condition: service_healthy` and needs it: at start it
+//!   asks `db` by name over the stack's network and fails without an answer; then it serves
+//!   on a published port.
+//!
+//! Both write the times they reached each step into the test's folder (all nodes share the
+//! machine's clock), so the test compares them: wordpress started only after db was ready.
+//! Needs root, `ip netns`, iptables and curl: without them it skips with the reason, or fails
+//! under `CI=true`. Node port 29301, published ports 29380 and 29381.
+
+// Tests run real processes in real time: clocks and sleeps are theirs to use.
+#![allow(clippy::disallowed_methods)]
+#[path = "../common/mod.rs"]
+mod common;
+
+mod lab;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{phase, wait_until};
+use lab::{Cluster, LIMIT, read_ns, skip};
+
+/// How long db waits before it is ready: long enough that a wordpress started without
+/// waiting for it would have started well before.
+const DB_DELAY_S: u64 = 4;
+
+/// The compose file, with the published port and the test's folder filled in.
+fn wordpress_yml(port: u16, out: &Path) -> String {
+    let out = out.display();
+    format!(
+        r#"version: "3.8"
+services:
+  db:
+    image: busybox
+    x-swarm-runtime: process
+    entrypoint: ["sh", "-c"]
+    command:
+      - |
+        date +%s%N > {out}/db-start
+        test -s /run/secrets/db_password && test -s /run/secrets/db_root_password || exit 3
+        mkdir -p /var/lib/mysql/www
+        cat /run/secrets/db_password > /var/lib/mysql/www/index.html
+        sleep {DB_DELAY_S}
+        date +%s%N > {out}/db-ready
+        echo yes > /var/lib/mysql/ready
+        exec busybox httpd -f -p 3306 -h /var/lib/mysql/www
+    volumes:
+      - db_data:/var/lib/mysql
+    environment:
+      MYSQL_ROOT_PASSWORD_FILE: /run/secrets/db_root_password
+      MYSQL_DATABASE: wordpress
+      MYSQL_USER: wordpress
+      MYSQL_PASSWORD_FILE: /run/secrets/db_password
+    secrets:
+      - db_root_password
+      - db_password
+    healthcheck:
+      test: ["CMD-SHELL", "test -s /var/lib/mysql/ready"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+  wordpress:
+    depends_on:
+      db:
+        condition: service_healthy
+    image: busybox
+    x-swarm-runtime: process
+    entrypoint: ["sh", "-c"]
+    command:
+      - |
+        date +%s%N > {out}/wp-start-$$SWARM_TASK_ID
+        busybox wget -q -T 3 -O {out}/wp-db-$$SWARM_TASK_ID http://db:3306/ || exit 4
+        mkdir -p {out}/www-$$SWARM_TASK_ID
+        echo wordpress > {out}/www-$$SWARM_TASK_ID/index.html
+        exec busybox httpd -f -p 80 -h {out}/www-$$SWARM_TASK_ID
+    ports:
+      - "{port}:80"
+    environment:
+      WORDPRESS_DB_HOST: db:3306
+      WORDPRESS_DB_USER: wordpress
+      WORDPRESS_DB_PASSWORD_FILE: /run/secrets/db_password
+      WORDPRESS_DB_NAME: wordpress
+    secrets:
+      - db_password
+    deploy:
+      restart_policy:
+        condition: on-failure
+        delay: 1s
+secrets:
+  db_password:
+    file: db_password.txt
+  db_root_password:
+    file: db_root_password.txt
+volumes:
+  db_data:
+"#
+    )
+}
+
+fn write_files(dir: &Path, port: u16, out: &Path) -> std::path::PathBuf {
+    std::fs::write(dir.join("db_password.txt"), "wp-secret-7f3a\n").unwrap();
+    std::fs::write(dir.join("db_root_password.txt"), "root-secret-c41d\n").unwrap();
+    let file = dir.join("wordpress.yml");
+    std::fs::write(&file, wordpress_yml(port, out)).unwrap();
+    file
+}
+
+fn deploy(c: &Cluster, file: &Path) -> String {
+    let f = file.display().to_string();
+    let out = c
+        .n1()
+        .cli_within(
+            Duration::from_secs(120),
+            &["stack", "deploy", "-c", &f, "wpstack"],
+        )
+        .expect("stack deploy answers");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "stack deploy failed: {text}");
+    text
+}
+
+/// The first file whose name starts with `prefix` in `dir`, with its number.
+fn first_time(dir: &Path, prefix: &str) -> Option<u128> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter_map(|e| read_ns(&e.path()))
+        .min()
+}
+
+#[test]
+fn the_tutorials_wordpress_stack_deploys_in_order_redeploys_and_goes_away() {
+    if skip("the_tutorials_wordpress_stack…") {
+        return;
+    }
+    let c = Cluster::form(lab::NET);
+    let files = c.dir("files");
+    let out = c.dir("out");
+
+    phase("deploy: networks, secrets and services are created, db first");
+    let file = write_files(&files, 29380, &out);
+    let text = deploy(&c, &file);
+    for line in [
+        "Creating network wpstack_default",
+        "Creating secret wpstack_db_password",
+        "Creating secret wpstack_db_root_password",
+        "Creating service wpstack_db",
+        "Creating service wpstack_wordpress",
+    ] {
+        assert!(text.contains(line), "{line:?} not in: {text}");
+    }
+    let db_at = text.find("Creating service wpstack_db").unwrap();
+    let wp_at = text.find("Creating service wpstack_wordpress").unwrap();
+    assert!(db_at < wp_at, "dependencies first: {text}");
+
+    phase("both services converge; wordpress serves on the published port from every node");
+    let db = c.wait_running("wpstack_db", 1);
+    let wp = c.wait_running("wpstack_wordpress", 1);
+    for node in ["n1", "n2", "n3"] {
+        let ok = wait_until(LIMIT, || {
+            c.http_get(node, 29380, "/").as_deref() == Some("wordpress")
+        });
+        assert!(ok, "wordpress did not answer on {node}:29380");
+    }
+
+    phase("wordpress started only after db was ready (and db took its delay to get there)");
+    let db_start = read_ns(&out.join("db-start")).expect("db wrote its start");
+    let db_ready = read_ns(&out.join("db-ready")).expect("db wrote when it was ready");
+    let wp_start = first_time(&out, "wp-start-").expect("wordpress wrote its start");
+    assert!(
+        db_ready >= db_start + u128::from(DB_DELAY_S - 1) * 1_000_000_000,
+        "db's delay: start {db_start}, ready {db_ready}"
+    );
+    assert!(
+        wp_start > db_ready,
+        "wordpress started at {wp_start}, before db was ready at {db_ready}"
+    );
+    let wp_tasks = c.n1().service_ps("wpstack_wordpress");
+    assert_eq!(
+        wp_tasks.len(),
+        1,
+        "wordpress never failed for want of db: {wp_tasks:?}"
+    );
+    let from_db = first_time(&out, "wp-db-");
+    assert!(
+        from_db.is_none(),
+        "the page wordpress read is text, not a time"
+    );
+    let read: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("wp-db-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(
+        read,
+        ["wp-secret-7f3a\n"],
+        "wordpress reached db by name; db read its secret"
+    );
+
+    phase("db's volume is a directory of the node that runs db, with db's data in it");
+    let db_node = db.values().next().unwrap()["Node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let vols = c.volumes();
+    assert_eq!(
+        vols,
+        [(db_node.clone(), "wpstack_db_data".to_string())],
+        "{vols:?}"
+    );
+    let node_dir = &c.nodes.iter().find(|n| n.name == db_node).unwrap().dir;
+    assert_eq!(
+        std::fs::read_to_string(node_dir.join("volumes/wpstack_db_data/ready")).unwrap(),
+        "yes\n"
+    );
+
+    phase("stack ls, stack services and stack ps show the stack and only it");
+    let ls = c.n1().ok(&["stack", "ls"]);
+    assert!(ls.contains("NAME") && ls.contains("SERVICES"), "{ls}");
+    assert!(
+        ls.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["wpstack", "2"]),
+        "{ls}"
+    );
+    let services = c.n1().ok(&["stack", "services", "wpstack"]);
+    assert!(
+        services.contains("wpstack_db") && services.contains("wpstack_wordpress"),
+        "{services}"
+    );
+    assert!(services.contains("*:29380->80/tcp"), "{services}");
+    let ps = c.n1().ok(&["stack", "ps", "wpstack"]);
+    assert!(
+        ps.contains("wpstack_db.1") && ps.contains("wpstack_wordpress.1"),
+        "{ps}"
+    );
+    assert!(ps.contains("Running"), "{ps}");
+
+    phase("edit the published port and deploy again: only wordpress is updated");
+    let file = write_files(&files, 29381, &out);
+    deploy(&c, &file);
+    let ok = wait_until(LIMIT, || {
+        let now = c.running("wpstack_wordpress");
+        now.len() == 1 && now.keys().all(|id| !wp.contains_key(id))
+    });
+    assert!(
+        ok,
+        "wordpress was not replaced: {:?}",
+        c.n1().service_ps("wpstack_wordpress")
+    );
+    let ok = wait_until(LIMIT, || {
+        c.http_get("n2", 29381, "/").as_deref() == Some("wordpress")
+    });
+    assert!(ok, "wordpress did not answer on the new port 29381");
+    assert!(
+        c.http_get("n2", 29380, "/").is_none(),
+        "the old port is closed"
+    );
+    let db_now = c.running("wpstack_db");
+    assert_eq!(
+        db_now.keys().collect::<Vec<_>>(),
+        db.keys().collect::<Vec<_>>(),
+        "db was left alone"
+    );
+    assert_eq!(
+        c.n1().service_ps("wpstack_db").len(),
+        1,
+        "db has no other task"
+    );
+
+    phase("stack rm leaves nothing: services, secrets, network, volumes");
+    let rm = c
+        .n1()
+        .cli_within(Duration::from_secs(150), &["stack", "rm", "wpstack"])
+        .expect("stack rm answers");
+    let text =
+        String::from_utf8_lossy(&rm.stdout).into_owned() + &String::from_utf8_lossy(&rm.stderr);
+    assert!(rm.status.success(), "stack rm failed: {text}");
+    for line in [
+        "Removing service wpstack_db",
+        "Removing service wpstack_wordpress",
+        "Removing secret wpstack_db_password",
+        "Removing network wpstack_default",
+    ] {
+        assert!(text.contains(line), "{line:?} not in: {text}");
+    }
+    let ok = wait_until(LIMIT, || {
+        c.n1().ok(&["service", "ls", "-q"]).trim().is_empty()
+            && !c.n1().ok(&["secret", "ls"]).contains("wpstack")
+            && !c.n1().ok(&["network", "ls"]).contains("wpstack")
+            && c.volumes().is_empty()
+    });
+    assert!(
+        ok,
+        "left behind: services {:?}, secrets {:?}, networks {:?}, volumes {:?}",
+        c.n1().ok(&["service", "ls"]),
+        c.n1().ok(&["secret", "ls"]),
+        c.n1().ok(&["network", "ls"]),
+        c.volumes()
+    );
+    let ls = c.n1().ok(&["stack", "ls"]);
+    assert!(!ls.contains("wpstack"), "{ls}");
+}
