@@ -20,7 +20,6 @@
 mod cmd;
 mod control;
 mod output;
-#[allow(dead_code, unused_imports)] // used by the stack commands, which land next
 mod stack;
 
 use clap::Parser;

@@ -152,8 +152,13 @@ async fn remove(
             failed.push(format!("network {name}: {e:#}"));
         }
     }
-    if let Err(e) = remove_stack_volumes(client, stack).await {
-        failed.push(format!("volumes: {e:#}"));
+    match crate::control::volumes::remove_stack_volumes(client, stack).await {
+        Ok(removed) => {
+            for name in removed {
+                writeln!(out, "Removing volume {name}")?;
+            }
+        }
+        Err(e) => failed.push(format!("volumes: {e:#}")),
     }
     Ok(())
 }
@@ -173,14 +178,6 @@ async fn remove_network(client: &Client, name: &str, deadline: Instant) -> anyho
             Err(e) => return Err(e),
         }
     }
-}
-
-/// STACK VOLUMES CALL SITE: removes the volumes labelled with `stack` on every node (named
-/// volumes are made by each node's runtime on first use). The runtimes' removal, and the
-/// control request that asks every node for it, fill this in.
-pub async fn remove_stack_volumes(client: &Client, stack: &str) -> anyhow::Result<()> {
-    let _ = (client, stack);
-    Ok(())
 }
 
 #[cfg(test)]
