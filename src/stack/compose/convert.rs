@@ -390,12 +390,10 @@ fn network(s: &Scope, name: &str, n: &Node, key: &str) -> Result<StackNetwork, C
             &format!("{key}.ipam"),
             &["driver", "config", "options"],
         )?;
-        if let Some(Value::Seq(configs)) = ipam.get("config").map(|c| &c.v) {
-            if let Some(first) = configs.first() {
-                if let Some(sn) = first.get("subnet") {
-                    subnet = Some(text(l, sn, &format!("{key}.ipam.config[0].subnet"))?);
-                }
-            }
+        if let Some(Value::Seq(configs)) = ipam.get("config").map(|c| &c.v)
+            && let Some(sn) = configs.first().and_then(|first| first.get("subnet"))
+        {
+            subnet = Some(text(l, sn, &format!("{key}.ipam.config[0].subnet"))?);
         }
     }
     let attachable = n

@@ -214,10 +214,8 @@ pub fn interpolate_node(
     path: &str,
 ) -> Result<(), (u32, String, String)> {
     match &mut node.v {
-        Value::Str(s) => {
-            if s.contains('$') {
-                *s = interpolate(s, vars).map_err(|e| (node.line, path.to_string(), e))?;
-            }
+        Value::Str(s) if s.contains('$') => {
+            *s = interpolate(s, vars).map_err(|e| (node.line, path.to_string(), e))?;
         }
         Value::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {
