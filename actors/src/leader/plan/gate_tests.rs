@@ -258,7 +258,7 @@ fn started_tasks_are_left_alone_when_a_dependency_fails_and_replacements_wait() 
     let p = run(&nodes, &services, &tasks, &BTreeMap::new());
     let put = puts(&p);
     assert!(
-        put.get(&TaskId(2)).is_none(),
+        !put.contains_key(&TaskId(2)),
         "the running task is not stopped"
     );
     let new: Vec<_> = (put.values())
