@@ -110,18 +110,21 @@ pub fn actions(plan: &StackPlan, existing: &Existing, prune: bool) -> Result<Vec
             return Err(format!("{} {} has no data", f.kind.as_str(), f.name));
         }
     }
+    let mut services = Vec::new();
     for s in &plan.services {
-        // The node resolves a ref's target as `service create` does; checked the same way.
-        let mut spec = s.spec.clone();
+        // A ref's target as `service create --secret` resolves it (relative: under
+        // /run/secrets for a secret, under / for a config), which the node expects.
+        let mut s = s.clone();
         for (kind, refs) in [
-            (FileKind::Secret, &mut spec.task.secrets),
-            (FileKind::Config, &mut spec.task.configs),
+            (FileKind::Secret, &mut s.spec.task.secrets),
+            (FileKind::Config, &mut s.spec.task.configs),
         ] {
             for r in refs {
                 r.target = kind.target_path(&r.name, &r.target);
             }
         }
-        validate_spec(&spec).map_err(|e| format!("service {}: {e}", s.spec.name))?;
+        validate_spec(&s.spec).map_err(|e| format!("service {}: {e}", s.spec.name))?;
+        services.push(s);
     }
     let mut out = Vec::new();
     if prune {
@@ -152,13 +155,13 @@ pub fn actions(plan: &StackPlan, existing: &Existing, prune: bool) -> Result<Vec
             exists: held.contains(&f.name),
         });
     }
-    for s in &plan.services {
+    for s in services {
         out.push(match existing.services.get(&s.spec.name) {
             Some(id) => Action::UpdateService {
-                service: s.clone(),
                 id: id.clone(),
+                service: s,
             },
-            None => Action::CreateService(s.clone()),
+            None => Action::CreateService(s),
         });
     }
     Ok(out)
@@ -369,7 +372,23 @@ mod tests {
 
     #[test]
     fn a_first_deploy_creates_everything_in_order() {
-        let steps = actions(&plan(), &Existing::default(), false).unwrap();
+        let mut p = plan();
+        p.services[0].spec.task.secrets = vec![swarm_actors::model::FileRef {
+            id: swarm_actors::model::SecretId::UNKNOWN,
+            name: "wp_db_password".into(),
+            target: "db_password".into(),
+            uid: 0,
+            gid: 0,
+            mode: 0o444,
+        }];
+        let steps = actions(&p, &Existing::default(), false).unwrap();
+        let Action::CreateService(db) = &steps[2] else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(
+            db.spec.task.secrets[0].target, "/run/secrets/db_password",
+            "a relative target is resolved as `service create --secret` resolves it"
+        );
         assert_eq!(
             names(&steps),
             [
