@@ -235,6 +235,10 @@ fn print_report(r: &SimReport) {
             m.services_max,
             m.backends_max
         );
+        println!(
+            "depends_on {} task-passes held back for a dependency",
+            sv.gated
+        );
     } else {
         println!("services off");
     }

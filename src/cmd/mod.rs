@@ -3,8 +3,9 @@
 mod network;
 mod node;
 mod secret;
-mod service;
+pub(crate) mod service;
 mod shell;
+mod stack;
 mod start;
 mod swarm;
 pub mod units;
@@ -65,6 +66,10 @@ pub enum Command {
     /// Manage configs: like secrets, but their data can be read back with `config inspect`.
     #[command(subcommand)]
     Config(secret::FileCmd),
+    /// Deploy and manage whole applications from compose files (`deploy`, `ls`, `services`,
+    /// `ps`, `rm`, `config`).
+    #[command(subcommand)]
+    Stack(stack::StackCmd),
     /// The admin shell: every command, plus `actors` and `send`.
     Shell,
     /// List the named actors on the node.
@@ -103,6 +108,7 @@ pub async fn run_client(
         Command::Service(cmd) => service::run(cmd, client, out).await,
         Command::Secret(cmd) => secret::run(FileKind::Secret, cmd, client, out).await,
         Command::Config(cmd) => secret::run(FileKind::Config, cmd, client, out).await,
+        Command::Stack(cmd) => stack::run(cmd, client, out).await,
         Command::Shell => shell::run(client).await,
         Command::Actors => shell::actors(client, out).await,
         Command::Send { actor, msg, args } => {

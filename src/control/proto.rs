@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use swarm_actors::model::{
-    Availability, EndpointMode, FailureAction, FileKind, FileRef, HealthCheck, PortConfig,
+    Availability, EndpointMode, FailureAction, FileKind, FileRef, HealthCheck, Mount, PortConfig,
     PortProtocol, RestartCondition, Role, SecretBytes, Service, ServiceSpec, TaskState,
     UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
 };
@@ -63,6 +63,15 @@ pub enum ControlRequest {
     ServiceRm {
         service: String,
     },
+    /// `stack deploy` of a service that exists: its whole spec replaced by `spec` (named by
+    /// `spec.name`, networks as in `ServiceCreate`), rolled out with the new spec's update
+    /// config as `service update` does. When the resolved spec equals the stored one, nothing
+    /// is written and the answer says so ([`ControlResponse::Applied`] with `changed: false`).
+    ServiceReplace {
+        spec: Box<ServiceSpec>,
+        #[serde(default)]
+        networks: Vec<NetworkArg>,
+    },
     /// The tasks of a service, history included.
     ServicePs {
         service: String,
@@ -114,6 +123,16 @@ pub enum ControlRequest {
     },
     SecretLs {
         kind: FileKind,
+    },
+    /// `stack deploy` of a secret or config: made when missing; when one of the name exists,
+    /// its data must be the same (secrets and configs are immutable: a change is refused and
+    /// nothing is written) and its labels become `labels`. The node compares the data: no
+    /// answer carries it back.
+    SecretDeploy {
+        kind: FileKind,
+        name: String,
+        labels: Vec<(String, String)>,
+        data: SecretBytes,
     },
     /// By name, full ID or unique ID prefix; a config's answer carries its data, a secret's
     /// never does.
@@ -175,6 +194,12 @@ pub enum ControlResponse {
         unreachable: Vec<String>,
     },
     Error(String),
+    /// `ServiceReplace` and `SecretDeploy`: the object's ID, and whether anything was written
+    /// (a replaced spec, a secret made or its labels changed).
+    Applied {
+        id: String,
+        changed: bool,
+    },
     // Secrets and configs
     /// Secrets or configs, metadata only (a config's data with `config inspect`).
     Secrets(Vec<SecretDoc>),
@@ -251,6 +276,25 @@ pub struct ServiceChange {
     /// `--endpoint-mode`.
     #[serde(default)]
     pub endpoint_mode: Option<EndpointMode>,
+    /// `--entrypoint`: all of it replaced (an empty list: the image's own again, Docker's
+    /// `--entrypoint ""`).
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// `--workdir` (empty: none).
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// `--hostname` (empty: none).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// `--mount-rm` (by target), then `--mount-add` (a mount on a target the service has
+    /// replaces it).
+    #[serde(default)]
+    pub mount_rm: Vec<String>,
+    #[serde(default)]
+    pub mount_add: Vec<Mount>,
+    /// `--replicas-max-per-node` (0: no limit).
+    #[serde(default)]
+    pub max_replicas: Option<u64>,
 }
 
 /// One `--network` (or `--network-add`): a network by name or ID, with the service's aliases
@@ -419,6 +463,10 @@ pub struct ServiceInfo {
     pub desired: u64,
     pub image: String,
     pub ports: String,
+    /// The service's labels: `stack ls` and `stack services` find a stack's services by
+    /// `com.docker.stack.namespace`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A network as `network ls` and `network inspect` show it.

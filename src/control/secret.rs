@@ -335,6 +335,68 @@ pub async fn update_labels(
     cas::retrying(|| update_labels_once(&store, kind, name, label_add, label_rm)).await
 }
 
+/// `stack deploy` of a secret or config: made when missing, else left as it is when its data
+/// is the same (its labels set to `labels` when they differ). Different data is refused:
+/// secrets and configs are immutable. The object's ID, and whether anything was written.
+pub async fn deploy(
+    ctx: &ControlContext,
+    kind: FileKind,
+    name: &str,
+    labels: &[(String, String)],
+    data: SecretBytes,
+) -> Result<(String, bool), String> {
+    let store = manager_store(ctx).await?;
+    let wanted = validate_create(kind, name, labels, data.expose())?;
+    let existing = files(&store, kind)
+        .await?
+        .into_iter()
+        .find(|f| f.secret.name == name);
+    let Some(found) = existing else {
+        return create(ctx, kind, name, labels, data)
+            .await
+            .map(|id| (id, true));
+    };
+    let id = found.secret.id.to_string();
+    match redeploy(&found.secret, &wanted, data.expose())? {
+        None => Ok((id, false)),
+        Some((add, rm)) => update_labels(ctx, kind, name, &add, &rm)
+            .await
+            .map(|id| (id, true)),
+    }
+}
+
+/// Labels to set, and label keys to remove.
+pub type LabelChange = (Vec<(String, String)>, Vec<String>);
+
+/// What a deploy over the stored `secret` changes: nothing (`None`), or its labels (the ones
+/// to set and the keys to remove); an error when the data differs, in Docker's words.
+pub fn redeploy(
+    secret: &Secret,
+    wanted: &BTreeMap<String, String>,
+    data: &[u8],
+) -> Result<Option<LabelChange>, String> {
+    if secret.data.expose() != data {
+        return Err(format!(
+            "failed to update {what} {name}: only updates to Labels are allowed ({what}s are immutable: give the new data a new name)",
+            what = secret.kind.as_str(),
+            name = secret.name
+        ));
+    }
+    if secret.labels == *wanted {
+        return Ok(None);
+    }
+    let add = wanted
+        .iter()
+        .filter(|(k, v)| secret.labels.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let rm = (secret.labels.keys())
+        .filter(|k| !wanted.contains_key(*k))
+        .cloned()
+        .collect();
+    Ok(Some((add, rm)))
+}
+
 /// The labels `labels` become with `add` then `rm`, checked as a create checks them.
 pub fn changed_labels(
     kind: FileKind,
@@ -518,6 +580,10 @@ mod tests {
                 networks: Vec::new(),
             }]),
             ControlResponse::Done(f.secret.id.to_string()),
+            ControlResponse::Applied {
+                id: f.secret.id.to_string(),
+                changed: false,
+            },
             ControlResponse::Error(format!(
                 "{} '{}' is in use by the following service(s): db",
                 kind.as_str(),
@@ -687,5 +753,28 @@ mod tests {
         // An `ls` row: ID, kind, name, labels, three numbers, no data.
         let row = 25 + 1 + 64 + SECRET_LABELS_MAX * (LABEL_BYTES_MAX + 4) + 3 * 10 + 1;
         assert!(FILES_MAX * row < FRAME_BYTES_MAX, "{}", FILES_MAX * row);
+    }
+
+    #[test]
+    fn a_redeploy_keeps_the_data_and_may_change_only_labels() {
+        let f = stored(FileKind::Secret, "wp_pw", 9, b"hunter2");
+        let same: BTreeMap<String, String> = [("env".to_string(), "prod".to_string())].into();
+        assert_eq!(redeploy(&f.secret, &same, b"hunter2"), Ok(None));
+        let err = redeploy(&f.secret, &same, b"hunter3").unwrap_err();
+        assert!(
+            err.contains("failed to update secret wp_pw: only updates to Labels are allowed"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter"), "the error carries no data: {err}");
+        let wanted: BTreeMap<String, String> =
+            [("com.docker.stack.namespace".to_string(), "wp".to_string())].into();
+        let (add, rm) = redeploy(&f.secret, &wanted, b"hunter2").unwrap().unwrap();
+        assert_eq!(
+            add,
+            [("com.docker.stack.namespace".to_string(), "wp".to_string())]
+        );
+        assert_eq!(rm, ["env".to_string()]);
+        let after = changed_labels(FileKind::Secret, &f.secret.labels, &add, &rm).unwrap();
+        assert_eq!(after, wanted);
     }
 }

@@ -230,6 +230,9 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
         }
         ControlRequest::ServiceRollback { service } => done(service::rollback(ctx, &service).await),
         ControlRequest::ServiceRm { service } => done(service::remove(ctx, &service).await),
+        ControlRequest::ServiceReplace { spec, networks } => {
+            applied(service::replace(ctx, *spec, &networks).await)
+        }
         ControlRequest::ServicePs { service } => tasks(service::ps(ctx, &service).await),
         ControlRequest::NodePs { node } => tasks(service::node_ps(ctx, &node).await),
         ControlRequest::ServiceProgress { service } => {
@@ -271,6 +274,12 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
             data,
         } => done(secret::create(ctx, kind, &name, &labels, data).await),
         ControlRequest::SecretLs { kind } => secrets(secret::list(ctx, kind).await),
+        ControlRequest::SecretDeploy {
+            kind,
+            name,
+            labels,
+            data,
+        } => applied(secret::deploy(ctx, kind, &name, &labels, data).await),
         ControlRequest::SecretInspect { kind, names } => {
             secrets(secret::inspect(ctx, kind, &names).await)
         }
@@ -291,6 +300,13 @@ async fn answer(req: ControlRequest, ctx: &ControlContext) -> ControlResponse {
 fn secrets(result: Result<Vec<super::proto::SecretDoc>, String>) -> ControlResponse {
     match result {
         Ok(docs) => ControlResponse::Secrets(docs),
+        Err(e) => ControlResponse::Error(e),
+    }
+}
+
+fn applied(result: Result<(String, bool), String>) -> ControlResponse {
+    match result {
+        Ok((id, changed)) => ControlResponse::Applied { id, changed },
         Err(e) => ControlResponse::Error(e),
     }
 }

@@ -20,6 +20,9 @@ use swarm_actors::store::{Expect, Kind, NodeObject, ObjectBody, Op, StoreCommand
 
 mod change;
 mod networks;
+mod replace;
+
+pub use replace::replace;
 
 use change::{rollback_write, update_write};
 use networks::{book, networks_if, resolve_args, resolve_change, written_service};
@@ -289,6 +292,7 @@ pub async fn list(ctx: &ControlContext) -> Result<Vec<ServiceInfo>, String> {
             desired,
             image: s.spec.task.image.clone(),
             ports: ingress_ports(&s.spec.ports),
+            labels: s.spec.labels.clone(),
         });
     }
     Ok(rows)

@@ -32,6 +32,8 @@ pub const ENV_MAX: usize = 256;
 pub const PLACEMENT_MAX: usize = 64;
 pub const ARGS_MAX: usize = 1_024;
 
+mod container;
+
 const _: () = assert!(2 * SPEC_BYTES_MAX < COMMAND_BYTES_MAX);
 
 /// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 63 characters.
@@ -252,6 +254,7 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), String> {
     validate_file_refs(task)?;
     validate_ports(&spec.ports)?;
     validate_networks(spec)?;
+    container::validate_container(spec)?;
     validate_rollout("update", &spec.update)?;
     validate_rollout("rollback", &spec.rollback)?;
     let encoded = bincode::serde::encode_to_vec(

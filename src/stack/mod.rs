@@ -13,3 +13,6 @@
 pub mod plan;
 
 pub use plan::{NAMESPACE_LABEL, StackFile, StackNetwork, StackPlan, StackService, StackVolume};
+pub mod compose;
+
+pub use compose::{ComposeError, config_text, plan_files};

@@ -22,6 +22,13 @@ pub const REQUESTS: usize = 50;
 /// One test at a time: they share the lab's namespaces.
 static LAB_LOCK: Mutex<()> = Mutex::new(());
 
+/// The lab's lock, for a test that runs no lab but must not run beside one (the overlay
+/// tests' Docker test).
+#[allow(dead_code)]
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The three nodes in their namespaces and the client; all removed on drop.
 pub struct Mesh {
     pub nodes: Vec<Node>,

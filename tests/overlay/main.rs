@@ -372,3 +372,5 @@ fn scale_and_task_death_show_in_dns_and_the_vip() {
         start.elapsed().as_millis()
     );
 }
+
+mod docker;

@@ -167,6 +167,9 @@ pub struct PassSummary {
 pub struct PassAudit<'v, 'a> {
     pub views: &'v [NodeView<'a>],
     pub plan: &'v Plan,
+    /// The statuses nodes reported that the pass started from, besides the store's tasks
+    /// (its view of which tasks run, for `depends_on`).
+    pub reports: &'v BTreeMap<TaskId, TaskStatus>,
 }
 
 /// A session held while a pass is in flight.
@@ -601,6 +604,7 @@ impl LeaderMachine {
         audit(&PassAudit {
             views: &views,
             plan: &p,
+            reports: &self.reports,
         });
         for (service, why) in &p.unattached {
             debug!(%service, reason = %why, "global task not made: no overlay address");

@@ -10,9 +10,12 @@
 //! ```text
 //!  reports ──▶ 1. accept status (forward only; a terminal status is final; texts cut)
 //!  services ─▶ 2. tasks of removed services: shut down, then delete
+//!           2b. depends_on (see `gate`): services whose dependencies do not meet their
+//!               condition in this view start no task: not placed, not released, held
 //!            3. orchestrator::reconcile per service ──▶ create / shutdown / orphan / trim
 //!           3b. update::rollout per service ──▶ replace outdated slots / update status
 //!            4. scheduler::schedule over unplaced tasks ──▶ assigned / pending with reason
+//!               (a gated service's: pending "waiting for service …", not scheduled)
 //!           4b. addresses: each task placed now gets the lowest free address of each overlay
 //!               network of its spec (cluster wide) and of its node's ingress slice
 //!            5. postconditions asserted (one live task per slot, no move, no going back)
@@ -76,6 +79,9 @@ pub struct Plan {
     /// Global tasks not made in this pass because an overlay network of theirs is missing or
     /// full, with the reason (the orchestrator makes them again on the next pass).
     pub unattached: Vec<(ServiceId, String)>,
+    /// Tasks a dependency held back in this pass (`depends_on`): left pending, made held, or
+    /// not released.
+    pub gated: usize,
 }
 
 /// A task being worked on: its stored version (`None` for a new one) and whether it changed.
@@ -157,14 +163,21 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
         }
     }
 
+    // 2b. `depends_on`, judged on the tasks as read with the reports accepted (see `gate`).
+    let gates = gate::Gates::new(
+        input.services,
+        work.values().filter(|w| !w.delete).map(|w| &*w.task),
+    );
+
     // 3. The orchestrators, service by service.
     for service in input.services {
         let tasks = work
             .values()
             .filter(|w| w.task.service_id == service.id && !w.delete)
             .map(|w| &*w.task);
+        let gate = gates.waiting(service.id);
         for action in orchestrator::reconcile(service, tasks, input.nodes, now) {
-            apply(action, service, &mut work, &mut out, now, new_id);
+            apply(action, service, gate, &mut work, &mut out, now, new_id);
         }
     }
 
@@ -181,8 +194,9 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
         if let Some(at) = rollout.wake_at_ms {
             out.wake_at_ms = Some(out.wake_at_ms.map_or(at, |w| w.min(at)));
         }
+        let gate = gates.waiting(service.id);
         for action in rollout.actions {
-            apply(action, service, &mut work, &mut out, now, new_id);
+            apply(action, service, gate, &mut work, &mut out, now, new_id);
         }
         if let (Some(changed), Some(&(key, version))) =
             (rollout.service, input.service_keys.get(&service.id))
@@ -198,7 +212,7 @@ pub fn plan(input: &PlanInput<'_>, new_id: &mut dyn FnMut() -> TaskId) -> Plan {
     }
 
     // 4. The scheduler, over every task that waits for a node.
-    schedule(input.nodes, &services, &mut work, &mut out, now);
+    schedule(input.nodes, &services, &gates, &mut work, &mut out, now);
 
     // 4b. Overlay and ingress addresses for the tasks placed in this pass (see `overlay`
     // and `addresses`).
@@ -302,9 +316,14 @@ fn slot_of(t: &Task) -> (ServiceId, u64, Option<NodeId>) {
     }
 }
 
+/// Applies one orchestrator or updater action. `gate`: why the service's tasks may not start
+/// yet (`depends_on`), if they may not: a held task is not released, and a task made for its
+/// node (global) is made held, saying why.
+#[allow(clippy::too_many_arguments)]
 fn apply<'a>(
     action: Action,
     service: &Service,
+    gate: Option<&str>,
     work: &mut BTreeMap<TaskId, Work<'a>>,
     out: &mut Plan,
     now: u64,
@@ -331,6 +350,13 @@ fn apply<'a>(
             if let Some(w) = work.get_mut(&task)
                 && w.task.desired_state < TaskState::Running
             {
+                if gate.is_some() {
+                    // Counted once: a task made held in this pass was counted then.
+                    if w.read.is_some() {
+                        out.gated += 1;
+                    }
+                    return;
+                }
                 w.edit().desired_state = TaskState::Running;
                 if let Some(n) = w.task.node_id {
                     out.poke.insert(n);
@@ -345,14 +371,21 @@ fn apply<'a>(
             let id = new_id();
             // A global task is made for its node (the orchestrator checked that the node is
             // eligible): it is assigned at once. A replicated one waits for the scheduler.
+            let mut desired = desired;
             let (node_id, st) = match node {
                 Some(n) => {
                     out.poke.insert(n);
                     out.placed += 1;
-                    (
-                        Some(n),
-                        TaskStatus::new(TaskState::Assigned, now, "assigned"),
-                    )
+                    // Its node gets it, held, until its dependencies meet their conditions.
+                    let message = match gate {
+                        Some(reason) => {
+                            out.gated += 1;
+                            desired = desired.min(orchestrator::HELD);
+                            reason
+                        }
+                        None => "assigned",
+                    };
+                    (Some(n), TaskStatus::new(TaskState::Assigned, now, message))
                 }
                 None => (None, TaskStatus::new(TaskState::New, now, "created")),
             };
@@ -420,15 +453,15 @@ fn apply<'a>(
 fn schedule(
     nodes: &[NodeView],
     services: &BTreeMap<ServiceId, &Service>,
+    gates: &gate::Gates,
     work: &mut BTreeMap<TaskId, Work<'_>>,
     out: &mut Plan,
     now: u64,
 ) {
-    let live = work
+    let is_live = |w: &&Work<'_>| !w.delete && !w.task.status.state.is_terminal();
+    let mut waiting: Vec<TaskId> = work
         .values()
-        .filter(|w| !w.delete && !w.task.status.state.is_terminal());
-    let waiting: Vec<TaskId> = live
-        .clone()
+        .filter(is_live)
         .filter(|w| {
             let t = &w.task;
             t.node_id.is_none()
@@ -437,9 +470,21 @@ fn schedule(
         })
         .map(|w| w.task.id)
         .collect();
+    // A gated service's tasks wait for its dependencies, not for a node: they are not
+    // scheduled (nor counted against any node).
+    waiting.retain(|id| {
+        let w = work.get_mut(id).expect("waiting tasks are in the work set");
+        let Some(reason) = gates.waiting(w.task.service_id) else {
+            return true;
+        };
+        out.gated += 1;
+        pend(w, out, now, reason);
+        false
+    });
     if waiting.is_empty() {
         return;
     }
+    let live = work.values().filter(is_live);
     // A task's size counts against its node's answer (the "node full" filter). Tasks of one
     // service and spec version share their spec, so each spec is measured once.
     let mut sizes: BTreeMap<(ServiceId, u64), (&crate::model::TaskSpec, usize)> = BTreeMap::new();
@@ -509,18 +554,22 @@ fn schedule(
                 out.placed += 1;
                 out.poke.insert(node);
             }
-            Decision::Pending { reason, .. } => {
-                out.pending += 1;
-                if w.task.status.state != TaskState::Pending || w.task.status.message != reason {
-                    let since = if w.task.status.state == TaskState::Pending {
-                        w.task.status.since_ms
-                    } else {
-                        now
-                    };
-                    w.edit().status = TaskStatus::new(TaskState::Pending, since, reason);
-                }
-            }
+            Decision::Pending { reason, .. } => pend(w, out, now, &reason),
         }
+    }
+}
+
+/// Leaves an unplaced task pending with `reason`, written only when that changes it (the time
+/// it has been pending since is kept).
+fn pend(w: &mut Work<'_>, out: &mut Plan, now: u64, reason: &str) {
+    out.pending += 1;
+    if w.task.status.state != TaskState::Pending || w.task.status.message != reason {
+        let since = if w.task.status.state == TaskState::Pending {
+            w.task.status.since_ms
+        } else {
+            now
+        };
+        w.edit().status = TaskStatus::new(TaskState::Pending, since, reason);
     }
 }
 
@@ -610,6 +659,7 @@ fn unplace(w: &mut Work<'_>, out: &mut Plan, now: u64, reason: String) {
 }
 
 mod addresses;
+pub mod gate;
 mod overlay;
 mod update;
 
@@ -618,6 +668,8 @@ pub use overlay::{NoOverlay, OverlayAllocator};
 
 #[cfg(test)]
 mod addresses_tests;
+#[cfg(test)]
+mod gate_tests;
 #[cfg(test)]
 mod overlay_tests;
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! A node is counted once, under the first filter it fails: not available (not Ready, or not
 //! Active), without the task's runtime, not matching the constraints, full (see [`full`]),
-//! insufficient resources.
+//! insufficient resources, already holding `--replicas-max-per-node` live tasks of the service.
 
 use crate::model::{Availability, NodeResources, NodeState, ResourceAmounts, RuntimeKind};
 use crate::wire::ASSIGNMENTS_MAX;
@@ -20,6 +20,8 @@ pub enum Rejection {
     Constraints,
     Full,
     Resources,
+    /// The node holds as many live tasks of the service as `Placement::max_replicas` allows.
+    MaxReplicas,
 }
 
 /// New tasks go only to nodes that are Ready and Active (Pause and Drain take none).
@@ -83,6 +85,7 @@ pub struct RejectionCounts {
     pub constraints: usize,
     pub full: usize,
     pub resources: usize,
+    pub max_replicas: usize,
 }
 
 impl RejectionCounts {
@@ -93,6 +96,7 @@ impl RejectionCounts {
             Rejection::Constraints => self.constraints += 1,
             Rejection::Full => self.full += 1,
             Rejection::Resources => self.resources += 1,
+            Rejection::MaxReplicas => self.max_replicas += 1,
         }
     }
 
@@ -104,12 +108,15 @@ impl RejectionCounts {
             constraints: self.constraints + other.constraints,
             full: self.full + other.full,
             resources: self.resources + other.resources,
+            max_replicas: self.max_replicas + other.max_replicas,
         }
     }
 
     /// Docker's wording: `no suitable node (1 node not available, 2 nodes not matching
     /// constraints, 1 node full, 1 node with insufficient resources)`; zero counts are left out.
-    /// "full" is ours: Docker has no per-node task limit.
+    /// "full" is ours: Docker has no per-node task limit. Nodes at the service's
+    /// `--replicas-max-per-node` add Docker's `max replicas per node limit exceed`, uncounted
+    /// as Docker writes it.
     pub fn reason(&self, runtime: RuntimeKind) -> String {
         let nodes = |n: usize| {
             if n == 1 {
@@ -144,6 +151,9 @@ impl RejectionCounts {
                 nodes(self.resources)
             ));
         }
+        if self.max_replicas > 0 {
+            parts.push("max replicas per node limit exceed".to_string());
+        }
         if parts.is_empty() {
             return "no suitable node (no nodes in the cluster)".to_string();
         }
@@ -164,6 +174,7 @@ mod tests {
             constraints: 2,
             full: 0,
             resources: 1,
+            max_replicas: 0,
         };
         assert_eq!(
             c.reason(RuntimeKind::Docker),
@@ -177,6 +188,15 @@ mod tests {
         assert_eq!(
             c.reason(RuntimeKind::Docker),
             "no suitable node (3 nodes without the docker runtime)"
+        );
+        let c = RejectionCounts {
+            max_replicas: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            c.reason(RuntimeKind::Docker),
+            "no suitable node (max replicas per node limit exceed)",
+            "Docker's wording, without a count"
         );
         assert_eq!(
             RejectionCounts::default().reason(RuntimeKind::Process),

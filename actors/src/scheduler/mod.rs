@@ -6,10 +6,16 @@
 //!
 //! ```text
 //! pending tasks ──group by (service, spec)──▶ for each group:
-//!     filter.rs   Ready+Active → runtime → constraints        (once per group)
+//!     filter.rs   Ready+Active → runtime → constraints → max replicas   (once per group)
 //!     spread.rs   preferences → fewest of service → fewest overall → node ID
 //!     filter.rs   node full?  reservations fit?  no → drop the node for this group, pick again
+//!                 placed: at the service's max replicas now? → drop the node for this group
 //! ```
+//!
+//! `Placement::max_replicas` (`--replicas-max-per-node`): a replicated task never goes to a
+//! node that already holds that many live tasks of its service (any spec version, tasks being
+//! stopped included, as they still run there); Docker's reason `max replicas per node limit
+//! exceed`. A global task (`pin`) is one per node anyway and ignores it.
 //!
 //! A node is full when it holds `wire::ASSIGNMENTS_MAX` live tasks, or when the task would take
 //! its live tasks past the bytes one session answer may carry (`wire::answer`): its answer
@@ -191,6 +197,14 @@ pub fn schedule_with_ports(
                 continue;
             }
         };
+        // 0: no limit. Global tasks are one per node by construction.
+        let max = match g.pin {
+            None => g.spec.placement.max_replicas,
+            Some(_) => 0,
+        };
+        let at_max = |i: usize, per_service: &HashMap<(ServiceId, usize), u64>| {
+            max > 0 && per_service.get(&(g.service, i)).copied().unwrap_or(0) >= max
+        };
         let mut counts = RejectionCounts::default();
         let mut eligible = Vec::new();
         // The first host-mode port of the group found taken on a suitable node, for the reason.
@@ -200,6 +214,7 @@ pub fn schedule_with_ports(
                 continue;
             }
             match filter::check_static(n, g.spec.runtime, &constraints) {
+                Ok(()) if at_max(i, &per_service) => counts.count(Rejection::MaxReplicas),
                 Ok(()) => match g.host_ports.iter().find(|p| ports_used.contains(&(i, **p))) {
                     Some(p) => {
                         port_taken.get_or_insert(*p);
@@ -241,6 +256,11 @@ pub fn schedule_with_ports(
                     total[i] += 1;
                     bytes[i] = bytes[i].saturating_add(want_bytes);
                     *per_service.entry((g.service, i)).or_default() += 1;
+                    if at_max(i, &per_service) {
+                        // The node holds as many of the service as it may: no more of it.
+                        dropped.count(Rejection::MaxReplicas);
+                        tree.remove(nodes, i);
+                    }
                     if let Some(p) = g.host_ports.first() {
                         // The node now holds the group's host ports: no other task of the
                         // group may go there.

@@ -3,6 +3,8 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 
+use std::collections::BTreeMap;
+
 use super::tests_support::{node, spec};
 use super::*;
 use crate::model::RuntimeKind;
@@ -74,6 +76,73 @@ fn pending_reason_counts_each_node_once() {
     );
     let d = schedule(&[], &[], &[pend(9, 1, &s)]);
     assert!(matches!(&d[0], Decision::Pending { reason, .. } if reason.contains("no nodes")));
+}
+
+#[test]
+fn max_replicas_per_node_counts_live_tasks_and_placements_of_the_call() {
+    let nodes: Vec<NodeView> = (1..=2).map(node).collect();
+    let mut s = spec();
+    s.placement.max_replicas = 2;
+    // Node 1 already holds one task of service 1 (another spec version counts too) and one
+    // of service 2, which does not count.
+    let running = [load(50, 1, 1), load(51, 2, 1)];
+    let pending: Vec<_> = (1..=5).map(|t| pend(t, 1, &s)).collect();
+    let d = schedule(&nodes, &running, &pending);
+    let mut per = BTreeMap::new();
+    for x in &d {
+        if let Some(n) = placed_on(x) {
+            *per.entry(n).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(per, BTreeMap::from([(NodeId(1), 1), (NodeId(2), 2)]));
+    let reasons: Vec<_> = (d.iter())
+        .filter_map(|x| match x {
+            Decision::Pending { reason, .. } => Some(reason.as_str()),
+            Decision::Place { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons, ["no suitable node (max replicas per node limit exceed)"; 2],
+        "Docker's reason"
+    );
+}
+
+#[test]
+fn max_replicas_names_the_other_filters_too_and_zero_is_no_limit() {
+    let mut nodes: Vec<NodeView> = (1..=3).map(node).collect();
+    nodes[2].availability = Availability::Drain;
+    let mut s = spec();
+    s.placement.max_replicas = 1;
+    let running = [load(50, 1, 1)];
+    let pending: Vec<_> = (1..=2).map(|t| pend(t, 1, &s)).collect();
+    let d = schedule(&nodes, &running, &pending);
+    assert_eq!(placed_on(&d[0]), Some(NodeId(2)));
+    assert_eq!(
+        d[1],
+        Decision::Pending {
+            task: TaskId(2),
+            reason: "no suitable node (1 node not available, max replicas per node limit exceed)"
+                .into()
+        }
+    );
+    s.placement.max_replicas = 0;
+    let pending: Vec<_> = (1..=4).map(|t| pend(t, 1, &s)).collect();
+    let d = schedule(&nodes, &running, &pending);
+    assert!(d.iter().all(|x| placed_on(x).is_some()), "{d:?}");
+}
+
+#[test]
+fn a_global_task_ignores_max_replicas() {
+    let nodes = [node(1)];
+    let mut s = spec();
+    s.placement.max_replicas = 1;
+    let running = [load(50, 1, 1)];
+    let p = PendingTask {
+        pin: Some(NodeId(1)),
+        ..pend(1, 1, &s)
+    };
+    let d = schedule(&nodes, &running, &[p]);
+    assert_eq!(placed_on(&d[0]), Some(NodeId(1)));
 }
 
 #[test]
@@ -348,8 +417,9 @@ fn arb_spec() -> impl Strategy<Value = TaskSpec> {
         ],
         0u64..3,
         0u64..3,
+        0u64..3,
     )
-        .prop_map(|(docker, constraints, preferences, cpus, gib)| {
+        .prop_map(|(docker, constraints, preferences, cpus, gib, max)| {
             let mut s = spec();
             if docker {
                 s.runtime = RuntimeKind::Docker;
@@ -358,6 +428,7 @@ fn arb_spec() -> impl Strategy<Value = TaskSpec> {
             s.placement.preferences = preferences;
             s.resources.reservations.nano_cpus = cpus * 500_000_000;
             s.resources.reservations.memory_bytes = gib << 29;
+            s.placement.max_replicas = max;
             s
         })
 }
@@ -423,10 +494,25 @@ proptest! {
             filter::add(&mut used[i], &l.reservations);
         }
         let mut reserved_here = vec![(false, false); nodes.len()];
+        // Live tasks per (service, node) at the end, and the largest max replicas of the
+        // tasks placed there (`None` once one without a limit, or pinned, went there): the
+        // last placement there was allowed by its own limit, so the count is at most that.
+        let mut per: BTreeMap<(ServiceId, NodeId), u64> = BTreeMap::new();
+        for l in &running {
+            *per.entry((l.service, l.node)).or_default() += 1;
+        }
+        let mut limit: BTreeMap<(ServiceId, NodeId), Option<u64>> = BTreeMap::new();
+        let max_of = |p: &PendingTask<'_>| match p.pin {
+            None if p.spec.placement.max_replicas > 0 => Some(p.spec.placement.max_replicas),
+            _ => None,
+        };
         for (p, x) in pending.iter().zip(&d) {
             prop_assert_eq!(x.task(), p.task);
             if let Some(id) = placed_on(x) {
                 prop_assert!(p.pin.is_none_or(|pin| pin == id), "placed off its pin");
+                *per.entry((p.service, id)).or_default() += 1;
+                let l = limit.entry((p.service, id)).or_insert(Some(0));
+                *l = l.zip(max_of(p)).map(|(a, b)| a.max(b));
                 let i = nodes.iter().position(|n| n.id == id).unwrap();
                 let c = Constraint::parse_all(&p.spec.placement.constraints).unwrap();
                 prop_assert_eq!(filter::check_static(&nodes[i], p.spec.runtime, &c), Ok(()));
@@ -444,6 +530,11 @@ proptest! {
                 prop_assert!(used[i].memory_bytes <= n.resources.memory_bytes, "memory over on {}", i);
             }
         }
+        for (key, l) in &limit {
+            if let Some(max) = l {
+                prop_assert!(per[key] <= *max, "{:?} holds {} tasks, max {}", key, per[key], max);
+            }
+        }
         for (p, x) in pending.iter().zip(&d) {
             if placed_on(x).is_none() {
                 let c = Constraint::parse_all(&p.spec.placement.constraints).unwrap();
@@ -451,7 +542,9 @@ proptest! {
                     if p.pin.is_some_and(|pin| pin != n.id) {
                         continue;
                     }
+                    let here = per.get(&(p.service, n.id)).copied().unwrap_or(0);
                     let ok = filter::check_static(n, p.spec.runtime, &c).is_ok()
+                        && max_of(p).is_none_or(|max| here < max)
                         && filter::fits(&n.resources, &used[i], &p.spec.resources.reservations);
                     prop_assert!(!ok, "task {:?} pending though node {} could take it", p.task, i);
                 }

@@ -12,6 +12,18 @@
 //! Eligible: the node object is Active, the node is live (not crashed for good), and it has
 //! the runtime and matches the constraints.
 //!
+//! Max replicas per node N > 0: the service's running slots are distinct, within
+//! `1..=replicas`, and either all of them run or every eligible node runs N of its tasks (the
+//! rest wait, pending). Its update (o) and rollback (m) are judged only when its eligible
+//! nodes have room for every slot: a pending slot of an update holds it up.
+//!
+//! `depends_on`: a service is *blocked* when a service it depends on is missing, fails on
+//! purpose, wants no task (no replicas, or no eligible node), waits on
+//! `service_completed_successfully` (the simulator's tasks never complete on purpose) or is
+//! blocked itself. A blocked service's tasks may wait for ever, so it is not judged ((i), (o)
+//! and (m)); every other dependent service converges once its dependencies do, within the
+//! same bound.
+//!
 //! Rolling updates (`update_converges`, invariant (o), judged here with (i)): a service must
 //! also run only tasks of its current spec version, its update ended; a paused one keeps its
 //! mix of versions (a slot may run an old task beside a new one, one per version); one whose
@@ -19,7 +31,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use swarm_actors::model::{Availability, NodeId, ServiceId, ServiceMode};
+use swarm_actors::model::{
+    Availability, DependencyCondition, NodeId, Service, ServiceId, ServiceMode,
+};
 use swarm_actors::scheduler::NodeView;
 use swarm_actors::scheduler::constraint::Constraint;
 use swarm_actors::scheduler::filter::check_static;
@@ -69,6 +83,17 @@ pub fn check(
             per.entry(node_id(i)).or_default().push(r);
         }
     }
+    let eligible_of = |spec: &swarm_actors::model::TaskSpec| -> Option<BTreeSet<NodeId>> {
+        let constraints = Constraint::parse_all(&spec.placement.constraints).ok()?;
+        Some(
+            views
+                .iter()
+                .filter(|v| check_static(v, spec.runtime, &constraints).is_ok())
+                .map(|v| v.id)
+                .collect(),
+        )
+    };
+    let blocked = blocked(state, &eligible_of);
     let mut first: Option<NotConverged> = None;
     for o in state.list(Kind::Service) {
         let ObjectBody::Service(s) = &o.body else {
@@ -82,11 +107,7 @@ pub fn check(
                 format!("the constraints of service {name} do not parse"),
             );
         };
-        let eligible: BTreeSet<NodeId> = views
-            .iter()
-            .filter(|v| check_static(v, spec.runtime, &constraints).is_ok())
-            .map(|v| v.id)
-            .collect();
+        let eligible = eligible_of(spec).expect("the constraints parse");
         // A paused node keeps what it runs and gets nothing new.
         let paused: BTreeSet<NodeId> = views
             .iter()
@@ -105,12 +126,22 @@ pub fn check(
             ServiceMode::Replicated { .. } => !eligible.is_empty(),
             ServiceMode::Global => true,
         };
+        let max = spec.placement.max_replicas;
+        // Whether every slot has room on the eligible nodes (max replicas per node).
+        let room = match s.spec.mode {
+            ServiceMode::Replicated { replicas } if max > 0 => {
+                max.saturating_mul(eligible.len() as u64) >= replicas
+            }
+            _ => true,
+        };
+        let blocked = blocked.contains(&s.id);
         if let Some(ended) = ended.as_deref_mut()
-            && let Some(v) = failed_update_rolls_back::check(state, s, placeable)
+            && let Some(v) =
+                failed_update_rolls_back::check(state, s, placeable && room && !blocked)
         {
             ended.push(v);
         }
-        if first.is_some() {
+        if first.is_some() || blocked {
             continue;
         }
         let judged = update_converges::judged(s);
@@ -139,10 +170,21 @@ pub fn check(
                 let mut slots: Vec<u64> = runs.iter().map(|(slot, _)| *slot).collect();
                 slots.dedup();
                 let want: Vec<u64> = (1..=replicas).collect();
-                (placeable && (slots != want || !unique)).then(|| {
+                // With max replicas, slots may wait once every eligible node runs its max.
+                let at_max = max > 0
+                    && slots.iter().all(|s| (1..=replicas).contains(s))
+                    && eligible
+                        .iter()
+                        .all(|n| here.get(n).map_or(0, Vec::len) as u64 >= max);
+                (placeable && ((slots != want && !at_max) || !unique)).then(|| {
                     format!(
-                        "service {name} wants slots 1..={replicas}, runs {slots:?}{}",
-                        if unique { "" } else { ", some twice" }
+                        "service {name} wants slots 1..={replicas}, runs {slots:?}{}{}",
+                        if unique { "" } else { ", some twice" },
+                        if max > 0 {
+                            format!(" (max {max} per node, {} eligible)", eligible.len())
+                        } else {
+                            String::new()
+                        }
                     )
                 })
             }
@@ -170,6 +212,7 @@ pub fn check(
             first = not("i", why);
         } else if judged == Judged::Current
             && placeable
+            && room
             && let Some(why) = update_converges::check(
                 s,
                 // A global service's update leaves a paused node's task as it is.
@@ -196,6 +239,56 @@ pub fn check(
             ),
         )
     })
+}
+
+/// The services that are blocked (see the module's doc), given each spec's eligible nodes.
+fn blocked(
+    state: &StoreState,
+    eligible_of: &dyn Fn(&swarm_actors::model::TaskSpec) -> Option<BTreeSet<NodeId>>,
+) -> BTreeSet<ServiceId> {
+    let services: Vec<&Service> = state
+        .list(Kind::Service)
+        .filter_map(|o| match &o.body {
+            ObjectBody::Service(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    if services.iter().all(|s| s.spec.depends_on.is_empty()) {
+        return BTreeSet::new();
+    }
+    let by_name: BTreeMap<&str, &Service> = services
+        .iter()
+        .map(|s| (s.spec.name.as_str(), *s))
+        .collect();
+    // Whether `s` can never meet a condition: fails on purpose or wants no task.
+    let barren = |s: &Service| {
+        let none = eligible_of(&s.spec.task).is_none_or(|e| e.is_empty());
+        update_converges::judged(s) == Judged::Failing
+            || none
+            || matches!(s.spec.mode, ServiceMode::Replicated { replicas: 0 })
+    };
+    // Blocked through a chain at most as long as the services are many (a cycle blocks).
+    fn walk<'a>(
+        s: &'a Service,
+        by_name: &BTreeMap<&str, &'a Service>,
+        barren: &dyn Fn(&Service) -> bool,
+        depth: usize,
+    ) -> bool {
+        s.spec
+            .depends_on
+            .iter()
+            .any(|d| match by_name.get(d.service.as_str()) {
+                None => true,
+                Some(_) if d.condition == DependencyCondition::CompletedSuccessfully => true,
+                Some(_) if depth == 0 => true,
+                Some(dep) => barren(dep) || walk(dep, by_name, barren, depth - 1),
+            })
+    }
+    services
+        .iter()
+        .filter(|s| walk(s, &by_name, &barren, services.len()))
+        .map(|s| s.id)
+        .collect()
 }
 
 /// The verdict at the end of the run.

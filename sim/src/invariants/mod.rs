@@ -20,6 +20,8 @@
 //! | `addresses.rs` | (q) a task given an address gets a well-formed one of its node's slice, held by no other live task, no other node's live task in that slice, and the lowest free (ended tasks' addresses reused) | when the pass's write commits |
 //! | `mesh_table.rs` | (r) the routing mesh's table a leader sends lists exactly the tasks in rotation: RUNNING, wanted, healthy when checked, on nodes its last pass did not see Down, with their addresses and their services' ports | at every answer carrying a table |
 //! | `overlay.rs` | (s) a task attached to overlay networks gets one well-formed address on each network of its spec (ingress unless all are internal and nothing is published), held by no other live task and no VIP, and the lowest free (ended tasks' addresses released); the table's (r3) lists the store's networks, each backend's overlay addresses as its task holds them, and the nodes with live overlay tasks | when the pass's write commits; (r3) at every answer carrying a table |
+//! | `depends_on.rs` | (t) no task of a service with `depends_on` is started (given a node and desired Running) before each dependency met its condition in the starting pass's view (store as read plus the reports it accepted) | when the starting write commits |
+//! | `max_replicas.rs` | (u) no pass leaves a node with more live tasks of a replicated service than its max replicas | when the placing write commits |
 //! | `../routing.rs` | (k) every write a client routed through a manager's router is answered within the router's bound (5 s + two ticks), paused time left out | when the answer reaches the waiter, and at the end |
 //!
 //! A check returns what it found wrong, as sentences; an empty list is a pass. Lists are cut
@@ -29,8 +31,10 @@ pub mod addresses;
 pub mod all_ready;
 pub mod committed_never_lost;
 pub mod convergence;
+pub mod depends_on;
 pub mod descriptions;
 pub mod failed_update_rolls_back;
+pub mod max_replicas;
 pub mod mesh_table;
 pub mod no_false_down;
 pub mod one_leader_per_term;

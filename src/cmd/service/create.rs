@@ -10,6 +10,7 @@ use swarm_actors::model::{
     RuntimeKind, SecretId, ServiceMode, ServiceSpec, TaskSpec, UpdateConfig,
 };
 
+use super::container::ContainerArgs;
 use super::networks::EndpointModeArg;
 use super::publish::{parse_all, parse_publish};
 use super::update::{RollbackConfigArgs, UpdateConfigArgs, condition, flag, parse_label};
@@ -130,6 +131,8 @@ pub struct CreateArgs {
     /// over the tasks) or dnsrr (the tasks' addresses).
     #[arg(long, value_enum, default_value = "vip")]
     pub endpoint_mode: EndpointModeArg,
+    #[command(flatten)]
+    pub container: ContainerArgs,
     #[command(flatten)]
     pub update: UpdateConfigArgs,
     #[command(flatten)]
@@ -252,7 +255,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
             )?,
         }),
     };
-    let task = TaskSpec {
+    let mut task = TaskSpec {
         networks: Vec::new(),
         runtime: match a.runtime {
             RuntimeArg::Docker => RuntimeKind::Docker,
@@ -294,6 +297,7 @@ pub fn build_spec(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         hostname: None,
         mounts: Vec::new(),
     };
+    a.container.apply(&mut task)?;
     let spec = ServiceSpec {
         endpoint_mode: a.endpoint_mode.into(),
         name: a.name.clone(),

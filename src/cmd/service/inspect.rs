@@ -87,6 +87,18 @@ fn spec_json(s: &ServiceSpec) -> Value {
     if let Some(user) = &t.user {
         container["User"] = json!(user);
     }
+    if !t.entrypoint.is_empty() {
+        container["Command"] = json!(t.entrypoint);
+    }
+    if let Some(dir) = &t.workdir {
+        container["Dir"] = json!(dir);
+    }
+    if let Some(host) = &t.hostname {
+        container["Hostname"] = json!(host);
+    }
+    if !t.mounts.is_empty() {
+        container["Mounts"] = super::container::mounts_json(&t.mounts);
+    }
     // Docker's shape: File {Name, UID, GID, Mode}, and the secret's (config's) ID and name.
     let refs = |refs: &[FileRef], kind: &str| -> Vec<Value> {
         refs.iter()
@@ -133,7 +145,11 @@ fn spec_json(s: &ServiceSpec) -> Value {
             json!({ "Spread": { "SpreadDescriptor": key } })
         })
         .collect();
-    json!({
+    let mut placement = json!({ "Constraints": t.placement.constraints, "Preferences": prefs });
+    if t.placement.max_replicas != 0 {
+        placement["MaxReplicas"] = json!(t.placement.max_replicas);
+    }
+    let mut spec = json!({
         "Name": s.name,
         "Labels": s.labels,
         "TaskTemplate": {
@@ -154,7 +170,7 @@ fn spec_json(s: &ServiceSpec) -> Value {
                 "MaxAttempts": t.restart.max_attempts.unwrap_or(0),
                 "Window": ns(t.restart.window_ms),
             },
-            "Placement": { "Constraints": t.placement.constraints, "Preferences": prefs },
+            "Placement": placement,
             "ForceUpdate": t.force_update,
             "Runtime": t.runtime.as_str(),
             "Networks": super::networks::networks_json(t),
@@ -163,7 +179,16 @@ fn spec_json(s: &ServiceSpec) -> Value {
         "UpdateConfig": update_json(&s.update),
         "RollbackConfig": update_json(&s.rollback),
         "EndpointSpec": endpoint_spec(s),
-    })
+    });
+    // Not Docker's (swarm ignores `depends_on`): shown only when the service has some.
+    if !s.depends_on.is_empty() {
+        spec["DependsOn"] = s
+            .depends_on
+            .iter()
+            .map(|d| json!({ "Service": d.service, "Condition": d.condition.as_str() }))
+            .collect();
+    }
+    spec
 }
 
 /// Docker's `EndpointSpec` (and `Endpoint.Spec`): the VIP mode and the published ports, with

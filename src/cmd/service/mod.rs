@@ -2,12 +2,13 @@
 //! verbs, flags and output. Every command asks the node's control socket; the node refuses
 //! them on a worker, as Docker does.
 
-mod create;
+mod container;
+pub(crate) mod create;
 pub(crate) mod inspect;
 mod logs;
 mod networks;
 pub(crate) mod progress;
-mod publish;
+pub(crate) mod publish;
 mod update;
 
 pub(crate) use update::parse_label;

@@ -7,6 +7,7 @@ use anyhow::bail;
 use clap::Args;
 use swarm_actors::model::{FailureAction, FileKind, RestartCondition, UpdateOrder};
 
+use super::container::ContainerChangeArgs;
 use super::create::{ConditionArg, parse_file_refs};
 use super::networks::{EndpointModeArg, parse_networks};
 use super::publish::{parse_all, parse_publish, parse_publish_rm};
@@ -254,6 +255,8 @@ pub struct UpdateArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub stop_grace_period: Option<String>,
     #[command(flatten)]
+    pub container: ContainerChangeArgs,
+    #[command(flatten)]
     pub update: UpdateConfigArgs,
     #[command(flatten)]
     pub rollback_config: RollbackConfigArgs,
@@ -313,7 +316,7 @@ pub fn build(a: &UpdateArgs) -> anyhow::Result<Request> {
     for e in &a.env_add {
         validate_env(e).map_err(anyhow::Error::msg)?;
     }
-    let change = ServiceChange {
+    let mut change = ServiceChange {
         replicas: a.replicas,
         image: a.image.clone(),
         args: opt_flag("args", &a.args, split_words)?,
@@ -370,7 +373,9 @@ pub fn build(a: &UpdateArgs) -> anyhow::Result<Request> {
         network_rm: a.network_rm.clone(),
         network_add: parse_networks(&a.network_add)?,
         endpoint_mode: a.endpoint_mode.map(Into::into),
+        ..Default::default()
     };
+    a.container.apply(&mut change)?;
     if a.rollback {
         if change != ServiceChange::default() {
             // Docker's words.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use swarm_actors::model::{
     FileKind, FileRef, HealthCheck, NetworkId, NetworkRef, Service, ServiceMode, ServiceSpec,
+    TaskSpec,
 };
 use swarm_actors::store::{Expect, Kind, ObjectBody, Op, StoreCommand};
 
@@ -105,6 +106,7 @@ pub fn apply_change(service: &Service, change: &ServiceChange) -> Result<Service
         spec.ports.push(*add);
     }
     apply_networks(name, &mut spec.task.networks, change)?;
+    apply_container(&mut spec.task, change)?;
     if let Some(mode) = change.endpoint_mode {
         spec.endpoint_mode = mode;
     }
@@ -161,6 +163,34 @@ fn apply_refs(
         }
     }
     refs.extend(add.iter().cloned());
+    Ok(())
+}
+
+/// `--entrypoint`, `--workdir`, `--hostname`, `--mount-rm` then `--mount-add`, and
+/// `--replicas-max-per-node`.
+fn apply_container(task: &mut TaskSpec, change: &ServiceChange) -> Result<(), String> {
+    if let Some(e) = &change.entrypoint {
+        task.entrypoint = e.clone();
+    }
+    let some = |s: &String| (!s.is_empty()).then(|| s.clone());
+    if let Some(w) = &change.workdir {
+        task.workdir = some(w);
+    }
+    if let Some(h) = &change.hostname {
+        task.hostname = some(h);
+    }
+    for target in &change.mount_rm {
+        let before = task.mounts.len();
+        task.mounts.retain(|m| m.target != *target);
+        if task.mounts.len() == before {
+            return Err(format!("the service has no mount on {target}"));
+        }
+    }
+    for add in &change.mount_add {
+        task.mounts.retain(|m| m.target != add.target);
+        task.mounts.push(add.clone());
+    }
+    set(&mut task.placement.max_replicas, change.max_replicas);
     Ok(())
 }
 
@@ -248,6 +278,34 @@ pub fn update_write(
     ))
 }
 
+/// The store write of `stack deploy` for a service that exists: its spec replaced by `spec`
+/// (refs and networks already resolved), checked as `service update` checks it. The stored
+/// `force_update` is kept (a file has no such key), and a published port the node picked
+/// stays the service's. `None` when the result equals the stored spec: nothing to write.
+pub fn replace_write(
+    found: &Found,
+    mut spec: ServiceSpec,
+    services: &[Found],
+    now_ms: u64,
+) -> Result<(String, Option<StoreCommand>), String> {
+    let s = &found.service;
+    if spec.name != s.spec.name {
+        return Err(format!(
+            "the spec is named {}, not {}: a replace keeps the service's name",
+            spec.name, s.spec.name
+        ));
+    }
+    validate_spec(&spec)?;
+    spec.task.force_update = s.spec.task.force_update;
+    allocate(&mut spec.ports, s.id, &s.spec.ports, services)?;
+    validate_spec(&spec)?;
+    if spec == s.spec {
+        return Ok((s.id.to_string(), None));
+    }
+    let (id, cmd) = put(found, s.updated(spec, false), now_ms);
+    Ok((id, Some(cmd)))
+}
+
 /// The store write of `service rollback`: spec and previous spec swapped, the rollout left to
 /// the leader with the rollback config. The previous spec passed the checks when it was
 /// stored; it is not checked again, so that a rollback always works.
@@ -278,7 +336,8 @@ mod tests {
     use crate::control::service::tests::stored;
     use crate::control::validate::REPLICAS_MAX;
     use swarm_actors::model::{
-        FailureAction, RestartCondition, ServiceId, UpdateConfig, UpdateOrder, UpdateState,
+        FailureAction, Mount, MountKind, PortConfig, RestartCondition, ServiceId, UpdateConfig,
+        UpdateOrder, UpdateState,
     };
     use swarm_actors::runtime::LABEL_TASK;
 
@@ -718,5 +777,100 @@ mod tests {
         };
         let err = update_write(&found, &missing, &all, 5).unwrap_err();
         assert_eq!(err, "service web does not publish port 7000");
+    }
+
+    #[test]
+    fn a_replace_writes_only_a_changed_spec() {
+        let mut found = stored("wp_web", 7);
+        found.service.spec.task.force_update = 3;
+        found.service.spec.ports = vec![PortConfig::tcp(30_001, 80)];
+        found.obj.body = ObjectBody::Service(found.service.clone());
+        let all = vec![found.clone()];
+        // The same spec as a file gives it: no force_update, the node's port not named.
+        let mut same = found.service.spec.clone();
+        same.task.force_update = 0;
+        same.ports[0].published = 0;
+        let (id, cmd) = replace_write(&found, same.clone(), &all, 5).unwrap();
+        assert_eq!(id, found.service.id.to_string());
+        assert!(cmd.is_none(), "an unchanged spec writes nothing");
+        // A label changes the spec, not the tasks.
+        let mut labelled = same.clone();
+        labelled.labels.insert("tier".into(), "web".into());
+        let (_, cmd) = replace_write(&found, labelled, &all, 5).unwrap();
+        let cmd = cmd.expect("a changed spec is written");
+        let (_, expect, s) = written(&cmd);
+        assert_eq!(expect, Expect::Version(3));
+        assert_eq!(s.spec_version, found.service.spec_version);
+        assert_eq!(s.spec.task.force_update, 3);
+        assert_eq!(s.previous_spec.as_ref(), Some(&found.service.spec));
+        // A new published port is a change; a new image replaces the tasks too.
+        let mut moved = same.clone();
+        moved.ports[0].published = 8080;
+        let (_, cmd) = replace_write(&found, moved, &all, 5).unwrap();
+        let cmd = cmd.unwrap();
+        assert_eq!(written(&cmd).2.spec.ports[0].published, 8080);
+        let mut image = same.clone();
+        image.task.image = "busybox".into();
+        let (_, cmd) = replace_write(&found, image, &all, 5).unwrap();
+        let cmd = cmd.unwrap();
+        assert_eq!(written(&cmd).2.spec_version, found.service.spec_version + 1);
+        // A bad spec or another name is refused.
+        let mut bad = same.clone();
+        bad.task.workdir = Some("srv".into());
+        assert!(replace_write(&found, bad, &all, 5).is_err());
+        let mut other = same;
+        other.name = "wp_db".into();
+        let err = replace_write(&found, other, &all, 5).unwrap_err();
+        assert!(err.contains("keeps the service's name"), "{err}");
+    }
+
+    #[test]
+    fn container_flags_change_the_task() {
+        let mut s = stored("web", 7).service;
+        s.spec.task.mounts = vec![Mount {
+            kind: MountKind::Volume,
+            source: "data".into(),
+            target: "/data".into(),
+            ..Default::default()
+        }];
+        let change = ServiceChange {
+            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+            workdir: Some("/srv".into()),
+            hostname: Some("web1".into()),
+            mount_rm: vec!["/data".into()],
+            mount_add: vec![Mount {
+                kind: MountKind::Tmpfs,
+                target: "/tmp".into(),
+                ..Default::default()
+            }],
+            max_replicas: Some(2),
+            ..Default::default()
+        };
+        let spec = apply_change(&s, &change).unwrap();
+        assert_eq!(spec.task.entrypoint, ["/bin/sh", "-c"]);
+        assert_eq!(spec.task.workdir.as_deref(), Some("/srv"));
+        assert_eq!(spec.task.hostname.as_deref(), Some("web1"));
+        assert_eq!(spec.task.mounts.len(), 1);
+        assert_eq!(spec.task.mounts[0].target, "/tmp");
+        assert_eq!(spec.task.placement.max_replicas, 2);
+        s.spec = spec;
+        let clear = ServiceChange {
+            entrypoint: Some(Vec::new()),
+            workdir: Some(String::new()),
+            hostname: Some(String::new()),
+            ..Default::default()
+        };
+        let spec = apply_change(&s, &clear).unwrap();
+        assert!(spec.task.entrypoint.is_empty());
+        assert_eq!((spec.task.workdir, spec.task.hostname), (None, None));
+        let err = apply_change(
+            &s,
+            &ServiceChange {
+                mount_rm: vec!["/nope".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.contains("no mount on /nope"), "{err}");
     }
 }

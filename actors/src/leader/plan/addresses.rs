@@ -11,7 +11,10 @@
 //! tasks' addresses are in, so the slice is written in the same compare-and-set write that
 //! places a task, and no second object can disagree with the tasks. A node whose tasks have all
 //! ended holds no slice; it gets back the slice its newest ended task had, when no other node
-//! took it meanwhile (so its bridge keeps its subnet), else the lowest free one. A node removed
+//! took it meanwhile (so its bridge keeps its subnet), else the lowest free one. A node new to
+//! slices takes the lowest slice that is neither held nor another node's last, while there is
+//! one: two nodes sharing a host (or a network namespace) would otherwise trade a slice while
+//! one of them is between tasks, and its bridge would vanish under it. A node removed
 //! from the store frees its slice as soon as its tasks are terminal or deleted.
 //!
 //! An address is held while its task is not terminal, and free again after: the ended task
@@ -147,12 +150,14 @@ impl Allocator {
                     .get(&node)
                     .map(|(_, s)| *s)
                     .filter(|s| !self.owners.contains_key(s));
+                // A fresh slice is one no node holds and, while any is left, none last held:
+                // a node between tasks (all ended, the next not yet placed) gets its own back,
+                // and its bridge keeps its subnet rather than turning up on another node's.
+                let free = |s: &u8| !self.owners.contains_key(s);
+                let nobodys = |s: &u8| free(s) && !self.hints.values().any(|(_, h)| h == s);
                 let s = hint
-                    .or_else(|| {
-                        (0..SLICES)
-                            .map(|s| s as u8)
-                            .find(|s| !self.owners.contains_key(s))
-                    })
+                    .or_else(|| (0..SLICES).map(|s| s as u8).find(nobodys))
+                    .or_else(|| (0..SLICES).map(|s| s as u8).find(free))
                     .ok_or(NoAddress::NoSlice { node })?;
                 self.slices.insert(node, s);
                 self.owners.insert(s, node);

@@ -105,6 +105,20 @@ fn a_node_whose_tasks_all_ended_gets_its_old_slice_back_unless_taken() {
 }
 
 #[test]
+fn a_node_between_tasks_keeps_its_slice_from_a_node_new_to_slices() {
+    // Node 1 held slice 0 and node 2 slice 1; both are between tasks (all ended). Node 3,
+    // new, must not take slice 0 or 1 from under them while a slice nobody had is free.
+    let mut ended1 = with_addr(task(1, 1, Some(1)), 0, 2);
+    ended1.status = TaskStatus::new(TaskState::Shutdown, 5, "shut down");
+    let mut ended2 = with_addr(task(2, 1, Some(2)), 1, 2);
+    ended2.status = TaskStatus::new(TaskState::Complete, 5, "done");
+    let mut a = Allocator::new([&ended1, &ended2]);
+    assert_eq!(a.allocate(NodeId(3)).unwrap().addr, address(2, 2));
+    assert_eq!(a.allocate(NodeId(2)).unwrap().addr, address(1, 2));
+    assert_eq!(a.allocate(NodeId(1)).unwrap().addr, address(0, 2));
+}
+
+#[test]
 fn a_full_slice_leaves_a_replicated_task_pending_saying_why() {
     let nodes = [node(1)];
     let svc = service(ServiceMode::Replicated {

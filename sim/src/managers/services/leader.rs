@@ -44,8 +44,8 @@ use swarm_actors::store::{Kind, ObjectBody, Op};
 use super::{Ev, Reply, Waiter, index};
 use crate::clock::Millis;
 use crate::invariants::{
-    addresses, mesh_table, orphans, overlay, pause_holds, placement, rollout, secrets_held,
-    update_parallelism,
+    addresses, depends_on, max_replicas, mesh_table, orphans, overlay, pause_holds, placement,
+    rollout, secrets_held, update_parallelism,
 };
 use crate::managers::{Ev as StoreEv, Status as MgrStatus, StoreWorld};
 use crate::node::{addr, description, node_id};
@@ -64,6 +64,10 @@ enum Bad {
     Overlay(Task, String),
     /// (l) or (n), with its letter.
     Update(&'static str, String),
+    /// (t): a task started before its service's dependencies met their conditions.
+    Gated(Task, String),
+    /// (u): a node left with more of a service than its max replicas.
+    MaxReplicas(Task, String),
 }
 
 /// Where a session's answer goes.
@@ -231,6 +235,8 @@ impl StoreWorld {
                             Bad::Address(t, why) => addresses::violation(at, &t, why),
                             Bad::Overlay(t, why) => overlay::violation(at, &t, why),
                             Bad::Update(letter, why) => format!("({letter}) at {at} ms {why}"),
+                            Bad::Gated(t, why) => depends_on::violation(at, &t, why),
+                            Bad::MaxReplicas(t, why) => max_replicas::violation(at, &t, why),
                         };
                         self.svc().violation(Some(v));
                     }
@@ -272,6 +278,7 @@ impl StoreWorld {
         let mut pass_down = BTreeSet::new();
         let mut addressed = 0u64;
         let mut attached = 0u64;
+        let mut gated = 0u64;
         // Invariant (h): judge every placement against the views this pass used; (j) every
         // orphan against this manager's membership.
         let mut audit = |a: &PassAudit| {
@@ -284,6 +291,17 @@ impl StoreWorld {
             for (t, why) in addresses::judge(state, &a.plan.ops) {
                 let key = t.id.to_string();
                 bad.entry(key).or_default().push(Bad::Address(t, why));
+            }
+            // (t): every task the pass starts, against its dependencies in the pass's view;
+            // (u): every node the pass places a task of a service with max replicas on.
+            gated += a.plan.gated as u64;
+            for (t, why) in depends_on::judge(state, a.reports, &a.plan.ops) {
+                let key = t.id.to_string();
+                bad.entry(key).or_default().push(Bad::Gated(t, why));
+            }
+            for (t, why) in max_replicas::judge(state, &a.plan.ops) {
+                let key = t.id.to_string();
+                bad.entry(key).or_default().push(Bad::MaxReplicas(t, why));
             }
             // (s): every overlay address the pass gives, likewise.
             for (t, why) in overlay::judge(state, &a.plan.ops) {
@@ -370,6 +388,7 @@ impl StoreWorld {
         l.down = pass_down;
         svc.report.mesh.addressed += addressed;
         svc.report.mesh.attached += attached;
+        svc.report.gated += gated;
         let (ops, created, placed) = figures;
         svc.report.pass_ops += ops as u64;
         svc.report.tasks_created += created as u64;

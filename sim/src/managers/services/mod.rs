@@ -81,6 +81,9 @@ pub struct ServicesReport {
     pub converged_ms: Option<Millis>,
     pub updates: UpdatesReport,
     pub mesh: MeshReport,
+    /// Tasks the passes held back for a dependency (`depends_on`), summed over passes: a task
+    /// waiting through three passes counts three times.
+    pub gated: u64,
 }
 
 /// Task addresses and the routing mesh's tables.

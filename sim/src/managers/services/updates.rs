@@ -100,6 +100,7 @@ pub fn update(
             let mut spec: ServiceSpec = s.spec.clone();
             spec.update = draw_config(rng);
             spec.rollback = draw_config(rng);
+            let mut spec = stop_first_if_limited(spec);
             let n: u32 = rng.random_range(0..1_000);
             spec.task.env = vec![format!("V={n}")];
             if rng.random_range(0..4) == 0 {
@@ -140,6 +141,17 @@ pub fn update(
         need += rollout_ms(&new.spec.rollback, slots);
     }
     (now + need <= heal_ms + TAIL_MS).then_some(new)
+}
+
+/// `spec` with stop-first updates and rollbacks when its tasks have a max replicas per node:
+/// a start-first update's new task needs room beside the old one, and a node at its limit has
+/// none (Docker's updates wait for ever there too).
+pub fn stop_first_if_limited(mut spec: ServiceSpec) -> ServiceSpec {
+    if spec.task.placement.max_replicas > 0 {
+        spec.update.order = UpdateOrder::StopFirst;
+        spec.rollback.order = UpdateOrder::StopFirst;
+    }
+    spec
 }
 
 /// An upper bound of a service's slots: its replicas, or every worker for a global service.

@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 use rand::RngExt;
 use rand::rngs::StdRng;
 use swarm_actors::model::{
-    Availability, FileKind, FileRef, HealthCheck, Placement, ResourceAmounts, Resources,
-    RestartCondition, RestartPolicy, Role, RuntimeKind, Secret, SecretBytes, SecretId, Service,
-    ServiceId, ServiceMode, ServiceSpec, TaskSpec,
+    Availability, Dependency, DependencyCondition, FileKind, FileRef, HealthCheck, Placement,
+    ResourceAmounts, Resources, RestartCondition, RestartPolicy, Role, RuntimeKind, Secret,
+    SecretBytes, SecretId, Service, ServiceId, ServiceMode, ServiceSpec, TaskSpec,
 };
 use swarm_actors::store::{Expect, Kind, NodeObject, NodeSpec, ObjectBody, Op, StoreState};
 
@@ -207,6 +207,7 @@ fn operator_change(
     let roll = rng.random_range(0..100);
     if services.len() < 2 || (roll < 25 && services.len() < SERVICES_MAX) {
         let mut s = new_service(rng);
+        s.spec.depends_on = dependencies_of(s.id, &services);
         s.vips = networks::vips(state, &s, &[]);
         let op = Op::Put {
             kind: Kind::Service,
@@ -334,7 +335,7 @@ fn new_service(rng: &mut StdRng) -> Service {
         placement: Placement {
             constraints,
             preferences: Vec::new(),
-            max_replicas: 0,
+            max_replicas: max_replicas_of(id),
         },
         stop_grace_period_ms: rng.random_range(1_000..=5_000),
         user: None,
@@ -366,7 +367,51 @@ fn new_service(rng: &mut StdRng) -> Service {
         ports,
         depends_on: Vec::new(),
     };
-    Service::new(id, spec)
+    Service::new(id, updates::stop_first_if_limited(spec))
+}
+
+/// A new service's `--replicas-max-per-node`, from its ID (no draw from the stream): a
+/// quarter of the services get 1 or 2, global ones too (which ignore it).
+pub fn max_replicas_of(id: ServiceId) -> u64 {
+    let h = (id.0 >> 96) as u64;
+    match h % 4 {
+        0 => 1 + (h >> 8) % 2,
+        _ => 0,
+    }
+}
+
+/// A new service's `depends_on`, from its ID and the services already in the store (no draw
+/// from the stream): two in five depend on one of them, a fifth of those on a second one,
+/// each `service_healthy` or `service_started` (half each). Only services without
+/// dependencies of their own are chosen, so chains are one deep and the graph has no cycle
+/// (a dependency is older than its dependent). The names are the store's: a dependency
+/// removed later is missing, and its dependent waits for good.
+fn dependencies_of(id: ServiceId, services: &[(String, u64, Service)]) -> Vec<Dependency> {
+    let h = u64::from((id.0 >> 64) as u32);
+    let mut candidates: Vec<&str> = services
+        .iter()
+        .filter(|(_, _, s)| s.spec.depends_on.is_empty())
+        .map(|(_, _, s)| s.spec.name.as_str())
+        .collect();
+    if candidates.is_empty() || h % 5 >= 2 {
+        return Vec::new();
+    }
+    let count = if (h >> 4) % 5 == 0 { 2 } else { 1 };
+    let mut deps = Vec::new();
+    for i in 0..count.min(candidates.len()) {
+        let at = ((h >> 8) as usize).wrapping_add(i * 7) % candidates.len();
+        let name = candidates.remove(at);
+        let condition = if (h >> (16 + i)) % 2 == 0 {
+            DependencyCondition::Healthy
+        } else {
+            DependencyCondition::Started
+        };
+        deps.push(Dependency {
+            service: name.to_string(),
+            condition,
+        });
+    }
+    deps
 }
 
 /// The ports a new service publishes, from its ID (no draw from the stream, so the runs'
