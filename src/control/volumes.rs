@@ -40,9 +40,11 @@ pub const VOLUME_ASKS_AT_ONCE: usize = 32;
 
 /// How long [`remove_stack_volumes`] asks again while volumes are in use or nodes are not
 /// reached.
+#[allow(dead_code)] // with remove_stack_volumes, until `stack rm` calls it
 pub const VOLUMES_RM_WAIT_MS: u64 = 60_000;
 
 /// Pause between two asks of [`remove_stack_volumes`].
+#[allow(dead_code)] // with remove_stack_volumes, until `stack rm` calls it
 const VOLUMES_RM_RETRY_MS: u64 = 500;
 
 /// Longest stack name taken (Docker's names are far shorter).
@@ -140,7 +142,9 @@ async fn ask_node(
         }
     };
     match answer {
-        Ok(Response::VolumesRemoved(r)) => Ok(r),
+        Ok(Response::VolumesRemoved { removed, in_use }) => {
+            Ok(swarm_actors::runtime::VolumesRemoved { removed, in_use })
+        }
         Ok(Response::Failed(f)) => Err(f.to_string()),
         Ok(other) => Err(format!("unexpected answer {other:?}")),
         Err(_) => Err(format!("no answer within {VOLUME_ASK_DEADLINE_MS} ms")),
@@ -161,6 +165,7 @@ pub fn response(result: Result<VolumesRmAnswer, String>) -> ControlResponse {
 /// still used by the stack's stopping tasks (at most [`VOLUMES_RM_WAIT_MS`]). Returns the names
 /// removed, sorted; an error when some are left (in use, or on a node not reached), naming
 /// them and what was removed.
+#[allow(dead_code)] // `stack rm` calls it
 pub async fn remove_stack_volumes(client: &Client, namespace: &str) -> anyhow::Result<Vec<String>> {
     let started = Instant::now();
     let mut removed = BTreeSet::new();

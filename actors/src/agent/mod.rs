@@ -498,7 +498,11 @@ impl AgentState {
                     }
                 }
             }
-            let _ = reply.send(Response::VolumesRemoved(all)); // the asker may have gone
+            // The asker may have gone.
+            let _ = reply.send(Response::VolumesRemoved {
+                removed: all.removed,
+                in_use: all.in_use,
+            });
         });
     }
 

@@ -630,6 +630,6 @@ async fn a_stacks_volume_is_made_labelled_and_removed_once_no_container_uses_it(
         .remove_volumes("com.docker.stack.namespace", &stack)
         .await
         .unwrap();
-    assert_eq!(done.removed, [name.clone()]);
+    assert_eq!(done.removed, std::slice::from_ref(&name));
     assert!(rt.docker.inspect_volume(&name).await.is_err());
 }

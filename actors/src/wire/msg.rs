@@ -172,8 +172,12 @@ pub enum Response {
     },
     /// Lines per task, oldest first; tasks this node does not know are left out.
     Logs(Vec<(TaskId, Vec<LogLine>)>),
-    /// What [`Request::RemoveVolumes`] did on the answering node.
-    VolumesRemoved(crate::runtime::VolumesRemoved),
+    /// What [`Request::RemoveVolumes`] did on the answering node: the volumes removed, and
+    /// those left because a task of the node uses them.
+    VolumesRemoved {
+        removed: Vec<String>,
+        in_use: Vec<String>,
+    },
     Failed(WireFailure),
 }
 
