@@ -38,10 +38,6 @@ pub struct Scope<'a> {
 }
 
 impl Scope<'_> {
-    pub fn namespace_labels(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([(NAMESPACE_LABEL.to_string(), self.namespace.to_string())])
-    }
-
     /// `<stack>_<name>`.
     pub fn scoped(&self, name: &str) -> String {
         format!("{}_{name}", self.namespace)

@@ -10,7 +10,7 @@ use swarm_actors::model::{
 };
 
 use super::ComposeError;
-use super::convert::{Scope, boolean, check_keys, entries, label_map, text};
+use super::convert::{Scope, boolean, check_keys, label_map, text};
 use super::interpolate::parse_dotenv;
 use super::node::{Node, Value};
 use crate::cmd::service::create::parse_file_ref;
