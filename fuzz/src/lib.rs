@@ -149,5 +149,6 @@ pub fn spec_template() -> swarm_actors::model::ServiceSpec {
         rollback: UpdateConfig::default(),
         ports: vec![],
         endpoint_mode: Default::default(),
+        depends_on: Vec::new(),
     }
 }
