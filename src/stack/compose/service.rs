@@ -159,6 +159,35 @@ fn opt_text(s: &Scope, n: &Node, field: &str, key: &str) -> Result<Option<String
     }
 }
 
+/// A field that must be one of `choices` (compose's spelling, in the order the error lists
+/// them); the error names the key and the choices.
+fn opt_choice<T: Copy>(
+    s: &Scope,
+    n: &Node,
+    field: &str,
+    key: &str,
+    what: &str,
+    choices: &[(&str, T)],
+) -> Result<Option<T>, ComposeError> {
+    let Some(given) = opt_text(s, n, field, key)? else {
+        return Ok(None);
+    };
+    if let Some((_, v)) = choices.iter().find(|(name, _)| *name == given) {
+        return Ok(Some(*v));
+    }
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    let listed = match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(s.loaded.err(
+        n.get(field).unwrap_or(n),
+        &format!("{key}.{field}"),
+        format!("invalid {what} {given:?}: {listed}"),
+    ))
+}
+
 /// A field parsed by one of the command line's parsers; the error names the key.
 fn parsed<T>(
     s: &Scope,
@@ -550,18 +579,9 @@ fn deploy(s: &Scope, d: &Node, key: &str, spec: &mut ServiceSpec) -> Result<(), 
         }
     };
     spec.labels = label_map(l, d.get("labels"), &format!("{key}.labels"))?;
-    if let Some(m) = opt_text(s, d, "endpoint_mode", key)? {
-        spec.endpoint_mode = match m.as_str() {
-            "vip" => EndpointMode::Vip,
-            "dnsrr" => EndpointMode::Dnsrr,
-            other => {
-                return Err(l.err(
-                    d.get("endpoint_mode").unwrap_or(d),
-                    &format!("{key}.endpoint_mode"),
-                    format!("invalid endpoint mode {other:?}: vip or dnsrr"),
-                ));
-            }
-        };
+    let modes = [("vip", EndpointMode::Vip), ("dnsrr", EndpointMode::Dnsrr)];
+    if let Some(m) = opt_choice(s, d, "endpoint_mode", key, "endpoint mode", &modes)? {
+        spec.endpoint_mode = m;
     }
     if let Some(p) = d.get("placement").filter(|p| p.v != Value::Null) {
         let pkey = format!("{key}.placement");
@@ -623,19 +643,13 @@ fn deploy(s: &Scope, d: &Node, key: &str, spec: &mut ServiceSpec) -> Result<(), 
             &["condition", "delay", "max_attempts", "window"],
         )?;
         let mut p = RestartPolicy::default();
-        if let Some(c) = opt_text(s, r, "condition", &rkey)? {
-            p.condition = match c.as_str() {
-                "any" => RestartCondition::Any,
-                "on-failure" => RestartCondition::OnFailure,
-                "none" => RestartCondition::None,
-                other => {
-                    return Err(l.err(
-                        r.get("condition").unwrap_or(r),
-                        &format!("{rkey}.condition"),
-                        format!("invalid restart condition {other:?}: none, on-failure or any"),
-                    ));
-                }
-            };
+        let conditions = [
+            ("none", RestartCondition::None),
+            ("on-failure", RestartCondition::OnFailure),
+            ("any", RestartCondition::Any),
+        ];
+        if let Some(c) = opt_choice(s, r, "condition", &rkey, "restart condition", &conditions)? {
+            p.condition = c;
         }
         if let Some(ms) = parsed(s, r, "delay", &rkey, parse_duration_ms)? {
             p.delay_ms = ms;
@@ -693,32 +707,20 @@ fn rollout(s: &Scope, u: &Node, key: &str) -> Result<UpdateConfig, ComposeError>
     if let Some(ms) = parsed(s, u, "monitor", key, parse_duration_ms)? {
         c.monitor_ms = ms;
     }
-    if let Some(a) = opt_text(s, u, "failure_action", key)? {
-        c.failure_action = match a.as_str() {
-            "pause" => FailureAction::Pause,
-            "continue" => FailureAction::Continue,
-            "rollback" => FailureAction::Rollback,
-            other => {
-                return Err(l.err(
-                    u.get("failure_action").unwrap_or(u),
-                    &format!("{key}.failure_action"),
-                    format!("invalid failure action {other:?}: pause, continue or rollback"),
-                ));
-            }
-        };
+    let actions = [
+        ("pause", FailureAction::Pause),
+        ("continue", FailureAction::Continue),
+        ("rollback", FailureAction::Rollback),
+    ];
+    if let Some(a) = opt_choice(s, u, "failure_action", key, "failure action", &actions)? {
+        c.failure_action = a;
     }
-    if let Some(o) = opt_text(s, u, "order", key)? {
-        c.order = match o.as_str() {
-            "stop-first" => UpdateOrder::StopFirst,
-            "start-first" => UpdateOrder::StartFirst,
-            other => {
-                return Err(l.err(
-                    u.get("order").unwrap_or(u),
-                    &format!("{key}.order"),
-                    format!("invalid order {other:?}: stop-first or start-first"),
-                ));
-            }
-        };
+    let orders = [
+        ("stop-first", UpdateOrder::StopFirst),
+        ("start-first", UpdateOrder::StartFirst),
+    ];
+    if let Some(o) = opt_choice(s, u, "order", key, "order", &orders)? {
+        c.order = o;
     }
     if let Some(r) = parsed(s, u, "max_failure_ratio", key, |t| {
         t.trim()
