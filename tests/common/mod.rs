@@ -36,6 +36,8 @@ pub struct Node {
     pub extra: Vec<String>,
     /// The network namespace the process runs in; `None` for the caller's own.
     pub netns: Option<String>,
+    /// Held while the process runs in the caller's namespace: see [`host_netns_alone`].
+    host_share: Option<HostShare>,
 }
 
 impl Node {
@@ -75,6 +77,7 @@ impl Node {
             seed,
             extra: Vec::new(),
             netns: None,
+            host_share: None,
         }
     }
 
@@ -124,6 +127,9 @@ impl Node {
     /// Starts (or restarts) the process, logging to `<dir>/log-N.txt`.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
+        if self.netns.is_none() && self.host_share.is_none() {
+            self.host_share = HostShare::take();
+        }
         let n = std::fs::read_dir(&self.dir).unwrap().count();
         let log = std::fs::File::create(self.dir.join(format!("log-{n}.txt"))).unwrap();
         let child = self
@@ -292,6 +298,7 @@ impl Node {
             c.kill().ok(); // SIGKILL
             c.wait().ok();
         }
+        self.host_share = None;
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -302,6 +309,85 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Nodes of one test binary that run in the caller's network namespace share it: their
+/// tasks' bridges and the Docker Engine's networks all take slices of one ingress subnet, and
+/// every cluster's first node takes the first slice. Process-runtime clusters mend what they
+/// trade (the bridge plugin makes a missing bridge again), but a Docker node's network loses
+/// its bridge for good when another cluster's node clears it as stale between two containers.
+/// So a Docker test runs its nodes alone in the namespace: [`host_netns_alone`] waits until no
+/// other test's node runs there, and keeps new ones out until it is dropped. Nodes in their
+/// own namespaces (labs) are not counted.
+#[derive(Default)]
+struct HostNs {
+    /// Nodes running in the namespace, of tests that share it.
+    shared: usize,
+    /// A test holds the namespace alone.
+    alone: bool,
+}
+
+static HOST_NS: std::sync::Mutex<HostNs> = std::sync::Mutex::new(HostNs {
+    shared: 0,
+    alone: false,
+});
+static HOST_NS_CHANGED: std::sync::Condvar = std::sync::Condvar::new();
+
+thread_local! {
+    /// This thread's test holds the namespace alone, so its own nodes take no share.
+    static ALONE_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn host_ns() -> std::sync::MutexGuard<'static, HostNs> {
+    HOST_NS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One running node's share of the caller's namespace.
+struct HostShare;
+
+impl HostShare {
+    /// A share, once no test holds the namespace alone; `None` for the test that does.
+    fn take() -> Option<HostShare> {
+        if ALONE_HERE.with(|a| a.get()) {
+            return None;
+        }
+        let mut ns = host_ns();
+        while ns.alone {
+            ns = HOST_NS_CHANGED.wait(ns).unwrap_or_else(|e| e.into_inner());
+        }
+        ns.shared += 1;
+        Some(HostShare)
+    }
+}
+
+impl Drop for HostShare {
+    fn drop(&mut self) {
+        host_ns().shared -= 1;
+        HOST_NS_CHANGED.notify_all();
+    }
+}
+
+/// The caller's network namespace for this test alone, while the value lives.
+pub struct HostNsAlone;
+
+/// Waits until no other test's node runs in the caller's namespace, then keeps others out
+/// until the value is dropped. Docker tests call it first.
+pub fn host_netns_alone() -> HostNsAlone {
+    let mut ns = host_ns();
+    while ns.alone || ns.shared > 0 {
+        ns = HOST_NS_CHANGED.wait(ns).unwrap_or_else(|e| e.into_inner());
+    }
+    ns.alone = true;
+    ALONE_HERE.with(|a| a.set(true));
+    HostNsAlone
+}
+
+impl Drop for HostNsAlone {
+    fn drop(&mut self) {
+        ALONE_HERE.with(|a| a.set(false));
+        host_ns().alone = false;
+        HOST_NS_CHANGED.notify_all();
     }
 }
 

@@ -330,6 +330,7 @@ fn process_tasks_read_the_secret_at_their_targets_and_only_their_nodes_hold_it()
 #[test]
 fn containers_read_the_secret_through_read_only_mounts_and_it_stays_out_of_their_layers() {
     use swarm_actors::runtime::testimage::TEST_IMAGE;
+    let _alone = crate::common::host_netns_alone();
     if !crate::common::docker_engine() {
         return;
     }

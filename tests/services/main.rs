@@ -389,6 +389,7 @@ mod docker {
 
     #[test]
     fn containers_run_get_replaced_when_unhealthy_and_are_cleaned_after_a_restart() {
+        let _alone = common::host_netns_alone();
         if !common::docker_engine() {
             return;
         }
@@ -463,6 +464,7 @@ mod docker {
 
     #[test]
     fn a_missing_image_is_a_task_error() {
+        let _alone = common::host_netns_alone();
         if !common::docker_engine() {
             return;
         }

@@ -12,10 +12,6 @@ const GRACE: [&str; 2] = ["--stop-grace-period", "1s"];
 const MISSING_IMAGE: &str = "swarm-test/no-such-image:1";
 
 /// Containers labelled as tasks of node `id`.
-/// One Docker cluster at a time: each node's task network takes its slice of 10.255.0.0/16
-/// on the one engine, and two clusters' first nodes would both ask for 10.255.0.0/24.
-static DOCKER_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn containers_of(id: &str) -> usize {
     let out = std::process::Command::new("docker")
         .args([
@@ -42,7 +38,9 @@ fn remove(nodes: &[Node], svc: &str) {
 
 #[test]
 fn the_tutorials_update_from_1_to_2_on_docker() {
-    let _one_at_a_time = DOCKER_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    // Alone in the namespace: each node's task network takes its slice of 10.255.0.0/16,
+    // and every other cluster's first node would ask for the same first slice.
+    let _alone = common::host_netns_alone();
     if !common::docker_engine() {
         return;
     }
@@ -62,7 +60,9 @@ fn the_tutorials_update_from_1_to_2_on_docker() {
 
 #[test]
 fn a_missing_image_rolls_back_to_1_on_docker() {
-    let _one_at_a_time = DOCKER_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    // Alone in the namespace: each node's task network takes its slice of 10.255.0.0/16,
+    // and every other cluster's first node would ask for the same first slice.
+    let _alone = common::host_netns_alone();
     if !common::docker_engine() {
         return;
     }
