@@ -120,7 +120,9 @@ impl Node {
                 .arg(token);
         }
         cmd.args(&self.extra);
-        cmd.env("RUST_LOG", "info");
+        // `SWARM_TEST_LOG` (a `RUST_LOG` filter) makes the nodes of a test say more.
+        let filter = std::env::var("SWARM_TEST_LOG").unwrap_or_else(|_| "info".into());
+        cmd.env("RUST_LOG", filter);
         cmd
     }
 

@@ -9,7 +9,9 @@
 //!
 //! One hickory-server per listening address, each on UDP and TCP port 53 of a gateway this
 //! node's tasks reach: the gateway of the node's ingress slice (known from its tasks' ingress
-//! addresses) and that of every overlay network in the table. The sockets are bound with
+//! addresses) and that of every overlay network in the table. A task's ingress gateway is
+//! bound the moment the runtime records the task's endpoint, before the task runs
+//! ([`Endpoints::on_change`]), so its first query finds the server. The sockets are bound with
 //! `IP_FREEBIND`, so a gateway is served from the moment the data path puts the address on its
 //! bridge, whichever comes first. A network that leaves the table closes its listener.
 //!
@@ -190,6 +192,19 @@ impl Dns {
                 bind_errors: BTreeMap::new(),
             }),
         });
+        // A task's gateway is served before the task runs: the runtime records its endpoint
+        // first, and this binds the listener then and there (the follow loop's poll could
+        // come after the task's first query). Weak: the endpoints outlive the server.
+        let weak = Arc::downgrade(&inner);
+        let watching = inner.shared.endpoints.on_change(move || {
+            if let Some(inner) = weak.upgrade() {
+                let table = inner.shared.table.read().expect("dns table lock").clone();
+                inner.reconcile(table.as_deref());
+            }
+        });
+        if !watching {
+            warn!("the DNS server follows the task endpoints by polling only: too many watchers");
+        }
         let follow = tokio::spawn(follow(inner.clone(), feed));
         Ok(Dns {
             inner,

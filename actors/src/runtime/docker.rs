@@ -405,12 +405,18 @@ impl TaskRuntime for DockerRuntime {
                 .lock()
                 .expect("names lock")
                 .insert(task, name.clone());
-            self.docker
-                .start_container(&name, None)
-                .await
-                .map_err(|e| RuntimeError::Failed(format!("starting {name}: {e}")))?;
-            if let Some(endpoint) = overlay_net::endpoint_of(ctx) {
+            // Recorded before the container runs, so that the node's DNS server listens on
+            // its gateway by the time the container asks it anything.
+            let endpoint = overlay_net::endpoint_of(ctx);
+            if let Some(endpoint) = endpoint.clone() {
                 self.endpoints.set(task, endpoint);
+            }
+            let started = self.docker.start_container(&name, None).await;
+            if let Err(e) = started {
+                if endpoint.is_some() {
+                    self.endpoints.clear(task);
+                }
+                return Err(RuntimeError::Failed(format!("starting {name}: {e}")));
             }
             Ok(())
         })

@@ -116,33 +116,91 @@ impl TaskEndpoint {
 }
 
 /// The endpoints of this node's running tasks, shared by the node's runtimes (which set an
-/// entry when a task starts and clear it when the task is removed) and the routing mesh (which
-/// reads them). Cheap to clone.
-#[derive(Clone, Debug, Default)]
-pub struct Endpoints(
-    std::sync::Arc<std::sync::RwLock<std::collections::HashMap<TaskId, TaskEndpoint>>>,
-);
+/// entry before a task's process or container starts and clear it when the task is removed)
+/// and the routing mesh and the DNS server (which read them). Cheap to clone.
+///
+/// A reader that must act before a task runs (the DNS server, which listens on the gateway
+/// of the node's ingress slice only while a task there needs it) registers a watcher with
+/// [`Endpoints::on_change`]: it is called on the setting thread, after each set or clear, so
+/// that what it does is done before the runtime goes on to start the task.
+#[derive(Clone, Default)]
+pub struct Endpoints(std::sync::Arc<EndpointsInner>);
+
+/// Called after every change of the endpoints.
+type EndpointsWatcher = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Default)]
+struct EndpointsInner {
+    map: std::sync::RwLock<std::collections::HashMap<TaskId, TaskEndpoint>>,
+    /// At most [`ENDPOINT_WATCHERS_MAX`]: one per reader that needs it (the DNS server).
+    watchers: std::sync::RwLock<Vec<EndpointsWatcher>>,
+}
+
+/// Watchers one [`Endpoints`] takes; a further one is refused (`on_change` returns false).
+pub const ENDPOINT_WATCHERS_MAX: usize = 4;
+
+impl std::fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoints")
+            .field("tasks", &self.len())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Endpoints {
     pub fn get(&self, task: TaskId) -> Option<TaskEndpoint> {
-        self.0.read().expect("endpoints lock").get(&task).cloned()
+        self.0
+            .map
+            .read()
+            .expect("endpoints lock")
+            .get(&task)
+            .cloned()
     }
 
     pub fn set(&self, task: TaskId, endpoint: TaskEndpoint) {
         self.0
+            .map
             .write()
             .expect("endpoints lock")
             .insert(task, endpoint);
+        self.changed();
     }
 
     pub fn clear(&self, task: TaskId) {
-        self.0.write().expect("endpoints lock").remove(&task);
+        let removed = self.0.map.write().expect("endpoints lock").remove(&task);
+        if removed.is_some() {
+            self.changed();
+        }
+    }
+
+    /// Calls `watcher` after every later set or clear, on the thread that made it (with no
+    /// lock of the endpoints held: it may read them). False, and not registered, past
+    /// [`ENDPOINT_WATCHERS_MAX`].
+    pub fn on_change(&self, watcher: impl Fn() + Send + Sync + 'static) -> bool {
+        let mut w = self.0.watchers.write().expect("endpoints watchers lock");
+        if w.len() >= ENDPOINT_WATCHERS_MAX {
+            return false;
+        }
+        w.push(std::sync::Arc::new(watcher));
+        true
+    }
+
+    fn changed(&self) {
+        let watchers = self
+            .0
+            .watchers
+            .read()
+            .expect("endpoints watchers lock")
+            .clone();
+        for w in watchers {
+            w();
+        }
     }
 
     /// Every endpoint now, in task order: what the DNS server finds an asking task among,
     /// and the ingress gateways it listens on.
     pub fn all(&self) -> Vec<(TaskId, TaskEndpoint)> {
-        let map = self.0.read().expect("endpoints lock");
+        let map = self.0.map.read().expect("endpoints lock");
         let mut all: Vec<(TaskId, TaskEndpoint)> =
             map.iter().map(|(t, e)| (*t, e.clone())).collect();
         all.sort_by_key(|(t, _)| *t);
@@ -150,7 +208,7 @@ impl Endpoints {
     }
 
     pub fn len(&self) -> usize {
-        self.0.read().expect("endpoints lock").len()
+        self.0.map.read().expect("endpoints lock").len()
     }
 
     pub fn is_empty(&self) -> bool {
