@@ -21,6 +21,9 @@ pub mod testimage;
 pub mod user;
 mod volumes;
 
+#[cfg(test)]
+pub(crate) mod tests_support;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;

@@ -7,44 +7,21 @@
 // to the deciding code.
 #![allow(clippy::disallowed_methods)]
 use super::*;
-use crate::model::{Resources, RestartPolicy, RuntimeKind, ServiceId, TaskSpec};
+use crate::model::{RuntimeKind, ServiceId, TaskSpec};
+use crate::runtime::tests_support::{context, program};
 
 /// Upper bound on any single wait in these tests.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 pub(crate) fn ctx(task: u128, image: &str, args: &[&str]) -> TaskContext {
+    let spec = TaskSpec {
+        env: vec!["GREETING=hello there".into()],
+        ..program(RuntimeKind::Process, image, args)
+    };
     TaskContext {
-        dns: None,
-        overlays: Vec::new(),
-        task_id: TaskId(task),
         service_id: ServiceId(99),
-        service_name: "web".into(),
         slot: 2,
-        node_id: NodeId(5),
-        spec: TaskSpec {
-            networks: Vec::new(),
-            entrypoint: Vec::new(),
-            workdir: None,
-            hostname: None,
-            mounts: Vec::new(),
-            runtime: RuntimeKind::Process,
-            image: image.into(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            env: vec!["GREETING=hello there".into()],
-            health: None,
-            resources: Resources::default(),
-            restart: RestartPolicy::default(),
-            placement: Default::default(),
-            stop_grace_period_ms: 0,
-            user: None,
-            container_labels: Default::default(),
-            force_update: 0,
-            secrets: Vec::new(),
-            configs: Vec::new(),
-        },
-        files: Vec::new(),
-        network: None,
-        ports: Vec::new(),
+        ..context(TaskId(task), NodeId(5), "web", spec)
     }
 }
 

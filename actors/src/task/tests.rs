@@ -6,48 +6,20 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::model::{
-    HealthCheck, NodeId, Resources, RestartPolicy, RuntimeKind, ServiceId, TaskSpec, TaskState,
-};
+use crate::model::{HealthCheck, NodeId, RuntimeKind, TaskSpec, TaskState};
 use crate::runtime::ProcessRuntime;
+use crate::runtime::tests_support::{context, program};
 
 /// Upper bound on waiting for one report; far above what a loaded machine needs.
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn ctx(task: u128, image: &str, args: &[&str], health: Option<HealthCheck>) -> TaskContext {
-    TaskContext {
-        dns: None,
-        overlays: Vec::new(),
-        task_id: TaskId(task),
-        service_id: ServiceId(1),
-        service_name: "svc".into(),
-        slot: 1,
-        node_id: NodeId(2),
-        spec: TaskSpec {
-            networks: Vec::new(),
-            entrypoint: Vec::new(),
-            workdir: None,
-            hostname: None,
-            mounts: Vec::new(),
-            runtime: RuntimeKind::Process,
-            image: image.into(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            env: vec![],
-            health,
-            resources: Resources::default(),
-            restart: RestartPolicy::default(),
-            placement: Default::default(),
-            stop_grace_period_ms: 5_000,
-            user: None,
-            container_labels: Default::default(),
-            force_update: 0,
-            secrets: Vec::new(),
-            configs: Vec::new(),
-        },
-        files: Vec::new(),
-        network: None,
-        ports: Vec::new(),
-    }
+    let spec = TaskSpec {
+        health,
+        stop_grace_period_ms: 5_000,
+        ..program(RuntimeKind::Process, image, args)
+    };
+    context(TaskId(task), NodeId(2), "svc", spec)
 }
 
 /// Reads reports until one has state `want`, returning everything seen up to it.
