@@ -409,7 +409,7 @@ impl TaskRuntime for DockerRuntime {
                 .start_container(&name, None)
                 .await
                 .map_err(|e| RuntimeError::Failed(format!("starting {name}: {e}")))?;
-            if let Some(endpoint) = overlay_net::endpoint_of(ctx) {
+            if let Some(endpoint) = ctx.endpoint() {
                 self.endpoints.set(task, endpoint);
             }
             Ok(())

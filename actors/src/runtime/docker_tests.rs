@@ -8,7 +8,7 @@ use super::*;
 use crate::model::{RuntimeKind, ServiceId, TaskSpec};
 use crate::runtime::process::net_tests::{http_get, namespaces_possible};
 use crate::runtime::testimage::{TEST_IMAGE, docker_available};
-use crate::runtime::tests_support::{context, program};
+use crate::runtime::tests_support::{context, health_check, program};
 
 /// Upper bound on any single wait in these tests.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -149,13 +149,7 @@ async fn a_missing_image_is_no_such_image() {
 async fn the_engines_health_verdict_is_read() {
     let Some(rt) = engine().await else { return };
     let mut c = ctx(node(3), 1, TEST_IMAGE, &["sleep", "1000"]);
-    let check = HealthCheck {
-        cmd: "exit 1".into(),
-        interval_ms: 200,
-        timeout_ms: 2_000,
-        retries: 1,
-        start_period_ms: 0,
-    };
+    let check = health_check("exit 1", 200, 2_000, 1);
     c.spec.health = Some(check.clone());
     run(&rt, &c).await;
     let mut verdict = None;

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::{LogLine, ProcessRuntime, TaskContext, TaskRuntime};
-use crate::model::{NodeId, RuntimeKind, ServiceId, TaskId, TaskSpec};
+use crate::model::{HealthCheck, NodeId, RuntimeKind, ServiceId, TaskId, TaskSpec};
 
 /// Upper bound on the wait for a task's exit in [`run_to_end`]; far above what a loaded
 /// machine needs.
@@ -28,6 +28,23 @@ pub(crate) fn program(runtime: RuntimeKind, image: &str, args: &[&str]) -> TaskS
         env: Vec::new(),
         stop_grace_period_ms: 0,
         ..crate::scheduler::tests_support::spec()
+    }
+}
+
+/// A health check that runs `cmd` every `interval_ms`, each run bounded by `timeout_ms`, and
+/// calls the task unhealthy after `retries` failures in a row; no start period.
+pub(crate) fn health_check(
+    cmd: impl Into<String>,
+    interval_ms: u64,
+    timeout_ms: u64,
+    retries: u32,
+) -> HealthCheck {
+    HealthCheck {
+        cmd: cmd.into(),
+        interval_ms,
+        timeout_ms,
+        retries,
+        start_period_ms: 0,
     }
 }
 
