@@ -18,16 +18,14 @@ const EXIT_PATIENCE: Duration = Duration::from_secs(30);
 /// How many times [`run_to_end`] reads the output for its closing line, 10 ms apart.
 const END_POLLS_MAX: usize = 300;
 
-/// A spec that runs `image` with `args` on `runtime`: no environment and no stop grace
-/// period, the rest (no limits, no constraints, no mounts) as the scheduler's tests' spec.
+/// A spec that runs `image` with `args` on `runtime` and sets nothing else: no environment,
+/// limits, constraints, mounts or stop grace period.
 pub(crate) fn program(runtime: RuntimeKind, image: &str, args: &[&str]) -> TaskSpec {
     TaskSpec {
         runtime,
         image: image.into(),
         args: args.iter().map(|s| s.to_string()).collect(),
-        env: Vec::new(),
-        stop_grace_period_ms: 0,
-        ..crate::scheduler::tests_support::spec()
+        ..TaskSpec::default()
     }
 }
 
