@@ -2,6 +2,7 @@
 //! configs named and labelled, every service converted ([`super::service`]), and the services
 //! ordered so that each comes after what it depends on.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use swarm_actors::model::FileKind;
@@ -336,6 +337,23 @@ fn order_by_dependencies(
     Ok(order.iter().filter_map(|n| by_name.remove(n)).collect())
 }
 
+/// A top-level network's or volume's body, its keys checked against `allowed`: `null` (a
+/// bare `web:`) stands for an empty mapping.
+fn object_body<'a>(
+    l: &Loaded,
+    n: &'a Node,
+    key: &str,
+    allowed: &[&str],
+) -> Result<Cow<'a, Node>, ComposeError> {
+    let body = if n.v == Value::Null {
+        Cow::Owned(Node::new(n.file, n.line, Value::Map(Vec::new())))
+    } else {
+        Cow::Borrowed(n)
+    };
+    check_keys(l, &body, key, allowed)?;
+    Ok(body)
+}
+
 /// A top-level object's `external` and its full name: an external one is found by its own
 /// name (`external.name`, then `name`, then its key); another is made under `name`, or under
 /// its key scoped to the stack.
@@ -373,9 +391,7 @@ fn object_labels(
 
 fn network(s: &Scope, name: &str, n: &Node, key: &str) -> Result<StackNetwork, ComposeError> {
     let l = s.loaded;
-    let empty = Node::new(n.file, n.line, Value::Map(Vec::new()));
-    let n = if n.v == Value::Null { &empty } else { n };
-    check_keys(
+    let body = object_body(
         l,
         n,
         key,
@@ -391,6 +407,7 @@ fn network(s: &Scope, name: &str, n: &Node, key: &str) -> Result<StackNetwork, C
             "enable_ipv6",
         ],
     )?;
+    let n = &*body;
     let (ext, full) = object_name(s, name, n, key)?;
     if let Some(d) = n.get("driver") {
         let d = text(l, d, &format!("{key}.driver"))?;
@@ -442,14 +459,13 @@ fn network(s: &Scope, name: &str, n: &Node, key: &str) -> Result<StackNetwork, C
 
 fn volume(s: &Scope, name: &str, n: &Node, key: &str) -> Result<StackVolume, ComposeError> {
     let l = s.loaded;
-    let empty = Node::new(n.file, n.line, Value::Map(Vec::new()));
-    let n = if n.v == Value::Null { &empty } else { n };
-    check_keys(
+    let body = object_body(
         l,
         n,
         key,
         &["driver", "driver_opts", "external", "name", "labels"],
     )?;
+    let n = &*body;
     if let Some(d) = n.get("driver") {
         let d = text(l, d, &format!("{key}.driver"))?;
         if d != "local" {
