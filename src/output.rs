@@ -1,7 +1,7 @@
 //! Tables and JSON lines, printed the way Docker's CLI prints them.
 
 use crate::cmd::units::human_duration;
-use crate::control::proto::TaskRow;
+use crate::control::proto::{ServiceInfo, TaskRow};
 use swarm_actors::model::TaskState;
 
 /// Docker's limit on the ERROR column unless `--no-trunc`.
@@ -33,6 +33,32 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         line(row.iter().map(String::as_str).collect());
     }
     out
+}
+
+/// A service's REPLICAS cell: its running tasks over the ones it wants.
+pub fn replicas(r: &ServiceInfo) -> String {
+    format!("{}/{}", r.running, r.desired)
+}
+
+/// `service ls` and `stack services`: Docker's columns, IDs cut to 12 characters.
+pub fn service_table(rows: &[ServiceInfo]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.chars().take(12).collect(),
+                r.name.clone(),
+                r.mode.clone(),
+                replicas(r),
+                r.image.clone(),
+                r.ports.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
+        &cells,
+    )
 }
 
 /// `service ps` and `node ps` (CURRENT STATE like Docker's: "Running 5 seconds ago", "Running

@@ -25,7 +25,7 @@ use swarm_actors::wire::{LOG_TASKS_MAX, Request, Response};
 
 use super::context::ControlContext;
 use super::proto::LogEntry;
-use super::service::{find, manager_store, nodes, tasks};
+use super::service::{find, hostname, manager_store, nodes, tasks};
 
 /// How long one node may take to answer a logs request.
 pub const LOG_ASK_DEADLINE_MS: u64 = 3_000;
@@ -74,10 +74,7 @@ pub async fn logs(
             let obj = nodes.iter().find(|n| n.id == node);
             NodeAsk {
                 addr: obj.map(|n| n.addr),
-                hostname: obj
-                    .and_then(|n| n.description.as_ref())
-                    .map(|d| d.hostname.clone())
-                    .unwrap_or_else(|| node.to_string()),
+                hostname: obj.map_or_else(|| node.to_string(), hostname),
                 tasks: Vec::new(),
             }
         });

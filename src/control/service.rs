@@ -298,19 +298,17 @@ pub async fn list(ctx: &ControlContext) -> Result<Vec<ServiceInfo>, String> {
     Ok(rows)
 }
 
-/// The hostname of every node the store knows (its ID where the node never described itself).
+/// A node's hostname, or its ID where it never described itself.
+pub fn hostname(n: &NodeObject) -> String {
+    n.description
+        .as_ref()
+        .map(|d| d.hostname.clone())
+        .unwrap_or_else(|| n.id.to_string())
+}
+
+/// The hostname of every node the store knows (see [`hostname`]).
 fn hostnames(nodes: &[NodeObject]) -> BTreeMap<NodeId, String> {
-    nodes
-        .iter()
-        .map(|n| {
-            let host = n
-                .description
-                .as_ref()
-                .map(|d| d.hostname.clone())
-                .unwrap_or_else(|| n.id.to_string());
-            (n.id, host)
-        })
-        .collect()
+    nodes.iter().map(|n| (n.id, hostname(n))).collect()
 }
 
 /// Task rows, newest first when there are more than [`TASK_ROWS_MAX`].

@@ -38,8 +38,9 @@ mod container;
 
 const _: () = assert!(2 * SPEC_BYTES_MAX < COMMAND_BYTES_MAX);
 
-/// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 63 characters.
-pub fn validate_name(name: &str) -> Result<(), String> {
+/// Whether `name` matches Docker's name pattern `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (services,
+/// networks); its length is bounded by each caller.
+pub fn docker_name_pattern(name: &str) -> bool {
     let ok_first = name
         .chars()
         .next()
@@ -47,7 +48,12 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     let ok_rest = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !ok_first || !ok_rest {
+    ok_first && ok_rest
+}
+
+/// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 63 characters.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if !docker_name_pattern(name) {
         return Err(format!(
             "invalid service name {name:?}: names match [a-zA-Z0-9][a-zA-Z0-9_.-]*"
         ));
@@ -373,7 +379,7 @@ pub fn validate_ports(ports: &[swarm_actors::model::PortConfig]) -> Result<(), S
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use swarm_actors::model::{Placement, Resources, RestartPolicy, TaskSpec, UpdateConfig};
+    use swarm_actors::model::{TaskSpec, UpdateConfig};
 
     pub(crate) fn spec(name: &str) -> ServiceSpec {
         ServiceSpec {
@@ -382,25 +388,11 @@ pub(crate) mod tests {
             labels: Default::default(),
             mode: ServiceMode::Replicated { replicas: 1 },
             task: TaskSpec {
-                networks: Vec::new(),
                 runtime: RuntimeKind::Process,
                 image: "sleep".into(),
                 args: vec!["1000".into()],
-                env: vec![],
-                health: None,
-                resources: Resources::default(),
-                restart: RestartPolicy::default(),
-                placement: Placement::default(),
                 stop_grace_period_ms: 10_000,
-                user: None,
-                container_labels: Default::default(),
-                force_update: 0,
-                secrets: Vec::new(),
-                configs: Vec::new(),
-                entrypoint: Vec::new(),
-                workdir: None,
-                hostname: None,
-                mounts: Vec::new(),
+                ..TaskSpec::default()
             },
             update: UpdateConfig::default(),
             rollback: UpdateConfig::default(),

@@ -28,7 +28,7 @@ use swarm_actors::wire::{Request, Response};
 use super::client::Client;
 use super::context::ControlContext;
 use super::proto::{ControlRequest, ControlResponse};
-use super::service::{manager_store, nodes};
+use super::service::{hostname, manager_store, nodes};
 use crate::stack::NAMESPACE_LABEL;
 
 /// How long one node may take to answer (its runtimes get
@@ -74,14 +74,7 @@ pub async fn remove(ctx: &ControlContext, namespace: &str) -> Result<VolumesRmAn
     let mut todo: Vec<(bool, std::net::SocketAddr, String)> = nodes(&store)
         .await?
         .into_iter()
-        .map(|n| {
-            let host = n
-                .description
-                .as_ref()
-                .map(|d| d.hostname.clone())
-                .unwrap_or_else(|| n.id.to_string());
-            (n.id == me, n.addr, host)
-        })
+        .map(|n| (n.id == me, n.addr, hostname(&n)))
         .collect();
     todo.sort_by(|a, b| a.2.cmp(&b.2));
     let mut todo = todo.into_iter();

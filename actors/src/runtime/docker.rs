@@ -407,7 +407,7 @@ impl TaskRuntime for DockerRuntime {
                 .insert(task, name.clone());
             // Recorded before the container runs, so that the node's DNS server listens on
             // its gateway by the time the container asks it anything.
-            let endpoint = overlay_net::endpoint_of(ctx);
+            let endpoint = ctx.endpoint();
             if let Some(endpoint) = endpoint.clone() {
                 self.endpoints.set(task, endpoint);
             }

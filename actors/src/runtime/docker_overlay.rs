@@ -7,7 +7,7 @@
 //! before it starts; its resolver is the node's DNS server (`--dns`: the engine's embedded
 //! resolver forwards to it what it does not answer itself).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use bollard::models::{
     EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkConnectRequest,
@@ -18,7 +18,7 @@ use tracing::info;
 use super::{DockerRuntime, LABEL_NODE, LABEL_PREFIX, status};
 use crate::model::NodeId;
 use crate::runtime::overlay::{OVERLAY_MTU, bridge_name};
-use crate::runtime::{OverlayAttachment, RuntimeError, TaskContext, TaskEndpoint};
+use crate::runtime::{OverlayAttachment, RuntimeError, TaskContext};
 
 /// The engine's options of a bridge network.
 const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
@@ -44,25 +44,6 @@ pub(super) fn endpoint(o: &OverlayAttachment) -> EndpointSettings {
         }),
         ..Default::default()
     }
-}
-
-/// Where the mesh and the DNS server reach the task: its ingress address (else its first
-/// overlay address), and its address on each overlay network.
-pub(super) fn endpoint_of(ctx: &TaskContext) -> Option<TaskEndpoint> {
-    let first = ctx
-        .network
-        .as_ref()
-        .or(ctx.overlays.first().map(|o| &o.attachment))?;
-    Some(TaskEndpoint {
-        ip: first.addr.into(),
-        ports: BTreeMap::new(),
-        host_network: false,
-        overlay: ctx
-            .overlays
-            .iter()
-            .map(|o| (o.network.id, o.attachment.addr))
-            .collect(),
-    })
 }
 
 impl DockerRuntime {

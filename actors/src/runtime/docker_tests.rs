@@ -5,9 +5,10 @@
 // to the deciding code.
 #![allow(clippy::disallowed_methods)]
 use super::*;
-use crate::model::{Resources, RestartPolicy, RuntimeKind, ServiceId, TaskSpec};
+use crate::model::{RuntimeKind, ServiceId, TaskSpec};
 use crate::runtime::process::net_tests::{http_get, namespaces_possible};
 use crate::runtime::testimage::{TEST_IMAGE, docker_available};
+use crate::runtime::tests_support::{context, health_check, program};
 
 /// Upper bound on any single wait in these tests.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -19,38 +20,14 @@ fn node(n: u128) -> NodeId {
 }
 
 fn ctx(node: NodeId, task: u128, image: &str, args: &[&str]) -> TaskContext {
+    let spec = TaskSpec {
+        env: vec!["GREETING=hello".into()],
+        ..program(RuntimeKind::Docker, image, args)
+    };
     TaskContext {
-        dns: None,
-        overlays: Vec::new(),
-        task_id: TaskId((node.0 << 8) | task),
         service_id: ServiceId(42),
-        service_name: "dockertest".into(),
         slot: task as u64,
-        node_id: node,
-        spec: TaskSpec {
-            networks: Vec::new(),
-            entrypoint: Vec::new(),
-            workdir: None,
-            hostname: None,
-            mounts: Vec::new(),
-            runtime: RuntimeKind::Docker,
-            image: image.into(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            env: vec!["GREETING=hello".into()],
-            health: None,
-            resources: Resources::default(),
-            restart: RestartPolicy::default(),
-            placement: Default::default(),
-            stop_grace_period_ms: 0,
-            user: None,
-            container_labels: Default::default(),
-            force_update: 0,
-            secrets: Vec::new(),
-            configs: Vec::new(),
-        },
-        files: Vec::new(),
-        network: None,
-        ports: Vec::new(),
+        ..context(TaskId((node.0 << 8) | task), node, "dockertest", spec)
     }
 }
 
@@ -172,13 +149,7 @@ async fn a_missing_image_is_no_such_image() {
 async fn the_engines_health_verdict_is_read() {
     let Some(rt) = engine().await else { return };
     let mut c = ctx(node(3), 1, TEST_IMAGE, &["sleep", "1000"]);
-    let check = HealthCheck {
-        cmd: "exit 1".into(),
-        interval_ms: 200,
-        timeout_ms: 2_000,
-        retries: 1,
-        start_period_ms: 0,
-    };
+    let check = health_check("exit 1", 200, 2_000, 1);
     c.spec.health = Some(check.clone());
     run(&rt, &c).await;
     let mut verdict = None;

@@ -21,7 +21,10 @@ pub mod testimage;
 pub mod user;
 mod volumes;
 
-use std::collections::BTreeSet;
+#[cfg(test)]
+pub(crate) mod tests_support;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -233,6 +236,26 @@ pub struct TaskFile {
 }
 
 impl TaskContext {
+    /// Where the mesh and the DNS server reach the task when it has an address of its own: its
+    /// ingress address (else its first overlay address), and its address on each overlay
+    /// network. None for a task without one (it shares the host's network).
+    pub(crate) fn endpoint(&self) -> Option<TaskEndpoint> {
+        let first = self
+            .network
+            .as_ref()
+            .or(self.overlays.first().map(|o| &o.attachment))?;
+        Some(TaskEndpoint {
+            ip: first.addr.into(),
+            ports: BTreeMap::new(),
+            host_network: false,
+            overlay: self
+                .overlays
+                .iter()
+                .map(|o| (o.network.id, o.attachment.addr))
+                .collect(),
+        })
+    }
+
     /// The spec's `KEY=VALUE` entries plus the four a task can learn its place from.
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self

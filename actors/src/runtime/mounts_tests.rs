@@ -9,49 +9,20 @@ use std::time::Duration;
 
 use super::*;
 use crate::model::{
-    FileKey, FileMaterial, FileRef, NodeId, Resources, RestartPolicy, RuntimeKind, SecretBytes,
-    SecretId, ServiceId, TaskId, TaskSpec,
+    FileKey, FileMaterial, FileRef, NodeId, RuntimeKind, SecretBytes, SecretId, TaskId, TaskSpec,
 };
-use crate::runtime::{LogLine, ProcessRuntime, TaskRuntime};
+use crate::runtime::tests_support::{context, program, run_to_end as run};
+use crate::runtime::{ProcessRuntime, TaskRuntime};
 use crate::vault::Vault;
 
-const PATIENCE: Duration = Duration::from_secs(30);
 const MARKER: &str = "mounts-test-secret-91c2";
 
 fn ctx(task: u128, args: &[&str], user: Option<&str>) -> TaskContext {
-    TaskContext {
-        dns: None,
-        overlays: Vec::new(),
-        task_id: TaskId(task),
-        service_id: ServiceId(1),
-        service_name: "db".into(),
-        slot: 1,
-        node_id: NodeId(77),
-        spec: TaskSpec {
-            networks: Vec::new(),
-            entrypoint: Vec::new(),
-            workdir: None,
-            hostname: None,
-            mounts: Vec::new(),
-            runtime: RuntimeKind::Process,
-            image: "sh".into(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            env: Vec::new(),
-            health: None,
-            resources: Resources::default(),
-            restart: RestartPolicy::default(),
-            placement: Default::default(),
-            stop_grace_period_ms: 0,
-            user: user.map(String::from),
-            container_labels: Default::default(),
-            force_update: 0,
-            secrets: Vec::new(),
-            configs: Vec::new(),
-        },
-        files: Vec::new(),
-        network: None,
-        ports: Vec::new(),
-    }
+    let spec = TaskSpec {
+        user: user.map(String::from),
+        ..program(RuntimeKind::Process, "sh", args)
+    };
+    context(TaskId(task), NodeId(77), "db", spec)
 }
 
 fn fref(id: u128, name: &str, target: &str, uid: u32, mode: u32) -> FileRef {
@@ -74,25 +45,6 @@ fn material(kind: FileKind, id: u128, name: &str, data: &str) -> FileMaterial {
         name: name.into(),
         data: SecretBytes::new(data.as_bytes().to_vec()),
     }
-}
-
-/// Runs `c` to its end and returns its exit code and output lines.
-async fn run(rt: &ProcessRuntime, c: &TaskContext) -> (i32, Vec<String>) {
-    rt.start(c).await.unwrap();
-    let code = tokio::time::timeout(PATIENCE, rt.wait(c.task_id))
-        .await
-        .expect("the task exits")
-        .unwrap();
-    // The pipes may close a moment after the exit; poll boundedly for the closing line.
-    let mut lines: Vec<LogLine> = Vec::new();
-    for _ in 0..300 {
-        lines = rt.logs(c.task_id, 100).await.unwrap();
-        if lines.iter().any(|l| l.text == "END") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    (code, lines.into_iter().map(|l| l.text).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -202,7 +202,26 @@ async fn run(
     env: &[(&str, String)],
     stdin: Option<&str>,
 ) -> Result<(), String> {
-    let mut cmd = Command::new(program);
+    let what = format!("{} {}", program.display(), args.join(" "));
+    let out = output_within(Command::new(program), &what, args, env, stdin).await?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Err(failure(&what, out.status, &text, PLUGIN_OUTPUT_BYTES_MAX))
+}
+
+/// Runs `cmd` with `args` and `env` added and `stdin` (if any) written to it, and waits for
+/// its end within [`NET_CALL_TIMEOUT_MS`]; its output, whatever its status. `what` names the
+/// call in the errors. The child is killed if the wait gives up.
+pub(super) async fn output_within(
+    mut cmd: Command,
+    what: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+    stdin: Option<&str>,
+) -> Result<std::process::Output, String> {
     cmd.args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(if stdin.is_some() {
@@ -213,35 +232,39 @@ async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let what = format!("{} {}", program.display(), args.join(" "));
     let mut child = cmd.spawn().map_err(|e| format!("{what}: {e}"))?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(input.as_bytes())
             .await
             .map_err(|e| format!("{what}: writing its input: {e}"))?;
-        // Dropping the pipe closes it: the plugin reads to its end.
+        // Dropping the pipe closes it: the program reads to its end.
     }
-    let out = tokio::time::timeout(
+    tokio::time::timeout(
         Duration::from_millis(NET_CALL_TIMEOUT_MS),
         child.wait_with_output(),
     )
     .await
     .map_err(|_| format!("{what}: no answer within {NET_CALL_TIMEOUT_MS} ms"))?
-    .map_err(|e| format!("{what}: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    let mut cut = text.trim().to_string();
-    if cut.len() > PLUGIN_OUTPUT_BYTES_MAX {
-        let mut at = PLUGIN_OUTPUT_BYTES_MAX;
+    .map_err(|e| format!("{what}: {e}"))
+}
+
+/// The error of a failed call `what`: its exit status and what it said, trimmed and cut to at
+/// most `bytes_max` bytes (on a character boundary).
+pub(super) fn failure(
+    what: &str,
+    status: std::process::ExitStatus,
+    said: &str,
+    bytes_max: usize,
+) -> String {
+    let mut cut = said.trim().to_string();
+    if cut.len() > bytes_max {
+        let mut at = bytes_max;
         while !cut.is_char_boundary(at) {
             at -= 1;
         }
         cut.truncate(at);
     }
-    Err(format!("{what}: {}: {cut}", out.status))
+    format!("{what}: {status}: {cut}")
 }
 
 pub(super) async fn ip(args: &[&str]) -> Result<(), String> {

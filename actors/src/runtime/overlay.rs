@@ -36,15 +36,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tracing::{debug, info, warn};
 
-use super::netns::NET_CALL_TIMEOUT_MS;
+use super::netns::{failure, output_within};
 use crate::model::{NetworkId, NodeId, VXLAN_PORT};
 use crate::wire::{MeshNetwork, MeshTable};
 
@@ -208,7 +205,7 @@ impl Host {
         env: &[(&str, String)],
         stdin: Option<&str>,
     ) -> Result<String, String> {
-        let mut cmd = match &self.netns {
+        let cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns, program]);
@@ -216,44 +213,14 @@ impl Host {
             }
             None => Command::new(program),
         };
-        cmd.args(args)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
         let what = format!("{program} {}", args.join(" "));
-        let mut child = cmd.spawn().map_err(|e| format!("{what}: {e}"))?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes())
-                .await
-                .map_err(|e| format!("{what}: writing its input: {e}"))?;
-        }
-        let out = tokio::time::timeout(
-            Duration::from_millis(NET_CALL_TIMEOUT_MS),
-            child.wait_with_output(),
-        )
-        .await
-        .map_err(|_| format!("{what}: no answer within {NET_CALL_TIMEOUT_MS} ms"))?
-        .map_err(|e| format!("{what}: {e}"))?;
+        let out = output_within(cmd, &what, args, env, stdin).await?;
         if out.status.success() {
             return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
         let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stdout));
-        let mut cut = text.trim().to_string();
-        if cut.len() > OUTPUT_BYTES_MAX {
-            let mut at = OUTPUT_BYTES_MAX;
-            while !cut.is_char_boundary(at) {
-                at -= 1;
-            }
-            cut.truncate(at);
-        }
-        Err(format!("{what}: {}: {cut}", out.status))
+        Err(failure(&what, out.status, &text, OUTPUT_BYTES_MAX))
     }
 
     async fn ip(&self, args: &[&str]) -> Result<(), String> {

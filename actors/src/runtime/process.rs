@@ -171,22 +171,8 @@ impl ProcessRuntime {
         &self,
         ctx: &TaskContext,
     ) -> Result<(Option<TaskNet>, Option<TaskEndpoint>, Vec<(String, String)>), RuntimeError> {
-        let first = ctx
-            .network
-            .as_ref()
-            .or(ctx.overlays.first().map(|o| &o.attachment));
-        if let (Some(plugins), Some(att)) = (&self.cni, first) {
+        if let (Some(plugins), Some(endpoint)) = (&self.cni, ctx.endpoint()) {
             let net = netns::attach(plugins, &self.inner.tasks_dir, ctx).await?;
-            let endpoint = TaskEndpoint {
-                ip: att.addr.into(),
-                ports: BTreeMap::new(),
-                host_network: false,
-                overlay: ctx
-                    .overlays
-                    .iter()
-                    .map(|o| (o.network.id, o.attachment.addr))
-                    .collect(),
-            };
             return Ok((Some(net), Some(endpoint), Vec::new()));
         }
         if !ctx.overlays.is_empty() {

@@ -13,6 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use super::tests::ctx;
 use super::*;
 use crate::model::{NetworkAttachment, PortConfig};
+use crate::runtime::tests_support::health_check;
 
 /// Upper bound on any single wait in these tests.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -169,16 +170,11 @@ async fn two_tasks_of_one_node_both_listen_on_port_80_each_on_its_own_address() 
     }
 
     eprintln!("phase: health checks run in the task's namespace");
-    let check = HealthCheck {
-        cmd: format!(
-            "busybox ip -4 addr show eth0 | grep -q {}/24",
-            node.attachment(2).addr
-        ),
-        interval_ms: 1_000,
-        timeout_ms: 10_000,
-        retries: 1,
-        start_period_ms: 0,
-    };
+    let cmd = format!(
+        "busybox ip -4 addr show eth0 | grep -q {}/24",
+        node.attachment(2).addr
+    );
+    let check = health_check(cmd, 1_000, 10_000, 1);
     assert_eq!(rt.health(&tasks[0].2, &check).await, Ok(Some(true)));
     assert_eq!(rt.health(&tasks[1].2, &check).await, Ok(Some(false)));
 

@@ -7,44 +7,21 @@
 // to the deciding code.
 #![allow(clippy::disallowed_methods)]
 use super::*;
-use crate::model::{Resources, RestartPolicy, RuntimeKind, ServiceId, TaskSpec};
+use crate::model::{RuntimeKind, ServiceId, TaskSpec};
+use crate::runtime::tests_support::{context, health_check, program};
 
 /// Upper bound on any single wait in these tests.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 pub(crate) fn ctx(task: u128, image: &str, args: &[&str]) -> TaskContext {
+    let spec = TaskSpec {
+        env: vec!["GREETING=hello there".into()],
+        ..program(RuntimeKind::Process, image, args)
+    };
     TaskContext {
-        dns: None,
-        overlays: Vec::new(),
-        task_id: TaskId(task),
         service_id: ServiceId(99),
-        service_name: "web".into(),
         slot: 2,
-        node_id: NodeId(5),
-        spec: TaskSpec {
-            networks: Vec::new(),
-            entrypoint: Vec::new(),
-            workdir: None,
-            hostname: None,
-            mounts: Vec::new(),
-            runtime: RuntimeKind::Process,
-            image: image.into(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            env: vec!["GREETING=hello there".into()],
-            health: None,
-            resources: Resources::default(),
-            restart: RestartPolicy::default(),
-            placement: Default::default(),
-            stop_grace_period_ms: 0,
-            user: None,
-            container_labels: Default::default(),
-            force_update: 0,
-            secrets: Vec::new(),
-            configs: Vec::new(),
-        },
-        files: Vec::new(),
-        network: None,
-        ports: Vec::new(),
+        ..context(TaskId(task), NodeId(5), "web", spec)
     }
 }
 
@@ -178,13 +155,7 @@ async fn health_checks_pass_fail_and_time_out() {
     let dir = tempfile::tempdir().unwrap();
     let rt = ProcessRuntime::new(dir.path().to_path_buf()).unwrap();
     let c = ctx(1, "sleep", &["1000"]);
-    let check = |cmd: &str, timeout_ms| HealthCheck {
-        cmd: cmd.into(),
-        interval_ms: 1_000,
-        timeout_ms,
-        retries: 1,
-        start_period_ms: 0,
-    };
+    let check = |cmd: &str, timeout_ms| health_check(cmd, 1_000, timeout_ms, 1);
     assert_eq!(rt.health(&c, &check("true", 20_000)).await, Ok(Some(true)));
     assert_eq!(
         rt.health(&c, &check("exit 1", 20_000)).await,
@@ -401,13 +372,7 @@ async fn a_task_with_a_user_cannot_read_what_the_node_keeps_to_itself() {
     assert_eq!(log_lines(&rt, 2, 4).await[3], "read");
 
     eprintln!("phase: the health check runs as the task's user too");
-    let check = HealthCheck {
-        cmd: format!("cat {}", key.display()),
-        interval_ms: 1_000,
-        timeout_ms: 20_000,
-        retries: 1,
-        start_period_ms: 0,
-    };
+    let check = health_check(format!("cat {}", key.display()), 1_000, 20_000, 1);
     let mut c = ctx(3, "sleep", &["1000"]);
     assert_eq!(rt.health(&c, &check).await, Ok(Some(true)));
     c.spec.user = Some("65534:65534".into());

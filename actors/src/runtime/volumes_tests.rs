@@ -6,53 +6,17 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::*;
-use crate::model::{
-    MountKind, NodeId, Resources, RestartPolicy, RuntimeKind, ServiceId, TaskId, TaskSpec,
-};
-use crate::runtime::{
-    LogLine, ProcessRuntime, RuntimeError, TaskContext, TaskRuntime, running_as_root,
-};
+use crate::model::{MountKind, NodeId, RuntimeKind, TaskId};
+use crate::runtime::tests_support::{context, program, run_to_end};
+use crate::runtime::{ProcessRuntime, RuntimeError, TaskContext, TaskRuntime, running_as_root};
 
-const PATIENCE: Duration = Duration::from_secs(30);
 const NS: &str = "com.docker.stack.namespace";
 
 fn ctx(task: u128, script: &str) -> TaskContext {
-    TaskContext {
-        dns: None,
-        overlays: Vec::new(),
-        task_id: TaskId(task),
-        service_id: ServiceId(1),
-        service_name: "st_db".into(),
-        slot: 1,
-        node_id: NodeId(78),
-        spec: TaskSpec {
-            networks: Vec::new(),
-            entrypoint: Vec::new(),
-            workdir: None,
-            hostname: None,
-            mounts: Vec::new(),
-            runtime: RuntimeKind::Process,
-            image: "sh".into(),
-            args: vec!["-c".into(), script.into()],
-            env: Vec::new(),
-            health: None,
-            resources: Resources::default(),
-            restart: RestartPolicy::default(),
-            placement: Default::default(),
-            stop_grace_period_ms: 0,
-            user: None,
-            container_labels: Default::default(),
-            force_update: 0,
-            secrets: Vec::new(),
-            configs: Vec::new(),
-        },
-        files: Vec::new(),
-        network: None,
-        ports: Vec::new(),
-    }
+    let spec = program(RuntimeKind::Process, "sh", &["-c", script]);
+    context(TaskId(task), NodeId(78), "st_db", spec)
 }
 
 fn mount(kind: MountKind, source: &str, target: &str, read_only: bool) -> Mount {
@@ -72,23 +36,11 @@ fn labelled(name: &str, target: &str, stack: &str) -> Mount {
     m
 }
 
-/// Runs `c` to its end and returns its exit code and output lines (`END` closes them).
+/// Prepares `c`, runs it to its end and returns its exit code and output lines (`END` closes
+/// them).
 async fn run(rt: &ProcessRuntime, c: &TaskContext) -> (i32, Vec<String>) {
     rt.prepare(c).await.unwrap();
-    rt.start(c).await.unwrap();
-    let code = tokio::time::timeout(PATIENCE, rt.wait(c.task_id))
-        .await
-        .expect("the task exits")
-        .unwrap();
-    let mut lines: Vec<LogLine> = Vec::new();
-    for _ in 0..300 {
-        lines = rt.logs(c.task_id, 100).await.unwrap();
-        if lines.iter().any(|l| l.text == "END") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    (code, lines.into_iter().map(|l| l.text).collect())
+    run_to_end(rt, c).await
 }
 
 fn host_name() -> String {

@@ -441,6 +441,23 @@ type Cluster = (
     Vec<TaskSpec>,
 );
 
+/// A cluster's pending tasks, numbered from 1, each with its spec and pin. A spec is not
+/// tied to one service: one service may run two specs, as during an update.
+fn pending_tasks<'a>(
+    pending: &[(u128, usize, Option<u128>)],
+    specs: &'a [TaskSpec],
+) -> Vec<PendingTask<'a>> {
+    pending
+        .iter()
+        .enumerate()
+        .map(|(i, &(svc, s, pin))| PendingTask {
+            pin: pin.map(NodeId),
+            host_ports: &[],
+            ..pend(i as u128 + 1, svc, &specs[s])
+        })
+        .collect()
+}
+
 fn arb_cluster() -> impl Strategy<Value = Cluster> {
     (1usize..12).prop_flat_map(|n| {
         let nodes: Vec<_> = (0..n).map(|i| arb_node(i as u128 + 1)).collect();
@@ -475,17 +492,7 @@ proptest! {
     /// is left pending only when no node could take it.
     #[test]
     fn placements_respect_every_filter((nodes, running, pending, specs) in arb_cluster()) {
-        // Each spec belongs to one service (spec i ↔ service i + 1 … plus the random service
-        // id): pair them so that one service may run two specs, as during an update.
-        let pending: Vec<PendingTask<'_>> = pending
-            .iter()
-            .enumerate()
-            .map(|(i, &(svc, s, pin))| PendingTask {
-                pin: pin.map(NodeId),
-                host_ports: &[],
-                ..pend(i as u128 + 1, svc, &specs[s])
-            })
-            .collect();
+        let pending = pending_tasks(&pending, &specs);
         let d = schedule(&nodes, &running, &pending);
         prop_assert_eq!(d.len(), pending.len());
         let mut used = vec![ResourceAmounts::default(); nodes.len()];
@@ -581,15 +588,7 @@ proptest! {
     /// The same input gives the same decisions.
     #[test]
     fn schedule_is_deterministic((nodes, running, pending, specs) in arb_cluster()) {
-        let pending: Vec<PendingTask<'_>> = pending
-            .iter()
-            .enumerate()
-            .map(|(i, &(svc, s, pin))| PendingTask {
-                pin: pin.map(NodeId),
-                host_ports: &[],
-                ..pend(i as u128 + 1, svc, &specs[s])
-            })
-            .collect();
+        let pending = pending_tasks(&pending, &specs);
         prop_assert_eq!(schedule(&nodes, &running, &pending), schedule(&nodes, &running, &pending));
     }
 }

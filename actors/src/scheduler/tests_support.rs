@@ -3,10 +3,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::model::{
-    Availability, NodeId, NodeResources, NodeState, Placement, Resources, RestartPolicy, Role,
-    RuntimeKind, TaskSpec,
-};
+use crate::model::{Availability, NodeId, NodeResources, NodeState, Role, RuntimeKind, TaskSpec};
 
 use super::NodeView;
 
@@ -31,24 +28,10 @@ pub fn node(id: u128) -> NodeView<'static> {
 /// A process-runtime task spec with no constraints and no reservations.
 pub fn spec() -> TaskSpec {
     TaskSpec {
-        networks: Vec::new(),
-        entrypoint: Vec::new(),
-        workdir: None,
-        hostname: None,
-        mounts: Vec::new(),
         runtime: RuntimeKind::Process,
         image: "sleep".to_string(),
         args: vec!["1000".to_string()],
-        env: Vec::new(),
-        health: None,
-        resources: Resources::default(),
-        restart: RestartPolicy::default(),
-        placement: Placement::default(),
         stop_grace_period_ms: 10_000,
-        user: None,
-        container_labels: Default::default(),
-        force_update: 0,
-        secrets: Vec::new(),
-        configs: Vec::new(),
+        ..TaskSpec::default()
     }
 }

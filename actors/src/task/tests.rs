@@ -6,48 +6,20 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::model::{
-    HealthCheck, NodeId, Resources, RestartPolicy, RuntimeKind, ServiceId, TaskSpec, TaskState,
-};
+use crate::model::{HealthCheck, NodeId, RuntimeKind, TaskSpec, TaskState};
 use crate::runtime::ProcessRuntime;
+use crate::runtime::tests_support::{context, health_check, program};
 
 /// Upper bound on waiting for one report; far above what a loaded machine needs.
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn ctx(task: u128, image: &str, args: &[&str], health: Option<HealthCheck>) -> TaskContext {
-    TaskContext {
-        dns: None,
-        overlays: Vec::new(),
-        task_id: TaskId(task),
-        service_id: ServiceId(1),
-        service_name: "svc".into(),
-        slot: 1,
-        node_id: NodeId(2),
-        spec: TaskSpec {
-            networks: Vec::new(),
-            entrypoint: Vec::new(),
-            workdir: None,
-            hostname: None,
-            mounts: Vec::new(),
-            runtime: RuntimeKind::Process,
-            image: image.into(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            env: vec![],
-            health,
-            resources: Resources::default(),
-            restart: RestartPolicy::default(),
-            placement: Default::default(),
-            stop_grace_period_ms: 5_000,
-            user: None,
-            container_labels: Default::default(),
-            force_update: 0,
-            secrets: Vec::new(),
-            configs: Vec::new(),
-        },
-        files: Vec::new(),
-        network: None,
-        ports: Vec::new(),
-    }
+    let spec = TaskSpec {
+        health,
+        stop_grace_period_ms: 5_000,
+        ..program(RuntimeKind::Process, image, args)
+    };
+    context(TaskId(task), NodeId(2), "svc", spec)
 }
 
 /// Reads reports until one has state `want`, returning everything seen up to it.
@@ -163,13 +135,7 @@ async fn failing_command_and_unhealthy_task_fail() {
     assert_eq!(logs.first().map(|l| l.text.as_str()), Some("hi"));
 
     eprintln!("phase: a failing health check makes it unhealthy, then FAILED");
-    let check = HealthCheck {
-        cmd: "exit 1".into(),
-        interval_ms: 100,
-        timeout_ms: 5_000,
-        retries: 2,
-        start_period_ms: 0,
-    };
+    let check = health_check("exit 1", 100, 5_000, 2);
     let (h2, _) = spawn_task(TaskArgs {
         ctx: ctx(2, "sleep", &["1000"], Some(check)),
         runtime: runtime.clone(),
@@ -234,13 +200,7 @@ async fn over_docker_an_unhealthy_container_fails() {
             return;
         }
     };
-    let check = HealthCheck {
-        cmd: "exit 1".into(),
-        interval_ms: 200,
-        timeout_ms: 2_000,
-        retries: 1,
-        start_period_ms: 0,
-    };
+    let check = health_check("exit 1", 200, 2_000, 1);
     let node = (u128::from(std::process::id()) << 64) | 0x7a5c;
     let mut c = ctx(node << 8, TEST_IMAGE, &["sleep", "1000"], Some(check));
     c.spec.runtime = RuntimeKind::Docker;

@@ -9,59 +9,58 @@ use super::update::{opt_flag, parse_label};
 use crate::cmd::units::{parse_size_bytes, split_words};
 use crate::control::proto::ServiceChange;
 
+/// The flags `service create` and `service update` share, with one meaning in both: a value
+/// sets the field, and "" sets it back to none.
 #[derive(Args, Debug, Clone, Default)]
-pub struct ContainerArgs {
-    /// Replace the image's entrypoint, as one shell-quoted string (process runtime: its
-    /// first word is the program run instead of IMAGE).
+pub struct ContainerFlags {
+    /// Replace the image's entrypoint, as one shell-quoted string ("": the image's own; process
+    /// runtime: its first word is the program run instead of IMAGE).
     #[arg(long, allow_hyphen_values = true)]
     pub entrypoint: Option<String>,
-    /// The tasks' working directory (absolute).
+    /// The tasks' working directory, absolute ("": none).
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
-    /// The tasks' host name.
+    /// The tasks' host name ("": none).
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Attach a file system: type=volume|bind|tmpfs,source=…,target=…[,readonly]
-    /// [,tmpfs-size=64M][,volume-label=k=v] (repeatable).
-    #[arg(long = "mount", value_name = "MOUNT")]
-    pub mounts: Vec<String>,
     /// At most this many tasks of the service on one node (0: no limit).
     #[arg(long)]
     pub replicas_max_per_node: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
+pub struct ContainerArgs {
+    #[command(flatten)]
+    pub flags: ContainerFlags,
+    /// Attach a file system: type=volume|bind|tmpfs,source=…,target=…[,readonly]
+    /// [,tmpfs-size=64M][,volume-label=k=v] (repeatable).
+    #[arg(long = "mount", value_name = "MOUNT")]
+    pub mounts: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
 pub struct ContainerChangeArgs {
-    /// Replace the entrypoint, as one shell-quoted string ("": the image's own again).
-    #[arg(long, allow_hyphen_values = true)]
-    pub entrypoint: Option<String>,
-    /// The tasks' working directory ("": none).
-    #[arg(short = 'w', long)]
-    pub workdir: Option<String>,
-    /// The tasks' host name ("": none).
-    #[arg(long)]
-    pub hostname: Option<String>,
+    #[command(flatten)]
+    pub flags: ContainerFlags,
     /// Add a mount, as `create --mount`; one on the same target is replaced (repeatable).
     #[arg(long, value_name = "MOUNT")]
     pub mount_add: Vec<String>,
     /// Remove a mount by its target (repeatable). Removals go first.
     #[arg(long, value_name = "TARGET")]
     pub mount_rm: Vec<String>,
-    /// At most this many tasks of the service on one node (0: no limit).
-    #[arg(long)]
-    pub replicas_max_per_node: Option<u64>,
 }
 
 impl ContainerArgs {
     /// Sets the task spec's container fields from the flags.
     pub fn apply(&self, task: &mut TaskSpec) -> anyhow::Result<()> {
-        if let Some(e) = opt_flag("entrypoint", &self.entrypoint, split_words)? {
+        let f = &self.flags;
+        if let Some(e) = opt_flag("entrypoint", &f.entrypoint, split_words)? {
             task.entrypoint = e;
         }
-        task.workdir = self.workdir.clone().filter(|w| !w.is_empty());
-        task.hostname = self.hostname.clone().filter(|h| !h.is_empty());
+        task.workdir = f.workdir.clone().filter(|w| !w.is_empty());
+        task.hostname = f.hostname.clone().filter(|h| !h.is_empty());
         task.mounts = parse_mounts(&self.mounts)?;
-        task.placement.max_replicas = self.replicas_max_per_node.unwrap_or(0);
+        task.placement.max_replicas = f.replicas_max_per_node.unwrap_or(0);
         Ok(())
     }
 }
@@ -69,12 +68,13 @@ impl ContainerArgs {
 impl ContainerChangeArgs {
     /// Sets the change's container fields from the flags.
     pub fn apply(&self, change: &mut ServiceChange) -> anyhow::Result<()> {
-        change.entrypoint = opt_flag("entrypoint", &self.entrypoint, split_words)?;
-        change.workdir = self.workdir.clone();
-        change.hostname = self.hostname.clone();
+        let f = &self.flags;
+        change.entrypoint = opt_flag("entrypoint", &f.entrypoint, split_words)?;
+        change.workdir = f.workdir.clone();
+        change.hostname = f.hostname.clone();
         change.mount_rm = self.mount_rm.clone();
         change.mount_add = parse_mounts(&self.mount_add)?;
-        change.max_replicas = self.replicas_max_per_node;
+        change.max_replicas = f.replicas_max_per_node;
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use clap::Subcommand;
 
 use crate::control::client::Client;
 use crate::control::proto::{ControlRequest, ControlResponse, ServiceChange, TaskRow};
-use crate::output::{table, task_table};
+use crate::output::{service_table, task_table};
 
 #[derive(Subcommand, Debug)]
 pub enum ServiceCmd {
@@ -157,21 +157,7 @@ pub async fn run(
                 }
                 return Ok(());
             }
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.id.chars().take(12).collect(),
-                        r.name.clone(),
-                        r.mode.clone(),
-                        format!("{}/{}", r.running, r.desired),
-                        r.image.clone(),
-                        r.ports.clone(),
-                    ]
-                })
-                .collect();
-            let headers = ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"];
-            write!(out, "{}", table(&headers, &cells))?;
+            write!(out, "{}", service_table(&rows))?;
         }
         ServiceCmd::Ps {
             service,

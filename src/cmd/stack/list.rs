@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{all_services, json_format, nothing_found, of_stack, stack_of};
 use crate::control::client::Client;
 use crate::control::proto::{ControlRequest, ControlResponse, ServiceInfo, TaskRow};
-use crate::output::{table, task_json, task_table};
+use crate::output::{replicas, service_table, table, task_json, task_table};
 
 /// Each stack's name and how many services it has, by name.
 pub fn stacks(rows: &[ServiceInfo]) -> BTreeMap<String, usize> {
@@ -54,7 +54,6 @@ pub fn services_text(rows: &[ServiceInfo], quiet: bool, json: bool) -> String {
     if quiet {
         return rows.iter().map(|r| format!("{}\n", r.id)).collect();
     }
-    let replicas = |r: &ServiceInfo| format!("{}/{}", r.running, r.desired);
     if json {
         return rows
             .iter()
@@ -71,23 +70,7 @@ pub fn services_text(rows: &[ServiceInfo], quiet: bool, json: bool) -> String {
             })
             .collect();
     }
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.chars().take(12).collect(),
-                r.name.clone(),
-                r.mode.clone(),
-                replicas(r),
-                r.image.clone(),
-                r.ports.clone(),
-            ]
-        })
-        .collect();
-    table(
-        &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
-        &cells,
-    )
+    service_table(rows)
 }
 
 pub async fn services(

@@ -12,6 +12,7 @@ use swarm_actors::model::{
 };
 
 use crate::control::proto::NetworkCreate;
+use crate::control::validate::docker_name_pattern;
 
 /// The one driver: networks span the nodes over VXLAN.
 pub const DRIVER: &str = "overlay";
@@ -26,14 +27,7 @@ pub const ID_CHARS_IN_DEVICES: usize = 11;
 /// Docker's rule for network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, here at most
 /// [`NETWORK_NAME_BYTES_MAX`] bytes; never one of Docker's predefined networks.
 pub fn validate_network_name(name: &str) -> Result<(), String> {
-    let ok_first = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
-    let ok_rest = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !ok_first || !ok_rest || name.len() > NETWORK_NAME_BYTES_MAX {
+    if !docker_name_pattern(name) || name.len() > NETWORK_NAME_BYTES_MAX {
         return Err(format!(
             "invalid network name {name:?}: names match [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most {NETWORK_NAME_BYTES_MAX} characters"
         ));

@@ -2,6 +2,7 @@
 //! configs named and labelled, every service converted ([`super::service`]), and the services
 //! ordered so that each comes after what it depends on.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use swarm_actors::model::FileKind;
@@ -336,11 +337,61 @@ fn order_by_dependencies(
     Ok(order.iter().filter_map(|n| by_name.remove(n)).collect())
 }
 
+/// A top-level network's or volume's body, its keys checked against `allowed`: `null` (a
+/// bare `web:`) stands for an empty mapping.
+fn object_body<'a>(
+    l: &Loaded,
+    n: &'a Node,
+    key: &str,
+    allowed: &[&str],
+) -> Result<Cow<'a, Node>, ComposeError> {
+    let body = if n.v == Value::Null {
+        Cow::Owned(Node::new(n.file, n.line, Value::Map(Vec::new())))
+    } else {
+        Cow::Borrowed(n)
+    };
+    check_keys(l, &body, key, allowed)?;
+    Ok(body)
+}
+
+/// A top-level object's `external` and its full name: an external one is found by its own
+/// name (`external.name`, then `name`, then its key); another is made under `name`, or under
+/// its key scoped to the stack.
+fn object_name(s: &Scope, name: &str, n: &Node, key: &str) -> Result<(bool, String), ComposeError> {
+    let l = s.loaded;
+    let (ext, ext_name) = external(l, n, key)?;
+    let given = n
+        .get("name")
+        .map(|x| text(l, x, &format!("{key}.name")))
+        .transpose()?;
+    let full = if ext {
+        ext_name.or(given).unwrap_or_else(|| name.to_string())
+    } else {
+        given.unwrap_or_else(|| s.scoped(name))
+    };
+    Ok((ext, full))
+}
+
+/// A top-level object's `labels`, always checked: none for an external one (the stack does
+/// not make it), else the given ones and the stack's namespace label.
+fn object_labels(
+    s: &Scope,
+    n: &Node,
+    key: &str,
+    ext: bool,
+) -> Result<BTreeMap<String, String>, ComposeError> {
+    let mut labels = label_map(s.loaded, n.get("labels"), &format!("{key}.labels"))?;
+    if ext {
+        labels.clear();
+    } else {
+        labels.insert(NAMESPACE_LABEL.into(), s.namespace.into());
+    }
+    Ok(labels)
+}
+
 fn network(s: &Scope, name: &str, n: &Node, key: &str) -> Result<StackNetwork, ComposeError> {
     let l = s.loaded;
-    let empty = Node::new(n.file, n.line, Value::Map(Vec::new()));
-    let n = if n.v == Value::Null { &empty } else { n };
-    check_keys(
+    let body = object_body(
         l,
         n,
         key,
@@ -356,11 +407,8 @@ fn network(s: &Scope, name: &str, n: &Node, key: &str) -> Result<StackNetwork, C
             "enable_ipv6",
         ],
     )?;
-    let (ext, ext_name) = external(l, n, key)?;
-    let given = n
-        .get("name")
-        .map(|x| text(l, x, &format!("{key}.name")))
-        .transpose()?;
+    let n = &*body;
+    let (ext, full) = object_name(s, name, n, key)?;
     if let Some(d) = n.get("driver") {
         let d = text(l, d, &format!("{key}.driver"))?;
         if d != "overlay" && !ext {
@@ -371,13 +419,7 @@ fn network(s: &Scope, name: &str, n: &Node, key: &str) -> Result<StackNetwork, C
             ));
         }
     }
-    let full = if ext {
-        ext_name.or(given).unwrap_or_else(|| name.to_string())
-    } else {
-        given.unwrap_or_else(|| s.scoped(name))
-    };
-    let mut labels = label_map(l, n.get("labels"), &format!("{key}.labels"))?;
-    labels.insert(NAMESPACE_LABEL.into(), s.namespace.into());
+    let labels = object_labels(s, n, key, ext)?;
     let mut subnet = None;
     if let Some(ipam) = n.get("ipam") {
         check_keys(
@@ -410,25 +452,20 @@ fn network(s: &Scope, name: &str, n: &Node, key: &str) -> Result<StackNetwork, C
             subnet,
             attachable,
             internal,
-            labels: if ext {
-                Vec::new()
-            } else {
-                labels.into_iter().collect()
-            },
+            labels: labels.into_iter().collect(),
         },
     })
 }
 
 fn volume(s: &Scope, name: &str, n: &Node, key: &str) -> Result<StackVolume, ComposeError> {
     let l = s.loaded;
-    let empty = Node::new(n.file, n.line, Value::Map(Vec::new()));
-    let n = if n.v == Value::Null { &empty } else { n };
-    check_keys(
+    let body = object_body(
         l,
         n,
         key,
         &["driver", "driver_opts", "external", "name", "labels"],
     )?;
+    let n = &*body;
     if let Some(d) = n.get("driver") {
         let d = text(l, d, &format!("{key}.driver"))?;
         if d != "local" {
@@ -439,22 +476,8 @@ fn volume(s: &Scope, name: &str, n: &Node, key: &str) -> Result<StackVolume, Com
             ));
         }
     }
-    let (ext, ext_name) = external(l, n, key)?;
-    let given = n
-        .get("name")
-        .map(|x| text(l, x, &format!("{key}.name")))
-        .transpose()?;
-    let full = if ext {
-        ext_name.or(given).unwrap_or_else(|| name.to_string())
-    } else {
-        given.unwrap_or_else(|| s.scoped(name))
-    };
-    let mut labels = label_map(l, n.get("labels"), &format!("{key}.labels"))?;
-    if !ext {
-        labels.insert(NAMESPACE_LABEL.into(), s.namespace.into());
-    } else {
-        labels.clear();
-    }
+    let (ext, full) = object_name(s, name, n, key)?;
+    let labels = object_labels(s, n, key, ext)?;
     Ok(StackVolume {
         name: full,
         external: ext,
@@ -486,27 +509,17 @@ fn file_object(
             "template_driver",
         ],
     )?;
-    let (ext, ext_name) = external(l, n, key)?;
-    let given = n
-        .get("name")
-        .map(|x| text(l, x, &format!("{key}.name")))
-        .transpose()?;
-    let full = if ext {
-        ext_name.or(given).unwrap_or_else(|| name.to_string())
-    } else {
-        given.unwrap_or_else(|| s.scoped(name))
-    };
-    let mut labels = label_map(l, n.get("labels"), &format!("{key}.labels"))?;
+    let (ext, full) = object_name(s, name, n, key)?;
+    let labels = object_labels(s, n, key, ext)?;
     if ext {
         return Ok(StackFile {
             kind,
             name: full,
             external: true,
             data: None,
-            labels: BTreeMap::new(),
+            labels,
         });
     }
-    labels.insert(NAMESPACE_LABEL.into(), s.namespace.into());
     let data = if let Some(f) = n.get("file") {
         let fkey = format!("{key}.file");
         let path = l.resolve(&text(l, f, &fkey)?);

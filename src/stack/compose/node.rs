@@ -236,15 +236,7 @@ fn write_block(out: &mut String, node: &Node, indent: usize) {
                         out.push(' ');
                         out.push_str(inner.trim_start());
                     }
-                    Value::Seq(s) if !s.is_empty() => {
-                        out.push('\n');
-                        write_block(out, item, indent + 2);
-                    }
-                    _ => {
-                        out.push(' ');
-                        out.push_str(&inline(item));
-                        out.push('\n');
-                    }
+                    _ => write_after_key(out, item, indent),
                 }
             }
         }
@@ -256,6 +248,8 @@ fn write_block(out: &mut String, node: &Node, indent: usize) {
     }
 }
 
+/// Writes `v` after a key's colon or a list's dash: a non-empty block on the lines under it,
+/// anything else inline on the same line.
 fn write_after_key(out: &mut String, v: &Node, indent: usize) {
     match &v.v {
         Value::Map(e) if !e.is_empty() => {

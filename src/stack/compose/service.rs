@@ -216,12 +216,7 @@ fn number(s: &Scope, n: &Node, field: &str, key: &str) -> Result<Option<u64>, Co
 /// splits it.
 fn words(s: &Scope, n: &Node, key: &str) -> Result<Vec<String>, ComposeError> {
     match &n.v {
-        Value::Null => Ok(Vec::new()),
-        Value::Seq(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, x)| text(s.loaded, x, &format!("{key}[{i}]")))
-            .collect(),
+        Value::Null | Value::Seq(_) => words_list(s, n, key),
         _ => {
             let t = text(s.loaded, n, key)?;
             split_words(&t).map_err(|e| s.loaded.err(n, key, e))
