@@ -273,3 +273,34 @@ async fn the_server_listens_on_the_gateways_of_the_table_and_of_the_ingress_slic
     ];
     assert_eq!(got.into_iter().collect::<Vec<_>>(), want);
 }
+
+#[tokio::test]
+async fn a_tasks_ingress_gateway_is_served_the_moment_its_endpoint_is_recorded() {
+    let endpoints = Endpoints::default();
+    let (_tx, rx) = tokio::sync::watch::channel(None);
+    let config = DnsConfig {
+        port: 0,
+        upstream: Upstream::Servers(vec!["127.0.0.1:9".parse().unwrap()]),
+        // The follow loop's poll comes once a minute: only the endpoints' watcher can bind
+        // the gateway within the test.
+        watch_ms: 60_000,
+        ..DnsConfig::default()
+    };
+    let dns = Dns::start(ME, config, endpoints.clone(), rx, 1).unwrap();
+    tokio::task::yield_now().await; // the follow loop's first turn: nothing to serve yet
+    let serving = |dns: &Dns| (dns.status().listening.iter()).any(|a| a.starts_with("10.255.7.1:"));
+    assert!(!serving(&dns));
+    endpoints.set(
+        TaskId(5),
+        TaskEndpoint {
+            ip: IpAddr::V4(Ipv4Addr::new(10, 255, 7, 9)),
+            ports: BTreeMap::new(),
+            host_network: false,
+            overlay: BTreeMap::new(),
+        },
+    );
+    // No await in between: the runtime starts the task right after recording it.
+    assert!(serving(&dns), "{:?}", dns.status());
+    endpoints.clear(TaskId(5));
+    assert!(!serving(&dns), "the last task's gateway is let go with it");
+}

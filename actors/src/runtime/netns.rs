@@ -271,12 +271,17 @@ pub(super) async fn ip(args: &[&str]) -> Result<(), String> {
     run(Path::new("ip"), args, &[], None).await
 }
 
-/// Removes the other `swn-*` bridges of this host that hold `att`'s gateway and have nothing
-/// attached: bridges that earlier nodes left (an earlier cluster on this host, a node started
-/// again with a new data dir), whose route to the same slice would take the connections the
-/// routing mesh makes to this node's tasks. A bridge with interfaces still attached belongs to
-/// a live node (two clusters on one host, in one network namespace): it is left, with a
-/// warning, since the host then has two routes to one subnet.
+/// Readies the host for `own`, the node's bridge, to carry `att`'s slice:
+/// - The node's own bridge, when it still holds another slice's gateway (the node was given
+///   a new slice: it was restarted, or it was between tasks while another node took its old
+///   one) and nothing is attached to it, is removed, to be made again with the new gateway
+///   (the bridge plugin refuses a bridge that has another address).
+/// - The other `swn-*` bridges of this host that hold `att`'s gateway and have nothing
+///   attached are removed: bridges that earlier nodes left (an earlier cluster on this host, a
+///   node started again with a new data dir), whose route to the same slice would take the
+///   connections the routing mesh makes to this node's tasks. A bridge with interfaces still
+///   attached belongs to a live node (two clusters on one host, in one network namespace): it
+///   is left, with a warning, since the host then has two routes to one subnet.
 pub(super) async fn clear_stale_bridges(own: &str, att: &NetworkAttachment) {
     let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
         return;
@@ -284,29 +289,38 @@ pub(super) async fn clear_stale_bridges(own: &str, att: &NetworkAttachment) {
     let gateway = format!("inet {}/{} ", att.gateway, att.prefix);
     for entry in entries.take(LINKS_SCAN_MAX).flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("swn-") || name == own || !entry.path().join("bridge").exists() {
+        if !name.starts_with("swn-") || !entry.path().join("bridge").exists() {
             continue;
         }
-        let shown = tokio::time::timeout(
-            Duration::from_millis(NET_CALL_TIMEOUT_MS),
-            Command::new("ip")
-                .args(["-4", "-o", "addr", "show", "dev", &name])
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await;
-        let Ok(Ok(out)) = shown else { continue };
-        if !String::from_utf8_lossy(&out.stdout).contains(&gateway) {
+        let Some(shown) = ipv4_of(&name).await else {
+            continue;
+        };
+        let holds_gateway = shown.contains(&gateway);
+        // The own bridge matters only when it holds another slice; another node's, only when
+        // it holds this one.
+        let stale = if name == own {
+            shown.contains("inet ") && !holds_gateway
+        } else {
+            holds_gateway
+        };
+        if !stale {
             continue;
         }
         let attached = std::fs::read_dir(entry.path().join("brif"))
             .map(|d| d.count())
             .unwrap_or(0);
         if attached > 0 {
-            warn!(bridge = %name, %gateway, "another node's bridge on this host holds the same slice: the host has two routes to it, and the routing mesh may not reach this node's tasks (run one node per host or per network namespace)");
+            if name == own {
+                warn!(bridge = %name, %gateway, "this node's bridge holds another slice and interfaces are still attached to it: the task cannot get its address here until they go");
+            } else {
+                warn!(bridge = %name, %gateway, "another node's bridge on this host holds the same slice: the host has two routes to it, and the routing mesh may not reach this node's tasks (run one node per host or per network namespace)");
+            }
             continue;
         }
         match ip(&["link", "delete", &name]).await {
+            Ok(()) if name == own => {
+                info!(bridge = %name, %gateway, "this node's bridge held another slice: removed, to be made again with the new one")
+            }
             Ok(()) => {
                 info!(bridge = %name, "removed a bridge an earlier node left with this node's slice")
             }
@@ -314,6 +328,21 @@ pub(super) async fn clear_stale_bridges(own: &str, att: &NetworkAttachment) {
             Err(why) => debug!(bridge = %name, %why, "a stale bridge was not removed"),
         }
     }
+}
+
+/// The IPv4 addresses of interface `name`, as `ip -4 -o addr show` prints them; `None` when
+/// the call fails or does not end within [`NET_CALL_TIMEOUT_MS`].
+async fn ipv4_of(name: &str) -> Option<String> {
+    let shown = tokio::time::timeout(
+        Duration::from_millis(NET_CALL_TIMEOUT_MS),
+        Command::new("ip")
+            .args(["-4", "-o", "addr", "show", "dev", name])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await;
+    let Ok(Ok(out)) = shown else { return None };
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Calls the bridge plugin with `command` (ADD or DEL) for `net`'s interface `ifname`.
