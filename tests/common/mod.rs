@@ -10,7 +10,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this
 
+pub mod cluster_lab;
 pub mod lab;
+pub mod wordpress;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -12,17 +12,14 @@
 
 use std::process::{Command, Output};
 
-pub use crate::common::lab::{Lab, LabNet, ip, run, unavailable};
+pub use crate::common::cluster_lab::CLIENT;
+pub use crate::common::lab::{Lab, LabNet, ip, run};
 
 pub const NET: LabNet = LabNet {
     prefix: "swms-",
     octets: [10, 79, 0],
     port: 29101,
 };
-pub const MANAGERS: [&str; 1] = ["n1"];
-/// `cl` is the client's namespace; no node runs there.
-pub const WORKERS: [&str; 3] = ["n2", "n3", "cl"];
-pub const CLIENT: &str = "cl";
 
 /// Runs `args` inside the client's namespace.
 pub fn in_client(lab: &Lab, args: &[&str]) -> Output {
