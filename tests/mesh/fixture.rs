@@ -11,9 +11,9 @@ use crate::common::cluster_lab::ClusterLab;
 use crate::common::{self, wait_until};
 use crate::lab::{Containers, LabNet};
 
-pub use crate::common::cluster_lab::{REQUESTS, httpd_script};
-#[allow(unused_imports)] // the overlay tests and benchmark use them, the mesh tests do not
-pub use crate::common::cluster_lab::{one_at_a_time, task_pids};
+// The mesh and overlay tests and the overlay benchmark each use a different part of these.
+#[allow(unused_imports)]
+pub use crate::common::cluster_lab::{REQUESTS, httpd_script, one_at_a_time, task_pids};
 
 /// How long tasks may take to run, and the mesh to follow a change (generous: shared,
 /// noisy machines; the goal is a second).

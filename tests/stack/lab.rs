@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::common::lab::LabNet;
 
-pub use crate::common::cluster_lab::{ClusterLab as Cluster, LIMIT};
+pub use crate::common::cluster_lab::ClusterLab as Cluster;
 
 pub const NET: LabNet = LabNet {
     prefix: "swst-",

@@ -24,9 +24,10 @@ mod lab;
 use std::path::Path;
 use std::time::Duration;
 
+use common::cluster_lab::LIMIT;
 use common::wordpress::{DB_DELAY_S, DB_PASSWORD, deploy, write_files};
 use common::{phase, wait_until};
-use lab::{Cluster, LIMIT, read_ns, skip};
+use lab::{Cluster, read_ns, skip};
 
 /// How many of wordpress's first tries may fail while db's name is not yet routed on its node.
 const WP_EARLY_FAILURES_MAX: usize = 6;
