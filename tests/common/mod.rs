@@ -408,6 +408,45 @@ impl Drop for VaultDirs {
     }
 }
 
+/// Removes, on drop, the containers of the given nodes (by node ID), then their task
+/// networks: a node killed by the test (or by its end) leaves its containers running, and
+/// none may outlive the test, nor a network that holds an ingress slice in the engine. Made
+/// before the nodes (locals drop in reverse order), so that it acts once they are gone.
+pub struct Containers(pub Vec<String>);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for node in &self.0 {
+            let filter = format!("label={}={node}", swarm_actors::runtime::LABEL_NODE);
+            let Ok(out) = Command::new("docker")
+                .args(["ps", "-aq", "--filter", &filter])
+                .output()
+            else {
+                return;
+            };
+            let ids = String::from_utf8_lossy(&out.stdout).into_owned();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                // A container gone meanwhile is what this wants anyway.
+                let _ = Command::new("docker")
+                    .args(["rm", "-f"])
+                    .args(&ids)
+                    .output();
+            }
+            let Ok(out) = Command::new("docker")
+                .args(["network", "ls", "-q", "--filter", &filter])
+                .output()
+            else {
+                return;
+            };
+            for net in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                // One still in use (it should not be) stays; the engine says why.
+                let _ = Command::new("docker").args(["network", "rm", net]).output();
+            }
+        }
+    }
+}
+
 /// Runs the CLI against the node whose data dir is `dir`, killing it after `limit` (a node
 /// stopped with SIGSTOP accepts the connection but never answers). `None` when it ran out of
 /// time.

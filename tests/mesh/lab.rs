@@ -12,6 +12,7 @@
 
 use std::process::{Command, Output};
 
+pub use crate::common::Containers;
 pub use crate::common::cluster_lab::CLIENT;
 pub use crate::common::lab::{Lab, LabNet, ip, run};
 
@@ -154,32 +155,5 @@ impl DockerRoute {
 impl Drop for DockerRoute {
     fn drop(&mut self) {
         DockerRoute::remove();
-    }
-}
-
-/// Removes, on drop, the containers of the given nodes: a node killed by the test (or by its
-/// end) leaves its containers running, and none may outlive the test.
-pub struct Containers(pub Vec<String>);
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        for node in &self.0 {
-            let filter = format!("label={}={node}", swarm_actors::runtime::LABEL_NODE);
-            let Ok(out) = Command::new("docker")
-                .args(["ps", "-aq", "--filter", &filter])
-                .output()
-            else {
-                return;
-            };
-            let ids = String::from_utf8_lossy(&out.stdout).into_owned();
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if !ids.is_empty() {
-                // A container gone meanwhile is what this wants anyway.
-                let _ = Command::new("docker")
-                    .args(["rm", "-f"])
-                    .args(&ids)
-                    .output();
-            }
-        }
     }
 }

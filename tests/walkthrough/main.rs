@@ -1019,9 +1019,13 @@ fn the_tutorial_on_docker_where_the_engine_is_there() {
          secret mounts), 14 (the compose file's tasks are process tasks)"
     );
     let root = tempfile::tempdir().unwrap();
+    // Before the nodes, so that it removes their containers once they are gone (a failed step
+    // leaves them running otherwise, holding their slices in the engine).
+    let mut containers = common::Containers(Vec::new());
     let nodes = common::three_nodes(root.path(), NET.port);
     let n1 = &nodes[0];
     let ids: Vec<String> = nodes.iter().map(Node::id).collect();
+    containers.0.clone_from(&ids);
     // busybox's PID 1 ignores SIGTERM: each stop would wait the default 10 s.
     let grace = ["--stop-grace-period", "1s"];
     let page = "echo $SWARM_TASK_ID > /index.html; exec httpd -f -p 80 -h /";
