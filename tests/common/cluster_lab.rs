@@ -68,7 +68,7 @@ pub struct ClusterLab {
     // Dropped after the nodes (fields drop in order), so no node outlives its namespace.
     pub lab: Lab,
     pub root: TempDir,
-    _vaults: VaultDirs,
+    vaults: VaultDirs,
     _lock: MutexGuard<'static, ()>,
 }
 
@@ -101,12 +101,24 @@ impl ClusterLab {
             nodes,
             lab,
             root,
-            _vaults: vaults,
+            vaults,
             _lock: lock,
         };
         let ready = wait_until(LIMIT, || all_ready(&cluster.n1().node_ls(), 3));
         assert!(ready, "the three nodes never all showed Ready");
         cluster
+    }
+
+    /// Starts one more worker, `name`, in the lab slot `slot` (the client's, say, which runs
+    /// no node), joined through n1; its vault directory goes on drop as the others' do.
+    pub fn join_worker(&mut self, name: &str, slot: &str) {
+        let slot = self.lab.slot(slot).clone();
+        let seed = Some((self.n1().addr, self.n1().token("worker")));
+        let mut n = Node::in_netns(self.root.path(), name, slot.addr, &slot.ns, seed);
+        n.spawn();
+        n.wait_control();
+        self.vaults.0.push(n.id());
+        self.nodes.push(n);
     }
 
     pub fn n1(&self) -> &Node {

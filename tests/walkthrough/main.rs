@@ -614,13 +614,7 @@ fn the_tutorial_replays_end_to_end_on_three_nodes() {
     let ls = c.n1().ok(&["service", "ls"]);
     assert!(line_with(&ls, "agent").contains("global"), "{ls}");
     // A fourth node joins from the client's namespace (which runs no other node).
-    let token = c.n1().token("worker");
-    let slot = c.lab.slot(CLIENT).clone();
-    let seed = Some((c.n1().addr, token));
-    let mut n4 = Node::in_netns(c.root.path(), "n4", slot.addr, &slot.ns, seed);
-    n4.spawn();
-    n4.wait_control();
-    c.nodes.push(n4);
+    c.join_worker("n4", CLIENT);
     assert!(
         wait_until(LIMIT, || all_ready(&c.n1().node_ls(), 4)),
         "n4 never showed Ready: {:?}",
