@@ -10,7 +10,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this
 
+pub mod cluster_lab;
 pub mod lab;
+pub mod wordpress;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -404,6 +406,45 @@ impl Drop for VaultDirs {
             // Best effort: the test is over either way.
             let _ =
                 std::fs::remove_dir_all(Path::new(swarm_actors::vault::VAULT_BASE_DIR).join(id));
+        }
+    }
+}
+
+/// Removes, on drop, the containers of the given nodes (by node ID), then their task
+/// networks: a node killed by the test (or by its end) leaves its containers running, and
+/// none may outlive the test, nor a network that holds an ingress slice in the engine. Made
+/// before the nodes (locals drop in reverse order), so that it acts once they are gone.
+pub struct Containers(pub Vec<String>);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for node in &self.0 {
+            let filter = format!("label={}={node}", swarm_actors::runtime::LABEL_NODE);
+            let Ok(out) = Command::new("docker")
+                .args(["ps", "-aq", "--filter", &filter])
+                .output()
+            else {
+                return;
+            };
+            let ids = String::from_utf8_lossy(&out.stdout).into_owned();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                // A container gone meanwhile is what this wants anyway.
+                let _ = Command::new("docker")
+                    .args(["rm", "-f"])
+                    .args(&ids)
+                    .output();
+            }
+            let Ok(out) = Command::new("docker")
+                .args(["network", "ls", "-q", "--filter", &filter])
+                .output()
+            else {
+                return;
+            };
+            for net in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                // One still in use (it should not be) stays; the engine says why.
+                let _ = Command::new("docker").args(["network", "rm", net]).output();
+            }
         }
     }
 }

@@ -1,64 +1,48 @@
-//! The three-node lab cluster the mesh and overlay tests share: three real `swarm-node`
-//! processes in their own network namespaces (`lab.rs`) and a client namespace, formed once
-//! per test, with helpers to make services and wait for their tasks and replies.
+//! The mesh and overlay tests' cluster: the shared three-node lab cluster
+//! (`tests/common/cluster_lab.rs`) with what these tests add: the Docker test's containers,
+//! the process tasks' pages, and a wait for a service's tasks; the replies over the mesh are
+//! waited for by [`ClusterLab::wait_answers`].
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::BTreeSet;
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use serde_json::Value;
-use tempfile::TempDir;
+use crate::common::cluster_lab::ClusterLab;
+use crate::common::{self, wait_until};
+use crate::lab::{Containers, LabNet};
 
-use crate::common::{self, Node, task_state, wait_until};
-use crate::lab::{self, CLIENT, Containers, Lab, LabNet, MANAGERS, WORKERS, http_get};
+// The mesh and overlay tests and the overlay benchmark each use a different part of these.
+#[allow(unused_imports)]
+pub use crate::common::cluster_lab::{REQUESTS, httpd_script, one_at_a_time, task_pids};
 
 /// How long tasks may take to run, and the mesh to follow a change (generous: shared,
 /// noisy machines; the issue's goal is a second).
 pub const LIMIT: Duration = Duration::from_secs(60);
-/// Requests in which every replica must answer.
-pub const REQUESTS: usize = 50;
 
-/// One test at a time: they share the lab's namespaces.
-static LAB_LOCK: Mutex<()> = Mutex::new(());
-
-/// The lab's lock, for a test that runs no lab but must not run beside one (the overlay
-/// tests' Docker test).
-#[allow(dead_code)]
-pub fn one_at_a_time() -> MutexGuard<'static, ()> {
-    LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The three nodes in their namespaces and the client; all removed on drop.
+/// The shared cluster, and the Docker test's containers.
 pub struct Mesh {
-    pub nodes: Vec<Node>,
+    pub cluster: ClusterLab,
     /// The Docker test's containers, removed once the nodes are gone (fields drop in order).
     pub containers: Option<Containers>,
-    // Dropped after the nodes (fields drop in order), so no node outlives its namespace.
-    pub lab: Lab,
-    pub root: TempDir,
-    _lock: MutexGuard<'static, ()>,
 }
 
-/// Why the lab cannot run here, if it cannot; a failure under `CI=true`.
-pub fn skip(test: &str, docker: bool) -> bool {
-    let mut why = lab::unavailable();
-    for tool in ["curl", "python3"] {
-        if why.is_none()
-            && std::process::Command::new(tool)
-                .arg("--version")
-                .output()
-                .is_err()
-        {
-            why = Some(format!("`{tool}` is missing"));
-        }
+impl Deref for Mesh {
+    type Target = ClusterLab;
+    fn deref(&self) -> &ClusterLab {
+        &self.cluster
     }
-    if let Some(why) = why {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test} cannot run under CI=true: {why}"
-        );
-        eprintln!("{test} skipped: {why}");
+}
+
+impl DerefMut for Mesh {
+    fn deref_mut(&mut self) -> &mut ClusterLab {
+        &mut self.cluster
+    }
+}
+
+/// Whether the lab cannot run here (it needs curl and python3 too; `docker`: the Docker
+/// Engine too); a failure under `CI=true`.
+pub fn skip(test: &str, docker: bool) -> bool {
+    if common::cluster_lab::skip(test, &["curl", "python3"]) {
         return true;
     }
     // `docker_engine` prints its own reason and fails under CI.
@@ -66,50 +50,15 @@ pub fn skip(test: &str, docker: bool) -> bool {
 }
 
 impl Mesh {
-    /// Makes the lab and forms the cluster: n1 bootstraps, n2 and n3 join as workers; returns
-    /// once n1 sees all three Ready.
+    /// Makes the lab and forms the cluster (see [`ClusterLab::form`]), with a folder for the
+    /// tasks' pages.
     pub fn form(net: LabNet) -> Mesh {
-        let lock = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let lab = Lab::new(net, &MANAGERS, &WORKERS);
-        let root = tempfile::Builder::new()
-            .prefix("swarm-mesh")
-            .tempdir()
-            .unwrap();
-        std::fs::create_dir_all(root.path().join("www")).unwrap();
-        let slot = lab.slot("n1").clone();
-        let mut n1 = Node::in_netns(root.path(), "n1", slot.addr, &slot.ns, None);
-        n1.spawn();
-        n1.wait_control();
-        let token = n1.token("worker");
-        let mut nodes = vec![n1];
-        for name in WORKERS.iter().filter(|n| **n != CLIENT) {
-            let slot = lab.slot(name).clone();
-            let seed = Some((nodes[0].addr, token.clone()));
-            let mut n = Node::in_netns(root.path(), name, slot.addr, &slot.ns, seed);
-            n.spawn();
-            n.wait_control();
-            nodes.push(n);
-        }
-        let mesh = Mesh {
-            nodes,
+        let cluster = ClusterLab::form(net);
+        std::fs::create_dir_all(cluster.root.path().join("www")).unwrap();
+        Mesh {
+            cluster,
             containers: None,
-            lab,
-            root,
-            _lock: lock,
-        };
-        let ready = wait_until(Duration::from_secs(90), || {
-            common::all_ready(&mesh.n1().node_ls(), 3)
-        });
-        assert!(ready, "the three nodes never all showed Ready");
-        mesh
-    }
-
-    pub fn n1(&self) -> &Node {
-        &self.nodes[0]
-    }
-
-    pub fn node_mut(&mut self, name: &str) -> &mut Node {
-        self.nodes.iter_mut().find(|n| n.name == name).unwrap()
+        }
     }
 
     /// Where process tasks keep their pages (`www/<task id>/`).
@@ -127,16 +76,6 @@ impl Mesh {
         self.n1().ok(&a);
     }
 
-    /// The IDs of the service's tasks that are running (and meant to), with their rows.
-    pub fn running(&self, svc: &str) -> BTreeMap<String, Value> {
-        self.n1()
-            .service_ps(svc)
-            .into_iter()
-            .filter(|r| r["DesiredState"] == "Running" && task_state(r) == "Running")
-            .map(|r| (r["ID"].as_str().unwrap_or("").to_string(), r))
-            .collect()
-    }
-
     /// Waits until `n` tasks of `svc` run; their IDs.
     pub fn wait_running(&self, svc: &str, n: usize) -> BTreeSet<String> {
         let mut ids = BTreeSet::new();
@@ -152,62 +91,4 @@ impl Mesh {
         );
         ids
     }
-
-    /// Waits until [`REQUESTS`] requests in a row to `node:port` all succeed and the replies
-    /// come from exactly `want` (task IDs, or other replica names); the replies counted.
-    pub fn wait_answers(
-        &self,
-        node: &str,
-        port: u16,
-        want: &BTreeSet<String>,
-    ) -> BTreeMap<String, usize> {
-        let mut seen = BTreeMap::new();
-        let mut failed = 0;
-        let ok = wait_until(LIMIT, || {
-            seen.clear();
-            failed = 0;
-            for _ in 0..REQUESTS {
-                match http_get(&self.lab, node, port) {
-                    Some(body) => *seen.entry(body).or_insert(0) += 1,
-                    None => failed += 1,
-                }
-            }
-            failed == 0 && seen.keys().cloned().collect::<BTreeSet<_>>() == *want
-        });
-        assert!(
-            ok,
-            "{node}:{port}: {failed} of {REQUESTS} requests failed; replies {seen:?}, want {want:?}"
-        );
-        seen
-    }
-}
-
-/// A process task serving its task ID with `busybox httpd` on port 80 (or `$PORT` where the
-/// node has no namespaces to give it), and a `health` page a test can take away.
-pub fn httpd_script(www: &Path) -> String {
-    format!(
-        "d={}/$SWARM_TASK_ID; mkdir -p $d; echo $SWARM_TASK_ID > $d/index.html; \
-         echo ok > $d/health; exec busybox httpd -f -p ${{PORT:-80}} -h $d",
-        www.display()
-    )
-}
-
-/// The processes of task `task` (found by the `SWARM_TASK_ID` every task's environment
-/// holds), lowest PID first. The nodes make their tasks' namespaces from inside their own
-/// mount namespaces, so the test reaches a task through its processes, not by name.
-// The overlay tests and benchmark use it; the mesh tests do not.
-#[allow(dead_code)]
-pub fn task_pids(task: &str) -> Vec<u32> {
-    let want = format!("SWARM_TASK_ID={task}");
-    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == want.as_bytes()))
-        })
-        .collect();
-    pids.sort();
-    pids
 }

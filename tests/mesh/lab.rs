@@ -12,17 +12,15 @@
 
 use std::process::{Command, Output};
 
-pub use crate::common::lab::{Lab, LabNet, ip, run, unavailable};
+pub use crate::common::Containers;
+pub use crate::common::cluster_lab::CLIENT;
+pub use crate::common::lab::{Lab, LabNet, ip, run};
 
 pub const NET: LabNet = LabNet {
     prefix: "swms-",
     octets: [10, 79, 0],
     port: 29101,
 };
-pub const MANAGERS: [&str; 1] = ["n1"];
-/// `cl` is the client's namespace; no node runs there.
-pub const WORKERS: [&str; 3] = ["n2", "n3", "cl"];
-pub const CLIENT: &str = "cl";
 
 /// Runs `args` inside the client's namespace.
 pub fn in_client(lab: &Lab, args: &[&str]) -> Output {
@@ -157,32 +155,5 @@ impl DockerRoute {
 impl Drop for DockerRoute {
     fn drop(&mut self) {
         DockerRoute::remove();
-    }
-}
-
-/// Removes, on drop, the containers of the given nodes: a node killed by the test (or by its
-/// end) leaves its containers running, and none may outlive the test.
-pub struct Containers(pub Vec<String>);
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        for node in &self.0 {
-            let filter = format!("label={}={node}", swarm_actors::runtime::LABEL_NODE);
-            let Ok(out) = Command::new("docker")
-                .args(["ps", "-aq", "--filter", &filter])
-                .output()
-            else {
-                return;
-            };
-            let ids = String::from_utf8_lossy(&out.stdout).into_owned();
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if !ids.is_empty() {
-                // A container gone meanwhile is what this wants anyway.
-                let _ = Command::new("docker")
-                    .args(["rm", "-f"])
-                    .args(&ids)
-                    .output();
-            }
-        }
     }
 }

@@ -24,114 +24,11 @@ mod lab;
 use std::path::Path;
 use std::time::Duration;
 
+use common::cluster_lab::LIMIT;
+use common::wordpress::{DB_DELAY_S, DB_PASSWORD, deploy, write_files};
 use common::{phase, wait_until};
-use lab::{Cluster, LIMIT, read_ns, skip};
+use lab::{Cluster, read_ns, skip};
 
-/// How long db waits before it is ready: long enough that a wordpress started without
-/// waiting for it would have started well before.
-const DB_DELAY_S: u64 = 4;
-
-/// The compose file, with the published port and the test's folder filled in.
-fn wordpress_yml(port: u16, out: &Path) -> String {
-    let out = out.display();
-    format!(
-        r#"version: "3.8"
-services:
-  db:
-    image: busybox
-    x-swarm-runtime: process
-    entrypoint: ["sh", "-c"]
-    command:
-      - |
-        date +%s%N > {out}/db-start
-        test -s /run/secrets/db_password && test -s /run/secrets/db_root_password || exit 3
-        mkdir -p /var/lib/mysql/www
-        cat /run/secrets/db_password > /var/lib/mysql/www/index.html
-        sleep {DB_DELAY_S}
-        date +%s%N > {out}/db-ready
-        echo yes > /var/lib/mysql/ready
-        exec busybox httpd -f -p 3306 -h /var/lib/mysql/www
-    volumes:
-      - db_data:/var/lib/mysql
-    environment:
-      MYSQL_ROOT_PASSWORD_FILE: /run/secrets/db_root_password
-      MYSQL_DATABASE: wordpress
-      MYSQL_USER: wordpress
-      MYSQL_PASSWORD_FILE: /run/secrets/db_password
-    secrets:
-      - db_root_password
-      - db_password
-    healthcheck:
-      test: ["CMD-SHELL", "test -s /var/lib/mysql/ready"]
-      interval: 1s
-      timeout: 2s
-      retries: 3
-      start_period: 20s
-  wordpress:
-    depends_on:
-      db:
-        condition: service_healthy
-    image: busybox
-    x-swarm-runtime: process
-    entrypoint: ["sh", "-c"]
-    command:
-      - |
-        date +%s%N > {out}/wp-start-$$SWARM_TASK_ID
-        printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 3 db 3306 > {out}/raw-$$SWARM_TASK_ID || exit 4
-        busybox grep -q '200 OK' {out}/raw-$$SWARM_TASK_ID || exit 4
-        busybox tail -n 1 {out}/raw-$$SWARM_TASK_ID > {out}/wp-db-$$SWARM_TASK_ID
-        mkdir -p {out}/www-$$SWARM_TASK_ID
-        echo wordpress > {out}/www-$$SWARM_TASK_ID/index.html
-        exec busybox httpd -f -p 80 -h {out}/www-$$SWARM_TASK_ID
-    ports:
-      - "{port}:80"
-    environment:
-      WORDPRESS_DB_HOST: db:3306
-      WORDPRESS_DB_USER: wordpress
-      WORDPRESS_DB_PASSWORD_FILE: /run/secrets/db_password
-      WORDPRESS_DB_NAME: wordpress
-    secrets:
-      - db_password
-    deploy:
-      restart_policy:
-        condition: on-failure
-        delay: 1s
-secrets:
-  db_password:
-    file: db_password.txt
-  db_root_password:
-    file: db_root_password.txt
-volumes:
-  db_data:
-"#
-    )
-}
-
-fn write_files(dir: &Path, port: u16, out: &Path) -> std::path::PathBuf {
-    std::fs::write(dir.join("db_password.txt"), "wp-secret-7f3a\n").unwrap();
-    std::fs::write(dir.join("db_root_password.txt"), "root-secret-c41d\n").unwrap();
-    let file = dir.join("wordpress.yml");
-    std::fs::write(&file, wordpress_yml(port, out)).unwrap();
-    file
-}
-
-fn deploy(c: &Cluster, file: &Path) -> String {
-    let f = file.display().to_string();
-    let out = c
-        .n1()
-        .cli_within(
-            Duration::from_secs(120),
-            &["stack", "deploy", "-c", &f, "wpstack"],
-        )
-        .expect("stack deploy answers");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "stack deploy failed: {text}");
-    text
-}
 
 /// The first file whose name starts with `prefix` in `dir`, with its number.
 fn first_time(dir: &Path, prefix: &str) -> Option<u128> {
@@ -212,7 +109,7 @@ fn the_tutorials_wordpress_stack_deploys_in_order_redeploys_and_goes_away() {
         .collect();
     assert_eq!(
         read,
-        ["wp-secret-7f3a\n"],
+        [format!("{DB_PASSWORD}\n")],
         "wordpress reached db by name; db read its secret"
     );
 
