@@ -73,6 +73,28 @@ pub struct ClusterLab {
 }
 
 impl ClusterLab {
+    /// `network inspect NAME`'s document.
+    pub fn network(&self, name: &str) -> Value {
+        let docs: Value =
+            serde_json::from_str(&self.n1().ok(&["network", "inspect", name])).unwrap();
+        docs[0].clone()
+    }
+
+    /// Task ID → its address on network `name`, as `network inspect` lists them.
+    pub fn addresses(&self, name: &str) -> BTreeMap<String, String> {
+        let net = self.network(name);
+        let Some(tasks) = net["Containers"].as_object() else {
+            return BTreeMap::new();
+        };
+        tasks
+            .iter()
+            .map(|(id, t)| {
+                let addr = t["IPv4Address"].as_str().unwrap_or("");
+                (id.clone(), addr.split('/').next().unwrap().to_string())
+            })
+            .collect()
+    }
+
     /// Makes the lab and forms the cluster: n1 bootstraps, n2 and n3 join as workers; returns
     /// once n1 sees all three Ready (at most 90 s).
     pub fn form(net: LabNet) -> ClusterLab {

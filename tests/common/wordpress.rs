@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::cluster_lab::ClusterLab;
+use super::cluster_lab::{ClusterLab, LIMIT};
+use super::wait_until;
 
 /// The password `db` serves and `wordpress` reads from it.
 pub const DB_PASSWORD: &str = "wp-secret-7f3a";
@@ -120,4 +121,50 @@ pub fn deploy(c: &ClusterLab, file: &Path) -> String {
     );
     assert!(out.status.success(), "stack deploy failed: {text}");
     text
+}
+
+/// What each wordpress task read from db (the files `wp-db-<task>` in `out`): db's page, its
+/// password, once wordpress reached it by name.
+pub fn pages_read_from_db(out: &Path) -> Vec<String> {
+    std::fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("wp-db-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect()
+}
+
+/// `stack rm wpstack`, its lines checked (services, then secrets, then the network), then a
+/// wait (at most [`LIMIT`]) until no service, secret, network, volume or stack of it is left.
+pub fn remove_and_check_nothing_left(c: &ClusterLab) {
+    let rm = c
+        .n1()
+        .cli_within(Duration::from_secs(150), &["stack", "rm", "wpstack"])
+        .expect("stack rm answers");
+    let said =
+        String::from_utf8_lossy(&rm.stdout).into_owned() + &String::from_utf8_lossy(&rm.stderr);
+    assert!(rm.status.success(), "stack rm failed: {said}");
+    for line in [
+        "Removing service wpstack_db",
+        "Removing service wpstack_wordpress",
+        "Removing secret wpstack_db_password",
+        "Removing network wpstack_default",
+    ] {
+        assert!(said.contains(line), "{line:?} not in: {said}");
+    }
+    let ok = wait_until(LIMIT, || {
+        !c.n1().ok(&["service", "ls"]).contains("wpstack")
+            && !c.n1().ok(&["secret", "ls"]).contains("wpstack")
+            && !c.n1().ok(&["network", "ls"]).contains("wpstack")
+            && c.volumes().is_empty()
+            && !c.n1().ok(&["stack", "ls"]).contains("wpstack")
+    });
+    assert!(
+        ok,
+        "left behind: services {}, secrets {}, networks {}, volumes {:?}",
+        c.n1().ok(&["service", "ls"]),
+        c.n1().ok(&["secret", "ls"]),
+        c.n1().ok(&["network", "ls"]),
+        c.volumes()
+    );
 }

@@ -27,8 +27,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Output};
 use std::time::Instant;
 
+use common::cluster_lab::{get, in_task, resolve, task_pids};
 use common::{phase, wait_until};
-use fixture::{LIMIT, Mesh, REQUESTS, httpd_script, skip, task_pids};
+use fixture::{LIMIT, Mesh, REQUESTS, httpd_script, skip};
 use lab::LabNet;
 use serde_json::Value;
 
@@ -38,68 +39,9 @@ const NET: LabNet = LabNet {
     port: 29201,
 };
 
-/// Runs `args` inside task `task`'s network and mount namespaces (its resolver included).
-fn in_task(task: &str, args: &[&str]) -> Output {
-    let pid = *task_pids(task)
-        .first()
-        .unwrap_or_else(|| panic!("task {task} has a process"));
-    Command::new("nsenter")
-        .args(["-t", &pid.to_string(), "-n", "-m", "timeout", "5"])
-        .args(args)
-        .output()
-        .expect("nsenter runs")
-}
-
-/// The addresses `name` resolves to from inside `task`, sorted; empty when it does not
-/// resolve.
-fn resolve(task: &str, name: &str) -> Vec<String> {
-    let script = format!(
-        "import socket\ntry:\n print('\\n'.join(socket.gethostbyname_ex('{name}')[2]))\n\
-         except OSError:\n pass\n"
-    );
-    let out = in_task(task, &["python3", "-c", &script]);
-    let mut addrs: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
-    addrs.sort();
-    addrs
-}
-
-/// One HTTP GET from inside `task`: the body, or `None` when it failed (3 s limit).
-fn get(task: &str, url: &str) -> Option<String> {
-    let out = in_task(task, &["curl", "-sf", "-m", "3", url]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// The one running task of `svc`.
 fn only_task(m: &Mesh, svc: &str) -> String {
     m.wait_running(svc, 1).into_iter().next().unwrap()
-}
-
-/// `network inspect NAME`'s document.
-fn network(m: &Mesh, name: &str) -> Value {
-    let out = m.n1().ok(&["network", "inspect", name]);
-    let docs: Value = serde_json::from_str(&out).unwrap();
-    docs[0].clone()
-}
-
-/// Task ID → its address on network `name`, as `network inspect` lists them.
-fn addresses(m: &Mesh, name: &str) -> BTreeMap<String, String> {
-    let net = network(m, name);
-    let Some(tasks) = net["Containers"].as_object() else {
-        return BTreeMap::new();
-    };
-    tasks
-        .iter()
-        .map(|(id, t)| {
-            let addr = t["IPv4Address"].as_str().unwrap_or("");
-            (id.clone(), addr.split('/').next().unwrap().to_string())
-        })
-        .collect()
 }
 
 /// `svc`'s VIP on its first network, from `service inspect`.
@@ -168,7 +110,7 @@ fn the_tutorials_overlay_step() {
     let ls = m.n1().ok(&["network", "ls"]);
     assert!(ls.contains("myapp_net") && ls.contains("ingress"), "{ls}");
     assert_eq!(
-        network(&m, "myapp_net")["IPAM"]["Config"][0]["Subnet"],
+        m.network("myapp_net")["IPAM"]["Config"][0]["Subnet"],
         "10.0.9.0/24"
     );
 
@@ -201,7 +143,7 @@ fn the_tutorials_overlay_step() {
     wait_replies(&util, "http://my_web/", &web);
 
     phase("tasks.my_web: the three task addresses; my_web.<slot>.<id>: one task");
-    let addrs = addresses(&m, "myapp_net");
+    let addrs = m.addresses("myapp_net");
     let web_addrs: BTreeSet<String> = web.iter().map(|id| addrs[id].clone()).collect();
     assert_eq!(web_addrs.len(), 3, "{addrs:?}");
     assert!(!web_addrs.contains(&vip), "no task holds the VIP");
@@ -274,7 +216,7 @@ fn dnsrr_isolation_and_internal_networks() {
     );
 
     phase("dnsrr: rr answers the two task addresses, no VIP; both replicas reply");
-    let addrs = addresses(&m, "front");
+    let addrs = m.addresses("front");
     let rr_addrs: BTreeSet<String> = rr.iter().map(|id| addrs[id].clone()).collect();
     wait_resolves(&probe, "rr", &rr_addrs);
     let doc = m.n1().service_inspect("rr").unwrap();
@@ -336,7 +278,7 @@ fn scale_and_task_death_show_in_dns_and_the_vip() {
     );
     let app = m.wait_running("app", 3);
     let client = only_task(&m, "client");
-    let addrs = addresses(&m, "appnet");
+    let addrs = m.addresses("appnet");
     let all: BTreeSet<String> = app.iter().map(|id| addrs[id].clone()).collect();
     wait_resolves(&client, "tasks.app", &all);
     wait_replies(&client, "http://app/", &app);

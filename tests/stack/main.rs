@@ -22,13 +22,13 @@ mod common;
 mod lab;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::cluster_lab::LIMIT;
-use common::wordpress::{DB_DELAY_S, DB_PASSWORD, deploy, write_files};
+use common::wordpress::{
+    DB_DELAY_S, DB_PASSWORD, deploy, pages_read_from_db, remove_and_check_nothing_left, write_files,
+};
 use common::{phase, wait_until};
 use lab::{Cluster, read_ns, skip};
-
 
 /// The first file whose name starts with `prefix` in `dir`, with its number.
 fn first_time(dir: &Path, prefix: &str) -> Option<u128> {
@@ -101,12 +101,7 @@ fn the_tutorials_wordpress_stack_deploys_in_order_redeploys_and_goes_away() {
         from_db.is_none(),
         "the page wordpress read is text, not a time"
     );
-    let read: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("wp-db-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect();
+    let read = pages_read_from_db(&out);
     assert_eq!(
         read,
         [format!("{DB_PASSWORD}\n")],
@@ -195,35 +190,7 @@ fn the_tutorials_wordpress_stack_deploys_in_order_redeploys_and_goes_away() {
     );
 
     phase("stack rm leaves nothing: services, secrets, network, volumes");
-    let rm = c
-        .n1()
-        .cli_within(Duration::from_secs(150), &["stack", "rm", "wpstack"])
-        .expect("stack rm answers");
-    let text =
-        String::from_utf8_lossy(&rm.stdout).into_owned() + &String::from_utf8_lossy(&rm.stderr);
-    assert!(rm.status.success(), "stack rm failed: {text}");
-    for line in [
-        "Removing service wpstack_db",
-        "Removing service wpstack_wordpress",
-        "Removing secret wpstack_db_password",
-        "Removing network wpstack_default",
-    ] {
-        assert!(text.contains(line), "{line:?} not in: {text}");
-    }
-    let ok = wait_until(LIMIT, || {
-        c.n1().ok(&["service", "ls", "-q"]).trim().is_empty()
-            && !c.n1().ok(&["secret", "ls"]).contains("wpstack")
-            && !c.n1().ok(&["network", "ls"]).contains("wpstack")
-            && c.volumes().is_empty()
-    });
-    assert!(
-        ok,
-        "left behind: services {:?}, secrets {:?}, networks {:?}, volumes {:?}",
-        c.n1().ok(&["service", "ls"]),
-        c.n1().ok(&["secret", "ls"]),
-        c.n1().ok(&["network", "ls"]),
-        c.volumes()
-    );
+    remove_and_check_nothing_left(&c);
     let ls = c.n1().ok(&["stack", "ls"]);
     assert!(!ls.contains("wpstack"), "{ls}");
 }

@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use common::cluster_lab::{CLIENT, ClusterLab, LIMIT, get, httpd_script, resolve, skip};
 use common::lab::LabNet;
-use common::wordpress::{DB_PASSWORD, deploy, write_files};
+use common::wordpress::{
+    DB_PASSWORD, deploy, pages_read_from_db, remove_and_check_nothing_left, write_files,
+};
 use common::{Node, all_ready, phase, running_per_node, status_of, wait_until};
 use serde_json::Value;
 
@@ -159,27 +161,6 @@ fn in_node_ns(c: &ClusterLab, node: &str, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("ip netns exec runs")
-}
-
-/// `network inspect NAME`'s document.
-fn network(c: &ClusterLab, name: &str) -> Value {
-    let docs: Value = serde_json::from_str(&c.n1().ok(&["network", "inspect", name])).unwrap();
-    docs[0].clone()
-}
-
-/// Task ID → its address on network `name`, as `network inspect` lists them.
-fn addresses(c: &ClusterLab, name: &str) -> BTreeMap<String, String> {
-    let net = network(c, name);
-    let Some(tasks) = net["Containers"].as_object() else {
-        return BTreeMap::new();
-    };
-    tasks
-        .iter()
-        .map(|(id, t)| {
-            let addr = t["IPv4Address"].as_str().unwrap_or("");
-            (id.clone(), addr.split('/').next().unwrap().to_string())
-        })
-        .collect()
 }
 
 /// What the admin shell of node `n` answers to `send task/<id> Describe`.
@@ -415,7 +396,7 @@ fn the_tutorial_replays_end_to_end_on_three_nodes() {
     let ls = c.n1().ok(&["network", "ls"]);
     let l = line_with(&ls, "ingress");
     assert!(l.contains("overlay") && l.contains("swarm"), "{ls}");
-    let on_ingress = addresses(&c, "ingress");
+    let on_ingress = c.addresses("ingress");
     for (id, r) in &rows {
         assert_eq!(
             on_ingress.get(id).map(String::as_str),
@@ -487,7 +468,8 @@ fn the_tutorial_replays_end_to_end_on_three_nodes() {
         vip.starts_with("10.83.1."),
         "the VIP is on myapp_net: {vip}"
     );
-    let task_addrs: BTreeMap<String, String> = addresses(&c, "myapp_net")
+    let task_addrs: BTreeMap<String, String> = c
+        .addresses("myapp_net")
         .into_iter()
         .filter(|(id, _)| ids.contains(id))
         .collect();
@@ -892,12 +874,7 @@ fn the_tutorial_replays_end_to_end_on_three_nodes() {
     for task in ["wpstack_db.1", "wpstack_wordpress.1"] {
         assert!(line_with(&ps, task).contains("Running"), "{ps}");
     }
-    let from_db: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("wp-db-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect();
+    let from_db = pages_read_from_db(&out);
     assert_eq!(
         from_db,
         [format!("{DB_PASSWORD}\n")],
@@ -930,35 +907,7 @@ fn the_tutorial_replays_end_to_end_on_three_nodes() {
         db.keys().collect::<Vec<_>>(),
         "db was left alone"
     );
-    let rm = c
-        .n1()
-        .cli_within(Duration::from_secs(150), &["stack", "rm", "wpstack"])
-        .expect("stack rm answers");
-    let said = text(&rm);
-    assert!(rm.status.success(), "stack rm failed: {said}");
-    for line in [
-        "Removing service wpstack_db",
-        "Removing service wpstack_wordpress",
-        "Removing secret wpstack_db_password",
-        "Removing network wpstack_default",
-    ] {
-        assert!(said.contains(line), "{line:?} not in: {said}");
-    }
-    let ok = wait_until(LIMIT, || {
-        !c.n1().ok(&["service", "ls"]).contains("wpstack")
-            && !c.n1().ok(&["secret", "ls"]).contains("wpstack")
-            && !c.n1().ok(&["network", "ls"]).contains("wpstack")
-            && c.volumes().is_empty()
-            && !c.n1().ok(&["stack", "ls"]).contains("wpstack")
-    });
-    assert!(
-        ok,
-        "left behind: services {}, secrets {}, networks {}, volumes {:?}",
-        c.n1().ok(&["service", "ls"]),
-        c.n1().ok(&["secret", "ls"]),
-        c.n1().ok(&["network", "ls"]),
-        c.volumes()
-    );
+    remove_and_check_nothing_left(&c);
 }
 
 /// Containers labelled as tasks of node `id`.

@@ -252,18 +252,20 @@ async fn tcp_carries_the_same_answers() {
     );
 }
 
+/// A task's endpoint with only an ingress address.
+fn ingress_endpoint(ip: Ipv4Addr) -> TaskEndpoint {
+    TaskEndpoint {
+        ip: IpAddr::V4(ip),
+        ports: BTreeMap::new(),
+        host_network: false,
+        overlay: BTreeMap::new(),
+    }
+}
+
 #[tokio::test]
 async fn the_server_listens_on_the_gateways_of_the_table_and_of_the_ingress_slice() {
     let endpoints = Endpoints::default();
-    endpoints.set(
-        TaskId(5),
-        TaskEndpoint {
-            ip: IpAddr::V4(Ipv4Addr::new(10, 255, 7, 9)),
-            ports: BTreeMap::new(),
-            host_network: false,
-            overlay: BTreeMap::new(),
-        },
-    );
+    endpoints.set(TaskId(5), ingress_endpoint(Ipv4Addr::new(10, 255, 7, 9)));
     let t = table();
     let got = super::gateways(Some(&t), &endpoints);
     let want: Vec<Ipv4Addr> = vec![
@@ -290,15 +292,7 @@ async fn a_tasks_ingress_gateway_is_served_the_moment_its_endpoint_is_recorded()
     tokio::task::yield_now().await; // the follow loop's first turn: nothing to serve yet
     let serving = |dns: &Dns| (dns.status().listening.iter()).any(|a| a.starts_with("10.255.7.1:"));
     assert!(!serving(&dns));
-    endpoints.set(
-        TaskId(5),
-        TaskEndpoint {
-            ip: IpAddr::V4(Ipv4Addr::new(10, 255, 7, 9)),
-            ports: BTreeMap::new(),
-            host_network: false,
-            overlay: BTreeMap::new(),
-        },
-    );
+    endpoints.set(TaskId(5), ingress_endpoint(Ipv4Addr::new(10, 255, 7, 9)));
     // No await in between: the runtime starts the task right after recording it.
     assert!(serving(&dns), "{:?}", dns.status());
     endpoints.clear(TaskId(5));
