@@ -19,6 +19,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod docker;
 mod lab;
 
 use std::path::Path;
