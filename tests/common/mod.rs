@@ -313,6 +313,47 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        self.remove_task_namespaces();
+    }
+}
+
+/// Task network namespaces one node's drop removes at the most.
+const TASK_NAMESPACES_MAX: usize = 1_000;
+
+impl Node {
+    /// After the test: the network namespaces the node's process tasks still hold (the node
+    /// was killed, so nothing removed them), with the processes in them. A namespace left
+    /// would keep its veth on the node's bridge, and the bridge's route to the slice, which
+    /// the next test's node of the same slice would then share: its tasks' answers would go
+    /// out the wrong bridge. The node's records (`<data dir>/tasks/<task>.net`, first line the
+    /// namespace's name) say which namespaces are its.
+    fn remove_task_namespaces(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("tasks")) else {
+            return;
+        };
+        for entry in entries.flatten().take(TASK_NAMESPACES_MAX) {
+            if entry.path().extension().is_none_or(|e| e != "net") {
+                continue;
+            }
+            let Ok(record) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let Some(ns) = record.lines().next().filter(|n| n.starts_with("swn-")) else {
+                continue;
+            };
+            let pids = Command::new("ip").args(["netns", "pids", ns]).output();
+            for pid in pids.iter().flat_map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .into_owned()
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            }) {
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+            }
+            // Best effort: the test is over either way.
+            let _ = Command::new("ip").args(["netns", "delete", ns]).output();
+        }
     }
 }
 

@@ -98,6 +98,9 @@ fn process_replicas_answer_on_every_node_even_one_without_a_replica() {
 
 #[test]
 fn docker_replicas_answer_on_every_node() {
+    // The engine's bridges for these nodes' slices are in this namespace: no other test's
+    // node may run here meanwhile (it would take the same slices).
+    let _alone = common::host_netns_alone();
     if skip("docker_replicas_answer_on_every_node", true) {
         return;
     }

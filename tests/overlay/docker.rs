@@ -91,6 +91,7 @@ fn clear_leftovers() {
 
 #[test]
 fn docker_tasks_find_and_reach_a_service_by_name_on_an_overlay_network() {
+    let _alone = common::host_netns_alone();
     let _lock = fixture::one_at_a_time();
     if skip(
         "docker_tasks_find_and_reach_a_service_by_name_on_an_overlay_network",
