@@ -104,6 +104,16 @@ pub fn write_files(dir: &Path, port: u16, out: &Path) -> PathBuf {
     file
 }
 
+/// What the first `stack deploy` of the file prints, in this order: the network and the
+/// secrets first, then db before wordpress (it depends on db).
+pub const DEPLOY_LINES: [&str; 5] = [
+    "Creating network wpstack_default",
+    "Creating secret wpstack_db_password",
+    "Creating secret wpstack_db_root_password",
+    "Creating service wpstack_db",
+    "Creating service wpstack_wordpress",
+];
+
 /// `stack deploy -c FILE wpstack` on the cluster's manager (at most 120 s); what it printed.
 pub fn deploy(c: &ClusterLab, file: &Path) -> String {
     let f = file.display().to_string();

@@ -26,7 +26,8 @@ use std::path::Path;
 
 use common::cluster_lab::LIMIT;
 use common::wordpress::{
-    DB_DELAY_S, DB_PASSWORD, deploy, pages_read_from_db, remove_and_check_nothing_left, write_files,
+    DB_DELAY_S, DB_PASSWORD, DEPLOY_LINES, deploy, pages_read_from_db,
+    remove_and_check_nothing_left, write_files,
 };
 use common::{phase, wait_until};
 use lab::{Cluster, read_ns, skip};
@@ -53,13 +54,7 @@ fn the_tutorials_wordpress_stack_deploys_in_order_redeploys_and_goes_away() {
     phase("deploy: networks, secrets and services are created, db first");
     let file = write_files(&files, 29380, &out);
     let text = deploy(&c, &file);
-    for line in [
-        "Creating network wpstack_default",
-        "Creating secret wpstack_db_password",
-        "Creating secret wpstack_db_root_password",
-        "Creating service wpstack_db",
-        "Creating service wpstack_wordpress",
-    ] {
+    for line in DEPLOY_LINES {
         assert!(text.contains(line), "{line:?} not in: {text}");
     }
     let db_at = text.find("Creating service wpstack_db").unwrap();

@@ -28,7 +28,8 @@ use std::time::Duration;
 use common::cluster_lab::{CLIENT, ClusterLab, LIMIT, get, httpd_script, resolve, skip};
 use common::lab::LabNet;
 use common::wordpress::{
-    DB_PASSWORD, deploy, pages_read_from_db, remove_and_check_nothing_left, write_files,
+    DB_PASSWORD, DEPLOY_LINES, deploy, pages_read_from_db, remove_and_check_nothing_left,
+    write_files,
 };
 use common::{Node, all_ready, phase, running_per_node, status_of, wait_until};
 use serde_json::Value;
@@ -840,13 +841,7 @@ fn the_tutorial_replays_end_to_end_on_three_nodes() {
     let out = c.dir("stack-out");
     let file = write_files(&files, WP_PORT, &out);
     let said = deploy(&c, &file);
-    for line in [
-        "Creating network wpstack_default",
-        "Creating secret wpstack_db_password",
-        "Creating secret wpstack_db_root_password",
-        "Creating service wpstack_db",
-        "Creating service wpstack_wordpress",
-    ] {
+    for line in DEPLOY_LINES {
         assert!(said.contains(line), "{line:?} not in: {said}");
     }
     let db = c.wait_running("wpstack_db", 1);
