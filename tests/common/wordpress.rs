@@ -114,6 +114,15 @@ pub const DEPLOY_LINES: [&str; 5] = [
     "Creating service wpstack_wordpress",
 ];
 
+/// `stack ls` output `ls` has the row `wpstack 2`: the stack, with its two services.
+pub fn assert_wpstack_listed(ls: &str) {
+    assert!(
+        ls.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["wpstack", "2"]),
+        "{ls}"
+    );
+}
+
 /// `stack deploy -c FILE wpstack` on the cluster's manager (at most 120 s); what it printed.
 pub fn deploy(c: &ClusterLab, file: &Path) -> String {
     let f = file.display().to_string();

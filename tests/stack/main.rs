@@ -26,7 +26,7 @@ use std::path::Path;
 
 use common::cluster_lab::LIMIT;
 use common::wordpress::{
-    DB_DELAY_S, DB_PASSWORD, DEPLOY_LINES, deploy, pages_read_from_db,
+    DB_DELAY_S, DB_PASSWORD, DEPLOY_LINES, assert_wpstack_listed, deploy, pages_read_from_db,
     remove_and_check_nothing_left, write_files,
 };
 use common::{phase, wait_until};
@@ -124,11 +124,7 @@ fn the_tutorials_wordpress_stack_deploys_in_order_redeploys_and_goes_away() {
     phase("stack ls, stack services and stack ps show the stack and only it");
     let ls = c.n1().ok(&["stack", "ls"]);
     assert!(ls.contains("NAME") && ls.contains("SERVICES"), "{ls}");
-    assert!(
-        ls.lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["wpstack", "2"]),
-        "{ls}"
-    );
+    assert_wpstack_listed(&ls);
     let services = c.n1().ok(&["stack", "services", "wpstack"]);
     assert!(
         services.contains("wpstack_db") && services.contains("wpstack_wordpress"),

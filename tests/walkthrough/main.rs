@@ -28,8 +28,8 @@ use std::time::Duration;
 use common::cluster_lab::{CLIENT, ClusterLab, LIMIT, get, httpd_script, resolve, skip};
 use common::lab::LabNet;
 use common::wordpress::{
-    DB_PASSWORD, DEPLOY_LINES, deploy, pages_read_from_db, remove_and_check_nothing_left,
-    write_files,
+    DB_PASSWORD, DEPLOY_LINES, assert_wpstack_listed, deploy, pages_read_from_db,
+    remove_and_check_nothing_left, write_files,
 };
 use common::{Node, all_ready, phase, running_per_node, status_of, wait_until};
 use serde_json::Value;
@@ -854,11 +854,7 @@ fn the_tutorial_replays_end_to_end_on_three_nodes() {
     }
     let ls = c.n1().ok(&["stack", "ls"]);
     assert_eq!(columns(&ls), ["NAME", "SERVICES"], "{ls}");
-    assert!(
-        ls.lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["wpstack", "2"]),
-        "{ls}"
-    );
+    assert_wpstack_listed(&ls);
     let services = c.n1().ok(&["stack", "services", "wpstack"]);
     assert!(
         line_with(&services, "wpstack_wordpress").contains(&format!("*:{WP_PORT}->80/tcp")),
