@@ -340,6 +340,8 @@ fn certificates_renew_before_they_expire() {
 #[test]
 fn garbage_on_the_wire_does_not_disturb_the_cluster() {
     use std::sync::Arc;
+    // The test talks to the nodes itself, from this process's namespace.
+    let _host = common::host_netns_shared();
     let root = tempfile::tempdir().unwrap();
     phase("a three-node cluster");
     let n1 = Node::bootstrap(root.path(), "g1", 22601);

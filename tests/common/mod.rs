@@ -3,7 +3,9 @@
 //!
 //! A node may also run inside a network namespace (`Node::in_netns`, used by the chaos harness):
 //! its process is then started through `ip netns exec`, and the CLI still reaches it through the
-//! control socket in its data dir.
+//! control socket in its data dir. As root, every other cluster a test starts gets a namespace
+//! of its own too ([`ClusterNs`]), unless the test says it talks to its nodes itself
+//! ([`host_netns_shared`]) or runs them on the Docker Engine ([`host_netns_alone`]).
 //!
 //! Waits are bounded polls with generous limits (these machines are shared and noisy); they
 //! check that something happens, never how fast.
@@ -40,6 +42,8 @@ pub struct Node {
     pub netns: Option<String>,
     /// Held while the process runs in the caller's namespace: see [`host_netns_alone`].
     host_share: Option<HostShare>,
+    /// The namespace of this node's cluster, when the test gave it one: see [`ClusterNs`].
+    cluster_ns: Option<std::sync::Arc<ClusterNs>>,
 }
 
 impl Node {
@@ -80,6 +84,7 @@ impl Node {
             extra: Vec::new(),
             netns: None,
             host_share: None,
+            cluster_ns: None,
         }
     }
 
@@ -100,7 +105,16 @@ impl Node {
     pub fn start_command(&self) -> Command {
         // `ip netns exec` enters the namespace and execs the program in the same process, so
         // the child's PID is the node's own (signals reach the node, not a wrapper).
-        let mut cmd = match &self.netns {
+        // A node started without `spawn` (a join that must fail) runs where its seed does.
+        let seed_ns = (self.netns.is_none() && self.host_share.is_none())
+            .then(|| {
+                self.seed
+                    .as_ref()
+                    .and_then(|(seed, _)| ClusterNs::of(*seed))
+            })
+            .flatten()
+            .map(|ns| ns.name.clone());
+        let mut cmd = match self.netns.as_ref().or(seed_ns.as_ref()) {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns, BIN]);
@@ -131,8 +145,16 @@ impl Node {
     /// Starts (or restarts) the process, logging to `<dir>/log-N.txt`.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
-        if self.netns.is_none() && self.host_share.is_none() {
-            self.host_share = HostShare::take();
+        if self.netns.is_none() {
+            match ClusterNs::for_node(self.seed.as_ref().map(|(seed, _)| *seed)) {
+                Some(ns) => {
+                    ns.holds(self.addr);
+                    self.netns = Some(ns.name.clone());
+                    self.cluster_ns = Some(ns);
+                }
+                None if self.host_share.is_none() => self.host_share = HostShare::take(),
+                None => {}
+            }
         }
         let n = std::fs::read_dir(&self.dir).unwrap().count();
         let log = std::fs::File::create(self.dir.join(format!("log-{n}.txt"))).unwrap();
@@ -341,16 +363,7 @@ impl Node {
             let Some(ns) = record.lines().next().filter(|n| n.starts_with("swn-")) else {
                 continue;
             };
-            let pids = Command::new("ip").args(["netns", "pids", ns]).output();
-            for pid in pids.iter().flat_map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .into_owned()
-                    .split_whitespace()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            }) {
-                let _ = Command::new("kill").args(["-9", &pid]).status();
-            }
+            kill_processes_in(ns);
             // Best effort: the test is over either way.
             let _ = Command::new("ip").args(["netns", "delete", ns]).output();
         }
@@ -359,12 +372,11 @@ impl Node {
 
 /// Nodes of one test binary that run in the caller's network namespace share it: their
 /// tasks' bridges and the Docker Engine's networks all take slices of one ingress subnet, and
-/// every cluster's first node takes the first slice. Process-runtime clusters mend what they
-/// trade (the bridge plugin makes a missing bridge again), but a Docker node's network loses
-/// its bridge for good when another cluster's node clears it as stale between two containers.
-/// So a Docker test runs its nodes alone in the namespace: [`host_netns_alone`] waits until no
+/// every cluster's first node takes the first slice. A Docker node's network loses its bridge
+/// for good when another cluster's node clears it as stale between two containers. So a
+/// Docker test runs its nodes alone in the namespace: [`host_netns_alone`] waits until no
 /// other test's node runs there, and keeps new ones out until it is dropped. Nodes in their
-/// own namespaces (labs) are not counted.
+/// own namespaces (labs, [`ClusterNs`]) are not counted.
 #[derive(Default)]
 struct HostNs {
     /// Nodes running in the namespace, of tests that share it.
@@ -433,6 +445,110 @@ impl Drop for HostNsAlone {
         ALONE_HERE.with(|a| a.set(false));
         host_ns().alone = false;
         HOST_NS_CHANGED.notify_all();
+    }
+}
+
+/// As root, a cluster that a test starts in its own namespace: its first node (one with no
+/// seed) makes it, with only loopback up, and the nodes that join through one of its nodes
+/// run in it too. Clusters of one test binary then never trade ingress slices, bridges, DNS
+/// listeners or iptables rules: every cluster's first node takes the same slice, and two
+/// nodes of one slice in one namespace remove each other's bridge as stale between two tasks.
+/// The CLI reaches the nodes through their control sockets, which are files. The namespace
+/// goes with the last node of the cluster, the processes still in it killed.
+pub struct ClusterNs {
+    name: String,
+}
+
+/// Clusters' namespaces by the addresses of their nodes, for joiners to find their seed's.
+static CLUSTER_NAMESPACES: std::sync::Mutex<Vec<(SocketAddr, std::sync::Weak<ClusterNs>)>> =
+    std::sync::Mutex::new(Vec::new());
+static CLUSTER_NS_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's test talks to its nodes from the test process: they run in its namespace.
+    static HOST_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl ClusterNs {
+    /// The namespace a node with this seed runs in: its seed's, or a new one for a node that
+    /// bootstraps. `None` (the caller's namespace) for a test that keeps its nodes there, a
+    /// seed outside every cluster namespace, or a caller that is not root (outside CI).
+    fn for_node(seed: Option<SocketAddr>) -> Option<std::sync::Arc<ClusterNs>> {
+        if ALONE_HERE.with(|a| a.get()) || HOST_HERE.with(|h| h.get()) {
+            return None;
+        }
+        if let Some(seed) = seed {
+            return ClusterNs::of(seed);
+        }
+        let n = CLUSTER_NS_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("swt-{}-{n}", std::process::id());
+        let made = Command::new("ip").args(["netns", "add", &name]).output();
+        let made = made.is_ok_and(|o| o.status.success())
+            && Command::new("ip")
+                .args(["-n", &name, "link", "set", "lo", "up"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !made {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI runs the tests as root with `ip`: a cluster's namespace {name} could not be made"
+            );
+            let _ = Command::new("ip").args(["netns", "delete", &name]).output();
+            return None;
+        }
+        Some(std::sync::Arc::new(ClusterNs { name }))
+    }
+
+    /// The namespace of the cluster whose node listens on `addr`, if it has one.
+    fn of(addr: SocketAddr) -> Option<std::sync::Arc<ClusterNs>> {
+        let known = CLUSTER_NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .and_then(|(_, ns)| ns.upgrade())
+    }
+
+    /// Records that the node listening on `addr` runs here.
+    fn holds(self: &std::sync::Arc<Self>, addr: SocketAddr) {
+        let mut known = CLUSTER_NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
+        known.retain(|(a, ns)| *a != addr && ns.strong_count() > 0);
+        known.push((addr, std::sync::Arc::downgrade(self)));
+    }
+}
+
+impl Drop for ClusterNs {
+    fn drop(&mut self) {
+        kill_processes_in(&self.name);
+        // Best effort: the test is over either way.
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
+    }
+}
+
+/// Kills every process in the named network namespace.
+fn kill_processes_in(ns: &str) {
+    let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let _ = Command::new("kill").args(["-9", pid]).status(); // gone meanwhile is fine
+    }
+}
+
+/// The nodes this test starts run in the caller's namespace, sharing it with other tests'
+/// (see [`HostNs`]), while the value lives: for a test that talks to its nodes from the test
+/// process itself (a fake peer, raw datagrams).
+pub struct HostNsShared;
+
+pub fn host_netns_shared() -> HostNsShared {
+    HOST_HERE.with(|h| h.set(true));
+    HostNsShared
+}
+
+impl Drop for HostNsShared {
+    fn drop(&mut self) {
+        HOST_HERE.with(|h| h.set(false));
     }
 }
 

@@ -279,6 +279,74 @@ fn scale_down_and_a_failing_health_check_leave_the_rotation() {
 }
 
 #[test]
+fn a_stopping_replica_finishes_its_connections_within_the_grace_period() {
+    if skip("a_stopping_replica_finishes_its_connections…", false) {
+        return;
+    }
+    let m = Mesh::form(NET);
+    phase("one replica with a 30 s stop grace period publishes 29188:80");
+    let script = httpd_script(&m.www());
+    m.create(
+        "drain",
+        "--runtime process --replicas 1 --stop-grace-period 30s --publish 29188:80",
+        &[],
+        &["sh", "-c", &script],
+    );
+    let ids = m.wait_running("drain", 1);
+    m.wait_answers("n2", 29188, &ids);
+    let id = ids.into_iter().next().unwrap();
+    // Far more than the sockets and tunnels between them buffer: the replica is still writing
+    // it when the scale comes.
+    const BIG: usize = 64 << 20;
+    std::fs::write(m.www().join(&id).join("big"), vec![b'x'; BIG]).unwrap();
+
+    phase(
+        "a 64 MiB download at 8 MB/s (about 8 s) through n2 is in flight when the service scales to 0",
+    );
+    let ns = m.lab.slot(CLIENT).ns.clone();
+    let url = format!("http://{}:29188/big", m.lab.slot("n2").addr.ip());
+    let download = std::thread::spawn(move || {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "curl", "-sf", "-m", "60"])
+            .args([
+                "--limit-rate",
+                "8M",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+            ])
+            .arg(&url)
+            .output()
+            .expect("curl runs")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1_000));
+    let scaled = Instant::now();
+    m.n1().ok(&["service", "scale", "-d", "drain=0"]);
+
+    phase("the download completes, then the task ends (SIGTERM after it, not at the scale)");
+    let out = download.join().unwrap();
+    let finished = scaled.elapsed();
+    assert!(
+        out.status.success(),
+        "the download was cut: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), BIG.to_string());
+    let ended = wait_until(LIMIT, || m.running("drain").is_empty());
+    assert!(
+        ended,
+        "the replica never stopped: {:?}",
+        m.n1().service_ps("drain")
+    );
+    eprintln!(
+        "figure: scale to 0 -> the in-flight download finished after {} ms, then the task stopped",
+        finished.as_millis()
+    );
+}
+
+#[test]
 fn a_killed_node_leaves_the_rotation_without_failed_requests() {
     if skip("a_killed_node_leaves_the_rotation…", false) {
         return;

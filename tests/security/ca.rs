@@ -39,6 +39,8 @@ fn ca_rotation_reissues_every_node_and_refuses_the_old_root() {
         "attack: a node that joined before `swarm ca --rotate` keeps its certificate of the old \
          root and speaks after the rotation; a join with a token of the old root",
     );
+    // The test talks to the nodes itself, from this process's namespace.
+    let _host = crate::common::host_netns_shared();
     let root = tempfile::tempdir().unwrap();
     let m1 = Node::bootstrap(root.path(), "m1", 25601);
     let old_token = m1.token("worker");

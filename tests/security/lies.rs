@@ -168,6 +168,8 @@ fn status_on(n: &Node, id: &NodeId) -> Option<String> {
 #[test]
 fn a_worker_cannot_hand_out_work() {
     phase("attack: a worker poses as the only manager and answers sessions with its own task");
+    // The test talks to the nodes itself, from this process's namespace.
+    let _host = crate::common::host_netns_shared();
     let root = tempfile::tempdir().unwrap();
     let mut n1 = Node::bootstrap(root.path(), "n1", 25001);
     let token = n1.token("worker");
@@ -221,6 +223,8 @@ fn a_worker_cannot_hand_out_work() {
 #[test]
 fn gossip_cannot_speak_for_another_node() {
     phase("attack: a worker forges another node's description and identity in gossip");
+    // The test talks to the nodes itself, from this process's namespace.
+    let _host = crate::common::host_netns_shared();
     let root = tempfile::tempdir().unwrap();
     let n1 = Node::bootstrap(root.path(), "n1", 25011);
     let token = n1.token("worker");
@@ -297,6 +301,8 @@ fn gossip_cannot_speak_for_another_node() {
 #[test]
 fn raft_from_a_worker_is_dropped() {
     phase("attack: a worker sends raft heartbeats at a higher term that would depose the leader");
+    // The test talks to the nodes itself, from this process's namespace.
+    let _host = crate::common::host_netns_shared();
     let root = tempfile::tempdir().unwrap();
     let n1 = Node::bootstrap(root.path(), "n1", 25021);
     let token = n1.token("worker");
@@ -358,6 +364,8 @@ fn raft_from_a_worker_is_dropped() {
 #[test]
 fn a_demoted_manager_cannot_command() {
     phase("attack: a demoted manager, certificate still saying manager, orders a node removed");
+    // The test talks to the nodes itself, from this process's namespace.
+    let _host = crate::common::host_netns_shared();
     let root = tempfile::tempdir().unwrap();
     let n1 = Node::bootstrap(root.path(), "n1", 25031);
     let manager = n1.token("manager");

@@ -57,6 +57,8 @@ fn a_worker_posing_as_a_seed_never_receives_a_manager_token() {
     common::phase(
         "attack: a worker poses as a seed to collect a manager token from a joining node",
     );
+    // The test talks to the nodes itself, from this process's namespace.
+    let _host = common::host_netns_shared();
     let root = tempfile::tempdir().unwrap();
     let m = Node::bootstrap(root.path(), "m", 25301);
     let manager_token = m.token("manager");
@@ -111,6 +113,8 @@ fn a_worker_posing_as_a_seed_never_receives_a_manager_token() {
 #[test]
 fn a_removed_node_loses_every_connection_it_holds() {
     common::phase("attack: a removed node keeps a second connection open and goes on asking");
+    // The test talks to the nodes itself, from this process's namespace.
+    let _host = common::host_netns_shared();
     let root = tempfile::tempdir().unwrap();
     let m = Node::bootstrap(root.path(), "m", 25311);
     let rt = runtime();
@@ -164,6 +168,8 @@ fn peers_without_a_certificate_are_bounded_and_everyone_else_is_served() {
     common::phase(
         "attack: peers without a certificate open many connections and send bare 1 MiB length prefixes",
     );
+    // The test talks to the nodes itself, from this process's namespace.
+    let _host = common::host_netns_shared();
     let root = tempfile::tempdir().unwrap();
     let m = Node::bootstrap(root.path(), "m", 25321);
     let worker_token = m.token("worker");

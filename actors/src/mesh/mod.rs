@@ -17,7 +17,11 @@
 //! host ports only while this node runs a task of the service. A port that cannot be bound is
 //! logged and kept in [`MeshStatus::bind_errors`] (shown by `node inspect`), retried every
 //! [`BIND_RETRY_MS`]; the other ports keep serving. A backend that leaves the table takes no
-//! new connections; those in flight go on until either end closes them.
+//! new connections; those in flight go on until either end closes them. Each TCP connection
+//! that reaches a task of this node (from a local entry, a VIP, or a peer's tunnel) is counted
+//! in the [`Endpoints`] while it lasts (`Endpoints::connection`): a task being stopped is
+//! signalled only once they have ended, or its stop grace period has passed (`task::drain`).
+//! UDP flows are not waited for.
 //!
 //! Connections to a service's VIP on an overlay network reach the node's one VIP listener
 //! (the data path redirects them there, [`Mesh::vip_addr`]); it balances them round-robin

@@ -60,9 +60,10 @@ async fn accept_loop(inner: Arc<Inner>, route: Arc<Route>, listener: TcpListener
     }
 }
 
-/// Where a connection goes: a local task's socket, or a tunnel to the task's node.
+/// Where a connection goes: a local task's socket (counted as in flight to the task while
+/// it lasts), or a tunnel to the task's node.
 pub(super) enum Upstream {
-    Local(TcpStream),
+    Local(TcpStream, crate::runtime::InFlight),
     Tunnel(TunnelStreams),
 }
 
@@ -104,10 +105,11 @@ async fn connect(
 ) -> Result<Upstream, String> {
     if backend.node == inner.me {
         let to = inner.local_target(backend, port)?;
+        let in_flight = inner.endpoints.connection(backend.task);
         let stream = connect_local(inner, to).await?;
         return finish_local(stream, port, client, entry)
             .await
-            .map(Upstream::Local);
+            .map(|s| Upstream::Local(s, in_flight));
     }
     inner
         .tunnel(port, service, backend, client, entry)
@@ -149,7 +151,10 @@ async fn finish_local(
 
 pub(super) async fn pipe(mut client: TcpStream, up: Upstream, _slot: BackendSlot) {
     let done = match up {
-        Upstream::Local(mut s) => tokio::io::copy_bidirectional(&mut client, &mut s).await,
+        Upstream::Local(mut s, in_flight) => tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut client, &mut s) => r,
+            () = in_flight.task_gone() => Err(std::io::Error::other("the task is gone")),
+        },
         Upstream::Tunnel(t) => {
             let mut stream = tokio::io::join(t.recv, t.send);
             let r = tokio::io::copy_bidirectional(&mut client, &mut stream).await;
@@ -170,6 +175,7 @@ pub(super) async fn serve_tunnel(
     to: SocketAddr,
 ) {
     let (client, entry) = (t.req.client, t.req.entry);
+    let in_flight = inner.endpoints.connection(t.req.task);
     let stream = match connect_local(inner, to).await {
         Ok(s) => s,
         Err(e) => {
@@ -195,7 +201,11 @@ pub(super) async fn serve_tunnel(
     };
     inner.tunnel_answered(true);
     let mut tunnel = tokio::io::join(accepted.recv, accepted.send);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut stream, &mut tunnel).await {
+    let done = tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut stream, &mut tunnel) => r,
+        () = in_flight.task_gone() => Err(std::io::Error::other("the task is gone")),
+    };
+    if let Err(e) = done {
         debug!("tunnelled connection ended: {e}");
     }
     drop(accepted.slot);

@@ -226,9 +226,10 @@ async fn forward(inner: &Arc<Inner>, client: TcpStream, peer: SocketAddr) {
                 .get(backend.task)
                 .and_then(|ep| ep.overlay.get(&route.network).copied())
                 .unwrap_or(*addr);
+            let in_flight = inner.endpoints.connection(backend.task);
             super::tcp::connect_local(inner, SocketAddr::new(to.into(), dest.port()))
                 .await
-                .map(super::tcp::Upstream::Local)
+                .map(|s| super::tcp::Upstream::Local(s, in_flight))
         } else {
             let req = TunnelRequest {
                 service: route.service,

@@ -467,6 +467,10 @@ impl TaskRuntime for DockerRuntime {
         })
     }
 
+    fn endpoints(&self) -> Option<super::Endpoints> {
+        Some(self.endpoints.clone())
+    }
+
     fn kill(&self, task: TaskId) -> RuntimeFuture<'_, ()> {
         Box::pin(async move {
             let name = match self.name(task).await {

@@ -137,6 +137,14 @@ struct EndpointsInner {
     map: std::sync::RwLock<std::collections::HashMap<TaskId, TaskEndpoint>>,
     /// At most [`ENDPOINT_WATCHERS_MAX`]: one per reader that needs it (the DNS server).
     watchers: std::sync::RwLock<Vec<EndpointsWatcher>>,
+    /// Connections the routing mesh carries to each task now (tasks with none are absent):
+    /// at most one entry per task of the node, each at most the mesh's bound of connections
+    /// per backend plus those tunnelled in from other nodes.
+    in_flight: std::sync::Mutex<std::collections::HashMap<TaskId, usize>>,
+    /// Woken when a task's last connection ends.
+    drained: tokio::sync::Notify,
+    /// Woken when an endpoint is cleared: the connections still open to that task are cut.
+    cleared: tokio::sync::Notify,
 }
 
 /// Watchers one [`Endpoints`] takes; a further one is refused (`on_change` returns false).
@@ -173,6 +181,7 @@ impl Endpoints {
         let removed = self.0.map.write().expect("endpoints lock").remove(&task);
         if removed.is_some() {
             self.changed();
+            self.0.cleared.notify_waiters();
         }
     }
 
@@ -216,6 +225,84 @@ impl Endpoints {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Counts one connection the routing mesh carries to `task` (a task of this node, reached
+    /// on its own socket) until the value is dropped.
+    pub fn connection(&self, task: TaskId) -> InFlight {
+        *self.in_flight().entry(task).or_default() += 1;
+        InFlight {
+            endpoints: self.clone(),
+            task,
+        }
+    }
+
+    /// The connections the routing mesh carries to `task` now.
+    pub fn connections(&self, task: TaskId) -> usize {
+        self.in_flight().get(&task).copied().unwrap_or(0)
+    }
+
+    /// Waits until no connection to `task` is in flight, at most `limit`: whether none is.
+    pub async fn drained(&self, task: TaskId, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let woken = self.0.drained.notified();
+            tokio::pin!(woken);
+            // Registered before the count is read, so a drop in between still wakes it.
+            woken.as_mut().enable();
+            if self.connections(task) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return self.connections(task) == 0;
+            }
+        }
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<TaskId, usize>> {
+        self.0.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One connection to a task that the routing mesh carries, counted while it lives (see
+/// [`Endpoints::connection`]): a task being stopped is left its grace period to finish them.
+pub struct InFlight {
+    endpoints: Endpoints,
+    task: TaskId,
+}
+
+impl InFlight {
+    /// Resolves once the task's endpoint is cleared (the runtime removed the task): a
+    /// connection still open then is cut, as the task's end would not close it (its network
+    /// namespace, and what it had not sent, go with it).
+    pub async fn task_gone(&self) {
+        loop {
+            let woken = self.endpoints.0.cleared.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.endpoints.get(self.task).is_none() {
+                return;
+            }
+            woken.await;
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut map = self.endpoints.in_flight();
+        let last = match map.get_mut(&self.task) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            _ => true,
+        };
+        if last {
+            map.remove(&self.task);
+            drop(map);
+            self.endpoints.0.drained.notify_waiters();
+        }
     }
 }
 
@@ -342,6 +429,14 @@ pub trait TaskRuntime: Send + Sync + 'static {
 
     /// SIGKILL now.
     fn kill(&self, task: TaskId) -> RuntimeFuture<'_, ()>;
+
+    /// Where this runtime records its tasks' endpoints (shared with the routing mesh, which
+    /// counts its connections to each task there): the TaskActor waits for a stopping task's
+    /// connections to end before it asks for the stop. None for a runtime whose tasks the
+    /// mesh does not reach.
+    fn endpoints(&self) -> Option<Endpoints> {
+        None
+    }
 
     /// One health check: `Some(true)` healthy, `Some(false)` not, `None` no verdict yet (the
     /// engine is still in its start period). The process runtime runs `sh -c <cmd>` bounded by

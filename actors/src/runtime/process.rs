@@ -462,6 +462,10 @@ impl TaskRuntime for ProcessRuntime {
         })
     }
 
+    fn endpoints(&self) -> Option<super::Endpoints> {
+        Some(self.endpoints.clone())
+    }
+
     fn kill(&self, task: TaskId) -> RuntimeFuture<'_, ()> {
         Box::pin(async move {
             if let Some(proc) = self.get(task)

@@ -23,7 +23,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 pub use machine::{
     HealthJudge, RuntimeCmd, RuntimeEvent, STOP_GRACE_DEFAULT_MS, STOP_KILL_MARGIN_MS, TaskEffect,
@@ -228,7 +228,12 @@ impl TaskActorState {
                 });
             }
             RuntimeCmd::Stop { grace_ms } => {
+                let endpoints = runtime.endpoints();
                 tokio::spawn(async move {
+                    let grace_ms = match endpoints {
+                        Some(endpoints) => drain(&endpoints, task, grace_ms).await,
+                        None => grace_ms,
+                    };
                     if let Err(e) = runtime.stop(task, grace_ms).await {
                         warn!(%task, error = %e, "stop failed");
                     }
@@ -396,3 +401,35 @@ pub async fn spawn_task(
 
 #[cfg(test)]
 mod tests;
+
+/// What is left of a stop's grace period for the task itself, at least this (or the whole
+/// period when it is shorter), however long its connections took to end.
+pub const STOP_AFTER_DRAIN_MIN_MS: u64 = 1_000;
+
+/// Before a task is signalled: the connections the routing mesh carries to it (it left the
+/// rotation with the table that stopped it, so no new one comes) are left to end, for at most
+/// the stop grace period. Answers the grace left for the stop itself, so that the whole stop
+/// stays within the grace period plus [`STOP_AFTER_DRAIN_MIN_MS`], inside the machine's
+/// deadline (`STOP_KILL_MARGIN_MS` past the grace period).
+pub(crate) async fn drain(
+    endpoints: &crate::runtime::Endpoints,
+    task: TaskId,
+    grace_ms: u64,
+) -> u64 {
+    let open = endpoints.connections(task);
+    if open == 0 {
+        return grace_ms;
+    }
+    let start = tokio::time::Instant::now();
+    info!(%task, open, grace_ms, "waiting for the routing mesh's connections to the task to end");
+    let drained = endpoints
+        .drained(task, Duration::from_millis(grace_ms))
+        .await;
+    let spent = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if !drained {
+        warn!(%task, left = endpoints.connections(task), "connections still open at the end of the grace period");
+    }
+    grace_ms
+        .saturating_sub(spent)
+        .max(STOP_AFTER_DRAIN_MIN_MS.min(grace_ms))
+}

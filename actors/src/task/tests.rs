@@ -228,3 +228,132 @@ async fn over_docker_an_unhealthy_container_fails() {
     // Remove runs off the actor; make sure the container goes even if the test ends first.
     runtime.remove(c.task_id).await.unwrap();
 }
+
+/// A running `sleep` task `id` with this stop grace period, over a process runtime whose
+/// endpoints the test holds (as the routing mesh does); the runtime's directory lives as long
+/// as the first value.
+struct Sleeper {
+    _dir: tempfile::TempDir,
+    endpoints: crate::runtime::Endpoints,
+    handle: TaskHandle,
+    rx: mpsc::Receiver<(TaskId, TaskStatus)>,
+}
+
+async fn running_sleeper(id: u128, grace_ms: u64) -> Sleeper {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = crate::runtime::Endpoints::default();
+    let runtime = Arc::new(
+        ProcessRuntime::new(dir.path().to_path_buf())
+            .unwrap()
+            .with_endpoints(endpoints.clone()),
+    );
+    let (tx, mut rx) = mpsc::channel(64);
+    let mut c = ctx(id, "sleep", &["1000"], None);
+    c.spec.stop_grace_period_ms = grace_ms;
+    let (handle, _) = spawn_task(TaskArgs {
+        ctx: c,
+        runtime,
+        reporter: tx,
+        registry: None,
+    })
+    .await
+    .unwrap();
+    handle.start().unwrap();
+    until(&mut rx, TaskState::Running).await;
+    Sleeper {
+        _dir: dir,
+        endpoints,
+        handle,
+        rx,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_task_is_signalled_only_once_its_mesh_connections_end() {
+    let mut t = running_sleeper(14, 60_000).await;
+
+    eprintln!("phase: a connection is in flight: the shutdown waits for it");
+    let connection = t.endpoints.connection(TaskId(14));
+    t.handle.shutdown().unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        t.handle.describe().await.unwrap().status.state,
+        TaskState::Running,
+        "signalled with a connection still open"
+    );
+
+    eprintln!("phase: the connection ends: SIGTERM at once, well inside the 60 s grace");
+    drop(connection);
+    let seen = until(&mut t.rx, TaskState::Shutdown).await;
+    assert_eq!(
+        seen.last().unwrap().exit_code,
+        Some(128 + libc::SIGTERM),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_ends_delays_the_stop_by_the_grace_period_at_most() {
+    let mut t = running_sleeper(15, 2_000).await;
+    let _held = t.endpoints.connection(TaskId(15));
+    t.handle.shutdown().unwrap();
+    // The drain gives up at the end of the grace period; the task still gets SIGTERM (and
+    // `sleep` ends on it), not a kill.
+    let seen = until(&mut t.rx, TaskState::Shutdown).await;
+    assert_eq!(
+        seen.last().unwrap().exit_code,
+        Some(128 + libc::SIGTERM),
+        "{seen:?}"
+    );
+    assert_eq!(t.endpoints.connections(TaskId(15)), 1);
+}
+
+#[tokio::test]
+async fn drained_wakes_when_the_last_connection_ends() {
+    let endpoints = crate::runtime::Endpoints::default();
+    let task = TaskId(16);
+    assert!(
+        endpoints.drained(task, Duration::ZERO).await,
+        "none to begin with"
+    );
+    let a = endpoints.connection(task);
+    let b = endpoints.connection(task);
+    assert_eq!(endpoints.connections(task), 2);
+    assert!(!endpoints.drained(task, Duration::from_millis(20)).await);
+    drop(a);
+    assert!(!endpoints.drained(task, Duration::from_millis(20)).await);
+    let waiter = tokio::spawn({
+        let endpoints = endpoints.clone();
+        async move { endpoints.drained(task, PATIENCE).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(b);
+    assert!(waiter.await.unwrap(), "woken by the last drop");
+    assert_eq!(endpoints.connections(task), 0);
+}
+
+#[tokio::test]
+async fn a_connection_learns_that_its_task_is_gone() {
+    let endpoints = crate::runtime::Endpoints::default();
+    let task = TaskId(17);
+    endpoints.set(
+        task,
+        crate::runtime::TaskEndpoint {
+            ip: "10.255.0.2".parse().unwrap(),
+            ports: BTreeMap::new(),
+            host_network: false,
+            overlay: BTreeMap::new(),
+        },
+    );
+    let conn = endpoints.connection(task);
+    let waiter = tokio::spawn(async move {
+        conn.task_gone().await;
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiter.is_finished(), "the task is still there");
+    endpoints.clear(task);
+    tokio::time::timeout(PATIENCE, waiter)
+        .await
+        .expect("woken by the clear")
+        .unwrap();
+}
