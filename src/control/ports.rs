@@ -8,9 +8,11 @@
 //! Docker makes: two host-mode ports of different services may share a number, because the
 //! scheduler never puts two such tasks on one node.
 //!
-//! The check reads every other service, then writes this one: two concurrent writes that take
-//! the same free port can both pass (the store's compare-and-set covers one object). The
-//! window is one round trip of the store; the mesh reports a port it cannot bind twice.
+//! The check reads every other service, then writes this one. Writes on one manager are
+//! serialized by the caller (`network::ADDRESSES`, held for the read and the write); two
+//! writes on two managers at the same instant that take the same free port can both pass (the
+//! store's compare-and-set covers one object). The window is one round trip of the store; the
+//! mesh reports a port it cannot bind twice.
 
 use std::collections::BTreeSet;
 
