@@ -454,7 +454,7 @@ fn containers_read_the_secret_through_read_only_mounts_and_it_stays_out_of_their
         n1.logs()
     );
 
-    phase("the tasks end: their files go with them");
+    phase("the tasks end: their files go with them, and their containers");
     n1.ok(&["service", "rm", "db", "web"]);
     let gone = wait_until(PATIENCE, || {
         task_dirs(&id).is_empty() && vault_list(&n1, &id) == Some(vec![])
@@ -465,4 +465,15 @@ fn containers_read_the_secret_through_read_only_mounts_and_it_stays_out_of_their
         vault_list(&n1, &id),
         task_dirs(&id)
     );
+    let filter = format!("label={}={id}", swarm_actors::runtime::LABEL_NODE);
+    let mut left = String::new();
+    let removed = wait_until(PATIENCE, || {
+        let out = Command::new("docker")
+            .args(["ps", "-a", "--format", "{{.Names}} {{.Status}}", "--filter", &filter])
+            .output()
+            .unwrap();
+        left = String::from_utf8_lossy(&out.stdout).into_owned();
+        left.trim().is_empty()
+    });
+    assert!(removed, "containers left after service rm: {left}");
 }
