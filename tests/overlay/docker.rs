@@ -211,4 +211,17 @@ fn docker_tasks_find_and_reach_a_service_by_name_on_an_overlay_network() {
     });
     assert!(gone, "service rm left containers");
     n.ok(&["network", "rm", "dnet"]);
+
+    phase("network rm: the node removes the network's engine network and overlay devices");
+    let mut left = String::new();
+    let cleared = wait_until(LIMIT, || {
+        let sh = |script: &str| {
+            let out = Command::new("sh").args(["-c", script]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        left = sh("docker network ls --format '{{.Name}}' --filter name=swarm-ovl-")
+            + &sh("ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^sw[vo]-'");
+        left.trim().is_empty()
+    });
+    assert!(cleared, "left after network rm: {left}");
 }
