@@ -469,7 +469,14 @@ fn containers_read_the_secret_through_read_only_mounts_and_it_stays_out_of_their
     let mut left = String::new();
     let removed = wait_until(PATIENCE, || {
         let out = Command::new("docker")
-            .args(["ps", "-a", "--format", "{{.Names}} {{.Status}}", "--filter", &filter])
+            .args([
+                "ps",
+                "-a",
+                "--format",
+                "{{.Names}} {{.Status}}",
+                "--filter",
+                &filter,
+            ])
             .output()
             .unwrap();
         left = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -181,6 +181,32 @@ fn the_tutorials_wordpress_stack_deploys_in_order_redeploys_and_goes_away() {
         "db has no other task"
     );
 
+    phase("a redeploy whose secret data changed is refused before it makes anything");
+    std::fs::write(files.join("db_password.txt"), "changed\n").unwrap();
+    let extra = files.join("extra.yml");
+    std::fs::write(
+        &extra,
+        "services:\n  extra:\n    image: busybox\n    x-swarm-runtime: process\n    \
+         command: [\"sleep\", \"1000\"]\n    networks: [extra_net]\nnetworks:\n  extra_net:\n",
+    )
+    .unwrap();
+    let (f, x) = (file.display().to_string(), extra.display().to_string());
+    let refused = c
+        .n1()
+        .cli_within(LIMIT, &["stack", "deploy", "-c", &f, "-c", &x, "wpstack"])
+        .expect("stack deploy answers");
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "deployed: {text}");
+    assert!(
+        text.contains("wpstack_db_password") && text.contains("only updates to Labels are allowed"),
+        "{text}"
+    );
+    let services = c.n1().ok(&["service", "ls"]);
+    assert!(!services.contains("wpstack_extra"), "{services}");
+    let networks = c.n1().ok(&["network", "ls"]);
+    assert!(!networks.contains("wpstack_extra_net"), "{networks}");
+    write_files(&files, 29381, &out);
+
     phase("stack rm leaves nothing: services, secrets, network, volumes");
     remove_and_check_nothing_left(&c);
     let ls = c.n1().ok(&["stack", "ls"]);

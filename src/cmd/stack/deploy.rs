@@ -126,7 +126,26 @@ pub fn actions(plan: &StackPlan, existing: &Existing, prune: bool) -> Result<Vec
         validate_spec(&s.spec).map_err(|e| format!("service {}: {e}", s.spec.name))?;
         services.push(s);
     }
-    let mut out = Vec::new();
+    // Secrets and configs the cluster holds come first: the only step of a valid plan the
+    // cluster may still refuse is one of them, when its data changed (they are immutable), and
+    // then nothing else is done yet. Those to make follow the networks, as Docker orders them.
+    let (held, to_make): (Vec<Action>, Vec<Action>) = plan
+        .secrets
+        .iter()
+        .chain(&plan.configs)
+        .filter(|f| !f.external)
+        .map(|f| {
+            let held = match f.kind {
+                FileKind::Secret => &existing.secrets,
+                FileKind::Config => &existing.configs,
+            };
+            Action::File {
+                file: f.clone(),
+                exists: held.contains(&f.name),
+            }
+        })
+        .partition(|a| matches!(a, Action::File { exists: true, .. }));
+    let mut out = held;
     if prune {
         let keep: BTreeSet<&str> = plan.services.iter().map(|s| s.spec.name.as_str()).collect();
         out.extend(
@@ -140,21 +159,7 @@ pub fn actions(plan: &StackPlan, existing: &Existing, prune: bool) -> Result<Vec
             .filter(|n| !n.external && !existing.networks.contains(&n.create.name))
             .map(|n| Action::CreateNetwork(n.create.clone())),
     );
-    for f in plan
-        .secrets
-        .iter()
-        .chain(&plan.configs)
-        .filter(|f| !f.external)
-    {
-        let held = match f.kind {
-            FileKind::Secret => &existing.secrets,
-            FileKind::Config => &existing.configs,
-        };
-        out.push(Action::File {
-            file: f.clone(),
-            exists: held.contains(&f.name),
-        });
-    }
+    out.extend(to_make);
     for s in services {
         out.push(match existing.services.get(&s.spec.name) {
             Some(id) => Action::UpdateService {
@@ -421,8 +426,34 @@ mod tests {
             ]
         );
         let steps = actions(&plan(), &existing, true).unwrap();
-        assert_eq!(names(&steps)[0], "rm wp_old");
+        assert_eq!(
+            names(&steps)[..2],
+            ["secret wp_db_password true", "rm wp_old"]
+        );
         assert_eq!(steps.len(), 4);
+    }
+
+    #[test]
+    fn a_held_secret_whose_data_may_have_changed_is_checked_before_anything_is_made() {
+        let mut p = plan();
+        p.secrets.push(StackFile {
+            name: "wp_new".into(),
+            ..p.secrets[0].clone()
+        });
+        let existing = Existing {
+            secrets: BTreeSet::from(["wp_db_password".to_string()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            names(&actions(&p, &existing, true).unwrap()),
+            [
+                "secret wp_db_password true",
+                "network wp_default",
+                "secret wp_new false",
+                "create wp_db",
+                "create wp_wordpress"
+            ]
+        );
     }
 
     #[test]
