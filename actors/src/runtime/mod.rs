@@ -280,7 +280,10 @@ impl InFlight {
             let woken = self.endpoints.0.cleared.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            if self.endpoints.get(self.task).is_none() {
+            // A clear wakes every open connection of the node: a lookup, not a copy.
+            let held =
+                (self.endpoints.0.map.read().expect("endpoints lock")).contains_key(&self.task);
+            if !held {
                 return;
             }
             woken.await;
